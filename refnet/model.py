@@ -1,0 +1,301 @@
+"""A minimal multilayer perceptron: plain arrays in, plain arrays out, backprop by hand.
+
+Conventions (the same as PyTorch's ``nn.Linear`` and both papers)
+-----------------------------------------------------------------
+* Weights of weight layer ``l`` (1..L) have shape ``(n_out, n_in)``; row ``i`` holds neuron
+  ``i``'s incoming weights. Pre-activations are ``Z = A_prev @ W.T + b``, shape
+  ``(n_batch, n_out)``.
+* Layer 0 is the input ``X`` of shape ``(n_batch, n_in)``; layer ``l`` outputs
+  ``A_l = f_l(Z_l)``, with the noise of :mod:`refnet.noise` applied where configured.
+* :func:`forward` returns the output and a :class:`Cache`; :func:`backward` takes the cache
+  and ``dL/d(output)`` and returns the gradients. Nothing is stored between calls and no
+  caller's array is modified.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .activations import get_activation
+from .noise import LayerNoise, NoiseConfig, apply_noise, draw_layer_noise, noise_gradient_factor
+
+__all__ = ["Architecture", "Params", "Cache", "init_params", "forward", "backward", "predict",
+           "INITS", "check_input", "mlp"]
+
+Array = np.ndarray
+INITS = ("torch", "xavier", "normal")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Layer sizes, one activation per weight layer, and whether biases are trained.
+
+    ``sizes = (784, 300, 300, 10)`` has L = 3 weight layers. ``activations`` are names for
+    :func:`refnet.activations.get_activation`. ``train_biases=False`` keeps the biases at their
+    initial values (Semenova's network A has constant, non-optimised biases).
+    """
+
+    sizes: tuple[int, ...]
+    activations: tuple[str, ...]
+    train_biases: bool = True
+
+    def __post_init__(self):
+        sizes = tuple(int(s) for s in self.sizes)
+        if len(sizes) < 2 or any(s < 1 for s in sizes):
+            raise ValueError(f"sizes: need at least two positive layer sizes, got {self.sizes}")
+        acts = tuple(get_activation(a).spec for a in self.activations)
+        if len(acts) != len(sizes) - 1:
+            raise ValueError(f"activations: need one per weight layer ({len(sizes) - 1}), "
+                             f"got {len(acts)}")
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "activations", acts)
+
+    @property
+    def n_layers(self) -> int:
+        """L, the number of weight layers."""
+        return len(self.sizes) - 1
+
+    def as_dict(self) -> dict:
+        return {"sizes": list(self.sizes), "activations": list(self.activations),
+                "train_biases": self.train_biases}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Architecture":
+        return cls(tuple(d["sizes"]), tuple(d["activations"]), bool(d.get("train_biases", True)))
+
+
+def mlp(sizes, hidden: str = "sigmoid", output: str = "identity", train_biases: bool = True) -> Architecture:
+    """Architecture with one activation for every hidden layer and another for the output."""
+    n = len(sizes) - 1
+    return Architecture(tuple(sizes), (hidden,) * (n - 1) + (output,), train_biases)
+
+
+@dataclass(frozen=True)
+class Params:
+    """Weights ``W[l-1]`` of shape ``(n_out, n_in)`` and biases ``b[l-1]`` of shape ``(n_out,)``.
+
+    Also used for gradients, with the same shapes.
+    """
+
+    W: tuple[Array, ...]
+    b: tuple[Array, ...]
+
+    def arrays(self) -> list[Array]:
+        """All arrays in the order W1, b1, W2, b2, ... (the optimizers' order)."""
+        return [a for pair in zip(self.W, self.b) for a in pair]
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "Params":
+        arrays = list(arrays)
+        return cls(tuple(arrays[0::2]), tuple(arrays[1::2]))
+
+    def astype(self, dtype) -> "Params":
+        return Params(tuple(w.astype(dtype) for w in self.W), tuple(b.astype(dtype) for b in self.b))
+
+    @property
+    def dtype(self):
+        return self.W[0].dtype
+
+
+def init_params(arch: Architecture, init: str = "torch", rng=None, std: float = 0.01,
+                dtype=np.float64) -> Params:
+    """Initial weights and biases.
+
+    ``init``:
+      * ``"torch"``: PyTorch's ``nn.Linear`` default, ``U(-1/sqrt(n_in), 1/sqrt(n_in))`` for
+        weights and biases (the authors' networks);
+      * ``"xavier"``: Glorot uniform ``U(-a, a)``, ``a = sqrt(6/(n_in + n_out))``, zero biases;
+      * ``"normal"``: ``N(0, std^2)`` weights, zero biases.
+    Drawn layer by layer, weights before biases, from ``np.random.default_rng(rng)``.
+    """
+    if init not in INITS:
+        raise ValueError(f"init: unknown initialisation {init!r}; known: {', '.join(INITS)}")
+    rng = np.random.default_rng(rng)
+    W, b = [], []
+    for n_in, n_out in zip(arch.sizes[:-1], arch.sizes[1:]):
+        if init == "torch":
+            bound = 1.0 / math.sqrt(n_in)
+            W.append(rng.uniform(-bound, bound, (n_out, n_in)))
+            b.append(rng.uniform(-bound, bound, n_out))
+        elif init == "xavier":
+            a = math.sqrt(6.0 / (n_in + n_out))
+            W.append(rng.uniform(-a, a, (n_out, n_in)))
+            b.append(np.zeros(n_out))
+        else:
+            if not (std > 0 and math.isfinite(std)):
+                raise ValueError(f"std: must be finite and > 0, got {std}")
+            W.append(rng.normal(0.0, std, (n_out, n_in)))
+            b.append(np.zeros(n_out))
+    return Params(tuple(W), tuple(b)).astype(dtype)
+
+
+def check_params(arch: Architecture, params: Params) -> None:
+    """Raise ``ValueError`` naming the layer if ``params`` do not fit ``arch``."""
+    if len(params.W) != arch.n_layers or len(params.b) != arch.n_layers:
+        raise ValueError(f"params: architecture has {arch.n_layers} weight layers, params have "
+                         f"{len(params.W)} weights and {len(params.b)} biases")
+    for l, (w, bb) in enumerate(zip(params.W, params.b), start=1):
+        want = (arch.sizes[l], arch.sizes[l - 1])
+        if w.shape != want:
+            raise ValueError(f"params: W{l} has shape {w.shape}, expected {want} (n_out, n_in)")
+        if bb.shape != (want[0],):
+            raise ValueError(f"params: b{l} has shape {bb.shape}, expected {(want[0],)}")
+
+
+def check_input(X, n_in: int, name: str = "X") -> Array:
+    """``X`` as a 2-D float array ``(n_batch, n_in)``; ``ValueError`` on bad shape, NaN or inf."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "fiu":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {X.dtype}")
+    if X.ndim != 2 or X.shape[1] != n_in:
+        raise ValueError(f"{name}: expected shape (n_batch, {n_in}), got {X.shape}")
+    if X.dtype.kind != "f":
+        X = X.astype(np.float64)
+    if not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"{name}: contains NaN or inf (first at row {bad[0]}, column {bad[1]})")
+    return X
+
+
+@dataclass(frozen=True)
+class Cache:
+    """What :func:`backward` needs from a forward pass.
+
+    ``A[l]`` is the (noisy, where configured) output of layer ``l`` = 0..L, shape
+    ``(n_batch, sizes[l])``; ``A[0]`` is the (possibly noisy) input. ``Z[l-1]`` is the
+    pre-activation of weight layer ``l`` before any pre-activation noise, ``Zn[l-1]`` the one
+    fed to the activation. ``noise[l]`` holds the draws used at layer ``l`` (or ``None``).
+    """
+
+    A: tuple[Array, ...]
+    Z: tuple[Array, ...]
+    Zn: tuple[Array, ...]
+    noise: tuple[LayerNoise | None, ...]
+    config: NoiseConfig | None
+
+
+def _layer_draws(l, noisy, noise, draws, rng, shape, dtype):
+    if l not in noisy:
+        return None
+    if draws is not None:
+        d = draws[l]
+        if d is None:
+            raise ValueError(f"draws: layer {l} is noisy but draws[{l}] is None")
+        return d
+    return draw_layer_noise(noise.spec, shape[0], shape[1], rng, dtype)
+
+
+def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = None,
+            rng=None, draws=None):
+    """Forward pass, optionally noisy.
+
+    Parameters
+    ----------
+    arch, params
+        The network.
+    X : array, shape (n_batch, sizes[0])
+    noise : NoiseConfig or None
+        Where and how much noise; ``None`` for the clean network.
+    rng : Generator, int or None
+        Source of the noise draws (ignored when ``draws`` is given). Layers draw in order 0..L.
+    draws : sequence of LayerNoise or None, length L + 1
+        Explicit standard-normal draws per layer (``None`` entries for clean layers), to make a
+        noisy pass exactly reproducible or comparable with another framework.
+
+    Returns
+    -------
+    out : ndarray, shape (n_batch, sizes[-1])
+    cache : Cache
+    """
+    check_params(arch, params)
+    X = check_input(X, arch.sizes[0])
+    dtype = params.dtype
+    X = X.astype(dtype, copy=False)
+    L = arch.n_layers
+    noisy = () if noise is None or noise.is_zero else noise.resolved_layers(L)
+    if noisy and draws is None:
+        rng = np.random.default_rng(rng)
+    if draws is not None and len(draws) != L + 1:
+        raise ValueError(f"draws: need one entry per layer 0..{L} ({L + 1}), got {len(draws)}")
+    used = [None] * (L + 1)
+    used[0] = _layer_draws(0, noisy, noise, draws, rng, X.shape, dtype)
+    a = apply_noise(X, noise.spec, used[0]) if used[0] is not None else X
+    A, Z, Zn = [a], [], []
+    for l in range(1, L + 1):
+        act = get_activation(arch.activations[l - 1])
+        z = a @ params.W[l - 1].T + params.b[l - 1]
+        d = _layer_draws(l, noisy, noise, draws, rng, z.shape, dtype)
+        used[l] = d
+        zn = apply_noise(z, noise.spec, d) if d is not None and noise.position == "pre" else z
+        a = act.f(zn)
+        if d is not None and noise.position == "post":
+            a = apply_noise(a, noise.spec, d)
+        Z.append(z)
+        Zn.append(zn)
+        A.append(a)
+    cache = Cache(tuple(A), tuple(Z), tuple(Zn), tuple(used), noise if noisy else None)
+    return a, cache
+
+
+def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=None) -> Params:
+    """Gradients of a scalar loss by the chain rule, written out by hand.
+
+    Parameters
+    ----------
+    cache : Cache
+        From :func:`forward` on the same ``params``.
+    d_out : ndarray, shape (n_batch, sizes[-1])
+        ``dL/dA_L``, the loss gradient at the network output (after output noise).
+    dZ_extra : dict {l: ndarray (n_batch, sizes[l])} or None
+        Extra gradient ``dR/dZn_l`` of a penalty on the pre-activation fed to layer ``l``'s
+        activation (Duque 2024, Eq. 7), added on the way down.
+
+    Returns
+    -------
+    Params
+        ``dL/dW_l`` of shape ``(n_out, n_in)`` and ``dL/db_l`` of shape ``(n_out,)``.
+        With ``arch.train_biases`` false the bias gradients are still returned (the trainer
+        does not apply them).
+
+    Noise: the drawn noise is held fixed. At a noisy layer the gradient is multiplied by
+    ``(1 + xi_MU)(1 + xi_MC)``; additive noise passes it unchanged.
+    """
+    L = arch.n_layers
+    cfg = cache.config
+    pos = cfg.position if cfg is not None else "post"
+    dA = np.asarray(d_out)
+    if dA.shape != cache.A[-1].shape:
+        raise ValueError(f"d_out: expected shape {cache.A[-1].shape}, got {dA.shape}")
+    dW, db = [None] * L, [None] * L
+    for l in range(L, 0, -1):
+        act = get_activation(arch.activations[l - 1])
+        d = cache.noise[l]
+        if d is not None and pos == "post":
+            g = noise_gradient_factor(cfg.spec, d, dA.shape)
+            if g is not None:
+                dA = dA * g
+        dZ = dA * act.d1(cache.Zn[l - 1])
+        if dZ_extra and l in dZ_extra:
+            dZ = dZ + dZ_extra[l]
+        if d is not None and pos == "pre":
+            g = noise_gradient_factor(cfg.spec, d, dZ.shape)
+            if g is not None:
+                dZ = dZ * g
+        A_prev = cache.A[l - 1]
+        dW[l - 1] = dZ.T @ A_prev
+        db[l - 1] = dZ.sum(axis=0)
+        if l > 1:
+            dA = dZ @ params.W[l - 1]
+    return Params(tuple(dW), tuple(db))
+
+
+def predict(arch: Architecture, params: Params, X, noise: NoiseConfig | None = None, rng=None,
+            batch_size: int = 4096) -> Array:
+    """Class predictions ``argmax`` of the (optionally noisy) output, shape ``(n_batch,)``."""
+    X = check_input(X, arch.sizes[0])
+    rng = np.random.default_rng(rng)
+    out = [np.argmax(forward(arch, params, X[i:i + batch_size], noise, rng)[0], axis=1)
+           for i in range(0, len(X), max(1, int(batch_size)))]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
