@@ -1,0 +1,1 @@
+"""Subcommands of the ``refnet`` command line; see :mod:`refnet.cli`."""
