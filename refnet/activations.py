@@ -17,6 +17,7 @@ same shape; none overflows or returns NaN for finite ``|z|`` up to 1e4 (tested).
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -177,6 +178,11 @@ def get_activation(spec: str | Activation) -> Activation:
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"activation: expected a name such as 'sigmoid', got {type(spec).__name__}")
+    return _parse_activation(spec)
+
+
+@functools.lru_cache(maxsize=64)  # parsed once per name: forward/backward resolve it per layer
+def _parse_activation(spec: str) -> Activation:
     m = _SPEC.match(spec)
     name = m.group(1) if m else spec
     if not m or name not in ACTIVATION_NAMES:

@@ -1,0 +1,270 @@
+"""Training: mini-batch loop for standard, noise-aware and regularized training.
+
+* Standard training: ``TrainConfig(noise=None, regularizers=())``.
+* Noise-aware training (Duque 2024, Sec. 2): ``noise=NoiseConfig(...)``; fresh noise is drawn
+  for every batch and the gradient flows through it as documented in :mod:`refnet.noise`.
+* Regularized training (Duque 2024, Eqs. 4 and 7): ``regularizers=(...)`` from
+  :mod:`refnet.regularizers`; total loss = data loss + sum of the penalties.
+* Fine-tuning (the authors fine-tune noise-aware and regularized models from a trained
+  baseline): pass the baseline's ``params``.
+
+Randomness: epoch ``e`` draws its shuffling and its noise from
+``SeedSequence(seed, spawn_key=(e,))``, so a run resumed from the checkpoint of epoch ``e - 1``
+gives exactly the numbers of an uninterrupted run.
+
+Checkpoints: with ``checkpoint=PATH`` the parameters, optimizer state and history are written
+atomically after every epoch; calling :func:`train` again with the same path and settings
+resumes after the last completed epoch. A NaN or inf in the loss stops training with
+:class:`TrainingDiverged` naming the epoch and batch; the last good checkpoint is kept.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .io import load_npz, save_npz_atomic
+from .losses import check_labels, get_loss
+from .model import Architecture, Params, backward, check_input, check_params, forward
+from .noise import NoiseConfig
+from .optim import get_optimizer
+from .regularizers import regularizer_from_dict, regularizer_to_dict, regularizers_value_and_grad
+
+__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate_accuracy",
+           "epoch_rng"]
+
+Array = np.ndarray
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or inf; ``epoch`` and ``batch`` say where (both 1-based)."""
+
+    def __init__(self, epoch: int, batch: int, value: float, checkpoint: str | None):
+        self.epoch, self.batch, self.value = epoch, batch, value
+        kept = (f"; the last good checkpoint ({checkpoint}) is kept" if checkpoint
+                else "; no checkpoint was configured")
+        super().__init__(f"loss is {value} at epoch {epoch}, batch {batch}{kept}. "
+                         "Lower the learning rate or the noise/regularizer settings.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a training run (plain data, stored in checkpoints and model metadata).
+
+    ``optimizer`` is ``"sgd"``, ``"adagrad"`` or ``"adam"`` with learning rate ``lr`` and
+    further keyword options ``optimizer_options`` (e.g. ``(("momentum", 0.9),)``). The
+    defaults are the authors' (Adagrad, lr 0.01, batch 128). ``shuffle=False`` mirrors the
+    authors' code, which never shuffles the training batches.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adagrad"
+    lr: float = 0.01
+    optimizer_options: tuple = ()
+    loss: str = "cross_entropy"
+    noise: NoiseConfig | None = None
+    regularizers: tuple = ()
+    shuffle: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if int(self.epochs) < 0:
+            raise ValueError(f"epochs: must be >= 0, got {self.epochs}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr: must be finite and > 0, got {self.lr}")
+        get_loss(self.loss)
+        object.__setattr__(self, "optimizer_options", tuple(tuple(kv) for kv in self.optimizer_options))
+        object.__setattr__(self, "regularizers", tuple(self.regularizers))
+        self.make_optimizer()  # fails early on an unknown optimizer or option
+
+    def make_optimizer(self):
+        return get_optimizer(self.optimizer, lr=self.lr, **dict(self.optimizer_options))
+
+    def as_dict(self) -> dict:
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "optimizer": self.optimizer,
+                "lr": self.lr, "optimizer_options": [list(kv) for kv in self.optimizer_options],
+                "loss": self.loss, "noise": None if self.noise is None else self.noise.as_dict(),
+                "regularizers": [regularizer_to_dict(r) for r in self.regularizers],
+                "shuffle": self.shuffle, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["noise"] = None if d.get("noise") is None else NoiseConfig.from_dict(d["noise"])
+        d["regularizers"] = tuple(regularizer_from_dict(r) for r in d.get("regularizers", ()))
+        d["optimizer_options"] = tuple(tuple(kv) for kv in d.get("optimizer_options", ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Final parameters, per-epoch history (list of dicts) and where training stopped."""
+
+    params: Params
+    history: tuple = field(default_factory=tuple)
+    epochs_done: int = 0
+    resumed_from: int = 0
+
+
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The generator of epoch ``epoch`` (0-based): shuffling first, then noise draws."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(epoch),)))
+
+
+def evaluate_accuracy(arch: Architecture, params: Params, X, y, noise=None, rng=None,
+                      batch_size: int = 4096) -> float:
+    """Fraction of correct argmax predictions (clean unless ``noise`` is given)."""
+    from .model import predict
+
+    y = check_labels(y, len(X), arch.sizes[-1])
+    return float(np.mean(predict(arch, params, X, noise, rng, batch_size) == y))
+
+
+def _loss_on(arch, params, X, y, loss_fn, batch_size=4096):
+    total = 0.0
+    for i in range(0, len(X), batch_size):
+        out, _ = forward(arch, params, X[i:i + batch_size])
+        total += loss_fn(out, y[i:i + batch_size])[0] * len(out)
+    return total / max(1, len(X))
+
+
+def _progress(stream, epoch, epochs, batch, n_batches, loss, t0):
+    if stream is None:
+        return
+    done = batch / n_batches
+    bar = "#" * int(24 * done) + "-" * (24 - int(24 * done))
+    stream.write(f"\repoch {epoch}/{epochs} [{bar}] {batch}/{n_batches} loss {loss:.4f} "
+                 f"{time.perf_counter() - t0:5.1f}s")
+    stream.flush()
+
+
+def _checkpoint_meta(arch, config, epoch_done, history, dtype):
+    return {"format": "refnet-checkpoint", "refnet_version": __version__,
+            "architecture": arch.as_dict(), "config": config.as_dict(), "epochs_done": epoch_done,
+            "history": list(history), "dtype": str(dtype)}
+
+
+def _save_checkpoint(path, arch, params, opt_state, config, epoch_done, history):
+    arrays = {}
+    for l, (w, b) in enumerate(zip(params.W, params.b), start=1):
+        arrays[f"W{l}"], arrays[f"b{l}"] = w, b
+    for k, v in opt_state.items():
+        arrays[f"opt/{k}"] = v
+    save_npz_atomic(path, arrays, _checkpoint_meta(arch, config, epoch_done, history, params.dtype))
+
+
+def _load_checkpoint(path, arch, config):
+    arrays, meta = load_npz(path)
+    if meta.get("format") != "refnet-checkpoint":
+        raise ValueError(f"checkpoint: {path} is not a refnet checkpoint")
+    if Architecture.from_dict(meta["architecture"]) != arch:
+        raise ValueError(f"checkpoint: {path} holds a different architecture; delete it or "
+                         "choose another checkpoint path")
+    saved = dict(meta["config"])
+    mine = config.as_dict()
+    saved.pop("epochs"), mine.pop("epochs")
+    if json.dumps(saved, sort_keys=True) != json.dumps(mine, sort_keys=True):
+        raise ValueError(f"checkpoint: {path} was written with other settings; delete it or "
+                         "choose another checkpoint path to start afresh")
+    L = arch.n_layers
+    params = Params(tuple(arrays[f"W{l}"] for l in range(1, L + 1)),
+                    tuple(arrays[f"b{l}"] for l in range(1, L + 1)))
+    opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+    return params, opt_state, int(meta["epochs_done"]), tuple(meta["history"])
+
+
+def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=None, y_val=None,
+          checkpoint=None, progress=None, log=None) -> TrainResult:
+    """Train ``params`` (not modified; a new :class:`Params` is returned).
+
+    Parameters
+    ----------
+    X : array (n_samples, sizes[0]);  y : labels (n_samples,) or regression targets (n_samples, n_out)
+    X_val, y_val : optional validation data, scored after every epoch (clean accuracy and loss)
+    checkpoint : path or None
+        Written atomically after every epoch; an existing one with the same settings is resumed.
+    progress : text stream or None
+        Where to draw a progress bar (e.g. ``sys.stderr``); ``None`` for silence.
+    log : callable(dict) or None
+        Called with each epoch's history entry.
+    """
+    check_params(arch, params)
+    dtype = params.dtype
+    X = check_input(X, arch.sizes[0]).astype(dtype, copy=False)
+    loss_fn = get_loss(config.loss)
+    classify = config.loss == "cross_entropy"
+    if classify:
+        y = check_labels(y, len(X), arch.sizes[-1])
+    else:
+        y = np.asarray(y, dtype=dtype).reshape(len(X), -1)
+    if X_val is not None:
+        X_val = check_input(X_val, arch.sizes[0], "X_val").astype(dtype, copy=False)
+        y_val = (check_labels(y_val, len(X_val), arch.sizes[-1], "y_val") if classify
+                 else np.asarray(y_val, dtype=dtype).reshape(len(X_val), -1))
+    opt = config.make_optimizer()
+    arrays = [a.copy() for a in params.arrays()]
+    trainable = [True, arch.train_biases] * arch.n_layers
+    opt_state = opt.init(arrays)
+    start, history = 0, ()
+    ckpt = None if checkpoint is None else Path(checkpoint)
+    if ckpt is not None and ckpt.exists():
+        p, opt_state, start, history = _load_checkpoint(ckpt, arch, config)
+        arrays = [a.astype(dtype) for a in p.arrays()]
+    resumed_from = start
+    n = len(X)
+    bs = int(config.batch_size)
+    n_batches = (n + bs - 1) // bs
+    for epoch in range(start, int(config.epochs)):
+        rng = epoch_rng(config.seed, epoch)
+        order = rng.permutation(n) if config.shuffle else np.arange(n)
+        t0 = time.perf_counter()
+        sum_loss = sum_reg = 0.0
+        for bi in range(n_batches):
+            idx = order[bi * bs:(bi + 1) * bs]
+            Xb, yb = X[idx], y[idx]
+            p = Params.from_arrays(arrays)
+            out, cache = forward(arch, p, Xb, config.noise, rng)
+            value, d_out = loss_fn(out, yb)
+            reg_value, reg_grads, dZ_extra = 0.0, None, None
+            if config.regularizers:
+                reg_value, reg_grads, dZ_extra = regularizers_value_and_grad(
+                    arch, p, cache, config.regularizers)
+            total = value + reg_value
+            if not math.isfinite(total):
+                if progress is not None:
+                    progress.write("\n")
+                raise TrainingDiverged(epoch + 1, bi + 1, total, None if ckpt is None else str(ckpt))
+            grads = backward(arch, p, cache, d_out, dZ_extra).arrays()
+            if reg_grads is not None:
+                grads = [g + r for g, r in zip(grads, reg_grads.arrays())]
+            arrays, opt_state = opt.step(arrays, grads, opt_state, trainable=trainable)
+            sum_loss += value * len(idx)
+            sum_reg += reg_value * len(idx)
+            if progress is not None and (bi % 20 == 0 or bi == n_batches - 1):
+                _progress(progress, epoch + 1, config.epochs, bi + 1, n_batches, sum_loss / ((bi * bs) + len(idx)), t0)
+        p = Params.from_arrays(arrays)
+        entry = {"epoch": epoch + 1, "train_loss": sum_loss / n, "train_penalty": sum_reg / n,
+                 "seconds": round(time.perf_counter() - t0, 3)}
+        if X_val is not None and len(X_val):
+            entry["val_loss"] = _loss_on(arch, p, X_val, y_val, loss_fn)
+            if classify:
+                entry["val_accuracy"] = evaluate_accuracy(arch, p, X_val, y_val)
+        history = history + (entry,)
+        if ckpt is not None:
+            _save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history)
+        if progress is not None:
+            extra = "".join(f" {k} {v:.4f}" for k, v in entry.items() if k.startswith("val_"))
+            progress.write(f"\repoch {epoch + 1}/{config.epochs} loss {entry['train_loss']:.4f}"
+                           f"{extra} ({entry['seconds']:.1f}s)" + " " * 20 + "\n")
+        if log is not None:
+            log(entry)
+    return TrainResult(Params.from_arrays(arrays), tuple(history), int(config.epochs), resumed_from)

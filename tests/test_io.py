@@ -1,0 +1,88 @@
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import refnet as rn
+from refnet.io import (ModelFileError, from_state_dict, load_model, load_npz, save_model,
+                       save_npz_atomic, to_state_dict)
+
+
+@pytest.fixture
+def model():
+    arch = rn.Architecture((5, 4, 3), ("shifted_sigmoid(alpha=4)", "identity"), train_biases=False)
+    return arch, rn.init_params(arch, rng=0)
+
+
+def test_roundtrip_keeps_arrays_architecture_and_metadata(tmp_path, model):
+    arch, p = model
+    path = save_model(tmp_path / "m.npz", arch, p, {"seed": 7, "noise": {"add_unc": 0.1}})
+    a2, p2, meta = load_model(path)
+    assert a2 == arch
+    for x, y in zip(p.arrays(), p2.arrays()):
+        np.testing.assert_array_equal(x, y)
+    assert meta["seed"] == 7 and meta["refnet_version"] == rn.__version__
+    assert meta["architecture"]["activations"] == ["shifted_sigmoid(alpha=4.0)", "identity"]
+    assert not list(tmp_path.glob(".*tmp"))  # the temporary file was renamed away
+
+
+def test_files_contain_no_pickle(tmp_path, model):
+    path = save_model(tmp_path / "m.npz", *model)
+    with np.load(path, allow_pickle=False) as z:  # would raise on an object array
+        assert sorted(z.files) == ["W1", "W2", "b1", "b2", "metadata"]
+        assert all(z[k].dtype != object for k in z.files)
+
+
+def test_truncated_file_is_a_clear_error(tmp_path, model):
+    path = save_model(tmp_path / "m.npz", *model)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="m.npz: cannot be read .*truncated or corrupted"):
+        load_model(path)
+
+
+def test_corrupted_member_is_detected_by_its_crc(tmp_path, model):
+    path = save_model(tmp_path / "m.npz", *model)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("W1.npy")
+    pos = info.header_offset + 30 + len(info.filename) + 200  # inside W1's data
+    data[pos] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="m.npz"):
+        load_model(path)
+
+
+def test_missing_and_foreign_files(tmp_path):
+    with pytest.raises(ModelFileError, match="no such file"):
+        load_model(tmp_path / "nope.npz")
+    np.savez(tmp_path / "plain.npz", a=np.zeros(3))
+    with pytest.raises(ModelFileError, match="not a refnet file"):
+        load_model(tmp_path / "plain.npz")
+    save_npz_atomic(tmp_path / "other.npz", {"a": np.zeros(2)}, {"format": "something"})
+    with pytest.raises(ModelFileError, match="not a refnet model"):
+        load_model(tmp_path / "other.npz")
+    arrays, meta = load_npz(tmp_path / "other.npz")
+    assert meta == {"format": "something"} and list(arrays) == ["a"]
+
+
+def test_state_dict_key_schemes(model):
+    arch, p = model
+    sd = to_state_dict(arch, p)
+    assert sorted(sd) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    assert sorted(to_state_dict(arch, p, "fc")) == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]
+    a2, p2 = from_state_dict(sd, arch)
+    np.testing.assert_array_equal(p2.W[1], p.W[1])
+    a3, _ = from_state_dict(to_state_dict(arch, p, ["enc", "dec"]), naming=["enc", "dec"])
+    assert a3.sizes == arch.sizes and a3.activations == ("sigmoid", "identity")
+    with pytest.raises(ValueError, match="state: missing key '2.weight'"):
+        from_state_dict({"0.weight": p.W[0], "0.bias": p.b[0]}, arch)
+    with pytest.raises(ValueError, match="naming: unknown 'keras'"):
+        to_state_dict(arch, p, "keras")
+
+
+def test_metadata_is_json(tmp_path, model):
+    path = save_model(tmp_path / "m.npz", *model, metadata={"history": [{"epoch": 1}]})
+    with np.load(path, allow_pickle=False) as z:
+        assert json.loads(str(z["metadata"]))["history"] == [{"epoch": 1}]
