@@ -20,6 +20,7 @@ float32.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar, Sequence
 
@@ -32,7 +33,7 @@ State = dict
 
 
 def _nonneg(name: str, v) -> None:
-    if not (isinstance(v, (int, float)) and not isinstance(v, bool)) or not math.isfinite(v) or v < 0:
+    if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
         raise ValueError(f"{name}: must be a finite number >= 0, got {v!r}")
 
 
@@ -151,7 +152,9 @@ class SGD(_Optimizer):
                 buf += (1 - self.dampening) * g
             new["momentum_buffer"] = buf
             g = g + mu * buf if self.nesterov else buf
-        return p - self.lr * g, new
+        upd = g * (-self.lr)  # p - lr g, as PyTorch's p.add_(g, alpha=-lr)
+        upd += p
+        return upd, new
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,8 @@ class Adagrad(_Optimizer):
         std += self.eps
         upd = g * (-clr)  # PyTorch's addcdiv order: p + (value * g) / std
         upd /= std
-        return p + upd, {"sum": s}
+        upd += p  # a fresh array: one allocation fewer than p + upd
+        return upd, {"sum": s}
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,8 @@ class Adam(_Optimizer):
         denom += self.eps
         upd = m * (-step_size)
         upd /= denom
-        return p + upd, new
+        upd += p
+        return upd, new
 
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam}
