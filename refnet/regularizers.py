@@ -118,6 +118,10 @@ class RowSumPenalty:
         return {"kind": "row_sum",
                 "lambdas": lam if isinstance(lam, float) else {str(k): v for k, v in lam.items()}}
 
+    def value_and_grad(self, arch: Architecture, params: Params, cache: Cache | None = None):
+        """``(value, grads, dZ_extra)``, as :func:`regularizer_value_and_grad` for this spec."""
+        return regularizer_value_and_grad(arch, params, cache, self)
+
 
 @dataclass(frozen=True)
 class SaturationPenalty:
@@ -157,6 +161,10 @@ class SaturationPenalty:
                 "derivative_lambdas": {str(k): v for k, v in self.derivative_lambdas},
                 "weight_lambdas": w if isinstance(w, float) else {str(k): v for k, v in w.items()},
                 "reduction": self.reduction, "power": self.power}
+
+    def value_and_grad(self, arch: Architecture, params: Params, cache: Cache | None = None):
+        """``(value, grads, dZ_extra)``, as :func:`regularizer_value_and_grad` for this spec."""
+        return regularizer_value_and_grad(arch, params, cache, self)
 
 
 Regularizer = Union[RowSumPenalty, SaturationPenalty]

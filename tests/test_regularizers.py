@@ -289,3 +289,14 @@ def test_check_grad_catches_wrong_gradients():
                    mean_atol=1e-8)
     with pytest.raises(ValueError, match="grads"):
         check_grad(f, params.arrays(), 0, g.arrays()[:-1])
+
+
+def test_spec_method_equals_function():
+    params, X = _setup(20, 3)
+    _, cache = forward(ARCH, params, X)
+    for reg in (SPECS["custom_sum"], SPECS["addunc_sigm_mnist"]):
+        v1, g1, z1 = reg.value_and_grad(ARCH, params, cache)
+        v2, g2, z2 = regularizer_value_and_grad(ARCH, params, cache, reg)
+        assert v1 == v2 and z1.keys() == z2.keys()
+        for a, b in zip(g1.arrays(), g2.arrays()):
+            np.testing.assert_array_equal(a, b)
