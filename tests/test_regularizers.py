@@ -300,3 +300,26 @@ def test_spec_method_equals_function():
         assert v1 == v2 and z1.keys() == z2.keys()
         for a, b in zip(g1.arrays(), g2.arrays()):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["custom_sum", "addunc_sigm_fashion", "both"])
+def test_loss_plus_regularizer_in_one_backward(name):
+    """The trainer's wiring: backward(d_loss, dZ_extra) + direct weight grads = d(CE + R)."""
+    from refnet.losses import cross_entropy
+    from refnet.model import backward
+    params, X = _setup(21, 4)
+    y = np.array([0, 1, 1, 0])
+    draws = _draws(NOISE, ARCH, 4, 22)
+    reg = SPECS[name]
+
+    def total(arrays):
+        p = Params.from_arrays(arrays)
+        out, cache = forward(ARCH, p, X, NOISE, draws=draws)
+        return cross_entropy(out, y)[0] + regularizer_value(ARCH, p, cache, reg)
+
+    out, cache = forward(ARCH, params, X, NOISE, draws=draws)
+    _, d_out = cross_entropy(out, y)
+    _, g_reg, dZ = regularizer_value_and_grad(ARCH, params, cache, reg)
+    g = backward(ARCH, params, cache, d_out, dZ)
+    grads = [a + b for a, b in zip(g.arrays(), g_reg.arrays())]
+    check_grad(total, params.arrays(), 23, grads, name=name)
