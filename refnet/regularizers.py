@@ -106,6 +106,7 @@ class RowSumPenalty:
 
     (Duque 2024, Eq. 4, p. 3). ``lambdas`` is ``{layer: lambda}`` or one float for every layer
     ``l >= 2`` (the paper's sum starts at ``l = 2``: noise never reaches the input weights).
+    A mapping is stored as sorted ``(layer, lambda)`` pairs so that the spec is hashable.
     """
 
     lambdas: LayerLambdas
@@ -134,7 +135,8 @@ class SaturationPenalty:
     paper: ``{2: lambda_1}``). ``weight_lambdas``: ``{l: lambda}`` or one float for every layer
     ``l >= 2`` (the paper: layers 2 and 3). ``reduction`` over the batch: ``"mean"`` (the
     paper's loss is a batch mean) or ``"sum"`` (the authors' code). ``power``: 1 for ``f'``
-    (the paper), 2 for ``f'^2`` (the authors' code until late August 2024).
+    (the paper), 2 for ``f'^2`` (the authors' code until late August 2024). Mappings are
+    stored as sorted ``(layer, lambda)`` pairs so that the spec is hashable.
     """
 
     derivative_lambdas: Mapping[int, float]
