@@ -1,0 +1,282 @@
+"""SGD (with momentum), Adagrad and Adam, written out to match ``torch.optim`` (2.13) exactly.
+
+Functional style: an optimizer is a frozen dataclass of hyperparameters;
+``state = opt.init(arrays)`` and ``new_arrays, new_state = opt.step(arrays, grads, state)``
+work on lists of arrays (e.g. ``Params.arrays()``: W1, b1, W2, b2, ...). Nothing is modified
+in place: every updated array and state entry is newly allocated.
+
+The state is a plain ``dict[str, ndarray]``, so it can be saved with ``np.savez`` and read back
+with ``dict(np.load(path, allow_pickle=False))``. Keys use PyTorch's state names with the array
+index: ``"step"`` (int64, shape ``(n_arrays,)``, one count per array as PyTorch keeps one per
+parameter), ``"momentum_buffer.k"`` (SGD), ``"sum.k"`` (Adagrad), ``"exp_avg.k"``,
+``"exp_avg_sq.k"``, ``"max_exp_avg_sq.k"`` (Adam).
+
+Frozen arrays (``trainable[k]`` false, or a ``None`` gradient, as PyTorch skips parameters
+whose ``.grad`` is ``None``) are returned unchanged and their state (including their step
+count) is not advanced. Arithmetic follows PyTorch's single-tensor CPU code operation by
+operation, so float64 results agree to rounding (tested at rtol 1e-10); float32 arrays stay
+float32.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+__all__ = ["SGD", "Adagrad", "Adam", "OPTIMIZERS", "get_optimizer", "optimizer_from_dict"]
+
+Array = np.ndarray
+State = dict
+
+
+def _nonneg(name: str, v) -> None:
+    if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name}: must be a finite number >= 0, got {v!r}")
+
+
+class _Optimizer:
+    """Shared bookkeeping; subclasses define ``name``, ``slots`` and ``_update``."""
+
+    name: ClassVar[str]
+
+    def slots(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def init(self, arrays: Sequence[Array]) -> State:
+        """Fresh state for ``arrays`` (step counts 0; buffers as PyTorch initialises them)."""
+        arrays = [np.asarray(a) for a in arrays]
+        state = {"step": np.zeros(len(arrays), dtype=np.int64)}
+        for k, p in enumerate(arrays):
+            if p.dtype.kind != "f":
+                raise TypeError(f"arrays: array {k} has dtype {p.dtype}, expected float")
+            for s in self.slots():
+                state[f"{s}.{k}"] = self._initial(s, p)
+        return state
+
+    def _initial(self, slot: str, p: Array) -> Array:
+        return np.zeros_like(p)
+
+    def _check(self, arrays, grads, state, trainable):
+        n = len(arrays)
+        if len(grads) != n:
+            raise ValueError(f"grads: expected {n} arrays (one per parameter array), got {len(grads)}")
+        if trainable is None:
+            trainable = [True] * n
+        elif len(trainable) != n:
+            raise ValueError(f"trainable: expected {n} flags, got {len(trainable)}")
+        want = {"step"} | {f"{s}.{k}" for s in self.slots() for k in range(n)}
+        if set(state) != want:
+            missing, extra = sorted(want - set(state)), sorted(set(state) - want)
+            raise ValueError(f"state: does not fit {self.name} on {n} arrays "
+                             f"(missing {missing}, unexpected {extra})")
+        if np.shape(state["step"]) != (n,):
+            raise ValueError(f"state: 'step' has shape {np.shape(state['step'])}, expected ({n},)")
+        for k in range(n):
+            shape = np.shape(arrays[k])
+            if grads[k] is not None and np.shape(grads[k]) != shape:
+                raise ValueError(f"grads: array {k} has shape {np.shape(grads[k])}, "
+                                 f"expected {shape}")
+            for s in self.slots():
+                if np.shape(state[f"{s}.{k}"]) != shape:
+                    raise ValueError(f"state: '{s}.{k}' has shape {np.shape(state[f'{s}.{k}'])}, "
+                                     f"expected {shape}")
+        return trainable
+
+    def step(self, arrays: Sequence[Array], grads: Sequence[Array | None], state: State,
+             trainable: Sequence[bool] | None = None) -> tuple[list[Array], State]:
+        """One update. Returns ``(new_arrays, new_state)``; the inputs are not modified.
+
+        ``trainable``: one flag per array (default all true); a frozen array, or one whose
+        gradient is ``None``, is returned as is (the same object) with its state untouched.
+        """
+        trainable = self._check(arrays, grads, state, trainable)
+        new_arrays = list(arrays)
+        new_state = dict(state)
+        steps = np.array(state["step"], dtype=np.int64)
+        for k, (p, g) in enumerate(zip(arrays, grads)):
+            if not trainable[k] or g is None:
+                continue
+            steps[k] += 1
+            p = np.asarray(p)
+            g = np.asarray(g, dtype=p.dtype)
+            old = {s: np.asarray(state[f"{s}.{k}"]) for s in self.slots()}
+            new_arrays[k], new = self._update(p, g, old, int(steps[k]))
+            for s, v in new.items():
+                new_state[f"{s}.{k}"] = v
+        new_state["step"] = steps
+        return new_arrays, new_state
+
+    def as_dict(self) -> dict:
+        """Name and hyperparameters, for JSON metadata."""
+        d = asdict(self)
+        if "betas" in d:
+            d["betas"] = list(d["betas"])
+        return {"name": self.name, **d}
+
+
+@dataclass(frozen=True)
+class SGD(_Optimizer):
+    """``torch.optim.SGD``: ``g <- g + wd p``; with momentum ``mu``, ``b <- g`` on the first step,
+    then ``b <- mu b + (1 - dampening) g``, and ``g <- b`` (or ``g + mu b`` with Nesterov);
+    ``p <- p - lr g``."""
+
+    lr: float = 1e-3
+    momentum: float = 0.0
+    dampening: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    name: ClassVar[str] = "sgd"
+
+    def __post_init__(self):
+        for f in ("lr", "momentum", "dampening", "weight_decay"):
+            _nonneg(f, getattr(self, f))
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov: requires momentum > 0 and dampening = 0")
+
+    def slots(self):
+        return ("momentum_buffer",) if self.momentum != 0 else ()
+
+    def _update(self, p, g, old, step):
+        if self.weight_decay != 0:
+            g = g + self.weight_decay * p
+        new = {}
+        if self.momentum != 0:
+            mu = self.momentum
+            if step == 1:
+                buf = g.copy()  # PyTorch: the buffer starts as the first (decayed) gradient
+            else:
+                buf = old["momentum_buffer"] * mu
+                buf += (1 - self.dampening) * g
+            new["momentum_buffer"] = buf
+            g = g + mu * buf if self.nesterov else buf
+        upd = g * (-self.lr)  # p - lr g, as PyTorch's p.add_(g, alpha=-lr)
+        upd += p
+        return upd, new
+
+
+@dataclass(frozen=True)
+class Adagrad(_Optimizer):
+    """``torch.optim.Adagrad``: ``g <- g + wd p``; ``clr = lr / (1 + (t - 1) lr_decay)``;
+    ``s <- s + g^2`` (``s`` starts at ``initial_accumulator_value``);
+    ``p <- p - clr g / (sqrt(s) + eps)`` (eps added after the square root)."""
+
+    lr: float = 1e-2
+    lr_decay: float = 0.0
+    weight_decay: float = 0.0
+    initial_accumulator_value: float = 0.0
+    eps: float = 1e-10
+    name: ClassVar[str] = "adagrad"
+
+    def __post_init__(self):
+        for f in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+            _nonneg(f, getattr(self, f))
+
+    def slots(self):
+        return ("sum",)
+
+    def _initial(self, slot, p):
+        return np.full_like(p, self.initial_accumulator_value)
+
+    def _update(self, p, g, old, step):
+        if self.weight_decay != 0:
+            g = g + self.weight_decay * p
+        clr = self.lr / (1 + (step - 1) * self.lr_decay)
+        s = g * g
+        s += old["sum"]
+        std = np.sqrt(s)
+        std += self.eps
+        upd = g * (-clr)  # PyTorch's addcdiv order: p + (value * g) / std
+        upd /= std
+        upd += p  # a fresh array: one allocation fewer than p + upd
+        return upd, {"sum": s}
+
+
+@dataclass(frozen=True)
+class Adam(_Optimizer):
+    """``torch.optim.Adam``: ``g <- g + wd p`` (or ``p <- p (1 - lr wd)`` when
+    ``decoupled_weight_decay``, i.e. AdamW); ``m <- lerp(m, g, 1 - beta1)``;
+    ``v <- beta2 v + (1 - beta2) g^2``; with AMSGrad ``v_max <- max(v_max, v)`` replaces ``v``
+    below; ``p <- p - (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)``, ``bc_i = 1 - beta_i^t``."""
+
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+    decoupled_weight_decay: bool = False
+    name: ClassVar[str] = "adam"
+
+    def __post_init__(self):
+        for f in ("lr", "eps", "weight_decay"):
+            _nonneg(f, getattr(self, f))
+        betas = tuple(float(b) for b in self.betas)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas: need two values in [0, 1), got {self.betas!r}")
+        object.__setattr__(self, "betas", betas)
+
+    def slots(self):
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
+
+    def _update(self, p, g, old, step):
+        beta1, beta2 = self.betas
+        if self.weight_decay != 0:
+            if self.decoupled_weight_decay:
+                p = p * (1 - self.lr * self.weight_decay)
+            else:
+                g = g + self.weight_decay * p
+        w = 1 - beta1
+        m_old = old["exp_avg"]
+        if w < 0.5:  # PyTorch's lerp(start, end, w), both branches as in its CPU kernel
+            m = g - m_old
+            m *= w
+            m += m_old
+        else:
+            m = m_old - g
+            m *= 1 - w
+            m = g + m
+        v = g * (1 - beta2)
+        v *= g
+        v += old["exp_avg_sq"] * beta2
+        new = {"exp_avg": m, "exp_avg_sq": v}
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        step_size = self.lr / bias_correction1
+        if self.amsgrad:
+            v = np.maximum(old["max_exp_avg_sq"], v)
+            new["max_exp_avg_sq"] = v
+        denom = np.sqrt(v)
+        denom /= bias_correction2 ** 0.5
+        denom += self.eps
+        upd = m * (-step_size)
+        upd /= denom
+        upd += p
+        return upd, new
+
+
+OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam}
+
+
+def get_optimizer(name: str, **hyperparameters) -> SGD | Adagrad | Adam:
+    """An optimizer by name (``"sgd"``, ``"adagrad"``, ``"adam"``) with PyTorch's defaults."""
+    key = str(name).lower()
+    if key not in OPTIMIZERS:
+        raise ValueError(f"name: unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    cls = OPTIMIZERS[key]
+    known = {f.name for f in fields(cls)}
+    bad = sorted(set(hyperparameters) - known)
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: not a hyperparameter of {key}; known: "
+                         f"{', '.join(sorted(known))}")
+    return cls(**hyperparameters)
+
+
+def optimizer_from_dict(d: dict) -> SGD | Adagrad | Adam:
+    """Inverse of ``as_dict``."""
+    d = dict(d)
+    name = d.pop("name", None)
+    if "betas" in d:
+        d["betas"] = tuple(d["betas"])
+    return get_optimizer(name, **d)
