@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from .losses import check_labels, get_loss
 from .model import Architecture, Params, backward, check_input, check_params, forward
 from .noise import NoiseConfig
 from .optim import get_optimizer
-from .regularizers import regularizer_from_dict, regularizer_to_dict, regularizers_value_and_grad
+from .regularizers import regularizer_from_dict, regularizer_value_and_grad
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate_accuracy",
            "epoch_rng"]
@@ -93,7 +92,7 @@ class TrainConfig:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "optimizer": self.optimizer,
                 "lr": self.lr, "optimizer_options": [list(kv) for kv in self.optimizer_options],
                 "loss": self.loss, "noise": None if self.noise is None else self.noise.as_dict(),
-                "regularizers": [regularizer_to_dict(r) for r in self.regularizers],
+                "regularizers": [r.as_dict() for r in self.regularizers],
                 "shuffle": self.shuffle, "seed": self.seed}
 
     @classmethod
@@ -236,7 +235,7 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
             value, d_out = loss_fn(out, yb)
             reg_value, reg_grads, dZ_extra = 0.0, None, None
             if config.regularizers:
-                reg_value, reg_grads, dZ_extra = regularizers_value_and_grad(
+                reg_value, reg_grads, dZ_extra = regularizer_value_and_grad(
                     arch, p, cache, config.regularizers)
             total = value + reg_value
             if not math.isfinite(total):

@@ -72,3 +72,31 @@ def test_handworked_noisy_forward_backward_with_supplied_draws(net):
     out, cache = rn.forward(arch, params, x, cfg, draws=[None, d1, None])
     np.testing.assert_allclose(cache.A[1][0], NOISY['a1n'], rtol=RTOL)
     _check(arch, params, cache, out, t, NOISY)
+
+
+# Duque 2024 Eq. 4 on layer 2 with lambda 0.01, and Eq. 7 generalised to the hidden layer:
+# 0.02 * sum_i sigma'(z1_i) + 0.03 * ||W2||^2, clean forward, batch of one (mean = sum).
+REGS = {
+    'r4': 0.002,
+    'r7': 0.0310549203195816040024535335229,
+    'r7_dW1': [[0.000612150240534375499364137670531, 0.00122430048106875099872827534106],
+               [-0.00181715495345896818884959228396, -0.00363430990691793637769918456792]],
+    'r7_db1': [0.000612150240534375499364137670531, -0.00181715495345896818884959228396],
+    'r7_dW2': [0.042, -0.03],
+}
+
+
+def test_handworked_regularizers(net):
+    from refnet.regularizers import RowSumPenalty, SaturationPenalty, value_and_grad
+
+    arch, params, x, _ = net
+    v4, g4 = value_and_grad(arch, params, x, RowSumPenalty({2: 0.01}))
+    np.testing.assert_allclose(v4, REGS['r4'], rtol=RTOL)
+    np.testing.assert_allclose(g4.W[1][0], [0.01, 0.01], rtol=RTOL)  # lambda * sign(0.2)
+    assert not np.any(g4.W[0]) and not any(np.any(b) for b in g4.b)
+    v7, g7 = value_and_grad(arch, params, x, SaturationPenalty({1: 0.02}, {2: 0.03}))
+    np.testing.assert_allclose(v7, REGS['r7'], rtol=RTOL)
+    np.testing.assert_allclose(g7.W[0], REGS['r7_dW1'], rtol=RTOL)
+    np.testing.assert_allclose(g7.b[0], REGS['r7_db1'], rtol=RTOL)
+    np.testing.assert_allclose(g7.W[1][0], REGS['r7_dW2'], rtol=RTOL)
+    assert not np.any(g7.b[1])
