@@ -67,7 +67,7 @@ def _mirror_source(mirror, dataset: str) -> Source:
             raise SourceError(f"{mirror} (and {mirror / dataset}) lack {', '.join(missing)} "
                               "(plain or .gz)")
         return found
-    return Source(f"mirror {mirror}", fetch)
+    return Source(f"mirror {mirror}" if mirror else "mirror (none given)", fetch)
 
 
 def download(url: str, dest: Path, timeout: float = HOST_TIMEOUT) -> None:
