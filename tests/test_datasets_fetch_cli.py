@@ -40,7 +40,7 @@ def mirror(tmp_path, rng):
                          "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
     (m / "quickdraw/MANIFEST.json").write_text(json.dumps({"classes": classes}))
     spec = reg.IdxDatasetSpec("mnist", "MNIST", tuple(files), ("http://unreachable.invalid/",),
-                              (), {})
+                              ())
     return m, spec
 
 

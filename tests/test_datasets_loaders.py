@@ -25,7 +25,7 @@ def cached_mnist(tmp_path, rng):
     for name, a in raw.items():
         write_idx(src / name, a)
         files.append(reg.RemoteFile(name, hashlib.sha256((src / name).read_bytes()).hexdigest()))
-    spec = reg.IdxDatasetSpec("mnist", "MNIST", tuple(files), (), (), {})
+    spec = reg.IdxDatasetSpec("mnist", "MNIST", tuple(files), (), ())
     deliver = Source("test-source", lambda needed, tmp: {f: src / f for f in needed})
     fetch_idx(spec, cache_dir=tmp_path / "cache", sources=[deliver])
     return spec, tmp_path / "cache", raw
@@ -45,7 +45,7 @@ def test_mnist_normalisation_is_the_authors(cached_mnist, monkeypatch):
 
 def test_fashion_constants_and_float32_test_split(cached_mnist):
     spec, cache, raw = cached_mnist
-    fashion = reg.IdxDatasetSpec("fashion-mnist", "F", spec.files, (), (), {})
+    fashion = reg.IdxDatasetSpec("fashion-mnist", "F", spec.files, (), ())
     (cache / "fashion-mnist").symlink_to(cache / "mnist")
     d = mnist._load_idx(fashion, "test", cache, True, False, np.float32, None, mnist.FASHION_CLASSES)
     x = raw["t10k-images-idx3-ubyte"].reshape(6, 784) / 255.0

@@ -26,8 +26,7 @@ def synthetic(tmp_path, rng):
         write_idx(src / name, rng.integers(0, high, size=shape, dtype=np.uint8))
         files.append(reg.RemoteFile(name, hashlib.sha256((src / name).read_bytes()).hexdigest()))
     spec = reg.IdxDatasetSpec("synthetic", "Synthetic", tuple(files),
-                              hosts=("http://unreachable.invalid/",), registry=("pip",),
-                              label_counts={})
+                              hosts=("http://unreachable.invalid/",), registry=("pip",))
     return spec, src
 
 

@@ -26,7 +26,8 @@ class ChecksumError(ValueError):
 
 
 def cache_root(cache_dir=None) -> Path:
-    """The cache folder: argument, then $REFNET_DATA_DIR, $XDG_CACHE_HOME/refnet, ~/.cache/refnet."""
+    """The cache folder: the argument, else $REFNET_DATA_DIR, $XDG_CACHE_HOME/refnet,
+    ~/.cache/refnet."""
     if cache_dir:
         return Path(cache_dir).expanduser()
     if os.environ.get("REFNET_DATA_DIR"):

@@ -22,7 +22,8 @@ class Progress:
     def _text(self) -> str:
         mb = self.done / 1e6
         if self.total:
-            return f"{self.label}: {mb:.1f}/{self.total / 1e6:.1f} MB ({100 * self.done / self.total:.0f}%)"
+            pct = 100 * self.done / self.total
+            return f"{self.label}: {mb:.1f}/{self.total / 1e6:.1f} MB ({pct:.0f}%)"
         return f"{self.label}: {mb:.1f} MB"
 
     def update(self, n_bytes: int) -> None:

@@ -48,7 +48,8 @@ def resolve_classes(classes) -> tuple:
     else:
         names = tuple(classes)
     if not names or any(not isinstance(c, str) or not c for c in names):
-        raise ValueError(f"classes: expected 'paper-20', 'mirror-19' or category names, got {classes!r}")
+        raise ValueError("classes: expected 'paper-20', 'mirror-19' or category names, "
+                         f"got {classes!r}")
     dup = sorted({c for c in names if names.count(c) > 1})
     if dup:
         raise ValueError(f"classes: duplicated {dup}")
@@ -63,7 +64,8 @@ def npy_header(n_rows: int) -> bytes:
     """A .npy format 1.0 header for a C-order uint8 array of shape (n_rows, 784)."""
     d = "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d), }" % (n_rows, PIXELS)
     pad = -(10 + len(d) + 1) % 64
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(d) + pad + 1) + (d + " " * pad + "\n").encode()
+    header = (d + " " * pad + "\n").encode()
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header
 
 
 def read_npy_header(read, what) -> int:
@@ -84,14 +86,16 @@ def _from_mirror(mirror, name, per_class, dest):
     """Copy the class file from the mirror after checking it against the MANIFEST; return entry."""
     if mirror is None:
         raise LookupError("no --mirror given and REFNET_DATA_MIRROR is unset")
-    folder = next((d for d in (mirror / "quickdraw", mirror) if (d / "MANIFEST.json").is_file()), None)
+    folder = next((d for d in (mirror / "quickdraw", mirror) if (d / "MANIFEST.json").is_file()),
+                  None)
     if folder is None:
         raise LookupError(f"no MANIFEST.json in {mirror} or {mirror / 'quickdraw'}")
     entry = json.loads((folder / "MANIFEST.json").read_text())["classes"].get(name)
     if entry is None:
         raise LookupError(f"mirror {folder} has no class {name!r}")
     if entry["rows"] < per_class:
-        raise LookupError(f"mirror {folder} has {entry['rows']} rows of {name!r}, {per_class} asked")
+        raise LookupError(f"mirror {folder} has {entry['rows']} rows of {name!r}, "
+                          f"{per_class} asked")
     install_file(folder / entry["file"], dest, entry["sha256"], f"verify quickdraw/{dest.name}")
     with open(dest, "rb") as f:
         rows = read_npy_header(f.read, dest)
@@ -139,7 +143,8 @@ def fetch_quickdraw(classes="paper-20", per_class: int = 1000, cache_dir=None, m
     for name in names:
         dest = folder / class_file(name)
         old = record["classes"].get(name)
-        if old and old["rows"] >= per_class and dest.is_file() and sha256_file(dest) == old["sha256"]:
+        if (old and old["rows"] >= per_class and dest.is_file()
+                and sha256_file(dest) == old["sha256"]):
             cached.append(name)
             continue
         tried = []

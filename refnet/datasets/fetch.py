@@ -69,7 +69,8 @@ def format_table(rows) -> str:
 def run(args) -> int:
     unknown = [d for d in args.datasets if d not in DATASETS]
     if unknown:
-        print(f"datasets: unknown {unknown}; expected any of {', '.join(DATASETS)}", file=sys.stderr)
+        print(f"datasets: unknown {unknown}; expected any of {', '.join(DATASETS)}",
+              file=sys.stderr)
         return 2
     rows, failed = [], 0
     print(f"cache: {cache_root(args.cache_dir)}", file=sys.stderr)

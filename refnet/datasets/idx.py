@@ -33,7 +33,8 @@ def read_header(path, expected_magic: int | None = None):
         if len(head) < 4:
             _fail(path, f"only {size} bytes, too short for an IDX header")
         magic = struct.unpack(">I", head)[0]
-        if magic not in (LABELS_MAGIC, IMAGES_MAGIC) or (expected_magic and magic != expected_magic):
+        if magic not in (LABELS_MAGIC, IMAGES_MAGIC) or (expected_magic
+                                                         and magic != expected_magic):
             want = f"0x{expected_magic:08x}" if expected_magic else "0x00000801 or 0x00000803"
             _fail(path, f"magic number 0x{magic:08x}, expected {want}")
         ndim = magic & 0xFF

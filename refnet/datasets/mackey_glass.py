@@ -67,7 +67,10 @@ def integrate_mackey_glass(t_end: float, dt: float = 0.1, x0: float = 1.2, tau: 
 
 def mackey_glass_series(n_points: int, dt: float = 0.1, transient: float = 1000.0,
                         x0: float = 1.2):
-    """``n_points`` samples at unit time after dropping ``transient`` time units; shape (n_points,)."""
+    """``n_points`` samples at unit time after dropping ``transient`` time units.
+
+    Returns an ndarray of shape (n_points,).
+    """
     if n_points < 1:
         raise ValueError(f"n_points: expected >= 1, got {n_points}")
     per_unit = _steps(1.0, dt, "1 (the sampling interval)")

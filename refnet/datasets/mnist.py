@@ -33,7 +33,7 @@ def _load_idx(spec, split, cache_dir, normalize, fetch, dtype, mirror, classes) 
                     f"{spec.title}: {folder / rf.filename} is missing or fails its sha256 check, "
                     f"and fetch=False. Run `python data/fetch.py {spec.name}` first.")
         record = dict(read_provenance(folder) or {"source": "cache (no record)"}, cached=True)
-    images, labels = (spec.files[0], spec.files[1]) if split == "train" else (spec.files[2], spec.files[3])
+    images, labels = spec.files[:2] if split == "train" else spec.files[2:]
     X = read_images(folder / images.filename)
     y = read_labels(folder / labels.filename, n_classes=10)
     if X.shape[0] != y.shape[0]:
