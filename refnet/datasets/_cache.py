@@ -74,6 +74,7 @@ def install_stream(read, dest, sha256: str | None, label: str, total: int | None
             bar.close("CHECKSUM MISMATCH")
             raise ChecksumError(f"{label}: sha256 {digest} differs from the expected {sha256}")
         bar.close("ok")
+        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; cache files are plain data
         os.replace(tmp, dest)
         return digest
     finally:
@@ -93,6 +94,12 @@ def install_file(src, dest, sha256: str | None, label: str) -> str:
         raise ChecksumError(f"{label}: cannot read {src}: {e}") from e
 
 
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
 def verified(path, sha256: str) -> bool:
     """True if ``path`` exists and its sha256 is ``sha256``."""
     return Path(path).is_file() and sha256_file(path) == sha256
@@ -107,6 +114,7 @@ def write_json_atomic(path, obj) -> None:
             json.dump(obj, f, indent=2, sort_keys=True)
             f.write("\n")
         json.loads(Path(tmp).read_text())  # verify before it replaces the old record
+        os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

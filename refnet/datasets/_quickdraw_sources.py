@@ -16,6 +16,7 @@ import ast
 import io
 import json
 import struct
+import sys
 import urllib.parse
 import urllib.request
 
@@ -154,6 +155,9 @@ def fetch_quickdraw(classes="paper-20", per_class: int = 1000, cache_dir=None, m
                 entry = step()
             except Exception as e:  # recorded; the next source is tried
                 tried.append(f"{label}: {type(e).__name__}: {e}")
+                if label == "mirror" and mirror is not None:
+                    print(f"quickdraw {name!r}: {tried[-1]}\n  -> trying the host",
+                          file=sys.stderr)
                 continue
             record["classes"][name] = dict(entry, file=dest.name, sha256=sha256_file(dest))
             write_provenance(folder, record)

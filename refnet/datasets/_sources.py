@@ -37,6 +37,10 @@ class SourceError(RuntimeError):
     """One source could not deliver; the message says why."""
 
 
+class NotConfigured(SourceError):
+    """The source is not set up (no mirror given): not worth a warning, still listed."""
+
+
 class FetchError(RuntimeError):
     """No source delivered verified files; the message lists every source tried."""
 
@@ -56,7 +60,7 @@ def mirror_folder(mirror=None):
 def _mirror_source(mirror, dataset: str) -> Source:
     def fetch(needed, tmp):
         if mirror is None:
-            raise SourceError("no --mirror given and REFNET_DATA_MIRROR is unset")
+            raise NotConfigured("no --mirror given and REFNET_DATA_MIRROR is unset")
         folders = [mirror / dataset, mirror]
         found, missing = {}, []
         for f in needed:
@@ -234,6 +238,9 @@ def fetch_idx(spec: reg.IdxDatasetSpec, cache_dir=None, mirror=None, sources=Non
                         files[rf.filename] = {"sha256": rf.sha256, "source": source.name}
             except Exception as e:  # each step's failure is recorded; the chain moves on
                 tried.append(f"{source.name}: {type(e).__name__}: {e}")
+                if not isinstance(e, NotConfigured):
+                    print(f"{spec.name}: {tried[-1]}\n  -> trying the next source",
+                          file=sys.stderr)
                 continue
         tried.append(f"{source.name}: ok")
     missing = [rf.filename for rf in spec.files if rf.filename not in files]
