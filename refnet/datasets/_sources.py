@@ -242,7 +242,8 @@ def fetch_idx(spec: reg.IdxDatasetSpec, cache_dir=None, mirror=None, sources=Non
                     print(f"{spec.name}: {tried[-1]}\n  -> trying the next source",
                           file=sys.stderr)
                 continue
-        tried.append(f"{source.name}: ok")
+        n_got = sum(rf.filename in files for rf in needed)
+        tried.append(f"{source.name}: delivered {n_got} of {len(needed)} verified files")
     missing = [rf.filename for rf in spec.files if rf.filename not in files]
     if missing:
         lines = "\n".join(f"  {i + 1}. {t}" for i, t in enumerate(tried))
