@@ -1,0 +1,133 @@
+"""The local cache: where verified files live, atomic installs, and provenance records.
+
+Standard library only, so that ``data/fetch.py`` runs before numpy is installed.
+
+Layout: ``<cache>/<dataset>/<file>`` holds the *uncompressed*, sha256-verified files and
+``<cache>/<dataset>/provenance.json`` says where they came from. The cache folder is, in order
+of precedence, the ``cache_dir`` argument (``--cache-dir``), ``$REFNET_DATA_DIR``,
+``$XDG_CACHE_HOME/refnet`` and ``~/.cache/refnet``.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from ._progress import Progress
+
+CHUNK = 1 << 20
+
+
+class ChecksumError(ValueError):
+    """A file's sha256 differs from the expected one."""
+
+
+def cache_root(cache_dir=None) -> Path:
+    """The cache folder: the argument, else $REFNET_DATA_DIR, $XDG_CACHE_HOME/refnet,
+    ~/.cache/refnet."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("REFNET_DATA_DIR"):
+        return Path(os.environ["REFNET_DATA_DIR"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "refnet"
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_gzip(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def install_stream(read, dest, sha256: str | None, label: str, total: int | None = None) -> str:
+    """Copy a byte stream to ``dest`` atomically; return its sha256.
+
+    ``read(n)`` returns up to n bytes (b"" at the end). The bytes go to a temporary file in
+    dest's folder (so the final ``os.replace`` is atomic on every file system), are hashed on
+    the way, and the temporary file replaces ``dest`` only if the hash equals ``sha256``
+    (``None``: accept and report the computed hash, for files with no published checksum).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    h, bar = hashlib.sha256(), Progress(label, total)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for block in iter(lambda: read(CHUNK), b""):
+                h.update(block)
+                out.write(block)
+                bar.update(len(block))
+            out.flush()
+            os.fsync(out.fileno())
+        digest = h.hexdigest()
+        if sha256 is not None and digest != sha256:
+            bar.close("CHECKSUM MISMATCH")
+            raise ChecksumError(f"{label}: sha256 {digest} differs from the expected {sha256}")
+        bar.close("ok")
+        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; cache files are plain data
+        os.replace(tmp, dest)
+        return digest
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def install_file(src, dest, sha256: str | None, label: str) -> str:
+    """Install ``src`` (plain or gzip-compressed, detected by its magic bytes) as ``dest``,
+    uncompressed and verified (see ``install_stream``)."""
+    opener = gzip.open if is_gzip(src) else open
+    total = None if opener is gzip.open else os.path.getsize(src)
+    try:
+        with opener(src, "rb") as f:
+            return install_stream(f.read, dest, sha256, label, total)
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise ChecksumError(f"{label}: cannot read {src}: {e}") from e
+
+
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
+def verified(path, sha256: str) -> bool:
+    """True if ``path`` exists and its sha256 is ``sha256``."""
+    return Path(path).is_file() and sha256_file(path) == sha256
+
+
+def write_json_atomic(path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        json.loads(Path(tmp).read_text())  # verify before it replaces the old record
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_provenance(folder) -> dict | None:
+    """The dataset's provenance record, or None if absent or unreadable."""
+    try:
+        return json.loads((Path(folder) / "provenance.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_provenance(folder, record: dict) -> None:
+    write_json_atomic(Path(folder) / "provenance.json", record)

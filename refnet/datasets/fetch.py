@@ -1,0 +1,98 @@
+"""``python data/fetch.py`` / ``refnet fetch``: fetch and verify datasets, then print a summary.
+
+Standard library only (no numpy), so it runs on a fresh machine before anything is installed.
+A second run finds the verified files in the cache and touches no network.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import _registry as reg
+from ._cache import cache_root
+from ._quickdraw_sources import CLASS_SETS, QuickDrawError, fetch_quickdraw
+from ._sources import HOST_TIMEOUT, FetchError, fetch_idx
+
+HELP = "download and verify MNIST, Fashion-MNIST and QuickDraw into the cache"
+DATASETS = ("mnist", "fashion-mnist", "quickdraw")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("datasets", nargs="*", metavar="DATASET", default=list(DATASETS),
+                        help=f"any of {', '.join(DATASETS)} (default: all). Mackey-Glass is "
+                             "generated, not fetched.")
+    parser.add_argument("--mirror", metavar="DIR",
+                        help="a local folder tried first: the files themselves or a subfolder "
+                             "per dataset (default: $REFNET_DATA_MIRROR)")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="where verified files are kept (default: $REFNET_DATA_DIR, else "
+                             "$XDG_CACHE_HOME/refnet or ~/.cache/refnet)")
+    parser.add_argument("--classes", default="paper-20",
+                        help="QuickDraw classes: paper-20 (default), mirror-19, or a "
+                             "comma-separated list of Google category names; 'paper-20' is "
+                             + ", ".join(CLASS_SETS["paper-20"]))
+    parser.add_argument("--per-class", type=int, default=1000, metavar="N",
+                        help="QuickDraw rows per class (default 1000)")
+    parser.add_argument("--timeout", type=float, default=HOST_TIMEOUT, metavar="S",
+                        help=f"seconds before an original host counts as unreachable "
+                             f"(default {HOST_TIMEOUT:g})")
+
+
+def _idx_row(spec, record) -> tuple:
+    source = record["source"]
+    if record["cached"]:
+        source = f"cache (from {source})"
+    s = record["samples"]
+    return (spec.name, source, f"{s['train']} train + {s['test']} test",
+            f"ok ({len(record['files'])} files, sha256)")
+
+
+def _quickdraw_row(record) -> tuple:
+    classes = record["classes"]
+    sources = sorted({c["source"] for c in classes.values()})
+    cached = len(record["cached"]) == len(classes)
+    source = (f"cache (from {' + '.join(sources)})" if cached else " + ".join(sources))
+    from_host = sum(c["source"].startswith("host") for c in classes.values())
+    check = (f"ok ({len(classes) - from_host} manifest sha256"
+             + (f", {from_host} computed: Google publishes none)" if from_host else ")"))
+    return ("quickdraw", source, f"{len(classes)} classes x {record['per_class']} rows", check)
+
+
+def format_table(rows) -> str:
+    """Rows of (dataset, source, samples, checksum) as an aligned plain-text table."""
+    head = ("dataset", "source used", "samples", "checksum")
+    widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(4)]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])
+
+
+def run(args) -> int:
+    unknown = [d for d in args.datasets if d not in DATASETS]
+    if unknown:
+        print(f"datasets: unknown {unknown}; expected any of {', '.join(DATASETS)}",
+              file=sys.stderr)
+        return 2
+    rows, failed = [], 0
+    print(f"cache: {cache_root(args.cache_dir)}", file=sys.stderr)
+    for name in dict.fromkeys(args.datasets):
+        try:
+            if name == "quickdraw":
+                rec = fetch_quickdraw(args.classes, args.per_class, args.cache_dir, args.mirror,
+                                      args.timeout)
+                rows.append(_quickdraw_row(rec))
+            else:
+                spec = reg.IDX_DATASETS[name]
+                rows.append(_idx_row(spec, fetch_idx(spec, args.cache_dir, args.mirror,
+                                                          timeout=args.timeout)))
+        except (FetchError, QuickDrawError, ValueError, OSError) as e:
+            failed += 1
+            print(f"\nERROR {e}\n", file=sys.stderr)
+            rows.append((name, "none (see the error above)", "-", "FAILED"))
+    print(format_table(rows))
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="data/fetch.py", description=HELP)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
