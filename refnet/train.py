@@ -137,8 +137,8 @@ def _loss_on(arch, params, X, y, loss_fn, batch_size=4096):
 
 
 def _progress(stream, epoch, epochs, batch, n_batches, loss, t0):
-    if stream is None:
-        return
+    if stream is None or not getattr(stream, "isatty", lambda: False)():
+        return  # a log file gets only the per-epoch summary lines
     done = batch / n_batches
     bar = "#" * int(24 * done) + "-" * (24 - int(24 * done))
     stream.write(f"\repoch {epoch}/{epochs} [{bar}] {batch}/{n_batches} loss {loss:.4f} "

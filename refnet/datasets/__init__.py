@@ -12,6 +12,7 @@ See docs/datasets.md.
 ``load_mackey_glass``        Mackey-Glass next-point windows (generated)
 ``train_val_split``          seeded 48k/12k split, as the authors' (unseeded) one
 ``Dataset``                  X, y, classes, info (provenance)
+``load_dataset``             any of the above by name ("mnist", "fashion-mnist", ...)
 ===========================  ========================================================
 """
 from __future__ import annotations
@@ -29,7 +30,21 @@ _LAZY = {
     "MIRROR_19": "._quickdraw_sources",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted(_LAZY) + ["DATASET_NAMES", "load_dataset"]
+
+#: name -> loader, for :func:`load_dataset` and the command line.
+_LOADERS = {"mnist": "load_mnist", "fashion-mnist": "load_fashion_mnist",
+            "quickdraw": "load_quickdraw", "mackey-glass": "load_mackey_glass"}
+DATASET_NAMES = tuple(_LOADERS)
+
+
+def load_dataset(name: str, split: str = "train", **options):
+    """Load a dataset by name (``DATASET_NAMES``); ``options`` go to its loader."""
+    try:
+        loader = _LOADERS[name]
+    except KeyError:
+        raise ValueError(f"dataset: unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}") from None
+    return __getattr__(loader)(split, **options)
 
 
 def __getattr__(name):
