@@ -1,0 +1,170 @@
+"""Numba kernels of the Monte-Carlo engine, each beside its NumPy twin (same signature).
+
+Nothing here draws random numbers, reads or writes files, or plots: the kernels take arrays
+(noise draws included) and scalars and write into ``out``. :mod:`refnet.montecarlo` draws the
+noise per fixed-size chunk and calls these; ``tests/test_kernels.py`` checks every kernel
+against its twin on the same draws.
+
+Every loop body is elementwise in the row index, so a ``prange`` split across threads cannot
+change any number: results are bitwise identical for any thread count. No ``fastmath``, so IEEE
+semantics hold and the twins agree to rounding. The bodies are plain Python too, so the
+kernels run (slowly) under ``NUMBA_DISABLE_JIT=1`` and coverage sees them.
+
+Layer descriptor ``layer = (act_code, alpha, position)``: ``act_code`` from :data:`ACT_CODES`,
+``alpha`` the shifted sigmoid's slope (ignored otherwise), ``position`` one of
+:data:`POS_CLEAN`, :data:`POS_PRE`, :data:`POS_POST` (noise on ``z`` or on ``f(z)``).
+Noise draws follow :class:`refnet.noise.LayerNoise`: ``au``, ``mu`` of shape (n_batch, n),
+``ac``, ``mc`` of shape (n_batch, 1), standard normals; ``sd`` holds the four standard
+deviations ``sqrt(variance)`` in :data:`refnet.noise.NOISE_TYPES` order, and a source with
+``sd == 0`` is never read (pass an empty array).
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from scipy.special import expit
+
+__all__ = ["ACT_CODES", "POS_CLEAN", "POS_PRE", "POS_POST", "sigmoid", "activate",
+           "noisy_activation", "noisy_activation_numpy", "row_sum_affine",
+           "row_sum_affine_numpy"]
+
+#: Activation name -> integer code used inside the kernels.
+ACT_CODES = {"identity": 0, "sigmoid": 1, "shifted_sigmoid": 2, "cubic": 3}
+POS_CLEAN, POS_PRE, POS_POST = 0, 1, 2
+
+_jit = numba.njit(cache=True)
+_pjit = numba.njit(cache=True, parallel=True)
+
+
+def _sigmoid_body(z):
+    """Logistic sigmoid, two branches so ``exp`` never overflows (tested against ``expit``)."""
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+sigmoid = _jit(_sigmoid_body)
+
+
+def _activate_body(z, code, alpha):
+    """One activation of :mod:`refnet.activations`, same formulas, selected by ``code``."""
+    if code == 1:
+        return sigmoid(z)
+    if code == 2:
+        au = alpha * (z - 0.5)
+        return 0.5 + 0.5 * au / math.hypot(1.0, au)
+    if code == 3:
+        return z * z * (3.0 - 2.0 * z)
+    return z
+
+
+activate = _jit(_activate_body)
+
+
+def _noisy_activation_body(Z, layer, sd, au, ac, mu, mc, out):
+    """``out = N(f(N(Z)))`` with the noise operator N on the side given by ``layer``.
+
+    N is ``x (1 + xi_MU)(1 + xi_MC) + xi_AU + xi_AC`` (Semenova 2022, Eq. 3, p. 3), evaluated
+    in the order of :func:`refnet.noise.apply_noise`. Z, out: (n_batch, n).
+    """
+    code, alpha, pos = layer
+    s_au, s_ac, s_mu, s_mc = sd[0], sd[1], sd[2], sd[3]
+    n, m = Z.shape
+    for i in numba.prange(n):
+        f_c = 1.0 + s_mc * mc[i, 0] if s_mc > 0 else 1.0
+        c_a = s_ac * ac[i, 0] if s_ac > 0 else 0.0
+        for j in range(m):
+            x = Z[i, j]
+            if pos == 1:
+                x = activate(_noise(x, i, j, s_au, au, s_mu, mu, s_mc, f_c, s_ac, c_a), code, alpha)
+            elif pos == 2:
+                x = _noise(activate(x, code, alpha), i, j, s_au, au, s_mu, mu, s_mc, f_c, s_ac, c_a)
+            else:
+                x = activate(x, code, alpha)
+            out[i, j] = x
+
+
+def _noise_body(x, i, j, s_au, au, s_mu, mu, s_mc, f_c, s_ac, c_a):
+    """One element of the noise operator; the multiplicative factor is formed first, as in
+    :func:`refnet.noise.noise_gradient_factor`, so the twins agree to the last bit."""
+    if s_mu > 0:
+        f = 1.0 + s_mu * mu[i, j]
+        if s_mc > 0:
+            f = f * f_c
+        x = x * f
+    elif s_mc > 0:
+        x = x * f_c
+    if s_au > 0:
+        x = x + s_au * au[i, j]
+    if s_ac > 0:
+        x = x + c_a
+    return x
+
+
+_noise = _jit(_noise_body)
+noisy_activation = _pjit(_noisy_activation_body)
+
+
+def noisy_activation_numpy(Z, layer, sd, au, ac, mu, mc, out):
+    """NumPy twin of :func:`noisy_activation` (whole-array operations)."""
+    from .activations import get_activation
+
+    code, alpha, pos = layer
+    name = {v: k for k, v in ACT_CODES.items()}[code]
+    f = get_activation(f"shifted_sigmoid(alpha={alpha!r})" if code == 2 else name).f
+    if code == 1:
+        f = expit
+
+    def noise(x):
+        y = x
+        if sd[2] > 0:
+            fac = 1.0 + sd[2] * mu
+            if sd[3] > 0:
+                fac = fac * (1.0 + sd[3] * mc)
+            y = y * fac
+        elif sd[3] > 0:
+            y = y * (1.0 + sd[3] * mc)
+        if sd[0] > 0:
+            y = y + sd[0] * au
+        if sd[1] > 0:
+            y = y + sd[1] * ac
+        return y
+
+    if pos == POS_PRE:
+        out[...] = f(noise(Z))
+    elif pos == POS_POST:
+        out[...] = noise(f(Z))
+    else:
+        out[...] = f(Z)
+
+
+def _row_sum_affine_body(U, idx, r, b, sd, ac, mc, out):
+    """Next pre-activation from a clean product, with correlated noise carried exactly.
+
+    For a layer output ``a`` shared by all repeats of an input, ``U = a @ W.T`` once per input,
+    and correlated noise ``y = a (1 + xi_MC) + xi_AC`` gives
+    ``y @ W.T + b = (1 + xi_MC) U + xi_AC r + b`` with ``r = W.sum(axis=1)`` the row sums
+    (Derived: from (Semenova 2022, Eqs. 1 and 3) by linearity of Eq. 1).
+    U: (n_inputs, m); idx: (n_batch,) input of each row; r, b: (m,); out: (n_batch, m).
+    """
+    s_ac, s_mc = sd[1], sd[3]
+    n, m = out.shape
+    for i in numba.prange(n):
+        f_c = 1.0 + s_mc * mc[i, 0] if s_mc > 0 else 1.0
+        c_a = s_ac * ac[i, 0] if s_ac > 0 else 0.0
+        k = idx[i]
+        for j in range(m):
+            out[i, j] = f_c * U[k, j] + c_a * r[j] + b[j]
+
+
+row_sum_affine = _pjit(_row_sum_affine_body)
+
+
+def row_sum_affine_numpy(U, idx, r, b, sd, ac, mc, out):
+    """NumPy twin of :func:`row_sum_affine`."""
+    f_c = 1.0 + sd[3] * mc if sd[3] > 0 else 1.0
+    c_a = sd[1] * ac if sd[1] > 0 else 0.0
+    out[...] = f_c * U[idx] + c_a * r + b
