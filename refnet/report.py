@@ -59,7 +59,7 @@ class FigureEntry:
 def _fmt(x: float, unit: str) -> str:
     if not math.isfinite(x):
         return "n/a"
-    return f"{x:.2f}" if unit == "%" else f"{x:.4g}"
+    return f"{x:.2f}" if unit in ("%", "pp") else f"{x:.4g}"
 
 
 def render_markdown(title: str, checks, figures, header: dict) -> str:
