@@ -23,6 +23,9 @@ def add_arguments(parser) -> None:
                         choices=("add_unc", "add_cor", "mul_unc", "mul_cor"))
     parser.add_argument("--variance", type=float, default=0.01,
                         help="noise VARIANCE of the chosen type (not a std)")
+    parser.add_argument("--spec", default=None,
+                        help="several sources at once, e.g. 'add_unc=0.01,add_cor=0.01' "
+                             "(VARIANCES); overrides --noise-type/--variance")
     parser.add_argument("--mc-trials", type=int, default=300,
                         help="Monte-Carlo repeats per input (0 = analytic only)")
     parser.add_argument("--seed", type=int, default=0)
@@ -42,12 +45,20 @@ def run(args) -> int:
         X = data[args.x_key][: args.n_inputs]
         y = data[args.y_key][: args.n_inputs] if args.y_key in data else None
     X = X.reshape(len(X), -1).astype(params.dtype, copy=False)
-    spec = NoiseSpec.single(args.noise_type, args.variance)
+    if args.spec:
+        try:
+            pairs = dict(item.split("=") for item in args.spec.split(","))
+            spec = NoiseSpec(**{k.strip(): float(v) for k, v in pairs.items()})
+        except (ValueError, TypeError) as e:
+            raise SystemExit(f"--spec: expected 'add_unc=0.01,mul_cor=0.001', got {args.spec!r} "
+                             f"({e})") from None
+    else:
+        spec = NoiseSpec.single(args.noise_type, args.variance)
     cfg = noise_config(args.preset, spec, arch.n_layers)
     cfg = NoiseConfig(cfg.spec, cfg.layers, args.position)
     report = sensitivity_report(arch, params, X, cfg, labels=y, n_trials=args.mc_trials,
                                 rng=args.seed)
     print(f"model {args.model}: sizes {list(arch.sizes)}, {len(X)} inputs, preset {args.preset}, "
-          f"{args.noise_type} variance {args.variance:g} ({args.position}), seed {args.seed}")
+          f"variances {spec.as_dict()} ({args.position}), seed {args.seed}")
     print(format_report(report))
     return 0
