@@ -27,6 +27,9 @@ def test_contributions_match_mc(noise_type, preset, position):
     _, contrib, cov, layers = output_variance_contributions(arch, P, X, cfg)
     assert np.all(contrib[:, [t for t in range(4) if NOISE_TYPES[t] != noise_type]] == 0)
     np.testing.assert_allclose(contrib.sum((0, 1)), np.einsum("bkk->bk", cov), rtol=1e-12)
+    _, c_fast, none, _ = output_variance_contributions(arch, P, X, cfg, covariance=False)
+    assert none is None
+    np.testing.assert_allclose(c_fast, contrib, rtol=1e-12, atol=1e-30)
     Y = monte_carlo_outputs(arch, P, X, cfg, 20_000, rng=3)
     d = Y - Y.mean(0)
     n = Y.shape[0]

@@ -36,20 +36,24 @@ Array = np.ndarray
 
 
 def output_variance_contributions(arch: Architecture, params: Params, inputs: Array,
-                                  noise: NoiseConfig) -> tuple[Array, Array, Array, tuple[int, ...]]:
+                                  noise: NoiseConfig, covariance: bool = True
+                                  ) -> tuple[Array, Array, Array | None, tuple[int, ...]]:
     """First-order output moments, split by noisy layer and noise type.
 
     Parameters
     ----------
     inputs : (n_batch, sizes[0])
     noise : NoiseConfig (variances; "pre" or "post" position)
+    covariance : bool
+        Also build the full output covariance (needed for argmax probabilities); without it
+        only the variances are computed, which is faster.
 
     Returns
     -------
     mean : (n_batch, n_out), the clean output (first-order mean)
     contributions : (n_noisy_layers, 4, n_batch, n_out) output variances, types in
         :data:`refnet.noise.NOISE_TYPES` order
-    covariance : (n_batch, n_out, n_out) total first-order output covariance
+    covariance : (n_batch, n_out, n_out) total first-order output covariance, or None
     layers : the noisy layer numbers (0 = input, L = output)
     """
     X = check_input(inputs, arch.sizes[0], "inputs")
@@ -59,7 +63,7 @@ def output_variance_contributions(arch: Architecture, params: Params, inputs: Ar
     spec = noise.spec
     n_b, n_out = out.shape
     contrib = np.zeros((len(layers), 4, n_b, n_out))
-    cov = np.zeros((n_b, n_out, n_out))
+    cov = np.zeros((n_b, n_out, n_out)) if covariance else None
     G = np.broadcast_to(np.eye(n_out), (n_b, n_out, n_out)).copy()  # dY / dy_L
     for l in range(L, min(layers, default=L) - 1, -1):  # no Jacobian below the first noisy layer
         if l < L:  # dY/dy_l = dY/dy_{l+1} diag(f'(z_{l+1})) W_{l+1}
@@ -76,23 +80,28 @@ def output_variance_contributions(arch: Architecture, params: Params, inputs: Ar
             Gn, x = G, cache.A[l]
         k = layers.index(l)
         s_AU, s_AC, s_MU, s_MC = (getattr(spec, t) for t in NOISE_TYPES)
-        GnT = Gn.transpose(0, 2, 1)
-        if s_AU:  # sources with zero variance are skipped: they cost most of the time
-            cov_AU = s_AU * Gn @ GnT
-            contrib[k, 0] = np.einsum("bkk->bk", cov_AU)
-            cov += cov_AU
+        G2 = Gn ** 2
+        # sources with zero variance are skipped: they cost most of the time
+        if s_AU:
+            contrib[k, 0] = s_AU * G2.sum(-1)
         if s_AC:
             row_sum = Gn.sum(-1)
             contrib[k, 1] = s_AC * row_sum ** 2
-            cov += s_AC * row_sum[:, :, None] * row_sum[:, None, :]
         if s_MU:
-            cov_MU = s_MU * (Gn * x[:, None, :] ** 2) @ GnT
-            contrib[k, 2] = np.einsum("bkk->bk", cov_MU)
-            cov += cov_MU
+            contrib[k, 2] = s_MU * (G2 @ (x ** 2)[:, :, None])[..., 0]
         if s_MC:
             x_sum = (Gn @ x[:, :, None])[..., 0]
             contrib[k, 3] = s_MC * x_sum ** 2
-            cov += s_MC * x_sum[:, :, None] * x_sum[:, None, :]
+        if covariance:
+            GnT = Gn.transpose(0, 2, 1)
+            if s_AU:
+                cov += s_AU * Gn @ GnT
+            if s_AC:
+                cov += s_AC * row_sum[:, :, None] * row_sum[:, None, :]
+            if s_MU:
+                cov += s_MU * (Gn * x[:, None, :] ** 2) @ GnT
+            if s_MC:
+                cov += s_MC * x_sum[:, :, None] * x_sum[:, None, :]
     return out, contrib, cov, layers
 
 
