@@ -248,3 +248,30 @@ def test_semenova_eq22_equals_eq5():
     exact = S.internal_state_variance_exact(W, np.array([0.7]), np.array([[3e-3]]), *D4.values())
     np.testing.assert_allclose(S.internal_state_variance_single_input(0.7, 3e-3, *D4.values()),
                                exact, rtol=1e-13)
+
+
+def test_semenova_eq6_eq17_property_scaling():
+    """Hypothesis: Eq. 17 is affine in each additive intensity with slope 2 and Eq. 6's
+    correlated term follows (row sum)^2 while the uncorrelated one follows sums of squares."""
+    hyp = pytest.importorskip("hypothesis")
+    st = hyp.strategies
+
+    @hyp.given(st.floats(0, 1e-2), st.floats(0, 1e-2), st.floats(0, 1e-2), st.floats(0, 1e-2),
+               st.floats(-2, 2), st.floats(0, 1), st.floats(0.1, 10))
+    def check(dau, dac, dmu, dmc, m, v, scale):
+        base = S.output_variance(m, v, 0, dac, dmu, dmc)
+        assert S.output_variance(m, v, dau, dac, dmu, dmc) == pytest.approx(base + 2 * dau,
+                                                                             rel=1e-12, abs=1e-15)
+        W = np.array([[0.3, -0.1, 0.5], [0.2, 0.2, -0.6]])
+        E_y, F = np.array([0.2, 0.5, 0.9]), np.array([1e-3, 2e-3, 0.0])
+        N1 = np.array(S.noise_terms(W, E_y, F, dau, dac, dmu, dmc))
+        N2 = np.array(S.noise_terms(scale * W, E_y, F, dau, dac, dmu, dmc))
+        np.testing.assert_allclose(N2, scale ** 2 * N1, rtol=1e-10, atol=1e-300)
+        # I^2 mu^2(W) = (sum W)^2 / I_n^2 and I eta(W) = sum W^2 / I_n
+        assert N1[0] == pytest.approx(W.sum() ** 2 / W.shape[0] ** 2
+                                      * (2 * dac + 2 * dmc * E_y.mean() ** 2), abs=1e-18)
+        assert N1[1] == pytest.approx((W ** 2).sum() / W.shape[0]
+                                      * (2 * dau + 2 * dmu * (1 + 2 * dmc) * np.mean(E_y ** 2)),
+                                      abs=1e-18)
+
+    check()
