@@ -1,0 +1,225 @@
+r"""Noise sensitivity report for any trained network: predicted output variance and SNR per layer
+and per noise type, the dominant layer and type, and the accuracy under noise, next to a
+Monte-Carlo check.
+
+Method (derived, first order in the noise): every noise source enters the output linearly
+through the Jacobian ``G_l = dY/dy_l`` of the clean network (shape ``(n_out, n_l)`` per input),
+so for a noisy layer ``l`` with clean signal ``x_l`` at the noise point and the variances of
+:class:`refnet.noise.NoiseSpec`::
+
+    Var_AU = s_AU sum_j G_kj^2               Var_AC = s_AC (sum_j G_kj)^2
+    Var_MU = s_MU sum_j G_kj^2 x_j^2         Var_MC = s_MC (sum_j G_kj x_j)^2
+
+This is Semenova 2022, Eqs. 6 and 19 (p. 4, p. 9) with Eq. 9's first-order closure applied per
+neuron instead of through layer averages, and Duque 2024, Eqs. 2-3 (p. 3): correlated terms
+follow row sums (``sum_j G_kj``), uncorrelated ones sums of squares. Correlations between
+neurons are kept exactly (the full output covariance is ``sum G diag(.) G^T`` plus rank-one
+correlated terms). Noise levels are **variances** (refnet's contract).
+
+The accuracy under noise treats the noisy output as Gaussian with these moments and estimates
+``P(argmax = label)`` and ``P(argmax differs from the clean argmax)`` by sampling that Gaussian.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..activations import get_activation
+from ..model import Architecture, Params, check_input, forward
+from ..noise import NOISE_TYPES, NoiseConfig
+
+__all__ = ["output_variance_contributions", "gaussian_argmax_probabilities",
+           "monte_carlo_outputs", "SensitivityReport", "sensitivity_report", "format_report"]
+
+Array = np.ndarray
+
+
+def output_variance_contributions(arch: Architecture, params: Params, inputs: Array,
+                                  noise: NoiseConfig, covariance: bool = True
+                                  ) -> tuple[Array, Array, Array | None, tuple[int, ...]]:
+    """First-order output moments, split by noisy layer and noise type.
+
+    Parameters
+    ----------
+    inputs : (n_batch, sizes[0])
+    noise : NoiseConfig (variances; "pre" or "post" position)
+    covariance : bool
+        Also build the full output covariance (needed for argmax probabilities); without it
+        only the variances are computed, which is faster.
+
+    Returns
+    -------
+    mean : (n_batch, n_out), the clean output (first-order mean)
+    contributions : (n_noisy_layers, 4, n_batch, n_out) output variances, types in
+        :data:`refnet.noise.NOISE_TYPES` order
+    covariance : (n_batch, n_out, n_out) total first-order output covariance, or None
+    layers : the noisy layer numbers (0 = input, L = output)
+    """
+    X = check_input(inputs, arch.sizes[0], "inputs")
+    L = arch.n_layers
+    out, cache = forward(arch, params, X)
+    layers = () if noise.is_zero else noise.resolved_layers(L)
+    spec = noise.spec
+    n_b, n_out = out.shape
+    contrib = np.zeros((len(layers), 4, n_b, n_out))
+    cov = np.zeros((n_b, n_out, n_out)) if covariance else None
+    G = np.broadcast_to(np.eye(n_out), (n_b, n_out, n_out)).copy()  # dY / dy_L
+    for l in range(L, min(layers, default=L) - 1, -1):  # no Jacobian below the first noisy layer
+        if l < L:  # dY/dy_l = dY/dy_{l+1} diag(f'(z_{l+1})) W_{l+1}
+            d1 = get_activation(arch.activations[l]).d1(cache.Z[l])
+            # one GEMM over all (input, output) rows instead of a stack of small products
+            G = ((G * d1[:, None, :]).reshape(-1, d1.shape[1]) @ params.W[l]).reshape(
+                n_b, n_out, -1)
+        if l not in layers:
+            continue
+        if noise.position == "pre" and l > 0:  # noise on z_l: through f'(z_l), scales with z_l
+            Gn = G * get_activation(arch.activations[l - 1]).d1(cache.Z[l - 1])[:, None, :]
+            x = cache.Z[l - 1]
+        else:
+            Gn, x = G, cache.A[l]
+        k = layers.index(l)
+        s_AU, s_AC, s_MU, s_MC = (getattr(spec, t) for t in NOISE_TYPES)
+        G2 = Gn ** 2
+        # sources with zero variance are skipped: they cost most of the time
+        if s_AU:
+            contrib[k, 0] = s_AU * G2.sum(-1)
+        if s_AC:
+            row_sum = Gn.sum(-1)
+            contrib[k, 1] = s_AC * row_sum ** 2
+        if s_MU:
+            contrib[k, 2] = s_MU * (G2 @ (x ** 2)[:, :, None])[..., 0]
+        if s_MC:
+            x_sum = (Gn @ x[:, :, None])[..., 0]
+            contrib[k, 3] = s_MC * x_sum ** 2
+        if covariance:
+            GnT = Gn.transpose(0, 2, 1)
+            if s_AU:
+                cov += s_AU * Gn @ GnT
+            if s_AC:
+                cov += s_AC * row_sum[:, :, None] * row_sum[:, None, :]
+            if s_MU:
+                cov += s_MU * (Gn * x[:, None, :] ** 2) @ GnT
+            if s_MC:
+                cov += s_MC * x_sum[:, :, None] * x_sum[:, None, :]
+    return out, contrib, cov, layers
+
+
+def gaussian_argmax_probabilities(mean: Array, covariance: Array, labels: Array | None,
+                                  n_draws: int = 2000, rng=None) -> tuple[Array, Array | None]:
+    """``P(argmax flips)`` and ``P(argmax = label)`` for ``Y ~ N(mean, covariance)`` per input.
+
+    mean (n_batch, n_out); covariance (n_batch, n_out, n_out); labels (n_batch,) or None.
+    Returns (flip (n_batch,), correct (n_batch,) or None), by ``n_draws`` Gaussian draws each.
+    """
+    rng = np.random.default_rng(rng)
+    n_b, n_out = mean.shape
+    # eigh instead of Cholesky: the covariance may be singular (e.g. one noisy neuron)
+    w, v = np.linalg.eigh(covariance)
+    root = v * np.sqrt(np.clip(w, 0, None))[:, None, :]
+    xi = rng.standard_normal((n_b, int(n_draws), n_out))
+    Y = mean[:, None, :] + xi @ root.transpose(0, 2, 1)
+    arg = Y.argmax(-1)
+    flip = (arg != mean.argmax(-1)[:, None]).mean(-1)
+    correct = None if labels is None else (arg == np.asarray(labels)[:, None]).mean(-1)
+    return flip, correct
+
+
+def monte_carlo_outputs(arch: Architecture, params: Params, inputs: Array, noise: NoiseConfig,
+                        n_trials: int, rng=None, max_rows: int = 200_000) -> Array:
+    """Noisy outputs of ``n_trials`` forward passes of each input with the NumPy reference.
+
+    Returns (n_trials, n_batch, n_out). Rows are processed in chunks of at most ``max_rows``.
+    """
+    X = check_input(inputs, arch.sizes[0], "inputs")
+    rng = np.random.default_rng(rng)
+    K = int(n_trials)
+    if K < 2:
+        raise ValueError(f"n_trials: need >= 2, got {n_trials}")
+    per = max(1, int(max_rows) // K)
+    chunks = []
+    for i in range(0, len(X), per):
+        x = X[i:i + per]
+        y, _ = forward(arch, params, np.repeat(x, K, axis=0), noise, rng)
+        chunks.append(y.reshape(len(x), K, -1))
+    return np.concatenate(chunks).transpose(1, 0, 2)
+
+
+@dataclass(frozen=True)
+class SensitivityReport:
+    """Analytic (first-order) and Monte-Carlo noise sensitivity of one network on some inputs."""
+
+    layers: tuple[int, ...]  #: noisy layers (0 = input)
+    contributions: Array  #: (n_layers, 4) median over inputs of the mean output variance
+    predicted_variance: Array  #: (n_batch, n_out) first-order output variance
+    predicted_snr: Array  #: (n_batch, n_out) |clean output| / predicted std
+    predicted_flip: float  #: mean P(argmax flips), Gaussian approximation
+    predicted_accuracy: float | None  #: mean P(argmax = label), Gaussian approximation
+    clean_accuracy: float | None
+    mc_variance: Array | None  #: (n_batch, n_out)
+    mc_flip: float | None
+    mc_accuracy: float | None
+    n_trials: int
+
+    @property
+    def dominant(self) -> tuple[int, str]:
+        k, t = np.unravel_index(np.argmax(self.contributions), self.contributions.shape)
+        return self.layers[k], NOISE_TYPES[t]
+
+    @property
+    def median_relative_error(self) -> float | None:
+        if self.mc_variance is None:
+            return None
+        ok = self.mc_variance > 0
+        return float(np.median(np.abs(self.predicted_variance[ok] / self.mc_variance[ok] - 1)))
+
+
+def sensitivity_report(arch: Architecture, params: Params, inputs: Array, noise: NoiseConfig,
+                       labels: Array | None = None, n_trials: int = 0, rng=None,
+                       n_draws: int = 2000) -> SensitivityReport:
+    """Build a :class:`SensitivityReport`; ``n_trials = 0`` skips the Monte-Carlo check.
+
+    inputs (n_batch, sizes[0]); labels (n_batch,) integer classes or None.
+    """
+    rng = np.random.default_rng(rng)
+    mean, contrib, cov, layers = output_variance_contributions(arch, params, inputs, noise)
+    var = np.einsum("bkk->bk", cov)
+    with np.errstate(divide="ignore"):
+        snr = np.abs(mean) / np.sqrt(var)
+    flip, correct = gaussian_argmax_probabilities(mean, cov, labels, n_draws, rng)
+    per = np.median(contrib.mean(-1), axis=-1) if len(layers) else np.zeros((0, 4))
+    clean_acc = None if labels is None else float(np.mean(mean.argmax(-1) == labels))
+    mc_var = mc_flip = mc_acc = None
+    if n_trials:
+        Y = monte_carlo_outputs(arch, params, inputs, noise, n_trials, rng)
+        mc_var = Y.var(0, ddof=1)
+        arg = Y.argmax(-1)
+        mc_flip = float(np.mean(arg != mean.argmax(-1)[None]))
+        mc_acc = None if labels is None else float(np.mean(arg == np.asarray(labels)[None]))
+    return SensitivityReport(layers, per, var, snr, float(flip.mean()),
+                             None if correct is None else float(correct.mean()), clean_acc,
+                             mc_var, mc_flip, mc_acc, int(n_trials))
+
+
+def format_report(report: SensitivityReport) -> str:
+    """A plain-text table of the report."""
+    lines = ["noise sensitivity (first-order analytic; variances are output variances)",
+             "layer  " + "  ".join(f"{t:>10}" for t in NOISE_TYPES)]
+    for k, l in enumerate(report.layers):
+        lines.append(f"{l:>5}  " + "  ".join(f"{v:10.3e}" for v in report.contributions[k]))
+    if report.layers:
+        l, t = report.dominant
+        lines.append(f"dominant: layer {l}, {t}")
+    lines.append(f"median output SNR (analytic): {np.median(report.predicted_snr):.4g}")
+    lines.append(f"P(argmax flips), analytic: {report.predicted_flip:.4f}"
+                 + ("" if report.mc_flip is None else f"   Monte-Carlo (K={report.n_trials}): "
+                    f"{report.mc_flip:.4f}"))
+    if report.predicted_accuracy is not None:
+        lines.append(f"accuracy clean: {report.clean_accuracy:.4f}   under noise, analytic: "
+                     f"{report.predicted_accuracy:.4f}"
+                     + ("" if report.mc_accuracy is None else
+                        f"   Monte-Carlo: {report.mc_accuracy:.4f}"))
+    if report.mc_variance is not None:
+        lines.append("median |analytic / Monte-Carlo output variance - 1|: "
+                     f"{report.median_relative_error:.4f}")
+    return "\n".join(lines)
