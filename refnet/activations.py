@@ -57,6 +57,16 @@ def sigmoid_second(z: Array) -> Array:
     return s * t * (t - s)
 
 
+def sigmoid_prime_from_output(s: Array) -> Array:
+    """``sigma'(z)`` from the output ``s = sigma(z)``: ``s (1 - s)``.
+
+    What PyTorch's sigmoid backward computes; the model's backward pass uses it because ``s``
+    is already at hand (two ``expit`` calls fewer per layer). Near saturation its relative
+    error grows like ``eps / (1 - s)``; :func:`sigmoid_prime` keeps full precision there.
+    """
+    return s * (1.0 - s)
+
+
 def sigmoid_inverse(a: Array) -> Array:
     """``sigma^{-1}(a) = log(a / (1 - a))`` for ``a`` in (0, 1)."""
     return logit(a)
@@ -145,7 +155,8 @@ class Activation:
     """An activation function with its derivatives, resolved from a name such as ``"sigmoid"``.
 
     ``f``, ``d1``, ``d2`` and ``inverse`` are elementwise functions of arrays of any shape.
-    ``inverse`` is ``None`` where no inverse exists. ``alpha`` is the shifted sigmoid's slope
+    ``inverse`` is ``None`` where no inverse exists. ``d1_from_output``, where set, gives
+    ``f'(z)`` from ``f(z)`` (used by the backward pass). ``alpha`` is the shifted sigmoid's slope
     parameter (``None`` for the others).
     """
 
@@ -155,6 +166,7 @@ class Activation:
     d2: Callable[[Array], Array]
     inverse: Callable[[Array], Array] | None
     alpha: float | None = None
+    d1_from_output: Callable[[Array], Array] | None = None  #: f'(z) from f(z), where cheaper
 
     @property
     def spec(self) -> str:
@@ -210,9 +222,9 @@ def _parse_activation(spec: str) -> Activation:
     if alpha_text is not None:
         raise ValueError(f"activation: {name!r} takes no alpha (got {spec!r})")
     table = {
-        "sigmoid": (sigmoid, sigmoid_prime, sigmoid_second, sigmoid_inverse),
+        "sigmoid": (sigmoid, sigmoid_prime, sigmoid_second, sigmoid_inverse, sigmoid_prime_from_output),
         "cubic": (cubic, cubic_prime, cubic_second, cubic_inverse),
-        "identity": (identity, identity_prime, identity_second, identity),
+        "identity": (identity, identity_prime, identity_second, identity, identity_prime),
     }
-    f, d1, d2, inv = table[name]
-    return Activation(name, f, d1, d2, inv)
+    f, d1, d2, inv, *from_output = table[name]
+    return Activation(name, f, d1, d2, inv, d1_from_output=from_output[0] if from_output else None)

@@ -166,12 +166,14 @@ class Cache:
     ``A[l]`` is the (noisy, where configured) output of layer ``l`` = 0..L, shape
     ``(n_batch, sizes[l])``; ``A[0]`` is the (possibly noisy) input. ``Z[l-1]`` is the
     pre-activation of weight layer ``l`` before any pre-activation noise, ``Zn[l-1]`` the one
-    fed to the activation. ``noise[l]`` holds the draws used at layer ``l`` (or ``None``).
+    fed to the activation, ``F[l-1] = f(Zn[l-1])`` its output before any post-activation
+    noise. ``noise[l]`` holds the draws used at layer ``l`` (or ``None``).
     """
 
     A: tuple[Array, ...]
     Z: tuple[Array, ...]
     Zn: tuple[Array, ...]
+    F: tuple[Array, ...]
     noise: tuple[LayerNoise | None, ...]
     config: NoiseConfig | None
 
@@ -222,20 +224,20 @@ def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = N
     used = [None] * (L + 1)
     used[0] = _layer_draws(0, noisy, noise, draws, rng, X.shape, dtype)
     a = apply_noise(X, noise.spec, used[0]) if used[0] is not None else X
-    A, Z, Zn = [a], [], []
+    A, Z, Zn, F = [a], [], [], []
     for l in range(1, L + 1):
         act = get_activation(arch.activations[l - 1])
         z = a @ params.W[l - 1].T + params.b[l - 1]
         d = _layer_draws(l, noisy, noise, draws, rng, z.shape, dtype)
         used[l] = d
         zn = apply_noise(z, noise.spec, d) if d is not None and noise.position == "pre" else z
-        a = act.f(zn)
-        if d is not None and noise.position == "post":
-            a = apply_noise(a, noise.spec, d)
+        f = act.f(zn)
+        a = apply_noise(f, noise.spec, d) if d is not None and noise.position == "post" else f
         Z.append(z)
         Zn.append(zn)
+        F.append(f)
         A.append(a)
-    cache = Cache(tuple(A), tuple(Z), tuple(Zn), tuple(used), noise if noisy else None)
+    cache = Cache(tuple(A), tuple(Z), tuple(Zn), tuple(F), tuple(used), noise if noisy else None)
     return a, cache
 
 
@@ -276,7 +278,10 @@ def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=N
             g = noise_gradient_factor(cfg.spec, d, dA.shape)
             if g is not None:
                 dA = dA * g
-        dZ = dA * act.d1(cache.Zn[l - 1])
+        if act.d1_from_output is not None:  # cheaper, and what PyTorch's autograd computes
+            dZ = dA * act.d1_from_output(cache.F[l - 1])
+        else:
+            dZ = dA * act.d1(cache.Zn[l - 1])
         if dZ_extra and l in dZ_extra:
             dZ = dZ + dZ_extra[l]
         if d is not None and pos == "pre":
