@@ -26,6 +26,8 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
+from ._optim_kernels import adagrad_update, adagrad_update_numpy
+
 __all__ = ["SGD", "Adagrad", "Adam", "OPTIMIZERS", "get_optimizer", "optimizer_from_dict"]
 
 Array = np.ndarray
@@ -184,14 +186,14 @@ class Adagrad(_Optimizer):
         if self.weight_decay != 0:
             g = g + self.weight_decay * p
         clr = self.lr / (1 + (step - 1) * self.lr_decay)
-        s = g * g
-        s += old["sum"]
-        std = np.sqrt(s)
-        std += self.eps
-        upd = g * (-clr)  # PyTorch's addcdiv order: p + (value * g) / std
-        upd /= std
-        upd += p  # a fresh array: one allocation fewer than p + upd
-        return upd, {"sum": s}
+        # PyTorch's order per element: s = s + g^2; p + (-clr g) / (sqrt(s) + eps). The fused
+        # numba kernel makes one pass over memory; its NumPy twin handles any layout.
+        s_old = old["sum"]
+        p_new, s_new = np.empty_like(p), np.empty_like(p)
+        contiguous = all(a.flags.c_contiguous for a in (p, g, s_old)) and s_old.dtype == p.dtype
+        update = adagrad_update if contiguous else adagrad_update_numpy
+        update(p, g, s_old, clr, self.eps, p_new, s_new)
+        return p_new, {"sum": s_new}
 
 
 @dataclass(frozen=True)

@@ -193,3 +193,27 @@ def test_get_optimizer_defaults_match_torch_defaults():
     assert get_optimizer("SGD") == SGD(lr=1e-3)
     assert get_optimizer("adagrad") == Adagrad(lr=1e-2, eps=1e-10)
     assert get_optimizer("adam", lr=0.01) == Adam(lr=0.01, betas=(0.9, 0.999), eps=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_adagrad_kernel_equals_its_numpy_twin(dtype):
+    from refnet._optim_kernels import adagrad_update, adagrad_update_numpy
+
+    rng = np.random.default_rng(4)
+    p, g = rng.normal(size=(37, 53)).astype(dtype), rng.normal(size=(37, 53)).astype(dtype)
+    s = np.abs(rng.normal(size=(37, 53))).astype(dtype)
+    out1 = np.empty_like(p), np.empty_like(p)
+    out2 = np.empty_like(p), np.empty_like(p)
+    adagrad_update(p, g, s, 0.03, 1e-10, *out1)
+    adagrad_update_numpy(p, g, s, 0.03, 1e-10, *out2)
+    np.testing.assert_array_equal(out1[0], out2[0])
+    np.testing.assert_array_equal(out1[1], out2[1])
+
+
+def test_adagrad_non_contiguous_arrays_take_the_numpy_path():
+    rng = np.random.default_rng(5)
+    p = rng.normal(size=(6, 4))
+    g = rng.normal(size=(4, 6)).T  # Fortran-ordered view
+    opt = Adagrad(lr=0.1)
+    (q,), st = opt.step([p], [g], opt.init([p]))
+    np.testing.assert_allclose(q, p - 0.1 * g / (np.abs(g) + 1e-10), rtol=1e-12)
