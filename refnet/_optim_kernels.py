@@ -14,14 +14,16 @@ __all__ = ["adagrad_update", "adagrad_update_numpy"]
 
 def _adagrad_body(p, g, s_old, clr, eps, p_new, s_new):
     # Flat views of C-contiguous arrays: one pass, PyTorch's operation order per element.
-    for i in numba.prange(p.size):
+    for i in range(p.size):
         s = g[i] * g[i] + s_old[i]
         std = np.sqrt(s) + eps
         p_new[i] = (g[i] * -clr) / std + p[i]
         s_new[i] = s
 
 
-_adagrad_parallel = numba.njit(_adagrad_body, parallel=True, cache=True)
+# Serial: the update is memory-bound, and a second thread pool beside BLAS's threads only
+# contends with them on small machines.
+_adagrad_serial = numba.njit(_adagrad_body, cache=True)
 
 
 def adagrad_update_numpy(p, g, s_old, clr, eps, p_new, s_new):
@@ -43,5 +45,5 @@ def adagrad_update(p, g, s_old, clr, eps, p_new, s_new):
     All arrays C-contiguous with the same shape and dtype; writes ``p_new`` and ``s_new``.
     """
     dt = p.dtype.type
-    _adagrad_parallel(p.reshape(-1), g.reshape(-1), s_old.reshape(-1), dt(clr), dt(eps),
+    _adagrad_serial(p.reshape(-1), g.reshape(-1), s_old.reshape(-1), dt(clr), dt(eps),
                       p_new.reshape(-1), s_new.reshape(-1))
