@@ -63,7 +63,8 @@ def compute(preset, out, log=print) -> None:
         arrays[f"{key}/mc_mean"], arrays[f"{key}/mc_var"] = st.mean[:, 0], st.variance[:, 0]
         arrays[f"{key}/mc_snr"] = st.snr[:, 0]
         for method in ("first_order", "gauss_hermite"):
-            m = symmetric_network_moments(u, act, 4, 200, *D, method=method)
+            with np.errstate(invalid="ignore"):  # 0/0 SNR of a noise-free input neuron at u = 0
+                m = symmetric_network_moments(u, act, 4, 200, *D, method=method)
             arrays[f"{key}/{method}_mean"] = m["mean_output"][-1]
             arrays[f"{key}/{method}_snr"] = m["snr"][-1]
     save_results(out, NAME, arrays, {
