@@ -71,7 +71,7 @@ def analytic_state_moments(u, alpha, method, order=ORDER, n_layers=N_LAYERS):
 
 
 def input_grid(n: int) -> np.ndarray:
-    """``n`` inputs in [0, 1], dense near u = 0.5 (``u = (1 + s^3) / 2``, s uniform in [-1, 1]):
+    """``n`` inputs in [0, 1], dense near u = 0.5 (``u = (1 + s^3) / 2``, s evenly spaced in [-1, 1]):
     deep layers map most of [0, 1] onto the focusing points 0 and 1, and only inputs near 0.5
     reach the states of largest variance."""
     s = np.linspace(-1, 1, n)
@@ -113,7 +113,8 @@ def compute(preset, out, log=print) -> None:
         "settings": {"network": f"1-{'-'.join(['200'] * (N_LAYERS - 2))}-1, W_ij = 1/I, zero bias",
                      "intensities (D_A_U, D_A_C, D_M_U, D_M_C)": list(D),
                      "noise": "Eq. 3 on every layer's output (variance 2D)",
-                     "mc_inputs": f"{T_mc}, u = (1 + s^3)/2, s uniform in [-1, 1]", "K": K, "K_at_u_0.5": K_point, "taylor_order": ORDER,
+                     "mc_inputs": f"{T_mc}, u = (1 + s^3)/2, s evenly spaced in [-1, 1]",
+                     "K": K, "K_at_u_0.5": K_point, "taylor_order": ORDER,
                      "fig4d_alpha": ERR_ALPHA, "fig4d_layers": list(ERR_LAYERS),
                      "moments_V_m": "Gaussian, V_2m = (2m-1)!! Var^m"},
         "data": "none (synthetic inputs u in [0, 1])"})
