@@ -104,7 +104,7 @@ def test_semenova_fig3_compute_plot_report(tiny, out):
         assert np.median(mod._rel_errors(A, key)) < 0.3
     assert mod.plot(out).exists()
     checks, figs = mod.report(out, tiny)
-    assert checks == [] and figs[0].refnet_says.count("median") == 6
+    assert checks == [] and figs[0].refnet_says.count("median |SNR_analytic") == 6
 
 
 # --- Semenova 2022, Fig. 4 ------------------------------------------------------------------
