@@ -1,10 +1,14 @@
 """Numba kernels of the Monte-Carlo engine, each beside its NumPy twin (same signature).
 
-Nothing here draws random numbers, reads or writes files, or plots: the kernels take arrays
-(noise draws included) and scalars and write into ``out``. :mod:`refnet.montecarlo` draws the
+Nothing here reads or writes files or plots. The kernels take arrays (noise draws included)
+and scalars and write into ``out``; the one random kernel, :func:`fill_normal`, takes an
+explicit ``np.random.Generator`` (the caller's per-chunk generator) and never touches global
+or thread-local random state. :mod:`refnet.montecarlo` draws the
 noise per fixed-size chunk and calls these; ``tests/test_kernels.py`` checks every kernel
 against its twin on the same draws.
 
+Each body is compiled twice, ``parallel=True`` (``prange`` over rows) and serial, as
+``<name>`` and ``<name>_serial`` (:data:`KERNELS` maps backend names to the three versions).
 Every loop body is elementwise in the row index, so a ``prange`` split across threads cannot
 change any number: results are bitwise identical for any thread count. No ``fastmath``, so IEEE
 semantics hold and the twins agree to rounding. The bodies are plain Python too, so the
@@ -27,15 +31,16 @@ import numpy as np
 from scipy.special import expit
 
 __all__ = ["ACT_CODES", "POS_CLEAN", "POS_PRE", "POS_POST", "sigmoid", "activate",
-           "noisy_activation", "noisy_activation_numpy", "row_sum_affine",
-           "row_sum_affine_numpy"]
+           "noisy_activation", "noisy_activation_serial", "noisy_activation_numpy",
+           "row_sum_affine", "row_sum_affine_serial", "row_sum_affine_numpy", "fill_normal",
+           "fill_normal_numpy", "KERNELS"]
 
 #: Activation name -> integer code used inside the kernels.
 ACT_CODES = {"identity": 0, "sigmoid": 1, "shifted_sigmoid": 2, "cubic": 3}
 POS_CLEAN, POS_PRE, POS_POST = 0, 1, 2
 
-_jit = numba.njit(cache=True)
-_pjit = numba.njit(cache=True, parallel=True)
+_jit = numba.njit(cache=True, nogil=True)
+_pjit = numba.njit(cache=True, nogil=True, parallel=True)
 
 
 def _sigmoid_body(z):
@@ -106,6 +111,7 @@ def _noise_body(x, i, j, s_au, au, s_mu, mu, s_mc, f_c, s_ac, c_a):
 
 _noise = _jit(_noise_body)
 noisy_activation = _pjit(_noisy_activation_body)
+noisy_activation_serial = _jit(_noisy_activation_body)
 
 
 def noisy_activation_numpy(Z, layer, sd, au, ac, mu, mc, out):
@@ -161,6 +167,7 @@ def _row_sum_affine_body(U, idx, r, b, sd, ac, mc, out):
 
 
 row_sum_affine = _pjit(_row_sum_affine_body)
+row_sum_affine_serial = _jit(_row_sum_affine_body)
 
 
 def row_sum_affine_numpy(U, idx, r, b, sd, ac, mc, out):
@@ -168,3 +175,39 @@ def row_sum_affine_numpy(U, idx, r, b, sd, ac, mc, out):
     f_c = 1.0 + sd[3] * mc if sd[3] > 0 else 1.0
     c_a = sd[1] * ac if sd[1] > 0 else 0.0
     out[...] = f_c * U[idx] + c_a * r + b
+
+
+def _fill_normal64_body(gen, out):
+    """Fill the 1-D float64 ``out`` with standard normals from ``gen``, in order."""
+    for i in range(out.size):
+        out[i] = gen.standard_normal()
+
+
+def _fill_normal32_body(gen, out):
+    """Float32 version of :func:`_fill_normal64_body` (NumPy's float32 ziggurat)."""
+    for i in range(out.size):
+        out[i] = gen.standard_normal(dtype=np.float32)
+
+
+_fill_normal64 = _jit(_fill_normal64_body)
+_fill_normal32 = _jit(_fill_normal32_body)
+
+
+def fill_normal(gen, out):
+    """Standard normals from ``gen`` into the 1-D ``out`` (float64 or float32), in order.
+
+    Numba's Generator implements NumPy's algorithms: the numbers, and the generator's state
+    afterwards, are identical to ``gen.standard_normal(out=out)`` (tested), only faster.
+    """
+    (_fill_normal32 if out.dtype == np.float32 else _fill_normal64)(gen, out)
+
+
+def fill_normal_numpy(gen, out):
+    """NumPy twin of :func:`fill_normal`."""
+    gen.standard_normal(dtype=out.dtype, out=out)
+
+
+#: backend -> (noisy_activation, row_sum_affine) implementations.
+KERNELS = {"numba-parallel": (noisy_activation, row_sum_affine, fill_normal),
+           "numba": (noisy_activation_serial, row_sum_affine_serial, fill_normal),
+           "numpy": (noisy_activation_numpy, row_sum_affine_numpy, fill_normal_numpy)}

@@ -42,7 +42,10 @@ __all__ = ["SHORTCUTS", "BACKENDS", "Engine", "CleanState", "prepare", "clean_st
 
 Array = np.ndarray
 SHORTCUTS = ("clean_prefix", "row_sums", "narrow_draws")
-BACKENDS = ("numba", "numpy")
+#: "numba": serial compiled kernels (the default: on small chunks, threads of a parallel
+#: kernel compete with the BLAS threads of the matrix products); "numba-parallel": the same
+#: kernels with ``prange`` over rows; "numpy": the NumPy twins.
+BACKENDS = ("numba", "numba-parallel", "numpy")
 #: The authors' grid: 100 log-spaced variances in [1e-3, 1] (reference-code-facts.md).
 DEFAULT_VARIANCES = np.logspace(-3, 0, 100)
 
@@ -177,8 +180,7 @@ def _noisy_activation(engine: Engine, Z, layer, sd, d: LayerNoise | None, skip_a
     args = [e if x is None else x for x in (d.add_unc, d.add_cor, d.mul_unc, d.mul_cor)]
     if skip_au:
         args[0] = e
-    kern = K.noisy_activation if engine.backend == "numba" else K.noisy_activation_numpy
-    kern(np.ascontiguousarray(Z), layer, sd, *args, out)
+    K.KERNELS[engine.backend][0](np.ascontiguousarray(Z), layer, sd, *args, out)
     return out
 
 
@@ -223,10 +225,14 @@ def clean_state(engine: Engine, X) -> CleanState:
     return CleanState(P, kind, l0, U)
 
 
-def _draw_layer(spec: NoiseSpec, n: int, m_au: int, m: int, gen, dtype) -> LayerNoise:
+def _draw_layer(spec: NoiseSpec, n: int, m_au: int, m: int, gen, dtype, fill) -> LayerNoise:
     shapes = {"add_unc": (n, m_au), "add_cor": (n, 1), "mul_unc": (n, m), "mul_cor": (n, 1)}
-    return LayerNoise(**{t: gen.standard_normal(shapes[t], dtype=dtype)
-                         for t in NOISE_TYPES if getattr(spec, t) > 0})
+    draws = {}
+    for t in NOISE_TYPES:
+        if getattr(spec, t) > 0:
+            draws[t] = np.empty(shapes[t], dtype=dtype)
+            fill(gen, draws[t].reshape(-1))
+    return LayerNoise(**draws)
 
 
 def draw_noise(engine: Engine, state: CleanState, n_rows: int, gen, keep=()) -> tuple:
@@ -235,8 +241,9 @@ def draw_noise(engine: Engine, state: CleanState, n_rows: int, gen, keep=()) -> 
     narrow-draw layer ``l`` the ``add_unc`` entry has the next layer's width."""
     sizes, spec = engine.arch.sizes, engine.config.spec
     narrow = engine.narrow_layers(keep)
+    fill = K.KERNELS[engine.backend][2]
     return tuple(_draw_layer(spec, n_rows, sizes[l + 1] if l in narrow else sizes[l], sizes[l],
-                             gen, engine.dtype) if l in engine.noisy else None
+                             gen, engine.dtype, fill) if l in engine.noisy else None
                  for l in range(engine.arch.n_layers + 1))
 
 
@@ -263,8 +270,7 @@ def propagate(engine: Engine, state: CleanState, idx, draws, keep=()) -> tuple[A
         d = draws[l0]
         z = np.empty((len(idx), arch.sizes[l0 + 1]), dtype=engine.dtype)
         e = np.empty((0, 0), dtype=engine.dtype)
-        kern = K.row_sum_affine if engine.backend == "numba" else K.row_sum_affine_numpy
-        kern(state.U, idx, engine.row_sums[l0], b[l0], sd,
+        K.KERNELS[engine.backend][1](state.U, idx, engine.row_sums[l0], b[l0], sd,
              e if d.add_cor is None else d.add_cor, e if d.mul_cor is None else d.mul_cor, z)
         if spec.add_unc > 0:
             z += sd[0] * (d.add_unc @ (engine.factors[l0] if l0 in narrow else W[l0].T))

@@ -142,3 +142,14 @@ def test_noise_draw_moments_correlated_shared_and_independent_across_samples():
     checks.append((lag.mean(axis=0), 0.0, lag.std(axis=0) / np.sqrt(n - 1)))
     for est, truth, se in checks:
         assert np.all(np.abs(est - truth) <= 5 * se), (est, truth, se)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fill_normal_kernel_reproduces_numpy_stream_and_state(dtype):
+    a, b = np.empty(257, dtype=dtype), np.empty(257, dtype=dtype)
+    g1, g2 = np.random.default_rng(21), np.random.default_rng(21)
+    K.fill_normal(g1, a)
+    K.fill_normal_numpy(g2, b)
+    assert np.array_equal(a, b)
+    assert np.array_equal(a, np.random.default_rng(21).standard_normal(257, dtype=dtype))
+    assert g1.standard_normal() == g2.standard_normal()   # the generators advanced alike

@@ -1,0 +1,183 @@
+"""Noisy samples per second: refnet's Monte-Carlo engine vs straightforward NumPy and PyTorch.
+
+    python benchmarks/bench_montecarlo.py [--quick] [--seed 0]
+
+Network 784-300-300-10 (sigmoid hidden layers, linear output), noise after the activation of
+both hidden layers (the "duque" placement), one noise type at variance 0.1: uncorrelated
+additive (add_unc) and correlated additive (add_cor), in float64 and float32.
+
+* refnet: :func:`refnet.montecarlo.accuracy_sweep` over the same inputs repeated (its use case:
+  many noisy passes, first layer computed once per input and reused).
+* NumPy and PyTorch: the straightforward full forward per pass, noise from
+  ``Generator.standard_normal`` / ``torch.randn``.
+* limit: this run's measured GEMM rate and normal-draw rate applied to the minimum work per
+  noisy sample (first layer amortised): add_unc needs the layer-1 noise mixed by W2
+  (2 n1 n2 flops, dense), the output layer on the noisy layer-2 output (2 n2 n3), and
+  n1 + n3 normals (the layer-2 noise enters a 10-wide layer, so 10 draws suffice); add_cor
+  needs 2 n2 n3 flops and 2 normals. A second limit adds the measured sigmoid rate for the
+  n2 activations each sample must evaluate.
+
+Every ratio printed comes from numbers measured in the same run. The machine may be shared,
+so absolute numbers are noisy; re-run on a quiet machine for the README table.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+from scipy.special import expit
+
+from refnet.model import init_params, mlp
+from refnet.montecarlo import accuracy_sweep
+from refnet.montecarlo_stats import neuron_statistics
+from refnet.noise import NoiseConfig, NoiseSpec
+
+SIZES = (784, 300, 300, 10)
+VARIANCE = 0.1
+
+
+def _best_time(fn, repeats: int) -> float:
+    """Smallest wall time of ``repeats`` calls (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def machine_rates(dtype, rows: int, repeats: int) -> dict:
+    """GEMM flop rate, normal draws per second and sigmoids per second, measured now."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((rows, SIZES[1])).astype(dtype)
+    B = rng.standard_normal((SIZES[1], SIZES[2])).astype(dtype)
+    t = _best_time(lambda: A @ B, repeats)
+    buf = np.empty(rows * SIZES[1], dtype=dtype)
+    t_draw = _best_time(lambda: rng.standard_normal(dtype=dtype, out=buf), repeats)
+    t_sig = _best_time(lambda: expit(A), repeats)
+    return {"gemm_flops": 2 * rows * SIZES[1] * SIZES[2] / t, "draws": buf.size / t_draw,
+            "sigmoids": A.size / t_sig}
+
+
+def minimum_work(noise_type: str) -> tuple[float, float]:
+    """(flops, normal draws) per noisy sample, first layer amortised (see module docstring)."""
+    n0, n1, n2, n3 = SIZES
+    if noise_type == "add_unc":
+        return 2 * n1 * n2 + 2 * n2 * n3 + n3 * n3, n1 + n3
+    return 2 * n2 * n3 + 2 * n2, 2
+
+
+def numpy_straightforward(params, X, noise_type, reps, batch, dtype, seed):
+    W, b = [w.astype(dtype) for w in params.W], [v.astype(dtype) for v in params.b]
+    X = X.astype(dtype)
+    rng, s = np.random.default_rng(seed), np.sqrt(VARIANCE)
+
+    def noise(a):
+        shape = a.shape if noise_type == "add_unc" else (a.shape[0], 1)
+        return a + s * rng.standard_normal(shape, dtype=dtype)
+
+    def run():
+        for _ in range(reps):
+            for i in range(0, len(X), batch):
+                a = noise(expit(X[i:i + batch] @ W[0].T + b[0]))
+                a = noise(expit(a @ W[1].T + b[1]))
+                np.argmax(a @ W[2].T + b[2], axis=1)
+    return run
+
+
+def torch_straightforward(torch, params, X, noise_type, reps, batch, dtype, seed):
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    W = [torch.from_numpy(w.astype(dtype)) for w in params.W]
+    b = [torch.from_numpy(v.astype(dtype)) for v in params.b]
+    Xt = torch.from_numpy(X.astype(dtype))
+    gen, s = torch.Generator().manual_seed(seed), float(np.sqrt(VARIANCE))
+
+    def noise(a):
+        shape = a.shape if noise_type == "add_unc" else (a.shape[0], 1)
+        return a + s * torch.randn(shape, generator=gen, dtype=tdt)
+
+    def run():
+        with torch.no_grad():
+            for _ in range(reps):
+                for i in range(0, len(Xt), batch):
+                    a = noise(torch.sigmoid(Xt[i:i + batch] @ W[0].T + b[0]))
+                    a = noise(torch.sigmoid(a @ W[1].T + b[1]))
+                    torch.argmax(a @ W[2].T + b[2], dim=1)
+    return run
+
+
+def peak_memory_vs_K(arch, params, Ks=(100, 1000), T=10) -> list[tuple[int, int]]:
+    X = np.random.default_rng(3).standard_normal((T, SIZES[0]))
+    cfg = NoiseConfig(NoiseSpec(add_unc=VARIANCE), (1, 2), "post")
+    neuron_statistics(arch, params, X, cfg, K=Ks[0], rng=0)      # compile outside the trace
+    out = []
+    for K in Ks:
+        tracemalloc.start()
+        neuron_statistics(arch, params, X, cfg, K=K, rng=0)
+        out.append((K, tracemalloc.get_traced_memory()[1]))
+        tracemalloc.stop()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, under about a minute")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    n_inputs, reps, repeats = (1000, 5, 2) if args.quick else (5000, 10, 3)
+    batch = 1000
+    try:
+        import torch
+    except ImportError:
+        torch = None
+        print("torch not importable: the PyTorch column is skipped", file=sys.stderr)
+    arch = mlp(SIZES, "sigmoid", "identity")
+    params = init_params(arch, "torch", rng=args.seed)
+    X = np.random.default_rng(args.seed + 1).standard_normal((n_inputs, SIZES[0]))
+    y = np.zeros(n_inputs, dtype=np.int64)
+    samples = n_inputs * reps
+    import numba
+    print(f"784-300-300-10, noise variance {VARIANCE} after both hidden activations; "
+          f"{samples} noisy samples per timing ({n_inputs} inputs x {reps} passes), "
+          f"best of {repeats}; numba threads {numba.get_num_threads()}"
+          + (f", torch threads {torch.get_num_threads()}" if torch else ""))
+    header = (f"{'dtype':8}{'noise':9}{'refnet/s':>11}{'numpy/s':>11}{'torch/s':>11}"
+              f"{'limit/s':>11}{'limit+act/s':>12}{'x numpy':>9}{'x torch':>9}{'% limit':>9}"
+              f"{'% lim+act':>10}")
+    lines = []
+    for dtype in (np.float64, np.float32):
+        rates = machine_rates(dtype, batch, repeats)
+        print(f"{np.dtype(dtype).name}: GEMM {rates['gemm_flops'] / 1e9:.1f} GFLOP/s, "
+              f"{rates['draws'] / 1e6:.1f} M normal draws/s, {rates['sigmoids'] / 1e6:.1f} M "
+              "sigmoids/s")
+        for t in ("add_unc", "add_cor"):
+            def ours():
+                accuracy_sweep(arch, params, X, y, "duque", (t,), [VARIANCE], reps, batch,
+                               args.seed, dtype=dtype)
+            r = samples / _best_time(ours, repeats)
+            n = samples / _best_time(numpy_straightforward(params, X, t, reps, batch, dtype,
+                                                           args.seed), repeats)
+            tt = (samples / _best_time(torch_straightforward(torch, params, X, t, reps, batch,
+                                                             dtype, args.seed), repeats)
+                  if torch else float("nan"))
+            flops, draws = minimum_work(t)
+            t_lim = flops / rates["gemm_flops"] + draws / rates["draws"]
+            lim, lim_act = 1 / t_lim, 1 / (t_lim + SIZES[2] / rates["sigmoids"])
+            lines.append(f"{np.dtype(dtype).name:8}{t:9}{r:11,.0f}{n:11,.0f}{tt:11,.0f}"
+                         f"{lim:11,.0f}{lim_act:12,.0f}{r / n:9.2f}{r / tt:9.2f}"
+                         f"{100 * r / lim:9.1f}{100 * r / lim_act:10.1f}")
+    print(header)
+    print("\n".join(lines))
+    peaks = peak_memory_vs_K(arch, params)
+    print("neuron_statistics peak traced memory (T=10 inputs, all layers): "
+          + ", ".join(f"K={K}: {m / 1e6:.2f} MB" for K, m in peaks)
+          + f"; ratio {peaks[-1][1] / peaks[0][1]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
