@@ -41,17 +41,20 @@ POS_CLEAN, POS_PRE, POS_POST = 0, 1, 2
 
 _jit = numba.njit(cache=True, nogil=True)
 _pjit = numba.njit(cache=True, nogil=True, parallel=True)
+_inline = numba.njit(cache=True, nogil=True, inline="always")  # scalar helpers of the kernels
 
 
 def _sigmoid_body(z):
-    """Logistic sigmoid, two branches so ``exp`` never overflows (tested against ``expit``)."""
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
+    """Logistic sigmoid, stable in both branches: with ``e = exp(-|z|)`` (never overflows),
+    ``1 / (1 + e)`` for ``z >= 0`` and ``e / (1 + e)`` for ``z < 0`` (tested against
+    ``expit``). Both branches are computed and one selected, so the loop has no
+    data-dependent jump (about twice as fast on random signs)."""
+    e = math.exp(-abs(z))
+    r = 1.0 / (1.0 + e)
+    return r if z >= 0.0 else e * r
 
 
-sigmoid = _jit(_sigmoid_body)
+sigmoid = _inline(_sigmoid_body)
 
 
 def _activate_body(z, code, alpha):
@@ -66,50 +69,58 @@ def _activate_body(z, code, alpha):
     return z
 
 
-activate = _jit(_activate_body)
+activate = _inline(_activate_body)
 
 
 def _noisy_activation_body(Z, layer, sd, au, ac, mu, mc, out):
     """``out = N(f(N(Z)))`` with the noise operator N on the side given by ``layer``.
 
     N is ``x (1 + xi_MU)(1 + xi_MC) + xi_AU + xi_AC`` (Semenova 2022, Eq. 3, p. 3), evaluated
-    in the order of :func:`refnet.noise.apply_noise`. Z, out: (n_batch, n).
+    in the order of :func:`refnet.noise.apply_noise`. Z, out: (n_batch, n). Each row is
+    processed in place in ``out`` by short branch-free loops (one per step), which compile to
+    vector code, rather than one loop with per-element branches.
     """
     code, alpha, pos = layer
-    s_au, s_ac, s_mu, s_mc = sd[0], sd[1], sd[2], sd[3]
     n, m = Z.shape
     for i in numba.prange(n):
-        f_c = 1.0 + s_mc * mc[i, 0] if s_mc > 0 else 1.0
-        c_a = s_ac * ac[i, 0] if s_ac > 0 else 0.0
+        src = Z
+        if pos == 1:
+            for j in range(m):
+                out[i, j] = Z[i, j]
+            _noise_row(out, i, sd, au, ac, mu, mc)
+            src = out
         for j in range(m):
-            x = Z[i, j]
-            if pos == 1:
-                x = activate(_noise(x, i, j, s_au, au, s_mu, mu, s_mc, f_c, s_ac, c_a), code, alpha)
-            elif pos == 2:
-                x = _noise(activate(x, code, alpha), i, j, s_au, au, s_mu, mu, s_mc, f_c, s_ac, c_a)
-            else:
-                x = activate(x, code, alpha)
-            out[i, j] = x
+            out[i, j] = activate(src[i, j], code, alpha)
+        if pos == 2:
+            _noise_row(out, i, sd, au, ac, mu, mc)
 
 
-def _noise_body(x, i, j, s_au, au, s_mu, mu, s_mc, f_c, s_ac, c_a):
-    """One element of the noise operator; the multiplicative factor is formed first, as in
-    :func:`refnet.noise.noise_gradient_factor`, so the twins agree to the last bit."""
-    if s_mu > 0:
-        f = 1.0 + s_mu * mu[i, j]
-        if s_mc > 0:
-            f = f * f_c
-        x = x * f
+def _noise_row_body(y, i, sd, au, ac, mu, mc):
+    """Row ``i`` of ``y`` through the noise operator, in place; the multiplicative factor is
+    formed first, as in :func:`refnet.noise.noise_gradient_factor`, so the twins agree to the
+    last bit."""
+    s_au, s_ac, s_mu, s_mc = sd[0], sd[1], sd[2], sd[3]
+    m = y.shape[1]
+    f_c = 1.0 + s_mc * mc[i, 0] if s_mc > 0 else 1.0
+    if s_mu > 0 and s_mc > 0:
+        for j in range(m):
+            y[i, j] = y[i, j] * ((1.0 + s_mu * mu[i, j]) * f_c)
+    elif s_mu > 0:
+        for j in range(m):
+            y[i, j] = y[i, j] * (1.0 + s_mu * mu[i, j])
     elif s_mc > 0:
-        x = x * f_c
+        for j in range(m):
+            y[i, j] = y[i, j] * f_c
     if s_au > 0:
-        x = x + s_au * au[i, j]
+        for j in range(m):
+            y[i, j] = y[i, j] + s_au * au[i, j]
     if s_ac > 0:
-        x = x + c_a
-    return x
+        c_a = s_ac * ac[i, 0]
+        for j in range(m):
+            y[i, j] = y[i, j] + c_a
 
 
-_noise = _jit(_noise_body)
+_noise_row = _jit(_noise_row_body)
 noisy_activation = _pjit(_noisy_activation_body)
 noisy_activation_serial = _jit(_noisy_activation_body)
 
