@@ -417,8 +417,9 @@ def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
     seed = resolve_seed(rng)
     engine = prepare(arch, params, cfg, backend, shortcuts, dtype)
     state = clean_state(engine, X)
-    clean = prepare(arch, params, NoiseConfig(), backend, (), dtype)
-    clean_out, _ = propagate(clean, clean_state(clean, X), np.arange(len(X)), (None,) * (arch.n_layers + 1))
+    quiet = engine.with_spec(NoiseSpec())   # zero variances: the clean network, same state
+    rows = np.arange(len(X))
+    clean_out, _ = propagate(quiet, state, rows, draw_noise(quiet, state, len(X), None))
     clean_acc = float(np.mean(np.argmax(clean_out, axis=1) == y)) if len(X) else float("nan")
     reps, bs = int(repetitions), int(batch_size)
     acc = np.empty((len(types), len(v), reps))

@@ -54,14 +54,16 @@ def test_noisy_activation_kernel_equals_twin_and_reference(spec, pos, name):
     rng = np.random.default_rng(7)
     Z = rng.normal(size=(6, 5))
     d, sd, args = _args(spec, 6, 5, rng)
-    out_k, out_n = np.empty_like(Z), np.empty_like(Z)
-    K.noisy_activation(Z, _desc(name, pos), sd, *args, out_k)
-    K.noisy_activation_numpy(Z, _desc(name, pos), sd, *args, out_n)
     f = get_activation(name).f
     ref = {K.POS_CLEAN: f(Z), K.POS_PRE: f(apply_noise(Z, spec, d)),
            K.POS_POST: apply_noise(f(Z), spec, d)}[pos]
-    np.testing.assert_allclose(out_k, ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(out_n, ref, rtol=1e-12, atol=1e-12)
+    outs = []
+    for kern in (K.noisy_activation, K.noisy_activation_serial, K.noisy_activation_numpy):
+        out = np.empty_like(Z)
+        kern(Z, _desc(name, pos), sd, *args, out)
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+        outs.append(out)
+    assert np.array_equal(outs[0], outs[1])   # parallel and serial compilations: same bits
 
 
 def test_noisy_activation_float32_close_to_float64():
@@ -87,12 +89,14 @@ def test_row_sum_affine_equals_twin_and_direct_product(spec):
     d, sd, args = _args(spec, len(idx), 6, rng)
     ac, mc = args[1], args[3]
     U = A @ W.T
-    out_k, out_n = np.empty((7, 3)), np.empty((7, 3))
-    K.row_sum_affine(U, idx, W.sum(axis=1), b, sd, ac, mc, out_k)
-    K.row_sum_affine_numpy(U, idx, W.sum(axis=1), b, sd, ac, mc, out_n)
     direct = (apply_noise(A[idx], spec, d) if not spec.is_zero else A[idx]) @ W.T + b
-    np.testing.assert_allclose(out_k, out_n, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(out_k, direct, rtol=1e-12, atol=1e-12)
+    outs = []
+    for kern in (K.row_sum_affine, K.row_sum_affine_serial, K.row_sum_affine_numpy):
+        out = np.empty((7, 3))
+        kern(U, idx, W.sum(axis=1), b, sd, ac, mc, out)
+        np.testing.assert_allclose(out, direct, rtol=1e-12, atol=1e-12)
+        outs.append(out)
+    assert np.array_equal(outs[0], outs[1])
 
 
 def test_kernels_bitwise_identical_for_1_and_2_threads():

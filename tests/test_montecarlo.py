@@ -42,7 +42,7 @@ def _run(engine, X, gen, keep=()):
 @pytest.mark.parametrize("layers", [(0,), (1,), (-2,), (-1,), (1, -2), (0, 1, 2, -1)])
 @pytest.mark.parametrize("spec", [FULL, NoiseSpec(add_cor=0.2, mul_cor=0.05), NoiseSpec(add_unc=0.1)],
                          ids=["all", "cor", "add_unc"])
-@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("backend", mc.BACKENDS)
 def test_engine_equals_forward_on_same_draws(name, pos, layers, spec, backend):
     arch, p = _net(name)
     cfg = NoiseConfig(spec, layers, pos)
@@ -204,17 +204,22 @@ def test_sweep_bad_arguments():
         mc.accuracy_sweep(arch, p, X, y, repetitions=0)
 
 
-def test_sweep_bitwise_identical_for_1_and_2_numba_threads():
+@pytest.mark.parametrize("backend", ["numba", "numba-parallel"])
+def test_sweep_and_statistics_bitwise_identical_for_1_and_2_numba_threads(backend):
     arch, p, X, y = _classifier()
-    kw = dict(variances=[0.1, 1.0], repetitions=2, batch_size=64, rng=5)
+    cfg = NoiseConfig(NoiseSpec(0.1, 0.1, 0.1, 0.1), (1, 2))
     before, res = numba.get_num_threads(), []
     try:
         for t in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
             numba.set_num_threads(t)
-            res.append(mc.accuracy_sweep(arch, p, X, y, **kw).accuracy)
+            r = mc.accuracy_sweep(arch, p, X, y, variances=[0.1, 1.0], repetitions=2,
+                                  batch_size=64, rng=5, backend=backend)
+            s = neuron_statistics(arch, p, X[:20], cfg, K=40, rng=2, backend=backend)
+            res.append((r.accuracy, s.layers[3].variance, s.layers[1].mean))
     finally:
         numba.set_num_threads(before)
-    assert all(np.array_equal(res[0], r) for r in res[1:])
+    for other in res[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(res[0], other))
 
 
 _CHILD = """
@@ -227,8 +232,10 @@ arch = mlp((6, 8, 8, 3), "sigmoid", "identity")
 p = init_params(arch, "normal", rng=0, std=1.5)
 X = np.random.default_rng(1).normal(size=(300, 6))
 y = predict(arch, p, X)
-r = mc.accuracy_sweep(arch, p, X, y, variances=[0.1, 1.0], repetitions=2, batch_size=64, rng=5)
-s = neuron_statistics(arch, p, X[:20], NoiseConfig(NoiseSpec(0.1, 0.1, 0.1, 0.1), (1, 2)), K=40, rng=2)
+r = mc.accuracy_sweep(arch, p, X, y, variances=[0.1, 1.0], repetitions=2, batch_size=64, rng=5,
+                      backend="numba-parallel")
+s = neuron_statistics(arch, p, X[:20], NoiseConfig(NoiseSpec(0.1, 0.1, 0.1, 0.1), (1, 2)), K=40, rng=2,
+                      backend="numba-parallel")
 print(r.accuracy.tobytes().hex(), s.layers[3].variance.tobytes().hex())
 """
 
@@ -242,7 +249,7 @@ def test_results_identical_in_a_single_threaded_subprocess():
     arch, p, X, y = _classifier()
     r = mc.accuracy_sweep(arch, p, X, y, variances=[0.1, 1.0], repetitions=2, batch_size=64, rng=5)
     s = neuron_statistics(arch, p, X[:20], NoiseConfig(NoiseSpec(0.1, 0.1, 0.1, 0.1), (1, 2)),
-                          K=40, rng=2)
+                          K=40, rng=2)   # serial backend here, parallel one in the child
     assert r.accuracy.tobytes().hex() == acc_hex
     assert s.layers[3].variance.tobytes().hex() == var_hex
 

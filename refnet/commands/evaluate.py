@@ -43,8 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="rows per batch; fresh noise per batch (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="root random seed (default 0)")
     p.add_argument("--out", help="output folder (default: evaluate_<model name>)")
-    p.add_argument("--backend", default="numba", choices=("numba", "numpy"))
-    p.add_argument("--threads", type=int, help="numba threads (default: numba's default)")
+    p.add_argument("--backend", default="numba", choices=("numba", "numba-parallel", "numpy"),
+                   help="numba: compiled kernels (default); numba-parallel: the same with "
+                        "threads over rows; numpy: the NumPy twins. Results do not depend on "
+                        "the thread count")
+    p.add_argument("--threads", type=int,
+                   help="numba threads for --backend numba-parallel (default: numba's default)")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
