@@ -328,6 +328,7 @@ def test_neuron_statistics_clean_layers_and_errors():
         neuron_statistics(arch, p, X, "semenova", K=3)
 
 
+@pytest.mark.slow
 def test_neuron_statistics_memory_flat_in_K():
     """Peak traced memory for K = 40 and K = 1600 repeats. Storing every sample would need
     T K sum(n_l) 8 bytes (3 MB more for K = 1600); the streaming estimate may grow by at most a
