@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _st
 
-from .noise import NoiseConfig
-
 from .model import Architecture, Params, check_input, forward
-from .montecarlo import (chunk_generator, clean_state, draw_noise, prepare,
-                         propagate, resolve_seed)
+from .montecarlo_engine import (chunk_generator, clean_state, draw_noise, prepare, propagate,
+                                resolve_seed)
+from .noise import NoiseConfig
 
 __all__ = ["LayerStatistics", "NeuronStatistics", "neuron_statistics", "combine_moments",
            "confidence_intervals"]

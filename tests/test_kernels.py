@@ -47,7 +47,8 @@ SPECS = [NoiseSpec(0.1, 0, 0, 0), NoiseSpec(0, 0.2, 0, 0), NoiseSpec(0, 0, 0.05,
          NoiseSpec(0, 0, 0, 0.03), NoiseSpec(0.1, 0.2, 0.05, 0.03), NoiseSpec(0, 0.2, 0.05, 0)]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: "-".join(f"{v:g}" for v in s.as_dict().values()))
+@pytest.mark.parametrize("spec", SPECS,
+                         ids=lambda s: "-".join(f"{v:g}" for v in s.as_dict().values()))
 @pytest.mark.parametrize("pos", [K.POS_CLEAN, K.POS_PRE, K.POS_POST])
 @pytest.mark.parametrize("name", ACTS)
 def test_noisy_activation_kernel_equals_twin_and_reference(spec, pos, name):

@@ -40,8 +40,8 @@ def _run(engine, X, gen, keep=()):
 @pytest.mark.parametrize("name", list(ARCHS))
 @pytest.mark.parametrize("pos", ["pre", "post"])
 @pytest.mark.parametrize("layers", [(0,), (1,), (-2,), (-1,), (1, -2), (0, 1, 2, -1)])
-@pytest.mark.parametrize("spec", [FULL, NoiseSpec(add_cor=0.2, mul_cor=0.05), NoiseSpec(add_unc=0.1)],
-                         ids=["all", "cor", "add_unc"])
+@pytest.mark.parametrize("spec", [FULL, NoiseSpec(add_cor=0.2, mul_cor=0.05),
+                                  NoiseSpec(add_unc=0.1)], ids=["all", "cor", "add_unc"])
 @pytest.mark.parametrize("backend", mc.BACKENDS)
 def test_engine_equals_forward_on_same_draws(name, pos, layers, spec, backend):
     arch, p = _net(name)
@@ -74,12 +74,14 @@ def test_float32_engine_close_to_float64():
     X = np.random.default_rng(1).normal(size=(9, 6))
     (o64, _), draws = _run(mc.prepare(arch, p, cfg, "numba", "none"), X, np.random.default_rng(3))
     e32 = mc.prepare(arch, p, cfg, "numba", "none", dtype=np.float32)
-    d32 = tuple(None if d is None else LayerNoise(*(None if x is None else x.astype(np.float32)
-                                                     for x in (d.add_unc, d.add_cor, d.mul_unc, d.mul_cor)))
+    d32 = tuple(None if d is None else
+                LayerNoise(*(None if x is None else x.astype(np.float32)
+                             for x in (d.add_unc, d.add_cor, d.mul_unc, d.mul_cor)))
                 for d in draws)
     o32, _ = mc.propagate(e32, mc.clean_state(e32, X), np.arange(9), d32)
     assert o32.dtype == np.float32
-    assert mc.draw_noise(e32, mc.clean_state(e32, X), 2, np.random.default_rng(0))[1].add_unc.dtype == np.float32
+    d = mc.draw_noise(e32, mc.clean_state(e32, X), 2, np.random.default_rng(0))
+    assert d[1].add_unc.dtype == np.float32
     np.testing.assert_allclose(o32, o64, rtol=1e-5, atol=1e-5)
 
 
@@ -234,8 +236,8 @@ X = np.random.default_rng(1).normal(size=(300, 6))
 y = predict(arch, p, X)
 r = mc.accuracy_sweep(arch, p, X, y, variances=[0.1, 1.0], repetitions=2, batch_size=64, rng=5,
                       backend="numba-parallel")
-s = neuron_statistics(arch, p, X[:20], NoiseConfig(NoiseSpec(0.1, 0.1, 0.1, 0.1), (1, 2)), K=40, rng=2,
-                      backend="numba-parallel")
+s = neuron_statistics(arch, p, X[:20], NoiseConfig(NoiseSpec(0.1, 0.1, 0.1, 0.1), (1, 2)),
+                      K=40, rng=2, backend="numba-parallel")
 print(r.accuracy.tobytes().hex(), s.layers[3].variance.tobytes().hex())
 """
 
@@ -261,7 +263,8 @@ def test_combine_moments_equals_two_pass_numpy(rng):
     for a, b in ((0, 10), (10, 11), (11, 37)):
         blk = x[:, a:b]
         m_b = blk.mean(axis=1)
-        n, mean, M2 = combine_moments(n, mean, M2, b - a, m_b, ((blk - m_b[:, None]) ** 2).sum(axis=1))
+        M2_b = ((blk - m_b[:, None]) ** 2).sum(axis=1)
+        n, mean, M2 = combine_moments(n, mean, M2, b - a, m_b, M2_b)
     np.testing.assert_allclose(mean, x.mean(axis=1), rtol=1e-12)
     np.testing.assert_allclose(M2 / (n - 1), x.var(axis=1, ddof=1), rtol=1e-12)
 

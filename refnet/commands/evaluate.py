@@ -188,9 +188,9 @@ def run(args) -> int:
         print(f"refnet evaluate: error: {e}", file=sys.stderr)
         return 2
     csv = _csv_bytes(result)
-    fig = accuracy_vs_variance(result, title=f"{Path(args.model).name}\naccuracy under noise, "
-                                             f"mean $\\pm$ 2 std over {result.accuracy.shape[2]} "
-                                             f"repetitions, noise on layers {result.settings['layers']}")
+    title = (f"{Path(args.model).name}\naccuracy under noise, mean $\\pm$ 2 std over "
+             f"{result.accuracy.shape[2]} repetitions, noise on layers {result.settings['layers']}")
+    fig = accuracy_vs_variance(result, title=title)
     png = figure_png_bytes(fig)
     files = {"accuracy.csv": _write_verified(out / "accuracy.csv", csv),
              "accuracy.png": _write_verified(out / "accuracy.png", png)}
