@@ -251,11 +251,17 @@ def propagate(engine: Engine, state: CleanState, idx, draws, keep=()) -> tuple[A
     """Noisy outputs for rows ``idx`` (indices into the inputs of ``state``) with ``draws``.
 
     Returns ``(out, kept)``: ``out`` of shape (n_rows, sizes[-1]) and ``kept[l]`` the noisy
-    output of layer ``l`` (n_rows, sizes[l]) for each ``l`` in ``keep``.
+    output of layer ``l`` (n_rows, sizes[l]) for each ``l`` in ``keep``; ``keep`` may only
+    name layers from the first noisy one on (earlier layers are clean: use
+    :func:`refnet.model.forward`).
     """
     arch, (W, b) = engine.arch, (engine.params.W, engine.params.b)
     L, spec, pos = arch.n_layers, engine.config.spec, engine.config.position
     idx = np.ascontiguousarray(idx, dtype=np.int64)
+    if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= len(state.P))):
+        raise ValueError(f"idx: need a 1-D array of input indices in 0..{len(state.P) - 1}")
+    if any(not state.l0 <= l <= L for l in keep):
+        raise ValueError(f"keep: layers must lie in {state.l0}..{L} (the first noisy layer on)")
     _check_draws(engine, draws, len(idx), keep)
     sd = np.sqrt(np.array([getattr(spec, t) for t in NOISE_TYPES])).astype(engine.dtype)
     narrow = engine.narrow_layers(keep)
@@ -264,7 +270,7 @@ def propagate(engine: Engine, state: CleanState, idx, draws, keep=()) -> tuple[A
         state = replace(state, **dict(zip(("P", "kind"), _prefix(engine, state.P[idx]))))
         idx = np.arange(len(idx))
     if l0 > L:
-        return state.P[idx], {l: state.P[idx] for l in keep}
+        return state.P[idx], {}
     z = extra = None
     if engine.uses_row_sums(state, keep):
         d = draws[l0]

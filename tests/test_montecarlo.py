@@ -133,6 +133,10 @@ def test_draw_shape_errors_name_the_argument():
     good = mc.draw_noise(eng, state, 3, np.random.default_rng(0))
     with pytest.raises(ValueError, match="draws: layer 1 add_unc"):
         mc.propagate(eng, state, [0, 1], good)
+    with pytest.raises(ValueError, match="idx"):
+        mc.propagate(eng, state, [0, 2], good)
+    with pytest.raises(ValueError, match="keep"):
+        mc.propagate(eng, state, [0, 1], good, keep=(0,))
     with pytest.raises(ValueError, match="backend"):
         mc.prepare(arch, p, eng.config, "cuda")
     with pytest.raises(ValueError, match="shortcuts"):
