@@ -109,15 +109,20 @@ def test_narrow_draws_have_the_exact_gaussian_law():
             assert abs(np.mean(E[:, i] * E[:, j])) <= 5 * se
 
 
-def test_narrow_and_row_sum_shortcuts_equal_in_distribution_through_nonlinearity():
-    """Two-sample Kolmogorov-Smirnov test per output neuron, all shortcuts vs none, with noise
-    (all four sources) on both hidden layers of a 6-5-4-3 sigmoid net (narrow draws on both:
-    5 -> 4 -> 3). Pass if every p-value > 1e-4: false-positive rate <= 3 x 1e-4; fixed seed."""
+@pytest.mark.parametrize("layers, position, narrow", [((1, 2), "post", {1, 2}),
+                                                      ((0, 2), "pre", {0})])
+def test_narrow_and_row_sum_shortcuts_equal_in_distribution_through_nonlinearity(
+        layers, position, narrow):
+    """Two-sample Kolmogorov-Smirnov test per output neuron, all shortcuts vs none, with
+    additive and correlated multiplicative noise on a 6-5-4-3 sigmoid net: on both hidden
+    layers after the activation (narrow draws 5 -> 4 and 4 -> 3, row sums at layer 1), or on
+    the input (narrow draws 6 -> 5) and before layer 2's activation. Pass if every p-value >
+    1e-4: false-positive rate <= 3 x 1e-4 per case; fixed seeds."""
     arch, p = _net("3layer")
-    cfg = NoiseConfig(NoiseSpec(add_unc=0.2, add_cor=0.1, mul_cor=0.05), (1, 2), "post")
+    cfg = NoiseConfig(NoiseSpec(add_unc=0.2, add_cor=0.1, mul_cor=0.05), layers, position)
     X = np.repeat(np.random.default_rng(1).normal(size=(1, 6)), 20000, axis=0)
     fast = mc.prepare(arch, p, cfg, "numba", "all")
-    assert fast.narrow_layers() == {1, 2}
+    assert fast.narrow_layers() == narrow
     (a, _), _ = _run(fast, X, np.random.default_rng(10))
     (b, _), _ = _run(mc.prepare(arch, p, cfg, "numba", "none"), X, np.random.default_rng(11))
     for j in range(3):
