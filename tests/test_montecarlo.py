@@ -358,3 +358,13 @@ def test_neuron_statistics_memory_flat_in_K():
         tracemalloc.stop()
     all_samples = 20 * (1600 - 40) * (5 + 4 + 3) * 8
     assert peaks[1] - peaks[0] < 0.1 * all_samples, peaks
+
+
+def test_chunk_generator_is_the_nested_spawn_child():
+    """The docstring's claim: key (i, j) is child j of child i of SeedSequence(seed)."""
+    direct = mc.chunk_generator(42, (3, 5)).standard_normal(4)
+    nested = np.random.default_rng(np.random.SeedSequence(42).spawn(4)[3].spawn(6)[5])
+    assert np.array_equal(direct, nested.standard_normal(4))
+    assert mc.resolve_seed(7) == 7 and isinstance(mc.resolve_seed(None), int)
+    with pytest.raises(TypeError, match="rng"):
+        mc.resolve_seed("seven")
