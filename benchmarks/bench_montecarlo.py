@@ -140,6 +140,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, under about a minute")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="refnet threads over whole batches (accuracy_sweep's workers)")
+    ap.add_argument("--backend", default="numba", help="refnet kernels: numba, numba-parallel")
     args = ap.parse_args(argv)
     # many passes over few inputs, as in a sweep (1200 passes): refnet's once-per-input work
     # (first layer, clean accuracy) is timed too, so fewer passes would understate it
@@ -158,7 +161,8 @@ def main(argv=None) -> int:
     import numba
     print(f"784-300-300-10, noise variance {VARIANCE} after both hidden activations; "
           f"{samples} noisy samples per timing ({n_inputs} inputs x {reps} passes), "
-          f"best of {repeats}; numba threads {numba.get_num_threads()}"
+          f"best of {repeats}; refnet backend {args.backend}, workers {args.workers}, "
+          f"numba threads {numba.get_num_threads()}"
           + (f", torch threads {torch.get_num_threads()}" if torch else ""))
     header = (f"{'dtype':8}{'noise':9}{'refnet/s':>11}{'numpy/s':>11}{'torch/s':>11}"
               f"{'limit/s':>11}{'limit+act/s':>12}{'x numpy':>9}{'x torch':>9}{'% limit':>9}"
@@ -171,7 +175,8 @@ def main(argv=None) -> int:
               "sigmoids/s")
         for t in ("add_unc", "add_cor"):
             fns = {"refnet": lambda: accuracy_sweep(arch, params, X, y, "duque", (t,), [VARIANCE],
-                                                    reps, batch, args.seed, dtype=dtype),
+                                                    reps, batch, args.seed, args.backend,
+                                                    dtype, workers=args.workers),
                    "numpy": numpy_straightforward(params, X, t, reps, batch, dtype, args.seed)}
             if torch:
                 fns["torch"] = torch_straightforward(torch, params, X, t, reps, batch, dtype,

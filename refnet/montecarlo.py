@@ -14,8 +14,8 @@ import numpy as np
 
 from .model import Architecture, Params, check_input
 from .montecarlo_engine import (BACKENDS, SHORTCUTS, CleanState, Engine, chunk_generator,
-                                clean_state, draw_noise, prepare, propagate, resolve_config,
-                                resolve_seed)
+                                clean_state, draw_noise, map_chunks, prepare, propagate,
+                                resolve_config, resolve_seed, worker_pool)
 from .noise import NOISE_TYPES, NoiseSpec
 
 __all__ = ["SweepResult", "accuracy_sweep", "DEFAULT_VARIANCES", "BACKENDS", "SHORTCUTS",
@@ -88,7 +88,7 @@ def _check_sweep_args(noise_types, variances, repetitions, batch_size):
 def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
                    noise_types=NOISE_TYPES, variances=DEFAULT_VARIANCES, repetitions: int = 3,
                    batch_size: int = 1000, rng=None, backend: str = "numba", dtype=np.float64,
-                   shortcuts="all", progress=None) -> SweepResult:
+                   shortcuts="all", progress=None, workers: int = 1) -> SweepResult:
     """Classification accuracy under each noise type alone at each variance.
 
     The protocol of the authors' code of Duque 2024 (reference-code-facts.md): each type alone
@@ -106,6 +106,9 @@ def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
         draws from :func:`chunk_generator` ``(seed, (i, j, k, c))``.
     progress : callable(done, total) or None
         Called after each pass.
+    workers : int
+        Threads working on the batches of a pass (:func:`worker_pool`); the result does not
+        depend on it.
     """
     cfg = resolve_config(noise, arch)
     types, v = _check_sweep_args(noise_types, variances, repetitions, batch_size)
@@ -121,22 +124,27 @@ def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
     reps, bs = int(repetitions), int(batch_size)
     acc = np.empty((len(types), len(v), reps))
     total, done = acc.size, 0
-    for i, t in enumerate(types):
-        for j, var in enumerate(v):
-            eng = engine.with_spec(NoiseSpec.single(t, var))
-            for k in range(reps):
-                correct = 0
-                for c, start in enumerate(range(0, len(X), bs)):
-                    rows = np.arange(start, min(start + bs, len(X)))
-                    draws = draw_noise(eng, state, len(rows), chunk_generator(seed, (i, j, k, c)))
-                    out, _ = propagate(eng, state, rows, draws)
-                    correct += int(np.count_nonzero(np.argmax(out, axis=1) == y[rows]))
-                acc[i, j, k] = correct / len(X) if len(X) else float("nan")
-                done += 1
-                if progress is not None:
-                    progress(done, total)
+    starts = range(0, len(X), bs)
+
+    def n_correct(eng, key, start):
+        rows = np.arange(start, min(start + bs, len(X)))
+        draws = draw_noise(eng, state, len(rows), chunk_generator(seed, key))
+        out, _ = propagate(eng, state, rows, draws)
+        return int(np.count_nonzero(np.argmax(out, axis=1) == y[rows]))
+
+    with worker_pool(workers, backend) as pool:
+        for i, t in enumerate(types):
+            for j, var in enumerate(v):
+                eng = engine.with_spec(NoiseSpec.single(t, var))
+                for k in range(reps):
+                    counts = map_chunks(lambda c: n_correct(eng, (i, j, k, c), starts[c]),
+                                        range(len(starts)), pool)
+                    acc[i, j, k] = sum(counts) / len(X) if len(X) else float("nan")
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
     settings = {"layers": list(engine.noisy), "position": cfg.position, "repetitions": reps,
                 "batch_size": bs, "backend": backend, "dtype": str(np.dtype(dtype)),
                 "shortcuts": sorted(engine.shortcuts), "n_samples": int(len(X)),
-                "std_ddof": 1 if reps > 1 else 0}
+                "std_ddof": 1 if reps > 1 else 0, "workers": int(workers)}
     return SweepResult(types, v.copy(), acc, clean_acc, seed, settings)

@@ -29,6 +29,8 @@ the shortcuts off the engine reproduces ``forward(..., rng=chunk_generator)`` ex
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -39,7 +41,8 @@ from .model import Architecture, Params, check_input, check_params
 from .noise import NOISE_TYPES, LayerNoise, NoiseConfig, NoiseSpec, noise_config
 
 __all__ = ["SHORTCUTS", "BACKENDS", "Engine", "CleanState", "prepare", "clean_state",
-           "draw_noise", "propagate", "chunk_generator", "resolve_seed", "resolve_config"]
+           "draw_noise", "propagate", "chunk_generator", "resolve_seed", "resolve_config",
+           "worker_pool", "map_chunks"]
 
 Array = np.ndarray
 SHORTCUTS = ("clean_prefix", "row_sums", "narrow_draws")
@@ -334,3 +337,30 @@ def resolve_config(noise, arch: Architecture) -> NoiseConfig:
         raise TypeError("noise: expected a NoiseConfig or a preset name, got "
                         f"{type(noise).__name__}")
     return noise
+
+
+@contextmanager
+def worker_pool(workers: int, backend: str):
+    """``None`` for one worker, else a thread pool of ``workers`` threads for whole chunks.
+
+    Chunks are independent (own generator, own rows) and their results are combined in chunk
+    order, so any number of workers gives the same numbers. The compiled kernels release the
+    GIL, as do NumPy's matrix products. Not with ``"numba-parallel"`` kernels (threads inside
+    threads; numba's workqueue layer forbids concurrent parallel calls).
+    """
+    workers = int(workers)
+    if workers < 1:
+        raise ValueError(f"workers: must be >= 1, got {workers}")
+    if workers > 1 and backend == "numba-parallel":
+        raise ValueError("workers: use backend 'numba' with several workers ('numba-parallel' "
+                         "threads over rows instead)")
+    if workers == 1:
+        yield None
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="refnet-mc") as pool:
+        yield pool
+
+
+def map_chunks(fn, items, pool) -> list:
+    """``[fn(x) for x in items]``, on ``pool``'s threads when given; results in order."""
+    return list(pool.map(fn, items)) if pool is not None else [fn(x) for x in items]

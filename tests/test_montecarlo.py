@@ -233,6 +233,25 @@ def test_sweep_and_statistics_bitwise_identical_for_1_and_2_numba_threads(backen
         assert all(np.array_equal(a, b) for a, b in zip(res[0], other))
 
 
+def test_results_independent_of_the_number_of_workers():
+    arch, p, X, y = _classifier()
+    cfg = NoiseConfig(NoiseSpec(0.1, 0.1, 0.1, 0.1), (1, 2))
+    kw = dict(variances=[0.1, 1.0], repetitions=2, batch_size=64, rng=5)
+    r1 = mc.accuracy_sweep(arch, p, X, y, **kw)
+    r3 = mc.accuracy_sweep(arch, p, X, y, workers=3, **kw)
+    assert np.array_equal(r1.accuracy, r3.accuracy)
+    s1 = neuron_statistics(arch, p, X[:20], cfg, K=45, rng=2, repeat_block=10, rows_per_chunk=50)
+    s2 = neuron_statistics(arch, p, X[:20], cfg, K=45, rng=2, repeat_block=10, rows_per_chunk=50,
+                           workers=2)
+    for l in (1, 2, 3):
+        assert np.array_equal(s1.layers[l].mean, s2.layers[l].mean)
+        assert np.array_equal(s1.layers[l].variance, s2.layers[l].variance)
+    with pytest.raises(ValueError, match="workers"):
+        mc.accuracy_sweep(arch, p, X, y, workers=2, backend="numba-parallel", **kw)
+    with pytest.raises(ValueError, match="workers"):
+        mc.accuracy_sweep(arch, p, X, y, workers=0, **kw)
+
+
 _CHILD = """
 import numpy as np
 from refnet import montecarlo as mc

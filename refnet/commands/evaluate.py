@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the thread count")
     p.add_argument("--threads", type=int,
                    help="numba threads for --backend numba-parallel (default: numba's default)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="threads working on whole batches with --backend numba (default 1)")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -182,7 +184,7 @@ def run(args) -> int:
         t0 = time.perf_counter()
         result = accuracy_sweep(arch, params, X, y, cfg, types, variances, args.repetitions,
                                 args.batch_size, args.seed, args.backend, args.dtype,
-                                progress=progress)
+                                progress=progress, workers=args.workers)
         seconds = time.perf_counter() - t0
     except (ValueError, TypeError, ModelFileError) as e:
         print(f"refnet evaluate: error: {e}", file=sys.stderr)
