@@ -98,3 +98,14 @@ def test_evaluate_bad_inputs_give_clear_errors(model_and_data, tmp_path, capsys,
     assert main(["evaluate", model, "--dataset", "mnist", "--no-progress"]) == 2
     assert "refnet.datasets package is not available" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_evaluate_result_files_get_default_permissions(model_and_data, tmp_path):
+    import os
+    *_, model, data = model_and_data
+    out = tmp_path / "perm"
+    assert main(_args(model, data, out, "--no-progress")) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("accuracy.csv", "accuracy.json", "accuracy.png"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask

@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -154,6 +155,9 @@ def _write_verified(path: Path, data: bytes) -> str:
     from ..io import atomic_write_bytes
 
     atomic_write_bytes(path, data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)   # the temporary file was private (0600); results are not
     digest = hashlib.sha256(data).hexdigest()
     if _sha256(path) != digest:
         raise OSError(f"{path}: read-back checksum differs from what was written")
