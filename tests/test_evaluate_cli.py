@@ -2,6 +2,7 @@
 import csv
 import hashlib
 import json
+import os
 import sys
 
 import numpy as np
@@ -101,7 +102,6 @@ def test_evaluate_bad_inputs_give_clear_errors(model_and_data, tmp_path, capsys,
 
 
 def test_evaluate_result_files_get_default_permissions(model_and_data, tmp_path):
-    import os
     *_, model, data = model_and_data
     out = tmp_path / "perm"
     assert main(_args(model, data, out, "--no-progress")) == 0
