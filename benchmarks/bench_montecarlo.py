@@ -24,6 +24,7 @@ so absolute numbers are noisy; re-run on a quiet machine for the README table.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import tracemalloc
@@ -140,8 +141,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, under about a minute")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=1,
-                    help="refnet threads over whole batches (accuracy_sweep's workers)")
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                    help="refnet threads over whole batches (accuracy_sweep's workers; "
+                         "default: the available cores, as torch uses them)")
     ap.add_argument("--backend", default="numba", help="refnet kernels: numba, numba-parallel")
     args = ap.parse_args(argv)
     # many passes over few inputs, as in a sweep (1200 passes): refnet's once-per-input work

@@ -47,9 +47,10 @@ _inline = numba.njit(cache=True, nogil=True, inline="always")  # scalar helpers 
 
 def _variant(body, suffix: str, helpers: dict):
     """A copy of ``body`` (new qualified name, so its own cache entry) whose global names in
-    ``helpers`` point at other dispatchers. The parallel kernels get their own helper
-    dispatchers: sharing them made the serial kernel about 3x slower whenever the parallel
-    one was compiled first in a process (measured with numba 0.68)."""
+    ``helpers`` point at other dispatchers. Each parallel kernel is compiled from such a copy,
+    with its own helper dispatchers: sharing the Python function or its helpers with the
+    serial kernel made the serial kernel 3x (noisy_activation) to 30x (row_sum_affine) slower
+    whenever the parallel one had been compiled first in the process (numba 0.68)."""
     g = dict(body.__globals__)
     g.update(helpers)
     f = types.FunctionType(body.__code__, g, body.__name__ + suffix, body.__defaults__)
@@ -195,8 +196,8 @@ def _row_sum_affine_body(U, idx, r, b, sd, ac, mc, out):
             out[i, j] = f_c * U[k, j] + c_a * r[j] + b[j]
 
 
-row_sum_affine = _pjit(_row_sum_affine_body)
 row_sum_affine_serial = _jit(_row_sum_affine_body)
+row_sum_affine = _pjit(_variant(_row_sum_affine_body, "_parallel", {}))
 
 
 def row_sum_affine_numpy(U, idx, r, b, sd, ac, mc, out):

@@ -272,7 +272,8 @@ print(r.accuracy.tobytes().hex(), s.layers[3].variance.tobytes().hex())
 
 @pytest.mark.slow
 def test_results_identical_in_a_single_threaded_subprocess():
-    env = dict(os.environ, NUMBA_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    # one numba thread and one BLAS thread in the child; defaults in this process
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     child = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
                            text=True, timeout=300, check=True)
     acc_hex, var_hex = child.stdout.split()

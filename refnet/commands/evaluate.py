@@ -50,10 +50,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the thread count")
     p.add_argument("--threads", type=int,
                    help="numba threads for --backend numba-parallel (default: numba's default)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="threads working on whole batches with --backend numba (default 1)")
+    p.add_argument("--workers", type=int, default=_default_workers(),
+                   help="threads working on whole batches (backend numba or numpy; default: "
+                        "the available cores, at most 4); results do not depend on it")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _default_workers() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    return max(1, min(4, n))
 
 
 class _Progress:
@@ -182,13 +191,14 @@ def run(args) -> int:
             numba.set_num_threads(args.threads)
         arch, params, meta = load_model(args.model)
         X, y, provenance = _load_data(args)
+        workers = 1 if args.backend == "numba-parallel" else args.workers
         cfg = noise_config(args.preset, None, arch.n_layers)
         out = Path(args.out or f"evaluate_{Path(args.model).stem}")
         progress = None if args.no_progress else _Progress("evaluate")
         t0 = time.perf_counter()
         result = accuracy_sweep(arch, params, X, y, cfg, types, variances, args.repetitions,
                                 args.batch_size, args.seed, args.backend, args.dtype,
-                                progress=progress, workers=args.workers)
+                                progress=progress, workers=workers)
         seconds = time.perf_counter() - t0
     except (ValueError, TypeError, ModelFileError) as e:
         print(f"refnet evaluate: error: {e}", file=sys.stderr)
