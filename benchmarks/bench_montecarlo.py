@@ -35,6 +35,7 @@ from scipy.special import expit
 from refnet._kernels import fill_normal
 from refnet.model import init_params, mlp
 from refnet.montecarlo import accuracy_sweep
+from refnet.montecarlo_engine import single_threaded_blas
 from refnet.montecarlo_stats import neuron_statistics
 from refnet.noise import NoiseConfig, NoiseSpec
 
@@ -62,19 +63,25 @@ def _best_time(fn, repeats: int) -> float:
     return _best_times({"f": fn}, repeats)["f"][0]
 
 
-def machine_rates(dtype, rows: int, repeats: int) -> dict:
-    """GEMM flop rate, normal draws per second and sigmoids per second, measured now."""
+def machine_rates(dtype, rows: int, repeats: int, cores: int) -> dict:
+    """Machine rates measured now, for all ``cores``: GEMM flops per second (the better of
+    multithreaded BLAS and ``cores`` x one BLAS thread, on a (rows, 300) x (300, 300) product),
+    and ``cores`` x the one-thread rates of normal draws (the faster of NumPy's and numba's
+    Generator, same algorithm and stream) and of sigmoids (``scipy.special.expit``). Draws and
+    sigmoids of different chunks are independent, so they scale with cores."""
     rng = np.random.default_rng(0)
     A = rng.standard_normal((rows, SIZES[1])).astype(dtype)
     B = rng.standard_normal((SIZES[1], SIZES[2])).astype(dtype)
-    t = _best_time(lambda: A @ B, repeats)
+    t_multi = _best_time(lambda: A @ B, repeats)
+    with single_threaded_blas():
+        t_one = _best_time(lambda: A @ B, repeats)
     buf = np.empty(rows * SIZES[1], dtype=dtype)
-    # the faster of NumPy's and numba's Generator (same algorithm and stream)
     t_draw = min(_best_time(lambda: rng.standard_normal(dtype=dtype, out=buf), repeats),
                  _best_time(lambda: fill_normal(rng, buf), repeats))
     t_sig = _best_time(lambda: expit(A), repeats)
-    return {"gemm_flops": 2 * rows * SIZES[1] * SIZES[2] / t, "draws": buf.size / t_draw,
-            "sigmoids": A.size / t_sig}
+    flops = 2 * rows * SIZES[1] * SIZES[2]
+    return {"gemm_flops": max(flops / t_multi, cores * flops / t_one),
+            "draws": cores * buf.size / t_draw, "sigmoids": cores * A.size / t_sig}
 
 
 def minimum_work(noise_type: str) -> tuple[float, float]:
@@ -160,6 +167,7 @@ def main(argv=None) -> int:
     X = np.random.default_rng(args.seed + 1).standard_normal((n_inputs, SIZES[0]))
     y = np.zeros(n_inputs, dtype=np.int64)
     samples = n_inputs * reps
+    cores = len(os.sched_getaffinity(0))
     import numba
     print(f"784-300-300-10, noise variance {VARIANCE} after both hidden activations; "
           f"{samples} noisy samples per timing ({n_inputs} inputs x {reps} passes), "
@@ -171,8 +179,9 @@ def main(argv=None) -> int:
               f"{'% lim+act':>10}")
     lines, cpu_lines = [], []
     for dtype in (np.float64, np.float32):
-        rates = machine_rates(dtype, batch, repeats)
-        print(f"{np.dtype(dtype).name}: GEMM {rates['gemm_flops'] / 1e9:.1f} GFLOP/s, "
+        rates = machine_rates(dtype, batch, repeats, cores)
+        print(f"{np.dtype(dtype).name}, {cores} cores: "
+              f"GEMM {rates['gemm_flops'] / 1e9:.1f} GFLOP/s, "
               f"{rates['draws'] / 1e6:.1f} M normal draws/s, {rates['sigmoids'] / 1e6:.1f} M "
               "sigmoids/s")
         for t in ("add_unc", "add_cor"):
