@@ -25,8 +25,10 @@ Randomness: every chunk of work has its own generator,
 ``SeedSequence(seed).spawn`` child), with fixed chunk sizes, so results depend only on the
 seed and the chunk size, never on thread count or scheduling. Draws of one chunk come in the
 order of :func:`refnet.model.forward` (layers 0..L, sources in ``NOISE_TYPES`` order; numba's
-Generator gives NumPy's numbers), so with the shortcuts off the engine reproduces
-``forward(..., rng=chunk_generator)`` to rounding (tested at 1e-12).
+Generator gives NumPy's numbers), so with the shortcuts off a float64 engine reproduces
+``forward(..., rng=chunk_generator)`` to rounding (tested at 1e-12). A float32 engine rounds
+the float64 normals to float32 (faster than a float32 normal generator; the stream differs
+from ``forward``'s float32 draws, not the distribution).
 """
 from __future__ import annotations
 
