@@ -1,321 +1,32 @@
-"""Monte-Carlo engine: many noisy passes of a trained network, fast and reproducible.
+"""Accuracy of a trained classifier under noise: each noise type alone over a grid of variances.
 
-The reference semantics is :func:`refnet.model.forward` with a :class:`refnet.noise.NoiseConfig`;
-this engine computes the same thing (equal to 1e-12 in float64 on the same draws when the
-shortcuts are off) and adds exact shortcuts:
-
-``"clean_prefix"``  layers before the first noisy one are computed once per input, not once
-                    per repeat (identical numbers).
-``"row_sums"``      the first noisy layer ``l0`` (post-activation, no uncorrelated
-                    multiplicative noise) feeds the next layer through ``U = a @ W.T``
-                    computed once per input: correlated noise becomes ``(1 + xi_MC) U +
-                    xi_AC r + b`` with ``r`` the row sums of ``W`` (same draws, equal up to
-                    rounding) and uncorrelated additive noise ``xi @ W.T`` is added.
-``"narrow_draws"``  uncorrelated additive noise on a post-activation layer ``l`` feeding a
-                    narrower layer (``n_{l+1} < n_l``): ``W xi`` with ``xi ~ N(0, s^2 I)`` is
-                    ``N(0, s^2 W W^T)``, drawn as ``F eps`` with ``F F^T = W W^T`` (Cholesky)
-                    and ``eps`` of dimension ``n_{l+1}`` (equal in distribution; different
-                    draws). Not used on layers whose noisy values are kept (statistics).
-
-Randomness: every chunk of work has its own generator,
-``np.random.SeedSequence(seed, spawn_key=key)`` (identical to the ``key``-th nested
-``SeedSequence(seed).spawn`` child), with fixed chunk sizes, so results depend only on the
-seed and the chunk size, never on thread count or scheduling. Draws of one chunk come in the
-order of :func:`refnet.model.forward` (layers 0..L, sources in ``NOISE_TYPES`` order), so with
-the shortcuts off the engine reproduces ``forward(..., rng=chunk_generator)`` exactly.
+The protocol of the authors' code of Duque 2024 (../shared/notes/reference-code-facts.md):
+each type alone, 100 log-spaced variances in [1e-3, 1], 3 repetitions over the whole test set
+with fresh noise per batch, plotted as mean +- 2 std. The noisy passes run on the engine of
+:mod:`refnet.montecarlo_engine` (re-exported here), which agrees with
+:func:`refnet.model.forward` on the same draws and adds exact shortcuts.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import _kernels as K
-from .activations import get_activation
-from .model import Architecture, Params, check_input, check_params
-from .noise import NOISE_TYPES, LayerNoise, NoiseConfig, NoiseSpec, noise_config
+from .model import Architecture, Params, check_input
+from .montecarlo_engine import (BACKENDS, SHORTCUTS, CleanState, Engine, chunk_generator,
+                                clean_state, draw_noise, map_chunks, prepare, propagate,
+                                resolve_config, resolve_seed, worker_pool)
+from .noise import NOISE_TYPES, NoiseSpec
 
-__all__ = ["SHORTCUTS", "BACKENDS", "Engine", "CleanState", "prepare", "clean_state",
-           "draw_noise", "propagate", "chunk_generator", "resolve_seed", "SweepResult",
-           "accuracy_sweep", "DEFAULT_VARIANCES"]
+__all__ = ["SweepResult", "accuracy_sweep", "DEFAULT_VARIANCES", "BACKENDS", "SHORTCUTS",
+           "Engine", "CleanState", "prepare", "clean_state", "draw_noise", "propagate",
+           "chunk_generator", "resolve_seed", "resolve_config"]
 
 Array = np.ndarray
-SHORTCUTS = ("clean_prefix", "row_sums", "narrow_draws")
-BACKENDS = ("numba", "numpy")
 #: The authors' grid: 100 log-spaced variances in [1e-3, 1] (reference-code-facts.md).
 DEFAULT_VARIANCES = np.logspace(-3, 0, 100)
 
 
-def resolve_seed(rng) -> int:
-    """An integer root seed from ``rng`` (Generator, int or None), recorded in results.
-
-    An int is used as is; ``None`` takes fresh OS entropy; a Generator gives one draw.
-    """
-    if rng is None:
-        return int(np.random.SeedSequence().entropy)
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        if rng < 0:
-            raise ValueError(f"rng: a seed must be >= 0, got {rng}")
-        return int(rng)
-    if isinstance(rng, np.random.Generator):
-        return int(rng.integers(0, 2**63))
-    raise TypeError(f"rng: expected a numpy Generator, an int seed or None, got {type(rng).__name__}")
-
-
-def chunk_generator(seed: int, key: tuple[int, ...]) -> np.random.Generator:
-    """The generator of one chunk of work: ``SeedSequence(seed).spawn`` child at ``key``."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(int(k) for k in key)))
-
-
-def _parse_shortcuts(shortcuts) -> frozenset:
-    if shortcuts == "all":
-        return frozenset(SHORTCUTS)
-    if shortcuts in (None, "none"):
-        return frozenset()
-    out = frozenset(shortcuts)
-    bad = out - set(SHORTCUTS)
-    if bad:
-        raise ValueError(f"shortcuts: unknown {sorted(bad)}; known: {', '.join(SHORTCUTS)}")
-    return out
-
-
-def _narrow_factor(W: Array) -> Array:
-    """``F.T`` with ``F F^T = W W^T`` (Cholesky; eigen-decomposition if W is rank deficient)."""
-    C = W.astype(np.float64) @ W.T.astype(np.float64)
-    try:
-        F = np.linalg.cholesky(C)
-    except np.linalg.LinAlgError:
-        lam, V = np.linalg.eigh(C)
-        F = V * np.sqrt(np.clip(lam, 0.0, None))
-    return np.ascontiguousarray(F.T)
-
-
-@dataclass(frozen=True)
-class Engine:
-    """A network prepared for repeated noisy passes with one noise placement.
-
-    ``config.spec`` may be swapped cheaply with :meth:`with_spec`. ``factors[l]`` is the
-    transposed narrow-draw factor for layer ``l`` (``None`` where not applicable) and
-    ``row_sums[l-1]`` is ``W_l.sum(axis=1)``.
-    """
-
-    arch: Architecture
-    params: Params
-    config: NoiseConfig
-    noisy: tuple[int, ...]
-    backend: str
-    shortcuts: frozenset
-    factors: tuple = field(repr=False)
-    row_sums: tuple = field(repr=False)
-
-    @property
-    def dtype(self):
-        return self.params.dtype
-
-    @property
-    def first_noisy(self) -> int:
-        """``l0``, the first noisy layer (``L + 1`` for a clean network)."""
-        return self.noisy[0] if self.noisy else self.arch.n_layers + 1
-
-    def with_spec(self, spec: NoiseSpec) -> "Engine":
-        return replace(self, config=self.config.with_spec(spec))
-
-    def narrow_layers(self, keep=()) -> frozenset:
-        """Layers whose uncorrelated additive noise is drawn in the next layer's dimension."""
-        if "narrow_draws" not in self.shortcuts or self.config.spec.add_unc == 0:
-            return frozenset()
-        return frozenset(l for l in self.noisy if self.factors[l] is not None and l not in keep
-                         and (l == 0 or self.config.position == "post"))
-
-    def uses_row_sums(self, state: "CleanState", keep=()) -> bool:
-        return state.U is not None and self.config.spec.mul_unc == 0 and state.l0 not in keep
-
-
-def prepare(arch: Architecture, params: Params, noise: NoiseConfig, backend: str = "numba",
-            shortcuts="all", dtype=None) -> Engine:
-    """An :class:`Engine` for ``arch``/``params`` with noise placed as in ``noise``.
-
-    ``shortcuts``: ``"all"`` (default), ``"none"`` (the straightforward twin) or a subset of
-    :data:`SHORTCUTS`. ``dtype``: float64 (default: the params' dtype) or float32.
-    """
-    check_params(arch, params)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: unknown {backend!r}; known: {', '.join(BACKENDS)}")
-    if not isinstance(noise, NoiseConfig):
-        raise TypeError(f"noise: expected a NoiseConfig, got {type(noise).__name__}")
-    dtype = np.dtype(params.dtype if dtype is None else dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype: must be float32 or float64, got {dtype}")
-    params = params.astype(dtype)
-    short = _parse_shortcuts(shortcuts)
-    L = arch.n_layers
-    noisy = noise.resolved_layers(L) if noise.layers else ()
-    sizes = arch.sizes
-    factors = tuple(_narrow_factor(params.W[l]).astype(dtype)
-                    if "narrow_draws" in short and l < L and sizes[l + 1] < sizes[l] and l in noisy
-                    else None for l in range(L + 1))
-    row_sums = tuple(np.ascontiguousarray(W.sum(axis=1)) for W in params.W)
-    return Engine(arch, params, noise, noisy, backend, short, factors, row_sums)
-
-
-def _layer_desc(arch: Architecture, l: int, pos: int) -> tuple[int, float, int]:
-    if l == 0:
-        return (K.ACT_CODES["identity"], 0.0, pos)
-    act = get_activation(arch.activations[l - 1])
-    return (int(K.ACT_CODES[act.name]), float(act.alpha or 0.0), int(pos))
-
-
-def _noisy_activation(engine: Engine, Z, layer, sd, d: LayerNoise | None, skip_au=False) -> Array:
-    out = np.empty(Z.shape, dtype=engine.dtype)
-    e = np.empty((0, 0), dtype=engine.dtype)
-    if d is None or layer[2] == K.POS_CLEAN:
-        sd, d = np.zeros(4, dtype=engine.dtype), LayerNoise()
-    elif skip_au:
-        sd = sd.copy()
-        sd[0] = 0.0
-    args = [e if x is None else x for x in (d.add_unc, d.add_cor, d.mul_unc, d.mul_cor)]
-    if skip_au:
-        args[0] = e
-    kern = K.noisy_activation if engine.backend == "numba" else K.noisy_activation_numpy
-    kern(np.ascontiguousarray(Z), layer, sd, *args, out)
-    return out
-
-
-@dataclass(frozen=True)
-class CleanState:
-    """What stays the same across repeats of the inputs ``X`` (n_inputs rows).
-
-    ``P``: clean value at the first noisy layer ``l0``: its pre-activation ``z`` (kind "z",
-    pre-activation noise) or its output ``a`` (kind "a"); for ``clean_prefix`` off, ``P`` is
-    ``X`` itself (kind "x") and the prefix is recomputed per chunk. ``U = P @ W_{l0+1}.T``
-    for the ``row_sums`` shortcut, or ``None``.
-    """
-
-    P: Array
-    kind: str
-    l0: int
-    U: Array | None
-
-
-def _prefix(engine: Engine, X: Array) -> tuple[Array, str]:
-    arch, W, b = engine.arch, engine.params.W, engine.params.b
-    l0 = min(engine.first_noisy, arch.n_layers)
-    a = X
-    for l in range(1, l0 + 1):
-        z = a @ W[l - 1].T + b[l - 1]
-        if l == l0 and engine.noisy and engine.config.position == "pre":
-            return z, "z"
-        a = _noisy_activation(engine, z, _layer_desc(arch, l, K.POS_CLEAN), None, None)
-    return a, "a"
-
-
-def clean_state(engine: Engine, X) -> CleanState:
-    """The per-input clean part of the forward pass for inputs ``X`` (n_inputs, sizes[0])."""
-    X = check_input(X, engine.arch.sizes[0]).astype(engine.dtype, copy=False)
-    l0, L = engine.first_noisy, engine.arch.n_layers
-    if "clean_prefix" not in engine.shortcuts:
-        return CleanState(X, "x", l0, None)
-    P, kind = _prefix(engine, X)
-    U = None
-    if "row_sums" in engine.shortcuts and kind == "a" and l0 < L:
-        U = np.ascontiguousarray(P @ engine.params.W[l0].T)
-    return CleanState(P, kind, l0, U)
-
-
-def _draw_layer(spec: NoiseSpec, n: int, m_au: int, m: int, gen, dtype) -> LayerNoise:
-    shapes = {"add_unc": (n, m_au), "add_cor": (n, 1), "mul_unc": (n, m), "mul_cor": (n, 1)}
-    return LayerNoise(**{t: gen.standard_normal(shapes[t], dtype=dtype)
-                         for t in NOISE_TYPES if getattr(spec, t) > 0})
-
-
-def draw_noise(engine: Engine, state: CleanState, n_rows: int, gen, keep=()) -> tuple:
-    """Standard-normal draws for one chunk of ``n_rows`` noisy passes: one entry per layer
-    0..L (``None`` for clean layers), in the order of :func:`refnet.model.forward`. On a
-    narrow-draw layer ``l`` the ``add_unc`` entry has the next layer's width."""
-    sizes, spec = engine.arch.sizes, engine.config.spec
-    narrow = engine.narrow_layers(keep)
-    return tuple(_draw_layer(spec, n_rows, sizes[l + 1] if l in narrow else sizes[l], sizes[l],
-                             gen, engine.dtype) if l in engine.noisy else None
-                 for l in range(engine.arch.n_layers + 1))
-
-
-def propagate(engine: Engine, state: CleanState, idx, draws, keep=()) -> tuple[Array, dict]:
-    """Noisy outputs for rows ``idx`` (indices into the inputs of ``state``) with ``draws``.
-
-    Returns ``(out, kept)``: ``out`` of shape (n_rows, sizes[-1]) and ``kept[l]`` the noisy
-    output of layer ``l`` (n_rows, sizes[l]) for each ``l`` in ``keep``.
-    """
-    arch, (W, b) = engine.arch, (engine.params.W, engine.params.b)
-    L, spec, pos = arch.n_layers, engine.config.spec, engine.config.position
-    idx = np.ascontiguousarray(idx, dtype=np.int64)
-    _check_draws(engine, draws, len(idx), keep)
-    sd = np.sqrt(np.array([getattr(spec, t) for t in NOISE_TYPES])).astype(engine.dtype)
-    narrow = engine.narrow_layers(keep)
-    kept, l0 = {}, state.l0
-    if state.kind == "x":
-        state = replace(state, **dict(zip(("P", "kind"), _prefix(engine, state.P[idx]))))
-        idx = np.arange(len(idx))
-    if l0 > L:
-        return state.P[idx], {l: state.P[idx] for l in keep}
-    z = extra = None
-    if engine.uses_row_sums(state, keep):
-        d = draws[l0]
-        z = np.empty((len(idx), arch.sizes[l0 + 1]), dtype=engine.dtype)
-        e = np.empty((0, 0), dtype=engine.dtype)
-        kern = K.row_sum_affine if engine.backend == "numba" else K.row_sum_affine_numpy
-        kern(state.U, idx, engine.row_sums[l0], b[l0], sd,
-             e if d.add_cor is None else d.add_cor, e if d.mul_cor is None else d.mul_cor, z)
-        if spec.add_unc > 0:
-            z += sd[0] * (d.add_unc @ (engine.factors[l0] if l0 in narrow else W[l0].T))
-    else:
-        P = state.P[idx]
-        if state.kind == "z":
-            a = _noisy_activation(engine, P, _layer_desc(arch, l0, K.POS_PRE), sd, draws[l0])
-        else:
-            a = _noisy_activation(engine, P, _layer_desc(arch, 0, K.POS_POST), sd, draws[l0],
-                                  skip_au=l0 in narrow)
-        if l0 in narrow:
-            extra = sd[0] * (draws[l0].add_unc @ engine.factors[l0])
-        if l0 in keep:
-            kept[l0] = a
-    for l in range(l0 + 1, L + 1):
-        if z is None:
-            z = a @ W[l - 1].T + b[l - 1]
-            if extra is not None:
-                z += extra
-        noisy = l in engine.noisy
-        where = (K.POS_PRE if pos == "pre" else K.POS_POST) if noisy else K.POS_CLEAN
-        a = _noisy_activation(engine, z, _layer_desc(arch, l, where), sd, draws[l],
-                              skip_au=l in narrow)
-        extra = sd[0] * (draws[l].add_unc @ engine.factors[l]) if l in narrow else None
-        z = None
-        if l in keep:
-            kept[l] = a
-    return a, kept
-
-
-def _check_draws(engine: Engine, draws, n: int, keep) -> None:
-    """The kernels do not bounds-check: every needed draw must have the right shape."""
-    L, sizes, spec = engine.arch.n_layers, engine.arch.sizes, engine.config.spec
-    if len(draws) != L + 1:
-        raise ValueError(f"draws: need one entry per layer 0..{L}, got {len(draws)}")
-    narrow = engine.narrow_layers(keep)
-    for l in engine.noisy:
-        d = draws[l]
-        if d is None:
-            raise ValueError(f"draws: layer {l} is noisy but draws[{l}] is None")
-        m_au = sizes[l + 1] if l in narrow else sizes[l]
-        want = {"add_unc": (n, m_au), "add_cor": (n, 1), "mul_unc": (n, sizes[l]),
-                "mul_cor": (n, 1)}
-        for t in NOISE_TYPES:
-            x = getattr(d, t)
-            if getattr(spec, t) > 0 and (x is None or x.shape != want[t]):
-                got = None if x is None else x.shape
-                raise ValueError(f"draws: layer {l} {t} needs shape {want[t]}, got {got}")
-
-
-# --- accuracy under noise -------------------------------------------------------------------
 @dataclass(frozen=True)
 class SweepResult:
     """Accuracy of a classifier under each noise type alone, over a grid of variances.
@@ -374,18 +85,10 @@ def _check_sweep_args(noise_types, variances, repetitions, batch_size):
     return types, v
 
 
-def _resolve_config(noise, arch: Architecture) -> NoiseConfig:
-    if isinstance(noise, str):
-        return noise_config(noise, None, arch.n_layers)
-    if not isinstance(noise, NoiseConfig):
-        raise TypeError(f"noise: expected a NoiseConfig or a preset name, got {type(noise).__name__}")
-    return noise
-
-
 def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
                    noise_types=NOISE_TYPES, variances=DEFAULT_VARIANCES, repetitions: int = 3,
                    batch_size: int = 1000, rng=None, backend: str = "numba", dtype=np.float64,
-                   shortcuts="all", progress=None) -> SweepResult:
+                   shortcuts="all", progress=None, workers: int = 1) -> SweepResult:
     """Classification accuracy under each noise type alone at each variance.
 
     The protocol of the authors' code of Duque 2024 (reference-code-facts.md): each type alone
@@ -403,36 +106,45 @@ def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
         draws from :func:`chunk_generator` ``(seed, (i, j, k, c))``.
     progress : callable(done, total) or None
         Called after each pass.
+    workers : int
+        Threads working on the batches of a pass (:func:`worker_pool`); the result does not
+        depend on it.
     """
-    cfg = _resolve_config(noise, arch)
+    cfg = resolve_config(noise, arch)
     types, v = _check_sweep_args(noise_types, variances, repetitions, batch_size)
     X = check_input(X, arch.sizes[0])
     y = _check_labels(y, len(X), arch.sizes[-1])
     seed = resolve_seed(rng)
     engine = prepare(arch, params, cfg, backend, shortcuts, dtype)
     state = clean_state(engine, X)
-    clean = prepare(arch, params, NoiseConfig(), backend, (), dtype)
-    clean_out, _ = propagate(clean, clean_state(clean, X), np.arange(len(X)), (None,) * (arch.n_layers + 1))
+    quiet = engine.with_spec(NoiseSpec())   # zero variances: the clean network, same state
+    rows = np.arange(len(X))
+    clean_out, _ = propagate(quiet, state, rows, draw_noise(quiet, state, len(X), None))
     clean_acc = float(np.mean(np.argmax(clean_out, axis=1) == y)) if len(X) else float("nan")
     reps, bs = int(repetitions), int(batch_size)
     acc = np.empty((len(types), len(v), reps))
     total, done = acc.size, 0
-    for i, t in enumerate(types):
-        for j, var in enumerate(v):
-            eng = engine.with_spec(NoiseSpec.single(t, var))
-            for k in range(reps):
-                correct = 0
-                for c, start in enumerate(range(0, len(X), bs)):
-                    rows = np.arange(start, min(start + bs, len(X)))
-                    draws = draw_noise(eng, state, len(rows), chunk_generator(seed, (i, j, k, c)))
-                    out, _ = propagate(eng, state, rows, draws)
-                    correct += int(np.count_nonzero(np.argmax(out, axis=1) == y[rows]))
-                acc[i, j, k] = correct / len(X) if len(X) else float("nan")
-                done += 1
-                if progress is not None:
-                    progress(done, total)
+    starts = range(0, len(X), bs)
+
+    def n_correct(eng, key, start):
+        rows = np.arange(start, min(start + bs, len(X)))
+        draws = draw_noise(eng, state, len(rows), chunk_generator(seed, key))
+        out, _ = propagate(eng, state, rows, draws)
+        return int(np.count_nonzero(np.argmax(out, axis=1) == y[rows]))
+
+    with worker_pool(workers, backend) as pool:
+        for i, t in enumerate(types):
+            for j, var in enumerate(v):
+                eng = engine.with_spec(NoiseSpec.single(t, var))
+                for k in range(reps):
+                    counts = map_chunks(lambda c: n_correct(eng, (i, j, k, c), starts[c]),
+                                        range(len(starts)), pool)
+                    acc[i, j, k] = sum(counts) / len(X) if len(X) else float("nan")
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
     settings = {"layers": list(engine.noisy), "position": cfg.position, "repetitions": reps,
                 "batch_size": bs, "backend": backend, "dtype": str(np.dtype(dtype)),
                 "shortcuts": sorted(engine.shortcuts), "n_samples": int(len(X)),
-                "std_ddof": 1 if reps > 1 else 0}
+                "std_ddof": 1 if reps > 1 else 0, "workers": int(workers)}
     return SweepResult(types, v.copy(), acc, clean_acc, seed, settings)

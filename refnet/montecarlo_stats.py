@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _st
 
-from .noise import NoiseConfig
-
 from .model import Architecture, Params, check_input, forward
-from .montecarlo import (chunk_generator, clean_state, draw_noise, prepare,
-                         propagate, resolve_seed)
+from .montecarlo_engine import (chunk_generator, clean_state, draw_noise, map_chunks, prepare,
+                                propagate, resolve_seed, worker_pool)
+from .noise import NoiseConfig
 
 __all__ = ["LayerStatistics", "NeuronStatistics", "neuron_statistics", "combine_moments",
            "confidence_intervals"]
@@ -92,7 +91,7 @@ def confidence_intervals(mean: Array, variance: Array, K: int, confidence: float
 def neuron_statistics(arch: Architecture, params: Params, X, noise, K: int = 300, rng=None,
                       layers=None, confidence: float = 0.95, repeat_block: int = 32,
                       rows_per_chunk: int = 4096, backend: str = "numba", dtype=np.float64,
-                      shortcuts="all") -> NeuronStatistics:
+                      shortcuts="all", workers: int = 1) -> NeuronStatistics:
     """Mean, variance and SNR of every neuron of ``layers`` for each input, over K repeats.
 
     Parameters
@@ -109,7 +108,10 @@ def neuron_statistics(arch: Architecture, params: Params, X, noise, K: int = 300
         Work is split into blocks of ``repeat_block`` repeats of
         ``max(1, rows_per_chunk // repeat_block)`` inputs; block ``(t, k)`` draws from
         :func:`refnet.montecarlo.chunk_generator` ``(seed, (t, k))``. Results depend on these
-        two sizes and the seed only; memory is O(T n + rows_per_chunk n), flat in K.
+        two sizes and the seed only; memory is O(T n + workers rows_per_chunk n), flat in K.
+    workers : int
+        Threads working on blocks (:func:`refnet.montecarlo_engine.worker_pool`); the result
+        does not depend on it.
     """
     if not isinstance(noise, NoiseConfig):
         raise TypeError(f"noise: expected a NoiseConfig (placement and variances), got "
@@ -121,6 +123,7 @@ def neuron_statistics(arch: Architecture, params: Params, X, noise, K: int = 300
         raise ValueError(f"K: need at least 2 repeats for a variance, got {K}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: must lie in (0, 1), got {confidence}")
+    workers = int(workers)
     if int(repeat_block) < 1 or int(rows_per_chunk) < 1:
         raise ValueError("repeat_block, rows_per_chunk: must be >= 1")
     L = arch.n_layers
@@ -141,22 +144,32 @@ def neuron_statistics(arch: Architecture, params: Params, X, noise, K: int = 300
             if l < l0:
                 acc[l][0][:] = A[l]
     live = tuple(l for l in keep if l >= l0)
-    for ti, t0 in enumerate(range(0, T, tb) if live else ()):
-        t1 = min(t0 + tb, T)
-        n_done = 0
-        for ki, k0 in enumerate(range(0, K, kb)):
-            k = min(kb, K - k0)
-            idx = np.repeat(np.arange(t0, t1), k)
-            draws = draw_noise(engine, state, len(idx), chunk_generator(seed, (ti, ki)), live)
-            _, kept = propagate(engine, state, idx, draws, live)
-            for l in live:
-                Y = kept[l].astype(np.float64).reshape(t1 - t0, k, -1)
-                m_b = Y.mean(axis=1)
-                M2_b = ((Y - m_b[:, None, :]) ** 2).sum(axis=1)
-                mean, M2 = acc[l]
-                _, mean[t0:t1], M2[t0:t1] = combine_moments(n_done, mean[t0:t1], M2[t0:t1],
-                                                            k, m_b, M2_b)
-            n_done += k
+    def block_moments(ti, t0, t1, ki, k):
+        """Mean and M2 over the ``k`` repeats of block (ti, ki), per layer: (t1 - t0, n_l)."""
+        idx = np.repeat(np.arange(t0, t1), k)
+        draws = draw_noise(engine, state, len(idx), chunk_generator(seed, (ti, ki)), live)
+        _, kept = propagate(engine, state, idx, draws, live)
+        out = {}
+        for l in live:
+            Y = kept[l].astype(np.float64).reshape(t1 - t0, k, -1)
+            m_b = Y.mean(axis=1)
+            out[l] = m_b, ((Y - m_b[:, None, :]) ** 2).sum(axis=1)
+        return out
+
+    k_blocks = [(ki, k0, min(kb, K - k0)) for ki, k0 in enumerate(range(0, K, kb))]
+    with worker_pool(workers, backend) as pool:
+        for ti, t0 in enumerate(range(0, T, tb) if live else ()):
+            t1, n_done = min(t0 + tb, T), 0
+            # waves of one block per worker: memory stays flat in K
+            for w in range(0, len(k_blocks), workers):
+                wave = k_blocks[w:w + workers]
+                res = map_chunks(lambda blk: block_moments(ti, t0, t1, blk[0], blk[2]), wave, pool)
+                for (_, _, k), moments in zip(wave, res):
+                    for l in live:
+                        mean, M2 = acc[l]
+                        _, mean[t0:t1], M2[t0:t1] = combine_moments(
+                            n_done, mean[t0:t1], M2[t0:t1], k, *moments[l])
+                    n_done += k
     out = {}
     for l in keep:
         mean, M2 = acc[l]
@@ -166,5 +179,5 @@ def neuron_statistics(arch: Architecture, params: Params, X, noise, K: int = 300
     settings = {"layers_noisy": list(engine.noisy), "position": cfg.position,
                 "spec": cfg.spec.as_dict(), "repeat_block": kb, "inputs_per_block": tb,
                 "backend": backend, "dtype": str(np.dtype(dtype)),
-                "shortcuts": sorted(engine.shortcuts)}
+                "shortcuts": sorted(engine.shortcuts), "workers": workers}
     return NeuronStatistics(out, K, T, float(confidence), seed, settings)

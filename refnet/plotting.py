@@ -46,7 +46,7 @@ def accuracy_vs_variance(result, title: str | None = None, n_std: float = 2.0) -
     ax.set_ylim(0, 1.02)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
-    ax.set_title(title or f"accuracy under noise (mean $\\pm$ {n_std:g} std)")
+    ax.set_title(title or f"accuracy under noise (mean $\\pm$ {n_std:g} std)", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -2,6 +2,7 @@
 import csv
 import hashlib
 import json
+import os
 import sys
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_evaluate_same_seed_same_csv_and_explicit_levels(model_and_data, tmp_pat
     *_, model, data = model_and_data
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(_args(model, data, a, "--no-progress")) == 0
-    assert main(_args(model, data, b, "--no-progress", "--threads", "1")) == 0
+    assert main(_args(model, data, b, "--no-progress", "--threads", "1", "--workers", "2")) == 0
     assert (a / "accuracy.csv").read_bytes() == (b / "accuracy.csv").read_bytes()
     c = tmp_path / "c"
     assert main(["evaluate", model, "--data", data, "--levels", "0.1,0.5", "--noise-types",
@@ -98,3 +99,13 @@ def test_evaluate_bad_inputs_give_clear_errors(model_and_data, tmp_path, capsys,
     assert main(["evaluate", model, "--dataset", "mnist", "--no-progress"]) == 2
     assert "refnet.datasets package is not available" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_evaluate_result_files_get_default_permissions(model_and_data, tmp_path):
+    *_, model, data = model_and_data
+    out = tmp_path / "perm"
+    assert main(_args(model, data, out, "--no-progress")) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("accuracy.csv", "accuracy.json", "accuracy.png"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask

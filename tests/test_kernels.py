@@ -47,21 +47,24 @@ SPECS = [NoiseSpec(0.1, 0, 0, 0), NoiseSpec(0, 0.2, 0, 0), NoiseSpec(0, 0, 0.05,
          NoiseSpec(0, 0, 0, 0.03), NoiseSpec(0.1, 0.2, 0.05, 0.03), NoiseSpec(0, 0.2, 0.05, 0)]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: "-".join(f"{v:g}" for v in s.as_dict().values()))
+@pytest.mark.parametrize("spec", SPECS,
+                         ids=lambda s: "-".join(f"{v:g}" for v in s.as_dict().values()))
 @pytest.mark.parametrize("pos", [K.POS_CLEAN, K.POS_PRE, K.POS_POST])
 @pytest.mark.parametrize("name", ACTS)
 def test_noisy_activation_kernel_equals_twin_and_reference(spec, pos, name):
     rng = np.random.default_rng(7)
     Z = rng.normal(size=(6, 5))
     d, sd, args = _args(spec, 6, 5, rng)
-    out_k, out_n = np.empty_like(Z), np.empty_like(Z)
-    K.noisy_activation(Z, _desc(name, pos), sd, *args, out_k)
-    K.noisy_activation_numpy(Z, _desc(name, pos), sd, *args, out_n)
     f = get_activation(name).f
     ref = {K.POS_CLEAN: f(Z), K.POS_PRE: f(apply_noise(Z, spec, d)),
            K.POS_POST: apply_noise(f(Z), spec, d)}[pos]
-    np.testing.assert_allclose(out_k, ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(out_n, ref, rtol=1e-12, atol=1e-12)
+    outs = []
+    for kern in (K.noisy_activation, K.noisy_activation_serial, K.noisy_activation_numpy):
+        out = np.empty_like(Z)
+        kern(Z, _desc(name, pos), sd, *args, out)
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+        outs.append(out)
+    assert np.array_equal(outs[0], outs[1])   # parallel and serial compilations: same bits
 
 
 def test_noisy_activation_float32_close_to_float64():
@@ -87,12 +90,14 @@ def test_row_sum_affine_equals_twin_and_direct_product(spec):
     d, sd, args = _args(spec, len(idx), 6, rng)
     ac, mc = args[1], args[3]
     U = A @ W.T
-    out_k, out_n = np.empty((7, 3)), np.empty((7, 3))
-    K.row_sum_affine(U, idx, W.sum(axis=1), b, sd, ac, mc, out_k)
-    K.row_sum_affine_numpy(U, idx, W.sum(axis=1), b, sd, ac, mc, out_n)
     direct = (apply_noise(A[idx], spec, d) if not spec.is_zero else A[idx]) @ W.T + b
-    np.testing.assert_allclose(out_k, out_n, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(out_k, direct, rtol=1e-12, atol=1e-12)
+    outs = []
+    for kern in (K.row_sum_affine, K.row_sum_affine_serial, K.row_sum_affine_numpy):
+        out = np.empty((7, 3))
+        kern(U, idx, W.sum(axis=1), b, sd, ac, mc, out)
+        np.testing.assert_allclose(out, direct, rtol=1e-12, atol=1e-12)
+        outs.append(out)
+    assert np.array_equal(outs[0], outs[1])
 
 
 def test_kernels_bitwise_identical_for_1_and_2_threads():
@@ -142,3 +147,14 @@ def test_noise_draw_moments_correlated_shared_and_independent_across_samples():
     checks.append((lag.mean(axis=0), 0.0, lag.std(axis=0) / np.sqrt(n - 1)))
     for est, truth, se in checks:
         assert np.all(np.abs(est - truth) <= 5 * se), (est, truth, se)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fill_normal_kernel_reproduces_numpy_stream_and_state(dtype):
+    a, b = np.empty(257, dtype=dtype), np.empty(257, dtype=dtype)
+    g1, g2 = np.random.default_rng(21), np.random.default_rng(21)
+    K.fill_normal(g1, a)
+    K.fill_normal_numpy(g2, b)
+    assert np.array_equal(a, b)
+    assert np.array_equal(a, np.random.default_rng(21).standard_normal(257).astype(dtype))
+    assert g1.standard_normal() == g2.standard_normal()   # the generators advanced alike

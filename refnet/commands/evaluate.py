@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,10 +44,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="rows per batch; fresh noise per batch (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="root random seed (default 0)")
     p.add_argument("--out", help="output folder (default: evaluate_<model name>)")
-    p.add_argument("--backend", default="numba", choices=("numba", "numpy"))
-    p.add_argument("--threads", type=int, help="numba threads (default: numba's default)")
+    p.add_argument("--backend", default="numba", choices=("numba", "numba-parallel", "numpy"),
+                   help="numba: compiled kernels (default); numba-parallel: the same with "
+                        "threads over rows; numpy: the NumPy twins. Results do not depend on "
+                        "the thread count")
+    p.add_argument("--threads", type=int,
+                   help="numba threads for --backend numba-parallel (default: numba's default)")
+    p.add_argument("--workers", type=int, default=_default_workers(),
+                   help="threads working on whole batches (backend numba or numpy; default: "
+                        "the available cores, at most 4); results do not depend on it")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _default_workers() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    return max(1, min(4, n))
 
 
 class _Progress:
@@ -148,6 +164,9 @@ def _write_verified(path: Path, data: bytes) -> str:
     from ..io import atomic_write_bytes
 
     atomic_write_bytes(path, data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)   # the temporary file was private (0600); results are not
     digest = hashlib.sha256(data).hexdigest()
     if _sha256(path) != digest:
         raise OSError(f"{path}: read-back checksum differs from what was written")
@@ -172,20 +191,22 @@ def run(args) -> int:
             numba.set_num_threads(args.threads)
         arch, params, meta = load_model(args.model)
         X, y, provenance = _load_data(args)
+        workers = 1 if args.backend == "numba-parallel" else args.workers
         cfg = noise_config(args.preset, None, arch.n_layers)
         out = Path(args.out or f"evaluate_{Path(args.model).stem}")
         progress = None if args.no_progress else _Progress("evaluate")
         t0 = time.perf_counter()
         result = accuracy_sweep(arch, params, X, y, cfg, types, variances, args.repetitions,
                                 args.batch_size, args.seed, args.backend, args.dtype,
-                                progress=progress)
+                                progress=progress, workers=workers)
         seconds = time.perf_counter() - t0
     except (ValueError, TypeError, ModelFileError) as e:
         print(f"refnet evaluate: error: {e}", file=sys.stderr)
         return 2
     csv = _csv_bytes(result)
-    fig = accuracy_vs_variance(result, title=f"{Path(args.model).name}: accuracy under noise "
-                                             f"(mean $\\pm$ 2 std, {result.accuracy.shape[2]} reps)")
+    title = (f"{Path(args.model).name}\naccuracy under noise, mean $\\pm$ 2 std over "
+             f"{result.accuracy.shape[2]} repetitions, noise on layers {result.settings['layers']}")
+    fig = accuracy_vs_variance(result, title=title)
     png = figure_png_bytes(fig)
     files = {"accuracy.csv": _write_verified(out / "accuracy.csv", csv),
              "accuracy.png": _write_verified(out / "accuracy.png", png)}
