@@ -146,6 +146,8 @@ def report(out, preset):
     said = "; ".join(
         f"layer {l + 1}: " + ", ".join(f"{k.replace('_', '-')} {a[(l, k)]:.2f}" for k in DENSITIES)
         for l in range(1, L + 1))
+    S = np.array([arrays[f"S/{k}"] for k in DENSITIES])  # (3, L)
+    spread = float(np.max(np.ptp(S, axis=0) / S.mean(axis=0)))
     best = {l: min(DENSITIES, key=lambda k: abs(np.log(a[(l, k)]))) for l in range(1, L + 1)}
     return [], [FigureEntry(
         "Semenova 2022, Fig. 6", f"figures/{NAME}.png",
@@ -155,6 +157,11 @@ def report(out, preset):
         "(d-f) distribution of x~ in layers 2, 3, 4 with the approximating curves.",
         f"Median over (input, neuron) of Monte-Carlo variance / predicted variance: {said}. "
         "Closest to 1 per layer: " + ", ".join(f"layer {l + 1} {best[l]}" for l in best) +
+        ". Predicted S_n = Var(x~_n) for layers 2..4: " + "; ".join(
+            f"{k.replace('_', '-')} " + ", ".join(f"{v:.3g}" for v in arrays[f"S/{k}"])
+            for k in DENSITIES) +
+        f"; the choice of p* changes S_n by at most {100 * spread:.1f}% (p* enters only "
+        "through Eq. 15's averages of f, f^2 and f'^2 of the previous layer)" +
         f". Network A test error {rec['errors']['test']['error']:.2f}%.",
         {"noise intensities D (variance 2D)": NOISE_INTENSITIES, "K": rec["K"], "T": rec["T"],
          "inputs": "digit-5 images (as Fig. 5a)", "epochs": rec["setup"]["epochs"]})]
