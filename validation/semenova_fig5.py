@@ -44,22 +44,30 @@ PAPER = (("A", "train error", 1.0, 1.0, "the paper gives '~1%'"),
          ("C", "test accuracy", 87.0, 5.0, "the metric is undefined in the paper"))
 
 
-def noise_config(n_layers: int):
+def noise_config(n_layers: int, intensities: dict = NOISE_INTENSITIES):
+    """Noise preset "semenova" (Eq. 3 on every layer's output, input included), intensities D."""
     from refnet.noise import NoiseSpec, noise_config as make
 
-    return make("semenova", NoiseSpec.from_intensities(**NOISE_INTENSITIES), n_layers)
+    return make("semenova", NoiseSpec.from_intensities(**intensities), n_layers)
+
+
+def eq14(arch, params, X, intensities: dict = NOISE_INTENSITIES) -> dict:
+    """:func:`refnet.propagation.trained.trained_network_variances` with :data:`DENSITY`."""
+    from refnet.propagation.trained import trained_network_variances
+
+    return trained_network_variances(arch, params, X, density=DENSITY,
+                                     **{f"{k}_intensity": v for k, v in intensities.items()})
 
 
 def analyse(arch, params, X, K: int, seed: int) -> dict:
     """Monte-Carlo output statistics, the Eq. 14 curve and the per-input sensitivity prediction."""
     from refnet.montecarlo_stats import neuron_statistics
     from refnet.propagation.sensitivity import output_variance_contributions
-    from refnet.propagation.trained import trained_network_variances
 
     L = arch.n_layers
     cfg = noise_config(L)
     st = neuron_statistics(arch, params, X, cfg, K=K, rng=seed, layers=(L,)).layers[L]
-    an = trained_network_variances(arch, params, X, *NOISE_INTENSITIES.values(), density=DENSITY)
+    an = eq14(arch, params, X)
     _, contrib, _, _ = output_variance_contributions(arch, params, X, cfg, covariance=False)
     m = st.mean
     if arch.activations[-1] == "sigmoid":
@@ -79,18 +87,15 @@ def split_agreement(arch, params, X, K: int, seed: int) -> dict:
     """Median MC / Eq. 14 output variance with only the uncorrelated, or only the correlated,
     sources of :data:`NOISE_INTENSITIES` on (a diagnostic: which part Eq. 14 captures)."""
     from refnet.montecarlo_stats import neuron_statistics
-    from refnet.noise import NoiseSpec, noise_config as make
-    from refnet.propagation.trained import trained_network_variances
 
     L, D = arch.n_layers, NOISE_INTENSITIES
     res = {}
     for kind, keep in (("uncorrelated", ("D_A_U", "D_M_U")), ("correlated", ("D_A_C", "D_M_C"))):
         d = {k: (v if k in keep else 0.0) for k, v in D.items()}
-        cfg = make("semenova", NoiseSpec.from_intensities(**d), L)
-        st = neuron_statistics(arch, params, X, cfg, K=K, rng=seed, layers=(L,)).layers[L]
+        st = neuron_statistics(arch, params, X, noise_config(L, d), K=K, rng=seed,
+                               layers=(L,)).layers[L]
         m = np.clip(st.mean, 1e-9, 1 - 1e-9) if arch.activations[-1] == "sigmoid" else st.mean
-        pred = trained_network_variances(arch, params, X, **{f"{k}_intensity": v for k, v in d.items()},
-                                         density=DENSITY)["output_variance"](m)
+        pred = eq14(arch, params, X, d)["output_variance"](m)
         res[kind] = float(np.median(st.variance / pred))
     return res
 
@@ -142,7 +147,7 @@ def plot(out) -> Path:
         ax.scatter(m.ravel(), sens.ravel(), s=1, c="k", marker=".", zorder=3,
                    label="first-order Jacobian (per input)")
         ax.plot(arrays[f"{net}/curve_y"], arrays[f"{net}/curve_snr"], "r-", lw=1.5,
-                label=f"analytic, Eq. 14 + p* by Eq. 29")
+                label="analytic, Eq. 14 + p* by Eq. 29")
         ax.set_xlabel("output mean E(y)")
         ax.set_ylabel("SNR = E(y) / Var(y)^1/2")
         ax.set_title(f"{TITLES[net]} ({rec['preset']} preset)", fontsize=10)

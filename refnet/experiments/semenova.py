@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import load_model, save_model
-from ..model import Params, init_params, mlp, predict
+from ..model import Params, forward, init_params, mlp, predict
 from ..train import TrainConfig, train
 
 __all__ = ["NETWORKS", "TARGET_CLASS", "SemenovaSetup", "SemenovaData", "setup_for",
@@ -179,8 +179,6 @@ def task_errors(setup: SemenovaSetup, arch, params: Params, data: SemenovaData) 
 
 def predict_outputs(arch, params: Params, X, batch_size: int = 4096) -> np.ndarray:
     """Clean network outputs (n, n_out)."""
-    from ..model import forward
-
     return np.concatenate([forward(arch, params, X[i:i + batch_size])[0]
                            for i in range(0, len(X), batch_size)])
 
