@@ -103,3 +103,25 @@ def test_fig6_variance_curve_matches_eq5_by_hand():
     y, S = 0.3, 0.05
     want = s_p + s_x * y ** 2 + (1 + s_x) * (y * (1 - y)) ** 2 * S
     assert mod.layer_variance_curve(y, S, D) == pytest.approx(want, rel=1e-14)
+
+
+def test_fig5_falls_back_to_normal_when_the_eq29_fit_fails(monkeypatch):
+    import refnet.propagation.trained as tr
+    from refnet.model import init_params, mlp
+
+    real = tr.trained_network_variances
+
+    def fail_on_eq29(*args, density, **kw):
+        if density == "exp_quartic":
+            raise np.linalg.LinAlgError("Singular matrix")
+        return real(*args, density=density, **kw)
+
+    monkeypatch.setattr(tr, "trained_network_variances", fail_on_eq29)
+    mod = load_script("semenova_fig5")
+    arch = mlp((4, 6, 6, 2), "sigmoid", "sigmoid")
+    params = init_params(arch, rng=0)
+    X = np.random.default_rng(1).uniform(size=(30, 4))
+    res = mod.eq14(arch, params, X)
+    want = real(arch, params, X, 1e-4, 1e-4, 1e-3, 1e-3, density="normal")
+    assert res["density"] == "normal"
+    np.testing.assert_allclose(res["S"], want["S"])

@@ -32,6 +32,7 @@ NAME = "semenova_fig5"
 NOISE_INTENSITIES = {"D_A_U": 1e-4, "D_A_C": 1e-4, "D_M_U": 1e-3, "D_M_C": 1e-3}
 #: p* approximation used for the analytic line (Methods VII B: Eq. 29 agrees best).
 DENSITY = "exp_quartic"
+FALLBACK = "normal"  #: used, and recorded, where the Eq. 29 fit fails
 #: Size of the uncorrelated-only / correlated-only diagnostic runs (first inputs, repeats).
 SPLIT_T, SPLIT_K = 200, 100
 TITLES = {"A": "(a) network A, MNIST digit 5", "B": "(b) network B, Fashion-MNIST pullovers",
@@ -52,11 +53,20 @@ def noise_config(n_layers: int, intensities: dict = NOISE_INTENSITIES):
 
 
 def eq14(arch, params, X, intensities: dict = NOISE_INTENSITIES) -> dict:
-    """:func:`refnet.propagation.trained.trained_network_variances` with :data:`DENSITY`."""
+    """:func:`refnet.propagation.trained.trained_network_variances` with :data:`DENSITY`.
+
+    If the Eq. 29 fit fails (its Newton iteration can hit a singular matrix on heavy-tailed
+    states), the normal approximation is used instead; ``result["density"]`` says which.
+    """
     from refnet.propagation.trained import trained_network_variances
 
-    return trained_network_variances(arch, params, X, density=DENSITY,
-                                     **{f"{k}_intensity": v for k, v in intensities.items()})
+    kw = {f"{k}_intensity": v for k, v in intensities.items()}
+    try:
+        return {**trained_network_variances(arch, params, X, density=DENSITY, **kw),
+                "density": DENSITY}
+    except np.linalg.LinAlgError:
+        return {**trained_network_variances(arch, params, X, density=FALLBACK, **kw),
+                "density": FALLBACK}
 
 
 def analyse(arch, params, X, K: int, seed: int) -> dict:
@@ -80,7 +90,8 @@ def analyse(arch, params, X, K: int, seed: int) -> dict:
     return {"mean": st.mean, "variance": st.variance, "snr": st.snr,
             "variance_lo": st.variance_ci[0], "variance_hi": st.variance_ci[1],
             "eq14_variance": an["output_variance"](m), "sens_variance": contrib.sum(axis=(0, 1)),
-            "curve_y": y, "curve_snr": y / np.sqrt(an["output_variance"](y)), "S": an["S"]}
+            "curve_y": y, "curve_snr": y / np.sqrt(an["output_variance"](y)), "S": an["S"],
+            "density": np.array(an["density"])}
 
 
 def split_agreement(arch, params, X, K: int, seed: int) -> dict:
@@ -147,7 +158,9 @@ def plot(out) -> Path:
         ax.scatter(m.ravel(), sens.ravel(), s=1, c="k", marker=".", zorder=3,
                    label="first-order Jacobian (per input)")
         ax.plot(arrays[f"{net}/curve_y"], arrays[f"{net}/curve_snr"], "r-", lw=1.5,
-                label="analytic, Eq. 14 + p* by Eq. 29")
+                label="analytic, Eq. 14, p* " + (
+                    "by Eq. 29" if str(arrays[f"{net}/density"]) == DENSITY
+                    else f"{arrays[f'{net}/density']} (Eq. 29 fit failed)"))
         ax.set_xlabel("output mean E(y)")
         ax.set_ylabel("SNR = E(y) / Var(y)^1/2")
         ax.set_title(f"{TITLES[net]} ({rec['preset']} preset)", fontsize=10)
@@ -201,6 +214,9 @@ def report(out, preset):
         n = rec["networks"][net]
         err = (f"test error {n['errors']['test']['error']:.2f}%" if "error" in n["errors"]["test"]
                else f"test R^2 {n['errors']['test']['r2']:.3f}")
+        dens = str(arrays[f"{net}/density"])
+        if dens != DENSITY:
+            err += f"; p* {dens}: the Eq. 29 fit failed (singular Newton step)"
         said.append(
             f"{net} ({err}): median MC/analytic output variance {a['eq14_ratio']:.2f} "
             f"(Eq. 14; median |log10 SNR ratio| {a['eq14_log_snr']:.3f}), median MC/first-order "
