@@ -102,6 +102,16 @@ def agreement(arrays, L: int) -> dict:
     return res
 
 
+def spread_ratio(arrays, L: int, kind: str = "exp_quartic") -> dict:
+    """``{layer: (10th, 90th percentile)}`` of Var_MC / Var_predicted over (input, neuron)."""
+    res = {}
+    for l in range(1, L + 1):
+        m, v = arrays[f"{l}/mean"], arrays[f"{l}/variance"]
+        r = v / layer_variance_curve(m, arrays[f"S/{kind}"][l - 1], tuple(NOISE_INTENSITIES.values()))
+        res[l] = tuple(float(q) for q in np.nanpercentile(r, [10, 90]))
+    return res
+
+
 def plot(out) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -167,6 +177,9 @@ def report(out, preset):
         "numerics, uniform and normal give similar behaviour but worse quantitative agreement. "
         "(d-f) distribution of x~ in layers 2, 3, 4 with the approximating curves.",
         f"Median over (input, neuron) of Monte-Carlo variance / predicted variance: {said}. "
+        "Spread of that ratio (10th-90th percentile, exp-quartic): " + ", ".join(
+            f"layer {l + 1} {lo:.2f}-{hi:.2f}" for l, (lo, hi) in spread_ratio(arrays, L).items()) +
+        " (one S_n per layer cannot follow each neuron's own weights: the scatter is wide). "
         "Closest to 1 per layer: " + ", ".join(f"layer {l + 1} {best[l]}" for l in best) +
         ". Predicted S_n = Var(x~_n) for layers 2..4: " + "; ".join(
             f"{k.replace('_', '-')} " + ", ".join(f"{v:.3g}" for v in arrays[f"S/{k}"])
