@@ -165,7 +165,7 @@ def plot(out) -> Path:
         ax.set_ylabel("SNR = E(y) / Var(y)^1/2")
         ax.set_title(f"{TITLES[net]} ({rec['preset']} preset)", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     path = figure_path(out, NAME)
     fig.savefig(path, dpi=110)
