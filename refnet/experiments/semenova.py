@@ -18,16 +18,18 @@ Choices (not recorded in the paper):
 
 * Hidden neurons: the plain logistic sigmoid ``1/(1 + e^-x)`` (Sec. IV states it).
 * Classifier outputs (A, B): sigmoid neurons trained with MSE on one-hot targets (to our
-  knowledge brain.js's default: every layer sigmoid, squared error; not verified). The paper reads the class from "the output
-  neuron with the largest value" and Fig. 5a shows the nine wrong-class outputs focused at
-  "small mean amplitudes", which fits outputs in (0, 1) rather than unbounded logits.
+  knowledge brain.js's default: every layer sigmoid, squared error; not verified). The
+  paper reads the class from "the output neuron with the largest value" and Fig. 5a shows
+  the nine wrong-class outputs focused at "small mean amplitudes", which fits outputs in
+  (0, 1) rather than unbounded logits.
 * Regression output (C): one linear neuron (the paper's input/output neurons are linear,
   Sec. II A), MSE, unscaled Mackey-Glass values (about 0.2-1.4).
 * Inputs: images as ``x/255`` in [0, 1] (linear input neurons receive the pixel values;
   no standardisation is mentioned).
 * Network A's constant biases: drawn once from ``U(-0.2, 0.2)`` (to our knowledge the range
-  of brain.js's random initial biases; not verified, the paper records no value) and kept fixed (``Architecture(train_biases=False)``). Weights of
-  all networks start from ``U(-1/sqrt(n_in), 1/sqrt(n_in))``.
+  of brain.js's random initial biases; not verified, the paper records no value) and kept
+  fixed (``Architecture(train_biases=False)``). Weights of all networks start from
+  ``U(-1/sqrt(n_in), 1/sqrt(n_in))``.
 * Adam with Keras's defaults (lr 1e-3, betas 0.9/0.999), shuffled every epoch; batch 128
   (32 in the quick preset, see :func:`setup_for`); epochs from ``Preset.semenova_epochs``.
 * C's "87% prediction accuracy" has no definition in the paper; refnet reports
