@@ -107,7 +107,8 @@ def spread_ratio(arrays, L: int, kind: str = "exp_quartic") -> dict:
     res = {}
     for l in range(1, L + 1):
         m, v = arrays[f"{l}/mean"], arrays[f"{l}/variance"]
-        r = v / layer_variance_curve(m, arrays[f"S/{kind}"][l - 1], tuple(NOISE_INTENSITIES.values()))
+        D = tuple(NOISE_INTENSITIES.values())
+        r = v / layer_variance_curve(m, arrays[f"S/{kind}"][l - 1], D)
         res[l] = tuple(float(q) for q in np.nanpercentile(r, [10, 90]))
     return res
 
