@@ -107,3 +107,21 @@ def test_semenova_eq14_trained_network_vs_mc(output):
         pred = trained_network_variances(arch, P, X, *D4, density=density)["output_variance"](m)
         rel = np.abs(pred / v - 1)
         assert np.median(rel) < 0.4 and np.quantile(rel, 0.9) < 2.0
+
+
+def test_semenova_eq29_fit_survives_heavy_tails_and_reports_failure():
+    """Heavy tails made the undamped Newton step hit a singular matrix (network B's states)."""
+    import numpy as np
+    import pytest
+
+    from refnet.propagation.trained import exp_quartic_density, fit_exp_quartic
+
+    rng = np.random.default_rng(0)
+    s = rng.standard_t(5, size=100_000)  # kurtosis 9: spans about +-15 std
+    c, grid = fit_exp_quartic(s)
+    p = exp_quartic_density(c, grid)
+    for k in (1, 2, 3, 4):  # maximum likelihood matches the first four sample moments
+        np.testing.assert_allclose(np.trapezoid(grid ** k * p, grid), np.mean(s ** k),
+                                   rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="did not converge"):
+        fit_exp_quartic(rng.standard_t(3, size=100_000))  # infinite fourth moment

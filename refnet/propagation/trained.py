@@ -130,18 +130,39 @@ def fit_exp_quartic(states: Array, n_bins: int = 60, n_newton: int = 50) -> tupl
     t = np.linspace(edges[0] - width, edges[-1] + width, 2001)
     phi = np.vstack([t ** k for k in range(1, 5)])  # (4, n_grid)
     target = np.array([np.mean(t_s ** k) for k in range(1, 5)])
-    c = c_t[1:].copy()
-    for _ in range(int(n_newton)):
+
+    def objective(c):
+        """Negative mean log-likelihood ``log Z(c) - c . target`` (convex) and the density."""
         e = c @ phi
         w = np.exp(e - e.max())
-        w /= np.trapezoid(w, t)
+        Z = np.trapezoid(w, t)
+        return np.log(Z) + e.max() - c @ target, w / Z
+
+    c = c_t[1:].copy()
+    f, w = objective(c)
+    for _ in range(int(n_newton)):
         mean_phi = np.trapezoid(phi * w, t, axis=1)
-        cov = np.trapezoid((phi - mean_phi[:, None])[:, None] * (phi - mean_phi[:, None])[None] * w,
-                           t, axis=2)
-        step = np.linalg.solve(cov, target - mean_phi)
-        c = c + step
-        if np.max(np.abs(step)) < 1e-12:
+        d = phi - mean_phi[:, None]
+        cov = np.trapezoid(d[:, None] * d[None] * w, t, axis=2)
+        grad = mean_phi - target
+        # Newton direction; least squares because heavy tails make cov nearly singular
+        step = -np.linalg.lstsq(cov, grad, rcond=1e-13)[0]
+        a = 1.0  # backtracking (Armijo) line search: the likelihood never gets worse
+        while a > 1e-10:
+            f_new, w_new = objective(c + a * step)
+            if np.isfinite(f_new) and f_new <= f + 1e-4 * a * (grad @ step):
+                break
+            a *= 0.5
+        else:
+            break  # no descent possible: at the optimum to rounding
+        c, f, w = c + a * step, f_new, w_new
+        if np.max(np.abs(a * step)) < 1e-12:
             break
+    residual = np.trapezoid(phi * w, t, axis=1) - target
+    if not np.all(np.abs(residual) <= 1e-6 * (1.0 + np.abs(target))):
+        raise ValueError("states: the exp-quartic fit (Eq. 29) did not converge (moment residual "
+                         f"{np.max(np.abs(residual)):.3g}); the samples are too heavy-tailed for "
+                         "Eq. 29 on their range: use the normal or uniform p* instead")
     # z = m + sd t: expand the quartic in t into powers of z
     poly_z = np.polynomial.Polynomial(np.concatenate([[0.0], c]))(
         np.polynomial.Polynomial([-m / sd, 1 / sd]))
