@@ -21,9 +21,9 @@ def _adagrad_body(p, g, s_old, clr, eps, p_new, s_new):
         s_new[i] = s
 
 
-# Serial: the update is memory-bound, and a second thread pool beside BLAS's threads only
-# contends with them on small machines.
-_adagrad_serial = numba.njit(_adagrad_body, cache=True)
+# error_model="numpy": no Python zero-division check, which would keep LLVM from vectorizing
+# the loop (division by sqrt(s) + eps > 0 cannot fail anyway).
+_adagrad_serial = numba.njit(_adagrad_body, cache=True, error_model="numpy")
 
 
 def adagrad_update_numpy(p, g, s_old, clr, eps, p_new, s_new):

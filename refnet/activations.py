@@ -41,20 +41,36 @@ def _as_float(x) -> Array:
 
 
 # --- logistic sigmoid -----------------------------------------------------------------------
+# Written with NumPy's vectorised exp, several times faster than scipy's expit here; all three
+# agree with expit-based formulas to a few ulp (tested).
 def sigmoid(z: Array) -> Array:
-    """Logistic sigmoid ``sigma(z) = 1 / (1 + exp(-z))`` (scipy's overflow-free ``expit``)."""
-    return expit(z)
+    """Logistic sigmoid ``sigma(z) = 1 / (1 + exp(-z))``.
+
+    Each step is correctly rounded, so the result is within a few ulp of the true value for
+    every ``z``; for very negative ``z``, ``exp(-z)`` overflows to inf (silenced) and the result
+    is 0, where the true value is below the smallest normal number.
+    """
+    z = _as_float(z)
+    with np.errstate(over="ignore"):
+        out = np.exp(-z, out=np.empty_like(z))  # an array even for 0-d input
+    out += 1.0
+    return np.reciprocal(out, out=out)
 
 
 def sigmoid_prime(z: Array) -> Array:
-    """``sigma'(z) = sigma(z) (1 - sigma(z))``, written with ``sigma(-z)`` to keep precision."""
-    return expit(z) * expit(-z)
+    """``sigma'(z) = sigma(z) sigma(-z) = e / (1 + e)^2`` with ``e = exp(-|z|)`` (even in z)."""
+    e = np.exp(-np.abs(_as_float(z)))
+    r = 1.0 / (1.0 + e)
+    return e * r * r
 
 
 def sigmoid_second(z: Array) -> Array:
-    """``sigma''(z) = sigma'(z) (1 - 2 sigma(z))``; ``1 - 2 sigma(z) = sigma(-z) - sigma(z)``."""
-    s, t = expit(z), expit(-z)
-    return s * t * (t - s)
+    """``sigma''(z) = sigma'(z) (1 - 2 sigma(z)) = -sign(z) e (1 - e) / (1 + e)^3``, ``e = exp(-|z|)``."""
+    z = _as_float(z)
+    a = -np.abs(z)
+    e = np.exp(a)
+    r = 1.0 / (1.0 + e)
+    return np.sign(z) * (e * np.expm1(a)) * (r * r * r)  # expm1: 1 - e without cancellation
 
 
 def sigmoid_prime_from_output(s: Array) -> Array:
