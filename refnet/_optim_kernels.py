@@ -22,7 +22,9 @@ def _adagrad_body(p, g, s_old, clr, eps, p_new, s_new):
 
 
 # error_model="numpy": no Python zero-division check, which would keep LLVM from vectorizing
-# the loop (division by sqrt(s) + eps > 0 cannot fail anyway).
+# the loop (division by sqrt(s) + eps > 0 cannot fail anyway). Serial on purpose: between
+# the BLAS calls of a training step, a numba thread pool fights OpenBLAS's spinning threads
+# for the cores and made whole epochs several times slower (measured on 2 cores).
 _adagrad_serial = numba.njit(_adagrad_body, cache=True, error_model="numpy")
 
 

@@ -190,7 +190,7 @@ def _layer_draws(l, noisy, noise, draws, rng, shape, dtype):
 
 
 def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = None,
-            rng=None, draws=None):
+            rng=None, draws=None, check: bool = True):
     """Forward pass, optionally noisy.
 
     Parameters
@@ -205,14 +205,18 @@ def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = N
     draws : sequence of LayerNoise or None, length L + 1
         Explicit standard-normal draws per layer (``None`` entries for clean layers), to make a
         noisy pass exactly reproducible or comparable with another framework.
+    check : bool
+        Validate ``params`` and ``X`` (shapes, NaN/inf). The training loop validates its data
+        once up front and passes ``False`` for each batch.
 
     Returns
     -------
     out : ndarray, shape (n_batch, sizes[-1])
     cache : Cache
     """
-    check_params(arch, params)
-    X = check_input(X, arch.sizes[0])
+    if check:
+        check_params(arch, params)
+        X = check_input(X, arch.sizes[0])
     dtype = params.dtype
     X = X.astype(dtype, copy=False)
     L = arch.n_layers
@@ -227,7 +231,8 @@ def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = N
     A, Z, Zn, F = [a], [], [], []
     for l in range(1, L + 1):
         act = get_activation(arch.activations[l - 1])
-        z = a @ params.W[l - 1].T + params.b[l - 1]
+        z = a @ params.W[l - 1].T
+        z += params.b[l - 1]
         d = _layer_draws(l, noisy, noise, draws, rng, z.shape, dtype)
         used[l] = d
         zn = apply_noise(z, noise.spec, d) if d is not None and noise.position == "pre" else z

@@ -231,7 +231,7 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
             idx = order[bi * bs:(bi + 1) * bs]
             Xb, yb = X[idx], y[idx]
             p = Params.from_arrays(arrays)
-            out, cache = forward(arch, p, Xb, config.noise, rng)
+            out, cache = forward(arch, p, Xb, config.noise, rng, check=False)  # X checked above
             value, d_out = loss_fn(out, yb)
             reg_value, reg_grads, dZ_extra = 0.0, None, None
             if config.regularizers:
