@@ -61,7 +61,7 @@ class DuqueSetup:
     n_train: int | None = None         #: use only the first n training images (quick preset)
     n_val: int = 12000                 #: recorded 48k/12k split
     quickdraw_classes: str = "mirror-19"
-    quickdraw_per_class: int = 4000
+    quickdraw_per_class: int = 1000    #: rows per class (the offline mirror has 1000-4960)
     seed: int = 0
 
     def key(self) -> str:

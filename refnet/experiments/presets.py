@@ -53,7 +53,8 @@ PRESETS = {
         name="full",
         duque=(DuqueSetup("mnist", baseline_epochs=50, finetune_epochs=20),
                DuqueSetup("fashion-mnist", baseline_epochs=50, finetune_epochs=20),
-               DuqueSetup("quickdraw", baseline_epochs=50, finetune_epochs=20)),
+               DuqueSetup("quickdraw", baseline_epochs=50, finetune_epochs=20,
+                          quickdraw_per_class=1000)),  # the offline mirror's smallest classes
         n_levels=100, repetitions=3, semenova_T=1000, semenova_K=300, semenova_epochs=20,
         notes="All datasets, the authors' evaluation grid (100 variances x 3 repetitions)."),
 }
