@@ -74,7 +74,11 @@ def run(args) -> int:
         header["not reproduced in this version"] = ", ".join(missing)
     md, html = write_report(out, checks, figures, header,
                             title=f"refnet reproduction report ({preset.name} preset)")
+    if checks:
+        print(f"\n{'quantity':78} {'paper':>8} {'refnet':>8}  verdict")
+        for c in checks:
+            print(f"{c.quantity[:78]:78} {c.paper:8.2f} {c.refnet:8.2f}  {c.verdict}")
     n_ok = sum(c.verdict == "agrees" for c in checks)
-    print(f"{n_ok} of {len(checks)} printed numbers agree within tolerance")
+    print(f"\n{n_ok} of {len(checks)} printed numbers agree within tolerance ({preset.name} preset)")
     print(f"report: {md}\n        {html}")
     return 0

@@ -11,8 +11,10 @@ HELP = "analytic noise sensitivity report of a saved model, with its Monte-Carlo
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="model file written by refnet (refnet.io.save_model)")
-    parser.add_argument("--inputs", required=True,
-                        help=".npz with an input array (n_batch, n_in) and optional labels")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--inputs", help=".npz with an input array (n_batch, n_in) and optional labels")
+    src.add_argument("--dataset", help="test split of a named dataset (mnist, fashion-mnist, ...), "
+                                       "normalised as refnet's loaders do")
     parser.add_argument("--x-key", default="X", help="name of the input array in --inputs")
     parser.add_argument("--y-key", default="y", help="name of the label array (optional)")
     parser.add_argument("--n-inputs", type=int, default=1000, help="use the first N inputs")
@@ -39,11 +41,17 @@ def run(args) -> int:
     from ..propagation.sensitivity import format_report, sensitivity_report
 
     arch, params, _ = load_model(args.model)
-    with np.load(args.inputs, allow_pickle=False) as data:
-        if args.x_key not in data:
-            raise SystemExit(f"--inputs: no array {args.x_key!r} in {args.inputs}")
-        X = data[args.x_key][: args.n_inputs]
-        y = data[args.y_key][: args.n_inputs] if args.y_key in data else None
+    if args.dataset:
+        from ..datasets import load_dataset
+
+        test = load_dataset(args.dataset, "test")
+        X, y = test.X[: args.n_inputs], test.y[: args.n_inputs]
+    else:
+        with np.load(args.inputs, allow_pickle=False) as data:
+            if args.x_key not in data:
+                raise SystemExit(f"--inputs: no array {args.x_key!r} in {args.inputs}")
+            X = data[args.x_key][: args.n_inputs]
+            y = data[args.y_key][: args.n_inputs] if args.y_key in data else None
     X = X.reshape(len(X), -1).astype(params.dtype, copy=False)
     if args.spec:
         try:

@@ -44,11 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def load_train_test(args):
     """``(X_train, y_train, X_test, y_test, provenance)`` from ``--data-npz`` or ``--dataset``."""
     if args.data_npz is not None:
+        keys = ("X_train", "y_train", "X_test", "y_test")
         with np.load(args.data_npz, allow_pickle=False) as z:
-            try:
-                arrays = [z[k] for k in ("X_train", "y_train", "X_test", "y_test")]
-            except KeyError as e:
-                raise SystemExit(f"--data-npz: {args.data_npz} lacks array {e}") from None
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise SystemExit(f"--data-npz: {args.data_npz} lacks array(s) {', '.join(missing)}")
+            arrays = [z[k] for k in keys]
         return (*arrays, {"source": str(args.data_npz)})
     from refnet.datasets import load_dataset
 
