@@ -193,6 +193,10 @@ def _missing_message(names, per_class, problems, mirror) -> str:
         advice.append(f"  the mirror has fewer than {per_class} rows of {', '.join(short)}: ask "
                       f"for at most {fewest} rows per class (--per-class {fewest}), or leave "
                       "those classes out (--classes)")
-    advice.append("  or run where storage.googleapis.com is reachable (the full class files), "
+    advice.append(("  or" if len(advice) > 1 else " ")
+                  + " run where storage.googleapis.com is reachable (the full class files), "
                   "or give a mirror holding these classes (--mirror FOLDER with a MANIFEST.json)")
+    if mirror is None and set(problems) <= set(names) - set(MIRROR_19):
+        advice.append("  or leave out the classes that offline mirrors lack: --classes mirror-19 "
+                      "(the 19 classes of shared/datasets/quickdraw-style mirrors)")
     return "\n".join(lines + advice)
