@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.special import expit, logit
+from scipy.special import logit
 
 __all__ = ["Activation", "get_activation", "ACTIVATION_NAMES", "sigmoid", "sigmoid_prime",
            "sigmoid_second", "shifted_sigmoid", "shifted_sigmoid_prime",

@@ -9,16 +9,13 @@ log-spaced in [1e-3, 1], repetitions over the whole test set (refnet.montecarlo)
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 
 from refnet.experiments import duque as dq
-from refnet.experiments.presets import get_preset
-from refnet.experiments.results import figure_path, load_results, save_results
+from refnet.experiments.results import script_main, figure_path, load_results, save_results
 from refnet.report import Check, FigureEntry
 
 NAME = "duque_fig4"
@@ -151,17 +148,7 @@ def report(out, preset):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="quick")
-    ap.add_argument("--quick", action="store_const", const="quick", dest="preset")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("runs/validation"))
-    args = ap.parse_args(argv)
-    preset = get_preset(args.preset, args.seed)
-    compute(preset, args.out)
-    print(plot(args.out))
-    for c in report(args.out, preset)[0]:
-        print(f"{c.quantity}: paper {c.paper} refnet {c.refnet:.2f} ({c.verdict})")
+    return script_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,12 @@ a single noisy neuron (= the linear network), Eq. 5 with F = 0.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from refnet.experiments.presets import get_preset
-from refnet.experiments.results import figure_path, load_results, save_results
+from refnet.experiments.results import script_main, figure_path, load_results, save_results
 from refnet.experiments.symmetric import symmetric_network
 from refnet.noise import NoiseSpec, noise_config
 from refnet.propagation.semenova import (neuron_output_variance, signal_to_noise_ratio,
@@ -141,16 +139,7 @@ def report(out, preset):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="quick")
-    ap.add_argument("--quick", action="store_const", const="quick", dest="preset")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("runs/validation"))
-    args = ap.parse_args(argv)
-    preset = get_preset(args.preset, args.seed)
-    compute(preset, args.out)
-    print(plot(args.out))
-    print(report(args.out, preset)[1][0].refnet_says)
+    return script_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,13 @@ additive only, D_A^U = 1e-4 (intensity; variance 2e-4) on every layer's output.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from refnet.activations import get_activation
-from refnet.experiments.presets import get_preset
-from refnet.experiments.results import figure_path, load_results, save_results
+from refnet.experiments.results import script_main, figure_path, load_results, save_results
 from refnet.experiments.symmetric import symmetric_state_moments
 from refnet.propagation.semenova import symmetric_network_moments
 from refnet.report import Check, FigureEntry
@@ -245,19 +243,7 @@ def report(out, preset):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="quick")
-    ap.add_argument("--quick", action="store_const", const="quick", dest="preset")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("runs/validation"))
-    args = ap.parse_args(argv)
-    preset = get_preset(args.preset, args.seed)
-    compute(preset, args.out)
-    print(plot(args.out))
-    checks, figs = report(args.out, preset)
-    for c in checks:
-        print(f"{c.quantity}: paper {c.paper} refnet {c.refnet:.4g} ({c.verdict})")
-    print(figs[0].refnet_says)
+    return script_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ the input); the paper does not state Fig. 6's noise.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -22,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from refnet.experiments import semenova as se
-from refnet.experiments.presets import get_preset
-from refnet.experiments.results import figure_path, load_results, save_results
+from refnet.experiments.results import script_main, figure_path, load_results, save_results
 from refnet.report import FigureEntry
 
 NAME = "semenova_fig6"
@@ -194,17 +192,7 @@ def report(out, preset):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="quick")
-    ap.add_argument("--quick", action="store_const", const="quick", dest="preset")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("runs/validation"))
-    args = ap.parse_args(argv)
-    preset = get_preset(args.preset, args.seed)
-    compute(preset, args.out)
-    print(plot(args.out))
-    for f in report(args.out, preset)[1]:
-        print(f.refnet_says)
+    return script_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

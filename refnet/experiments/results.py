@@ -6,13 +6,15 @@ Each script stores its computed arrays in ``<out>/results/<name>.npz`` with a JS
 """
 from __future__ import annotations
 
+import argparse
 import importlib.util
 from pathlib import Path
 
 from .. import __version__
 from ..io import load_npz, save_npz_atomic
 
-__all__ = ["save_results", "load_results", "figure_path", "validation_dir", "load_script"]
+__all__ = ["save_results", "load_results", "figure_path", "validation_dir", "load_script",
+           "script_main"]
 
 
 def save_results(out, name: str, arrays: dict, record: dict) -> Path:
@@ -51,3 +53,27 @@ def load_script(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def script_main(module, argv=None) -> int:
+    """The command line of a validation script: compute -> plot -> print what it found.
+
+    ``python validation/<name>.py [--preset quick|full] [--quick] [--seed N] [--out DIR]``.
+    """
+    from .presets import PRESETS, get_preset
+
+    ap = argparse.ArgumentParser(description=(module.__doc__ or "").splitlines()[0])
+    ap.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    ap.add_argument("--quick", action="store_const", const="quick", dest="preset")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("runs/validation"))
+    args = ap.parse_args(argv)
+    preset = get_preset(args.preset, args.seed)
+    module.compute(preset, args.out)
+    print(module.plot(args.out))
+    checks, figures = module.report(args.out, preset)
+    for c in checks:
+        print(f"{c.quantity}: paper {c.paper:g}, refnet {c.refnet:.4g} {c.unit} ({c.verdict})")
+    for f in figures:
+        print(f"{f.figure}: {f.refnet_says}")
+    return 0
