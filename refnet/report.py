@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .io import atomic_write_bytes
 
-__all__ = ["Check", "FigureEntry", "write_report", "render_markdown", "render_html"]
+__all__ = ["Check", "FigureEntry", "write_report", "render_markdown", "render_html", "format_value"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ class FigureEntry:
     settings: dict = field(default_factory=dict)
 
 
-def _fmt(x: float, unit: str) -> str:
+def format_value(x: float, unit: str) -> str:
+    """A number as the report prints it: 2 decimals for % and pp, 4 significant digits else."""
     if not math.isfinite(x):
         return "n/a"
     return f"{x:.2f}" if unit in ("%", "pp") else f"{x:.4g}"
@@ -72,9 +73,9 @@ def render_markdown(title: str, checks, figures, header: dict) -> str:
               "| source | quantity | paper | refnet | difference | tolerance | verdict | likely reason |",
               "|---|---|---:|---:|---:|---:|---|---|"]
     for c in checks:
-        lines.append(f"| {c.source} | {c.quantity} | {_fmt(c.paper, c.unit)} {c.unit} | "
-                     f"{_fmt(c.refnet, c.unit)} {c.unit} | {_fmt(c.difference, c.unit)} | "
-                     f"{_fmt(c.tolerance, c.unit)} | {c.verdict} | {c.reason if c.verdict != 'agrees' else ''} |")
+        lines.append(f"| {c.source} | {c.quantity} | {format_value(c.paper, c.unit)} {c.unit} | "
+                     f"{format_value(c.refnet, c.unit)} {c.unit} | {format_value(c.difference, c.unit)} | "
+                     f"{format_value(c.tolerance, c.unit)} | {c.verdict} | {c.reason if c.verdict != 'agrees' else ''} |")
     lines += ["", "## Figures", ""]
     for f in figures:
         lines += [f"### {f.figure}", "", f"![{f.figure}]({f.image})", "",
@@ -90,8 +91,8 @@ def render_html(title: str, checks, figures, header: dict) -> str:
     e = html.escape
     rows = "".join(
         f"<tr class='{c.verdict.replace(' ', '-')}'><td>{e(c.source)}</td><td>{e(c.quantity)}</td>"
-        f"<td>{_fmt(c.paper, c.unit)} {e(c.unit)}</td><td>{_fmt(c.refnet, c.unit)} {e(c.unit)}</td>"
-        f"<td>{_fmt(c.difference, c.unit)}</td><td>{_fmt(c.tolerance, c.unit)}</td>"
+        f"<td>{format_value(c.paper, c.unit)} {e(c.unit)}</td><td>{format_value(c.refnet, c.unit)} {e(c.unit)}</td>"
+        f"<td>{format_value(c.difference, c.unit)}</td><td>{format_value(c.tolerance, c.unit)}</td>"
         f"<td>{e(c.verdict)}</td><td>{e(c.reason) if c.verdict != 'agrees' else ''}</td></tr>"
         for c in checks)
     figs = "".join(

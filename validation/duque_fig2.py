@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from refnet.experiments import duque as dq
-from refnet.experiments.results import script_main, figure_path, load_results, save_results
+from refnet.experiments.results import save_figure, script_main, load_results, save_results
 from refnet.report import FigureEntry
 
 NAME = "duque_fig2"
@@ -60,11 +60,7 @@ def plot(out) -> Path:
             ax.axhline(0, color="k", lw=0.5)
             ax.set_title(f"{'(a) standard' if r == 0 else '(b) regularized, Eq. 4'}: W{l}")
             ax.set_xlabel("row (sorted by mean)")
-    fig.tight_layout()
-    path = figure_path(out, NAME)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out, NAME, dpi=100)
 
 
 def report(out, preset):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from refnet.experiments import duque as dq
-from refnet.experiments.results import script_main, figure_path, load_results, save_results
+from refnet.experiments.results import save_figure, script_main, load_results, save_results
 from refnet.report import FigureEntry
 
 NAME = "duque_fig3"
@@ -135,11 +135,7 @@ def plot(out) -> Path:
     ax[1].legend(fontsize=8)
     fig.suptitle(f"Duque 2024, Fig. 3 ({rec['preset']} preset): MNIST models, "
                  f"{rec['n_test_images']} test images, clean pass", fontsize=11)
-    fig.tight_layout()
-    path = figure_path(out, NAME)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out, NAME, dpi=90)
 
 
 def report(out, preset):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 from refnet.experiments import duque as dq
-from refnet.experiments.results import script_main, figure_path, load_results, save_results
+from refnet.experiments.results import save_figure, script_main, load_results, save_results
 from refnet.report import Check, FigureEntry
 
 NAME = "duque_fig4"
@@ -87,11 +87,7 @@ def plot(out) -> Path:
                          f"additive noise ({rec['preset']} preset)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = figure_path(out, NAME)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out, NAME, dpi=110)
 
 
 def _summary(arrays, rec, mode, kind="unc"):

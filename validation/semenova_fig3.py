@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refnet.experiments.results import script_main, figure_path, load_results, save_results
+from refnet.experiments.results import save_figure, script_main, load_results, save_results
 from refnet.experiments.symmetric import symmetric_network
 from refnet.noise import NoiseSpec, noise_config
 from refnet.propagation.semenova import (neuron_output_variance, signal_to_noise_ratio,
@@ -102,11 +102,7 @@ def plot(out) -> Path:
     s = rec["settings"]
     fig.suptitle(f"Semenova 2022, Fig. 3 ({rec['preset']} preset): alpha = {s['alpha']:g}, "
                  f"D_A = {s['D_A']:g}, D_M = {s['D_M']:g} (intensities), T = {s['T']}, K = {s['K']}")
-    fig.tight_layout()
-    path = figure_path(out, NAME)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out, NAME, dpi=100)
 
 
 def report(out, preset):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from refnet.activations import get_activation
-from refnet.experiments.results import script_main, figure_path, load_results, save_results
+from refnet.experiments.results import save_figure, script_main, load_results, save_results
 from refnet.experiments.symmetric import symmetric_state_moments
 from refnet.propagation.semenova import symmetric_network_moments
 from refnet.report import Check, FigureEntry
@@ -177,11 +177,7 @@ def plot(out) -> Path:
     ax[0, 3].legend(fontsize=7)
     fig.suptitle(f"Semenova 2022, Fig. 4 ({rec['preset']} preset): D_A^U = 1e-4 "
                  f"(variance 2e-4), K = {rec['settings']['K']}", fontsize=11)
-    fig.tight_layout()
-    path = figure_path(out, NAME)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out, NAME, dpi=90)
 
 
 def _summary(A):

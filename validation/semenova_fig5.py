@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from refnet.experiments import semenova as se
-from refnet.experiments.results import script_main, figure_path, load_results, save_results
+from refnet.experiments.results import save_figure, script_main, load_results, save_results
 from refnet.report import Check, FigureEntry
 
 NAME = "semenova_fig5"
@@ -164,11 +164,7 @@ def plot(out) -> Path:
         ax.set_title(f"{TITLES[net]} ({rec['preset']} preset)", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    path = figure_path(out, NAME)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out, NAME, dpi=110)
 
 
 def agreement(arrays, net: str) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from refnet.experiments import semenova as se
-from refnet.experiments.results import script_main, figure_path, load_results, save_results
+from refnet.experiments.results import save_figure, script_main, load_results, save_results
 from refnet.report import FigureEntry
 
 NAME = "semenova_fig6"
@@ -151,11 +151,7 @@ def plot(out) -> Path:
         ax.set_ylabel("probability density")
         ax.set_title(f"({'def'[l - 1]}) distribution of x~, layer {l + 1}", fontsize=10)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = figure_path(out, NAME)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out, NAME, dpi=100)
 
 
 def report(out, preset):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 from pathlib import Path
@@ -25,61 +26,71 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="list the validation scripts and exit")
 
 
-def available_scripts():
-    from refnet.experiments.results import validation_dir
-
-    d = validation_dir()
-    return [s for s in SCRIPTS if (d / f"{s}.py").exists()]
+def _load_state(path: Path, preset) -> dict:
+    """What earlier runs into this folder computed; refuses a folder of another preset or seed."""
+    if not path.exists():
+        return {"preset": preset.name, "seed": preset.seed, "scripts": {}}
+    state = json.loads(path.read_text())
+    if (state["preset"], state["seed"]) != (preset.name, preset.seed):
+        raise SystemExit(f"--out: {path.parent.parent} holds results of preset {state['preset']!r}, "
+                         f"seed {state['seed']}; choose another --out for preset "
+                         f"{preset.name!r}, seed {preset.seed}")
+    return state
 
 
 def run(args) -> int:
     from refnet import __version__
     from refnet.experiments.presets import get_preset
     from refnet.experiments.results import load_script
-    from refnet.report import write_report
+    from refnet.io import atomic_write_bytes
+    from refnet.report import format_value, write_report
 
-    have = available_scripts()
     if args.list:
-        for s in SCRIPTS:
-            print(f"{s:16} {'' if s in have else '(not written yet)'}")
+        print("\n".join(f"{s:16} {'quick, full' if s in QUICK_SCRIPTS else 'full'}" for s in SCRIPTS))
         return 0
-    wanted = args.only or [s for s in (QUICK_SCRIPTS if args.preset == "quick" else SCRIPTS)]
-    unknown = [s for s in wanted if s not in SCRIPTS]
+    todo = args.only or list(QUICK_SCRIPTS if args.preset == "quick" else SCRIPTS)
+    unknown = [s for s in todo if s not in SCRIPTS]
     if unknown:
         raise SystemExit(f"--only: unknown {unknown}; known: {', '.join(SCRIPTS)}")
-    missing = [s for s in wanted if s not in have]
-    todo = [s for s in wanted if s in have]
     preset = get_preset(args.preset, args.seed)
     out = args.out or Path("runs") / f"reproduce-{preset.name}"
-    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "results" / "reproduce.json"
+    state = _load_state(state_path, preset)
     t0 = time.perf_counter()
-    checks, figures, timings = [], [], {}
     for name in todo:
         mod = load_script(name)
         t = time.perf_counter()
         print(f"[{name}] computing (cached results in {out / 'results'} are reused)")
         mod.compute(preset, out)
         mod.plot(out)
-        c, f = mod.report(out, preset)
+        seconds = time.perf_counter() - t
+        state["scripts"][name] = {"seconds": round(seconds, 1)}
+        atomic_write_bytes(state_path, json.dumps(state, indent=1).encode())
+        print(f"[{name}] done in {seconds:.1f} s")
+    elapsed = time.perf_counter() - t0
+    # the report covers every script computed into this folder, by this run or earlier ones
+    checks, figures = [], []
+    for name in (s for s in SCRIPTS if s in state["scripts"]):
+        c, f = load_script(name).report(out, preset)
         checks += c
         figures += f
-        timings[name] = time.perf_counter() - t
-        print(f"[{name}] done in {timings[name]:.1f} s")
-    elapsed = time.perf_counter() - t0
     header = {"preset": f"{preset.name}: {preset.notes}", "seed": preset.seed,
               "refnet version": __version__,
               "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
               "wall time of this run": f"{elapsed:.0f} s (cached parts are not recomputed)",
-              "scripts": ", ".join(f"{k} ({v:.0f} s)" for k, v in timings.items())}
-    if missing:
-        header["not reproduced in this version"] = ", ".join(missing)
-    md, html = write_report(out, checks, figures, header,
-                            title=f"refnet reproduction report ({preset.name} preset)")
+              "scripts (seconds when last computed)": ", ".join(
+                  f"{k} ({v['seconds']:.0f} s)" for k, v in state["scripts"].items())}
+    not_run = [s for s in SCRIPTS if s not in state["scripts"]]
+    if not_run:
+        header["not computed in this folder"] = ", ".join(not_run)
+    write_report(out, checks, figures, header,
+                 title=f"refnet reproduction report ({preset.name} preset)")
     if checks:
-        print(f"\n{'quantity':78} {'paper':>8} {'refnet':>8}  verdict")
+        print(f"\n{'quantity':78} {'paper':>9} {'refnet':>9}  verdict")
         for c in checks:
-            print(f"{c.quantity[:78]:78} {c.paper:8.2f} {c.refnet:8.2f}  {c.verdict}")
+            print(f"{c.quantity[:78]:78} {format_value(c.paper, c.unit):>9} "
+                  f"{format_value(c.refnet, c.unit):>9}  {c.verdict}")
     n_ok = sum(c.verdict == "agrees" for c in checks)
     print(f"\n{n_ok} of {len(checks)} printed numbers agree within tolerance ({preset.name} preset)")
-    print(f"report: {md}\n        {html}")
+    print(f"report: {out / 'report.md'}\n        {out / 'report.html'}")
     return 0

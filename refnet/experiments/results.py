@@ -13,8 +13,8 @@ from pathlib import Path
 from .. import __version__
 from ..io import load_npz, save_npz_atomic
 
-__all__ = ["save_results", "load_results", "figure_path", "validation_dir", "load_script",
-           "script_main"]
+__all__ = ["save_results", "load_results", "figure_path", "save_figure", "validation_dir",
+           "load_script", "script_main"]
 
 
 def save_results(out, name: str, arrays: dict, record: dict) -> Path:
@@ -32,6 +32,17 @@ def figure_path(out, name: str) -> Path:
     p = Path(out) / "figures" / f"{name}.png"
     p.parent.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def save_figure(fig, out, name: str, dpi: int = 100) -> Path:
+    """Lay out ``fig``, write it to ``<out>/figures/<name>.png`` and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = figure_path(out, name)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 def validation_dir() -> Path:
