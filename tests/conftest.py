@@ -11,6 +11,13 @@ except ImportError:  # hypothesis is a test extra; property tests importorskip i
     pass
 
 
+@pytest.fixture(autouse=True)
+def no_user_data_settings(monkeypatch):
+    """The user's data mirror or cache settings must not leak into any test."""
+    for var in ("REFNET_DATA_MIRROR", "REFNET_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -19,13 +19,6 @@ from refnet.datasets.idx import write_idx
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def no_user_data_settings(monkeypatch):
-    """The user's mirror or cache settings must not leak into these tests."""
-    for var in ("REFNET_DATA_MIRROR", "REFNET_DATA_DIR"):
-        monkeypatch.delenv(var, raising=False)
-
-
 @pytest.fixture
 def mirror(tmp_path, rng):
     """A mirror with synthetic "mnist" files and a 2-class QuickDraw folder; the real MNIST

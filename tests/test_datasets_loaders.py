@@ -12,13 +12,6 @@ from refnet.datasets.idx import write_idx
 from refnet.datasets.split import per_class_split, train_val_split
 
 
-@pytest.fixture(autouse=True)
-def no_user_data_settings(monkeypatch):
-    """The user's mirror or cache settings must not leak into these tests."""
-    for var in ("REFNET_DATA_MIRROR", "REFNET_DATA_DIR"):
-        monkeypatch.delenv(var, raising=False)
-
-
 @pytest.fixture
 def cached_mnist(tmp_path, rng):
     """Synthetic files installed in a cache under the name "mnist"; returns (spec, cache, raw)."""

@@ -16,12 +16,6 @@ from refnet.datasets.mnist import load_fashion_mnist, load_mnist
 pytestmark = pytest.mark.network
 
 
-@pytest.fixture(autouse=True)
-def no_user_data_settings(monkeypatch):
-    """The user's mirror or cache settings must not leak into these tests."""
-    for var in ("REFNET_DATA_MIRROR", "REFNET_DATA_DIR"):
-        monkeypatch.delenv(var, raising=False)
-
 
 MNIST_SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",

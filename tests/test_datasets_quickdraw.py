@@ -13,12 +13,6 @@ from refnet.datasets import _quickdraw_sources as qs
 from refnet.datasets.quickdraw import load_quickdraw
 
 
-@pytest.fixture(autouse=True)
-def no_user_data_settings(monkeypatch):
-    """The user's mirror or cache settings must not leak into these tests."""
-    for var in ("REFNET_DATA_MIRROR", "REFNET_DATA_DIR"):
-        monkeypatch.delenv(var, raising=False)
-
 
 def npy_bytes(a):
     buf = io.BytesIO()

@@ -13,13 +13,6 @@ from refnet.datasets._sources import FetchError, Source, SourceError, fetch_idx
 from refnet.datasets.idx import write_idx
 
 
-@pytest.fixture(autouse=True)
-def no_user_data_settings(monkeypatch):
-    """The user's mirror or cache settings must not leak into these tests."""
-    for var in ("REFNET_DATA_MIRROR", "REFNET_DATA_DIR"):
-        monkeypatch.delenv(var, raising=False)
-
-
 @pytest.fixture
 def synthetic(tmp_path, rng):
     """Four tiny IDX files in tmp_path/src and a spec whose sha256s match them."""
