@@ -1,6 +1,6 @@
 """Semenova 2022, Sec. III: the symmetric network, analytic vs Monte-Carlo (Figs. 3 and 4).
 
-Network (reading documented in ``semenova.symmetric_network_moments``): 1-200-...-200-1,
+Network (reading documented in ``symmetric.symmetric_network_moments``): 1-200-...-200-1,
 ``W_ij = 1/I_{n-1}``, zero biases, shifted sigmoid in hidden layers, linear input and output
 neurons, Eq. 3 noise on every layer's output (refnet's "semenova" preset), simulated with the
 NumPy reference ``refnet.model.forward`` by repeating each input K times.
@@ -14,7 +14,8 @@ import pytest
 from refnet.activations import get_activation
 from refnet.model import Params, forward, mlp
 from refnet.noise import NoiseSpec, noise_config
-from refnet.propagation.semenova import nonlinear_variance_order_M, symmetric_network_moments
+from refnet.propagation.semenova import nonlinear_variance_order_M
+from refnet.propagation.symmetric import symmetric_network_moments
 from refnet.propagation.taylor import (activation_taylor_coefficients,
                                        gauss_hermite_mean_variance, gaussian_central_moments)
 

@@ -10,7 +10,7 @@ from refnet.experiments.duque import DuqueSetup
 from refnet.experiments.presets import Preset
 from refnet.experiments.results import load_results, load_script
 from refnet.experiments.symmetric import symmetric_network, symmetric_state_moments
-from refnet.propagation.semenova import symmetric_network_moments
+from refnet.propagation.symmetric import symmetric_network_moments
 
 QUIET = dict(log=lambda *a: None)
 

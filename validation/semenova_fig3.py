@@ -18,8 +18,8 @@ import numpy as np
 from refnet.experiments.results import save_figure, script_main, load_results, save_results
 from refnet.experiments.symmetric import symmetric_network
 from refnet.noise import NoiseSpec, noise_config
-from refnet.propagation.semenova import (neuron_output_variance, signal_to_noise_ratio,
-                                         symmetric_network_moments)
+from refnet.propagation.semenova import neuron_output_variance, signal_to_noise_ratio
+from refnet.propagation.symmetric import symmetric_network_moments
 from refnet.report import FigureEntry
 
 NAME = "semenova_fig3"

@@ -19,7 +19,7 @@ import numpy as np
 from refnet.activations import get_activation
 from refnet.experiments.results import save_figure, script_main, load_results, save_results
 from refnet.experiments.symmetric import symmetric_state_moments
-from refnet.propagation.semenova import symmetric_network_moments
+from refnet.propagation.symmetric import symmetric_network_moments
 from refnet.report import Check, FigureEntry
 
 NAME = "semenova_fig4"

@@ -4,7 +4,7 @@
 of ``width`` shifted-sigmoid neurons, one linear output neuron, ``W^n_ij = 1 / I_{n-1}``, zero
 biases, the noise of Eq. 3 on every layer's output (refnet's ``"semenova"`` noise preset;
 intensities ``D``, variance ``2 D``). The same reading as
-:func:`refnet.propagation.semenova.symmetric_network_moments`, which gives its analytic moments.
+:func:`refnet.propagation.symmetric.symmetric_network_moments`, which gives its analytic moments.
 """
 from __future__ import annotations
 
