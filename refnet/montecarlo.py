@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .losses import check_labels
 from .model import Architecture, Params, check_input
 from .montecarlo_engine import (BACKENDS, SHORTCUTS, CleanState, Engine, chunk_generator,
                                 clean_state, draw_noise, map_chunks, prepare, propagate,
@@ -53,19 +54,6 @@ class SweepResult:
         """(n_types, n_levels)."""
         n = self.accuracy.shape[2]
         return self.accuracy.std(axis=2, ddof=1) if n > 1 else np.zeros(self.accuracy.shape[:2])
-
-
-def _check_labels(y, n: int, n_classes: int) -> Array:
-    y = np.asarray(y)
-    if y.shape != (n,):
-        raise ValueError(f"y: expected shape ({n},), got {y.shape}")
-    if y.dtype.kind not in "iu":
-        if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise ValueError("y: labels must be integers")
-        y = y.astype(np.int64)
-    if n and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"y: labels must lie in 0..{n_classes - 1}")
-    return y
 
 
 def _check_sweep_args(noise_types, variances, repetitions, batch_size):
@@ -113,7 +101,7 @@ def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
     cfg = resolve_config(noise, arch)
     types, v = _check_sweep_args(noise_types, variances, repetitions, batch_size)
     X = check_input(X, arch.sizes[0])
-    y = _check_labels(y, len(X), arch.sizes[-1])
+    y = check_labels(y, len(X), arch.sizes[-1])
     seed = resolve_seed(rng)
     engine = prepare(arch, params, cfg, backend, shortcuts, dtype)
     state = clean_state(engine, X)

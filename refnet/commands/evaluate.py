@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets._cache import sha256_file
+
 HELP = "accuracy of a trained model under each noise type alone, over a grid of noise variances"
 _FILES = ("accuracy.csv", "accuracy.json", "accuracy.png")
 
@@ -104,14 +106,6 @@ def _levels(args) -> np.ndarray:
     return v
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _load_data(args):
     """``(X, y, provenance)`` from ``--data`` or ``--dataset``."""
     if args.data is not None:
@@ -125,7 +119,7 @@ def _load_data(args):
                 X, y = z["X"], z["y"]
         except (OSError, EOFError) as e:
             raise ValueError(f"--data: cannot read {path}: {e}") from e
-        return X, y, {"kind": "file", "path": str(path.resolve()), "sha256": _sha256(path)}
+        return X, y, {"kind": "file", "path": str(path.resolve()), "sha256": sha256_file(path)}
     from refnet.datasets import load_dataset
 
     name = args.dataset.lower()
@@ -153,7 +147,7 @@ def _write_verified(path: Path, data: bytes) -> str:
 
     atomic_write_bytes(path, data)
     digest = hashlib.sha256(data).hexdigest()
-    if _sha256(path) != digest:
+    if sha256_file(path) != digest:
         raise OSError(f"{path}: read-back checksum differs from what was written")
     return digest
 
@@ -197,7 +191,7 @@ def run(args) -> int:
              "accuracy.png": _write_verified(out / "accuracy.png", png)}
     record = {
         "refnet_version": __version__, "command": "evaluate", "seed": result.seed,
-        "model": {"path": str(Path(args.model).resolve()), "sha256": _sha256(args.model),
+        "model": {"path": str(Path(args.model).resolve()), "sha256": sha256_file(args.model),
                   "architecture": arch.as_dict(),
                   "metadata": {k: meta.get(k) for k in ("saved", "refnet_version", "dtype")}},
         "data": provenance, "n_samples": int(len(X)),
