@@ -6,8 +6,8 @@ caller adds (noise spec used in training, seed, data provenance, history). Files
 atomically (temporary file, flush, fsync, rename), so an interrupted write never leaves a
 half-written model under the final name.
 
-PyTorch interchange uses ``state_dict`` key names (``to_state_dict`` / ``from_state_dict``);
-the tensors are converted to NumPy arrays by the caller's torch, refnet never imports it.
+PyTorch interchange (``state_dict`` key names, ``.safetensors``) is :mod:`refnet.statedict`;
+``to_state_dict``, ``from_state_dict`` and ``STATE_DICT_NAMINGS`` are re-exported here.
 """
 from __future__ import annotations
 
@@ -117,65 +117,6 @@ def load_model(path) -> tuple[Architecture, Params, dict]:
     return arch, params, meta
 
 
-#: Key schemes of PyTorch state dicts:
-#: ``"sequential"``: ``nn.Sequential(Linear, act, Linear, act, Linear)`` -> ``0.``, ``2.``, ``4.``;
-#: ``"fc"``: attributes ``fc1``, ``fc2``, ... (as in the authors' code of Duque 2024).
-STATE_DICT_NAMINGS = ("sequential", "fc")
-
-
-def _prefixes(naming, n_layers: int) -> list[str]:
-    if isinstance(naming, (list, tuple)):
-        if len(naming) != n_layers:
-            raise ValueError(f"naming: need {n_layers} layer prefixes, got {len(naming)}")
-        return [str(p) for p in naming]
-    if naming == "sequential":
-        return [str(2 * i) for i in range(n_layers)]
-    if naming == "fc":
-        return [f"fc{i + 1}" for i in range(n_layers)]
-    raise ValueError(f"naming: unknown {naming!r}; known: {', '.join(STATE_DICT_NAMINGS)} "
-                     "or a list of layer prefixes")
-
-
-def to_state_dict(arch: Architecture, params: Params, naming="sequential") -> dict:
-    """``{"0.weight": W1, "0.bias": b1, ...}`` (NumPy arrays; ``torch.from_numpy`` them)."""
-    check_params(arch, params)
-    out = {}
-    for p, w, b in zip(_prefixes(naming, arch.n_layers), params.W, params.b):
-        out[f"{p}.weight"], out[f"{p}.bias"] = np.array(w), np.array(b)
-    return out
-
-
-def _to_numpy(t) -> np.ndarray:
-    if hasattr(t, "detach"):  # a torch tensor; converted without importing torch here
-        t = t.detach().cpu().numpy()
-    return np.array(t)
-
-
-def from_state_dict(state: dict, arch: Architecture | None = None, naming="sequential",
-                    hidden: str = "sigmoid", output: str = "identity") -> tuple[Architecture, Params]:
-    """Read weights and biases from a PyTorch ``state_dict`` (tensors or arrays).
-
-    Without ``arch`` the layer sizes are read off the weights and the activations are
-    ``hidden`` for hidden layers and ``output`` for the last.
-    """
-    if arch is None:
-        keys = [k for k in state if k.endswith(".weight")]
-        n = len(keys)
-        if n == 0:
-            raise ValueError("state: no '<prefix>.weight' entries found")
-    else:
-        n = arch.n_layers
-    W, b = [], []
-    for p in _prefixes(naming, n):
-        try:
-            W.append(_to_numpy(state[f"{p}.weight"]))
-            b.append(_to_numpy(state[f"{p}.bias"]))
-        except KeyError as e:
-            raise ValueError(f"state: missing key {e} (naming {naming!r}; keys present: "
-                             f"{sorted(state)})") from None
-    if arch is None:
-        sizes = (W[0].shape[1],) + tuple(w.shape[0] for w in W)
-        arch = Architecture(sizes, (hidden,) * (n - 1) + (output,))
-    params = Params(tuple(W), tuple(b))
-    check_params(arch, params)
-    return arch, params
+# PyTorch state dicts live in refnet.statedict; re-exported here (imported last: it uses
+# atomic_write_bytes above).
+from .statedict import STATE_DICT_NAMINGS, from_state_dict, to_state_dict  # noqa: E402

@@ -12,14 +12,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="a model .npz written by refnet")
     p.add_argument("--json", action="store_true", help="print the whole metadata as JSON")
     p.add_argument("--export-state-dict", type=Path, metavar="FILE",
-                   help="write the weights to FILE.npz under PyTorch state_dict key names")
-    p.add_argument("--naming", default="sequential", help="key scheme: sequential or fc")
+                   help="write the weights under PyTorch state_dict key names to FILE, "
+                        ".safetensors or .npz (tensors only: loads with "
+                        "load_state_dict(strict=True); metadata in the safetensors header or "
+                        "in FILE.json beside the .npz)")
+    p.add_argument("--naming", default="sequential",
+                   help="key scheme: sequential (0., 2., ...), fc (fc1., ...) or h (h1., ...)")
 
 
 def run(args) -> int:
     import numpy as np
 
-    from refnet.io import load_model, save_npz_atomic, to_state_dict
+    from refnet.io import load_model
+    from refnet.statedict import save_state_dict
 
     arch, params, meta = load_model(args.model)
     if args.json:
@@ -35,7 +40,7 @@ def run(args) -> int:
             print(f"  W{l} {w.shape}: mean {w.mean():+.4g}, std {w.std():.4g}, "
                   f"mean |row sum| {np.abs(w.sum(axis=1)).mean():.4g}")
     if args.export_state_dict:
-        save_npz_atomic(args.export_state_dict, to_state_dict(arch, params, args.naming),
-                        {"format": "pytorch-state-dict", "naming": args.naming})
+        save_state_dict(args.export_state_dict, arch, params, args.naming,
+                        {"source_model": str(args.model)})
         print(f"state_dict arrays written to {args.export_state_dict}")
     return 0
