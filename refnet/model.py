@@ -178,15 +178,15 @@ class Cache:
     config: NoiseConfig | None
 
 
-def _layer_draws(l, noisy, noise, draws, rng, shape, dtype):
-    if l not in noisy:
+def _layer_draws(l, spec, draws, rng, shape, dtype):
+    if spec is None:  # a clean layer
         return None
     if draws is not None:
         d = draws[l]
         if d is None:
             raise ValueError(f"draws: layer {l} is noisy but draws[{l}] is None")
         return d
-    return draw_layer_noise(noise.spec, shape[0], shape[1], rng, dtype)
+    return draw_layer_noise(spec, shape[0], shape[1], rng, dtype)
 
 
 def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = None,
@@ -199,7 +199,8 @@ def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = N
         The network.
     X : array, shape (n_batch, sizes[0])
     noise : NoiseConfig or None
-        Where and how much noise; ``None`` for the clean network.
+        Where and how much noise (per layer where ``noise.layer_specs`` says so); ``None``
+        for the clean network.
     rng : Generator, int or None
         Source of the noise draws (ignored when ``draws`` is given). Layers draw in order 0..L.
     draws : sequence of LayerNoise or None, length L + 1
@@ -225,19 +226,20 @@ def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = N
         rng = np.random.default_rng(rng)
     if draws is not None and len(draws) != L + 1:
         raise ValueError(f"draws: need one entry per layer 0..{L} ({L + 1}), got {len(draws)}")
+    specs = [noise.spec_for(l, L) if l in noisy else None for l in range(L + 1)]
     used = [None] * (L + 1)
-    used[0] = _layer_draws(0, noisy, noise, draws, rng, X.shape, dtype)
-    a = apply_noise(X, noise.spec, used[0]) if used[0] is not None else X
+    used[0] = _layer_draws(0, specs[0], draws, rng, X.shape, dtype)
+    a = apply_noise(X, specs[0], used[0]) if used[0] is not None else X
     A, Z, Zn, F = [a], [], [], []
     for l in range(1, L + 1):
         act = get_activation(arch.activations[l - 1])
         z = a @ params.W[l - 1].T
         z += params.b[l - 1]
-        d = _layer_draws(l, noisy, noise, draws, rng, z.shape, dtype)
+        d = _layer_draws(l, specs[l], draws, rng, z.shape, dtype)
         used[l] = d
-        zn = apply_noise(z, noise.spec, d) if d is not None and noise.position == "pre" else z
+        zn = apply_noise(z, specs[l], d) if d is not None and noise.position == "pre" else z
         f = act.f(zn)
-        a = apply_noise(f, noise.spec, d) if d is not None and noise.position == "post" else f
+        a = apply_noise(f, specs[l], d) if d is not None and noise.position == "post" else f
         Z.append(z)
         Zn.append(zn)
         F.append(f)
@@ -280,7 +282,7 @@ def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=N
         act = get_activation(arch.activations[l - 1])
         d = cache.noise[l]
         if d is not None and pos == "post":
-            g = noise_gradient_factor(cfg.spec, d, dA.shape)
+            g = noise_gradient_factor(cfg.spec_for(l, L), d, dA.shape)
             if g is not None:
                 dA = dA * g
         if act.d1_from_output is not None:  # cheaper, and what PyTorch's autograd computes
@@ -290,7 +292,7 @@ def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=N
         if dZ_extra and l in dZ_extra:
             dZ = dZ + dZ_extra[l]
         if d is not None and pos == "pre":
-            g = noise_gradient_factor(cfg.spec, d, dZ.shape)
+            g = noise_gradient_factor(cfg.spec_for(l, L), d, dZ.shape)
             if g is not None:
                 dZ = dZ * g
         A_prev = cache.A[l - 1]

@@ -76,7 +76,6 @@ def _contributions_block(arch, params, X, noise, covariance):
     L = arch.n_layers
     out, cache = forward(arch, params, X)
     layers = () if noise.is_zero else noise.resolved_layers(L)
-    spec = noise.spec
     n_b, n_out = out.shape
     contrib = np.zeros((len(layers), 4, n_b, n_out))
     cov = np.zeros((n_b, n_out, n_out)) if covariance else None
@@ -96,6 +95,7 @@ def _contributions_block(arch, params, X, noise, covariance):
         else:
             Gn, x = G, cache.A[l]
         k = layers.index(l)
+        spec = noise.spec_for(l, L)  # per-layer variances where layer_specs sets them
         s_AU, s_AC, s_MU, s_MC = (getattr(spec, t) for t in NOISE_TYPES)
         # sources with zero variance are skipped: they cost most of the time
         if s_AU:  # sum_j G_ij^2 without materialising G^2
