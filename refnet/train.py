@@ -30,10 +30,11 @@ import numpy as np
 from . import __version__
 from .io import load_npz, save_npz_atomic
 from .losses import check_labels, get_loss
-from .model import Architecture, Params, backward, check_input, check_params, forward
+from .model import Architecture, Params, check_input, check_params, forward
 from .noise import NoiseConfig
 from .optim import get_optimizer
-from .regularizers import regularizer_from_dict, regularizer_value_and_grad
+from .regularizers import regularizer_from_dict
+from .step import train_step
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate_accuracy",
            "epoch_rng"]
@@ -181,8 +182,21 @@ def _load_checkpoint(path, arch, config):
     return params, opt_state, int(meta["epochs_done"]), tuple(meta["history"])
 
 
+def _batch_draws(draws, epoch: int, batch: int, rows: Array):
+    """The supplied draws of one batch: ``draws(epoch, batch, rows)`` or the iterator's next."""
+    if draws is None:
+        return None
+    if callable(draws):
+        return draws(epoch, batch, rows)
+    try:
+        return next(draws)
+    except StopIteration:
+        raise ValueError(f"draws: the iterator ran out at epoch {epoch + 1}, batch {batch + 1}; "
+                         "it must give one entry per batch of every epoch") from None
+
+
 def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=None, y_val=None,
-          checkpoint=None, progress=None, log=None) -> TrainResult:
+          checkpoint=None, progress=None, log=None, draws=None) -> TrainResult:
     """Train ``params`` (not modified; a new :class:`Params` is returned).
 
     Parameters
@@ -195,6 +209,13 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         Where to draw a progress bar (e.g. ``sys.stderr``); ``None`` for silence.
     log : callable(dict) or None
         Called with each epoch's history entry.
+    draws : callable, iterable or None
+        Noise draws supplied from outside instead of drawn from the epoch's generator (to
+        replay another framework's training exactly): ``draws(epoch, batch, rows)`` (0-based
+        epoch and batch; ``rows`` the sample indices of the batch) or an iterable giving, batch
+        after batch, one sequence of :class:`refnet.noise.LayerNoise` per layer 0..L (``None``
+        for clean layers). Shuffling still comes from ``config.seed``. Each step is
+        :func:`refnet.step.train_step`.
     """
     check_params(arch, params)
     dtype = params.dtype
@@ -211,8 +232,9 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
                  else np.asarray(y_val, dtype=dtype).reshape(len(X_val), -1))
     opt = config.make_optimizer()
     arrays = [a.copy() for a in params.arrays()]
-    trainable = [True, arch.train_biases] * arch.n_layers
     opt_state = opt.init(arrays)
+    if draws is not None and not callable(draws):
+        draws = iter(draws)
     start, history = 0, ()
     ckpt = None if checkpoint is None else Path(checkpoint)
     if ckpt is not None and ckpt.exists():
@@ -231,21 +253,17 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
             idx = order[bi * bs:(bi + 1) * bs]
             Xb, yb = X[idx], y[idx]
             p = Params.from_arrays(arrays)
-            out, cache = forward(arch, p, Xb, config.noise, rng, check=False)  # X checked above
-            value, d_out = loss_fn(out, yb)
-            reg_value, reg_grads, dZ_extra = 0.0, None, None
-            if config.regularizers:
-                reg_value, reg_grads, dZ_extra = regularizer_value_and_grad(
-                    arch, p, cache, config.regularizers)
+            new_p, new_state, res = train_step(
+                arch, p, Xb, yb, optimizer=opt, state=opt_state, noise=config.noise,
+                draws=_batch_draws(draws, epoch, bi, idx), rng=rng,
+                regularizers=config.regularizers, loss=config.loss, check=False)  # X checked above
+            value, reg_value = res.loss, res.penalty
             total = value + reg_value
             if not math.isfinite(total):
                 if progress is not None:
                     progress.write("\n")
                 raise TrainingDiverged(epoch + 1, bi + 1, total, None if ckpt is None else str(ckpt))
-            grads = backward(arch, p, cache, d_out, dZ_extra).arrays()
-            if reg_grads is not None:
-                grads = [g + r for g, r in zip(grads, reg_grads.arrays())]
-            arrays, opt_state = opt.step(arrays, grads, opt_state, trainable=trainable)
+            arrays, opt_state = new_p.arrays(), new_state
             sum_loss += value * len(idx)
             sum_reg += reg_value * len(idx)
             if progress is not None and (bi % 20 == 0 or bi == n_batches - 1):
