@@ -21,6 +21,7 @@ COMMANDS = {
     "sensitivity": "refnet.commands.sensitivity",
     "fetch": "refnet.commands.fetch",
     "info": "refnet.commands.info",
+    "crosscheck": "refnet.commands.crosscheck",
 }
 
 

@@ -192,7 +192,8 @@ def save_tensors(path, tensors: Mapping[str, np.ndarray], metadata: dict | None 
 
     path = Path(path)
     kind = _suffix(path)
-    arrays = {str(k): np.ascontiguousarray(_to_numpy(v)) for k, v in tensors.items()}
+    # C order for safetensors; not np.ascontiguousarray, which turns a scalar into shape (1,)
+    arrays = {str(k): np.array(_to_numpy(v), order="C") for k, v in tensors.items()}
     text = json.dumps(metadata or {}, sort_keys=True)
     if kind == ".safetensors":
         st = _safetensors_numpy(path)
