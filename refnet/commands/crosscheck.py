@@ -67,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _noise_arguments(p) -> None:
     p.add_argument("--noise", default="duque", choices=("duque", "semenova", "none"),
                    help="noisy layers: duque = after each hidden activation (default)")
+    p.add_argument("--layers", help="noisy layers, comma-separated (0 = input, -1 = output), "
+                                    "instead of the preset's; e.g. 1,2,3 for every analog "
+                                    "layer of a 784-300-300-10 net")
     p.add_argument("--position", default="post", choices=("post", "pre"))
     p.add_argument("--variances", default="add_unc=0.01",
                    help="noise VARIANCES, e.g. 'add_unc=0.01,mul_cor=0.001' (default add_unc=0.01)")
@@ -97,11 +100,17 @@ def _noise_config(args, L: int):
             per[int(layer)] = _spec(text, "--layer-variances")
         except ValueError as e:
             raise ConfigError(f"--layer-variances: expected 'L:add_unc=0.02', got {item!r} ({e})") from None
-    cfg = NoiseConfig(cfg.spec, cfg.layers, args.position, per)
+    layers = cfg.layers
+    if args.layers:
+        try:
+            layers = tuple(int(v) for v in args.layers.split(","))
+        except ValueError:
+            raise ConfigError(f"--layers: expected integers like '1,2,3', got {args.layers!r}") from None
+    cfg = NoiseConfig(cfg.spec, layers, args.position, per)
     try:
         cfg.resolved_layers(L)
     except ValueError as e:
-        raise ConfigError(f"--layer-variances: {e}") from None
+        raise ConfigError(f"--layers/--layer-variances: {e}") from None
     return cfg
 
 
