@@ -11,7 +11,10 @@
    (:func:`torch_samples`); ``refnet crosscheck stat`` compares the distributions with refnet's
    Monte-Carlo. A deliberately wrong simulator (noise variance 10 % too high) is flagged.
 
-Run: ``python examples/torch_crosscheck.py [--out DIR]`` (needs torch and safetensors). The
+Run: ``python examples/torch_crosscheck.py [--out DIR]`` (needs torch and safetensors), or
+``python examples/torch_crosscheck.py fill BUNDLE`` to fill any bundle of an ``nn.Sequential``
+of Linear and Sigmoid layers with torch's answers (between ``refnet crosscheck make`` and
+``check``). The
 torch code here is written from the bundle's documented contents and the papers, not from
 refnet's functions: it is what a framework user would write.
 """
@@ -191,7 +194,27 @@ def blobs(n: int, n_in: int, n_classes: int, seed: int):
     return centres[y] + g.normal(size=(n, n_in)), y
 
 
+def fill_main(argv) -> int:
+    """``fill BUNDLE [-o OUT] [--dtype float32]``: write torch's results into a bundle."""
+    from refnet.crosscheck import read_bundle, write_bundle
+
+    ap = argparse.ArgumentParser(prog="torch_crosscheck.py fill",
+                                 description="fill a refnet bundle with torch's answers")
+    ap.add_argument("bundle", type=Path)
+    ap.add_argument("-o", "--out", type=Path, help="output bundle (default: in place)")
+    ap.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    args = ap.parse_args(argv)
+    arrays, meta = read_bundle(args.bundle)
+    results = fill_bundle(arrays, meta, getattr(torch, args.dtype))
+    write_bundle(args.out or args.bundle, {**arrays, **results}, meta)
+    print(f"{args.out or args.bundle}: {len(results)} torch results ({args.dtype}) written")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["fill"]:
+        return fill_main(argv[1:])
     from safetensors.numpy import save_file as save_numpy
     from safetensors.torch import save_file
 

@@ -55,3 +55,24 @@ def test_worked_example_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "verdict: consistent" in out and "verdict: DIFFER" in out
     assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_readme_path_from_a_torch_state_dict_to_the_table(tmp_path, capsys):
+    """The README's lines: make from a torch state dict, the example fills, check passes."""
+    ex = _example()
+    import torch
+    from safetensors.torch import save_file
+
+    from refnet.cli import main
+
+    net = ex.sequential((12, 10, 10, 5)).double()
+    save_file(net.state_dict(), str(tmp_path / "model.safetensors"))
+    b = str(tmp_path / "bundle.safetensors")
+    assert main(["crosscheck", "make", str(tmp_path / "model.safetensors"), "-o", b,
+                 "--variances", "add_unc=0.01"]) == 0
+    assert ex.main(["fill", b]) == 0
+    assert main(["crosscheck", "check", b]) == 0
+    assert "52 tensors within tolerance, 0 outside, 0 not provided" in capsys.readouterr().out
+    assert ex.main(["fill", b, "--dtype", "float32"]) == 0
+    assert main(["crosscheck", "check", b]) == 0
+    assert main(["crosscheck", "check", b, "--dtype", "float64"]) == 1  # float32 is not float64
