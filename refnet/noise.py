@@ -13,7 +13,8 @@ Contract (stated once, here; the README repeats it and ``tests/test_noise.py`` c
   Semenova's intensity ``D`` means variance ``2 D`` (:meth:`NoiseSpec.from_intensities`).
 * Every layer draws its own noise, independent across samples, layers and forward passes.
 * Which layers carry noise is an explicit setting: layer 0 is the input, layer ``l`` (1..L)
-  is the output of the l-th weight layer; the last is the network output. Whether noise acts
+  is the output of the l-th weight layer; the last is the network output. A layer may have
+  variances of its own (``NoiseConfig.layer_specs``); the others share ``spec``. Whether noise acts
   after the activation (on ``f(z)``) or before it (on ``z``) is an explicit setting too.
 * Backward pass: the noise draws are held fixed, so ``dy/dx = (1 + xi_MU)(1 + xi_MC)``: the
   multiplicative factors enter the gradient, additive noise passes it straight through. This is

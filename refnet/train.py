@@ -214,8 +214,9 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         replay another framework's training exactly): ``draws(epoch, batch, rows)`` (0-based
         epoch and batch; ``rows`` the sample indices of the batch) or an iterable giving, batch
         after batch, one sequence of :class:`refnet.noise.LayerNoise` per layer 0..L (``None``
-        for clean layers). Shuffling still comes from ``config.seed``. Each step is
-        :func:`refnet.step.train_step`.
+        for clean layers). Shuffling still comes from ``config.seed``. When resuming from a
+        checkpoint use the callable (an iterable starts again at its first entry). Each step
+        is :func:`refnet.step.train_step`.
     """
     check_params(arch, params)
     dtype = params.dtype
