@@ -46,7 +46,7 @@ from ..losses import check_labels
 from ..model import Architecture, Params, check_input, check_params
 from ..noise import NOISE_TYPES, LayerNoise, NoiseConfig, draw_layer_noise
 from ..optim import SGD
-from ..regularizers import regularizer_preset, resolve_layer_lambdas
+from ..regularizers import RowSumPenalty, regularizer_preset, resolve_layer_lambdas
 from ..statedict import from_state_dict, load_tensors, save_tensors, to_state_dict
 from ..step import loss_and_grad
 
@@ -62,19 +62,16 @@ FORMAT = "refnet-crosscheck-bundle"
 
 def _resolved_regularizer(reg, L: int) -> dict:
     """A regularizer spec with every layer number resolved to 1..L (no defaults to guess)."""
-    d = reg.as_dict()
-    if d["kind"] == "row_sum":
+    def resolved(lambdas, name):
+        return {str(l): v for l, v in resolve_layer_lambdas(lambdas, L, name).items()}
+
+    if isinstance(reg, RowSumPenalty):
         return {"kind": "row_sum", "equation": "Duque 2024, Eq. 4",
-                "lambdas": {str(l): v for l, v in resolve_layer_lambdas(
-                    d["lambdas"] if isinstance(d["lambdas"], float) else
-                    {int(k): v for k, v in d["lambdas"].items()}, L).items()}}
-    w = d["weight_lambdas"]
+                "lambdas": resolved(reg.lambdas, "lambdas")}
     return {"kind": "saturation", "equation": "Duque 2024, Eq. 7",
-            "derivative_lambdas": {str(l): v for l, v in resolve_layer_lambdas(
-                {int(k): v for k, v in d["derivative_lambdas"].items()}, L).items()},
-            "weight_lambdas": {str(l): v for l, v in resolve_layer_lambdas(
-                w if isinstance(w, float) else {int(k): v for k, v in w.items()}, L).items()},
-            "reduction": d["reduction"], "power": d["power"]}
+            "derivative_lambdas": resolved(reg.derivative_lambdas, "derivative_lambdas"),
+            "weight_lambdas": resolved(reg.weight_lambdas, "weight_lambdas"),
+            "reduction": reg.reduction, "power": reg.power}
 
 
 def _noise_meta(noise: NoiseConfig | None, L: int) -> dict:
