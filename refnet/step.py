@@ -14,6 +14,7 @@ Objective (Duque 2024, Sec. 2): ``J = loss(y_hat, y) + sum_r R_r`` with the pena
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -40,12 +41,13 @@ class LossAndGrad:
     (n_batch, n_out); ``cache``: the forward pass, with ``cache.A[l]`` each layer's (noisy)
     output and ``cache.noise`` the draws used. With ``per_term=False`` the separate
     ``loss_grads`` and ``penalty_grads`` are ``None`` (one backward pass instead of one per
-    term: the trainer's setting).
+    term: the trainer's setting). When the objective is NaN or inf there is no gradient to
+    take: ``grads`` (and the per-term gradients) are ``None``.
     """
 
     loss: float
     penalties: tuple[float, ...]
-    grads: Params
+    grads: Params | None
     loss_grads: Params | None
     penalty_grads: tuple[Params, ...] | None
     output: Array
@@ -94,6 +96,8 @@ def loss_and_grad(arch: Architecture, params: Params, X, y, *, noise: NoiseConfi
     # each regularizer: direct weight gradient + dR/dz of Eq. 7's derivative term
     terms = [regularizer_value_and_grad(arch, params, cache, r) for r in regs]
     penalties = tuple(float(t[0]) for t in terms)
+    if not math.isfinite(value + sum(penalties)):  # diverged: no backward pass through NaNs
+        return LossAndGrad(float(value), penalties, None, None, None, out, cache)
     if not per_term:
         dZ_extra: dict[int, Array] = {}
         for _, _, extra in terms:
@@ -124,10 +128,13 @@ def train_step(arch: Architecture, params: Params, X, y, *, optimizer, state: di
     ``optimizer`` is a :mod:`refnet.optim` optimizer and ``state`` its state
     (``optimizer.init(params.arrays())`` for the first step); biases are left alone when
     ``arch.train_biases`` is false. ``draws`` / ``rng`` / ``per_term`` as in
-    :func:`loss_and_grad`. Neither ``params`` nor ``state`` is modified.
+    :func:`loss_and_grad`. Neither ``params`` nor ``state`` is modified; when the objective
+    is not finite (``res.grads is None``) no step is taken and both come back as they were.
     """
     res = loss_and_grad(arch, params, X, y, noise=noise, draws=draws, rng=rng,
                         regularizers=regularizers, loss=loss, per_term=per_term, check=check)
+    if res.grads is None:
+        return params, state, res
     trainable = [True, arch.train_biases] * arch.n_layers
     arrays, state = optimizer.step(params.arrays(), res.grads.arrays(), state, trainable=trainable)
     return Params.from_arrays(arrays), state, res

@@ -121,3 +121,19 @@ def test_supplied_draws_errors():
         train(ARCH, p0, X, y, cfg, draws=[_draws(16, np.random.default_rng(0))] * 2)
     with pytest.raises(ValueError, match=r"noise draw mul_unc: expected shape \(16, 6\), got \(3, 6\)"):
         train(ARCH, p0, X, y, cfg, draws=lambda e, b, rows: _draws(3, np.random.default_rng(0)))
+
+
+def test_a_non_finite_objective_gives_no_gradient_and_no_step(batch):
+    p, X, y, draws = batch
+    X = X.copy()
+    huge = Params.from_arrays([np.full_like(a, np.inf) if i == 4 else a
+                               for i, a in enumerate(p.arrays())])
+    with np.errstate(all="ignore"):
+        res = loss_and_grad(ARCH, huge, X, y, noise=NOISE, draws=draws)
+    assert not np.isfinite(res.total) and res.grads is None and res.loss_grads is None
+    opt = Adagrad()
+    state = opt.init(huge.arrays())
+    with np.errstate(all="ignore"):
+        same, same_state, _ = train_step(ARCH, huge, X, y, optimizer=opt, state=state,
+                                         noise=NOISE, draws=draws)
+    assert same is huge and same_state is state

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         ".safetensors or .npz (tensors only: loads with "
                         "load_state_dict(strict=True); metadata in the safetensors header or "
                         "in FILE.json beside the .npz)")
-    p.add_argument("--naming", default="sequential",
+    p.add_argument("--naming", default="sequential", choices=("sequential", "fc", "h"),
                    help="key scheme: sequential (0., 2., ...), fc (fc1., ...) or h (h1., ...)")
 
 
