@@ -21,14 +21,13 @@ shortcuts are off) and adds exact shortcuts:
                     and ``eps`` of dimension ``n_{l+1}`` (equal in distribution; different
                     draws). Not used on layers whose noisy values are kept (statistics).
 
-Randomness: every chunk of work has its own generator (:func:`refnet.montecarlo.chunks.
-chunk_generator`), so results depend only on the seed and the chunk size, never on thread
-count or scheduling. Draws of one chunk come in the
-order of :func:`refnet.model.forward` (layers 0..L, sources in ``NOISE_TYPES`` order; numba's
-Generator gives NumPy's numbers), so with the shortcuts off a float64 engine reproduces
-``forward(..., rng=chunk_generator)`` to rounding (tested at 1e-12). A float32 engine rounds
-the float64 normals to float32 (faster than a float32 normal generator; the stream differs
-from ``forward``'s float32 draws, not the distribution).
+Randomness: every chunk of work has its own generator (:mod:`refnet.montecarlo.chunks`), so
+results depend only on the seed and the chunk size, never on thread count or scheduling.
+Draws of one chunk come in the order of :func:`refnet.model.forward` (layers 0..L, sources in
+``NOISE_TYPES`` order; numba's Generator gives NumPy's numbers), so with the shortcuts off a
+float64 engine reproduces ``forward(..., rng=chunk_generator)`` to rounding (tested at 1e-12).
+A float32 engine rounds the float64 normals to float32 (faster than a float32 normal
+generator; the stream differs from ``forward``'s float32 draws, not the distribution).
 """
 from __future__ import annotations
 
