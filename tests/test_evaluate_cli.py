@@ -41,7 +41,8 @@ def test_evaluate_writes_csv_json_png_consistent_with_the_api(model_and_data, tm
     rows = list(csv.DictReader(open(out / "accuracy.csv")))
     assert [r["noise_type"] for r in rows] == [t for t in NOISE_TYPES for _ in range(3)]
     assert set(rows[0]) == {"noise_type", "variance", "mean", "std", "rep_0", "rep_1"}
-    ref = accuracy_sweep(arch, params, X, y, "duque", NOISE_TYPES, np.logspace(-2, 0, 3), 2, 50, 7)
+    ref = accuracy_sweep(arch, params, X, y, "duque", noise_types=NOISE_TYPES,
+                         variances=np.logspace(-2, 0, 3), repetitions=2, batch_size=50, rng=7)
     got = np.array([[float(r["rep_0"]), float(r["rep_1"])] for r in rows]).reshape(4, 3, 2)
     assert np.array_equal(got, ref.accuracy)
     np.testing.assert_array_equal([float(r["variance"]) for r in rows[:3]], np.logspace(-2, 0, 3))

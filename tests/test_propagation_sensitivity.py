@@ -5,9 +5,9 @@ import pytest
 
 from refnet.model import Params, init_params, mlp
 from refnet.noise import NOISE_TYPES, NoiseConfig, NoiseSpec, noise_config
+from refnet.montecarlo.reference import monte_carlo_outputs
 from refnet.propagation.sensitivity import (format_report, gaussian_argmax_probabilities,
-                                            monte_carlo_outputs, output_variance_contributions,
-                                            sensitivity_report)
+                                            output_variance_contributions, sensitivity_report)
 
 
 def _net(seed=1, sizes=(6, 8, 7, 4)):

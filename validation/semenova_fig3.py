@@ -3,7 +3,7 @@
 Top row uncorrelated, bottom row correlated noise; columns additive (D_A = 1e-4), multiplicative
 (D_M = 1e-3), mixed (both); alpha = 4 (intensities D, variance 2 D, on every layer's output).
 Points: SNR = E(y) / Var(y)^{1/2} (Eq. 4) of the output over K repeats of each of T inputs u in
-[0, 1] (refnet.montecarlo_stats); black: analytic first order (Eqs. 6, 9, 17, 23); grey dashed:
+[0, 1] (refnet.montecarlo.stats); black: analytic first order (Eqs. 6, 9, 17, 23); grey dashed:
 a single noisy neuron (= the linear network), Eq. 5 with F = 0.
 
     python validation/semenova_fig3.py [--preset quick|full] [--seed 0] [--out DIR]
@@ -43,7 +43,7 @@ def single_neuron_snr(y, intensities):
 
 
 def compute(preset, out, log=print) -> None:
-    from refnet.montecarlo_stats import neuron_statistics
+    from refnet.montecarlo import neuron_statistics
 
     if load_results(out, NAME) is not None:
         log(f"{NAME}: cached")

@@ -2,7 +2,7 @@
 
 A: MNIST, T images of digit 5 (blue: the class-5 output neuron, yellow: the other nine);
 B: Fashion-MNIST, T pullovers (blue: the pullover neuron); C: Mackey-Glass, T test windows.
-Numeric: Monte-Carlo, each input repeated K times (refnet.montecarlo_stats, Eq. 4). Analytic
+Numeric: Monte-Carlo, each input repeated K times (refnet.montecarlo.stats, Eq. 4). Analytic
 (red line): Eq. 14 chained through the layers from weight statistics, with p* approximated by
 Eq. 29 (refnet.propagation.trained), and Eq. 5 at the output. Also, per input and neuron, the
 first-order Jacobian prediction (refnet.propagation.sensitivity).
@@ -69,7 +69,7 @@ def eq14(arch, params, X, intensities: dict = NOISE_INTENSITIES) -> dict:
 
 def analyse(arch, params, X, K: int, seed: int) -> dict:
     """Monte-Carlo output statistics, the Eq. 14 curve and the per-input sensitivity prediction."""
-    from refnet.montecarlo_stats import neuron_statistics
+    from refnet.montecarlo import neuron_statistics
     from refnet.propagation.sensitivity import output_variance_contributions
 
     L = arch.n_layers
@@ -95,7 +95,7 @@ def analyse(arch, params, X, K: int, seed: int) -> dict:
 def split_agreement(arch, params, X, K: int, seed: int) -> dict:
     """Median MC / Eq. 14 output variance with only the uncorrelated, or only the correlated,
     sources of :data:`NOISE_INTENSITIES` on (a diagnostic: which part Eq. 14 captures)."""
-    from refnet.montecarlo_stats import neuron_statistics
+    from refnet.montecarlo import neuron_statistics
 
     L, D = arch.n_layers, NOISE_INTENSITIES
     res = {}

@@ -46,7 +46,7 @@ def layer_variance_curve(y, S, D):
 
 def compute(preset, out, log=print) -> None:
     from refnet.model import forward
-    from refnet.montecarlo_stats import neuron_statistics
+    from refnet.montecarlo import neuron_statistics
     from refnet.noise import NoiseSpec, noise_config
     from refnet.propagation.trained import state_density, trained_network_variances
 

@@ -155,7 +155,7 @@ def _write_verified(path: Path, data: bytes) -> str:
 def run(args) -> int:
     from .. import __version__
     from ..io import ModelFileError, load_model
-    from ..montecarlo import accuracy_sweep
+    from ..montecarlo import SweepSettings, accuracy_sweep
     from ..noise import noise_config
     from ..plotting import accuracy_vs_variance, figure_png_bytes
 
@@ -175,9 +175,11 @@ def run(args) -> int:
         out = Path(args.out or f"evaluate_{Path(args.model).stem}")
         progress = None if args.no_progress else _Progress("evaluate")
         t0 = time.perf_counter()
-        result = accuracy_sweep(arch, params, X, y, cfg, types, variances, args.repetitions,
-                                args.batch_size, args.seed, args.backend, args.dtype,
-                                progress=progress, workers=workers)
+        settings = SweepSettings(noise_types=types, variances=variances,
+                                 repetitions=args.repetitions, batch_size=args.batch_size,
+                                 backend=args.backend, dtype=args.dtype, workers=workers)
+        result = accuracy_sweep(arch, params, X, y, cfg, settings, rng=args.seed,
+                                progress=progress)
         seconds = time.perf_counter() - t0
     except (ValueError, TypeError, ModelFileError) as e:
         print(f"refnet evaluate: error: {e}", file=sys.stderr)

@@ -3,16 +3,19 @@
 Nothing here reads or writes files or plots. The kernels take arrays (noise draws included)
 and scalars and write into ``out``; the one random kernel, :func:`fill_normal`, takes an
 explicit ``np.random.Generator`` (the caller's per-chunk generator) and never touches global
-or thread-local random state. :mod:`refnet.montecarlo` draws the
-noise per fixed-size chunk and calls these; ``tests/test_kernels.py`` checks every kernel
-against its twin on the same draws.
+or thread-local random state. :mod:`refnet.montecarlo.engine` draws the
+noise per fixed-size chunk and calls these; ``tests/montecarlo/test_mc_kernels.py`` checks every
+kernel against its twin, and the twins against :func:`refnet.noise.apply_noise` (the one
+Eq. 3) and :mod:`refnet.activations`, on the same draws.
 
 Each body is compiled twice, ``parallel=True`` (``prange`` over rows) and serial, as
 ``<name>`` and ``<name>_serial`` (:data:`KERNELS` maps backend names to the three versions).
 Every loop body is elementwise in the row index, so a ``prange`` split across threads cannot
 change any number: results are bitwise identical for any thread count. No ``fastmath``, so IEEE
 semantics hold and the twins agree to rounding. The bodies are plain Python too, so the
-kernels run (slowly) under ``NUMBA_DISABLE_JIT=1`` and coverage sees them.
+kernels run (slowly) under ``NUMBA_DISABLE_JIT=1`` and coverage sees them. numba comes only
+through :mod:`refnet._numba`: without numba the kernels here are the plain bodies and the
+engine uses the NumPy twins instead (:func:`refnet.montecarlo.engine.prepare`).
 
 Layer descriptor ``layer = (act_code, alpha, position)``: ``act_code`` from :data:`ACT_CODES`,
 ``alpha`` the shifted sigmoid's slope (ignored otherwise), ``position`` one of
@@ -27,9 +30,11 @@ from __future__ import annotations
 import math
 import types
 
-import numba
 import numpy as np
-from scipy.special import expit
+
+from .._numba import njit, prange
+from ..activations import get_activation
+from ..noise import LayerNoise, NoiseSpec, apply_noise
 
 __all__ = ["ACT_CODES", "POS_CLEAN", "POS_PRE", "POS_POST", "sigmoid", "activate",
            "noisy_activation", "noisy_activation_serial", "noisy_activation_numpy",
@@ -38,11 +43,12 @@ __all__ = ["ACT_CODES", "POS_CLEAN", "POS_PRE", "POS_POST", "sigmoid", "activate
 
 #: Activation name -> integer code used inside the kernels.
 ACT_CODES = {"identity": 0, "sigmoid": 1, "shifted_sigmoid": 2, "cubic": 3}
+_ACT_NAMES = {v: k for k, v in ACT_CODES.items()}
 POS_CLEAN, POS_PRE, POS_POST = 0, 1, 2
 
-_jit = numba.njit(cache=True, nogil=True)
-_pjit = numba.njit(cache=True, nogil=True, parallel=True)
-_inline = numba.njit(cache=True, nogil=True, inline="always")  # scalar helpers of the kernels
+_jit = njit(cache=True, nogil=True)
+_pjit = njit(cache=True, nogil=True, parallel=True)
+_inline = njit(cache=True, nogil=True, inline="always")  # scalar helpers of the kernels
 
 
 def _variant(body, suffix: str, helpers: dict):
@@ -50,7 +56,8 @@ def _variant(body, suffix: str, helpers: dict):
     ``helpers`` point at other dispatchers. Each parallel kernel is compiled from such a copy,
     with its own helper dispatchers: sharing the Python function or its helpers with the
     serial kernel made the serial kernel 3x (noisy_activation) to 30x (row_sum_affine) slower
-    whenever the parallel one had been compiled first in the process (numba 0.68)."""
+    whenever the parallel one had been compiled first in the process (numba 0.68). Without
+    numba the copies are plain functions and work the same way."""
     g = dict(body.__globals__)
     g.update(helpers)
     f = types.FunctionType(body.__code__, g, body.__name__ + suffix, body.__defaults__)
@@ -60,9 +67,9 @@ def _variant(body, suffix: str, helpers: dict):
 
 def _sigmoid_body(z):
     """Logistic sigmoid, stable in both branches: with ``e = exp(-|z|)`` (never overflows),
-    ``1 / (1 + e)`` for ``z >= 0`` and ``e / (1 + e)`` for ``z < 0`` (tested against
-    ``expit``). Both branches are computed and one selected, so the loop has no
-    data-dependent jump (about twice as fast on random signs)."""
+    ``1 / (1 + e)`` for ``z >= 0`` and ``e / (1 + e)`` for ``z < 0`` (within 4 ulp of
+    :func:`refnet.activations.sigmoid`, tested). Both branches are computed and one selected,
+    so the loop has no data-dependent jump (about twice as fast on random signs)."""
     e = math.exp(-abs(z))
     r = 1.0 / (1.0 + e)
     return r if z >= 0.0 else e * r
@@ -96,7 +103,7 @@ def _noisy_activation_body(Z, layer, sd, au, ac, mu, mc, out):
     """
     code, alpha, pos = layer
     n, m = Z.shape
-    for i in numba.prange(n):
+    for i in prange(n):
         src = Z
         if pos == 1:
             for j in range(m):
@@ -145,34 +152,20 @@ noisy_activation = _pjit(_variant(_noisy_activation_body, "_parallel",
 
 
 def noisy_activation_numpy(Z, layer, sd, au, ac, mu, mc, out):
-    """NumPy twin of :func:`noisy_activation` (whole-array operations)."""
-    from .activations import get_activation
-
+    """NumPy twin of :func:`noisy_activation`: the contract itself, :func:`refnet.noise.apply_noise`
+    (Eq. 3) and the activation of :mod:`refnet.activations`, on the same draws."""
     code, alpha, pos = layer
-    name = {v: k for k, v in ACT_CODES.items()}[code]
-    f = get_activation(f"shifted_sigmoid(alpha={alpha!r})" if code == 2 else name).f
-    if code == 1:
-        f = expit
-
-    def noise(x):
-        y = x
-        if sd[2] > 0:
-            fac = 1.0 + sd[2] * mu
-            if sd[3] > 0:
-                fac = fac * (1.0 + sd[3] * mc)
-            y = y * fac
-        elif sd[3] > 0:
-            y = y * (1.0 + sd[3] * mc)
-        if sd[0] > 0:
-            y = y + sd[0] * au
-        if sd[1] > 0:
-            y = y + sd[1] * ac
-        return y
-
+    name = _ACT_NAMES[code]
+    f = get_activation(f"{name}(alpha={alpha!r})" if code == ACT_CODES["shifted_sigmoid"]
+                       else name).f
+    # sqrt(sd^2) == sd exactly in binary floating point (and a float32 sd squares exactly in
+    # float64), so apply_noise scales the draws by the very same standard deviations
+    spec = NoiseSpec(*(float(s) ** 2 for s in sd))
+    draws = LayerNoise(*(x if s > 0 else None for x, s in zip((au, ac, mu, mc), sd)))
     if pos == POS_PRE:
-        out[...] = f(noise(Z))
+        out[...] = f(apply_noise(Z, spec, draws))
     elif pos == POS_POST:
-        out[...] = noise(f(Z))
+        out[...] = apply_noise(f(Z), spec, draws)
     else:
         out[...] = f(Z)
 
@@ -188,7 +181,7 @@ def _row_sum_affine_body(U, idx, r, b, sd, ac, mc, out):
     """
     s_ac, s_mc = sd[1], sd[3]
     n, m = out.shape
-    for i in numba.prange(n):
+    for i in prange(n):
         f_c = 1.0 + s_mc * mc[i, 0] if s_mc > 0 else 1.0
         c_a = s_ac * ac[i, 0] if s_ac > 0 else 0.0
         k = idx[i]

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _st
 
-from .model import Architecture, Params, check_input, forward
-from .montecarlo_engine import (chunk_generator, clean_state, draw_noise, map_chunks, prepare,
-                                propagate, resolve_seed, worker_pool)
-from .noise import NoiseConfig
+from ..model import Architecture, Params, check_input, forward
+from ..noise import NoiseConfig
+from .chunks import chunk_generator, map_chunks, resolve_seed, worker_pool
+from .engine import clean_state, draw_noise, prepare, propagate
 
 __all__ = ["LayerStatistics", "NeuronStatistics", "neuron_statistics", "combine_moments",
            "confidence_intervals"]
@@ -110,7 +110,7 @@ def neuron_statistics(arch: Architecture, params: Params, X, noise, K: int = 300
         :func:`refnet.montecarlo.chunk_generator` ``(seed, (t, k))``. Results depend on these
         two sizes and the seed only; memory is O(T n + workers rows_per_chunk n), flat in K.
     workers : int
-        Threads working on blocks (:func:`refnet.montecarlo_engine.worker_pool`); the result
+        Threads working on blocks (:func:`refnet.montecarlo.worker_pool`); the result
         does not depend on it.
     """
     if not isinstance(noise, NoiseConfig):
@@ -178,6 +178,6 @@ def neuron_statistics(arch: Architecture, params: Params, X, noise, K: int = 300
         out[l] = LayerStatistics(l, mean, var, snr, m_ci, v_ci, s_ci)
     settings = {"layers_noisy": list(engine.noisy), "position": cfg.position,
                 "spec": cfg.spec.as_dict(), "repeat_block": kb, "inputs_per_block": tb,
-                "backend": backend, "dtype": str(np.dtype(dtype)),
+                "backend": engine.backend, "dtype": str(np.dtype(dtype)),
                 "shortcuts": sorted(engine.shortcuts), "workers": workers}
     return NeuronStatistics(out, K, T, float(confidence), seed, settings)

@@ -1,7 +1,8 @@
 """Monte-Carlo engine: many noisy passes of a trained network, fast and reproducible.
 
-Public entry points are re-exported by :mod:`refnet.montecarlo` (accuracy sweeps) and used by
-:mod:`refnet.montecarlo_stats` (per-neuron statistics).
+Public entry points are re-exported by :mod:`refnet.montecarlo` and used by
+:mod:`refnet.montecarlo.sweep` (accuracy sweeps) and :mod:`refnet.montecarlo.stats`
+(per-neuron statistics).
 
 The reference semantics is :func:`refnet.model.forward` with a :class:`refnet.noise.NoiseConfig`;
 this engine computes the same thing (equal to 1e-12 in float64 on the same draws when the
@@ -20,74 +21,65 @@ shortcuts are off) and adds exact shortcuts:
                     and ``eps`` of dimension ``n_{l+1}`` (equal in distribution; different
                     draws). Not used on layers whose noisy values are kept (statistics).
 
-Randomness: every chunk of work has its own generator,
-``np.random.SeedSequence(seed, spawn_key=key)`` (identical to the ``key``-th nested
-``SeedSequence(seed).spawn`` child), with fixed chunk sizes, so results depend only on the
-seed and the chunk size, never on thread count or scheduling. Draws of one chunk come in the
-order of :func:`refnet.model.forward` (layers 0..L, sources in ``NOISE_TYPES`` order; numba's
-Generator gives NumPy's numbers), so with the shortcuts off a float64 engine reproduces
-``forward(..., rng=chunk_generator)`` to rounding (tested at 1e-12). A float32 engine rounds
-the float64 normals to float32 (faster than a float32 normal generator; the stream differs
-from ``forward``'s float32 draws, not the distribution).
+Randomness: every chunk of work has its own generator (:mod:`refnet.montecarlo.chunks`), so
+results depend only on the seed and the chunk size, never on thread count or scheduling.
+Draws of one chunk come in the order of :func:`refnet.model.forward` (layers 0..L, sources in
+``NOISE_TYPES`` order; numba's Generator gives NumPy's numbers), so with the shortcuts off a
+float64 engine reproduces ``forward(..., rng=chunk_generator)`` to rounding (tested at 1e-12).
+A float32 engine rounds the float64 normals to float32 (faster than a float32 normal
+generator; the stream differs from ``forward``'s float32 draws, not the distribution).
 """
 from __future__ import annotations
 
-import ctypes
-import functools
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import _kernels as K
-from .activations import get_activation
-from .model import Architecture, Params, check_input, check_params
-from .noise import NOISE_TYPES, LayerNoise, NoiseConfig, NoiseSpec, noise_config
+from .. import _numba
+from ..activations import get_activation
+from ..errors import ConfigError
+from ..model import Architecture, Params, check_input, check_params
+from ..noise import NOISE_TYPES, LayerNoise, NoiseConfig, NoiseSpec, noise_config
+from . import kernels as K
 
 __all__ = ["SHORTCUTS", "BACKENDS", "Engine", "CleanState", "prepare", "clean_state",
-           "draw_noise", "propagate", "chunk_generator", "resolve_seed", "resolve_config",
-           "worker_pool", "map_chunks", "single_threaded_blas"]
+           "draw_noise", "propagate", "resolve_config", "check_backend", "check_dtype",
+           "parse_shortcuts"]
 
 Array = np.ndarray
 SHORTCUTS = ("clean_prefix", "row_sums", "narrow_draws")
 #: "numba": serial compiled kernels (the default: on small chunks, threads of a parallel
 #: kernel compete with the BLAS threads of the matrix products); "numba-parallel": the same
-#: kernels with ``prange`` over rows; "numpy": the NumPy twins.
+#: kernels with ``prange`` over rows; "numpy": the NumPy twins (what both numba backends fall
+#: back to, with one warning, when numba is not installed).
 BACKENDS = ("numba", "numba-parallel", "numpy")
 
 
-def resolve_seed(rng) -> int:
-    """An integer root seed from ``rng`` (Generator, int or None), recorded in results.
-
-    An int is used as is; ``None`` takes fresh OS entropy; a Generator gives one draw.
-    """
-    if rng is None:
-        return int(np.random.SeedSequence().entropy)
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        if rng < 0:
-            raise ValueError(f"rng: a seed must be >= 0, got {rng}")
-        return int(rng)
-    if isinstance(rng, np.random.Generator):
-        return int(rng.integers(0, 2**63))
-    raise TypeError("rng: expected a numpy Generator, an int seed or None, got "
-                    f"{type(rng).__name__}")
+def check_backend(backend: str) -> str:
+    """``backend`` if it names one of :data:`BACKENDS`, else a :class:`ConfigError`."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend: unknown {backend!r}; known: {', '.join(BACKENDS)}")
+    return backend
 
 
-def chunk_generator(seed: int, key: tuple[int, ...]) -> np.random.Generator:
-    """The generator of one chunk of work: ``SeedSequence(seed).spawn`` child at ``key``."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(int(k) for k in key)))
+def check_dtype(dtype) -> np.dtype:
+    """``dtype`` as a NumPy dtype if it is float32 or float64, else a :class:`ConfigError`."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ConfigError(f"dtype: must be float32 or float64, got {dtype}")
+    return dtype
 
 
-def _parse_shortcuts(shortcuts) -> frozenset:
-    if shortcuts == "all":
+def parse_shortcuts(shortcuts) -> frozenset:
+    """``"all"``, ``"none"``/``None`` or names from :data:`SHORTCUTS`, as a frozenset."""
+    if isinstance(shortcuts, str) and shortcuts == "all":
         return frozenset(SHORTCUTS)
-    if shortcuts in (None, "none"):
+    if shortcuts is None or (isinstance(shortcuts, str) and shortcuts == "none"):
         return frozenset()
     out = frozenset(shortcuts)
     bad = out - set(SHORTCUTS)
     if bad:
-        raise ValueError(f"shortcuts: unknown {sorted(bad)}; known: {', '.join(SHORTCUTS)}")
+        raise ConfigError(f"shortcuts: unknown {sorted(bad)}; known: {', '.join(SHORTCUTS)}")
     return out
 
 
@@ -148,18 +140,19 @@ def prepare(arch: Architecture, params: Params, noise: NoiseConfig, backend: str
     """An :class:`Engine` for ``arch``/``params`` with noise placed as in ``noise``.
 
     ``shortcuts``: ``"all"`` (default), ``"none"`` (the straightforward twin) or a subset of
-    :data:`SHORTCUTS`. ``dtype``: float64 (default: the params' dtype) or float32.
+    :data:`SHORTCUTS`. ``dtype``: float64 (default: the params' dtype) or float32. Without
+    numba, a numba ``backend`` becomes ``"numpy"`` (``Engine.backend`` says which ran).
     """
     check_params(arch, params)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: unknown {backend!r}; known: {', '.join(BACKENDS)}")
+    backend = check_backend(backend)
     if not isinstance(noise, NoiseConfig):
         raise TypeError(f"noise: expected a NoiseConfig, got {type(noise).__name__}")
-    dtype = np.dtype(params.dtype if dtype is None else dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype: must be float32 or float64, got {dtype}")
+    dtype = check_dtype(params.dtype if dtype is None else dtype)
+    if backend != "numpy" and not _numba.HAVE_NUMBA:
+        _numba.warn_fallback("the Monte-Carlo kernels")
+        backend = "numpy"
     params = params.astype(dtype)
-    short = _parse_shortcuts(shortcuts)
+    short = parse_shortcuts(shortcuts)
     L = arch.n_layers
     noisy = noise.resolved_layers(L) if noise.layers else ()
     sizes = arch.sizes
@@ -342,71 +335,3 @@ def resolve_config(noise, arch: Architecture) -> NoiseConfig:
         raise TypeError("noise: expected a NoiseConfig or a preset name, got "
                         f"{type(noise).__name__}")
     return noise
-
-
-@contextmanager
-def worker_pool(workers: int, backend: str):
-    """``None`` for one worker, else a thread pool of ``workers`` threads for whole chunks.
-
-    Chunks are independent (own generator, own rows) and their results are combined in chunk
-    order, so any number of workers gives the same numbers. The compiled kernels release the
-    GIL, as do NumPy's matrix products. Not with ``"numba-parallel"`` kernels (threads inside
-    threads; numba's workqueue layer forbids concurrent parallel calls).
-    The matrix products of the chunks run on one BLAS thread each (:func:`single_threaded_blas`).
-    """
-    workers = int(workers)
-    if workers < 1:
-        raise ValueError(f"workers: must be >= 1, got {workers}")
-    if workers > 1 and backend == "numba-parallel":
-        raise ValueError("workers: use backend 'numba' with several workers ('numba-parallel' "
-                         "threads over rows instead)")
-    if workers == 1:
-        with single_threaded_blas():
-            yield None
-        return
-    setter = _openblas_local_threads()
-    init = (lambda: setter(1)) if setter is not None else None
-    with ThreadPoolExecutor(workers, thread_name_prefix="refnet-mc", initializer=init) as pool:
-        yield pool
-
-
-def map_chunks(fn, items, pool) -> list:
-    """``[fn(x) for x in items]``, on ``pool``'s threads when given; results in order."""
-    return list(pool.map(fn, items)) if pool is not None else [fn(x) for x in items]
-
-
-@functools.lru_cache(maxsize=1)
-def _openblas_local_threads():
-    """OpenBLAS's ``openblas_set_num_threads_local`` (per calling thread, OpenBLAS >= 0.3.27)
-    from the library NumPy loaded, or ``None`` (another BLAS, or not Linux)."""
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = sorted({ln.split()[-1] for ln in fh if "openblas" in ln.lower() and "/" in ln})
-    except OSError:
-        return None
-    for path in paths:
-        try:
-            f = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):
-            continue
-        f.argtypes, f.restype = [ctypes.c_int], ctypes.c_int
-        return f
-    return None
-
-
-@contextmanager
-def single_threaded_blas():
-    """Run the calling thread's matrix products on one BLAS thread, then reset it to the
-    process-wide setting. Speed only, best effort (a no-op without OpenBLAS >= 0.3.27): the
-    engine's products are small (a chunk of rows times one layer), where BLAS threads cost
-    more than they give (2.4x fewer samples per second measured on 2 shared cores), and
-    several :func:`worker_pool` threads are the better way to use more cores."""
-    setter = _openblas_local_threads()
-    if setter is None:
-        yield
-        return
-    setter(1)
-    try:
-        yield
-    finally:
-        setter(0)
