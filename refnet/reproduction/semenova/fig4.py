@@ -11,16 +11,15 @@ additive only, D_A^U = 1e-4 (intensity; variance 2e-4) on every layer's output.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from refnet.activations import get_activation
-from refnet.experiments.results import save_figure, script_main, load_results, save_results
-from refnet.experiments.symmetric import symmetric_state_moments
+from ..results import load_results, save_figure, save_results
+from .symmetric import symmetric_state_moments
 from refnet.propagation.symmetric import symmetric_network_moments
-from refnet.report import Check, FigureEntry
+from ..report import Check, FigureEntry
 
 NAME = "semenova_fig4"
 D = (1e-4, 0.0, 0.0, 0.0)  #: (D_A^U, D_A^C, D_M^U, D_M^C) intensities (Fig. 4 caption)
@@ -237,10 +236,3 @@ def report(out, preset):
         said,
         {"preset": preset.name, **rec["settings"]})]
 
-
-def main(argv=None):
-    return script_main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,15 +14,14 @@ the input); the paper does not state Fig. 6's noise.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from refnet.experiments import semenova as se
-from refnet.experiments.results import save_figure, script_main, load_results, save_results
-from refnet.report import FigureEntry
+from . import protocol as se
+from ..results import load_results, save_figure, save_results
+from ..report import FigureEntry
 
 NAME = "semenova_fig6"
 #: Semenova intensities D (variance 2D): Fig. 3's values; Fig. 6 does not state its noise.
@@ -186,10 +185,3 @@ def report(out, preset):
         {"noise intensities D (variance 2D)": NOISE_INTENSITIES, "K": rec["K"], "T": rec["T"],
          "inputs": "digit-5 images (as Fig. 5a)", "epochs": rec["setup"]["epochs"]})]
 
-
-def main(argv=None):
-    return script_main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

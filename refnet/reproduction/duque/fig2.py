@@ -7,14 +7,13 @@ Rows (one neuron's incoming weights) sorted by ascending mean; solid line = row 
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from refnet.experiments import duque as dq
-from refnet.experiments.results import save_figure, script_main, load_results, save_results
-from refnet.report import FigureEntry
+from . import protocol as dq
+from ..results import load_results, save_figure, save_results
+from ..report import FigureEntry
 
 NAME = "duque_fig2"
 MODES = ("standard", "regularized_cor")
@@ -78,10 +77,3 @@ def report(out, preset):
         "MNIST models of the Fig. 4 runs. " + said + ". Eq. 4 acts on W2 and W3 only.",
         {"preset": preset.name})]
 
-
-def main(argv=None):
-    return script_main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,15 +15,14 @@ preset "semenova").
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from refnet.experiments import semenova as se
-from refnet.experiments.results import save_figure, script_main, load_results, save_results
-from refnet.report import Check, FigureEntry
+from . import protocol as se
+from ..results import load_results, save_figure, save_results
+from ..report import Check, FigureEntry
 
 NAME = "semenova_fig5"
 #: Semenova intensities D (variance 2D): Fig. 3's values; Fig. 5 does not state its noise.
@@ -242,10 +241,3 @@ def report(out, preset):
          "A constant biases": "U(-0.2, 0.2), fixed"})
     return checks, [fig]
 
-
-def main(argv=None):
-    return script_main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Duque 2024, Fig. 4 and the numbers of Sec. 4: accuracy vs noise variance, three training modes.
 
 For each dataset of the preset: train (or load) the standard, noise-aware and regularized
-models (refnet.experiments.duque), then sweep each noise kind alone after both hidden layers:
+models (refnet.reproduction.duque.protocol), then sweep each noise kind alone after both hidden layers:
 additive correlated (panel left) and additive uncorrelated (panel right), variances
 log-spaced in [1e-3, 1], repetitions over the whole test set (refnet.montecarlo).
 
@@ -9,14 +9,13 @@ log-spaced in [1e-3, 1], repetitions over the whole test set (refnet.montecarlo)
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 
-from refnet.experiments import duque as dq
-from refnet.experiments.results import save_figure, script_main, load_results, save_results
-from refnet.report import Check, FigureEntry
+from . import protocol as dq
+from ..results import load_results, save_figure, save_results
+from ..report import Check, FigureEntry
 
 NAME = "duque_fig4"
 KINDS = ("cor", "unc")
@@ -142,10 +141,3 @@ def report(out, preset):
              "noise-aware variance": s.noise_aware_variance, "Eq. 4 lambda": s.eq4_lambda}))
     return checks, figures
 
-
-def main(argv=None):
-    return script_main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

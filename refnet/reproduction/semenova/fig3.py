@@ -10,17 +10,16 @@ a single noisy neuron (= the linear network), Eq. 5 with F = 0.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from refnet.experiments.results import save_figure, script_main, load_results, save_results
-from refnet.experiments.symmetric import symmetric_network
+from ..results import load_results, save_figure, save_results
+from .symmetric import symmetric_network
 from refnet.noise import NoiseSpec, noise_config
 from refnet.propagation.semenova import neuron_output_variance, signal_to_noise_ratio
 from refnet.propagation.symmetric import symmetric_network_moments
-from refnet.report import FigureEntry
+from ..report import FigureEntry
 
 NAME = "semenova_fig3"
 ALPHA = 4.0
@@ -133,10 +132,3 @@ def report(out, preset):
         "excellently.",
         said, {"preset": preset.name, **rec["settings"]})]
 
-
-def main(argv=None):
-    return script_main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,14 +12,13 @@ noise-aware (uncorrelated) and regularized (Eq. 7, uncorrelated) MNIST models of
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from refnet.experiments import duque as dq
-from refnet.experiments.results import save_figure, script_main, load_results, save_results
-from refnet.report import FigureEntry
+from . import protocol as dq
+from ..results import load_results, save_figure, save_results
+from ..report import FigureEntry
 
 NAME = "duque_fig3"
 MODES = ("standard", "noise_aware_unc", "regularized_unc")
@@ -163,10 +162,3 @@ def report(out, preset):
         "The paper prints no numbers for Fig. 3.",
         {"preset": preset.name, **rec["settings"], "n_test_images": rec["n_test_images"]})]
 
-
-def main(argv=None):
-    return script_main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
