@@ -1,8 +1,8 @@
 """Semenova 2022: the trained networks A, B, C (:mod:`.protocol`), the symmetric network
 (:mod:`.symmetric`) and one module per figure.
 
-``fig3``  output variance and SNR of the symmetric network (Eqs. 5-9)
-``fig4``  variance along the depth of the symmetric network (Eqs. 27-28)
+``fig3``  output SNR of the symmetric network, six noise panels (Eqs. 4-6, 9, 17, 23)
+``fig4``  noise through a 12-layer symmetric network, first vs higher order (Eqs. 9-12)
 ``fig5``  SNR of the output layer of A, B, C (Eq. 14 with p* by Eq. 29)
 ``fig6``  SNR of every layer of A for three choices of p*
 """
