@@ -157,7 +157,7 @@ def run(args) -> int:
     from ..io import ModelFileError, load_model
     from ..montecarlo import SweepSettings, accuracy_sweep
     from ..noise import noise_config
-    from ..plotting import accuracy_vs_variance, figure_png_bytes
+    from ..reproduction.figures import accuracy_vs_variance, figure_png_bytes
 
     try:
         types = tuple(t.strip() for t in args.noise_types.split(",") if t.strip())

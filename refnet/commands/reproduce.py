@@ -7,14 +7,9 @@ import platform
 import time
 from pathlib import Path
 
-HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
+from refnet.reproduction.registry import QUICK_SCRIPTS, SCRIPTS
 
-#: Validation scripts in the order they run. ``quick`` uses MNIST only (plus generated data),
-#: so it leaves out semenova_fig5, whose network B needs Fashion-MNIST.
-SCRIPTS = ("duque_fig4", "duque_fig2", "duque_fig3", "semenova_fig3", "semenova_fig4",
-           "semenova_fig5", "semenova_fig6")
-QUICK_SCRIPTS = ("duque_fig4", "duque_fig2", "duque_fig3", "semenova_fig3", "semenova_fig4",
-                 "semenova_fig6")
+HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,10 +35,10 @@ def _load_state(path: Path, preset) -> dict:
 
 def run(args) -> int:
     from refnet import __version__
-    from refnet.experiments.presets import get_preset
-    from refnet.experiments.results import load_script
     from refnet.io import atomic_write_bytes
-    from refnet.report import format_value, write_report
+    from refnet.reproduction.presets import get_preset
+    from refnet.reproduction.registry import figure_module
+    from refnet.reproduction.report import format_value, write_report
 
     if args.list:
         print("\n".join(f"{s:16} {'quick, full' if s in QUICK_SCRIPTS else 'full'}" for s in SCRIPTS))
@@ -58,7 +53,7 @@ def run(args) -> int:
     state = _load_state(state_path, preset)
     t0 = time.perf_counter()
     for name in todo:
-        mod = load_script(name)
+        mod = figure_module(name)
         t = time.perf_counter()
         print(f"[{name}] computing (cached results in {out / 'results'} are reused)")
         mod.compute(preset, out)
@@ -71,7 +66,7 @@ def run(args) -> int:
     # the report covers every script computed into this folder, by this run or earlier ones
     checks, figures = [], []
     for name in (s for s in SCRIPTS if s in state["scripts"]):
-        c, f = load_script(name).report(out, preset)
+        c, f = figure_module(name).report(out, preset)
         checks += c
         figures += f
     header = {"preset": f"{preset.name}: {preset.notes}", "seed": preset.seed,

@@ -9,9 +9,10 @@ chi-square(49)/49 variables, each with relative spread ~0.2).
 import numpy as np
 import pytest
 
-from refnet.experiments import semenova as se
-from refnet.experiments.presets import Preset
-from refnet.experiments.results import load_results, load_script
+from refnet.reproduction.semenova import protocol as se
+from refnet.reproduction.presets import Preset
+from refnet.reproduction.registry import figure_module
+from refnet.reproduction.results import load_results
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_setups_follow_the_paper_and_the_preset(tiny):
 
 
 def test_fig5_compute_plot_report(tiny, out):
-    mod = load_script("semenova_fig5")
+    mod = figure_module("semenova_fig5")
     mod.compute(tiny, out, log=lambda *a: None)
     arrays, rec = load_results(out, "semenova_fig5")
     assert arrays["A/mean"].shape == (12, 10) and arrays["C/mean"].shape == (12, 1)
@@ -58,7 +59,7 @@ def test_fig5_compute_plot_report(tiny, out):
 
 
 def test_networks_are_cached_and_a_keeps_its_constant_biases(tiny, out):
-    mod = load_script("semenova_fig5")
+    mod = figure_module("semenova_fig5")
     mod.compute(tiny, out, log=lambda *a: None)  # no-op if the Fig. 5 test ran first
     models = sorted(p.name for p in (out / "models").glob("*.npz"))
     assert len(models) == 3 and not any("ckpt" in m for m in models)
@@ -80,7 +81,7 @@ def test_networks_are_cached_and_a_keeps_its_constant_biases(tiny, out):
 
 
 def test_fig6_compute_plot_report(tiny, out):
-    mod = load_script("semenova_fig6")
+    mod = figure_module("semenova_fig6")
     mod.compute(tiny, out, log=lambda *a: None)
     arrays, rec = load_results(out, "semenova_fig6")
     assert rec["n_layers"] == 3 and arrays["2/mean"].shape == (12, 8)
@@ -96,7 +97,7 @@ def test_fig6_compute_plot_report(tiny, out):
 
 
 def test_fig6_variance_curve_matches_eq5_by_hand():
-    mod = load_script("semenova_fig6")
+    mod = figure_module("semenova_fig6")
     D = (1e-4, 2e-4, 1e-3, 3e-3)
     s_p = 2 * D[0] + 2 * D[1]
     s_x = 2 * D[2] + 2 * D[3] + 4 * D[2] * D[3]
@@ -117,7 +118,7 @@ def test_fig5_falls_back_to_normal_when_the_eq29_fit_fails(monkeypatch):
         return real(*args, density=density, **kw)
 
     monkeypatch.setattr(tr, "trained_network_variances", fail_on_eq29)
-    mod = load_script("semenova_fig5")
+    mod = figure_module("semenova_fig5")
     arch = mlp((4, 6, 6, 2), "sigmoid", "sigmoid")
     params = init_params(arch, rng=0)
     X = np.random.default_rng(1).uniform(size=(30, 4))

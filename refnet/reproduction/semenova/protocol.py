@@ -45,9 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import load_model, save_model
-from ..model import Params, forward, init_params, mlp, predict
-from ..train import TrainConfig, train
+from ...io import load_model, save_model
+from ...model import Params, forward, init_params, mlp, predict
+from ...train import TrainConfig, train
 
 __all__ = ["NETWORKS", "TARGET_CLASS", "SemenovaSetup", "SemenovaData", "setup_for",
            "load_data", "train_network", "task_errors", "predict_outputs", "figure5_inputs"]
@@ -136,7 +136,7 @@ def _synthetic(setup: SemenovaSetup):
 
 def load_data(setup: SemenovaSetup) -> SemenovaData:
     """The arrays of ``setup.dataset``; images as ``x/255``, Mackey-Glass unscaled."""
-    from ..datasets import load_dataset
+    from ...datasets import load_dataset
 
     if setup.dataset == "synthetic":
         X_tr, y_tr, X_te, y_te, info = _synthetic(setup)

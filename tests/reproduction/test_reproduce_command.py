@@ -4,13 +4,13 @@ import json
 import pytest
 
 from refnet.cli import main
-from refnet.commands import reproduce
+from refnet.reproduction import SCRIPTS
 
 
 def test_list_and_unknown_names(capsys):
     assert main(["reproduce", "--list"]) == 0
     out = capsys.readouterr().out
-    assert all(s in out for s in reproduce.SCRIPTS)
+    assert all(s in out for s in SCRIPTS)
     with pytest.raises(SystemExit, match="--only: unknown"):
         main(["reproduce", "--only", "fig99"])
 

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import load_model, save_model
-from ..model import init_params, mlp
-from ..noise import NoiseSpec, noise_config
-from ..regularizers import regularizer_preset
-from ..train import TrainConfig, evaluate_accuracy, train
+from ...io import load_model, save_model
+from ...model import init_params, mlp
+from ...noise import NoiseSpec, noise_config
+from ...regularizers import regularizer_preset
+from ...train import TrainConfig, evaluate_accuracy, train
 
 __all__ = ["DuqueSetup", "MODES", "DuqueData", "load_data", "train_models", "mode_config"]
 
@@ -85,7 +85,7 @@ class DuqueData:
 
 def _synthetic(setup: DuqueSetup, n: int = 1200, d: int = 32, k: int = 4):
     """Seeded Gaussian blobs (``dataset="synthetic"``): a stand-in for tests, no download."""
-    from ..datasets import Dataset
+    from ...datasets import Dataset
 
     rng = np.random.default_rng(setup.seed)
     centers = rng.normal(scale=1.5, size=(k, d))
@@ -100,7 +100,7 @@ def _synthetic(setup: DuqueSetup, n: int = 1200, d: int = 32, k: int = 4):
 
 def load_data(setup: DuqueSetup) -> DuqueData:
     """The arrays of ``setup.dataset`` ("mnist", "fashion-mnist", "quickdraw" or "synthetic")."""
-    from ..datasets import load_dataset, train_val_split
+    from ...datasets import load_dataset, train_val_split
 
     opts = {}
     if setup.dataset == "quickdraw":

@@ -1,13 +1,14 @@
-"""The validation scripts and the report generator on a tiny synthetic configuration."""
+"""Duque 2024 Figs. 2 and 4, the presets and the report writer on a tiny synthetic configuration."""
 import math
 
 import numpy as np
 import pytest
 
-from refnet.experiments.duque import DuqueSetup
-from refnet.experiments.presets import Preset, get_preset
-from refnet.experiments.results import load_results, load_script
-from refnet.report import Check, FigureEntry, render_html, render_markdown, write_report
+from refnet.reproduction.duque import DuqueSetup
+from refnet.reproduction.presets import Preset, get_preset
+from refnet.reproduction.registry import figure_module
+from refnet.reproduction.results import load_results
+from refnet.reproduction.report import Check, FigureEntry, render_html, render_markdown, write_report
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def out(tmp_path_factory):
 
 
 def test_duque_fig4_compute_plot_report(tiny, out):
-    mod = load_script("duque_fig4")
+    mod = figure_module("duque_fig4")
     mod.compute(tiny, out, log=lambda *a: None)
     arrays, rec = load_results(out, "duque_fig4_synthetic")
     assert arrays["unc/standard"].shape == (3, 2) and np.all((0 <= arrays["unc/standard"]) &
@@ -42,7 +43,7 @@ def test_duque_fig4_compute_plot_report(tiny, out):
 
 
 def test_duque_fig2_uses_the_same_models(tiny, out):
-    mod = load_script("duque_fig2")
+    mod = figure_module("duque_fig2")
     mod.compute(tiny, out, log=lambda *a: None)
     arrays, _ = load_results(out, "duque_fig2")
     m = arrays["standard/W2/mean"]
@@ -74,5 +75,5 @@ def test_presets_and_errors():
     assert get_preset("full").variances.shape == (100,)
     with pytest.raises(ValueError, match="preset: unknown 'medium'"):
         get_preset("medium")
-    with pytest.raises(ValueError, match="validation script 'nope' not found"):
-        load_script("nope")
+    with pytest.raises(ValueError, match="figure 'nope': unknown"):
+        figure_module("nope")

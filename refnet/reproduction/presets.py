@@ -5,7 +5,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .duque import DuqueSetup
+from .duque.protocol import DuqueSetup
 
 __all__ = ["Preset", "PRESETS", "get_preset"]
 

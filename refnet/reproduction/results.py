@@ -1,20 +1,18 @@
-"""Compute -> cache -> plot bookkeeping for the validation scripts.
+"""Compute -> cache -> plot bookkeeping of the figure modules (one per paper figure).
 
-Each script stores its computed arrays in ``<out>/results/<name>.npz`` with a JSON record
+Each figure module stores its computed arrays in ``<out>/results/<name>.npz`` with a JSON record
 (seed, refnet version, preset, data sources and counts) and its figure in
 ``<out>/figures/<name>.png``. Everything is written atomically.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 from .. import __version__
 from ..io import load_npz, save_npz_atomic
 
-__all__ = ["save_results", "load_results", "figure_path", "save_figure", "validation_dir",
-           "load_script", "script_main"]
+__all__ = ["save_results", "load_results", "figure_path", "save_figure", "script_main"]
 
 
 def save_results(out, name: str, arrays: dict, record: dict) -> Path:
@@ -45,35 +43,19 @@ def save_figure(fig, out, name: str, dpi: int = 100) -> Path:
     return path
 
 
-def validation_dir() -> Path:
-    """The ``validation/`` folder of the refnet checkout this package runs from."""
-    d = Path(__file__).resolve().parents[2] / "validation"
-    if not d.is_dir():
-        raise FileNotFoundError(
-            f"{d}: not found. `refnet reproduce` runs the scripts of a refnet checkout: clone "
-            "the repository and install it with `pip install -e .`")
-    return d
+def script_main(module, argv=None, *, description: str | None = None) -> int:
+    """The command line of a ``validation/<name>.py`` entry point: compute -> plot -> report.
 
-
-def load_script(name: str):
-    """Import ``validation/<name>.py`` as a module."""
-    path = validation_dir() / f"{name}.py"
-    if not path.exists():
-        raise ValueError(f"validation script {name!r} not found in {path.parent}")
-    spec = importlib.util.spec_from_file_location(f"refnet_validation_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def script_main(module, argv=None) -> int:
-    """The command line of a validation script: compute -> plot -> print what it found.
-
-    ``python validation/<name>.py [--preset quick|full] [--quick] [--seed N] [--out DIR]``.
+    ``module`` is a figure module of :mod:`refnet.reproduction` (it defines ``compute``,
+    ``plot`` and ``report``); ``argv`` as for :mod:`argparse`:
+    ``[--preset quick|full] [--quick] [--seed N] [--out DIR]``. ``description`` (the entry
+    point's docstring) is what ``--help`` prints; by default the module's first docstring line.
     """
     from .presets import PRESETS, get_preset
 
-    ap = argparse.ArgumentParser(description=(module.__doc__ or "").splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description=description or (module.__doc__ or "").splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="quick", choices=sorted(PRESETS))
     ap.add_argument("--quick", action="store_const", const="quick", dest="preset")
     ap.add_argument("--seed", type=int, default=0)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import Architecture, Params, forward, mlp
-from ..montecarlo import chunk_generator, resolve_seed
-from ..noise import NoiseSpec, noise_config
+from ...model import Architecture, Params, forward, mlp
+from ...montecarlo import chunk_generator, resolve_seed
+from ...noise import NoiseSpec, noise_config
 
 __all__ = ["symmetric_network", "symmetric_state_moments"]
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .io import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 __all__ = ["Check", "FigureEntry", "write_report", "render_markdown", "render_html", "format_value"]
 

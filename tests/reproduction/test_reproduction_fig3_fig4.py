@@ -1,4 +1,4 @@
-"""validation/duque_fig3.py, semenova_fig3.py and semenova_fig4.py on tiny configurations.
+"""Figure modules duque_fig3, semenova_fig3 and semenova_fig4 on tiny configurations.
 
 Statistical assertions use fixed seeds; each states its margin in standard errors (z >= 4,
 two-sided false-positive rate below ~1e-4 per assertion under the normal approximation).
@@ -6,10 +6,11 @@ two-sided false-positive rate below ~1e-4 per assertion under the normal approxi
 import numpy as np
 import pytest
 
-from refnet.experiments.duque import DuqueSetup
-from refnet.experiments.presets import Preset
-from refnet.experiments.results import load_results, load_script
-from refnet.experiments.symmetric import symmetric_network, symmetric_state_moments
+from refnet.reproduction.duque import DuqueSetup
+from refnet.reproduction.presets import Preset
+from refnet.reproduction.registry import figure_module
+from refnet.reproduction.results import load_results
+from refnet.reproduction.semenova.symmetric import symmetric_network, symmetric_state_moments
 from refnet.propagation.symmetric import symmetric_network_moments
 
 QUIET = dict(log=lambda *a: None)
@@ -53,7 +54,7 @@ def test_symmetric_state_moments_match_gauss_hermite():
 
 # --- Duque 2024, Fig. 3 ---------------------------------------------------------------------
 def test_duque_fig3_panel_a_eq6_against_samples():
-    mod = load_script("duque_fig3")
+    mod = figure_module("duque_fig3")
     a = mod.panel_a((0.0, 2.0, 4.0), 0.2, 40_000, rng=1)
     np.testing.assert_allclose(np.trapezoid(a["pdf"], a["a"], axis=1), 1.0, atol=2e-3)
     # sampled variance: relative SE ~ sqrt(2 / n) = 0.7 % (Gaussian approx.); 5 % is > 5 SE
@@ -64,7 +65,7 @@ def test_duque_fig3_panel_a_eq6_against_samples():
 
 
 def test_duque_fig3_compute_plot_report(tiny, out):
-    mod = load_script("duque_fig3")
+    mod = figure_module("duque_fig3")
     mod.compute(tiny, out, **QUIET)
     A, rec = load_results(out, "duque_fig3")
     assert rec["models"] == list(mod.MODES) and rec["n_test_images"] == 300
@@ -84,7 +85,7 @@ def test_duque_fig3_compute_plot_report(tiny, out):
 
 # --- Semenova 2022, Fig. 3 ------------------------------------------------------------------
 def test_semenova_fig3_single_neuron_snr():
-    mod = load_script("semenova_fig3")
+    mod = figure_module("semenova_fig3")
     y = np.linspace(0.1, 1, 5)
     # multiplicative only: SNR = y / sqrt(2 D_M y^2) = 1 / sqrt(2 D_M) (constant, p. 4)
     np.testing.assert_allclose(mod.single_neuron_snr(y, (0, 0, 1e-3, 0)), 1 / np.sqrt(2e-3))
@@ -93,7 +94,7 @@ def test_semenova_fig3_single_neuron_snr():
 
 
 def test_semenova_fig3_compute_plot_report(tiny, out):
-    mod = load_script("semenova_fig3")
+    mod = figure_module("semenova_fig3")
     mod.compute(tiny, out, **QUIET)
     A, rec = load_results(out, "semenova_fig3")
     assert rec["settings"]["T"] == 12 and rec["settings"]["K"] == 40
@@ -109,7 +110,7 @@ def test_semenova_fig3_compute_plot_report(tiny, out):
 
 # --- Semenova 2022, Fig. 4 ------------------------------------------------------------------
 def test_semenova_fig4_taylor_divergence_is_isolated():
-    mod = load_script("semenova_fig4")
+    mod = figure_module("semenova_fig4")
     u = np.array([0.0, 0.3, 0.5, 0.7, 1.0])
     mean, var = mod.analytic_state_moments(u, 3.0, "taylor")
     assert var.shape == (11, 5)
@@ -123,7 +124,7 @@ def test_semenova_fig4_taylor_divergence_is_isolated():
 
 
 def test_semenova_fig4_compute_plot_report(tiny, out):
-    mod = load_script("semenova_fig4")
+    mod = figure_module("semenova_fig4")
     mod.compute(tiny, out, **QUIET)
     A, rec = load_results(out, "semenova_fig4")
     assert A["2.0/mc"].shape == (11, 41) and A["err_taylor"].shape == (15, 11)
