@@ -4,7 +4,7 @@ import json
 import pytest
 
 from refnet.cli import main
-from refnet.commands import reproduce
+from refnet.cli import reproduce
 
 
 def test_list_and_unknown_names(capsys):

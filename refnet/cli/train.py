@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..noise import NOISE_TYPES
+from ._common import add_noise_preset, add_noise_type, variance
+
 HELP = "train an MLP (standard, noise-aware or regularized) and report clean and noisy accuracy"
 
 
@@ -24,17 +27,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-shuffle", action="store_true", help="keep batch order fixed (as the authors)")
     p.add_argument("--n-train", type=int, help="use only the first N training samples")
     p.add_argument("--n-val", type=int, default=12000, help="validation samples split off (default 12000)")
-    p.add_argument("--noise-type", choices=["add_unc", "add_cor", "mul_unc", "mul_cor"],
-                   help="noise-aware training with this noise type")
-    p.add_argument("--noise-variance", type=float, default=0.0, help="its variance (not std)")
-    p.add_argument("--noise-preset", default="duque", help="where noise acts: duque or semenova")
+    add_noise_type(p, help="noise-aware training with this noise type")
+    p.add_argument("--noise-variance", type=variance, default=0.0, help="its variance (not std)")
+    add_noise_preset(p, "--noise-preset")
     p.add_argument("--regularizer", action="append", default=[], metavar="PRESET",
                    help="regularizer preset (repeatable), e.g. eq4, eq7, custom_sum, addunc_sigm_mnist")
     p.add_argument("--lam", type=float, help="overall lambda of the regularizer presets")
     p.add_argument("--init-from", type=Path, metavar="MODEL", help="fine-tune from a saved model")
     p.add_argument("--checkpoint", type=Path, help="checkpoint file (resumed if it exists)")
     p.add_argument("--out", type=Path, default=Path("model.npz"), help="where to save the model")
-    p.add_argument("--eval-variance", type=float, default=0.5,
+    p.add_argument("--eval-variance", type=variance, default=0.5,
                    help="noise variance for the noisy accuracy printed at the end (default 0.5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
@@ -93,7 +95,7 @@ def run(args) -> int:
     clean = evaluate_accuracy(arch, result.params, X_test, y_test)
     lines = [f"clean test accuracy: {clean:.4f}"]
     noisy = {}
-    for t in ("add_unc", "add_cor", "mul_unc", "mul_cor"):
+    for t in NOISE_TYPES:
         cfg = noise_config("duque", NoiseSpec.single(t, args.eval_variance), arch.n_layers)
         noisy[t] = evaluate_accuracy(arch, result.params, X_test, y_test, cfg, rng=args.seed + 1)
         lines.append(f"test accuracy with {t} noise of variance {args.eval_variance:g} after each "

@@ -6,6 +6,8 @@ moments, next to the same quantities measured by Monte-Carlo (``--mc-trials``).
 """
 from __future__ import annotations
 
+from ._common import add_noise_preset, add_noise_type, variance
+
 HELP = "analytic noise sensitivity report of a saved model, with its Monte-Carlo check"
 
 
@@ -18,12 +20,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--x-key", default="X", help="name of the input array in --inputs")
     parser.add_argument("--y-key", default="y", help="name of the label array (optional)")
     parser.add_argument("--n-inputs", type=int, default=1000, help="use the first N inputs")
-    parser.add_argument("--preset", default="duque", choices=("duque", "semenova"),
-                        help="which layers are noisy (see refnet.noise)")
+    add_noise_preset(parser)
     parser.add_argument("--position", default="post", choices=("post", "pre"))
-    parser.add_argument("--noise-type", default="add_unc",
-                        choices=("add_unc", "add_cor", "mul_unc", "mul_cor"))
-    parser.add_argument("--variance", type=float, default=0.01,
+    add_noise_type(parser, default="add_unc", help="the noise source (default add_unc)")
+    parser.add_argument("--variance", type=variance, default=0.01,
                         help="noise VARIANCE of the chosen type (not a std)")
     parser.add_argument("--spec", default=None,
                         help="several sources at once, e.g. 'add_unc=0.01,add_cor=0.01' "

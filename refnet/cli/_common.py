@@ -1,0 +1,115 @@
+"""Parser helpers shared by the subcommands, defined once and taken from the library's constants.
+
+Noise types come from :data:`refnet.noise.NOISE_TYPES`, noise placements from
+:data:`refnet.noise.NOISE_PRESETS`, dataset names from :data:`refnet.datasets.DATASET_NAMES`;
+no subcommand spells these lists out. The ``argparse`` types here raise
+``argparse.ArgumentTypeError``, which the parser turns into one line naming the flag.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+from ..datasets import DATASET_NAMES
+from ..noise import NOISE_PRESETS, NOISE_TYPES
+
+#: Exit statuses of every subcommand.
+EXIT_OK = 0            #: done
+EXIT_FAILURE = 1       #: the work ran and failed (a fetch failed, training diverged)
+EXIT_USAGE = 2         #: bad input: a flag, a value or a file (argparse's convention)
+EXIT_INTERRUPTED = 130  #: Ctrl-C (128 + SIGINT)
+
+#: Where noise can act; "none" (no noisy layer) is not a choice where the command measures noise.
+NOISY_PRESETS = tuple(p for p in NOISE_PRESETS if p != "none")
+
+
+def variance(text: str) -> float:
+    """A noise VARIANCE (not a std): a finite number >= 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}; give a noise variance "
+                                         "such as 0.01") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"variance must be finite, got {text!r}")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"variance must be >= 0, got {v:g} (a noise variance, "
+                                         "not a std; 0 means no noise)")
+    return v
+
+
+def variance_list(text: str) -> tuple[float, ...]:
+    """Comma-separated noise variances, e.g. ``0.01,0.1,1`` (at least one)."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"need comma-separated variances such as 0.01,0.1,1, "
+                                         f"got {text!r}")
+    return tuple(variance(s) for s in items)
+
+
+def noise_type_list(text: str) -> tuple[str, ...]:
+    """Comma-separated noise types, a subset of ``NOISE_TYPES``."""
+    items = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [t for t in items if t not in NOISE_TYPES]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"unknown noise type(s) {', '.join(bad) or repr(text)}; "
+                                         f"choose from {','.join(NOISE_TYPES)}")
+    return items
+
+
+def dataset_name(text: str) -> str:
+    """A dataset name from refnet.datasets' registry (case-insensitive)."""
+    name = text.lower()
+    if name not in DATASET_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose one of "
+                                         f"{', '.join(DATASET_NAMES)}")
+    return name
+
+
+def _integer(text: str, low: int, what: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low} ({what}), got {n}")
+    return n
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (a count of samples, epochs, repetitions ...)."""
+    return _integer(text, 1, "a count")
+
+
+def count(text: str) -> int:
+    """An integer >= 0."""
+    return _integer(text, 0, "a count; 0 means none")
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer >= 0 (numpy's seeds are non-negative)."""
+    return _integer(text, 0, "a random seed")
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a learning rate, a time-out ...)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return v
+
+
+def add_noise_type(p: argparse.ArgumentParser, flag: str = "--noise-type", **kw) -> None:
+    """A single noise type, one of ``NOISE_TYPES``."""
+    p.add_argument(flag, choices=NOISE_TYPES, **kw)
+
+
+def add_noise_preset(p: argparse.ArgumentParser, flag: str = "--preset", *,
+                     default: str = "duque") -> None:
+    """Which layers are noisy: a preset of :func:`refnet.noise.noise_config`."""
+    p.add_argument(flag, default=default, choices=NOISY_PRESETS,
+                   help=f"noisy layers: duque = after each hidden activation, semenova = every "
+                        f"layer incl. input and output (default {default})")
