@@ -111,7 +111,8 @@ def main(argv=None) -> int:
         print(f"{e.prog}: error: {_one_line(e)} (see `{e.prog} --help`)", file=sys.stderr)
         return EXIT_USAGE
     if getattr(args, "_run", None) is None:
-        parser.print_help(sys.stderr)
+        print(f"refnet: error: give a COMMAND, one of {', '.join(COMMANDS)} (see `refnet --help`)",
+              file=sys.stderr)
         return EXIT_USAGE
     prog = f"refnet {args.command}"
     try:

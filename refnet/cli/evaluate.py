@@ -21,39 +21,43 @@ from ..datasets._cache import sha256_file
 from ..errors import ConfigError
 from ..noise import NOISE_TYPES
 from ..progress import Progress
-from ._common import add_noise_preset, noise_type_list, variance_list
+from ._common import (add_noise_preset, check_rows, dataset_name, existing_file, noise_type_list,
+                      positive_float, positive_int, read_npz_arrays, seed, variance_list)
 
 HELP = "accuracy of a trained model under each noise type alone, over a grid of noise variances"
 _FILES = ("accuracy.csv", "accuracy.json", "accuracy.png")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model file (.npz) written by refnet")
+    p.add_argument("model", type=existing_file("a model .npz written by refnet"),
+                   help="model file (.npz) written by refnet")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", help="named dataset, test split (mnist, fashion-mnist, ...)")
-    src.add_argument("--data", help=".npz file with arrays X (n, n_in) and y (n,)")
+    src.add_argument("--dataset", type=dataset_name,
+                     help="named dataset, test split (mnist, fashion-mnist, ...)")
+    src.add_argument("--data", type=existing_file("a .npz with arrays X and y"),
+                     help=".npz file with arrays X (n, n_in) and y (n,)")
     p.add_argument("--noise-types", type=noise_type_list, default=NOISE_TYPES,
                    help="comma-separated subset of " + ",".join(NOISE_TYPES) + " (default: all)")
     lv = p.add_mutually_exclusive_group()
-    lv.add_argument("--variances", type=int, default=100, metavar="N",
+    lv.add_argument("--variances", type=positive_int, default=100, metavar="N",
                     help="number of log-spaced variances in [vmin, vmax] (default 100)")
     lv.add_argument("--levels", type=variance_list,
                     help="explicit comma-separated variances, e.g. 0.01,0.1,1")
-    p.add_argument("--vmin", type=float, default=1e-3, help="smallest variance (default 1e-3)")
-    p.add_argument("--vmax", type=float, default=1.0, help="largest variance (default 1)")
-    p.add_argument("--repetitions", type=int, default=3, help="passes per level (default 3)")
+    p.add_argument("--vmin", type=positive_float, default=1e-3, help="smallest variance (default 1e-3)")
+    p.add_argument("--vmax", type=positive_float, default=1.0, help="largest variance (default 1)")
+    p.add_argument("--repetitions", type=positive_int, default=3, help="passes per level (default 3)")
     add_noise_preset(p)
-    p.add_argument("--batch-size", type=int, default=1000,
+    p.add_argument("--batch-size", type=positive_int, default=1000,
                    help="rows per batch; fresh noise per batch (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="root random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="root random seed (default 0)")
     p.add_argument("--out", help="output folder (default: evaluate_<model name>)")
     p.add_argument("--backend", default="numba", choices=("numba", "numba-parallel", "numpy"),
                    help="numba: compiled kernels (default); numba-parallel: the same with "
                         "threads over rows; numpy: the NumPy twins. Results do not depend on "
                         "the thread count")
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=positive_int,
                    help="numba threads for --backend numba-parallel (default: numba's default)")
-    p.add_argument("--workers", type=int, default=_default_workers(),
+    p.add_argument("--workers", type=positive_int, default=_default_workers(),
                    help="threads working on whole batches (backend numba or numpy; default: "
                         "the available cores, at most 4); results do not depend on it")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
@@ -71,30 +75,22 @@ def _default_workers() -> int:
 def _levels(args) -> np.ndarray:
     if args.levels is not None:
         return np.array(args.levels)  # checked by variance_list
-    if args.variances < 1:
-        raise ConfigError(f"--variances: need at least 1 level, got {args.variances}")
-    if not (0 < args.vmin <= args.vmax and np.isfinite(args.vmax)):
-        raise ConfigError(f"--vmin/--vmax: need 0 < vmin <= vmax, got {args.vmin}, {args.vmax}")
+    if args.vmin > args.vmax:  # each is checked > 0 and finite by its type
+        raise ConfigError(f"--vmin/--vmax: need vmin <= vmax, got {args.vmin:g} > {args.vmax:g}")
     return np.logspace(np.log10(args.vmin), np.log10(args.vmax), args.variances)
 
 
 def _load_data(args):
     """``(X, y, provenance)`` from ``--data`` or ``--dataset``."""
     if args.data is not None:
-        path = Path(args.data)
-        if not path.is_file():
-            raise ValueError(f"--data: no such file: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if "X" not in z.files or "y" not in z.files:
-                    raise ValueError(f"--data: {path} needs arrays 'X' and 'y', has {z.files}")
-                X, y = z["X"], z["y"]
-        except (OSError, EOFError) as e:
-            raise ValueError(f"--data: cannot read {path}: {e}") from e
+        path = args.data
+        z = read_npz_arrays(path, "--data", ("X", "y"))
+        X, y = z["X"], z["y"]
+        check_rows(X, y, "--data", path)
         return X, y, {"kind": "file", "path": str(path.resolve()), "sha256": sha256_file(path)}
     from refnet.datasets import load_dataset
 
-    name = args.dataset.lower()
+    name = args.dataset
     data = load_dataset(name, split="test")
     X, y = (data.X, data.y) if hasattr(data, "X") else data
     info = getattr(data, "info", {}) or {}
