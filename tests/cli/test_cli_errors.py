@@ -174,3 +174,21 @@ def test_debug_shows_the_traceback(files):
     r = _refnet("--debug", "evaluate", files["model"], "--data", files["nan"])
     assert r.returncode == 2 and "Traceback" in r.stderr
     assert r.stderr.rstrip().splitlines()[-1].startswith("refnet evaluate: error: ")
+
+
+@pytest.mark.parametrize("error, status, expected", [
+    ("diverged", 1, "training diverged at epoch 2"),   # the work failed: not a usage error
+    ("interrupt", 130, "interrupted; completed work is kept"),
+])
+def test_failure_and_interrupt_statuses(error, status, expected, monkeypatch, capsys):
+    from refnet.cli import info
+    from refnet.errors import TrainingDiverged
+
+    def run(args):
+        if error == "interrupt":
+            raise KeyboardInterrupt
+        raise TrainingDiverged("training diverged at epoch 2, batch 5 (loss inf)")
+
+    monkeypatch.setattr(info, "run", run)
+    assert main(["info", __file__]) == status
+    assert expected in _one_clean_line(capsys.readouterr().err)
