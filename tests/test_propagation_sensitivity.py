@@ -95,7 +95,7 @@ def test_gaussian_argmax_singular_covariance():
 
 def test_cli_command_end_to_end(tmp_path, capsys):
     io = pytest.importorskip("refnet.io")
-    from refnet.commands import sensitivity as cmd
+    from refnet.cli import sensitivity as cmd
     import argparse
     arch, P = _net()
     io.save_model(tmp_path / "m.npz", arch, P)
