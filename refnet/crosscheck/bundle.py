@@ -101,8 +101,19 @@ def make_bundle(arch: Architecture, params: Params, X, y, *, noise: NoiseConfig 
     bad = [r for r in step_regularizers if r not in BUNDLE_REGULARIZERS]
     if bad:
         raise ConfigError(f"step_regularizers: unknown {bad}; known: {', '.join(BUNDLE_REGULARIZERS)}")
-    regs = {name: regularizer_preset(preset, lam if preset in ("eq4", "custom_sum", "eq7") else None)
-            for name, preset in BUNDLE_REGULARIZERS.items()}
+    regs, resolved, skipped = {}, {}, {}
+    for name, preset in BUNDLE_REGULARIZERS.items():
+        reg = regularizer_preset(preset, lam if preset in ("eq4", "custom_sum", "eq7") else None)
+        try:  # e.g. the code variants name layers 2 and L, which coincide when L = 2
+            resolved[name] = _resolved_regularizer(reg, L)
+        except ValueError as e:
+            skipped[name] = f"does not fit {L} weight layers: {e}"
+            continue
+        regs[name] = reg
+    unusable = [r for r in step_regularizers if r in skipped]
+    if unusable:
+        raise ConfigError(f"step_regularizers: {', '.join(unusable)} {skipped[unusable[0]]}; "
+                          "choose others (or none) for the step")
     rng = np.random.default_rng(int(seed))
     noisy = () if noise is None or noise.is_zero else noise.resolved_layers(L)
     draws = [draw_layer_noise(noise.spec_for(l, L), len(X), arch.sizes[l], rng)
@@ -141,7 +152,7 @@ def make_bundle(arch: Architecture, params: Params, X, y, *, noise: NoiseConfig 
             "noise": _noise_meta(noise, L),
             "noise_equation": "y = x (1 + sqrt(v_mul_unc) xi)(1 + sqrt(v_mul_cor) xi) + "
                               "sqrt(v_add_unc) xi + sqrt(v_add_cor) xi (Semenova 2022, Eq. 3)",
-            "regularizers": {n: _resolved_regularizer(r, L) for n, r in regs.items()},
+            "regularizers": resolved, "regularizers_skipped": skipped,
             "regularizer_presets": dict(BUNDLE_REGULARIZERS), "lam": float(lam),
             "step": {"optimizer": "sgd", "lr": float(lr), "objective": "loss + regularizers",
                      "regularizers": list(step_regularizers),

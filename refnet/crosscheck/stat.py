@@ -2,10 +2,10 @@
 
 For simulators that own their random numbers (IBM aihwkit, a CUDA kernel): the framework runs
 K noisy repeats of T inputs; refnet runs its own K repeats of the same inputs with the same
-weights and noise (:func:`refnet.montecarlo_samples.layer_samples`). Per compared layer:
+weights and noise (:func:`refnet.montecarlo.layer_samples`). Per compared layer:
 
 * per neuron and input: mean and variance of both, with confidence intervals
-  (:func:`refnet.montecarlo_stats.confidence_intervals`); Welch's t-test of the means, the
+  (:func:`refnet.montecarlo.confidence_intervals`); Welch's t-test of the means, the
   Brown-Forsythe test of the variances (``scipy.stats.levene``, median-centred: robust to the
   non-Gaussian outputs of saturating sigmoids) and the two-sample Kolmogorov-Smirnov test of
   the whole distribution (``scipy.stats.ks_2samp``);
@@ -34,8 +34,7 @@ import numpy as np
 from scipy import special, stats
 
 from ..model import Architecture, Params, check_input
-from ..montecarlo_samples import layer_samples
-from ..montecarlo_stats import confidence_intervals
+from ..montecarlo import confidence_intervals, layer_samples
 from ..noise import NoiseConfig
 
 __all__ = ["LayerComparison", "StatComparison", "compare_samples", "holm", "format_report"]
