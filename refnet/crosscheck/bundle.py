@@ -53,8 +53,10 @@ from ..step import loss_and_grad
 __all__ = ["BUNDLE_REGULARIZERS", "make_bundle", "write_bundle", "read_bundle", "bundle_draws",
            "bundle_model", "bundle_noise"]
 
-#: The regularizers in every bundle: name -> (preset, needs lam). Eq. 4 with the paper's and
-#: the authors' scaling; Eq. 7 as printed and the authors' two code variants.
+#: The regularizers of a bundle: name -> preset of :func:`refnet.regularizers.regularizer_preset`.
+#: Eq. 4 with the paper's and the authors' scaling; Eq. 7 as printed and the authors' two code
+#: variants. A variant that does not fit the network (the code variants name layers 2 and L,
+#: which coincide when L = 2) is left out and listed in ``metadata["regularizers_skipped"]``.
 BUNDLE_REGULARIZERS = {"eq4": "eq4", "eq4_code": "custom_sum", "eq7": "eq7",
                        "eq7_code": "addunc_sigm_mnist", "eq7_code_sq": "addunc_sigm_sq"}
 FORMAT = "refnet-crosscheck-bundle"
