@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "refnet.commands.train",
     "evaluate": "refnet.commands.evaluate",
     "sensitivity": "refnet.commands.sensitivity",
+    "sweep": "refnet.commands.sweep",
     "fetch": "refnet.commands.fetch",
     "info": "refnet.commands.info",
 }

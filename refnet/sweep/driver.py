@@ -135,7 +135,7 @@ def run_sweep(spec: SweepSpec, folder, *, workers: int | None = None, scheduler=
         ex = executor or make_executor(workers, scheduler)
         with ex:
             if todo:
-                seeds = sorted({cells[i]["seed"] for i in todo})
+                seeds = sorted({cells[i]["seed"] for i in (range(len(cells)) if halving else todo)})
                 baselines, n_base = _baselines(ex, spec, folder, seeds, log)
                 if halving is not None:
                     from .halving import successive_halving

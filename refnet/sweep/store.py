@@ -120,6 +120,14 @@ class SweepStore:
     def close(self) -> None:
         self.conn.close()
 
+    def set_meta(self, key: str, value: str) -> None:
+        with _transaction(self.conn):
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str):
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
     # --- cells -------------------------------------------------------------------------------
     def put(self, cell_id: str, position: int, result: dict, timing: dict) -> None:
         """Write one finished cell in its own transaction (atomic)."""
@@ -173,8 +181,12 @@ class SweepStore:
             return None
         return json.loads(row[0]), json.loads(row[2]), bytes(row[3])
 
-    def rung_timings(self) -> list[dict]:
-        return [json.loads(t) for (t,) in self.conn.execute("SELECT timing FROM rungs")]
+    def rung_timings(self) -> dict[str, list[dict]]:
+        """``{cell_id: [timing of each of its rungs]}``."""
+        out: dict[str, list[dict]] = {}
+        for cid, t in self.conn.execute("SELECT cell_id, timing FROM rungs ORDER BY epochs"):
+            out.setdefault(cid, []).append(json.loads(t))
+        return out
 
 
 class _transaction:
