@@ -1,0 +1,216 @@
+"""refnet.sweep: spec validation, resumable store, executors giving the same bits, report.
+
+The done-when of issue #14 in small: a 3 x 3 lambda grid (Eq. 4 x Eq. 7) x 2 seeds on
+synthetic data runs, is interrupted (an exception after k cells; a subprocess killed with
+SIGKILL), resumes without redoing finished cells, and gives the same store as an uninterrupted
+run; a local Dask cluster gives the same store as the local pool.
+"""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from refnet.errors import ConfigError, ResultFileError
+from refnet.sweep import SweepStore, cell_id, load_spec, parse_spec, run_sweep
+from refnet.sweep import driver as sweep_driver
+from refnet.sweep.store import STORE_NAME
+
+ROOT = Path(__file__).resolve().parents[1]
+#: 3 x 3 lambdas x 2 seeds = 18 cells, each well under a second once numba has compiled.
+SMALL = {
+    "data": {"dataset": "synthetic", "hidden": [12, 12], "baseline_epochs": 2, "n_val": 100},
+    "grid": {"eq4_lambda": [0.0, 1e-3, 1e-2], "eq7_lambda": [0.0, 3e-3, 3e-2], "seed": [0, 1],
+             "epochs": [1], "eq7_variant": ["addunc_sigm_mnist"]},
+    "evaluate": {"noise_types": ["add_unc", "add_cor"], "variances": [0.1, 1.0],
+                 "repetitions": 2, "n_test": 200, "analytic_inputs": 50, "batch_size": 100},
+}
+
+
+def fingerprint(folder) -> str:
+    store = SweepStore.open(folder)
+    try:
+        return store.fingerprint()
+    finally:
+        store.close()
+
+
+def n_rows(folder) -> int:
+    with sqlite3.connect(Path(folder) / STORE_NAME) as c:
+        return c.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    """Count the cells the driver trains (in-process executor)."""
+    calls = []
+    real = sweep_driver.run_cell
+
+    def counted(task):
+        calls.append(cell_id(task["settings"]))
+        return real(task)
+
+    monkeypatch.setattr(sweep_driver, "run_cell", counted)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted in-process run of SMALL."""
+    folder = tmp_path_factory.mktemp("reference")
+    s = run_sweep(parse_spec(SMALL), folder, workers=1, progress=None)
+    assert len(s.computed) == 18 and s.baselines_trained == 2
+    return folder
+
+
+# --- spec --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("raw, key", [
+    ({"grid": {"eq4_lamda": [0.1]}}, "grid.eq4_lamda"),
+    ({"grid": {"eq4_lambda": [-1.0]}}, "grid.eq4_lambda[0]"),
+    ({"grid": {"eq4_lambda": [{"7": 1e-3}]}}, "grid.eq4_lambda[0]"),
+    ({"grid": {"eq4_lambda": [{"x": 1e-3}]}}, "grid.eq4_lambda[0]"),
+    ({"grid": {"seed": [0, 0]}}, "grid.seed"),
+    ({"grid": {"eq7_variant": ["eq8"]}}, "grid.eq7_variant[0]"),
+    ({"grid": {"eq7_coefficients": [[1, 2]]}}, "grid.eq7_coefficients[0]"),
+    ({"grid": {"eq7_variant": ["eq7"], "eq7_coefficients": [[1, 2, 3]]}}, "grid.eq7_coefficients"),
+    ({"data": {"dataset": "cifar"}}, "data.dataset"),
+    ({"data": {"hidden": []}}, "data.hidden"),
+    ({"evaluate": {"noise_types": ["add_unc", "add_unc"]}}, "evaluate.noise_types"),
+    ({"evaluate": {"repetitions": 0}}, "evaluate.repetitions"),
+    ({"report": {"variance": 0.5}}, "report.variance"),
+    ({"report": {"noise_type": "mul_cor"}, "evaluate": {"noise_types": ["add_unc"]}},
+     "report.noise_type"),
+    ({"grids": {}}, "[grids]"),
+])
+def test_spec_errors_name_the_key(raw, key):
+    with pytest.raises(ConfigError) as e:
+        parse_spec(raw)
+    assert key in str(e.value)
+
+
+def test_spec_cells_product_and_per_layer_lambdas():
+    spec = parse_spec({"data": {"hidden": [8, 8]},
+                       "grid": {"eq4_lambda": [0.0, {"2": 1e-3, "-1": 1e-2}], "seed": [0, 1, 2]}})
+    cells = spec.cells()
+    assert len(cells) == 6
+    assert {json.dumps(c["eq4_lambda"]) for c in cells} == {"0.0", '{"-1": 0.01, "2": 0.001}'}
+    assert len({cell_id(c) for c in cells}) == 6
+
+
+def test_spec_from_command_line_and_toml(tmp_path):
+    toml = tmp_path / "s.toml"
+    toml.write_text('[data]\ndataset = "synthetic"\n[grid]\neq4_lambda = [0.0, 1e-3]\n'
+                    '[evaluate]\nvariances = [0.1, 1.0]\n')
+    a = load_spec(toml, ["seed=0,1", "data.hidden=[20]"])
+    b = load_spec(None, ["dataset=synthetic", "eq4_lambda=0,1e-3", "variances=0.1,1.0",
+                         "seed=[0, 1]", "hidden=20"])
+    assert a.canonical() == b.canonical() and len(a.cells()) == 4
+    with pytest.raises(ConfigError, match="nonsense"):
+        load_spec(None, ["nonsense=1"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid\n")
+    with pytest.raises(ConfigError, match="bad.toml"):
+        load_spec(bad)
+
+
+# --- resume and safety -------------------------------------------------------------------------
+def test_exception_after_k_cells_then_resume_redoes_nothing(tmp_path, reference, counting):
+    spec = parse_spec(SMALL)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after(n):
+        if n == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_sweep(spec, tmp_path, workers=1, progress=None, on_cell=stop_after)
+    assert n_rows(tmp_path) == 5 and len(counting) == 5
+    first = list(counting)
+    s = run_sweep(spec, tmp_path, workers=1, progress=None)
+    assert s.skipped == 5 and s.baselines_trained == 0  # baselines are cached in the folder
+    assert len(counting) == 18 and not set(first) & set(counting[5:])  # each cell trained once
+    assert fingerprint(tmp_path) == fingerprint(reference)
+    again = run_sweep(spec, tmp_path, workers=1, progress=None)
+    assert again.computed == () and len(counting) == 18
+
+
+def test_sigkill_mid_sweep_then_resume_gives_the_same_store(tmp_path, reference, counting):
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(SMALL))
+    folder = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "refnet.cli", "sweep", str(spec_file),
+                             "--out", str(folder), "--workers", "1", "--no-progress"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    k = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            k = n_rows(folder) if (folder / STORE_NAME).exists() else 0
+        except sqlite3.OperationalError:  # the writer holds the lock for a moment
+            k = 0
+        if k >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    k = n_rows(folder)
+    assert 4 <= k < 18
+    s = run_sweep(load_spec(spec_file), folder, workers=1, progress=None)
+    assert s.skipped == k and len(counting) == 18 - k and len(s.computed) == 18 - k
+    assert fingerprint(folder) == fingerprint(reference)
+
+
+def test_corrupt_row_is_redone_and_only_it(tmp_path, reference, counting):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    (folder / STORE_NAME).write_bytes((reference / STORE_NAME).read_bytes())
+    for f in (reference / "baselines").iterdir():
+        (folder / "baselines").mkdir(exist_ok=True)
+        (folder / "baselines" / f.name).write_bytes(f.read_bytes())
+    with sqlite3.connect(folder / STORE_NAME) as c:
+        victim = c.execute("SELECT cell_id FROM cells ORDER BY position LIMIT 1 OFFSET 7"
+                           ).fetchone()[0]
+        c.execute("UPDATE cells SET result = replace(result, '0.', '1.') WHERE cell_id = ?",
+                  (victim,))
+    assert fingerprint(folder) != fingerprint(reference)
+    s = run_sweep(parse_spec(SMALL), folder, workers=1, progress=None)
+    assert s.computed == (victim,) and counting == [victim]
+    assert fingerprint(folder) == fingerprint(reference)
+
+
+def test_changed_spec_for_a_folder_is_an_error(tmp_path, reference):
+    changed = json.loads(json.dumps(SMALL))
+    changed["grid"]["eq4_lambda"] = [0.0, 2e-3, 1e-2]
+    with pytest.raises(ConfigError, match=r"different spec.*grid\.eq4_lambda"):
+        run_sweep(parse_spec(changed), reference, workers=1, progress=None)
+    (tmp_path / STORE_NAME).write_bytes(b"not a database at all" * 100)
+    with pytest.raises(ResultFileError, match=STORE_NAME):
+        run_sweep(parse_spec(SMALL), tmp_path, workers=1, progress=None)
+
+
+# --- executors ---------------------------------------------------------------------------------
+def test_local_pool_gives_the_same_store(tmp_path, reference):
+    s = run_sweep(parse_spec(SMALL), tmp_path, workers=2, progress=None)
+    assert s.executor.startswith("local pool") and len(s.computed) == 18
+    assert fingerprint(tmp_path) == fingerprint(reference)
+
+
+def test_dask_local_cluster_gives_the_same_store(tmp_path, reference):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        s = run_sweep(parse_spec(SMALL), tmp_path, scheduler=client, progress=None)
+    assert s.executor.startswith("Dask") and len(s.computed) == 18
+    assert fingerprint(tmp_path) == fingerprint(reference)
+    # the driver kept a copy of each baseline the remote workers trained
+    assert len(list((tmp_path / "baselines").glob("*.npz"))) == 2
