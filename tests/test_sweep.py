@@ -214,3 +214,93 @@ def test_dask_local_cluster_gives_the_same_store(tmp_path, reference):
     assert fingerprint(tmp_path) == fingerprint(reference)
     # the driver kept a copy of each baseline the remote workers trained
     assert len(list((tmp_path / "baselines").glob("*.npz"))) == 2
+
+
+# --- report ------------------------------------------------------------------------------------
+def _pt(name, clean, noisy, base=0.9):
+    from refnet.sweep.report import Point
+
+    return Point(name, {"seed": 0, "eq4_lambda": float(len(name))}, clean, noisy, 0.01, noisy,
+                 base, 1.0)
+
+
+def test_pareto_front_by_hand():
+    from refnet.sweep.report import pareto_front
+
+    pts = [_pt("a", 0.90, 0.50), _pt("b", 0.85, 0.70), _pt("c", 0.84, 0.60),  # c: dominated by b
+           _pt("d", 0.80, 0.80), _pt("e", 0.90, 0.40), _pt("f", 0.80, 0.80)]  # e < a; f == d
+    assert pareto_front(pts) == [3, 5, 1, 0]
+
+
+@pytest.mark.parametrize("text, parsed", [("drop<=1pp", ("drop", 0.01)),
+                                          (" drop <= 0.5 pp ", ("drop", 0.005)),
+                                          ("clean>=97%", ("clean", 0.97)),
+                                          ("clean>=0.9", ("clean", 0.9))])
+def test_constraint_parsing(text, parsed):
+    from refnet.sweep.report import parse_constraint
+
+    kind, x = parse_constraint(text)
+    assert kind == parsed[0] and x == pytest.approx(parsed[1])
+
+
+@pytest.mark.parametrize("text", ["drop<1pp", "drop<=1", "drop>=1pp", "clean<=97%", "clean>=97pp",
+                                  "clean>=120%", "noisy>=0.5", "", "drop<=1pp and more"])
+def test_bad_constraints_are_config_errors(text):
+    from refnet.sweep.report import parse_constraint
+
+    with pytest.raises(ConfigError, match="--best"):
+        parse_constraint(text)
+
+
+def test_best_cell_maximises_noisy_accuracy_under_the_constraint():
+    from refnet.sweep.report import best_cell
+
+    pts = [_pt("a", 0.90, 0.50), _pt("b", 0.895, 0.60), _pt("c", 0.88, 0.70), _pt("d", 0.70, 0.9)]
+    assert best_cell(pts, "drop<=1pp").cell_id == "b"
+    assert best_cell(pts, "drop<=2pp").cell_id == "c"
+    assert best_cell(pts, "clean>=0.5").cell_id == "d"
+    with pytest.raises(ConfigError, match="no finished cell"):
+        best_cell(pts, "clean>=95%")
+
+
+def test_report_files_and_cli_best(reference, capsys):
+    from refnet.cli import main
+    from refnet.sweep.report import best_cell, points
+
+    assert main(["sweep", "--out", str(reference), "--best", "drop<=2pp", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    store = SweepStore.open(reference)
+    pts = points(store)
+    store.close()
+    chosen = best_cell(pts, "drop<=2pp")
+    assert f"cell {chosen.cell_id}" in out
+    md = (reference / "report" / "front.md").read_text()
+    assert "| cell | eq4_lambda | eq7_lambda | seed |" in md and chosen.cell_id in md
+    assert (reference / "report" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["sweep", "--out", str(reference), "--best", "drop<1pp"]) == 2
+    assert "--best 'drop<1pp'" in capsys.readouterr().err
+
+
+# --- successive halving ------------------------------------------------------------------------
+def test_halving_then_full_grid_gives_the_grid_store(tmp_path, counting):
+    """Survivors resumed from their rung checkpoints are the very cells of a full run."""
+    from refnet.sweep.halving import rung_schedule
+    from refnet.sweep.report import write_report
+
+    assert rung_schedule(9, 3, 1) == [1, 3] and rung_schedule(10, 2, 2) == [2, 4, 8]
+    with pytest.raises(ConfigError, match="min_epochs"):
+        rung_schedule(2, 3, 2)
+    raw = {**SMALL, "grid": {**SMALL["grid"], "seed": [0], "epochs": [3]}}
+    spec = parse_spec(raw)
+    h = run_sweep(spec, tmp_path / "h", workers=1, progress=None,
+                  halving={"eta": 3, "min_epochs": 1})
+    assert len(h.computed) == 3 and h.halving["rungs"][0]["scored"] == 9
+    assert set(h.computed) == set(h.halving["survivors"])
+    assert "run the same spec without" in write_report(tmp_path / "h")["halving"]
+    rest = run_sweep(spec, tmp_path / "h", workers=1, progress=None)
+    assert rest.skipped == 3 and len(rest.computed) == 6
+    full = run_sweep(spec, tmp_path / "full", workers=1, progress=None)
+    assert len(full.computed) == 9
+    assert fingerprint(tmp_path / "h") == fingerprint(tmp_path / "full")
+    summary = write_report(tmp_path / "h")["halving"]
+    assert "saved" in summary and ("was kept" in summary or "NOT kept" in summary)
