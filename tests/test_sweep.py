@@ -86,6 +86,7 @@ def reference(tmp_path_factory):
     ({"report": {"noise_type": "mul_cor"}, "evaluate": {"noise_types": ["add_unc"]}},
      "report.noise_type"),
     ({"grids": {}}, "[grids]"),
+    ({"grid": {"eq4_variant": ["custom_sum"], "eq4_lambda": [{"2": 1.0}]}}, "grid.eq4_lambda"),
 ])
 def test_spec_errors_name_the_key(raw, key):
     with pytest.raises(ConfigError) as e:
@@ -141,7 +142,7 @@ def test_exception_after_k_cells_then_resume_redoes_nothing(tmp_path, reference,
     assert again.computed == () and len(counting) == 18
 
 
-def test_sigkill_mid_sweep_then_resume_gives_the_same_store(tmp_path, reference, counting):
+def _start_cli_sweep(tmp_path):
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(SMALL))
     folder = tmp_path / "run"
@@ -149,23 +150,45 @@ def test_sigkill_mid_sweep_then_resume_gives_the_same_store(tmp_path, reference,
     proc = subprocess.Popen([sys.executable, "-m", "refnet.cli", "sweep", str(spec_file),
                              "--out", str(folder), "--workers", "1", "--no-progress"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return spec_file, folder, proc
+
+
+def _wait_for_rows(proc, folder, k):
     deadline = time.monotonic() + 240
-    k = 0
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            k = n_rows(folder) if (folder / STORE_NAME).exists() else 0
+            if (folder / STORE_NAME).exists() and n_rows(folder) >= k:
+                return
         except sqlite3.OperationalError:  # the writer holds the lock for a moment
-            k = 0
-        if k >= 4:
-            break
+            pass
         time.sleep(0.05)
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    raise AssertionError(f"the sweep ended or stalled before {k} cells: "
+                         + proc.stderr.read().decode()[-2000:])
+
+
+def test_sigkill_mid_sweep_then_resume_gives_the_same_store(tmp_path, reference, counting):
+    spec_file, folder, proc = _start_cli_sweep(tmp_path)
+    _wait_for_rows(proc, folder, 4)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     k = n_rows(folder)
     assert 4 <= k < 18
     s = run_sweep(load_spec(spec_file), folder, workers=1, progress=None)
     assert s.skipped == k and len(counting) == 18 - k and len(s.computed) == 18 - k
+    assert fingerprint(folder) == fingerprint(reference)
+
+
+def test_ctrl_c_stops_cleanly_keeping_finished_cells(tmp_path, reference):
+    spec_file, folder, proc = _start_cli_sweep(tmp_path)
+    _wait_for_rows(proc, folder, 3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err.decode()
+    assert "interrupted" in err.decode()
+    k = n_rows(folder)
+    assert 3 <= k < 18
+    s = run_sweep(load_spec(spec_file), folder, workers=1, progress=None)
+    assert s.skipped == k and len(s.computed) == 18 - k
     assert fingerprint(folder) == fingerprint(reference)
 
 

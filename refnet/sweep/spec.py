@@ -251,6 +251,9 @@ def parse_spec(raw: dict, source: str = "spec") -> SweepSpec:
         if variant == "eq7" and any(grid["eq7_coefficients"]):
             raise _err("grid.eq7_coefficients", "the paper's eq7 has no coefficients",
                        "use an authors' code set (addunc_sigm_*) or leave eq7_coefficients out")
+    if "custom_sum" in grid["eq4_variant"] and any(isinstance(x, dict) for x in grid["eq4_lambda"]):
+        raise _err("grid.eq4_lambda", "per-layer lambdas set each layer's lambda themselves",
+                   "use eq4_variant = [\"eq4\"] with per-layer lambdas, or one lambda for custom_sum")
     evaluate = _check_evaluate(merged["evaluate"])
     rep = merged["report"]
     report = {"noise_type": _choice("report.noise_type", rep["noise_type"], evaluate["noise_types"]),
