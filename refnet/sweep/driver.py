@@ -112,6 +112,34 @@ def _cell_task(spec: SweepSpec, settings: dict, baseline: dict, **extra) -> dict
             "baseline": baseline, **extra}
 
 
+def _compute(ex, store, spec, folder, todo, finished, computed, halving, progress, log, on_cell):
+    """Baselines, halving rungs if asked, then the cells ``todo`` (appended to ``computed``
+    as they are stored). Returns (baselines trained, halving info or None)."""
+    cells = spec.cells()
+    ids = [cell_id(c) for c in cells]
+    seeds = sorted({cells[i]["seed"] for i in (range(len(cells)) if halving else todo)})
+    baselines, n_base = _baselines(ex, spec, folder, seeds, log)
+    halving_info, resume = None, {}
+    if halving is not None:
+        from .halving import successive_halving
+
+        survivors, halving_info = successive_halving(ex, store, spec, cells, ids, baselines,
+                                                     progress=progress, **halving)
+        todo = [i for i in survivors if ids[i] not in finished]
+        resume = halving_info.pop("checkpoints")
+    tasks = [_cell_task(spec, cells[i], baselines[cells[i]["seed"]], checkpoint=resume.get(i))
+             for i in todo]
+    bar = Progress(len(tasks), f"sweep on {ex.name}", progress)
+    for j, out in ex.map(run_cell, tasks):
+        i = todo[j]
+        store.put(ids[i], i, out["result"], out["timing"])
+        computed.append(ids[i])
+        bar.step()
+        if on_cell is not None:
+            on_cell(len(computed))
+    return n_base, halving_info
+
+
 def run_sweep(spec: SweepSpec, folder, *, workers: int | None = None, scheduler=None,
               executor=None, progress=sys.stderr, log=None, on_cell=None,
               halving: dict | None = None) -> SweepSummary:
@@ -133,29 +161,10 @@ def run_sweep(spec: SweepSpec, folder, *, workers: int | None = None, scheduler=
         todo = [i for i, cid in enumerate(ids) if cid not in finished]
         computed, n_base, halving_info = [], 0, None
         ex = executor or make_executor(workers, scheduler)
-        with ex:
-            if todo:
-                seeds = sorted({cells[i]["seed"] for i in (range(len(cells)) if halving else todo)})
-                baselines, n_base = _baselines(ex, spec, folder, seeds, log)
-                if halving is not None:
-                    from .halving import successive_halving
-
-                    todo, halving_info = successive_halving(
-                        ex, store, spec, cells, ids, baselines, progress=progress, **halving)
-                    todo = [i for i in todo if ids[i] not in finished]
-                resume = halving_info["checkpoints"] if halving_info else {}
-                tasks = [_cell_task(spec, cells[i], baselines[cells[i]["seed"]],
-                                    checkpoint=resume.get(i)) for i in todo]
-                bar = Progress(len(tasks), f"sweep on {ex.name}", progress)
-                for j, out in ex.map(run_cell, tasks):
-                    i = todo[j]
-                    store.put(ids[i], i, out["result"], out["timing"])
-                    computed.append(ids[i])
-                    bar.step()
-                    if on_cell is not None:
-                        on_cell(len(computed))
-        if halving_info is not None:
-            halving_info.pop("checkpoints", None)
+        if todo:
+            with ex:
+                n_base, halving_info = _compute(ex, store, spec, folder, todo, finished, computed,
+                                                halving, progress, log, on_cell)
         skipped = sum(cid in finished for cid in ids)
         return SweepSummary(folder, len(cells), skipped, tuple(computed), n_base,
                             time.perf_counter() - t0, ex.name, halving_info)
