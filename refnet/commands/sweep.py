@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--best", metavar="CONSTRAINT",
                    help='print the cell with the highest noisy accuracy under a clean-accuracy '
                         'constraint: "drop<=1pp" (vs its baseline) or "clean>=97%%"')
+    p.add_argument("--report-dir", type=Path, metavar="DIR",
+                   help="write pareto.png and front.md here (default: OUT/report)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -75,7 +77,7 @@ def _run(args) -> int:
                       progress=stream, halving=halving)
         print(f"{s.n_cells} cells: {s.skipped} already finished, {len(s.computed)} computed, "
               f"{s.baselines_trained} baseline(s) trained, {s.seconds:.1f} s on {s.executor}")
-    rep = write_report(args.out, args.best)
+    rep = write_report(args.out, args.best, args.report_dir)
     print(f"report: {rep['markdown']} and {rep['png']} ({len(rep['front'])} cells on the front)")
     if rep["halving"]:
         print(rep["halving"])

@@ -208,8 +208,9 @@ def halving_summary(store: SweepStore, pts: list[Point]) -> str | None:
     return "\n".join(lines)
 
 
-def write_report(folder, constraint: str | None = None) -> dict:
-    """Write ``<folder>/report/pareto.png`` and ``front.md``; returns what it wrote and chose."""
+def write_report(folder, constraint: str | None = None, out=None) -> dict:
+    """Write ``pareto.png`` and ``front.md`` into ``out`` (default ``<folder>/report``);
+    returns what it wrote and chose."""
     from ..plotting import figure_png_bytes
 
     store = SweepStore.open(folder)
@@ -219,7 +220,7 @@ def write_report(folder, constraint: str | None = None) -> dict:
             raise ConfigError(f"{folder}: no finished cells to report; run the sweep first")
         front = pareto_front(pts)
         chosen = best_cell(pts, constraint) if constraint else None
-        out = Path(folder) / "report"
+        out = Path(folder) / "report" if out is None else Path(out)
         png = atomic_write_bytes(out / "pareto.png",
                                  figure_png_bytes(pareto_figure(pts, front, store.spec, chosen)))
         text = [f"# Sweep report: {store.spec.data['dataset']}",
