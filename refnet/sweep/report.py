@@ -201,10 +201,13 @@ def halving_summary(store: SweepStore, pts: list[Point]) -> str | None:
                  + sum(by_id[c].wall_seconds for c in survivors))
     best = max(pts, key=lambda p: p.noisy)
     kept = best.cell_id in survivors
+    kept_best = max((by_id[c] for c in survivors), key=lambda p: p.noisy)
     lines.append(f"Measured cell-seconds: full grid {grid_cost:.1f} s, halving {halving_cost:.1f} s "
                  f"(saved {grid_cost - halving_cost:.1f} s, {100 * (1 - halving_cost / grid_cost):.0f} %). "
                  f"The grid's best cell by noisy accuracy ({best.cell_id}, {100 * best.noisy:.2f} %) "
-                 f"was {'kept' if kept else 'NOT kept'} by halving.")
+                 f"was {'kept' if kept else 'NOT kept'} by halving; its best survivor is "
+                 f"{kept_best.cell_id} ({100 * kept_best.noisy:.2f} % noisy, "
+                 f"{100 * kept_best.clean:.2f} % clean).")
     return "\n".join(lines)
 
 
@@ -229,7 +232,13 @@ def write_report(folder, constraint: str | None = None, out=None) -> dict:
                 f"{store.spec.report['noise_type']} noise of variance "
                 f"{store.spec.report['variance']:g} (Monte-Carlo, "
                 f"{store.spec.evaluate['repetitions']} repetitions).", "",
-                front_table(pts, front, store.spec), "", "![Pareto plot](pareto.png)"]
+                front_table(pts, front, store.spec), "",
+                f"predicted: the analytic accuracy at the same point, "
+                f"{store.rows()[0][0]['analytic']['method']}, on "
+                f"{store.spec.evaluate['analytic_inputs']} test inputs; wall: the cell's "
+                "fine-tuning and evaluation on one core"
+                + (" (a halving survivor's counts only the epochs after its last rung)."
+                   if store.get_meta("halving") else "."), "", "![Pareto plot](pareto.png)"]
         if chosen is not None:
             text += ["", f"Best under `{constraint}`: cell {chosen.cell_id}, clean "
                      f"{100 * chosen.clean:.2f} %, noisy {100 * chosen.noisy:.2f} %."]
