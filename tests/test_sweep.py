@@ -327,3 +327,34 @@ def test_halving_then_full_grid_gives_the_grid_store(tmp_path, counting):
     assert fingerprint(tmp_path / "h") == fingerprint(tmp_path / "full")
     summary = write_report(tmp_path / "h")["halving"]
     assert "saved" in summary and ("was kept" in summary or "NOT kept" in summary)
+
+
+def test_cli_grid_from_set_only_then_changed_spec_is_one_line(tmp_path, capsys):
+    from refnet.cli import main
+
+    args = ["sweep", "--out", str(tmp_path), "--workers", "1", "--no-progress",
+            "--set", "dataset=synthetic", "--set", "hidden=8", "--set", "baseline_epochs=1",
+            "--set", "n_val=50", "--set", "eq4_lambda=0,1e-2", "--set", "epochs=1",
+            "--set", "noise_types=add_cor", "--set", "variances=1.0", "--set", "repetitions=2",
+            "--set", "noise_type=add_cor", "--set", "n_test=100", "--set", "analytic_inputs=20"]
+    assert main(args) == 0
+    assert "2 cells: 0 already finished, 2 computed" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "2 cells: 2 already finished, 0 computed" in capsys.readouterr().out
+    assert main(args[:-1] + ["analytic_inputs=30"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "evaluate.analytic_inputs" in err and "--out" in err
+
+
+def test_progress_bar_shows_count_and_eta():
+    import io
+
+    from refnet.sweep.driver import Progress
+
+    buf = io.StringIO()
+    bar = Progress(4, "sweep", buf)
+    bar.step()
+    bar.step()
+    text = buf.getvalue()
+    assert "0/4 cells" in text and "ETA --:--" in text and "2/4 cells" in text
+    assert text.rstrip("\n").rsplit("\r", 1)[-1].split("ETA ")[1][:2].isdigit()

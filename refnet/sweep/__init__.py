@@ -21,8 +21,9 @@ module             what
 =================  ==========================================================================
 """
 from .driver import SweepSummary, run_sweep
+from .report import best_cell, pareto_front, points, write_report
 from .spec import SweepSpec, cell_id, load_spec, parse_spec
 from .store import SweepStore
 
 __all__ = ["SweepSpec", "SweepStore", "SweepSummary", "cell_id", "load_spec", "parse_spec",
-           "run_sweep"]
+           "run_sweep", "write_report", "best_cell", "pareto_front", "points"]
