@@ -358,3 +358,17 @@ def test_progress_bar_shows_count_and_eta():
     text = buf.getvalue()
     assert "0/4 cells" in text and "ETA --:--" in text and "2/4 cells" in text
     assert text.rstrip("\n").rsplit("\r", 1)[-1].split("ETA ")[1][:2].isdigit()
+
+
+def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path):
+    from refnet.sweep.report import write_report
+
+    raw = {**SMALL, "grid": {"eq4_lambda": [0.0, 1e308], "seed": [0], "epochs": [1]}}
+    s = run_sweep(parse_spec(raw), tmp_path, workers=1, progress=None)
+    assert len(s.computed) == 2
+    store = SweepStore.open(tmp_path)
+    results = {r["settings"]["eq4_lambda"]: r for r, _ in store.rows()}
+    store.close()
+    assert "diverged" not in results[0.0] and "epoch 1, batch 1" in results[1e308]["diverged"]
+    rep = write_report(tmp_path)
+    assert len(rep["front"]) == 1 and "1 cell(s) diverged" in rep["markdown"].read_text()

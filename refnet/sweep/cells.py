@@ -149,7 +149,7 @@ def _train(arch, params, data, config, checkpoint: bytes | None):
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "cell.ckpt.npz"
-        if checkpoint is not None:
+        if checkpoint:  # b"": nothing to resume (e.g. a diverged rung)
             ckpt.write_bytes(checkpoint)
         res = train(arch, params, data.X_train, data.y_train, config, data.X_val, data.y_val,
                     checkpoint=ckpt)
@@ -165,7 +165,8 @@ def run_cell(task: dict) -> dict:
     ``full`` (False: a halving rung, only the analytic prediction at the report point).
 
     Returns ``{"result": ..., "timing": ..., "checkpoint": bytes}``; ``result`` depends only on
-    the task (same task, same bytes), ``timing`` holds wall times.
+    the task (same task, same bytes), ``timing`` holds wall times. A cell whose training
+    diverges is a result too (``"diverged"``: where and why), so the sweep goes on.
     """
     from ..model import Architecture, Params
     from ..montecarlo import accuracy_sweep
@@ -181,7 +182,16 @@ def run_cell(task: dict) -> dict:
         arch = Architecture.from_dict(base["arch"])
         start = Params(tuple(base["W"]), tuple(base["b"]))
         config = cell_train_config(s, arch.n_layers, task.get("epochs"))
-        res, ckpt = _train(arch, start, data, config, task.get("checkpoint"))
+        try:
+            res, ckpt = _train(arch, start, data, config, task.get("checkpoint"))
+        except FloatingPointError as e:  # TrainingDiverged: a result too (too large a lambda)
+            result = {"settings": s, "seed": s["seed"], "refnet_version": __version__,
+                      "epochs_trained": int(config.epochs), "train_config": config.as_dict(),
+                      "diverged": str(e).split("; the last good checkpoint")[0]}
+            wall = time.perf_counter() - t0
+            return {"result": result, "checkpoint": b"",
+                    "timing": {"train_seconds": wall, "analytic_seconds": 0.0,
+                               "monte_carlo_seconds": 0.0, "wall_seconds": wall}}
         t_train = time.perf_counter()
         X, y = data.X_test, data.y_test
         if ev["n_test"]:

@@ -42,7 +42,10 @@ def rung_schedule(full_epochs: int, eta: int, min_epochs: int) -> list[int]:
 
 
 def rung_score(result: dict, report: dict) -> float:
-    """A rung's ranking score: predicted accuracy at the report's noise type and variance."""
+    """A rung's ranking score: predicted accuracy at the report's noise type and variance
+    (a diverged cell ranks last)."""
+    if "diverged" in result:
+        return float("-inf")
     return result["analytic"]["by_type"][report["noise_type"]]["predicted_accuracy"][0]
 
 

@@ -52,6 +52,8 @@ def points(store: SweepStore) -> list[Point]:
     t, v = store.spec.report["noise_type"], store.spec.report["variance"]
     out = []
     for res, timing in store.rows():
+        if "diverged" in res:
+            continue
         j = res["monte_carlo"]["variances"].index(v)
         mc = res["monte_carlo"]["by_type"][t]
         an = res["analytic"]["by_type"][t]["predicted_accuracy"][j]
@@ -219,6 +221,7 @@ def write_report(folder, constraint: str | None = None, out=None) -> dict:
     store = SweepStore.open(folder)
     try:
         pts = points(store)
+        diverged = [r for r, _ in store.rows() if "diverged" in r]
         if not pts:
             raise ConfigError(f"{folder}: no finished cells to report; run the sweep first")
         front = pareto_front(pts)
@@ -239,6 +242,9 @@ def write_report(folder, constraint: str | None = None, out=None) -> dict:
                 "fine-tuning and evaluation on one core"
                 + (" (a halving survivor's counts only the epochs after its last rung)."
                    if store.get_meta("halving") else "."), "", "![Pareto plot](pareto.png)"]
+        if diverged:
+            text += ["", f"{len(diverged)} cell(s) diverged and are not plotted: "
+                     + "; ".join(f"{cell_id(r['settings'])}: {r['diverged']}" for r in diverged)]
         if chosen is not None:
             text += ["", f"Best under `{constraint}`: cell {chosen.cell_id}, clean "
                      f"{100 * chosen.clean:.2f} %, noisy {100 * chosen.noisy:.2f} %."]
