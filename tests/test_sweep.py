@@ -372,3 +372,15 @@ def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert "diverged" not in results[0.0] and "epoch 1, batch 1" in results[1e308]["diverged"]
     rep = write_report(tmp_path)
     assert len(rep["front"]) == 1 and "1 cell(s) diverged" in rep["markdown"].read_text()
+
+
+def test_seed_means_pool_the_seeds_of_each_setting():
+    from refnet.sweep.report import Point, seed_means
+
+    def pt(seed, lam, clean, noisy):
+        return Point(str(seed) + str(lam), {"seed": seed, "eq4_lambda": lam}, clean, noisy, 0.0,
+                     0.0, 0.9, 1.0)
+
+    rows = seed_means([pt(0, 0.0, 0.9, 0.5), pt(1, 0.0, 0.8, 0.7), pt(0, 1.0, 0.7, 0.4)])
+    assert [(r[0], r[1]) for r in rows] == [({"eq4_lambda": 0.0}, 2), ({"eq4_lambda": 1.0}, 1)]
+    assert rows[0][2] == pytest.approx(0.85) and rows[0][3] == pytest.approx(0.6)

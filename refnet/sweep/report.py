@@ -21,7 +21,8 @@ from .spec import cell_id
 from .store import SweepStore
 
 __all__ = ["Point", "points", "pareto_front", "parse_constraint", "best_cell", "PAPER_POINTS",
-           "pareto_figure", "front_table", "halving_summary", "write_report"]
+           "pareto_figure", "front_table", "seed_means", "seed_table", "halving_summary",
+           "write_report"]
 
 #: Duque 2024, Sec. 4 (p. 6): clean accuracy and its drop under additive uncorrelated noise of
 #: variance 1, in %. The paper says "a 4.77% drop"; read here as percentage points.
@@ -177,6 +178,30 @@ def front_table(pts: list[Point], front: list[int], spec) -> str:
     return "\n".join(lines)
 
 
+def seed_means(pts: list[Point]) -> list[tuple[dict, int, float, float]]:
+    """``(settings without seed, n seeds, mean clean, mean noisy)`` per setting, best noisy
+    first: a lambda should win across seeds, not on one."""
+    groups: dict[str, list[Point]] = {}
+    for p in pts:
+        key = json.dumps({k: v for k, v in p.settings.items() if k != "seed"}, sort_keys=True)
+        groups.setdefault(key, []).append(p)
+    rows = [(json.loads(k), len(g), float(np.mean([p.clean for p in g])),
+             float(np.mean([p.noisy for p in g]))) for k, g in groups.items()]
+    return sorted(rows, key=lambda r: -r[3])
+
+
+def seed_table(pts: list[Point], spec) -> str:
+    """A markdown table of :func:`seed_means` (the settings that vary, seeds pooled)."""
+    cols = [k for k in _varied(pts) if k != "seed"]
+    t, v = spec.report["noise_type"], spec.report["variance"]
+    head = cols + ["seeds", "mean clean (%)", f"mean {t} at {v:g} (%)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for settings, n, clean, noisy in seed_means(pts):
+        lines.append("| " + " | ".join([_fmt(settings[k]) for k in cols] + [
+            str(n), f"{100 * clean:.2f}", f"{100 * noisy:.2f}"]) + " |")
+    return "\n".join(lines)
+
+
 def halving_summary(store: SweepStore, pts: list[Point]) -> str | None:
     """What successive halving kept, the cell-seconds it saved, and whether it kept the grid's
     best cell (both need the full grid in the store; said so otherwise)."""
@@ -242,6 +267,9 @@ def write_report(folder, constraint: str | None = None, out=None) -> dict:
                 "fine-tuning and evaluation on one core"
                 + (" (a halving survivor's counts only the epochs after its last rung)."
                    if store.get_meta("halving") else "."), "", "![Pareto plot](pareto.png)"]
+        if len(store.spec.seeds()) > 1:
+            text += ["", "Every setting, averaged over its seeds:", "",
+                     seed_table(pts, store.spec)]
         if diverged:
             text += ["", f"{len(diverged)} cell(s) diverged and are not plotted: "
                      + "; ".join(f"{cell_id(r['settings'])}: {r['diverged']}" for r in diverged)]
