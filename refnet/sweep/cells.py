@@ -2,7 +2,7 @@
 
 These functions run in worker processes (the local pool or Dask workers). They take and return
 plain data (dicts, lists, NumPy arrays); they never open the store. The protocol is Duque 2024's
-as coded in :mod:`refnet.experiments.duque` (reused, not copied): a 784-300-300-C sigmoid MLP,
+as coded in :mod:`refnet.reproduction.duque` (reused, not copied): a 784-300-300-C sigmoid MLP,
 Adagrad, batch 128, no shuffling, the baseline trained once per (dataset, seed), every cell
 fine-tuned from it.
 
@@ -31,7 +31,7 @@ def limit_threads():
     """One numba thread and one BLAS thread for the calling thread (speed only: results do not
     depend on thread counts). The executors also set OMP/OPENBLAS/MKL_NUM_THREADS=1 in the
     workers' environment before NumPy loads."""
-    from ..montecarlo_engine import single_threaded_blas
+    from ..montecarlo import single_threaded_blas
 
     try:
         import numba
@@ -44,8 +44,8 @@ def limit_threads():
 
 
 def duque_setup(settings: dict):
-    """The :class:`refnet.experiments.duque.DuqueSetup` of a cell's baseline."""
-    from ..experiments.duque import DuqueSetup
+    """The :class:`refnet.reproduction.duque.DuqueSetup` of a cell's baseline."""
+    from ..reproduction.duque import DuqueSetup
 
     return DuqueSetup(dataset=settings["dataset"], hidden=tuple(settings["hidden"]),
                       baseline_epochs=settings["baseline_epochs"], lr=settings["baseline_lr"],
@@ -56,7 +56,7 @@ def duque_setup(settings: dict):
 @functools.lru_cache(maxsize=2)
 def _data(setup):
     """The dataset of ``setup`` (a worker loads it once for all its cells of that seed)."""
-    from ..experiments.duque import load_data
+    from ..reproduction.duque import load_data
 
     return load_data(setup)
 
@@ -65,10 +65,10 @@ def cell_train_config(settings: dict, n_layers: int, epochs: int | None = None):
     """The fine-tuning :class:`refnet.train.TrainConfig` of a cell.
 
     The authors' settings (batch, Adagrad, no shuffling, seed) come from
-    :func:`refnet.experiments.duque.mode_config`; the cell adds its epochs, learning rate,
+    :func:`refnet.reproduction.duque.mode_config`; the cell adds its epochs, learning rate,
     Eq. 4 / Eq. 7 penalties and noise-aware variance (each off at 0).
     """
-    from ..experiments.duque import mode_config
+    from ..reproduction.duque import mode_config
     from ..noise import NoiseSpec, noise_config
     from ..regularizers import RowSumPenalty, SaturationPenalty, regularizer_preset
 
@@ -107,7 +107,7 @@ def predicted_accuracy_curve(arch, params, X, y, noise_type: str, variances, *, 
     X (n, n_in), y (n,), variances (n_levels,). Returns (accuracy (n_levels,), mean output
     variance over inputs and outputs (n_levels,)).
     """
-    from ..montecarlo_engine import chunk_generator
+    from ..montecarlo import chunk_generator
     from ..noise import NoiseSpec, noise_config
     from ..propagation.sensitivity import (gaussian_argmax_probabilities,
                                            output_variance_contributions)
@@ -129,9 +129,9 @@ def _quiet(*_args, **_kwargs):
 
 def train_baseline(settings: dict, cache_dir: str | None) -> dict:
     """Train (or load from ``cache_dir``) the baseline of ``settings``' (dataset, seed) with
-    :func:`refnet.experiments.duque.train_models`; returns ``{"arch", "W", "b", "meta"}``.
+    :func:`refnet.reproduction.duque.train_models`; returns ``{"arch", "W", "b", "meta"}``.
     ``cache_dir=None`` (remote workers) trains in a temporary folder."""
-    from ..experiments.duque import train_models
+    from ..reproduction.duque import train_models
 
     setup = duque_setup(settings)
     with limit_threads(), tempfile.TemporaryDirectory() as tmp:
@@ -217,8 +217,10 @@ def run_cell(task: dict) -> dict:
                               "by_type": analytic}
         t_analytic = time.perf_counter()
         if full:
-            sw = accuracy_sweep(arch, res.params, X, y, "duque", types, levels,
-                                ev["repetitions"], ev["batch_size"], rng=seed + 1, workers=1)
+            sw = accuracy_sweep(arch, res.params, X, y, "duque", rng=seed + 1,
+                                noise_types=tuple(types), variances=tuple(levels),
+                                repetitions=ev["repetitions"], batch_size=ev["batch_size"],
+                                workers=1)
             reps = sw.accuracy.shape[2]
             se = sw.std / np.sqrt(reps) if reps > 1 else np.full(sw.mean.shape, np.nan)
             result["monte_carlo"] = {

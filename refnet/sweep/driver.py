@@ -5,7 +5,6 @@ corrupt ones are computed. Ctrl-C stops at once; every cell already written stay
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from .executors import make_executor
 from .spec import SweepSpec, cell_id
 from .store import SweepStore
 
-__all__ = ["SweepSummary", "run_sweep", "Progress", "baseline_path"]
+__all__ = ["SweepSummary", "run_sweep", "progress_bar", "baseline_path"]
 
 
 @dataclass(frozen=True)
@@ -33,41 +32,27 @@ class SweepSummary:
     halving: dict | None = None
 
 
-class Progress:
-    """A one-line bar over cells with elapsed time and ETA (from this run's pace)."""
+class _Quiet:
+    """The progress display of ``progress=None``: nothing."""
 
-    def __init__(self, total: int, label: str, stream=sys.stderr):
-        self.total, self.label, self.stream = total, label, stream
-        self.done, self.t0 = 0, time.monotonic()
-        self.draw()
+    def update(self, n: int = 1) -> None:
+        pass
 
-    def step(self) -> None:
-        self.done += 1
-        self.draw()
-
-    def draw(self) -> None:
-        if self.stream is None:
-            return
-        elapsed = time.monotonic() - self.t0
-        eta = (elapsed / self.done * (self.total - self.done)) if self.done else float("nan")
-        frac = self.done / self.total if self.total else 1.0
-        bar = "#" * int(24 * frac) + "-" * (24 - int(24 * frac))
-        eta_s = "--:--" if math.isnan(eta) else _clock(eta)
-        end = "\n" if self.done == self.total else ""
-        self.stream.write(f"\r{self.label} [{bar}] {self.done}/{self.total} cells "
-                          f"elapsed {_clock(elapsed)} ETA {eta_s}{end}")
-        self.stream.flush()
+    def close(self, note: str = "") -> None:
+        pass
 
 
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+def progress_bar(label: str, total: int, stream):
+    """refnet's one progress display (:class:`refnet.progress.Progress`: a bar with the
+    elapsed time and an ETA, redrawn on a terminal, one final line in a log), or nothing."""
+    from ..progress import Progress
+
+    return _Quiet() if stream is None else Progress(label, total, stream, unit="cells")
 
 
 def baseline_path(folder, settings: dict) -> Path:
     """Where the baseline of ``settings``' (dataset, seed) is kept: the file name
-    :func:`refnet.experiments.duque.train_models` gives its standard model."""
+    :func:`refnet.reproduction.duque.train_models` gives its standard model."""
     setup = duque_setup(settings)
     return Path(folder) / "baselines" / f"{setup.dataset}-standard-{setup.key()}.npz"
 
@@ -129,14 +114,15 @@ def _compute(ex, store, spec, folder, todo, finished, computed, halving, progres
         resume = halving_info.pop("checkpoints")
     tasks = [_cell_task(spec, cells[i], baselines[cells[i]["seed"]], checkpoint=resume.get(i))
              for i in todo]
-    bar = Progress(len(tasks), f"sweep on {ex.name}", progress)
+    bar = progress_bar(f"sweep on {ex.name}", len(tasks), progress)
     for j, out in ex.map(run_cell, tasks):
         i = todo[j]
         store.put(ids[i], i, out["result"], out["timing"])
         computed.append(ids[i])
-        bar.step()
+        bar.update()
         if on_cell is not None:
             on_cell(len(computed))
+    bar.close()
     return n_base, halving_info
 
 

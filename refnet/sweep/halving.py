@@ -52,7 +52,7 @@ def rung_score(result: dict, report: dict) -> float:
 def successive_halving(ex, store, spec, cells, ids, baselines, *, eta: int = 3,
                        min_epochs: int = 1, progress=sys.stderr):
     """Run the rungs; return (surviving cell positions, info with their checkpoints)."""
-    from .driver import Progress, _cell_task
+    from .driver import _cell_task, progress_bar
 
     if len(spec.grid["epochs"]) != 1:
         raise ConfigError("--halving: grid.epochs has several values; successive halving "
@@ -63,10 +63,11 @@ def successive_halving(ex, store, spec, cells, ids, baselines, *, eta: int = 3,
         need = [i for i in alive if store.rung(ids[i], r) is None]
         tasks = [_cell_task(spec, cells[i], baselines[cells[i]["seed"]], epochs=r, full=False,
                             checkpoint=ckpts.get(i)) for i in need]
-        bar = Progress(len(tasks), f"halving rung {r} epoch(s) on {ex.name}", progress)
+        bar = progress_bar(f"halving rung {r} epoch(s) on {ex.name}", len(tasks), progress)
         for j, out in ex.map(run_cell, tasks):
             store.put_rung(ids[need[j]], r, out["result"], out["timing"], out["checkpoint"])
-            bar.step()
+            bar.update()
+        bar.close()
         rows = {i: store.rung(ids[i], r) for i in alive}
         scores = {i: rung_score(rows[i][0], spec.report) for i in alive}
         ckpts = {i: rows[i][2] for i in alive}

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..io import atomic_write_bytes
-from ..plotting import NOISE_LABELS
+from ..reproduction.figures import NOISE_LABELS
 from .spec import cell_id
 from .store import SweepStore
 
@@ -241,7 +241,7 @@ def halving_summary(store: SweepStore, pts: list[Point]) -> str | None:
 def write_report(folder, constraint: str | None = None, out=None) -> dict:
     """Write ``pareto.png`` and ``front.md`` into ``out`` (default ``<folder>/report``);
     returns what it wrote and chose."""
-    from ..plotting import figure_png_bytes
+    from ..reproduction.figures import figure_png_bytes
 
     store = SweepStore.open(folder)
     try:
