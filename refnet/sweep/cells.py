@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import __version__
 
-__all__ = ["duque_setup", "cell_train_config", "predicted_accuracy_curve", "train_baseline",
+__all__ = ["duque_setup", "cell_train_config", "check_cells", "predicted_accuracy_curve", "train_baseline",
            "run_cell", "limit_threads"]
 
 
@@ -93,6 +93,36 @@ def cell_train_config(settings: dict, n_layers: int, epochs: int | None = None):
     base = mode_config(duque_setup(settings), "standard", n_layers)
     return replace(base, epochs=settings["epochs"] if epochs is None else int(epochs),
                    lr=settings["lr"], regularizers=tuple(regs), noise=noise)
+
+
+def check_cells(cells: list[dict]) -> None:
+    """Build every cell's training settings and evaluate its penalties once on a tiny input, so
+    that a setting the network cannot take (e.g. a code set naming W^(2) and W^(L) separately
+    on a one-hidden-layer net) is a :class:`ConfigError` now, not a worker's crash later."""
+    import json
+
+    from ..errors import ConfigError
+    from ..model import init_params, mlp
+    from ..regularizers import value
+
+    seen = set()
+    for s in cells:
+        arch = mlp((2, *s["hidden"], 2), "sigmoid")
+        key = json.dumps([s["hidden"], s["eq4_lambda"], s["eq4_variant"], s["eq7_lambda"],
+                          s["eq7_variant"], s["eq7_coefficients"]], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            config = cell_train_config(s, arch.n_layers)
+            value(arch, init_params(arch, rng=0), np.zeros((1, 2)), config.regularizers)
+        except ValueError as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(
+                f"grid: the cell with eq4_lambda={s['eq4_lambda']} ({s['eq4_variant']}), "
+                f"eq7_lambda={s['eq7_lambda']} ({s['eq7_variant']}) on hidden={s['hidden']} "
+                f"cannot be trained: {e}; change that setting or data.hidden") from None
 
 
 def predicted_accuracy_curve(arch, params, X, y, noise_type: str, variances, *, seed: int):

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cells import duque_setup, run_cell, train_baseline
+from .cells import check_cells, duque_setup, run_cell, train_baseline
 from .executors import make_executor
 from .spec import SweepSpec, cell_id
 from .store import SweepStore
@@ -139,6 +139,7 @@ def run_sweep(spec: SweepSpec, folder, *, workers: int | None = None, scheduler=
     log = log or (lambda msg: print(msg, file=sys.stderr) if progress is not None else None)
     folder = Path(folder)
     t0 = time.perf_counter()
+    check_cells(spec.cells())
     store = SweepStore.create_or_open(folder, spec)
     try:
         cells = spec.cells()

@@ -380,3 +380,11 @@ def test_seed_means_pool_the_seeds_of_each_setting():
     rows = seed_means([pt(0, 0.0, 0.9, 0.5), pt(1, 0.0, 0.8, 0.7), pt(0, 1.0, 0.7, 0.4)])
     assert [(r[0], r[1]) for r in rows] == [({"eq4_lambda": 0.0}, 2), ({"eq4_lambda": 1.0}, 1)]
     assert rows[0][2] == pytest.approx(0.85) and rows[0][3] == pytest.approx(0.6)
+
+
+def test_a_cell_the_network_cannot_take_is_a_config_error_before_any_work(tmp_path):
+    raw = {"data": {"dataset": "synthetic", "hidden": [8]},
+           "grid": {"eq7_lambda": [0.0, 6e-3], "eq7_variant": ["addunc_sigm_mnist"]}}
+    with pytest.raises(ConfigError, match=r"eq7_lambda=0.006 \(addunc_sigm_mnist\).*hidden"):
+        run_sweep(parse_spec(raw), tmp_path / "x", workers=1, progress=None)
+    assert not (tmp_path / "x").exists()
