@@ -45,11 +45,9 @@ first-order Mehler term between neurons.
 """
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 
 from ..activations import get_activation
 from ..errors import ConfigError
@@ -57,220 +55,15 @@ from ..losses import check_labels
 from ..model import Architecture, Params, check_input, check_params
 from ..noise import NOISE_TYPES, NoiseConfig, NoiseSpec, noise_config
 from .gaussian_argmax import gaussian_argmax_probability, rank_one_argmax_probability
-from .neuron_moments import gauss_hermite_activation_moments
+from .moment_steps import (MomentState, activation_step, noise_step, normal_panel_rule,
+                           output_covariance, signal_variance, weight_step)
 
-__all__ = ["LayerMoments", "layer_moments", "predicted_accuracy", "PredictedCurve",
+__all__ = ["normal_panel_rule", "LayerMoments", "layer_moments", "predicted_accuracy", "PredictedCurve",
            "predicted_accuracy_curve", "DEFAULT_VARIANCES"]
 
 Array = np.ndarray
 #: The Monte-Carlo sweep's grid: 100 log-spaced variances in [1e-3, 1].
 DEFAULT_VARIANCES = np.logspace(-3, 0, 100)
-
-
-# --- the state: mean and factored covariance of one layer's signal, per row -------------------
-@dataclass(frozen=True)
-class _Factor:
-    """Covariance term ``diag(r) A diag(c) A^T diag(r)``.
-
-    A : (n, k) shared by all rows, or (R, n, k) per row; c : (R, k) >= 0; r : (R, n) or None.
-    """
-
-    A: Array
-    c: Array
-    r: Array | None = None
-
-
-@dataclass(frozen=True)
-class _State:
-    """Rows are (input, quadrature node) pairs, ``Q`` consecutive rows per input.
-
-    w : (R,) node weights (sum 1 per input); mu : (R, n) mean; diag : (R, n) or None, an
-    independent per-neuron variance; dense : factors; lin : (R, n) directions ``u`` of exact
-    terms ``xi u`` with independent ``xi ~ N(0, 1)``.
-    """
-
-    w: Array
-    Q: int
-    mu: Array
-    diag: Array | None = None
-    dense: tuple = ()
-    lin: tuple = ()
-    splits: tuple = ()  #: per direction: the ``xi`` where its gain ``1 + sd xi`` is 0, or None
-
-    @property
-    def is_deterministic(self) -> bool:
-        return self.diag is None and not self.dense and not self.lin
-
-
-def _factor_variance(f: _Factor) -> Array:
-    """Per-neuron variance of a factor, (R, n)."""
-    if f.A.ndim == 2:
-        v = f.c @ (f.A * f.A).T
-    else:
-        v = np.einsum("rnk,rk->rn", f.A * f.A, f.c)
-    return v if f.r is None else v * f.r * f.r
-
-
-def _variance(s: _State) -> Array:
-    """Per-neuron variance of the signal, (R, n)."""
-    v = np.zeros_like(s.mu) if s.diag is None else s.diag.copy()
-    for f in s.dense:
-        v += _factor_variance(f)
-    for u in s.lin:
-        v += u * u
-    return v
-
-
-def _scale(s: _State, g: Array) -> _State:
-    """The signal times ``g`` ((R, 1) or (R, n)): every term of the covariance scales."""
-    return replace(s, mu=s.mu * g, diag=None if s.diag is None else s.diag * g * g,
-                   dense=tuple(replace(f, r=g * (1.0 if f.r is None else f.r)) for f in s.dense),
-                   lin=tuple(u * g for u in s.lin))
-
-
-@functools.lru_cache(maxsize=64)
-def normal_panel_rule(n_nodes: int, split: float | None = None) -> tuple[Array, Array]:
-    """Nodes ``t_k`` and weights (sum 1) with ``E g(xi) ~ sum_k w_k g(t_k)``, xi ~ N(0, 1).
-
-    Composite two-point Gauss-Legendre on ``n_nodes / 2`` equal panels of ``u = Phi(xi)`` in
-    (0, 1), mapped back by ``t = Phi^{-1}(u)`` (the probability-integral transform; P. J. Davis
-    & P. Rabinowitz, *Methods of Numerical Integration*, 2nd ed., Academic Press 1984, Ch. 2).
-    Unlike Gauss-Hermite it stays accurate when the integrand has a near-step, as the accuracy
-    does where multiplicative correlated noise ``1 + xi`` crosses 0: measured on a trained MNIST
-    net at variance 1, 16 nodes are within 0.2 pp where 16-64 Gauss-Hermite nodes are 2-4 pp
-    off. ``n_nodes`` is rounded up to even.
-
-    With ``split`` (multiplicative correlated noise: the ``xi`` where the gain ``1 + sd xi`` is
-    0) the panels end at ``u* = Phi(split)`` and are graded geometrically (widths doubling) away
-    from it, ``n_nodes / 4`` (at least 1) per side, rounded up to a multiple of 4: the accuracy
-    changes fastest just beside ``u*``. Measured on the trained MNIST net at variances 0.2-1:
-    within 0.25 pp with 16 nodes, where the equal panels are up to 1.1 pp off.
-    """
-    if int(n_nodes) < 1:
-        raise ValueError(f"n_nodes: need >= 1 quadrature node, got {n_nodes}")
-    if split is None:
-        edges = np.linspace(0.0, 1.0, (int(n_nodes) + 1) // 2 + 1)
-    else:
-        u_star, p = float(ndtr(split)), max(1, (int(n_nodes) + 3) // 4)
-        grade = (2.0 ** np.arange(p + 1) - 1.0) / (2.0 ** p - 1.0)  # 0 .. 1, doubling steps
-        edges = np.concatenate([u_star * (1.0 - grade[::-1]), u_star + (1.0 - u_star) * grade[1:]])
-    g, gw = np.polynomial.legendre.leggauss(2)
-    mid, half = (edges[1:] + edges[:-1]) / 2, (edges[1:] - edges[:-1]) / 2
-    u = (mid[:, None] + half[:, None] * g).ravel()
-    w = (half[:, None] * gw).ravel()
-    t = ndtri(np.clip(u, 1e-300, 1.0))
-    t.setflags(write=False)
-    w.setflags(write=False)
-    return t, w
-
-
-def _expand(s: _State, n_nodes: int, split: float | None = None) -> tuple[_State, Array]:
-    """Each row becomes one row per node ``t`` of :func:`normal_panel_rule` for a new N(0,1) scalar.
-
-    Returns the state and ``t`` per row, (R * len(t), 1).
-    """
-    x, w = normal_panel_rule(n_nodes, split)
-    n_nodes = len(x)
-
-    def rep(a):
-        return None if a is None else np.repeat(a, n_nodes, axis=0)
-    dense = tuple(_Factor(f.A if f.A.ndim == 2 else rep(f.A), rep(f.c), rep(f.r)) for f in s.dense)
-    new = _State(np.repeat(s.w, n_nodes) * np.tile(w, len(s.w)), s.Q * n_nodes, rep(s.mu),
-                 rep(s.diag), dense, tuple(rep(u) for u in s.lin), s.splits)
-    return new, np.tile(x, len(s.w))[:, None]
-
-
-def _expand_directions(s: _State, n_nodes: int) -> _State:
-    """Integrate the exact directions ``xi u`` by quadrature: row ``t`` gets the mean ``mu + t u``.
-
-    Done before a nonlinearity or a multiplicative noise: the map from where a correlated draw
-    entered up to here is affine, so this is the same as expanding where it entered (no
-    closure), only cheaper (the row-sum shortcut of the Monte-Carlo engine, analytically).
-    """
-    while s.lin:
-        u, split = s.lin[0], s.splits[0]
-        s, t = _expand(replace(s, lin=s.lin[1:], splits=s.splits[1:]), n_nodes, split)
-        s = replace(s, mu=s.mu + t * np.repeat(u, len(t) // len(u), axis=0))
-    return s
-
-
-# --- one step each: noise (Semenova 2022, Eq. 3), activation, weight layer ------------------
-def _noise(s: _State, spec: NoiseSpec, n_nodes: int) -> _State:
-    """``y = x (1 + xi_MU)(1 + xi_MC) + xi_AU + xi_AC`` on the signal (Semenova 2022, Eq. 3, p. 3).
-
-    Uncorrelated sources add independent per-neuron variance. A correlated source becomes an
-    exact direction ``xi u`` (``u = sd`` for additive noise, ``sd x`` for multiplicative noise on
-    a deterministic ``x``), or, multiplying a random signal, is integrated by quadrature nodes.
-    """
-    if spec.mul_unc or spec.mul_cor:  # products of draws: condition on the earlier ones first
-        s = _expand_directions(s, n_nodes)
-    if spec.mul_unc:  # Var(x xi) = s E[x^2]; uncorrelated with everything else (E xi = 0)
-        add = spec.mul_unc * (s.mu * s.mu + _variance(s))
-        s = replace(s, diag=add if s.diag is None else s.diag + add)
-    if spec.mul_cor:
-        sd = np.sqrt(spec.mul_cor)
-        if s.is_deterministic:
-            s = replace(s, lin=(sd * s.mu,), splits=(-1.0 / sd,))
-        else:
-            s, t = _expand(s, n_nodes, -1.0 / sd)
-            s = _scale(s, 1.0 + sd * t)
-    if spec.add_unc:
-        s = replace(s, diag=np.full_like(s.mu, spec.add_unc) if s.diag is None
-                    else s.diag + spec.add_unc)
-    if spec.add_cor:
-        s = replace(s, lin=s.lin + (np.full_like(s.mu, np.sqrt(spec.add_cor)),),
-                    splits=s.splits + (None,))
-    return s
-
-
-def _activation(s: _State, activation: str, n_nodes: int, gh_nodes: int) -> _State:
-    """``f(z)`` of a Gaussian signal: per-neuron moments, cross-covariances ``d_i d_j Cov(z)``."""
-    act = get_activation(activation)
-    if act.spec == "identity":
-        return s
-    s = _expand_directions(s, n_nodes)
-    if s.is_deterministic:
-        return replace(s, mu=act.f(s.mu))
-    var_z = _variance(s)
-    m1, m2, d = gauss_hermite_activation_moments(act, s.mu, var_z, n_nodes=gh_nodes)
-    residual = np.clip((m2 - m1 * m1) - d * d * var_z, 0.0, None)  # >= 0 by Cauchy-Schwarz
-    diag = residual if s.diag is None else residual + d * d * s.diag
-    return _State(s.w, s.Q, m1, diag, tuple(replace(f, r=d if f.r is None else f.r * d)
-                                             for f in s.dense))
-
-
-def _apply_weights(W: Array, f: _Factor) -> Array:
-    """``W diag(r) A`` of a factor: (n', k) if it stays shared, else (R, n', k)."""
-    if f.A.ndim == 2 and f.r is None:
-        return W @ f.A
-    if f.A.ndim == 2:  # per row: one GEMM over all (row, output) pairs
-        R, n_out = len(f.r), W.shape[0]
-        if n_out <= f.A.shape[1]:
-            return ((W[None] * f.r[:, None, :]).reshape(R * n_out, -1) @ f.A).reshape(R, n_out, -1)
-        return np.matmul(W, f.r[:, :, None] * f.A)
-    return np.matmul(W, f.A if f.r is None else f.r[:, :, None] * f.A)
-
-
-def _weights(s: _State, W: Array, b: Array) -> _State:
-    """``z = W y + b``: the mean is mapped; each covariance factor ``F`` becomes ``W F``."""
-    dense = tuple(_Factor(_apply_weights(W, f), f.c) for f in s.dense)
-    if s.diag is not None:
-        dense = (_Factor(W, s.diag),) + dense
-    return _State(s.w, s.Q, s.mu @ W.T + b, None, dense, tuple(u @ W.T for u in s.lin), s.splits)
-
-
-def _output_covariance(s: _State) -> Array:
-    """Full covariance of the signal (R, n, n) from its factors (only for the small output)."""
-    R, n = s.mu.shape
-    cov = np.zeros((R, n, n))
-    if s.diag is not None:
-        cov[:, np.arange(n), np.arange(n)] = s.diag
-    for f in s.dense + tuple(_Factor(u[:, :, None], np.ones((R, 1))) for u in s.lin):
-        M = np.broadcast_to(f.A, (R,) + f.A.shape[-2:]) if f.A.ndim == 2 else f.A
-        if f.r is not None:
-            M = M * f.r[:, :, None]
-        cov += (M * f.c[:, None, :]) @ M.transpose(0, 2, 1)
-    return cov
 
 
 # --- the driver ----------------------------------------------------------------------------
@@ -311,13 +104,13 @@ def _clean_start(arch: Architecture, params: Params, X: Array, cfg: NoiseConfig)
     return l0, "post", a
 
 
-def _marginal(s: _State) -> tuple[Array, Array]:
+def _marginal(s: MomentState) -> tuple[Array, Array]:
     """Per-input mean and variance (B, n) over quadrature rows (law of total variance)."""
     R, n = s.mu.shape
     w = s.w.reshape(-1, s.Q, 1)
     mu = s.mu.reshape(-1, s.Q, n)
     mean = (w * mu).sum(1)
-    second = (w * (_variance(s).reshape(-1, s.Q, n) + mu * mu)).sum(1)
+    second = (w * (signal_variance(s).reshape(-1, s.Q, n) + mu * mu)).sum(1)
     return mean, np.clip(second - mean * mean, 0.0, None)
 
 
@@ -327,16 +120,16 @@ def _run(arch, params, start, cfg, n_nodes: int, gh_nodes: int, record: bool = F
     layers = () if cfg.is_zero else cfg.resolved_layers(L)
 
     def noise_at(s, l):
-        return _noise(s, cfg.spec, n_nodes)
+        return noise_step(s, cfg.spec, n_nodes)
 
     l, stage, x = start
-    s = _State(np.ones(len(x)), 1, x)
+    s = MomentState(np.ones(len(x)), 1, x)
     records = []
     while True:
         if stage == "pre":
             if l in layers and cfg.position == "pre":
                 s = noise_at(s, l)
-            s = _activation(s, arch.activations[l - 1], n_nodes, gh_nodes)
+            s = activation_step(s, arch.activations[l - 1], n_nodes, gh_nodes)
         if l in layers and (cfg.position == "post" or l == 0):
             s = noise_at(s, l)
         if record:
@@ -344,15 +137,15 @@ def _run(arch, params, start, cfg, n_nodes: int, gh_nodes: int, record: bool = F
         if l == L:
             return s, records
         l, stage = l + 1, "pre"
-        s = _weights(s, params.W[l - 1], params.b[l - 1])
+        s = weight_step(s, params.W[l - 1], params.b[l - 1])
 
 
-def _row_accuracy(s: _State, labels: Array, log2_points: int) -> Array:
+def _row_accuracy(s: MomentState, labels: Array, log2_points: int) -> Array:
     """``P(argmax = label)`` per row (R,); exact when the logits are ``c + xi u`` or fixed."""
     if s.diag is None and not s.dense and len(s.lin) <= 1:
         u = s.lin[0] if s.lin else np.zeros_like(s.mu)
         return rank_one_argmax_probability(s.mu, u, labels)
-    return gaussian_argmax_probability(s.mu, _output_covariance(s), labels,
+    return gaussian_argmax_probability(s.mu, output_covariance(s), labels,
                                        log2_points=log2_points)
 
 
@@ -409,7 +202,7 @@ def layer_moments(arch: Architecture, params: Params, X, noise, *, quadrature_no
         w = s.w.reshape(-1, s.Q, 1, 1)
         mu = s.mu.reshape(-1, s.Q, K)
         m = rec[-1][0]
-        second = (w * (_output_covariance(s).reshape(-1, s.Q, K, K)
+        second = (w * (output_covariance(s).reshape(-1, s.Q, K, K)
                        + mu[..., :, None] * mu[..., None, :])).sum(1)
         covs.append(second - m[:, :, None] * m[:, None, :])
     return LayerMoments(tuple(np.concatenate(m) for m in means),

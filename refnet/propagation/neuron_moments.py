@@ -8,8 +8,10 @@ multivariate normal distribution", Ann. Stat. 9, 1135-1151, 1981) is exactly
 
 * :func:`gauss_hermite_activation_moments` - Gauss-Hermite quadrature with the probabilists'
   weight (Abramowitz & Stegun, *Handbook of Mathematical Functions*, 25.4.46): exact for
-  polynomials of degree ``< 2 n``, exponentially accurate for the analytic activations here, and
-  exactly ``f(mu)`` at ``v = 0``. This is what the propagation uses.
+  polynomials of degree ``< 2 n`` and exactly ``f(mu)`` at ``v = 0``; for the sigmoid the error
+  grows with ``v`` (the poles at ``+-i pi`` come closer in the node scale): with the default 24
+  nodes it is below 1e-10 at ``v = 0.5``, 3e-6 at ``v = 4``, 2e-4 at ``v = 9`` and 2e-3 at
+  ``v = 16`` (measured against adaptive quadrature; tested). This is what the propagation uses.
 * :func:`probit_gaussian_moments` - closed forms for the probit surrogate of the sigmoid,
   ``sigma(z) ~ Phi(lambda z)`` with ``lambda = sqrt(pi/8)`` (equal slopes at 0; D. J. C.
   MacKay, "The evidence framework applied to classification networks", Neural Comput. 4,
