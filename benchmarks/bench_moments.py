@@ -30,7 +30,7 @@ import numpy as np
 from refnet.io import load_model, save_model
 from refnet.model import init_params, mlp
 from refnet.montecarlo import accuracy_sweep
-from refnet.noise import NOISE_TYPES
+from refnet.noise import NOISE_TYPES, NoiseConfig, noise_config
 from refnet.propagation.moments import predicted_accuracy_curve
 from refnet.train import TrainConfig, train
 
@@ -64,6 +64,8 @@ def main(argv=None) -> int:
     ap.add_argument("--levels", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--quadrature-nodes", type=int, default=16)
+    ap.add_argument("--preset", default="duque", help="noise placement: duque, semenova or "
+                    "duque-pre (the duque layers, noise before the activation)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=os.environ.get("REFNET_BENCH_CACHE",
                                                       str(Path.home() / ".cache" / "refnet-bench")))
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
     from refnet.datasets import load_dataset
 
     print(f"inputs {n} (first of the test set), Monte-Carlo repetitions {reps}, "
-          f"{levels} variances in [1e-3, 1], noise after every hidden layer (duque preset), "
+          f"{levels} variances in [1e-3, 1], noise placement {args.preset}, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
     summary = []
     for ds in args.datasets:
@@ -82,13 +84,16 @@ def main(argv=None) -> int:
         te = load_dataset(ds, "test")
         X, y = te.X.reshape(len(te.X), -1)[:n].astype(np.float64), te.y[:n]
         print(f"\n== {ds}: {args.epochs} epochs ({how})")
+        noise = noise_config(args.preset.removesuffix("-pre"), None, arch.n_layers)
+        if args.preset.endswith("-pre"):
+            noise = NoiseConfig(noise.spec, noise.layers, "pre")
         for t in args.types:
             t0 = time.perf_counter()
-            pred = predicted_accuracy_curve(arch, params, X, y, "duque", t, variances,
+            pred = predicted_accuracy_curve(arch, params, X, y, noise, t, variances,
                                             quadrature_nodes=args.quadrature_nodes)
             t_pred = time.perf_counter() - t0
             t0 = time.perf_counter()
-            mc = accuracy_sweep(arch, params, X, y, "duque", (t,), variances, repetitions=reps,
+            mc = accuracy_sweep(arch, params, X, y, noise, (t,), variances, repetitions=reps,
                                 rng=args.seed)
             t_mc = time.perf_counter() - t0
             m, se = mc.mean[0], mc.std[0] / np.sqrt(reps)

@@ -7,41 +7,49 @@ every layer's noisy signal under the noise of :mod:`refnet.noise` (Semenova 2022
 
 Method
 ------
-* **Uncorrelated noise** makes the next pre-activation ``z = W y + b`` a sum of many
-  independent terms; ``z`` is treated as Gaussian with its exact mean and covariance (the
-  closure of Semenova 2022, Eqs. 6 and 9, p. 4, carried per neuron and with all correlations
-  between neurons instead of layer averages). Per neuron the activation's mean, variance and
-  effective slope ``d = E f'(z)`` are Gaussian expectations
-  (:mod:`refnet.propagation.neuron_moments`, Gauss-Hermite). Between neurons,
-  ``Cov(f(z_i), z_j) = d_i Cov(z_i, z_j)`` exactly (Stein's lemma), and
-  ``Cov(f(z_i), f(z_j)) ~ d_i d_j Cov(z_i, z_j)`` for ``i != j``: the first term of the Hermite
-  (Mehler) expansion of a bivariate Gaussian expectation (e.g. N. L. Johnson, S. Kotz &
-  N. Balakrishnan, *Continuous Multivariate Distributions*, Vol. 1, Wiley 2000, Ch. 46), exact
-  for the diagonal, which carries the activation's full variance. So the signal's covariance is
-  ``D Cov(z) D + diag(Var f - d^2 Var z)`` plus the noise: ``s_AU I`` and
-  ``s_MU diag(E[x^2])`` with ``E[x^2] = mean^2 + Var x`` (multiplicative noise scales with the
-  signal's second moment).
-* The covariance is never formed as ``n x n`` per input: it is kept as a sum of factors
-  ``diag(r) A diag(c) A^T diag(r)`` (``A`` the identity, one matrix shared by all inputs such as
-  ``W``, or a per-input product such as ``(W3 D2) W2``), so a 784-300-300-10 network costs
+* **Noise and weights, exactly.** Noise adds per-neuron variance ``s_AU`` and
+  ``s_MU E[x^2] = s_MU (mean^2 + Var x)`` (multiplicative noise scales with the signal's second
+  moment), and ``z = W y + b`` maps mean and covariance exactly: per neuron this is
+  (Semenova 2022, Eq. 19, p. 9), the exact variance of the next internal state under the four
+  sources, here carried per neuron and input with every correlation between neurons instead of
+  the layer averages of Eq. 6 (p. 4).
+* **Activations, beyond first order.** With ``z`` Gaussian (exact after the first noisy layer;
+  a closure, by the central limit theorem over the many independent terms of ``W y``, after
+  that), each neuron's output mean and variance and its effective slope ``d = E f'(z)`` are
+  Gaussian expectations by Gauss-Hermite quadrature (:mod:`refnet.propagation.neuron_moments`;
+  they replace Eq. 9's (p. 5) first-order ``f'(E z)^2 Var z`` and the Taylor orders of Methods
+  VII A, Eqs. 24-28). Between neurons, ``Cov(f(z_i), z_j) = d_i Cov(z_i, z_j)`` exactly (Stein's
+  lemma) and ``Cov(f(z_i), f(z_j)) ~ d_i d_j Cov(z_i, z_j)``, the first term of Mehler's
+  expansion of a bivariate Gaussian expectation in Hermite polynomials (F. G. Mehler, J. Reine
+  Angew. Math. 66, 161-176, 1866); the diagonal keeps the full variance:
+  ``Cov f(z) = D Cov(z) D + diag(Var f - d^2 Var z)``.
+* **Factored covariance.** It is never formed as ``n x n`` per input but kept as a sum of factors
+  ``diag(r) A diag(c) A^T diag(r)`` (``A`` the identity, a matrix shared by all inputs such as
+  ``W``, or a per-input product such as ``(W3 D2) W2``): a 784-300-300-10 network costs
   ``10 x 300 x 300`` per input, like the first-order Jacobians of
   :mod:`refnet.propagation.sensitivity`.
 * **Correlated noise** (one draw per sample and layer, shared by all neurons) is one scalar
-  ``xi`` per noisy layer. It is integrated exactly in the limit of many nodes by Gauss-Hermite
-  quadrature over ``xi`` (each node is a deterministic shift or scale of the whole layer, so no
-  Gaussian closure is made for it); the last such scalar, when the rest of the network is affine
-  (e.g. post-activation noise on the last hidden layer before a linear output), is kept as an
-  exact direction ``Y = c + xi u``, whose argmax probability is exact
-  (:func:`refnet.propagation.gaussian_argmax.rank_one_argmax_probability`).
-* The predicted accuracy averages, over quadrature nodes and inputs,
-  ``P(argmax = label)`` for the Gaussian logits
-  (:mod:`refnet.propagation.gaussian_argmax`: exact for rank one, Boole bounds where they decide,
-  otherwise Genz's transform on a fixed scrambled Sobol set: deterministic).
+  ``xi ~ N(0, 1)`` per layer and source, never closed by a Gaussian: it is carried as an exact
+  direction ``xi u`` (``u = sd`` for additive noise, ``sd x`` for multiplicative noise on a
+  deterministic ``x``) through the affine maps, and integrated by quadrature
+  (:func:`normal_panel_rule`: Gauss-Legendre panels in ``Phi(xi)``, graded towards the zero of
+  the gain ``1 + sd xi`` for multiplicative noise) only where a nonlinearity or another
+  multiplicative correlated draw meets it; each node is then a deterministic shift or scale of
+  the layer. A direction that reaches the logits stays exact: ``Y = c + xi u`` has an exact
+  argmax probability (:func:`refnet.propagation.gaussian_argmax.rank_one_argmax_probability`).
+  With the Duque placement this makes correlated noise alone exact up to the quadrature
+  (16 nodes over the first hidden layer's draw).
+* **Predicted accuracy**: the mean over inputs and nodes of ``P(argmax = label)`` for the
+  Gaussian logits (:mod:`refnet.propagation.gaussian_argmax`: exact for rank one, Boole bounds
+  where they decide, otherwise Genz's transform on a fixed scrambled Sobol set of 128 points:
+  deterministic, no random draws).
 
 Exact cases (tested): zero noise (the clean forward); a linear network (means and covariances
-exact for every noise type; accuracies exact for additive noise); correlated noise alone with
-enough nodes. The approximations are the Gaussian closure of uncorrelated noise and the
-first-order Mehler term between neurons.
+exact for additive and uncorrelated multiplicative noise and for multiplicative correlated noise
+on one layer; accuracies exact for additive noise). The approximations: the Gaussian closure of
+uncorrelated noise after a nonlinearity (its logits are treated as Gaussian), the first Mehler
+term between neurons, and the quadrature. Measured against Monte-Carlo on 3-epoch MNIST and
+Fashion-MNIST nets: see ``benchmarks/bench_moments.py``.
 """
 from __future__ import annotations
 
