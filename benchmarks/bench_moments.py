@@ -119,8 +119,8 @@ def main(argv=None) -> int:
                 print(f"   {v:8.4f}  {p * 100:11.2f}  {a * 100:8.2f} ({e * 100:4.2f})  {d:+8.2f}"
                       f"  {(f - a) * 100:+12.2f}")
             k = int(np.argmax(np.abs(diff)))
-            print(f"   max |diff| {abs(diff[k]):.2f} pp at variance {variances[k]:.4g} (first order: "
-                  f"{np.abs(first - m).max() * 100:.2f} pp); "
+            print(f"   max |diff| {abs(diff[k]):.2f} pp at variance {variances[k]:.4g} "
+                  f"(first order: {np.abs(first - m).max() * 100:.2f} pp); "
                   f"time predicted {t_pred:.2f} s, Monte-Carlo {t_mc:.2f} s, ratio "
                   f"{t_pred / t_mc:.2f} (= {reps * t_pred / t_mc:.1f} Monte-Carlo repetitions)")
             summary.append((ds, t, abs(diff[k]), variances[k], t_pred, t_mc))

@@ -87,7 +87,8 @@ def _genz_probability(md: Array, Cd: Array, log2_n: int) -> Array:
         z = np.where(sd > 0, md / sd, np.where(md > 0, np.inf, -np.inf))
     order = np.argsort(z, axis=1)                   # most constraining first (Genz & Bretz)
     md = np.take_along_axis(md, order, axis=1)
-    Cd = np.take_along_axis(np.take_along_axis(Cd, order[:, :, None], axis=1), order[:, None, :], axis=2)
+    Cd = np.take_along_axis(np.take_along_axis(Cd, order[:, :, None], axis=1), order[:, None, :],
+                            axis=2)
     # a tiny ridge keeps the Cholesky factor defined for singular covariances (e.g. rank 2)
     ridge = 1e-12 * np.maximum(np.einsum("nii->n", Cd), 1e-300)
     C = np.linalg.cholesky(Cd + ridge[:, None, None] * np.eye(m))

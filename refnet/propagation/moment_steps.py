@@ -92,8 +92,8 @@ def normal_panel_rule(n_nodes: int, split: float | None = None) -> tuple[Array, 
     & P. Rabinowitz, *Methods of Numerical Integration*, 2nd ed., Academic Press 1984, Ch. 2).
     Unlike Gauss-Hermite it stays accurate when the integrand has a near-step, as the accuracy
     does where multiplicative correlated noise ``1 + xi`` crosses 0: measured on a trained MNIST
-    net at variance 1, 16 nodes are within 0.2 pp where 16-64 Gauss-Hermite nodes are 2-4 pp
-    off. ``n_nodes`` is rounded up to even.
+    net at variance 1, 16 nodes are within 0.15 pp where Gauss-Hermite with 16, 24 or 32 nodes
+    is 1.7-4.2 pp off. ``n_nodes`` is rounded up to even.
 
     With ``split`` (multiplicative correlated noise: the ``xi`` where the gain ``1 + sd xi`` is
     0) the panels end at ``u* = Phi(split)`` and are graded geometrically (widths doubling) away
@@ -129,9 +129,10 @@ def _expand(s: MomentState, n_nodes: int, split: float | None = None) -> tuple[M
 
     def rep(a):
         return None if a is None else np.repeat(a, n_nodes, axis=0)
-    dense = tuple(CovFactor(f.A if f.A.ndim == 2 else rep(f.A), rep(f.c), rep(f.r)) for f in s.dense)
+    dense = tuple(CovFactor(f.A if f.A.ndim == 2 else rep(f.A), rep(f.c), rep(f.r))
+                  for f in s.dense)
     new = MomentState(np.repeat(s.w, n_nodes) * np.tile(w, len(s.w)), s.Q * n_nodes, rep(s.mu),
-                 rep(s.diag), dense, tuple(rep(u) for u in s.lin), s.splits)
+                      rep(s.diag), dense, tuple(rep(u) for u in s.lin), s.splits)
     return new, np.tile(x, len(s.w))[:, None]
 
 
@@ -189,8 +190,8 @@ def activation_step(s: MomentState, activation: str, n_nodes: int, gh_nodes: int
     m1, m2, d = gauss_hermite_activation_moments(act, s.mu, var_z, n_nodes=gh_nodes)
     residual = np.clip((m2 - m1 * m1) - d * d * var_z, 0.0, None)  # >= 0 by Cauchy-Schwarz
     diag = residual if s.diag is None else residual + d * d * s.diag
-    return MomentState(s.w, s.Q, m1, diag, tuple(replace(f, r=d if f.r is None else f.r * d)
-                                             for f in s.dense))
+    dense = tuple(replace(f, r=d if f.r is None else f.r * d) for f in s.dense)
+    return MomentState(s.w, s.Q, m1, diag, dense)
 
 
 def _apply_weights(W: Array, f: CovFactor) -> Array:
@@ -210,7 +211,8 @@ def weight_step(s: MomentState, W: Array, b: Array) -> MomentState:
     dense = tuple(CovFactor(_apply_weights(W, f), f.c) for f in s.dense)
     if s.diag is not None:
         dense = (CovFactor(W, s.diag),) + dense
-    return MomentState(s.w, s.Q, s.mu @ W.T + b, None, dense, tuple(u @ W.T for u in s.lin), s.splits)
+    lin = tuple(u @ W.T for u in s.lin)
+    return MomentState(s.w, s.Q, s.mu @ W.T + b, None, dense, lin, s.splits)
 
 
 def output_covariance(s: MomentState) -> Array:

@@ -66,8 +66,8 @@ from .gaussian_argmax import gaussian_argmax_probability, rank_one_argmax_probab
 from .moment_steps import (MomentState, activation_step, noise_step, normal_panel_rule,
                            output_covariance, signal_variance, weight_step)
 
-__all__ = ["normal_panel_rule", "LayerMoments", "layer_moments", "predicted_accuracy", "PredictedCurve",
-           "predicted_accuracy_curve", "DEFAULT_VARIANCES"]
+__all__ = ["normal_panel_rule", "LayerMoments", "layer_moments", "predicted_accuracy",
+           "PredictedCurve", "predicted_accuracy_curve", "DEFAULT_VARIANCES"]
 
 Array = np.ndarray
 #: The Monte-Carlo sweep's grid: 100 log-spaced variances in [1e-3, 1].
@@ -88,7 +88,8 @@ def _expanded_scalars(arch: Architecture, cfg: NoiseConfig) -> int:
     multiplicative noise follows (an upper bound, for the block size)."""
     spec, layers = cfg.spec, cfg.resolved_layers(arch.n_layers)
     n_cor = bool(spec.add_cor) + bool(spec.mul_cor)
-    curved = [l for l, a in enumerate(arch.activations, start=1) if get_activation(a).spec != "identity"]
+    curved = [l for l, a in enumerate(arch.activations, start=1)
+              if get_activation(a).spec != "identity"]
     mul = bool(spec.mul_unc or spec.mul_cor)
     n = 0
     for l in layers:
@@ -127,19 +128,16 @@ def _run(arch, params, start, cfg, n_nodes: int, gh_nodes: int, record: bool = F
     L = arch.n_layers
     layers = () if cfg.is_zero else cfg.resolved_layers(L)
 
-    def noise_at(s, l):
-        return noise_step(s, cfg.spec, n_nodes)
-
     l, stage, x = start
     s = MomentState(np.ones(len(x)), 1, x)
     records = []
     while True:
         if stage == "pre":
             if l in layers and cfg.position == "pre":
-                s = noise_at(s, l)
+                s = noise_step(s, cfg.spec, n_nodes)
             s = activation_step(s, arch.activations[l - 1], n_nodes, gh_nodes)
         if l in layers and (cfg.position == "post" or l == 0):
-            s = noise_at(s, l)
+            s = noise_step(s, cfg.spec, n_nodes)
         if record:
             records.append(_marginal(s))
         if l == L:
@@ -189,7 +187,7 @@ class LayerMoments:
 
 
 def layer_moments(arch: Architecture, params: Params, X, noise, *, quadrature_nodes: int = 16,
-                  hermite_nodes: int = 24, chunk: int = 256) -> LayerMoments:
+                  hermite_nodes: int = 24, chunk: int = 512) -> LayerMoments:
     """Mean and variance of each layer's noisy signal, as in ``refnet.model.forward``'s ``cache.A``.
 
     ``noise`` is a :class:`NoiseConfig` (its spec is used) or a preset name (no noise).
@@ -233,10 +231,11 @@ def predicted_accuracy(arch: Architecture, params: Params, X, y, noise, *,
                        chunk: int = 512) -> Array:
     """Predicted ``P(argmax = label)`` per input, shape (n_inputs,), for a :class:`NoiseConfig`.
 
-    quadrature_nodes : Gauss-Hermite nodes per correlated draw that meets a nonlinearity;
-    hermite_nodes : Gauss-Hermite nodes of each neuron's expectations; log2_points : size of
-    the fixed Sobol set for Gaussian argmax probabilities; chunk : inputs per block (capped so
-    that the per-input covariance factors stay near 128 MB).
+    quadrature_nodes : nodes of :func:`normal_panel_rule` per correlated draw that meets a
+    nonlinearity; hermite_nodes : Gauss-Hermite nodes of each neuron's expectations
+    (:func:`~refnet.propagation.neuron_moments.gauss_hermite_activation_moments`);
+    log2_points : size of the fixed Sobol set for Gaussian argmax probabilities; chunk : inputs
+    per block (capped so that the per-input covariance factors stay near 128 MB).
     """
     check_params(arch, params)
     X = check_input(X, arch.sizes[0]).astype(np.float64, copy=False)

@@ -92,7 +92,7 @@ def gauss_hermite_activation_moments(activation: str | Activation, mean, varianc
 
 
 def probit_gaussian_moments(mean, variance) -> tuple[Array, Array, Array]:
-    r"""Closed forms ``(E Phi(lz), E Phi(lz)^2, E l phi(lz))``, ``l = sqrt(pi/8)``, z ~ N(mean, variance).
+    r"""Closed forms ``(E Phi(lz), E Phi(lz)^2, E l phi(lz))``, ``l = sqrt(pi/8)``, z ~ N(mean, var).
 
     The probit surrogate of the sigmoid (see the module docstring for the formulas and
     references). Exact for ``Phi(l z)``; an approximation of the sigmoid's moments.

@@ -68,7 +68,8 @@ def test_gauss_hermite_sigmoid_matches_adaptive_quadrature(mu, v):
         def dens(z):
             return math.exp(-(z - mu) ** 2 / (2 * v)) / math.sqrt(2 * math.pi * v)
         ref = [quad(lambda z: g(z) * dens(z), -80, 80, epsabs=1e-14, limit=400)[0]
-               for g in (sigmoid, lambda z: sigmoid(z) ** 2, lambda z: sigmoid(z) * (1 - sigmoid(z)))]
+               for g in (sigmoid, lambda z: sigmoid(z) ** 2,
+                         lambda z: sigmoid(z) * (1 - sigmoid(z)))]
     for n, tol, v_max in ((24, 2e-4, 9.0), (96, 1e-5, 25.0)):
         if v <= v_max:
             got = gauss_hermite_activation_moments("sigmoid", np.array(mu), np.array(v), n_nodes=n)
