@@ -70,6 +70,8 @@ __all__ = ["normal_panel_rule", "LayerMoments", "layer_moments", "predicted_accu
            "PredictedCurve", "predicted_accuracy_curve", "DEFAULT_VARIANCES"]
 
 Array = np.ndarray
+#: Most quadrature rows per input (nodes ** correlated draws meeting a nonlinearity).
+MAX_ROWS_PER_INPUT = 100_000
 #: The Monte-Carlo sweep's grid: 100 log-spaced variances in [1e-3, 1].
 DEFAULT_VARIANCES = np.logspace(-3, 0, 100)
 
@@ -84,13 +86,13 @@ def _resolve(noise, arch: Architecture) -> NoiseConfig:
 
 
 def _expanded_scalars(arch: Architecture, cfg: NoiseConfig) -> int:
-    """How many correlated draws get quadrature nodes: those a nonlinearity or a later
-    multiplicative noise follows (an upper bound, for the block size)."""
+    """How many correlated draws get quadrature nodes: those a nonlinearity follows, or a later
+    multiplicative correlated noise on a signal without uncorrelated noise (an upper bound)."""
     spec, layers = cfg.spec, cfg.resolved_layers(arch.n_layers)
     n_cor = bool(spec.add_cor) + bool(spec.mul_cor)
     curved = [l for l, a in enumerate(arch.activations, start=1)
               if get_activation(a).spec != "identity"]
-    mul = bool(spec.mul_unc or spec.mul_cor)
+    mul = bool(spec.mul_cor) and not (spec.add_unc or spec.mul_unc)
     n = 0
     for l in layers:
         first_act = l + 1 if (cfg.position == "post" or l == 0) else l
@@ -166,10 +168,14 @@ def _blocks(arch: Architecture, cfg: NoiseConfig, n_inputs: int, chunk: int, n_n
     """Input blocks small enough that the per-row factors stay near 128 MB."""
     L, sizes = arch.n_layers, arch.sizes
     layers = () if cfg.is_zero else cfg.resolved_layers(L)
-    Q = ((n_nodes + 3) // 4 * 4) ** (_expanded_scalars(arch, cfg) if layers else 0)
+    Q = ((n_nodes + 3) // 4 * 4 + 2) ** (_expanded_scalars(arch, cfg) if layers else 0)
     l0 = min(layers, default=L)
     per_row = max([sizes[l] * max(sizes[l - 1], sizes[l0]) for l in range(l0 + 2, L + 1)]
                   + [max(sizes)])
+    if Q > MAX_ROWS_PER_INPUT:
+        raise ConfigError(f"quadrature_nodes: {n_nodes} nodes per correlated draw give up to {Q} "
+                          f"rows per input here (limit {MAX_ROWS_PER_INPUT}); use fewer nodes "
+                          "or fewer layers with correlated noise")
     step = max(1, min(int(chunk), (1 << 24) // (per_row * Q)))
     return [slice(i, min(i + step, n_inputs)) for i in range(0, n_inputs, step)]
 

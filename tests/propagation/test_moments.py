@@ -77,12 +77,12 @@ def test_gauss_hermite_sigmoid_matches_adaptive_quadrature(mu, v):
 
 
 def test_panel_rule_is_a_probability_rule():
-    for n, split in ((16, None), (9, None), (16, -1.0), (16, -30.0)):
+    """Positive weights summing to 1, and the mean and variance of N(0, 1) exactly."""
+    for n, split in ((16, None), (9, None), (16, -1.0), (16, -30.0), (64, -1.5), (1, None)):
         t, w = normal_panel_rule(n, split)
         assert np.all(w > 0) and abs(w.sum() - 1) < 1e-14
         assert np.all(np.isfinite(t))
-    t, w = normal_panel_rule(400)
-    assert abs(w @ t) < 1e-12 and abs(w @ t ** 2 - 1) < 0.02
+        assert abs(w @ t) < 1e-14 and abs(w @ t ** 2 - 1) < 1e-14
 
 
 # --- Gaussian argmax probabilities -----------------------------------------------------------
@@ -156,7 +156,7 @@ def exact_linear_moments(arch, P, X, cfg):
 
 
 LINEAR_SPECS = [NoiseSpec(add_unc=0.3), NoiseSpec(add_cor=0.2), NoiseSpec(0.3, 0.2, 0, 0),
-                NoiseSpec(mul_unc=0.4), NoiseSpec(0.1, 0.2, 0.3, 0)]
+                NoiseSpec(mul_unc=0.4), NoiseSpec(mul_cor=0.5), NoiseSpec(0.1, 0.2, 0.3, 0.4)]
 
 
 @pytest.mark.parametrize("spec", LINEAR_SPECS)
@@ -236,7 +236,7 @@ def test_hidden_moments_match_monte_carlo(noise_type):
 @pytest.mark.parametrize("noise_type", NOISE_TYPES)
 def test_output_moments_close_to_monte_carlo(noise_type):
     """The output mean is exact up to Monte-Carlo error; the output variance carries the
-    first-order cross-covariance closure: within 5 % of Monte-Carlo here (measured <= 3 %)."""
+    first-order cross-covariance closure: within 5 % of Monte-Carlo here (measured <= 1.5 %)."""
     arch, P = small_net()
     X = np.random.default_rng(11).normal(size=(5, 6))
     cfg = noise_config("duque", NoiseSpec.single(noise_type, 0.2), arch.n_layers)
