@@ -45,8 +45,8 @@ Method
   deterministic, no random draws).
 
 Exact cases (tested): zero noise (the clean forward); a linear network (means and covariances
-exact for additive and uncorrelated multiplicative noise and for multiplicative correlated noise
-on one layer; accuracies exact for additive noise). The approximations: the Gaussian closure of
+exact for all four sources, mixed or alone, on any layers: the quadrature rule has N(0, 1)'s
+mean and variance; accuracies exact for additive noise). The approximations: the Gaussian closure of
 uncorrelated noise after a nonlinearity (its logits are treated as Gaussian), the first Mehler
 term between neurons, and the quadrature. Measured against Monte-Carlo on 3-epoch MNIST and
 Fashion-MNIST nets: see ``benchmarks/bench_moments.py``.
