@@ -12,47 +12,52 @@ import hashlib
 import io
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..datasets._cache import sha256_file
+from ..errors import ConfigError
+from ..noise import NOISE_TYPES
+from ..progress import Progress
+from ._common import (add_noise_preset, check_rows, dataset_name, existing_file, noise_type_list,
+                      positive_float, positive_int, read_npz_arrays, seed, variance_list)
 
 HELP = "accuracy of a trained model under each noise type alone, over a grid of noise variances"
 _FILES = ("accuracy.csv", "accuracy.json", "accuracy.png")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..noise import NOISE_TYPES
-
-    p.add_argument("model", help="model file (.npz) written by refnet")
+    p.add_argument("model", type=existing_file("a model .npz written by refnet"),
+                   help="model file (.npz) written by refnet")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", help="named dataset, test split (mnist, fashion-mnist, ...)")
-    src.add_argument("--data", help=".npz file with arrays X (n, n_in) and y (n,)")
-    p.add_argument("--noise-types", default=",".join(NOISE_TYPES),
+    src.add_argument("--dataset", type=dataset_name,
+                     help="named dataset, test split (mnist, fashion-mnist, ...)")
+    src.add_argument("--data", type=existing_file("a .npz with arrays X and y"),
+                     help=".npz file with arrays X (n, n_in) and y (n,)")
+    p.add_argument("--noise-types", type=noise_type_list, default=NOISE_TYPES,
                    help="comma-separated subset of " + ",".join(NOISE_TYPES) + " (default: all)")
     lv = p.add_mutually_exclusive_group()
-    lv.add_argument("--variances", type=int, default=100, metavar="N",
+    lv.add_argument("--variances", type=positive_int, default=100, metavar="N",
                     help="number of log-spaced variances in [vmin, vmax] (default 100)")
-    lv.add_argument("--levels", help="explicit comma-separated variances, e.g. 0.01,0.1,1")
-    p.add_argument("--vmin", type=float, default=1e-3, help="smallest variance (default 1e-3)")
-    p.add_argument("--vmax", type=float, default=1.0, help="largest variance (default 1)")
-    p.add_argument("--repetitions", type=int, default=3, help="passes per level (default 3)")
-    p.add_argument("--preset", default="duque", choices=("duque", "semenova"),
-                   help="noisy layers: duque = after each hidden activation (default)")
-    p.add_argument("--batch-size", type=int, default=1000,
+    lv.add_argument("--levels", type=variance_list,
+                    help="explicit comma-separated variances, e.g. 0.01,0.1,1")
+    p.add_argument("--vmin", type=positive_float, default=1e-3, help="smallest variance (default 1e-3)")
+    p.add_argument("--vmax", type=positive_float, default=1.0, help="largest variance (default 1)")
+    p.add_argument("--repetitions", type=positive_int, default=3, help="passes per level (default 3)")
+    add_noise_preset(p)
+    p.add_argument("--batch-size", type=positive_int, default=1000,
                    help="rows per batch; fresh noise per batch (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="root random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="root random seed (default 0)")
     p.add_argument("--out", help="output folder (default: evaluate_<model name>)")
     p.add_argument("--backend", default="numba", choices=("numba", "numba-parallel", "numpy"),
                    help="numba: compiled kernels (default); numba-parallel: the same with "
                         "threads over rows; numpy: the NumPy twins. Results do not depend on "
                         "the thread count")
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=positive_int,
                    help="numba threads for --backend numba-parallel (default: numba's default)")
-    p.add_argument("--workers", type=int, default=_default_workers(),
+    p.add_argument("--workers", type=positive_int, default=_default_workers(),
                    help="threads working on whole batches (backend numba or numpy; default: "
                         "the available cores, at most 4); results do not depend on it")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
@@ -67,62 +72,25 @@ def _default_workers() -> int:
     return max(1, min(4, n))
 
 
-class _Progress:
-    """A one-line progress bar on stderr, redrawn at most every 0.2 s."""
-
-    def __init__(self, total_label: str, stream=None):
-        self.label, self.stream = total_label, stream or sys.stderr
-        self.t0 = self.last = time.monotonic()
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - self.last < 0.2:
-            return
-        self.last = now
-        frac = done / total
-        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-        eta = (now - self.t0) * (1 - frac) / frac if frac else float("nan")
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total} passes, "
-                          f"{now - self.t0:.0f} s, eta {eta:.0f} s ")
-        if done == total:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
 def _levels(args) -> np.ndarray:
     if args.levels is not None:
-        try:
-            v = np.array([float(s) for s in args.levels.split(",") if s.strip()])
-        except ValueError:
-            raise ValueError(f"--levels: not a comma-separated list of numbers: {args.levels!r}")
-    else:
-        if args.variances < 1:
-            raise ValueError(f"--variances: need at least 1 level, got {args.variances}")
-        if not (0 < args.vmin <= args.vmax and np.isfinite(args.vmax)):
-            raise ValueError(f"--vmin/--vmax: need 0 < vmin <= vmax, got {args.vmin}, {args.vmax}")
-        v = np.logspace(np.log10(args.vmin), np.log10(args.vmax), args.variances)
-    if v.size == 0 or not np.all(np.isfinite(v)) or np.any(v < 0):
-        raise ValueError("--levels: need finite variances >= 0")
-    return v
+        return np.array(args.levels)  # checked by variance_list
+    if args.vmin > args.vmax:  # each is checked > 0 and finite by its type
+        raise ConfigError(f"--vmin/--vmax: need vmin <= vmax, got {args.vmin:g} > {args.vmax:g}")
+    return np.logspace(np.log10(args.vmin), np.log10(args.vmax), args.variances)
 
 
 def _load_data(args):
     """``(X, y, provenance)`` from ``--data`` or ``--dataset``."""
     if args.data is not None:
-        path = Path(args.data)
-        if not path.is_file():
-            raise ValueError(f"--data: no such file: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if "X" not in z.files or "y" not in z.files:
-                    raise ValueError(f"--data: {path} needs arrays 'X' and 'y', has {z.files}")
-                X, y = z["X"], z["y"]
-        except (OSError, EOFError) as e:
-            raise ValueError(f"--data: cannot read {path}: {e}") from e
+        path = args.data
+        z = read_npz_arrays(path, "--data", ("X", "y"))
+        X, y = z["X"], z["y"]
+        check_rows(X, y, "--data", path)
         return X, y, {"kind": "file", "path": str(path.resolve()), "sha256": sha256_file(path)}
     from refnet.datasets import load_dataset
 
-    name = args.dataset.lower()
+    name = args.dataset
     data = load_dataset(name, split="test")
     X, y = (data.X, data.y) if hasattr(data, "X") else data
     info = getattr(data, "info", {}) or {}
@@ -154,36 +122,31 @@ def _write_verified(path: Path, data: bytes) -> str:
 
 def run(args) -> int:
     from .. import __version__
-    from ..io import ModelFileError, load_model
+    from ..io import load_model
     from ..montecarlo import SweepSettings, accuracy_sweep
     from ..noise import noise_config
     from ..reproduction.figures import accuracy_vs_variance, figure_png_bytes
 
-    try:
-        types = tuple(t.strip() for t in args.noise_types.split(",") if t.strip())
-        variances = _levels(args)
-        if args.threads is not None:
-            import numba
+    variances = _levels(args)
+    if args.threads is not None:
+        from .._numba import max_threads, set_threads
 
-            if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
-                raise ValueError(f"--threads: must lie in 1..{numba.config.NUMBA_NUM_THREADS}")
-            numba.set_num_threads(args.threads)
-        arch, params, meta = load_model(args.model)
-        X, y, provenance = _load_data(args)
-        workers = 1 if args.backend == "numba-parallel" else args.workers
-        cfg = noise_config(args.preset, None, arch.n_layers)
-        out = Path(args.out or f"evaluate_{Path(args.model).stem}")
-        progress = None if args.no_progress else _Progress("evaluate")
-        t0 = time.perf_counter()
-        settings = SweepSettings(noise_types=types, variances=variances,
-                                 repetitions=args.repetitions, batch_size=args.batch_size,
-                                 backend=args.backend, dtype=args.dtype, workers=workers)
-        result = accuracy_sweep(arch, params, X, y, cfg, settings, rng=args.seed,
-                                progress=progress)
-        seconds = time.perf_counter() - t0
-    except (ValueError, TypeError, ModelFileError) as e:
-        print(f"refnet evaluate: error: {e}", file=sys.stderr)
-        return 2
+        if not 1 <= args.threads <= max_threads():
+            raise ConfigError(f"--threads: must lie in 1..{max_threads()} (numba's thread count "
+                              "on this machine; 1 without numba)")
+        set_threads(args.threads)
+    arch, params, meta = load_model(args.model)
+    X, y, provenance = _load_data(args)
+    workers = 1 if args.backend == "numba-parallel" else args.workers
+    cfg = noise_config(args.preset, None, arch.n_layers)
+    out = Path(args.out or f"evaluate_{Path(args.model).stem}")
+    progress = None if args.no_progress else Progress("evaluate", unit="passes")
+    t0 = time.perf_counter()
+    settings = SweepSettings(noise_types=args.noise_types, variances=variances,
+                             repetitions=args.repetitions, batch_size=args.batch_size,
+                             backend=args.backend, dtype=args.dtype, workers=workers)
+    result = accuracy_sweep(arch, params, X, y, cfg, settings, rng=args.seed, progress=progress)
+    seconds = time.perf_counter() - t0
     csv = _csv_bytes(result)
     title = (f"{Path(args.model).name}\naccuracy under noise, mean $\\pm$ 2 std over "
              f"{result.accuracy.shape[2]} repetitions, noise on layers {result.settings['layers']}")

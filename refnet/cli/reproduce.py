@@ -7,7 +7,9 @@ import platform
 import time
 from pathlib import Path
 
-from refnet.reproduction.registry import QUICK_SCRIPTS, SCRIPTS
+from ..errors import ConfigError, ResultFileError
+from ..reproduction.registry import QUICK_SCRIPTS, SCRIPTS
+from ._common import seed
 
 HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
 
@@ -17,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="quick: MNIST only, a few minutes; full: everything (default quick)")
     p.add_argument("--only", nargs="+", metavar="NAME", help=f"run only these: {', '.join(SCRIPTS)}")
     p.add_argument("--out", type=Path, help="output folder (default runs/reproduce-<preset>)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--list", action="store_true", help="list the validation scripts and exit")
 
 
@@ -25,11 +27,16 @@ def _load_state(path: Path, preset) -> dict:
     """What earlier runs into this folder computed; refuses a folder of another preset or seed."""
     if not path.exists():
         return {"preset": preset.name, "seed": preset.seed, "scripts": {}}
-    state = json.loads(path.read_text())
-    if (state["preset"], state["seed"]) != (preset.name, preset.seed):
-        raise SystemExit(f"--out: {path.parent.parent} holds results of preset {state['preset']!r}, "
-                         f"seed {state['seed']}; choose another --out for preset "
-                         f"{preset.name!r}, seed {preset.seed}")
+    try:
+        state = json.loads(path.read_text())
+        saved = (state["preset"], state["seed"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ResultFileError(f"--out: {path} is not a reproduce state file ({e!r}); delete it "
+                              "or choose another --out") from None
+    if saved != (preset.name, preset.seed):
+        raise ConfigError(f"--out: {path.parent.parent} holds results of preset {saved[0]!r}, "
+                          f"seed {saved[1]}; choose another --out for preset "
+                          f"{preset.name!r}, seed {preset.seed}")
     return state
 
 
@@ -46,7 +53,7 @@ def run(args) -> int:
     todo = args.only or list(QUICK_SCRIPTS if args.preset == "quick" else SCRIPTS)
     unknown = [s for s in todo if s not in SCRIPTS]
     if unknown:
-        raise SystemExit(f"--only: unknown {unknown}; known: {', '.join(SCRIPTS)}")
+        raise ConfigError(f"--only: unknown {unknown}; known: {', '.join(SCRIPTS)}")
     preset = get_preset(args.preset, args.seed)
     out = args.out or Path("runs") / f"reproduce-{preset.name}"
     state_path = out / "results" / "reproduce.json"

@@ -16,7 +16,7 @@ from refnet.datasets import _registry as reg
 from refnet.datasets.fetch import format_table, main
 from refnet.datasets.idx import write_idx
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

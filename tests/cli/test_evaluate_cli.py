@@ -37,7 +37,7 @@ def test_evaluate_writes_csv_json_png_consistent_with_the_api(model_and_data, tm
     out = tmp_path / "res"
     assert main(_args(model, data, out)) == 0
     err = capsys.readouterr().err
-    assert "evaluate [" in err and "24/24 passes" in err  # 4 types x 3 levels x 2 repetitions
+    assert "evaluate: 24/24 passes" in err  # 4 types x 3 levels x 2 repetitions
     rows = list(csv.DictReader(open(out / "accuracy.csv")))
     assert [r["noise_type"] for r in rows] == [t for t in NOISE_TYPES for _ in range(3)]
     assert set(rows[0]) == {"noise_type", "variance", "mean", "std", "rep_0", "rep_1"}
@@ -79,13 +79,13 @@ def test_evaluate_bad_inputs_give_clear_errors(model_and_data, tmp_path, capsys)
     cases = [
         (["evaluate", model, "--data", str(tmp_path / "missing.npz")], "--data: no such file"),
         (["evaluate", str(tmp_path / "nomodel.npz"), "--data", data], "no such file"),
-        (_args(model, data, out, "--noise-types", "add_unk"), "noise_types"),
+        (_args(model, data, out, "--noise-types", "add_unk"), "--noise-types"),
         (["evaluate", model, "--data", data, "--levels", "0.1,x"], "--levels"),
         (["evaluate", model, "--data", data, "--vmin", "0"], "--vmin"),
     ]
     bad = tmp_path / "bad.npz"
     np.savez(bad, X=np.zeros((3, 6)))
-    cases.append((["evaluate", model, "--data", str(bad)], "needs arrays 'X' and 'y'"))
+    cases.append((["evaluate", model, "--data", str(bad)], "lacks array(s) y"))
     pickled = tmp_path / "obj.npz"
     np.savez(pickled, X=np.array([{"a": 1}], dtype=object), y=np.zeros(1, int))
     cases.append((["evaluate", model, "--data", str(pickled)], "pickle"))
