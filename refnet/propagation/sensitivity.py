@@ -103,13 +103,10 @@ def jacobian_times_noise(G: Array, x: Array, spec) -> Array:
     the clean signal there. Returns (n_batch, n_out, n_l); ``S`` itself is never formed.
     """
     s_AU, s_AC, s_MU, s_MC = (getattr(spec, t) for t in NOISE_TYPES)
-    GS = np.zeros_like(G)
-    if s_AU:
-        GS += s_AU * G
+    # the diagonal part in one pass over G, then the two rank-one parts added in place
+    GS = G * (s_AU + s_MU * x * x)[:, None, :]
     if s_AC:  # (G 1) 1^T
         GS += s_AC * G.sum(-1, keepdims=True)
-    if s_MU:
-        GS += s_MU * G * (x * x)[:, None, :]
     if s_MC:  # (G x) x^T
         GS += s_MC * (G @ x[:, :, None]) * x[:, None, :]
     return GS
