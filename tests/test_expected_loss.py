@@ -141,6 +141,15 @@ def test_combines_with_eq7_in_one_pass():
         np.testing.assert_allclose(dz[l], dz1.get(l, 0) + dz2.get(l, 0), rtol=1e-14)
 
 
+def test_float32_stays_float32():
+    params, X, y = _setup(14, 4)
+    p32 = params.astype(np.float32)
+    J, g = expected_loss(ARCH, p32, X.astype(np.float32), y, _spec("mul_unc", (1, 2)))
+    assert all(a.dtype == np.float32 for a in g.arrays())
+    J64 = expected_loss(ARCH, params, X, y, _spec("mul_unc", (1, 2)))[0]
+    assert J == pytest.approx(J64, rel=1e-5)
+
+
 def test_as_dict_roundtrips_through_json_and_train_config():
     spec = ExpectedLoss(NoiseConfig(NoiseSpec(0.1, 0.0, 0.25, 0.0), (1, -2)))
     d = json.loads(json.dumps(spec.as_dict()))

@@ -84,7 +84,8 @@ def output_jacobians(arch: Architecture, params: Params, cache, lowest: int) -> 
     """
     L = arch.n_layers
     n_b, n_out = cache.A[-1].shape
-    G = np.broadcast_to(np.eye(n_out), (n_b, n_out, n_out)).copy()  # dY / dy_L
+    eye = np.eye(n_out, dtype=cache.A[-1].dtype)  # float32 networks stay float32
+    G = np.broadcast_to(eye, (n_b, n_out, n_out)).copy()  # dY / dy_L
     out = {L: G}
     for l in range(L, int(lowest), -1):  # dY/dy_{l-1} = dY/dy_l diag(f'(z_l)) W_l
         d1 = get_activation(arch.activations[l - 1]).d1(cache.Z[l - 1])

@@ -52,7 +52,8 @@ def cross_entropy_hessian(p: Array) -> Array:
     Derived: ``dCE/dy = p - onehot(label)``, and ``dp/dy = diag(p) - p p^T``; the label drops
     out, so ``H`` depends on the logits only. ``p`` (n_batch, n_out) are the softmax outputs.
     """
-    return np.einsum("bi,ij->bij", p, np.eye(p.shape[1])) - p[:, :, None] * p[:, None, :]
+    eye = np.eye(p.shape[1], dtype=p.dtype)
+    return np.einsum("bi,ij->bij", p, eye) - p[:, :, None] * p[:, None, :]
 
 
 def _noisy_layers(arch: Architecture, spec) -> tuple[int, ...]:
