@@ -110,3 +110,22 @@ def test_engine_shortcuts_per_layer_variance_matches_analytic_first_order():
     # sample variance of 40000 near-Gaussian draws: relative s.e. sqrt(2/n) = 0.7 %; 5 s.e.
     # plus 1 % for the first-order (linearisation) error at this noise level
     np.testing.assert_allclose(var, predicted, rtol=5 * np.sqrt(2 / len(X)) + 0.01)
+
+
+def test_moment_propagation_honours_per_layer_variances():
+    from refnet.propagation.moments import layer_moments
+
+    p = init_params(ARCH, rng=12)
+    X = np.random.default_rng(13).random((4, 6))
+    spec = NoiseSpec(add_unc=0.01, mul_cor=0.02)
+    uniform = NoiseConfig(spec, (1, 2), "post")
+    spelled = NoiseConfig(NoiseSpec(), (1, 2), "post", {1: spec, 2: spec})
+    a, b = layer_moments(ARCH, p, X, uniform), layer_moments(ARCH, p, X, spelled)
+    for l in range(4):
+        np.testing.assert_array_equal(a.variances[l], b.variances[l])
+    own = layer_moments(ARCH, p, X, NoiseConfig(NoiseSpec(add_unc=0.01), (1, 2), "post",
+                                                {1: NoiseSpec(add_unc=0.3)}))
+    # layer 1 is the first noisy layer: its signal's variance is exactly its own add_unc
+    np.testing.assert_allclose(own.variances[1], 0.3, rtol=1e-12)
+    assert np.all(own.variances[2] > layer_moments(ARCH, p, X, NoiseConfig(
+        NoiseSpec(add_unc=0.01), (1, 2), "post")).variances[2])
