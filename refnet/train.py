@@ -14,12 +14,15 @@ gives exactly the numbers of an uninterrupted run.
 
 Checkpoints: with ``checkpoint=PATH`` the parameters, optimizer state and history are written
 atomically after every epoch; calling :func:`train` again with the same path and settings
-resumes after the last completed epoch. A NaN or inf in the loss stops training with
-:class:`TrainingDiverged` naming the epoch and batch; the last good checkpoint is kept.
+resumes after the last completed epoch (:mod:`refnet.checkpoint`: a checkpoint that is damaged,
+edited or from other settings is refused with :class:`~refnet.errors.CheckpointError` and left
+untouched). A NaN or inf in the loss, a non-finite or overflowing parameter after an update
+(e.g. from a non-finite gradient) or an overflowing summed loss stops training with
+:class:`~refnet.errors.TrainingDiverged` naming the epoch and batch; the last good checkpoint
+is kept (it is written only after a whole epoch passed these checks).
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -27,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .io import load_npz, save_npz_atomic
+from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import TrainingDiverged
 from .losses import check_labels, get_loss
 from .model import Architecture, Params, backward, check_input, check_params, forward
 from .noise import NoiseConfig
@@ -41,15 +44,14 @@ __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate_
 Array = np.ndarray
 
 
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or inf; ``epoch`` and ``batch`` say where (both 1-based)."""
-
-    def __init__(self, epoch: int, batch: int, value: float, checkpoint: str | None):
-        self.epoch, self.batch, self.value = epoch, batch, value
-        kept = (f"; the last good checkpoint ({checkpoint}) is kept" if checkpoint
-                else "; no checkpoint was configured")
-        super().__init__(f"loss is {value} at epoch {epoch}, batch {batch}{kept}. "
+def _diverged(epoch: int, batch: int, what: str, value, checkpoint) -> TrainingDiverged:
+    """The :class:`TrainingDiverged` of batch ``batch`` of epoch ``epoch`` (both 1-based)."""
+    kept = (f"; the last good checkpoint ({checkpoint}) is kept" if checkpoint
+            else "; no checkpoint was configured")
+    e = TrainingDiverged(f"{what} at epoch {epoch}, batch {batch}{kept}. "
                          "Lower the learning rate or the noise/regularizer settings.")
+    e.epoch, e.batch, e.value = epoch, batch, value
+    return e
 
 
 @dataclass(frozen=True)
@@ -146,39 +148,10 @@ def _progress(stream, epoch, epochs, batch, n_batches, loss, t0):
     stream.flush()
 
 
-def _checkpoint_meta(arch, config, epoch_done, history, dtype):
-    return {"format": "refnet-checkpoint", "refnet_version": __version__,
-            "architecture": arch.as_dict(), "config": config.as_dict(), "epochs_done": epoch_done,
-            "history": list(history), "dtype": str(dtype)}
-
-
-def _save_checkpoint(path, arch, params, opt_state, config, epoch_done, history):
-    arrays = {}
-    for l, (w, b) in enumerate(zip(params.W, params.b), start=1):
-        arrays[f"W{l}"], arrays[f"b{l}"] = w, b
-    for k, v in opt_state.items():
-        arrays[f"opt/{k}"] = v
-    save_npz_atomic(path, arrays, _checkpoint_meta(arch, config, epoch_done, history, params.dtype))
-
-
-def _load_checkpoint(path, arch, config):
-    arrays, meta = load_npz(path)
-    if meta.get("format") != "refnet-checkpoint":
-        raise ValueError(f"checkpoint: {path} is not a refnet checkpoint")
-    if Architecture.from_dict(meta["architecture"]) != arch:
-        raise ValueError(f"checkpoint: {path} holds a different architecture; delete it or "
-                         "choose another checkpoint path")
-    saved = dict(meta["config"])
-    mine = config.as_dict()
-    saved.pop("epochs"), mine.pop("epochs")
-    if json.dumps(saved, sort_keys=True) != json.dumps(mine, sort_keys=True):
-        raise ValueError(f"checkpoint: {path} was written with other settings; delete it or "
-                         "choose another checkpoint path to start afresh")
-    L = arch.n_layers
-    params = Params(tuple(arrays[f"W{l}"] for l in range(1, L + 1)),
-                    tuple(arrays[f"b{l}"] for l in range(1, L + 1)))
-    opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
-    return params, opt_state, int(meta["epochs_done"]), tuple(meta["history"])
+def _stop(progress, epoch, bi, what, value, ckpt) -> TrainingDiverged:
+    if progress is not None:
+        progress.write("\n")
+    return _diverged(epoch + 1, bi + 1, what, value, None if ckpt is None else str(ckpt))
 
 
 def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=None, y_val=None,
@@ -216,7 +189,7 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
     start, history = 0, ()
     ckpt = None if checkpoint is None else Path(checkpoint)
     if ckpt is not None and ckpt.exists():
-        p, opt_state, start, history = _load_checkpoint(ckpt, arch, config)
+        p, opt_state, start, history = load_checkpoint(ckpt, arch, config, arrays)
         arrays = [a.astype(dtype) for a in p.arrays()]
     resumed_from = start
     n = len(X)
@@ -239,15 +212,20 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
                     arch, p, cache, config.regularizers)
             total = value + reg_value
             if not math.isfinite(total):
-                if progress is not None:
-                    progress.write("\n")
-                raise TrainingDiverged(epoch + 1, bi + 1, total, None if ckpt is None else str(ckpt))
+                raise _stop(progress, epoch, bi, f"loss is {total}", total, ckpt)
             grads = backward(arch, p, cache, d_out, dZ_extra).arrays()
             if reg_grads is not None:
                 grads = [g + r for g, r in zip(grads, reg_grads.arrays())]
             arrays, opt_state = opt.step(arrays, grads, opt_state, trainable=trainable)
             sum_loss += value * len(idx)
             sum_reg += reg_value * len(idx)
+            # One reduction per array: a NaN/inf anywhere in the updated parameters (from a
+            # non-finite gradient or an overflowing step) makes the sum non-finite.
+            param_sum = sum(float(a.sum()) for a in arrays)
+            if not math.isfinite(param_sum + sum_loss + sum_reg):
+                what = ("the parameters became non-finite or overflowed after the update"
+                        if not math.isfinite(param_sum) else "the summed loss overflowed")
+                raise _stop(progress, epoch, bi, what, param_sum, ckpt)
             if progress is not None and (bi % 20 == 0 or bi == n_batches - 1):
                 _progress(progress, epoch + 1, config.epochs, bi + 1, n_batches, sum_loss / ((bi * bs) + len(idx)), t0)
         p = Params.from_arrays(arrays)
@@ -259,7 +237,7 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
                 entry["val_accuracy"] = evaluate_accuracy(arch, p, X_val, y_val)
         history = history + (entry,)
         if ckpt is not None:
-            _save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history)
+            save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history)
         if progress is not None:
             extra = "".join(f" {k} {v:.4f}" for k, v in entry.items() if k.startswith("val_"))
             progress.write(f"\repoch {epoch + 1}/{config.epochs} loss {entry['train_loss']:.4f}"
