@@ -171,8 +171,8 @@ def verify_sha256(arrays: dict, meta: dict) -> None:
     """Refuse content whose ``sha256`` (see :func:`refnet.npzfile.content_sha256`) differs."""
     want = meta.get("sha256")
     if want is None:
-        raise BadContent("checkpoint has no content hash ('sha256'), so a truncated or edited "
-                         "file cannot be told apart")
+        raise BadContent("no content hash ('sha256') in the metadata (written by an older "
+                         "refnet?), so a damaged or edited file cannot be told apart")
     if content_sha256(arrays, meta) != want:
         raise BadContent("content does not match its sha256 (the file was truncated, edited "
                          "or corrupted)")

@@ -31,10 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import TrainingDiverged
+from .errors import ConfigError, TrainingDiverged
 from .losses import check_labels, get_loss
 from .model import Architecture, Params, backward, check_input, check_params, forward
-from .noise import NoiseConfig
+from .noise import NOISE_TYPES, NoiseConfig
+from .npzfile import (WANT_BOOL, WANT_LIST, WANT_OBJECT, BadContent, Want, check_fields,
+                      want_int, want_number, want_str)
 from .optim import get_optimizer
 from .regularizers import regularizer_from_dict, regularizer_value_and_grad
 
@@ -99,11 +101,45 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        d["noise"] = None if d.get("noise") is None else NoiseConfig.from_dict(d["noise"])
-        d["regularizers"] = tuple(regularizer_from_dict(r) for r in d.get("regularizers", ()))
-        d["optimizer_options"] = tuple(tuple(kv) for kv in d.get("optimizer_options", ()))
-        return cls(**d)
+        """The inverse of :meth:`as_dict`, strict about keys and JSON types (a boolean is not
+        a number, ``"no"`` is not a boolean). Raises :class:`~refnet.errors.ConfigError`."""
+        try:
+            check_fields(d, _CONFIG_FIELDS, "config")
+            d = dict(d)
+            if d.get("noise") is not None:
+                check_fields(d["noise"], _NOISE_FIELDS, "config 'noise'", required=tuple(_NOISE_FIELDS))
+                check_fields(d["noise"]["spec"], {k: want_number(0, 1e6) for k in NOISE_TYPES},
+                             "config 'noise' 'spec'")
+                if not all(type(l) is int and abs(l) <= 1024 for l in d["noise"]["layers"]):
+                    raise BadContent("config 'noise': 'layers' must be a list of layer numbers")
+                d["noise"] = NoiseConfig.from_dict(d["noise"])
+            regs = d.get("regularizers", [])
+            if not all(isinstance(r, dict) and not _has_bool(r) for r in regs):
+                raise BadContent("config: 'regularizers' must be a list of objects of numbers")
+            d["regularizers"] = tuple(regularizer_from_dict(r) for r in regs)
+            opts = d.get("optimizer_options", [])
+            if not all(isinstance(kv, list) and len(kv) == 2 and isinstance(kv[0], str) for kv in opts):
+                raise BadContent("config: 'optimizer_options' must be a list of [name, value] pairs")
+            d["optimizer_options"] = tuple((k, tuple(v) if isinstance(v, list) else v)
+                                           for k, v in opts)  # JSON turned tuples into lists
+            return cls(**d)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+            raise ConfigError(f"config: {e}" if not str(e).startswith("config") else str(e)) from e
+
+
+_CONFIG_FIELDS = {"epochs": want_int(0, 10**9), "batch_size": want_int(1, 10**9),
+                  "optimizer": want_str(32), "lr": want_number(0, 1e300),
+                  "optimizer_options": WANT_LIST, "loss": want_str(32),
+                  "noise": Want("null or an object", lambda v: v is None or isinstance(v, dict)),
+                  "regularizers": WANT_LIST, "shuffle": WANT_BOOL, "seed": want_int(-2**63, 2**64 - 1)}
+_NOISE_FIELDS = {"spec": WANT_OBJECT, "layers": WANT_LIST, "position": want_str(choices=("pre", "post"))}
+
+
+def _has_bool(obj) -> bool:
+    vals = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else (obj,)
+    return any(type(v) is bool or (isinstance(v, (dict, list)) and _has_bool(v)) for v in vals)
 
 
 @dataclass(frozen=True)
