@@ -18,6 +18,7 @@ import json
 import math
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -54,7 +55,8 @@ __doc__ += (f"\n* at most {MAX_MEMBERS} members; at most {MAX_TOTAL_BYTES} bytes
 PARSER_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, OSError,
                  EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
                  NotImplementedError, RuntimeError, OverflowError, MemoryError, SyntaxError,
-                 UnicodeError, json.JSONDecodeError, RecursionError)
+                 UnicodeError, json.JSONDecodeError, RecursionError,
+                 tokenize.TokenError)  # numpy tokenizes the .npy header
 
 
 class BadContent(ValueError):
