@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import struct
 import warnings
@@ -136,7 +137,11 @@ def mutate_json_value(obj, rng, depth=0):
             v = [v]
         return v
     if isinstance(obj, (int, float)) and not isinstance(obj, bool) and r < 0.35:
-        return type(obj)(obj * rng.choice([-1, 0, 2, 1e6, 1e300])) if np.isfinite(obj) else 0
+        try:
+            v = obj * float(rng.choice([-1, 0, 2, 1e6, 1e300]))
+            return int(v) if type(obj) is int and math.isfinite(v) else v
+        except OverflowError:
+            return 0
     return ODD_VALUES[rng.integers(len(ODD_VALUES))]
 
 
@@ -187,10 +192,10 @@ def mutate_members(members, rng, weight_names):
         a = np.load(io.BytesIO(dict(m)[w + ".npy"]), allow_pickle=False)
         kind = rng.integers(7)
         if kind == 0 and a.size:
-            a = a.copy()
+            a = a.astype(np.float64) if a.dtype.kind != "f" else a.copy()
             a.flat[rng.integers(a.size)] = rng.choice([np.nan, np.inf, -np.inf])
         elif kind == 1:
-            a = (a * 10).astype(rng.choice([np.int64, np.int32, np.uint8, np.bool_]))
+            a = np.nan_to_num(a * 10).astype(rng.choice([np.int64, np.int32, np.uint8, np.bool_]))
         elif kind == 2:
             a = a.astype(np.complex128)
         elif kind == 3:
