@@ -29,6 +29,7 @@ import numpy as np
 from .errors import RefnetError
 
 __all__ = ["NpzReader", "ArrayHeader", "BadContent", "file_errors", "parse_json", "read_json_file",
+           "read_arrays",
            "content_sha256", "check_fields", "Want", "MAX_MEMBERS",
            "MAX_TOTAL_BYTES", "MAX_METADATA_CHARS", "MAX_JSON_DEPTH", "DEFLATE_MAX_RATIO",
            "PARSER_ERRORS"]
@@ -351,3 +352,22 @@ def check_fields(d, spec: dict, where: str, *, required=(), extra: bool = False)
 def _short(v) -> str:
     r = json.dumps(v) if not isinstance(v, float) or math.isfinite(v) else repr(v)
     return r if len(r) <= 60 else r[:57] + "..."
+
+
+def read_arrays(path, names, *, error: type, fix: str, optional=()) -> dict:
+    """The real-valued arrays ``names`` (and those of ``optional`` present) of a user's
+    ``.npz`` (e.g. ``X`` and ``y`` written by ``np.savez``), read with the checks of
+    :class:`NpzReader`; no metadata needed. Other members are ignored unread. Raises
+    ``error`` (e.g. :class:`~refnet.errors.DataError`) naming the file, the problem and ``fix``.
+    """
+    with file_errors(path, error, fix), NpzReader(path) as z:
+        missing = [n for n in names if n not in z.headers]
+        if missing:
+            raise BadContent(f"needs arrays {list(names)}, lacks {missing} (has "
+                             f"{sorted(z.headers)[:8]})")
+        out = {}
+        for n in list(names) + [o for o in optional if o in z.headers]:
+            if z.headers[n].dtype.kind not in "biuf":
+                raise BadContent(f"array {n} has dtype {z.headers[n].dtype}, expected real numbers")
+            out[n] = z.array(n)
+    return out

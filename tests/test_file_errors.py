@@ -404,3 +404,18 @@ def test_old_exception_names_are_the_new_families():
     assert refnet.io.ModelFileError is ModelFileError and issubclass(ModelFileError, ValueError)
     assert refnet.train.TrainingDiverged is TrainingDiverged
     assert issubclass(TrainingDiverged, FloatingPointError)
+
+
+def test_user_data_arrays_are_read_with_the_same_checks(tmp_path):
+    from refnet.npzfile import read_arrays
+    path = tmp_path / "data.npz"
+    np.savez(path, X=np.ones((4, 2)), y=np.arange(4), note=np.array("text"))
+    out = read_arrays(path, ["X", "y"], error=DataError, fix="write X and y with np.savez")
+    assert out["X"].shape == (4, 2) and out["y"].dtype == np.int64 and "note" not in out
+    with pytest.raises(DataError, match=r"data.npz: needs arrays \['X', 'y', 'z'\], lacks \['z'\]"):
+        read_arrays(path, ["X", "y", "z"], error=DataError, fix="x")
+    with pytest.raises(DataError, match="array note has dtype <U4, expected real numbers"):
+        read_arrays(path, ["note"], error=DataError, fix="x")
+    np.save(tmp_path / "plain.npy", np.ones(3))
+    with pytest.raises(DataError, match="plain.npy: a plain .npy array"):
+        read_arrays(tmp_path / "plain.npy", ["X"], error=DataError, fix="x")
