@@ -4,7 +4,13 @@ A model file holds ``W1, b1, ..., WL, bL`` (``W`` of shape ``(n_out, n_in)``) an
 ``metadata`` entry: a JSON string with the architecture, the refnet version and whatever the
 caller adds (noise spec used in training, seed, data provenance, history). Files are written
 atomically (temporary file, flush, fsync, rename), so an interrupted write never leaves a
-half-written model under the final name.
+half-written model under the final name. ``save_model`` stores a sha256 over arrays and
+metadata (:func:`refnet.npzfile.content_sha256`).
+
+Reading trusts nothing (see :mod:`refnet.npzfile` for the ceilings): sizes, headers and the
+declared shapes are checked against the architecture before any weight is read, the weights
+must be finite float32/float64, and every problem is a :class:`~refnet.errors.ModelFileError`
+naming the file (``ModelFileError`` is re-exported here for code that imported it from here).
 
 PyTorch interchange uses ``state_dict`` key names (``to_state_dict`` / ``from_state_dict``);
 the tensors are converted to NumPy arrays by the caller's torch, refnet never imports it.
@@ -16,7 +22,6 @@ import io
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
