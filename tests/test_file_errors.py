@@ -78,7 +78,24 @@ def test_unknown_compression_method_not_implemented(tmp_path, model):
     _refused(path, "compression method 99")
 
 
-def test_member_that_is_not_an_array_attribute_error(tmp_path, model):
+@pytest.mark.parametrize("text", ["5", "1.5", "true", '"x"', "[1, 2]", "null"])
+def test_metadata_that_is_not_a_json_object_attribute_error(tmp_path, model, text):
+    members = _members(*model, metadata=_npy(np.array(text)))
+    _refused(_write(tmp_path / "m.npz", members), "metadata must be a JSON object")
+
+
+@pytest.mark.parametrize("flag", [0x1, 0x20, 0x40])  # encrypted, patched data, strong encryption
+def test_encrypted_or_patched_members_not_implemented(tmp_path, model, flag):
+    path = _write(tmp_path / "m.npz", _members(*model))
+    data = bytearray(path.read_bytes())
+    for sig, off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        i = data.find(sig)
+        data[i + off:i + off + 2] = struct.pack("<H", flag)
+    path.write_bytes(bytes(data))
+    _refused(path, "cannot be read|encrypted")
+
+
+def test_member_that_is_not_an_array(tmp_path, model):
     members = [("W1" if n == "W1.npy" else n, d) for n, d in _members(*model)]
     _refused(_write(tmp_path / "m.npz", members), "member 'W1' is not an .npy array")
 
