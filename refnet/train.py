@@ -114,8 +114,8 @@ class TrainConfig:
                     raise BadContent("config 'noise': 'layers' must be a list of layer numbers")
                 d["noise"] = NoiseConfig.from_dict(d["noise"])
             regs = d.get("regularizers", [])
-            if not all(isinstance(r, dict) and not _has_bool(r) for r in regs):
-                raise BadContent("config: 'regularizers' must be a list of objects of numbers")
+            for r in regs:
+                _check_regularizer(r)
             d["regularizers"] = tuple(regularizer_from_dict(r) for r in regs)
             opts = d.get("optimizer_options", [])
             if not all(isinstance(kv, list) and len(kv) == 2 and isinstance(kv[0], str) for kv in opts):
@@ -137,9 +137,23 @@ _CONFIG_FIELDS = {"epochs": want_int(0, 10**9), "batch_size": want_int(1, 10**9)
 _NOISE_FIELDS = {"spec": WANT_OBJECT, "layers": WANT_LIST, "position": want_str(choices=("pre", "post"))}
 
 
-def _has_bool(obj) -> bool:
-    vals = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else (obj,)
-    return any(type(v) is bool or (isinstance(v, (dict, list)) and _has_bool(v)) for v in vals)
+_LAMBDAS = Want("a number >= 0 or an object {layer: number}", lambda v: want_number(0, 1e300).ok(v) or (
+    isinstance(v, dict) and all(k.lstrip("-").isdigit() and want_number(0, 1e300).ok(x)
+                                for k, x in v.items())))
+_REGULARIZER_FIELDS = {
+    "row_sum": {"kind": want_str(16), "lambdas": _LAMBDAS},
+    "saturation": {"kind": want_str(16), "derivative_lambdas": _LAMBDAS, "weight_lambdas": _LAMBDAS,
+                   "reduction": want_str(16), "power": want_int(1, 16)}}
+
+
+def _check_regularizer(r) -> None:
+    """A regularizer's JSON object has exactly its kind's keys, each of the right type."""
+    kind = r.get("kind") if isinstance(r, dict) else None
+    if kind not in _REGULARIZER_FIELDS:
+        raise BadContent(f"config: each of 'regularizers' must be an object with 'kind' one of "
+                         f"{sorted(_REGULARIZER_FIELDS)}, got {str(r)[:60]}")
+    spec = _REGULARIZER_FIELDS[kind]
+    check_fields(r, spec, f"config regularizer {kind!r}", required=tuple(spec))
 
 
 @dataclass(frozen=True)

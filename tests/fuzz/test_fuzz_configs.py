@@ -17,18 +17,35 @@ import fuzzkit as fk
 N_CASES = 1500
 
 
-def _arch_ok(a) -> bool:
+def _same_as_read(obj, d) -> bool:
+    """Every key given in ``d`` reads back unchanged from ``obj.as_dict()`` (no coercion such as
+    2.7 -> 2 or "no" -> True); JSON-normalised, 1 == 1.0 as in JSON."""
+    back = json.loads(json.dumps(obj.as_dict()))
+    return all(_equal(back[k], v) for k, v in d.items())
+
+
+def _equal(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b or (type(a) in (int, float) and type(b) in (int, float)
+                                             and a == b)
+
+
+def _arch_ok(a, d) -> bool:
     return (isinstance(a, rn.Architecture) and type(a.train_biases) is bool
             and all(type(s) is int and s >= 1 for s in a.sizes)
-            and len(a.activations) == len(a.sizes) - 1)
+            and len(a.activations) == len(a.sizes) - 1
+            and _same_as_read(a, {k: v for k, v in d.items() if k != "activations"}))
 
 
-def _config_ok(c) -> bool:
-    d = c.as_dict()
-    return (type(d["epochs"]) is int and type(d["batch_size"]) is int and type(d["seed"]) is int
-            and type(d["shuffle"]) is bool and type(d["lr"]) in (int, float)
-            and math.isfinite(d["lr"]) and d["lr"] > 0
-            and TrainConfig.from_dict(json.loads(json.dumps(d))) == c)
+def _config_ok(c, d) -> bool:
+    back = c.as_dict()
+    return (type(back["epochs"]) is int and type(back["batch_size"]) is int
+            and type(back["seed"]) is int and type(back["shuffle"]) is bool
+            and type(back["lr"]) in (int, float) and math.isfinite(back["lr"]) and back["lr"] > 0
+            and _same_as_read(c, d))
 
 
 def _run(fn, ok, seed, failures, word):
@@ -59,11 +76,11 @@ def test_fuzz_architecture_and_train_config_dicts():
         arch0_m = arch0
         for _ in range(int(rng.integers(1, 4))):
             arch0_m = fk.mutate_json_value(arch0_m, rng)
-        _run(lambda: rn.Architecture.from_dict(arch0_m), _arch_ok, seed, failures, "architecture")
+        _run(lambda: rn.Architecture.from_dict(arch0_m), lambda a: _arch_ok(a, arch0_m), seed, failures, "architecture")
         cfg_m = cfg0
         for _ in range(int(rng.integers(1, 4))):
             cfg_m = fk.mutate_json_value(cfg_m, rng)
-        _run(lambda: TrainConfig.from_dict(cfg_m), _config_ok, seed, failures, "config")
+        _run(lambda: TrainConfig.from_dict(cfg_m), lambda c: _config_ok(c, cfg_m), seed, failures, "config")
     assert not failures, fk.report(failures, 2 * len(cases), "config")
 
 
@@ -82,8 +99,9 @@ def test_hypothesis_arbitrary_json_objects():
     @hyp.settings(max_examples=int(500 * fk.SCALE), derandomize=True, deadline=None)
     @hyp.given(st.dictionaries(keys, values, max_size=8))
     def check(d):
-        _run(lambda: rn.Architecture.from_dict(d), _arch_ok, -1, failures, "architecture")
-        _run(lambda: TrainConfig.from_dict(d), _config_ok, -1, failures, "config")
+        _run(lambda: rn.Architecture.from_dict(d), lambda a: _arch_ok(a, d), -1, failures,
+             "architecture")
+        _run(lambda: TrainConfig.from_dict(d), lambda c: _config_ok(c, d), -1, failures, "config")
 
     check()
     assert not failures, fk.report(failures, 1000, "hypothesis config")
