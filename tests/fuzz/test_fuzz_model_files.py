@@ -1,5 +1,7 @@
 """Fuzzing refnet.io.load_model: every mutated model file loads to a valid, finite model or
 raises ModelFileError naming the file; nothing else escapes (issue #12)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -58,3 +60,31 @@ def test_fuzz_model_files(original, tmp_path):
     assert not failures, fk.report(failures, len(cases), "model-file")
     # the mutations must mostly break files, and some (e.g. zip timestamps) leave them loadable
     assert loaded < len(cases) // 2
+
+
+def test_hypothesis_model_metadata(original, tmp_path):
+    """Arbitrary JSON metadata objects (Hypothesis) in an otherwise valid model file."""
+    hyp = pytest.importorskip("hypothesis")
+    st = hyp.strategies
+    arch, params, hashed, plain = original
+    members = fk.read_members(plain)
+    scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8)
+    keys = st.sampled_from(["format", "architecture", "dtype", "saved", "refnet_version", "sha256",
+                            "sizes", "activations", "train_biases", "x"])
+    values = st.recursive(scalars | st.sampled_from(["refnet-model", "float64", "sigmoid"]),
+                          lambda inner: st.lists(inner, max_size=4)
+                          | st.dictionaries(keys, inner, max_size=4), max_leaves=10)
+    path = tmp_path / "hyp_model.npz"
+    failures = []
+
+    @hyp.settings(max_examples=int(400 * fk.SCALE), derandomize=True, deadline=None)
+    @hyp.given(st.dictionaries(keys, values, max_size=6))
+    def check(meta):
+        text = json.dumps(meta)
+        path.write_bytes(fk.write_zip(fk.with_member(members, "metadata.npy", fk.metadata_member(text))))
+        out = fk.expect_clean_error(lambda: load_model(path), path, ModelFileError, -1, failures)
+        if out is not None:
+            _check_loaded(out, arch, params, -1, failures)
+
+    check()
+    assert not failures, fk.report(failures, 400, "hypothesis model-metadata")
