@@ -8,6 +8,9 @@ import tracemalloc
 import zipfile
 import zlib
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -17,6 +20,9 @@ from refnet.errors import (CheckpointError, ConfigError, DataError, ModelFileErr
                            ResultFileError, TrainingDiverged)
 from refnet.io import load_model, save_model, save_npz_atomic
 from refnet.train import TrainConfig, train
+
+sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
+import fuzzkit  # noqa: E402  (the fuzz suite's file builders)
 
 
 @pytest.fixture
@@ -219,30 +225,10 @@ def test_user_metadata_keys_pass_through_unread(tmp_path, model):
 
 # --- zip bombs -------------------------------------------------------------------------------
 
-def _bomb(path, n_bytes, shape):
-    """One deflated member whose .npy decompresses to ``n_bytes`` of zeros."""
-    head = _npy(np.zeros(0))
-    head = head.replace(b"(0,)", repr(shape).encode().ljust(4))
-    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
-    parts, crc = [comp.compress(head)], zlib.crc32(head)
-    block = bytes(1 << 20)
-    for _ in range(n_bytes // len(block)):
-        parts.append(comp.compress(block))
-        crc = zlib.crc32(block, crc)
-    parts.append(comp.flush())
-    payload, size, fn = b"".join(parts), len(head) + n_bytes, b"W1.npy"
-    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0x21, crc, len(payload), size,
-                        len(fn), 0) + fn
-    central = struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 8, 0, 0x21, crc,
-                          len(payload), size, len(fn), 0, 0, 0, 0, 0, 0) + fn
-    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(central), len(local) + len(payload), 0)
-    path.write_bytes(local + payload + central + end)
-    return path
-
-
 def test_zip_bomb_is_refused_before_decompressing(tmp_path, monkeypatch):
     monkeypatch.setattr(npzfile, "MAX_TOTAL_BYTES", 1 << 20)  # so a small bomb exceeds it
-    path = _bomb(tmp_path / "bomb.npz", 64 << 20, (8 << 20,))
+    path = tmp_path / "bomb.npz"
+    path.write_bytes(fuzzkit.zip_bomb_member("W1.npy", 64 << 20, (8 << 20,)))
     assert path.stat().st_size < 200_000
     tracemalloc.start()
     try:

@@ -298,9 +298,33 @@ def mutate_bytes(data: bytes, rng) -> bytes:
     return bytes(out)
 
 
+_BOMBS = {}
+
+
+def zip_bomb(rng) -> bytes:
+    """One of a few small files (tens of kB) that inflate to 8 or 32 MiB (over the ceiling the
+    fuzz tests set, see :func:`small_ceiling`); the declared shape sometimes lies."""
+    key = (int(rng.integers(3)), int(rng.integers(2)))
+    if key not in _BOMBS:
+        n = (8 << 20) if key[1] == 0 else (32 << 20)
+        shape = [(n // 8,), (10**12,), (n // 16, 2)][key[0]]
+        _BOMBS[key] = zip_bomb_member(["W1.npy", "metadata.npy", "b1.npy"][key[0]], n, shape)
+    return _BOMBS[key]
+
+
+def small_ceiling(monkeypatch):
+    """Lower refnet's array-data ceiling to 4 MiB, so the fuzz bombs exceed it cheaply."""
+    import refnet.npzfile
+
+    monkeypatch.setattr(refnet.npzfile, "MAX_TOTAL_BYTES", 4 << 20)
+
+
 def mutate_file(original: bytes, rng, weight_names) -> bytes:
-    """One fuzz case: structured (members, headers, JSON) or byte-level damage, sometimes both."""
+    """One fuzz case: structured (members, headers, JSON) or byte-level damage, sometimes
+    both; one case in fifty is a zip bomb."""
     r = rng.random()
+    if r < 0.02:
+        return zip_bomb(rng)
     if r < 0.4:
         return mutate_bytes(original, rng)
     members, compress = mutate_members(read_members(original), rng, weight_names)

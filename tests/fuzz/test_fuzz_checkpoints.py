@@ -27,7 +27,8 @@ def run(tmp_path_factory):
     return arch, params, config, ckpt.read_bytes(), saved
 
 
-def test_fuzz_checkpoints(run, tmp_path):
+def test_fuzz_checkpoints(run, tmp_path, monkeypatch):
+    fk.small_ceiling(monkeypatch)  # so the zip bombs among the cases exceed it
     arch, params, config, data, (p0, opt0, epochs0, hist0) = run
     names = ["W1", "b1", "W2", "b2", "opt/step", "opt/exp_avg.0", "opt/exp_avg_sq.2"]
     failures, loaded = [], 0
