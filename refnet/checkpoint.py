@@ -72,6 +72,10 @@ def load_checkpoint(path, arch: Architecture, config, template: list) -> tuple:
         mine.pop("epochs")
         if json.dumps(saved, sort_keys=True) != json.dumps(mine, sort_keys=True):
             raise BadContent("checkpoint: was written with other settings")
+        run_dtype = str(np.asarray(template[0]).dtype)
+        if meta["dtype"] != run_dtype:
+            raise BadContent(f"checkpoint: holds {meta['dtype']} parameters, this run trains "
+                             f"{run_dtype}")
         names = expected_arrays(arch, z.headers, meta["dtype"])
         fresh = {f"opt/{k}": v for k, v in config.make_optimizer().init(
             [np.zeros(t.shape, np.dtype(meta["dtype"])) for t in template]).items()}

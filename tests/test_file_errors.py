@@ -422,3 +422,9 @@ def test_user_data_arrays_are_read_with_the_same_checks(tmp_path):
     np.save(tmp_path / "plain.npy", np.ones(3))
     with pytest.raises(DataError, match="plain.npy: a plain .npy array"):
         read_arrays(tmp_path / "plain.npy", ["X"], error=DataError, fix="x")
+
+
+def test_checkpoint_of_another_dtype_is_refused(checkpointed):
+    arch, p, X, y, ckpt = checkpointed
+    with pytest.raises(CheckpointError, match="holds float64 parameters, this run trains float32"):
+        _resume(arch, p.astype(np.float32), X, y, ckpt)
