@@ -38,7 +38,8 @@ from .noise import NOISE_TYPES, NoiseConfig
 from .npzfile import (WANT_BOOL, WANT_LIST, WANT_OBJECT, BadContent, Want, check_fields,
                       want_int, want_number, want_str)
 from .optim import get_optimizer
-from .regularizers import regularizer_from_dict, regularizer_value_and_grad
+from .progress import Progress
+from .regularizers import ExpectedLoss, regularizer_from_dict, regularizer_value_and_grad
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate_accuracy",
            "epoch_rng"]
@@ -87,6 +88,15 @@ class TrainConfig:
         get_loss(self.loss)
         object.__setattr__(self, "optimizer_options", tuple(tuple(kv) for kv in self.optimizer_options))
         object.__setattr__(self, "regularizers", tuple(self.regularizers))
+        if any(isinstance(r, ExpectedLoss) for r in self.regularizers):
+            # its penalty is the cross-entropy's Hessian times the noise's covariance, predicted
+            # from the clean network: another loss, or noise drawn on top, would be wrong
+            if self.loss != "cross_entropy":
+                raise ConfigError(f"loss: the expected-loss objective is built on the "
+                                  f"cross-entropy; got loss {self.loss!r}")
+            if self.noise is not None:
+                raise ConfigError("noise: the expected-loss objective already averages over the "
+                                  "noise; train it without noise (noise=None)")
         self.make_optimizer()  # fails early on an unknown optimizer or option
 
     def make_optimizer(self):
@@ -107,11 +117,7 @@ class TrainConfig:
             check_fields(d, _CONFIG_FIELDS, "config")
             d = dict(d)
             if d.get("noise") is not None:
-                check_fields(d["noise"], _NOISE_FIELDS, "config 'noise'", required=tuple(_NOISE_FIELDS))
-                check_fields(d["noise"]["spec"], {k: want_number(0, 1e6) for k in NOISE_TYPES},
-                             "config 'noise' 'spec'")
-                if not all(type(l) is int and abs(l) <= 1024 for l in d["noise"]["layers"]):
-                    raise BadContent("config 'noise': 'layers' must be a list of layer numbers")
+                _check_noise(d["noise"], "config 'noise'")
                 d["noise"] = NoiseConfig.from_dict(d["noise"])
             regs = d.get("regularizers", [])
             for r in regs:
@@ -143,7 +149,16 @@ _LAMBDAS = Want("a number >= 0 or an object {layer: number}", lambda v: want_num
 _REGULARIZER_FIELDS = {
     "row_sum": {"kind": want_str(16), "lambdas": _LAMBDAS},
     "saturation": {"kind": want_str(16), "derivative_lambdas": _LAMBDAS, "weight_lambdas": _LAMBDAS,
-                   "reduction": want_str(16), "power": want_int(1, 16)}}
+                   "reduction": want_str(16), "power": want_int(1, 16)},
+    "expected_loss": {"kind": want_str(16), "noise": WANT_OBJECT}}
+
+
+def _check_noise(n, where: str) -> None:
+    """A noise configuration's JSON object: spec of variances, layer numbers, position."""
+    check_fields(n, _NOISE_FIELDS, where, required=tuple(_NOISE_FIELDS))
+    check_fields(n["spec"], {k: want_number(0, 1e6) for k in NOISE_TYPES}, f"{where} 'spec'")
+    if not all(type(l) is int and abs(l) <= 1024 for l in n["layers"]):
+        raise BadContent(f"{where}: 'layers' must be a list of layer numbers")
 
 
 def _check_regularizer(r) -> None:
@@ -154,6 +169,8 @@ def _check_regularizer(r) -> None:
                          f"{sorted(_REGULARIZER_FIELDS)}, got {str(r)[:60]}")
     spec = _REGULARIZER_FIELDS[kind]
     check_fields(r, spec, f"config regularizer {kind!r}", required=tuple(spec))
+    if kind == "expected_loss":
+        _check_noise(r["noise"], "config regularizer 'expected_loss' 'noise'")
 
 
 @dataclass(frozen=True)
@@ -188,19 +205,9 @@ def _loss_on(arch, params, X, y, loss_fn, batch_size=4096):
     return total / max(1, len(X))
 
 
-def _progress(stream, epoch, epochs, batch, n_batches, loss, t0):
-    if stream is None or not getattr(stream, "isatty", lambda: False)():
-        return  # a log file gets only the per-epoch summary lines
-    done = batch / n_batches
-    bar = "#" * int(24 * done) + "-" * (24 - int(24 * done))
-    stream.write(f"\repoch {epoch}/{epochs} [{bar}] {batch}/{n_batches} loss {loss:.4f} "
-                 f"{time.perf_counter() - t0:5.1f}s")
-    stream.flush()
-
-
-def _stop(progress, epoch, bi, what, value, ckpt) -> TrainingDiverged:
-    if progress is not None:
-        progress.write("\n")
+def _stop(bar, epoch, bi, what, value, ckpt) -> TrainingDiverged:
+    if bar is not None:
+        bar.close("diverged")
     return _diverged(epoch + 1, bi + 1, what, value, None if ckpt is None else str(ckpt))
 
 
@@ -250,6 +257,8 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         order = rng.permutation(n) if config.shuffle else np.arange(n)
         t0 = time.perf_counter()
         sum_loss = sum_reg = 0.0
+        bar = None if progress is None else Progress(
+            f"epoch {epoch + 1}/{config.epochs}", n_batches, progress, unit="batches")
         for bi in range(n_batches):
             idx = order[bi * bs:(bi + 1) * bs]
             Xb, yb = X[idx], y[idx]
@@ -262,7 +271,7 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
                     arch, p, cache, config.regularizers)
             total = value + reg_value
             if not math.isfinite(total):
-                raise _stop(progress, epoch, bi, f"loss is {total}", total, ckpt)
+                raise _stop(bar, epoch, bi, f"loss is {total}", total, ckpt)
             grads = backward(arch, p, cache, d_out, dZ_extra).arrays()
             if reg_grads is not None:
                 grads = [g + r for g, r in zip(grads, reg_grads.arrays())]
@@ -275,9 +284,9 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
             if not math.isfinite(param_sum + sum_loss + sum_reg):
                 what = ("the parameters became non-finite or overflowed after the update"
                         if not math.isfinite(param_sum) else "the summed loss overflowed")
-                raise _stop(progress, epoch, bi, what, param_sum, ckpt)
-            if progress is not None and (bi % 20 == 0 or bi == n_batches - 1):
-                _progress(progress, epoch + 1, config.epochs, bi + 1, n_batches, sum_loss / ((bi * bs) + len(idx)), t0)
+                raise _stop(bar, epoch, bi, what, param_sum, ckpt)
+            if bar is not None:
+                bar.set(bi + 1, f"loss {sum_loss / (bi * bs + len(idx)):.4f}")
         p = Params.from_arrays(arrays)
         entry = {"epoch": epoch + 1, "train_loss": sum_loss / n, "train_penalty": sum_reg / n,
                  "seconds": round(time.perf_counter() - t0, 3)}
@@ -288,10 +297,10 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         history = history + (entry,)
         if ckpt is not None:
             save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history)
-        if progress is not None:
+        if bar is not None:
             extra = "".join(f" {k} {v:.4f}" for k, v in entry.items() if k.startswith("val_"))
-            progress.write(f"\repoch {epoch + 1}/{config.epochs} loss {entry['train_loss']:.4f}"
-                           f"{extra} ({entry['seconds']:.1f}s)" + " " * 20 + "\n")
+            bar.close(line=f"epoch {epoch + 1}/{config.epochs} loss {entry['train_loss']:.4f}"
+                                f"{extra} ({entry['seconds']:.1f}s)")
         if log is not None:
             log(entry)
     return TrainResult(Params.from_arrays(arrays), tuple(history), int(config.epochs), resumed_from)

@@ -359,7 +359,7 @@ def test_non_finite_gradient_stops_with_parameters_named_and_checkpoint_kept(rng
 # --- result files, configs, datasets ---------------------------------------------------------
 
 def test_result_file_edited_or_without_hash_is_refused(tmp_path):
-    from refnet.experiments.results import read_results, save_results
+    from refnet.reproduction.results import read_results, save_results
     path = save_results(tmp_path, "r", {"a": np.arange(3.0)}, {"seed": 0})
     assert read_results(path)[1]["seed"] == 0
     save_npz_atomic(path, {"a": np.arange(3.0)}, {"format": "refnet-results", "refnet_version": "0"})
@@ -370,7 +370,7 @@ def test_result_file_edited_or_without_hash_is_refused(tmp_path):
 
 
 def test_run_record_of_wrong_types_is_refused(tmp_path):
-    from refnet.experiments.results import read_run_state
+    from refnet.reproduction.results import read_run_state
     path = tmp_path / "reproduce.json"
     path.write_text('{"preset": "quick", "seed": "0", "scripts": {}}')
     _refused(path, "'seed' must be an integer", ResultFileError, read_run_state)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from refnet.errors import ResultFileError
-from refnet.experiments.results import read_results, read_run_state, save_results
+from refnet.reproduction.results import read_results, read_run_state, save_results
 
 import fuzzkit as fk
 

@@ -1,0 +1,9 @@
+"""Duque 2024: the training protocol (:mod:`.protocol`) and one module per figure.
+
+``fig2``  per-row weight statistics, standard vs regularized (Eq. 4)
+``fig3``  why saturation suppresses uncorrelated noise (Eq. 6 PDF, layer distributions)
+``fig4``  accuracy vs noise variance and the numbers of Sec. 4
+"""
+from .protocol import MODES, DuqueData, DuqueSetup, load_data, mode_config, train_models
+
+__all__ = ["DuqueSetup", "MODES", "DuqueData", "load_data", "train_models", "mode_config"]
