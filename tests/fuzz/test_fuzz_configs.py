@@ -9,7 +9,7 @@ import pytest
 
 import refnet as rn
 from refnet.errors import ConfigError
-from refnet.regularizers import regularizer_preset
+from refnet.regularizers import ExpectedLoss, regularizer_preset
 from refnet.train import TrainConfig
 
 import fuzzkit as fk
@@ -69,6 +69,9 @@ def test_fuzz_architecture_and_train_config_dicts():
                        regularizers=(regularizer_preset("eq4", 1e-3), regularizer_preset("eq7", 1e-3))
                        ).as_dict()
     cfg0 = json.loads(json.dumps(cfg0))
+    expected = json.loads(json.dumps(TrainConfig(regularizers=(
+        ExpectedLoss(rn.noise_config("duque", rn.NoiseSpec(add_unc=0.1, mul_cor=0.01), 3)),)
+    ).as_dict()))
     failures = []
     cases = fk.seeds(6, N_CASES)
     for seed in cases:
@@ -77,7 +80,7 @@ def test_fuzz_architecture_and_train_config_dicts():
         for _ in range(int(rng.integers(1, 4))):
             arch0_m = fk.mutate_json_value(arch0_m, rng)
         _run(lambda: rn.Architecture.from_dict(arch0_m), lambda a: _arch_ok(a, arch0_m), seed, failures, "architecture")
-        cfg_m = cfg0
+        cfg_m = cfg0 if seed % 3 else expected
         for _ in range(int(rng.integers(1, 4))):
             cfg_m = fk.mutate_json_value(cfg_m, rng)
         _run(lambda: TrainConfig.from_dict(cfg_m), lambda c: _config_ok(c, cfg_m), seed, failures, "config")
