@@ -38,7 +38,7 @@ def load_results(out, name: str):
 
 
 def read_results(path) -> tuple[dict, dict]:
-    """A result file, validated (see :mod:`refnet.npzfile`): numeric arrays only, a record
+    """A result file, validated (see :mod:`refnet.npzfile`): real or text arrays, a record
     with ``format``, ``refnet_version`` and a matching ``sha256``, so a half-written, damaged or
     edited file is refused (arrays may hold NaN where a script marks values it did not
     compute). Raises :class:`~refnet.errors.ResultFileError` naming the file and the fix."""
@@ -48,8 +48,9 @@ def read_results(path) -> tuple[dict, dict]:
         record = z.metadata()
         check_fields(record, RESULT_KEYS, "record", required=tuple(RESULT_KEYS), extra=True)
         for k, h in z.headers.items():
-            if k != "metadata" and h.dtype.kind not in "biuf":
-                raise BadContent(f"array {k} has dtype {h.dtype}; results are real numbers")
+            if k != "metadata" and h.dtype.kind not in "biufU":
+                raise BadContent(f"array {k} has dtype {h.dtype}; results are real numbers "
+                                 "or text")
         arrays = {k: z.array(k) for k in z.headers if k != "metadata"}
         verify_sha256(arrays, record)
     return arrays, record
