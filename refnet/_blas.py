@@ -21,7 +21,8 @@ import functools
 import threading
 from contextlib import contextmanager
 
-__all__ = ["fixed_blas_threads", "on_fixed_blas_threads", "blas_controlled", "blas_thread_counts"]
+__all__ = ["fixed_blas_threads", "on_fixed_blas_threads", "blas_controlled", "blas_thread_counts",
+           "set_blas_threads"]
 
 _GET = ("openblas_get_num_threads", "openblas_get_num_threads64_",
         "scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads")
@@ -76,6 +77,13 @@ def blas_controlled() -> bool:
 def blas_thread_counts() -> list[int]:
     """Current thread count of each OpenBLAS loaded (for tests and benchmark headers)."""
     return [get() for get, _ in _controls()]
+
+
+def set_blas_threads(n: int) -> None:
+    """Set every loaded OpenBLAS to ``n`` threads, process-wide (benchmarks compare libraries
+    at one stated thread count); a no-op without OpenBLAS."""
+    for _, set_ in _controls():
+        set_(int(n))
 
 
 @contextmanager
