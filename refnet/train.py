@@ -236,8 +236,9 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
                     bar.close("diverged")
                 raise TrainingDiverged(epoch + 1, bi + 1, total, None if ckpt is None else str(ckpt))
             grads = backward(arch, p, cache, d_out, dZ_extra).arrays()
-            if reg_grads is not None:
-                grads = [g + r for g, r in zip(grads, reg_grads.arrays())]
+            if reg_grads is not None:   # in place: backward's gradients are fresh arrays
+                for g, r in zip(grads, reg_grads.arrays()):
+                    g += r
             arrays, opt_state = opt.step(arrays, grads, opt_state, trainable=trainable)
             sum_loss += value * len(idx)
             sum_reg += reg_value * len(idx)
