@@ -20,11 +20,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _fingerprints() -> dict:
+def _fingerprints(workers: int = 1) -> dict:
     """``{entry point/dtype: sha1 of its numbers}`` for every public Monte-Carlo entry point.
 
     The network is large enough (784-300-300-10) for OpenBLAS's float32 products to round
-    differently on 1 and 2 threads."""
+    differently on 1 and 2 threads. ``workers``: threads of the two calls that take them."""
     from refnet.model import init_params, mlp
     from refnet.montecarlo import (accuracy_sweep, clean_state, draw_noise, chunk_generator,
                                    monte_carlo_outputs, neuron_statistics, prepare, propagate)
@@ -43,11 +43,12 @@ def _fingerprints() -> dict:
 
     for dt in (np.float32, np.float64):
         tag = np.dtype(dt).name
-        st = neuron_statistics(arch, p, X, cfg, K=6, rng=3, dtype=dt, repeat_block=3)
+        st = neuron_statistics(arch, p, X, cfg, K=6, rng=3, dtype=dt, repeat_block=3,
+                               workers=workers)
         put(f"neuron_statistics/{tag}",
             *[getattr(s, m) for s in st.layers.values() for m in ("mean", "variance", "snr")])
         sw = accuracy_sweep(arch, p, X, y, "duque", variances=[0.1], repetitions=1,
-                            batch_size=16, dtype=dt, rng=5)
+                            batch_size=16, dtype=dt, rng=5, workers=workers)
         put(f"accuracy_sweep/{tag}", sw.accuracy, np.array(sw.clean_accuracy))
         eng = prepare(arch, p, cfg, dtype=dt)
         state = clean_state(eng, X)
@@ -103,6 +104,7 @@ def test_same_bits_before_and_after_a_multi_worker_call():
                                                 "monte_carlo_outputs")
                            for t in ("float32", "float64")}
     assert before == after
+    assert _fingerprints(workers=2) == before    # and whatever the worker count
 
 
 def test_same_bits_on_one_and_two_threads():
