@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -32,6 +33,7 @@ _lock = threading.Lock()
 _depth = 0
 _saved: list = []
 _libs: dict = {}   # path -> (get, set) or None, filled as libraries appear in the process
+_scan: tuple = (-1, [])   # (len(sys.modules) at the last scan, its controls)
 
 
 def _symbol(lib, names):
@@ -43,7 +45,17 @@ def _symbol(lib, names):
 
 
 def _controls() -> list:
-    """``(get, set)`` of every OpenBLAS loaded now (read from /proc/self/maps; Linux only)."""
+    """``(get, set)`` of every OpenBLAS loaded (read from /proc/self/maps; Linux only).
+
+    Reading the maps takes milliseconds, so it is read again only after an import (a new
+    extension module is how a new OpenBLAS arrives), not on every block."""
+    global _scan
+    if _scan[0] != len(sys.modules):
+        _scan = (len(sys.modules), _read_controls())
+    return _scan[1]
+
+
+def _read_controls() -> list:
     try:
         with open("/proc/self/maps") as fh:
             paths = sorted({ln.split()[-1] for ln in fh if "openblas" in ln.lower() and "/" in ln})
