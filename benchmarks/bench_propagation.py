@@ -6,7 +6,7 @@ the same statistics is printed too), at <= 10 % median relative error
 in the small-noise regime. Prints both timings, the speed ratio and the median relative error
 of the output variance and SNR (note: with K = 300 the Monte-Carlo variance itself has a
 relative standard error of sqrt(2/299) ~ 8 %, so the measured median error is bounded below by
-~5 % from Monte-Carlo noise alone).
+~5 % from Monte-Carlo noise alone). Each noise type (default all four) alone, in turn.
 
 Usage:  python benchmarks/bench_propagation.py [--model FILE --inputs FILE.npz] [--quick]
 Without --model, a network with PyTorch-default initialisation (weights x3, so that the sigmoid
@@ -26,32 +26,10 @@ from refnet.noise import NoiseSpec, noise_config
 from refnet.propagation.sensitivity import output_variance_contributions
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model")
-    ap.add_argument("--inputs")
-    ap.add_argument("--n-inputs", type=int, default=1000)
-    ap.add_argument("--trials", type=int, default=300)
-    ap.add_argument("--variance", type=float, default=1e-3)
-    ap.add_argument("--noise-type", default="add_unc")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="100 inputs")
-    args = ap.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-    n = 100 if args.quick else args.n_inputs
-    if args.model:
-        from refnet.io import load_model
-        arch, P, _ = load_model(args.model)
-        with np.load(args.inputs, allow_pickle=False) as d:
-            X = d["X"][:n].reshape(n, -1).astype(P.dtype)
-        source = args.model
-    else:
-        arch = mlp((784, 200, 200, 10), "sigmoid", "identity")
-        P0 = init_params(arch, "torch", rng=args.seed)
-        P = Params(tuple(3 * w for w in P0.W), P0.b)
-        X = rng.uniform(0, 1, (n, 784))
-        source = "random torch-init 784-200-200-10 (weights x3), uniform inputs"
-    cfg = noise_config("duque", NoiseSpec.single(args.noise_type, args.variance), arch.n_layers)
+def compare(arch, P, X, noise_type, args, rng) -> None:
+    """Time the first-order analytic output variance against Monte-Carlo for one noise type
+    and print the speed-ups and the median relative errors."""
+    cfg = noise_config("duque", NoiseSpec.single(noise_type, args.variance), arch.n_layers)
     times = []
     for _ in range(4):  # first call includes one-off warm-up; report the best of the rest
         t0 = time.perf_counter()
@@ -72,13 +50,72 @@ def main(argv=None) -> int:
     rel_var = np.median(np.abs(var_a / var_mc - 1))
     snr_a, snr_mc = np.abs(mean) / np.sqrt(var_a), np.abs(mean_mc) / np.sqrt(var_mc)
     rel_snr = np.median(np.abs(snr_a / snr_mc - 1))
-    print(f"network: {source}; {n} inputs; {args.noise_type} variance {args.variance:g} "
-          f"(duque preset); seed {args.seed}")
+    print(f"-- {noise_type}")
     print(f"analytic: {t_analytic:.3f} s (first call {t_first:.3f} s)   Monte-Carlo K={args.trials}: {t_mc:.2f} s   "
           f"speed-up: {t_mc / t_analytic:.0f}x")
     print(f"Monte-Carlo K={args.trials} with refnet's numba engine (2 workers): {t_engine:.2f} s   "
           f"speed-up: {t_engine / t_analytic:.0f}x")
     print(f"median relative error: output variance {rel_var:.4f}, output SNR {rel_snr:.4f}")
+
+
+def compare_weight_statistics(arch, P, X, noise_type, args, rng) -> None:
+    """Semenova's weight-statistics method (Eqs. 14-15, :func:`trained_network_variances`,
+    noise on every layer's output as her "semenova" placement) against the NumPy Monte-Carlo
+    of the same placement: its time, the speed-up, and the median relative error of the
+    output variance (the method's curve evaluated at the Monte-Carlo output means)."""
+    from refnet.propagation.trained import trained_network_variances
+
+    intensity = {f"D_{k}_intensity": 0.0 for k in ("A_U", "A_C", "M_U", "M_C")}
+    key = {"add_unc": "A_U", "add_cor": "A_C", "mul_unc": "M_U", "mul_cor": "M_C"}[noise_type]
+    intensity[f"D_{key}_intensity"] = args.variance / 2   # Semenova's D is half the variance
+    cfg = noise_config("semenova", NoiseSpec.single(noise_type, args.variance), arch.n_layers)
+    times = []
+    for _ in range(4):
+        t0 = time.perf_counter()
+        res = trained_network_variances(arch, P, X, **intensity)
+        times.append(time.perf_counter() - t0)
+    t_ws = min(times[1:])
+    t0 = time.perf_counter()
+    Y = monte_carlo_outputs(arch, P, X, cfg, args.trials, rng)
+    var_mc, mean_mc = Y.var(0, ddof=1), Y.mean(0)
+    t_mc = time.perf_counter() - t0
+    rel_var = np.median(np.abs(res["output_variance"](mean_mc) / var_mc - 1))
+    print(f"weight statistics (Eq. 14-15, semenova placement): {t_ws:.4f} s   Monte-Carlo "
+          f"K={args.trials}: {t_mc:.2f} s   speed-up: {t_mc / t_ws:.0f}x   median relative "
+          f"error of the output variance: {rel_var:.4f}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model")
+    ap.add_argument("--inputs")
+    ap.add_argument("--n-inputs", type=int, default=1000)
+    ap.add_argument("--trials", type=int, default=300)
+    ap.add_argument("--variance", type=float, default=1e-3)
+    ap.add_argument("--noise-types", nargs="+", default=["add_unc", "add_cor", "mul_unc", "mul_cor"],
+                    help="each timed and compared alone (default: all four)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="100 inputs")
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    n = 100 if args.quick else args.n_inputs
+    if args.model:
+        from refnet.io import load_model
+        arch, P, _ = load_model(args.model)
+        with np.load(args.inputs, allow_pickle=False) as d:
+            X = d["X"][:n].reshape(n, -1).astype(P.dtype)
+        source = args.model
+    else:
+        arch = mlp((784, 200, 200, 10), "sigmoid", "identity")
+        P0 = init_params(arch, "torch", rng=args.seed)
+        P = Params(tuple(3 * w for w in P0.W), P0.b)
+        X = rng.uniform(0, 1, (n, 784))
+        source = "random torch-init 784-200-200-10 (weights x3), uniform inputs"
+    print(f"network: {source}; {n} inputs; variance {args.variance:g} (duque preset); "
+          f"seed {args.seed}")
+    for noise_type in args.noise_types:
+        compare(arch, P, X, noise_type, args, rng)
+        compare_weight_statistics(arch, P, X, noise_type, args, rng)
     return 0
 
 

@@ -104,8 +104,9 @@ def loss_and_grad(arch: Architecture, params: Params, X, y, *, noise: NoiseConfi
             for l, dz in extra.items():
                 dZ_extra[l] = dZ_extra[l] + dz if l in dZ_extra else dz
         grads = backward(arch, params, cache, d_out, dZ_extra or None)
-        for _, direct, _ in terms:
-            grads = _add(grads, direct)
+        for _, direct, _ in terms:  # in place: backward's gradients are fresh arrays
+            for g, r in zip(grads.arrays(), direct.arrays()):
+                g += r
         return LossAndGrad(float(value), penalties, grads, None, None, out, cache)
     loss_grads = backward(arch, params, cache, d_out)
     penalty_grads = []

@@ -57,17 +57,22 @@ def run(args) -> int:
     state_path = out / "results" / "reproduce.json"
     state = _load_state(state_path, preset)
     t0 = time.perf_counter()
+    stages = []   # (stage, seconds) of this run, printed at the end: where the time went
     for name in todo:
         mod = figure_module(name)
-        t = time.perf_counter()
         print(f"[{name}] computing (cached results in {out / 'results'} are reused)")
+        t = time.perf_counter()
         mod.compute(preset, out)
+        t_plot = time.perf_counter()
         mod.plot(out)
-        seconds = time.perf_counter() - t
+        t_end = time.perf_counter()
+        stages += [(f"{name} compute", t_plot - t), (f"{name} plot", t_end - t_plot)]
+        seconds = t_end - t
         state["scripts"][name] = {"seconds": round(seconds, 1)}
         atomic_write_bytes(state_path, json.dumps(state, indent=1).encode())
         print(f"[{name}] done in {seconds:.1f} s")
-    elapsed = time.perf_counter() - t0
+    t_report = time.perf_counter()
+    elapsed = t_report - t0
     # the report covers every script computed into this folder, by this run or earlier ones
     checks, figures = [], []
     for name in (s for s in SCRIPTS if s in state["scripts"]):
@@ -93,4 +98,19 @@ def run(args) -> int:
     n_ok = sum(c.verdict == "agrees" for c in checks)
     print(f"\n{n_ok} of {len(checks)} printed numbers agree within tolerance ({preset.name} preset)")
     print(f"report: {out / 'report.md'}\n        {out / 'report.html'}")
+    stages.append(("report", time.perf_counter() - t_report))
+    print(format_stage_times(stages))
     return 0
+
+
+def format_stage_times(stages) -> str:
+    """The table of ``(stage, seconds)`` printed at the end of a run: each stage in run order
+    with its seconds and share of the total, then the total."""
+    total = sum(s for _, s in stages)
+    width = max([len(n) for n, _ in stages] + [len("total")])
+    lines = ["", "time per stage (this run; cached results take ~0 s):"]
+    for name, s in stages:
+        share = 100 * s / total if total > 0 else 0.0
+        lines.append(f"  {name:{width}} {s:8.1f} s {share:5.1f} %")
+    lines.append(f"  {'total':{width}} {total:8.1f} s")
+    return "\n".join(lines)

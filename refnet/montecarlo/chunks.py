@@ -9,13 +9,12 @@ chunk order.
 """
 from __future__ import annotations
 
-import ctypes
-import functools
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
 
+from .._blas import fixed_blas_threads
 from ..errors import ConfigError
 
 __all__ = ["resolve_seed", "chunk_generator", "check_workers", "worker_pool", "map_chunks",
@@ -63,17 +62,16 @@ def worker_pool(workers: int, backend: str):
     order, so any number of workers gives the same numbers. The compiled kernels release the
     GIL, as do NumPy's matrix products. Not with ``"numba-parallel"`` kernels (threads inside
     threads; numba's workqueue layer forbids concurrent parallel calls).
-    The matrix products of the chunks run on one BLAS thread each (:func:`single_threaded_blas`).
+    Every matrix product inside the block, on any thread, runs on one BLAS thread
+    (:func:`refnet._blas.fixed_blas_threads`): the same bits whatever ran before.
     """
     workers = check_workers(workers, backend)
-    if workers == 1:
-        with single_threaded_blas():
+    with fixed_blas_threads():
+        if workers == 1:
             yield None
-        return
-    setter = _openblas_local_threads()
-    init = (lambda: setter(1)) if setter is not None else None
-    with ThreadPoolExecutor(workers, thread_name_prefix="refnet-mc", initializer=init) as pool:
-        yield pool
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="refnet-mc") as pool:
+            yield pool
 
 
 def map_chunks(fn, items, pool) -> list:
@@ -81,38 +79,7 @@ def map_chunks(fn, items, pool) -> list:
     return list(pool.map(fn, items)) if pool is not None else [fn(x) for x in items]
 
 
-@functools.lru_cache(maxsize=1)
-def _openblas_local_threads():
-    """OpenBLAS's ``openblas_set_num_threads_local`` (per calling thread, OpenBLAS >= 0.3.27)
-    from the library NumPy loaded, or ``None`` (another BLAS, or not Linux)."""
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = sorted({ln.split()[-1] for ln in fh if "openblas" in ln.lower() and "/" in ln})
-    except OSError:
-        return None
-    for path in paths:
-        try:
-            f = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):
-            continue
-        f.argtypes, f.restype = [ctypes.c_int], ctypes.c_int
-        return f
-    return None
-
-
-@contextmanager
 def single_threaded_blas():
-    """Run the calling thread's matrix products on one BLAS thread, then reset it to the
-    process-wide setting. Speed only, best effort (a no-op without OpenBLAS >= 0.3.27): the
-    engine's products are small (a chunk of rows times one layer), where BLAS threads cost
-    more than they give (2.4x fewer samples per second measured on 2 shared cores), and
-    several :func:`worker_pool` threads are the better way to use more cores."""
-    setter = _openblas_local_threads()
-    if setter is None:
-        yield
-        return
-    setter(1)
-    try:
-        yield
-    finally:
-        setter(0)
+    """Kept for callers of the old name: :func:`refnet._blas.fixed_blas_threads` (every
+    OpenBLAS of the process on one thread for the block, restored afterwards)."""
+    return fixed_blas_threads()

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .. import _numba
+from .._blas import on_fixed_blas_threads
 from ..activations import get_activation
 from ..errors import ConfigError
 from ..model import Architecture, Params, check_input, check_params
@@ -147,6 +148,7 @@ class Engine:
                 and state.l0 not in keep)
 
 
+@on_fixed_blas_threads
 def prepare(arch: Architecture, params: Params, noise: NoiseConfig, backend: str = "numba",
             shortcuts="all", dtype=None) -> Engine:
     """An :class:`Engine` for ``arch``/``params`` with noise placed as in ``noise``.
@@ -225,6 +227,7 @@ def _prefix(engine: Engine, X: Array) -> tuple[Array, str]:
     return a, "a"
 
 
+@on_fixed_blas_threads
 def clean_state(engine: Engine, X) -> CleanState:
     """The per-input clean part of the forward pass for inputs ``X`` (n_inputs, sizes[0])."""
     X = check_input(X, engine.arch.sizes[0]).astype(engine.dtype, copy=False)
@@ -260,6 +263,7 @@ def draw_noise(engine: Engine, state: CleanState, n_rows: int, gen, keep=()) -> 
                  for l in range(engine.arch.n_layers + 1))
 
 
+@on_fixed_blas_threads
 def propagate(engine: Engine, state: CleanState, idx, draws, keep=()) -> tuple[Array, dict]:
     """Noisy outputs for rows ``idx`` (indices into the inputs of ``state``) with ``draws``.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blas import on_fixed_blas_threads
 from ..model import Architecture, Params, check_input, forward
 from ..noise import NoiseConfig
 
@@ -17,6 +18,7 @@ __all__ = ["monte_carlo_outputs"]
 Array = np.ndarray
 
 
+@on_fixed_blas_threads
 def monte_carlo_outputs(arch: Architecture, params: Params, inputs: Array, noise: NoiseConfig,
                         n_trials: int, rng=None, max_rows: int = 200_000) -> Array:
     """Noisy outputs of ``n_trials`` forward passes of each input with the NumPy reference.

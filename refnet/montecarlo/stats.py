@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _st
 
+from .._blas import on_fixed_blas_threads
 from ..model import Architecture, Params, check_input, forward
 from ..noise import NoiseConfig
 from .chunks import chunk_generator, map_chunks, resolve_seed, worker_pool
@@ -88,6 +89,7 @@ def confidence_intervals(mean: Array, variance: Array, K: int, confidence: float
         return snr, (mean - half, mean + half), (v_lo, v_hi), (snr - s_half, snr + s_half)
 
 
+@on_fixed_blas_threads
 def neuron_statistics(arch: Architecture, params: Params, X, noise, K: int = 300, rng=None,
                       layers=None, confidence: float = 0.95, repeat_block: int = 32,
                       rows_per_chunk: int = 4096, backend: str = "numba", dtype=np.float64,

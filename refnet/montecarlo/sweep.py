@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from .._blas import on_fixed_blas_threads
 from ..errors import ConfigError
 from ..losses import check_labels
 from ..model import Architecture, Params, check_input
@@ -103,6 +104,7 @@ class SweepResult:
         return self.accuracy.std(axis=2, ddof=1) if n > 1 else np.zeros(self.accuracy.shape[:2])
 
 
+@on_fixed_blas_threads
 def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
                    settings: SweepSettings | None = None, *, rng=None, progress=None,
                    **setting_overrides) -> SweepResult:

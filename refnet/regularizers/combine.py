@@ -50,7 +50,7 @@ def regularizer_value_and_grad(arch: Architecture, params: Params, cache: Cache 
     """
     check_params(arch, params)
     R = 0.0
-    dW = [np.zeros_like(W) for W in params.W]
+    dW = None   # the first spec's gradients, then the others added in place (no zero passes)
     dZ_extra: dict[int, Array] = {}
     for reg in _as_list(regs):
         if isinstance(reg, RowSumPenalty):
@@ -63,9 +63,15 @@ def regularizer_value_and_grad(arch: Architecture, params: Params, cache: Cache 
             _need_cache(cache)
             v, g, extra = saturation_penalty(arch, params, cache, reg)
         R += v
-        dW = [a + b for a, b in zip(dW, g.W)]
+        if dW is None:
+            dW = list(g.W)   # fresh arrays from the equations: safe to add into
+        else:
+            for a, b in zip(dW, g.W):
+                a += b
         for l, dz in extra.items():
             dZ_extra[l] = dZ_extra[l] + dz if l in dZ_extra else dz
+    if dW is None:
+        dW = [np.zeros_like(W) for W in params.W]
     return R, Params(tuple(dW), tuple(np.zeros_like(b) for b in params.b)), dZ_extra
 
 

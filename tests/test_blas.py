@@ -1,0 +1,37 @@
+"""refnet._blas: one BLAS thread inside overlapping blocks on several threads, restored after."""
+import threading
+
+import pytest
+
+from refnet._blas import (_controls, blas_controlled, blas_thread_counts, fixed_blas_threads,
+                          set_blas_threads)
+
+
+def test_overlapping_blocks_keep_one_thread_until_the_last_leaves():
+    if not blas_controlled():
+        pytest.skip("NumPy's BLAS is not an OpenBLAS whose thread count refnet can set")
+    before = blas_thread_counts()
+    set_blas_threads(2)
+    try:
+        entered, release, seen = threading.Event(), threading.Event(), []
+
+        def other():
+            with fixed_blas_threads():
+                entered.set()
+                release.wait(10)
+                seen.append(blas_thread_counts())
+
+        t = threading.Thread(target=other)
+        with fixed_blas_threads():
+            assert set(blas_thread_counts()) == {1}
+            t.start()
+            entered.wait(10)
+        # this thread's block has left, the other's has not: still one thread
+        assert set(blas_thread_counts()) == {1}
+        release.set()
+        t.join(10)
+        assert seen and set(seen[0]) == {1}
+        assert set(blas_thread_counts()) == {2}     # the count from before the first block
+    finally:
+        for n, (_, set_) in zip(before, _controls()):   # the process's own setting again
+            set_(n)
