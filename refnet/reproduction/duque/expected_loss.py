@@ -293,7 +293,8 @@ def report_markdown(settings: ComparisonSettings, out) -> str:
         ratio = [rec["models"][m]["penalty_at_variance"] / rec["models"][m]["mc_ce_increase_at_variance"][0]
                  for m in MODES]
         lines += [f"Predicted / measured CE increase at {settings.variance:g}: "
-                  f"{min(ratio):.2f} to {max(ratio):.2f} over the {len(MODES)} models.", ""]
+                  f"{min(ratio):.2f} to {max(ratio):.2f} over the {len(MODES)} models.", "",
+                  _eq7_lambdas(arrays, rec, v, picks), ""]
     lines += ["## Reading the comparison", "",
               "* The fine-tuned models had more epochs of training than the baseline, so their "
               "gain at small variances may come from the extra epochs rather than robustness "
@@ -312,6 +313,17 @@ def report_markdown(settings: ComparisonSettings, out) -> str:
               "* Not done here: longer schedules, other seeds, a lambda chosen at the training "
               "variance rather than at 1.", ""]
     return "\n".join(lines) + "\n"
+
+
+def _eq7_lambdas(arrays, rec, v, picks):
+    """Eq. 7 at the sweep's lambda against Eq. 7 at the authors' settings, clean and noisy."""
+    m = {k: 100 * arrays[k].mean(axis=1) for k in ("eq7", "eq7_sweep_best")}
+    clean = {k: 100 * rec["models"][k]["clean_accuracy"] for k in m}
+    noisy = "; ".join(f"at variance {v[j]:.3g} {m['eq7_sweep_best'][j]:.2f} % against "
+                      f"{m['eq7'][j]:.2f} %" for j in picks)
+    return (f"Eq. 7 at the sweep's lambda {rec['models']['eq7_sweep_best']['eq7_lambda']:g} "
+            f"against the authors' settings (computed): clean {clean['eq7_sweep_best']:.2f} % "
+            f"against {clean['eq7']:.2f} %; {noisy}.")
 
 
 def _verdict(arrays, rec, v, picks, labels):
