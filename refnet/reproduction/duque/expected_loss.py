@@ -79,7 +79,8 @@ class ComparisonSettings:
         if self.eq7_sweep_lambda is not None:
             return float(self.eq7_sweep_lambda), "set by the caller (eq7_sweep_lambda)"
         if dataset not in SWEEP_BEST_LAMBDA:
-            raise ValueError(f"dataset: no sweep lambda recorded for {dataset!r}; pass "
+            from ...errors import ConfigError
+            raise ConfigError(f"dataset: no sweep lambda recorded for {dataset!r}; pass "
                              "eq7_sweep_lambda= or add it to SWEEP_BEST_LAMBDA")
         return SWEEP_BEST_LAMBDA[dataset]
 
@@ -93,7 +94,7 @@ class ComparisonSettings:
                              noise_aware_variance=self.variance, seed=self.seed)
 
 
-def _finetuned(setup, data, folder, base, mode, spec, *, tag=""):
+def _finetuned(setup, data, folder, base, mode, spec, *, tag="", log=print):
     """Fine-tune the baseline with regularizer ``spec``, cached in ``folder`` like the other modes.
 
     The fine-tuning settings are those of the noise-aware and Eq. 7 models with ``spec`` as the
@@ -105,8 +106,10 @@ def _finetuned(setup, data, folder, base, mode, spec, *, tag=""):
     arch, params, _ = base
     path = Path(folder) / f"{setup.dataset}-{mode}{tag}-{setup.key()}.npz"
     if path.exists():
-        return load_model(path), f"  {setup.dataset} {mode}: cached ({path.name})"
+        log(f"  {setup.dataset} {mode}: cached ({path.name})")
+        return load_model(path)
     config = replace(dq.mode_config(setup, "regularized_unc", arch.n_layers), regularizers=(spec,))
+    log(f"  {setup.dataset} {mode}: training {config.epochs} epochs")
     res = train(arch, params, data.X_train, data.y_train, config, data.X_val, data.y_val,
                 checkpoint=path.with_suffix(".ckpt.npz"))
     acc = evaluate_accuracy(arch, res.params, data.X_test, data.y_test)
@@ -114,10 +117,10 @@ def _finetuned(setup, data, folder, base, mode, spec, *, tag=""):
         "mode": mode, "setup": asdict(setup), "train_config": config.as_dict(),
         "history": list(res.history), "test_accuracy": acc, "data": data.provenance})
     path.with_suffix(".ckpt.npz").unlink(missing_ok=True)
-    return load_model(path), f"  {setup.dataset} {mode}: trained {config.epochs} epochs"
+    return load_model(path)
 
 
-def _extra_models(setup, data, folder, base, eq7_lambda):
+def _extra_models(setup, data, folder, base, eq7_lambda, log):
     """The two modes :mod:`.protocol` does not train: the objective and Eq. 7 at the sweep's lambda."""
     from ...noise import NoiseSpec, noise_config
     from ...regularizers import ExpectedLoss, regularizer_preset
@@ -125,11 +128,11 @@ def _extra_models(setup, data, folder, base, eq7_lambda):
     noise = noise_config("duque", NoiseSpec(add_unc=setup.noise_aware_variance),
                          base[0].n_layers)
     return {"expected_loss": _finetuned(setup, data, folder, base, "expected_loss",
-                                        ExpectedLoss(noise)),
+                                        ExpectedLoss(noise), log=log),
             "eq7_sweep_best": _finetuned(setup, data, folder, base, "eq7_sweep_best",
                                          regularizer_preset(dq.EQ7_PRESET[setup.dataset],
                                                             eq7_lambda),
-                                         tag=f"_lam{eq7_lambda:g}")}
+                                         tag=f"_lam{eq7_lambda:g}", log=log)}
 
 
 def _penalty_on(arch, params, X, variance):
@@ -175,12 +178,10 @@ def compute(settings: ComparisonSettings, out, models_folder, log=print) -> None
                                  modes=("standard", "noise_aware_unc", "regularized_unc"),
                                  progress=None, log=log)
         eq7_lambda, lambda_source = settings.sweep_lambda(ds)
-        extra = _extra_models(setup, data, models_folder, models["standard"], eq7_lambda)
-        for _, message in extra.values():
-            log(message)
         models = {"standard": models["standard"], "noise_aware": models["noise_aware_unc"],
                   "eq7": models["regularized_unc"],
-                  **{mode: model for mode, (model, _) in extra.items()}}
+                  **_extra_models(setup, data, models_folder, models["standard"], eq7_lambda,
+                                  log)}
         arrays, record = {"variances": settings.variances}, {}
         for mode in MODES:
             arch, params, meta = models[mode]
