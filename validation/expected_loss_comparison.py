@@ -2,7 +2,8 @@
 
 Models:   per dataset (MNIST, Fashion-MNIST) one baseline (Duque 2024's protocol, few epochs),
           fine-tuned from it with (a) the expected-loss objective at the evaluation variance,
-          (b) noise-aware training at that variance, (c) Eq. 7 at the authors' settings.
+          (b) noise-aware training at that variance, (c) Eq. 7 at the authors' settings,
+          (d) Eq. 7 at the lambda a `refnet sweep` chose (SWEEP_BEST_LAMBDA in the code).
 Noise:    additive uncorrelated, after both hidden sigmoids, variances log-spaced in [1e-3, 1].
 Writes:   <out>/results/expected_loss_<dataset>.npz, <out>/figures/expected_loss.png,
           <out>/report.md (every number computed here).
@@ -26,11 +27,12 @@ def main(argv=None) -> int:
     ap.add_argument("--models", type=Path, default=Path("runs/expected_loss/models"),
                     help="where the trained models are cached (not committed)")
     defaults = cmp.ComparisonSettings()
+    none_types = {"n_train": int, "eq7_sweep_lambda": float}  # fields whose default is None
     for f in fields(cmp.ComparisonSettings):
         if f.name != "datasets":
-            ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name))
-                            if getattr(defaults, f.name) is not None else int,
-                            default=getattr(defaults, f.name))
+            value = getattr(defaults, f.name)
+            ap.add_argument(f"--{f.name.replace('_', '-')}", default=value,
+                            type=none_types[f.name] if value is None else type(value))
     ap.add_argument("--datasets", nargs="+", default=list(defaults.datasets))
     args = ap.parse_args(argv)
     settings = cmp.ComparisonSettings(**{f.name: (tuple(args.datasets) if f.name == "datasets"
