@@ -58,8 +58,12 @@ class TrainConfig:
 
     ``optimizer`` is ``"sgd"``, ``"adagrad"`` or ``"adam"`` with learning rate ``lr`` and
     further keyword options ``optimizer_options`` (e.g. ``(("momentum", 0.9),)``). The
-    defaults are the authors' (Adagrad, lr 0.01, batch 128). ``shuffle=False`` mirrors the
-    authors' code, which never shuffles the training batches.
+    defaults are the authors' (Adagrad, lr 0.01, batch 128). ``shuffle`` reshuffles the
+    training rows every epoch; ``shuffle=False`` mirrors the authors' code, which never
+    shuffles and relies on its random split having mixed the rows (give it mixed rows:
+    :func:`refnet.datasets.split.train_val_split`). ``patience > 0`` stops early: training
+    ends once the validation loss has not improved for ``patience`` epochs and the parameters
+    of the best epoch are returned (needs validation data).
     """
 
     epochs: int = 10
@@ -72,12 +76,15 @@ class TrainConfig:
     regularizers: tuple = ()
     shuffle: bool = True
     seed: int = 0
+    patience: int = 0
 
     def __post_init__(self):
         if int(self.epochs) < 0:
             raise ValueError(f"epochs: must be >= 0, got {self.epochs}")
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if int(self.patience) < 0:
+            raise ValueError(f"patience: must be >= 0 (0: no early stopping), got {self.patience}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr: must be finite and > 0, got {self.lr}")
         get_loss(self.loss)
@@ -93,7 +100,7 @@ class TrainConfig:
                 "lr": self.lr, "optimizer_options": [list(kv) for kv in self.optimizer_options],
                 "loss": self.loss, "noise": None if self.noise is None else self.noise.as_dict(),
                 "regularizers": [r.as_dict() for r in self.regularizers],
-                "shuffle": self.shuffle, "seed": self.seed}
+                "shuffle": self.shuffle, "seed": self.seed, "patience": self.patience}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -106,12 +113,17 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Final parameters, per-epoch history (list of dicts) and where training stopped."""
+    """Final parameters, per-epoch history (list of dicts) and where training stopped.
+
+    With early stopping, ``params`` are those of ``best_epoch`` (1-based) and ``epochs_done``
+    counts the epochs actually run.
+    """
 
     params: Params
     history: tuple = field(default_factory=tuple)
     epochs_done: int = 0
     resumed_from: int = 0
+    best_epoch: int | None = None
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
@@ -152,13 +164,17 @@ def _checkpoint_meta(arch, config, epoch_done, history, dtype):
             "history": list(history), "dtype": str(dtype)}
 
 
-def _save_checkpoint(path, arch, params, opt_state, config, epoch_done, history):
+def _save_checkpoint(path, arch, params, opt_state, config, epoch_done, history, best=None):
     arrays = {}
     for l, (w, b) in enumerate(zip(params.W, params.b), start=1):
         arrays[f"W{l}"], arrays[f"b{l}"] = w, b
     for k, v in opt_state.items():
         arrays[f"opt/{k}"] = v
-    save_npz_atomic(path, arrays, _checkpoint_meta(arch, config, epoch_done, history, params.dtype))
+    for i, a in enumerate(best[1] if best else ()):
+        arrays[f"best/{i}"] = a
+    meta = _checkpoint_meta(arch, config, epoch_done, history, params.dtype)
+    meta["best_epoch"] = best[0] if best else None
+    save_npz_atomic(path, arrays, meta)
 
 
 def _load_checkpoint(path, arch, config):
@@ -178,7 +194,10 @@ def _load_checkpoint(path, arch, config):
     params = Params(tuple(arrays[f"W{l}"] for l in range(1, L + 1)),
                     tuple(arrays[f"b{l}"] for l in range(1, L + 1)))
     opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
-    return params, opt_state, int(meta["epochs_done"]), tuple(meta["history"])
+    best = None
+    if meta.get("best_epoch"):
+        best = (int(meta["best_epoch"]), [arrays[f"best/{i}"] for i in range(2 * L)])
+    return params, opt_state, int(meta["epochs_done"]), tuple(meta["history"]), best
 
 
 def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=None, y_val=None,
@@ -213,16 +232,20 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
     arrays = [a.copy() for a in params.arrays()]
     trainable = [True, arch.train_biases] * arch.n_layers
     opt_state = opt.init(arrays)
-    start, history = 0, ()
+    start, history, best = 0, (), None  # best: (epoch, arrays) of the lowest validation loss
+    if config.patience and (X_val is None or not len(X_val)):
+        raise ValueError("patience: early stopping needs validation data (X_val, y_val)")
     ckpt = None if checkpoint is None else Path(checkpoint)
     if ckpt is not None and ckpt.exists():
-        p, opt_state, start, history = _load_checkpoint(ckpt, arch, config)
+        p, opt_state, start, history, best = _load_checkpoint(ckpt, arch, config)
         arrays = [a.astype(dtype) for a in p.arrays()]
     resumed_from = start
     n = len(X)
     bs = int(config.batch_size)
     n_batches = (n + bs - 1) // bs
     for epoch in range(start, int(config.epochs)):
+        if best is not None and epoch - best[0] >= config.patience:
+            break  # no improvement for `patience` epochs (also when resuming such a checkpoint)
         rng = epoch_rng(config.seed, epoch)
         order = rng.permutation(n) if config.shuffle else np.arange(n)
         t0 = time.perf_counter()
@@ -258,12 +281,17 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
             if classify:
                 entry["val_accuracy"] = evaluate_accuracy(arch, p, X_val, y_val)
         history = history + (entry,)
+        if config.patience and (best is None or entry["val_loss"] < history[best[0] - 1]["val_loss"]):
+            best = (epoch + 1, [a.copy() for a in arrays])
         if ckpt is not None:
-            _save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history)
+            _save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history, best)
         if progress is not None:
             extra = "".join(f" {k} {v:.4f}" for k, v in entry.items() if k.startswith("val_"))
             progress.write(f"\repoch {epoch + 1}/{config.epochs} loss {entry['train_loss']:.4f}"
                            f"{extra} ({entry['seconds']:.1f}s)" + " " * 20 + "\n")
         if log is not None:
             log(entry)
+    if best is not None:
+        return TrainResult(Params.from_arrays(best[1]), tuple(history), len(history),
+                           resumed_from, best[0])
     return TrainResult(Params.from_arrays(arrays), tuple(history), int(config.epochs), resumed_from)

@@ -33,6 +33,17 @@ ERR_ALPHA, ERR_LAYERS = 3.0, (4, 6, 8)  #: Fig. 4d: alpha and layers are refnet'
 POINT_REPEATS = 20  #: the u = 0.5 runs use POINT_REPEATS * K repeats (one input only)
 
 
+def single_neuron_arithmetic(D_A_U: float, S_2: float, printed: float = 1e-3) -> str:
+    """Why the paper's "single neuron level of 1e-3" (Sec. III A, p. 5) contradicts its own
+    Fig. 4 caption: intensity D means variance 2D (Semenova 2022, Eq. 3), so a single
+    neuron's variance is 2 D_A^U; ``S_2`` is refnet's measured value."""
+    level = 2 * D_A_U
+    return (f"the caption's D_A^U = {D_A_U:g} is an intensity: a single neuron's variance is "
+            f"2 D = 2 x {D_A_U:g} = {level:g}, not {printed:g} ({printed:g} would need D = "
+            f"{printed / 2:g}); refnet's S_2 = {S_2:.4g} is {S_2 / level:.3f} x 2D, and for "
+            "alpha < 2 S_n then falls by about (alpha/2)^2 per layer")
+
+
 def _act(alpha):
     return f"shifted_sigmoid(alpha={alpha!r})"
 
@@ -204,9 +215,7 @@ def report(out, preset):
                      "the O(1/I) uncorrelated term"),
         Check(src, "Fig. 4c, alpha < 2 (refnet: alpha = 1.5): S_n 'essentially constant at the "
               "single neuron level of 1e-3' (refnet: S_2)", 1e-3, float(s["S15"][0]), 5e-4, unit="",
-              reason="with the caption's D_A^U = 1e-4 a single neuron's variance is 2 D = 2e-4, and "
-                     "for alpha < 2 S_n falls by (alpha/2)^2 per layer; the paper's 1e-3 matches "
-                     "neither (panel c may have used another intensity, not stated)"),
+              inconsistent=single_neuron_arithmetic(D[0], float(s["S15"][0]))),
     ]
     div = ", ".join(map(str, s["diverged"])) or "none"
     said = (f"alpha = 2: Var(x~_12)/Var(x~_2) = {s['ratio2']:.3f} at u = 0.5 (no accumulation). "
