@@ -114,7 +114,8 @@ def test_envelope_cells_move_one_setting_each():
     assert len(names) == len(set(names))
     for c in cells:
         moved = {k for k in base.__dataclass_fields__ if getattr(c.setup, k) != getattr(base, k)}
-        assert moved <= {c.setting} and getattr(c.setup, c.setting) == c.value
+        assert moved <= {c.setting}
+        assert getattr(c.setup, c.setting) == c.value or (c.setup == base and c.setting == "eq7_lambda")
     assert {c.value for c in cells if c.setting == "eq7_preset"} == {"addunc_sigm_mnist",
                                                                      "addunc_sigm_sq"}
     assert {c.value for c in cells if c.setting == "quickdraw_per_class"} == {1000, None}
@@ -124,11 +125,17 @@ def test_envelope_cells_move_one_setting_each():
             if c.setting == "eq7_preset"}
     assert fash == {"addunc_sigm_fashion", "addunc_sigm_sq_fashion"}
     assert ev.Cell("mnist", "eq4_lambda", 0.1, base).modes == ("regularized_cor",)
+    # the code set's own lambda is the preset's run itself (same models, same key)
+    lam = {c.value: c.setup for c in ev.cells(get_preset("full").setup("fashion-mnist"))
+           if c.setting == "eq7_lambda"}
+    assert lam[1.2e-2] == get_preset("full").setup("fashion-mnist")
+    assert lam[6e-3].eq7_lambda == 6e-3
 
 
 def test_envelope_ranges_and_the_summary_verdict_inputs():
     base = dq.DuqueSetup("mnist", baseline_epochs=50)
     results = [{"dataset": "mnist", "setting": "baseline_epochs", "value": e,
+                "setup": dict(vars(replace(base, baseline_epochs=e)), hidden=[300, 300]),
                 "outcomes": {"std_clean": c, "std_drop": d}}
                for e, c, d in ((20, 97.0, 30.0), (50, 98.0, 38.0), (100, 98.5, 44.0))]
     r = ev.envelope_ranges(results, [base])

@@ -87,12 +87,23 @@ class Cell:
         return tuple(dict.fromkeys(QUANTITIES[q][1] for q in self.quantities))
 
 
+#: The lambda of each Eq. 7 code set (``eq7_lambda=None`` means this value).
+EQ7_CODE_LAMBDA = {"addunc_sigm_mnist": 6e-3, "addunc_sigm_sq": 6e-3,
+                   "addunc_sigm_fashion": 1.2e-2, "addunc_sigm_sq_fashion": 1.2e-2}
+
+
 def cells(base: dq.DuqueSetup, settings=tuple(SETTINGS)) -> list:
-    """The cells of one dataset: every grid value of every setting, the others at ``base``."""
+    """The cells of one dataset: every grid value of every setting, the others at ``base``.
+
+    A value that leaves the run unchanged (the Eq. 7 lambda equal to its code set's, ``None``
+    in the setup) gives ``base`` itself, so the preset's own models are reused."""
     out = []
     for name in settings:
         for v in SETTINGS[name][1](base):
-            out.append(Cell(base.dataset, name, v, replace(base, **{name: v})))
+            setup = replace(base, **{name: v})
+            if name == "eq7_lambda" and base.eq7_lambda is None and v == EQ7_CODE_LAMBDA.get(base.eq7):
+                setup = base
+            out.append(Cell(base.dataset, name, v, setup))
     return out
 
 
@@ -145,10 +156,15 @@ def measure(cell: Cell, models: dict, data, repetitions: int = 3) -> dict:
     return out
 
 
+def _tuples(d: dict) -> dict:
+    """A setup dict read back from JSON (lists -> tuples)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
 def envelope_ranges(results, base_setups) -> dict:
     """``{(dataset, quantity): {"lo", "hi", "preset", "cells": [(setting, value, outcome)]}}``
-    over every cell result (dicts with dataset, setting, value, outcomes); ``preset`` is the
-    outcome of a cell whose value is the preset's own (None if no such cell ran)."""
+    over every cell result (dicts with dataset, setting, value, setup, outcomes); ``preset`` is
+    the outcome of a cell run with the preset's own setup (None if no such cell ran)."""
     base = {s.dataset: s for s in base_setups}
     out = {}
     for r in results:
@@ -156,7 +172,7 @@ def envelope_ranges(results, base_setups) -> dict:
             e = out.setdefault((r["dataset"], q), {"cells": [], "preset": None})
             e["cells"].append((r["setting"], r["value"], v))
             b = base.get(r["dataset"])
-            if b is not None and getattr(b, r["setting"]) == r["value"]:
+            if b is not None and dq.DuqueSetup(**_tuples(r["setup"])) == b:
                 e["preset"] = v
     for e in out.values():
         vals = [c[2] for c in e["cells"]]
