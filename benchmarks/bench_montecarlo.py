@@ -32,11 +32,9 @@ import tracemalloc
 import numpy as np
 from scipy.special import expit
 
-from refnet._kernels import fill_normal
+from refnet.montecarlo.kernels import fill_normal
 from refnet.model import init_params, mlp
-from refnet.montecarlo import accuracy_sweep
-from refnet.montecarlo_engine import single_threaded_blas
-from refnet.montecarlo_stats import neuron_statistics
+from refnet.montecarlo import accuracy_sweep, neuron_statistics, single_threaded_blas
 from refnet.noise import NoiseConfig, NoiseSpec
 
 SIZES = (784, 300, 300, 10)
@@ -185,9 +183,10 @@ def main(argv=None) -> int:
               f"{rates['draws'] / 1e6:.1f} M normal draws/s, {rates['sigmoids'] / 1e6:.1f} M "
               "sigmoids/s")
         for t in ("add_unc", "add_cor"):
-            fns = {"refnet": lambda: accuracy_sweep(arch, params, X, y, "duque", (t,), [VARIANCE],
-                                                    reps, batch, args.seed, args.backend,
-                                                    dtype, workers=args.workers),
+            fns = {"refnet": lambda: accuracy_sweep(
+                       arch, params, X, y, "duque", noise_types=(t,), variances=[VARIANCE],
+                       repetitions=reps, batch_size=batch, rng=args.seed, backend=args.backend,
+                       dtype=dtype, workers=args.workers),
                    "numpy": numpy_straightforward(params, X, t, reps, batch, dtype, args.seed)}
             if torch:
                 fns["torch"] = torch_straightforward(torch, params, X, t, reps, batch, dtype,

@@ -21,8 +21,9 @@ import time
 import numpy as np
 
 from refnet.model import Params, init_params, mlp
+from refnet.montecarlo import monte_carlo_outputs
 from refnet.noise import NoiseSpec, noise_config
-from refnet.propagation.sensitivity import monte_carlo_outputs, output_variance_contributions
+from refnet.propagation.sensitivity import output_variance_contributions
 
 
 def main(argv=None) -> int:
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
         var_a = contrib.sum((0, 1))
         times.append(time.perf_counter() - t0)
     t_first, t_analytic = times[0], min(times[1:])
-    from refnet.montecarlo_stats import neuron_statistics
+    from refnet.montecarlo import neuron_statistics
 
     t0 = time.perf_counter()
     neuron_statistics(arch, P, X, cfg, K=args.trials, rng=args.seed, layers=(arch.n_layers,),

@@ -3,11 +3,14 @@
 The NumPy twins in :mod:`refnet.optim` make several passes over memory per parameter array
 (square, add, sqrt, add, multiply, divide, add); the kernels below make one. Same operations
 in the same order per element and no fastmath, so the results equal the twins' (tested).
+numba comes through :mod:`refnet._numba`: without it :func:`adagrad_update` runs its NumPy twin
+(same numbers) after one warning.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from . import _numba
 
 __all__ = ["adagrad_update", "adagrad_update_numpy"]
 
@@ -25,7 +28,7 @@ def _adagrad_body(p, g, s_old, clr, eps, p_new, s_new):
 # the loop (division by sqrt(s) + eps > 0 cannot fail anyway). Serial on purpose: between
 # the BLAS calls of a training step, a numba thread pool fights OpenBLAS's spinning threads
 # for the cores and made whole epochs several times slower (measured on 2 cores).
-_adagrad_serial = numba.njit(_adagrad_body, cache=True, error_model="numpy")
+_adagrad_serial = _numba.njit(_adagrad_body, cache=True, error_model="numpy")
 
 
 def adagrad_update_numpy(p, g, s_old, clr, eps, p_new, s_new):
@@ -46,6 +49,9 @@ def adagrad_update(p, g, s_old, clr, eps, p_new, s_new):
 
     All arrays C-contiguous with the same shape and dtype; writes ``p_new`` and ``s_new``.
     """
+    if not _numba.HAVE_NUMBA:
+        _numba.warn_fallback("the fused Adagrad update")
+        return adagrad_update_numpy(p, g, s_old, clr, eps, p_new, s_new)
     dt = p.dtype.type
     _adagrad_serial(p.reshape(-1), g.reshape(-1), s_old.reshape(-1), dt(clr), dt(eps),
                       p_new.reshape(-1), s_new.reshape(-1))

@@ -33,6 +33,7 @@ from .losses import check_labels, get_loss
 from .model import Architecture, Params, backward, check_input, check_params, forward
 from .noise import NoiseConfig
 from .optim import get_optimizer
+from .progress import Progress
 from .regularizers import regularizer_from_dict, regularizer_value_and_grad
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate_accuracy",
@@ -148,16 +149,6 @@ def _loss_on(arch, params, X, y, loss_fn, batch_size=4096):
     return total / max(1, len(X))
 
 
-def _progress(stream, epoch, epochs, batch, n_batches, loss, t0):
-    if stream is None or not getattr(stream, "isatty", lambda: False)():
-        return  # a log file gets only the per-epoch summary lines
-    done = batch / n_batches
-    bar = "#" * int(24 * done) + "-" * (24 - int(24 * done))
-    stream.write(f"\repoch {epoch}/{epochs} [{bar}] {batch}/{n_batches} loss {loss:.4f} "
-                 f"{time.perf_counter() - t0:5.1f}s")
-    stream.flush()
-
-
 def _checkpoint_meta(arch, config, epoch_done, history, dtype):
     return {"format": "refnet-checkpoint", "refnet_version": __version__,
             "architecture": arch.as_dict(), "config": config.as_dict(), "epochs_done": epoch_done,
@@ -250,6 +241,8 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         order = rng.permutation(n) if config.shuffle else np.arange(n)
         t0 = time.perf_counter()
         sum_loss = sum_reg = 0.0
+        bar = None if progress is None else Progress(
+            f"epoch {epoch + 1}/{config.epochs}", n_batches, progress, unit="batches")
         for bi in range(n_batches):
             idx = order[bi * bs:(bi + 1) * bs]
             Xb, yb = X[idx], y[idx]
@@ -262,8 +255,8 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
                     arch, p, cache, config.regularizers)
             total = value + reg_value
             if not math.isfinite(total):
-                if progress is not None:
-                    progress.write("\n")
+                if bar is not None:
+                    bar.close("diverged")
                 raise TrainingDiverged(epoch + 1, bi + 1, total, None if ckpt is None else str(ckpt))
             grads = backward(arch, p, cache, d_out, dZ_extra).arrays()
             if reg_grads is not None:
@@ -271,8 +264,8 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
             arrays, opt_state = opt.step(arrays, grads, opt_state, trainable=trainable)
             sum_loss += value * len(idx)
             sum_reg += reg_value * len(idx)
-            if progress is not None and (bi % 20 == 0 or bi == n_batches - 1):
-                _progress(progress, epoch + 1, config.epochs, bi + 1, n_batches, sum_loss / ((bi * bs) + len(idx)), t0)
+            if bar is not None:
+                bar.set(bi + 1, f"loss {sum_loss / (bi * bs + len(idx)):.4f}")
         p = Params.from_arrays(arrays)
         entry = {"epoch": epoch + 1, "train_loss": sum_loss / n, "train_penalty": sum_reg / n,
                  "seconds": round(time.perf_counter() - t0, 3)}
@@ -285,10 +278,10 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
             best = (epoch + 1, [a.copy() for a in arrays])
         if ckpt is not None:
             _save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history, best)
-        if progress is not None:
+        if bar is not None:
             extra = "".join(f" {k} {v:.4f}" for k, v in entry.items() if k.startswith("val_"))
-            progress.write(f"\repoch {epoch + 1}/{config.epochs} loss {entry['train_loss']:.4f}"
-                           f"{extra} ({entry['seconds']:.1f}s)" + " " * 20 + "\n")
+            bar.close(line=f"epoch {epoch + 1}/{config.epochs} loss {entry['train_loss']:.4f}"
+                                f"{extra} ({entry['seconds']:.1f}s)")
         if log is not None:
             log(entry)
     if best is not None:

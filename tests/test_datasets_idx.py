@@ -1,7 +1,6 @@
 """IDX parsing and verified installs on small synthetic files (no network)."""
 import gzip
 import hashlib
-import io
 
 import numpy as np
 import pytest
@@ -96,23 +95,3 @@ def test_corrupt_gzip_is_a_checksum_error(tmp_path):
     bad.write_bytes(b"\x1f\x8b" + b"garbage" * 10)
     with pytest.raises(ChecksumError, match="cannot read"):
         install_file(bad, tmp_path / "out", "0" * 64, "test")
-
-
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
-
-
-def test_progress_is_one_line_per_file_off_a_terminal_and_redrawn_on_one(monkeypatch):
-    from refnet.datasets import _progress
-    clock = iter(range(100))
-    monkeypatch.setattr(_progress.time, "monotonic", lambda: float(next(clock)))
-    log, tty = io.StringIO(), FakeTTY()
-    for stream in (log, tty):
-        bar = _progress.Progress("download f", 3_000_000, stream)
-        for _ in range(3):
-            bar.update(1_000_000)
-        bar.close("ok")
-    assert log.getvalue() == "download f: 3.0/3.0 MB (100%) in 4.0 s ok\n"
-    assert tty.getvalue().count("\r") == 4 and tty.getvalue().endswith("(100%) in 4.0 s ok\n")
-    assert "\rdownload f: 1.0/3.0 MB (33%)" in tty.getvalue()

@@ -1,4 +1,7 @@
-"""The noise contract of refnet.noise: variances, Eq. 3, correlated = shared per (sample, layer)."""
+"""The noise contract of refnet.noise: variances, Eq. 3, correlated = shared per (sample, layer).
+
+The moment checks of the noise live here only: the Monte-Carlo kernels are pinned to
+:func:`refnet.noise.apply_noise` draw for draw (tests/montecarlo/test_mc_kernels.py)."""
 import math
 
 import numpy as np
@@ -125,15 +128,11 @@ def test_noise_only_where_configured(rng):
     assert not np.allclose(c.A[2], rn.forward(arch, p, X)[1].A[2])
 
 
-hyp = pytest.importorskip("hypothesis")
-from hypothesis import given, strategies as st  # noqa: E402
-
-
-@given(st.sampled_from(["pre", "post"]), st.lists(st.integers(0, 3), max_size=4),
-       st.integers(1, 6), st.integers(0, 2**31))
-def test_zero_variance_noise_equals_the_clean_network(position, layers, n, seed):
+@pytest.mark.parametrize("position", ["pre", "post"])
+@pytest.mark.parametrize("layers", [(), (0,), (2,), (1, -1), (0, 1, 2, 3)])
+def test_zero_variance_noise_equals_the_clean_network(position, layers):
     arch = rn.mlp((3, 5, 4, 2))
-    p = rn.init_params(arch, rng=seed)
-    X = np.random.default_rng(seed).normal(size=(n, 3))
+    p = rn.init_params(arch, rng=len(layers))
+    X = np.random.default_rng(len(layers)).normal(size=(6, 3))
     cfg = rn.NoiseConfig(rn.NoiseSpec(), tuple(layers), position)
-    np.testing.assert_array_equal(rn.forward(arch, p, X, cfg, seed)[0], rn.forward(arch, p, X)[0])
+    np.testing.assert_array_equal(rn.forward(arch, p, X, cfg, 1)[0], rn.forward(arch, p, X)[0])

@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra.numpy import arrays
 
 from refnet.model import Params, forward, init_params, mlp
 from refnet.noise import NoiseConfig, NoiseSpec, draw_layer_noise
@@ -173,55 +175,44 @@ def test_code_presets_coefficients():
     assert (e7.reduction, e7.power, e7.weight_lambdas) == ("mean", 1, 0.2)
 
 
-# --- properties (hypothesis, a test extra: without it only these tests are skipped) -------------
-try:
-    from hypothesis import given, strategies as st
-    from hypothesis.extra.numpy import arrays
-except ImportError:  # pragma: no cover
-    given = None
-
-if given is None:  # pragma: no cover
-    @pytest.mark.skip(reason="hypothesis is not installed")
-    def test_regularizer_properties_need_hypothesis():
-        pass
-else:
-    finite = st.floats(-3, 3, allow_nan=False, allow_infinity=False)
+# --- properties (hypothesis is a test extra that tests/run.sh installs: these always run) ------
+finite = st.floats(-3, 3, allow_nan=False, allow_infinity=False)
 
 
-    @given(W=arrays(np.float64, (4, 4), elements=finite), perm_seed=st.integers(0, 2**31))
-    def test_eq4_invariant_to_permuting_inputs(W, perm_seed):
-        params, _ = _setup(14, 1)
-        perm = np.random.default_rng(perm_seed).permutation(4)
-        p1 = Params((params.W[0], W, params.W[2]), params.b)
-        p2 = Params((params.W[0], W[:, perm], params.W[2]), params.b)
-        v1, g1 = row_sum_penalty(p1, 0.3)
-        v2, g2 = row_sum_penalty(p2, 0.3)
-        assert v2 == pytest.approx(v1, rel=1e-12, abs=1e-12)
-        # the gradient is constant along a row, so permuting columns leaves it unchanged
-        s1, s2 = W.sum(axis=1), W[:, perm].sum(axis=1)
-        clear = np.minimum(np.abs(s1), np.abs(s2)) > 1e-9  # rows whose sign is not rounding noise
-        np.testing.assert_array_equal(g2.W[1][clear], g1.W[1][:, perm][clear])
+@given(W=arrays(np.float64, (4, 4), elements=finite), perm_seed=st.integers(0, 2**31))
+def test_eq4_invariant_to_permuting_inputs(W, perm_seed):
+    params, _ = _setup(14, 1)
+    perm = np.random.default_rng(perm_seed).permutation(4)
+    p1 = Params((params.W[0], W, params.W[2]), params.b)
+    p2 = Params((params.W[0], W[:, perm], params.W[2]), params.b)
+    v1, g1 = row_sum_penalty(p1, 0.3)
+    v2, g2 = row_sum_penalty(p2, 0.3)
+    assert v2 == pytest.approx(v1, rel=1e-12, abs=1e-12)
+    # the gradient is constant along a row, so permuting columns leaves it unchanged
+    s1, s2 = W.sum(axis=1), W[:, perm].sum(axis=1)
+    clear = np.minimum(np.abs(s1), np.abs(s2)) > 1e-9  # rows whose sign is not rounding noise
+    np.testing.assert_array_equal(g2.W[1][clear], g1.W[1][:, perm][clear])
 
 
-    @given(W=arrays(np.float64, (4, 2), elements=finite))
-    def test_eq4_zero_when_rows_sum_to_zero(W):
-        # rows (a, -a, b, -b) sum to exactly 0 in any summation order
-        Wz = np.stack([W[:, 0], -W[:, 0], W[:, 1], -W[:, 1]], axis=1)
-        params, _ = _setup(15, 1)
-        p = Params((params.W[0], Wz, params.W[2]), params.b)
-        v, g = row_sum_penalty(p, {2: 1.0})
-        assert v == 0.0
-        assert not np.any(g.W[1])
+@given(W=arrays(np.float64, (4, 2), elements=finite))
+def test_eq4_zero_when_rows_sum_to_zero(W):
+    # rows (a, -a, b, -b) sum to exactly 0 in any summation order
+    Wz = np.stack([W[:, 0], -W[:, 0], W[:, 1], -W[:, 1]], axis=1)
+    params, _ = _setup(15, 1)
+    p = Params((params.W[0], Wz, params.W[2]), params.b)
+    v, g = row_sum_penalty(p, {2: 1.0})
+    assert v == 0.0
+    assert not np.any(g.W[1])
 
 
-    @given(c=st.floats(-4, 4, allow_nan=False).filter(lambda c: abs(c) > 1e-3))
-    def test_eq7_weight_term_scales_quadratically(c):
-        params, X = _setup(16, 2)
-        reg = SaturationPenalty({}, {2: 0.3, 3: 0.7})
-        scaled = Params(tuple(c * W for W in params.W), params.b)
-        v1 = value(ARCH, params, X, reg)
-        v2 = value(ARCH, scaled, X, reg)
-        assert v2 == pytest.approx(c * c * v1, rel=1e-12)
+@given(c=st.floats(-4, 4, allow_nan=False).filter(lambda c: abs(c) > 1e-3))
+def test_eq7_weight_term_scales_quadratically(c):
+    params, X = _setup(16, 2)
+    reg = SaturationPenalty({}, {2: 0.3, 3: 0.7})
+    scaled = Params(tuple(c * W for W in params.W), params.b)
+    v1 = value(ARCH, params, X, reg)
+    v2 = value(ARCH, scaled, X, reg)
+    assert v2 == pytest.approx(c * c * v1, rel=1e-12)
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -289,17 +280,6 @@ def test_check_grad_catches_wrong_gradients():
                    mean_atol=1e-8)
     with pytest.raises(ValueError, match="grads"):
         check_grad(f, params.arrays(), 0, g.arrays()[:-1])
-
-
-def test_spec_method_equals_function():
-    params, X = _setup(20, 3)
-    _, cache = forward(ARCH, params, X)
-    for reg in (SPECS["custom_sum"], SPECS["addunc_sigm_mnist"]):
-        v1, g1, z1 = reg.value_and_grad(ARCH, params, cache)
-        v2, g2, z2 = regularizer_value_and_grad(ARCH, params, cache, reg)
-        assert v1 == v2 and z1.keys() == z2.keys()
-        for a, b in zip(g1.arrays(), g2.arrays()):
-            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", ["custom_sum", "addunc_sigm_fashion", "both"])

@@ -155,7 +155,7 @@ def _source_labels(X, info, arrays):
 
 
 def test_duque_quickdraw_path_every_row_stratified_and_labels_with_rows(sorted_mirror, monkeypatch):
-    from refnet.experiments import duque as dq
+    from refnet.reproduction.duque import protocol as dq
 
     setup = dq.DuqueSetup("quickdraw", hidden=(4,), quickdraw_classes="apple,cat,dog",
                           quickdraw_per_class=None, n_val=30, batch_size=16, baseline_epochs=1)
@@ -177,7 +177,7 @@ def test_duque_quickdraw_path_every_row_stratified_and_labels_with_rows(sorted_m
 
 
 def test_duque_truncation_keeps_all_classes_and_labels(sorted_mirror):
-    from refnet.experiments import duque as dq
+    from refnet.reproduction.duque import protocol as dq
 
     setup = dq.DuqueSetup("quickdraw", quickdraw_classes="apple,cat,dog", quickdraw_per_class=None,
                           n_train=30, n_val=6)

@@ -1,182 +1,20 @@
-"""Duque 2024, Sec. 4: the settings envelope of the printed numbers (refnet.experiments.envelope).
+"""Duque 2024, Sec. 4: the settings envelope of the printed numbers.
 
-Every cell moves one unrecorded setting of the full preset's setup (baseline epochs, Eq. 7
-variant and lambda, Eq. 4 lambda, noise-aware variance, QuickDraw rows per class), trains what
-that setting changes (cached models are reused; give ``--out`` the full preset's folder or link
-its ``models/`` to share them) and measures the printed quantities. One result file per cell;
-``envelope.json`` sums them up for the full preset's report.
+Runs:     every setting the paper did not record (baseline epochs, Eq. 7 variant and lambda,
+          Eq. 4 lambda, noise-aware variance, QuickDraw rows per class), moved one at a time
+          from the full preset's choice; each cell a real training run (cached models reused).
+Computed: the printed quantities of Sec. 4 on each cell; envelope.json sums up the ranges.
+Compared: whether each printed number lies inside its envelope (the full report's verdict
+          "outside the envelope" reads envelope.json).
+
+Code: refnet/reproduction/duque/fig_envelope.py and envelope.py (compute -> plot -> report).
 
     python validation/duque_envelope.py --preset envelope [--seed 0] [--out DIR]
 """
-from __future__ import annotations
-
-import json
 import sys
-from dataclasses import asdict
-from pathlib import Path
 
-from refnet.experiments import duque as dq
-from refnet.experiments import envelope as ev
-from refnet.experiments.results import load_results, save_figure, save_results, script_main
-from refnet.io import atomic_write_bytes
-from refnet.report import Check, FigureEntry
-
-NAME = "duque_envelope"
-TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "quickdraw": "QuickDraw",
-          "synthetic": "synthetic blobs (test stand-in)"}
-#: Duque 2024, Sec. 4, the printed numbers by quantity key, and the full report's tolerances.
-PAPER = {"mnist": {"std_clean": 98.06, "reg_clean": 95.62, "std_drop": 41.52, "reg_drop": 4.77,
-                   "flat": 0.0},
-         "fashion-mnist": {"std_clean": 87.78, "reg_clean": 85.37, "std_drop": 53.86,
-                           "reg_drop": 7.22, "flat": 0.0},
-         "quickdraw": {"std_clean": 78.11, "reg_clean": 75.12, "std_drop": 65.58,
-                       "reg_drop": 35.29, "flat": 0.0}}
-TOLERANCE = {"std_clean": 1.0, "reg_clean": 1.5, "std_drop": 5.0, "reg_drop": 3.0, "flat": 1.0}
-LABEL = {"baseline_epochs": "baseline epochs", "eq7_preset": "Eq. 7 variant",
-         "eq7_lambda": r"Eq. 7 $\lambda$", "eq4_lambda": r"Eq. 4 $\lambda$",
-         "noise_aware_variance": r"noise-aware variance $\sigma^2$",
-         "quickdraw_per_class": "QuickDraw rows per class"}
-VARIANT = {"addunc_sigm_mnist": r"$\sigma'$", "addunc_sigm_fashion": r"$\sigma'$",
-           "addunc_sigm_sq": r"$\sigma'^2$", "addunc_sigm_sq_fashion": r"$\sigma'^2$"}
-
-
-def _cell_settings(preset):
-    return tuple(preset.extra.get("envelope_settings", ev.SETTINGS))
-
-
-def compute(preset, out, log=print) -> None:
-    out = Path(out)
-    for base in preset.duque:
-        todo = [c for c in ev.cells(base, _cell_settings(preset))
-                if load_results(out, c.name) is None]
-        if not todo:
-            log(f"{NAME} {base.dataset}: cached")
-            continue
-        data = {}
-        epochs = [c.value for c in todo if c.setting == "baseline_epochs"]
-        if epochs:
-            data[base.quickdraw_per_class] = dq.load_data(base)
-            ev.train_baselines(base, [c.value for c in ev.cells(base, ("baseline_epochs",))],
-                               data[base.quickdraw_per_class], out / "models", log=log)
-        for cell in todo:
-            key = cell.setup.quickdraw_per_class
-            if key not in data:
-                data[key] = dq.load_data(cell.setup)
-            models = dq.train_models(cell.setup, data[key], out / "models", modes=cell.modes,
-                                     log=log)
-            outcomes = ev.measure(cell, models, data[key], preset.repetitions)
-            log(f"  {cell.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in outcomes.items()))
-            save_results(out, cell.name, {}, {
-                "preset": preset.name, "seed": cell.setup.seed, "dataset": cell.dataset,
-                "setting": cell.setting, "value": cell.value, "outcomes": outcomes,
-                "setup": asdict(cell.setup), "repetitions": preset.repetitions,
-                "data": data[key].provenance})
-    summary = summarise(out, preset)
-    atomic_write_bytes(out / "envelope.json", json.dumps(summary, indent=1).encode())
-
-
-def _results(out, preset):
-    found = []
-    for base in preset.duque:
-        for c in ev.cells(base, _cell_settings(preset)):
-            r = load_results(out, c.name)
-            if r is not None:
-                found.append(r[1])
-    return found
-
-
-def summarise(out, preset) -> dict:
-    """``{"<dataset>/<quantity>": {lo, hi, preset, paper, tolerance, inside, cells}}``."""
-    ranges = ev.envelope_ranges(_results(out, preset), preset.duque)
-    summary = {}
-    for (ds, q), e in ranges.items():
-        paper = PAPER.get(ds, {}).get(q)
-        tol = TOLERANCE.get(q)
-        inside = (None if paper is None else
-                  bool(e["lo"] - tol <= paper <= e["hi"] + tol))
-        summary[f"{ds}/{q}"] = {"lo": e["lo"], "hi": e["hi"], "preset": e["preset"],
-                                "paper": paper, "tolerance": tol, "inside": inside,
-                                "cells": [list(c) for c in e["cells"]]}
-    return summary
-
-
-def _fmt(setting, v):
-    if setting == "eq7_preset":
-        return VARIANT.get(v, v)
-    if setting == "quickdraw_per_class":
-        return "all" if v is None else str(v)
-    return f"{v:g}"
-
-
-def plot(out) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    summary = json.loads((out / "envelope.json").read_text())
-    rows = sorted({k.split("/")[0] for k in summary}, key=list(TITLES).index)
-    settings = [s for s in ev.SETTINGS
-                if any(c[0] == s for v in summary.values() for c in v["cells"])]
-    fig, axes = plt.subplots(len(rows), len(settings), squeeze=False,
-                             figsize=(3.3 * len(settings), 3.1 * len(rows)))
-    markers = "osD^v<"
-    for i, ds in enumerate(rows):
-        for j, s in enumerate(settings):
-            ax = axes[i, j]
-            qs = [q for q in ev.SETTINGS[s][0] if f"{ds}/{q}" in summary]
-            for m, q in enumerate(qs):
-                e = summary[f"{ds}/{q}"]
-                pts = [(c[1], c[2]) for c in e["cells"] if c[0] == s]
-                if not pts:
-                    continue
-                x = range(len(pts))
-                line, = ax.plot(x, [p[1] for p in pts], marker=markers[m], ls="-",
-                                label=ev.QUANTITIES[q][0].replace("accuracy drop at variance 1",
-                                                                  "drop at $\\sigma^2=1$")
-                                [:48] + f" ({ev.QUANTITIES[q][2]})")
-                if e["paper"] is not None:
-                    ax.axhline(e["paper"], color=line.get_color(), ls=":", lw=1.2)
-                ax.set_xticks(list(x), [_fmt(s, p[0]) for p in pts])
-            ax.set_xlabel(LABEL[s])
-            ax.set_ylabel("accuracy (%) / drop (pp)")
-            ax.set_title(f"{TITLES.get(ds, ds)}", fontsize=9)
-            ax.grid(alpha=0.3)
-            if qs:
-                ax.legend(fontsize=6, title="dotted: paper's value", title_fontsize=6)
-    return save_figure(fig, out, NAME, dpi=100)
-
-
-def report(out, preset):
-    out = Path(out)
-    path = out / "envelope.json"
-    if not path.exists():
-        return [], []
-    summary = json.loads(path.read_text())
-    said = []
-    for key, e in summary.items():
-        ds, q = key.split("/")
-        if e["paper"] is None:
-            continue
-        said.append(f"{TITLES.get(ds, ds)}, {ev.QUANTITIES[q][0]}: envelope "
-                    f"[{e['lo']:.2f}, {e['hi']:.2f}] {ev.QUANTITIES[q][2]}, preset "
-                    + ("n/a" if e["preset"] is None else f"{e['preset']:.2f}")
-                    + f", paper {e['paper']:.2f} "
-                    + ("inside" if e["inside"] else "outside") + f" (+- {e['tolerance']:g})")
-    fig = FigureEntry(
-        "Duque 2024, Sec. 4: settings envelope", f"figures/{NAME}.png",
-        "The paper does not record the baseline epochs, which Eq. 7 variant and lambdas, the "
-        "Eq. 4 lambda, the noise-aware variance, or (for QuickDraw) the rows per class.",
-        "; ".join(said) + ". Each point is one training run with one setting moved from the "
-        "full preset's choice; the dotted lines are the paper's values.",
-        {"settings": ", ".join(LABEL[s] for s in _cell_settings(preset)),
-         "repetitions": preset.repetitions})
-    return [], [fig]
-
-
-def main(argv=None):
-    return script_main(sys.modules[__name__], argv)
-
+from refnet.reproduction import script_main
+from refnet.reproduction.duque import fig_envelope as figure
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(figure, description=__doc__))

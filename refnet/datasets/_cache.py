@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ._progress import Progress
+from ..progress import Progress
 
 CHUNK = 1 << 20
 
@@ -60,7 +60,7 @@ def install_stream(read, dest, sha256: str | None, label: str, total: int | None
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    h, bar = hashlib.sha256(), Progress(label, total)
+    h, bar = hashlib.sha256(), Progress(label, total, unit="MB", scale=1e6)
     try:
         with os.fdopen(fd, "wb") as out:
             for block in iter(lambda: read(CHUNK), b""):

@@ -23,7 +23,7 @@ import urllib.request
 from . import _registry as reg
 from ._cache import CHUNK, cache_root, install_file, install_stream, read_provenance, sha256_file, \
     write_provenance
-from ._progress import Progress
+from ..progress import Progress
 from ._sources import HOST_TIMEOUT, mirror_folder
 
 #: The 19 classes of the offline mirror (/work/shared/datasets/quickdraw), Google's names.
@@ -113,7 +113,8 @@ def _from_host(name, per_class, dest, timeout):
         n = read_npy_header(r.read, url)
         if n < per_class:
             raise LookupError(f"{url} has {n} rows, {per_class} asked")
-        bar = Progress(f"download {url} (first {per_class} of {n} rows)", want)
+        bar = Progress(f"download {url} (first {per_class} of {n} rows)", want,
+                       unit="MB", scale=1e6)
         while len(data) < want:
             block = r.read(min(CHUNK, want - len(data)))
             if not block:

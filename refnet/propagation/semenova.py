@@ -48,6 +48,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import Activation, get_activation
+from ..noise import LayerNoise, NoiseSpec, apply_noise
 
 __all__ = ["internal_state", "neuron_output", "noise_operator", "signal_to_noise_ratio",
            "sigma_plus_squared", "sigma_times_squared", "neuron_output_variance", "noise_terms",
@@ -97,14 +98,15 @@ def noise_operator(clean_outputs: Array, D_A_U_intensity: float, D_A_C_intensity
             + x (1 + sqrt(2 D_M^U) xi^{U,M}) (1 + sqrt(2 D_M^C) xi^{C,M})
 
     clean_outputs x: (T, I_n); ``xi_U_*`` standard normals (T, I_n); ``xi_C_*`` (T, 1), shared
-    by the layer's neurons. The ``D`` are intensities (variance ``2 D``).
+    by the layer's neurons. The ``D`` are intensities (variance ``2 D``): evaluated by
+    :func:`refnet.noise.apply_noise` (refnet's one Eq. 3) with the variances ``2 D``.
     """
-    D_A_U, D_A_C, D_M_U, D_M_C = _intensities(
-        ("D_A_U_intensity", D_A_U_intensity), ("D_A_C_intensity", D_A_C_intensity),
-        ("D_M_U_intensity", D_M_U_intensity), ("D_M_C_intensity", D_M_C_intensity))
+    D = _intensities(("D_A_U_intensity", D_A_U_intensity), ("D_A_C_intensity", D_A_C_intensity),
+                     ("D_M_U_intensity", D_M_U_intensity), ("D_M_C_intensity", D_M_C_intensity))
     x = np.asarray(clean_outputs, dtype=np.float64)
-    return (np.sqrt(2 * D_A_U) * xi_U_A + np.sqrt(2 * D_A_C) * xi_C_A
-            + x * (1 + np.sqrt(2 * D_M_U) * xi_U_M) * (1 + np.sqrt(2 * D_M_C) * xi_C_M))
+    draws = LayerNoise(*(np.asarray(xi, dtype=np.float64)
+                         for xi in (xi_U_A, xi_C_A, xi_U_M, xi_C_M)))
+    return apply_noise(x, NoiseSpec.from_intensities(*D), draws)
 
 
 def signal_to_noise_ratio(expectation: Array, variance: Array) -> Array:

@@ -18,6 +18,8 @@ correlated terms). Noise levels are **variances** (refnet's contract).
 
 The accuracy under noise treats the noisy output as Gaussian with these moments and estimates
 ``P(argmax = label)`` and ``P(argmax differs from the clean argmax)`` by sampling that Gaussian.
+The optional Monte-Carlo check samples the network itself with
+:func:`refnet.montecarlo.reference.monte_carlo_outputs` (repeated :func:`refnet.model.forward`).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from ..model import Architecture, Params, check_input, forward
 from ..noise import NOISE_TYPES, NoiseConfig
 
 __all__ = ["output_variance_contributions", "gaussian_argmax_probabilities",
-           "monte_carlo_outputs", "SensitivityReport", "sensitivity_report", "format_report"]
+           "SensitivityReport", "sensitivity_report", "format_report"]
 
 Array = np.ndarray
 
@@ -141,26 +143,6 @@ def gaussian_argmax_probabilities(mean: Array, covariance: Array, labels: Array 
     return flip, correct
 
 
-def monte_carlo_outputs(arch: Architecture, params: Params, inputs: Array, noise: NoiseConfig,
-                        n_trials: int, rng=None, max_rows: int = 200_000) -> Array:
-    """Noisy outputs of ``n_trials`` forward passes of each input with the NumPy reference.
-
-    Returns (n_trials, n_batch, n_out). Rows are processed in chunks of at most ``max_rows``.
-    """
-    X = check_input(inputs, arch.sizes[0], "inputs")
-    rng = np.random.default_rng(rng)
-    K = int(n_trials)
-    if K < 2:
-        raise ValueError(f"n_trials: need >= 2, got {n_trials}")
-    per = max(1, int(max_rows) // K)
-    chunks = []
-    for i in range(0, len(X), per):
-        x = X[i:i + per]
-        y, _ = forward(arch, params, np.repeat(x, K, axis=0), noise, rng)
-        chunks.append(y.reshape(len(x), K, -1))
-    return np.concatenate(chunks).transpose(1, 0, 2)
-
-
 @dataclass(frozen=True)
 class SensitivityReport:
     """Analytic (first-order) and Monte-Carlo noise sensitivity of one network on some inputs."""
@@ -207,6 +189,10 @@ def sensitivity_report(arch: Architecture, params: Params, inputs: Array, noise:
     clean_acc = None if labels is None else float(np.mean(mean.argmax(-1) == labels))
     mc_var = mc_flip = mc_acc = None
     if n_trials:
+        # the check samples the network with refnet.montecarlo's NumPy reference (imported
+        # here: the analytic side neither samples nor loads the numba kernels)
+        from ..montecarlo.reference import monte_carlo_outputs
+
         Y = monte_carlo_outputs(arch, params, inputs, noise, n_trials, rng)
         mc_var = Y.var(0, ddof=1)
         arg = Y.argmax(-1)

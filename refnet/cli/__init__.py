@@ -1,0 +1,129 @@
+"""The ``refnet`` command line.
+
+Each subcommand lives in its own module ``refnet.cli.<name>``, imported only when the parser is
+built; its heavy imports happen inside ``run`` (so ``refnet --help`` stays fast and does not
+compile numba kernels). A subcommand module defines
+
+* ``HELP``: one line for ``refnet --help``;
+* ``add_arguments(parser)``: its options on an ``argparse.ArgumentParser``;
+* ``run(args) -> int``: the exit status.
+
+The contract of every subcommand: bad input (a flag, a value, a file) gives ONE line on stderr
+naming the flag or file and the fix, and exit status 2; ``--debug`` adds the traceback.
+Exit statuses are in :mod:`refnet.cli._common`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import sys
+import traceback
+
+from ._common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
+
+#: subcommand -> module; the order is the order of ``refnet --help``.
+COMMANDS = {name: f"refnet.cli.{name}"
+            for name in ("reproduce", "train", "evaluate", "sensitivity", "fetch", "info")}
+
+
+class UsageError(Exception):
+    """A command line argparse rejected; the message is one line naming the flag."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (one line, printed by :func:`main`), not printed
+    as the usage block plus a message and ``sys.exit(2)``."""
+
+    def error(self, message):
+        raise UsageError(self.prog, message)
+
+
+def _available():
+    out = {}
+    for name, modname in COMMANDS.items():
+        try:
+            out[name] = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name != modname:  # a real import error inside the module: show it
+                raise
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = _Parser(
+        prog="refnet",
+        description="Reference implementation of noisy analog neural networks "
+                    "(Duque et al. 2024; Semenova et al. 2022).")
+    parser.add_argument("--version", action="version", version=f"refnet {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the Python traceback too")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod in _available().items():
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        # SUPPRESS: a missing sub-command --debug must not reset a top-level one to False
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="on an error, show the Python traceback too")
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+#: ``--flag -1,0.1``: argparse takes a value starting with "-" for an option unless it is a
+#: single negative number; such values are glued to their flag (``--flag=-1,0.1``) so that the
+#: value's own check explains what is wrong with it.
+_NEGATIVE_VALUE = re.compile(r"-\.?\d")
+
+
+def _glue_negative_values(argv: list[str]) -> list[str]:
+    out = []
+    for tok in argv:
+        if (out and _NEGATIVE_VALUE.match(tok) and out[-1].startswith("--")
+                and "=" not in out[-1] and out[-1] != "--"):
+            out[-1] = f"{out[-1]}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in text:
+        text += f": {e.filename}"
+    return text
+
+
+def main(argv=None) -> int:
+    """Run ``refnet ARGV``; returns the exit status (``--help``/``--version`` exit with 0)."""
+    from ..errors import RefnetError, TrainingDiverged
+
+    argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"{e.prog}: error: {_one_line(e)} (see `{e.prog} --help`)", file=sys.stderr)
+        return EXIT_USAGE
+    if getattr(args, "_run", None) is None:
+        print(f"refnet: error: give a COMMAND, one of {', '.join(COMMANDS)} (see `refnet --help`)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    prog = f"refnet {args.command}"
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted; completed work is kept (checkpoints and caches are written "
+              "atomically). Run the same command again to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    # refnet's own errors, and what file opening and the array loaders raise on bad input
+    except (RefnetError, ValueError, OSError) as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_FAILURE if isinstance(e, TrainingDiverged) else EXIT_USAGE

@@ -1,0 +1,221 @@
+"""Parser helpers shared by the subcommands, defined once and taken from the library's constants.
+
+Noise types come from :data:`refnet.noise.NOISE_TYPES`, noise placements from
+:data:`refnet.noise.NOISE_PRESETS`, dataset names from :data:`refnet.datasets.DATASET_NAMES`;
+no subcommand spells these lists out. The ``argparse`` types here raise
+``argparse.ArgumentTypeError``, which the parser turns into one line naming the flag.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import zipfile
+import zlib
+from pathlib import Path
+
+from ..datasets import DATASET_NAMES
+from ..errors import DataError
+from ..noise import NOISE_PRESETS, NOISE_TYPES
+
+#: Exit statuses of every subcommand.
+EXIT_OK = 0            #: done
+EXIT_FAILURE = 1       #: the work ran and failed (a fetch failed, training diverged)
+EXIT_USAGE = 2         #: bad input: a flag, a value or a file (argparse's convention)
+EXIT_INTERRUPTED = 130  #: Ctrl-C (128 + SIGINT)
+
+#: Where noise can act; "none" (no noisy layer) is not a choice where the command measures noise.
+NOISY_PRESETS = tuple(p for p in NOISE_PRESETS if p != "none")
+
+
+def variance(text: str) -> float:
+    """A noise VARIANCE (not a std): a finite number >= 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}; give a noise variance "
+                                         "such as 0.01") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"variance must be finite, got {text!r}")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"variance must be >= 0, got {v:g} (a noise variance, "
+                                         "not a std; 0 means no noise)")
+    return v
+
+
+def variance_list(text: str) -> tuple[float, ...]:
+    """Comma-separated noise variances, e.g. ``0.01,0.1,1`` (at least one)."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"need comma-separated variances such as 0.01,0.1,1, "
+                                         f"got {text!r}")
+    return tuple(variance(s) for s in items)
+
+
+def noise_type_list(text: str) -> tuple[str, ...]:
+    """Comma-separated noise types, a subset of ``NOISE_TYPES``."""
+    items = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [t for t in items if t not in NOISE_TYPES]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"unknown noise type(s) {', '.join(bad) or repr(text)}; "
+                                         f"choose from {','.join(NOISE_TYPES)}")
+    return items
+
+
+def dataset_name(text: str) -> str:
+    """A dataset name from refnet.datasets' registry (case-insensitive)."""
+    name = text.lower()
+    if name not in DATASET_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose one of "
+                                         f"{', '.join(DATASET_NAMES)}")
+    return name
+
+
+def _integer(text: str, low: int, what: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low} ({what}), got {n}")
+    return n
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (a count of samples, epochs, repetitions ...)."""
+    return _integer(text, 1, "a count")
+
+
+def count(text: str) -> int:
+    """An integer >= 0."""
+    return _integer(text, 0, "a count; 0 means none")
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer >= 0 (numpy's seeds are non-negative)."""
+    return _integer(text, 0, "a random seed")
+
+
+def positive_int_list(text: str) -> tuple[int, ...]:
+    """Comma-separated integers >= 1, e.g. layer sizes ``300,300``."""
+    return tuple(positive_int(s.strip()) for s in text.split(",") if s.strip())
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0 (a regularization strength ...)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a learning rate, a time-out ...)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return v
+
+
+def add_noise_type(p: argparse.ArgumentParser, flag: str = "--noise-type", **kw) -> None:
+    """A single noise type, one of ``NOISE_TYPES``."""
+    p.add_argument(flag, choices=NOISE_TYPES, **kw)
+
+
+def add_noise_preset(p: argparse.ArgumentParser, flag: str = "--preset", *,
+                     default: str = "duque") -> None:
+    """Which layers are noisy: a preset of :func:`refnet.noise.noise_config`."""
+    p.add_argument(flag, default=default, choices=NOISY_PRESETS,
+                   help=f"noisy layers: duque = after each hidden activation, semenova = every "
+                        f"layer incl. input and output (default {default})")
+
+
+def existing_file(what: str):
+    """An argparse type: the path of an existing file; ``what`` says which file is wanted."""
+    def check(text: str) -> Path:
+        path = Path(text)
+        if not path.is_file():
+            problem = "is a folder, not a file" if path.is_dir() else "no such file"
+            raise argparse.ArgumentTypeError(f"{problem}: {text} (give {what})")
+        return path
+    check.__name__ = "file"
+    return check
+
+
+def retype(p: argparse.ArgumentParser, name: str, type_) -> None:
+    """Give the option ``name`` (a flag, or a positional's dest), declared elsewhere, the
+    checking type ``type_``."""
+    action = p._option_string_actions.get(name) or next(a for a in p._actions if a.dest == name)
+    action.type = type_
+
+
+# --- the user's own data files --------------------------------------------------------------
+
+#: What np.load raises on a damaged or foreign file (besides OSError and ValueError).
+_NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, NotImplementedError, zipfile.BadZipFile,
+               zlib.error)
+
+
+def read_npz_arrays(path, flag: str, required=(), optional=()) -> dict:
+    """The arrays ``required`` (all) and ``optional`` (those present) of a user's .npz file.
+
+    Any failure is a :class:`DataError` naming ``flag``, the file and what to do. Pickled
+    (object) arrays are refused, never loaded.
+    """
+    import numpy as np
+
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a .npy file: one bare array
+            raise DataError(f"{flag}: {path} is a single .npy array; need a .npz with arrays "
+                            f"{', '.join(required)} (numpy.savez)")
+        with z:
+            missing = [k for k in required if k not in z.files]
+            if missing:
+                raise DataError(f"{flag}: {path} lacks array(s) {', '.join(missing)} (has "
+                                f"{', '.join(z.files) or 'none'}); write them with numpy.savez")
+            return {k: z[k] for k in (*required, *optional) if k in z.files}
+    except DataError:
+        raise
+    except _NPZ_ERRORS as e:
+        raise DataError(f"{flag}: cannot read {path} as a .npz of numeric arrays ({e}); "
+                        "write it with numpy.savez") from e
+
+
+def check_rows(X, y, flag: str, path, names=("X", "y")):
+    """Refuse non-numeric or non-finite inputs, bad class labels, labels of another length.
+
+    Row numbers are those of the user's file (counting from 0, before any split or shuffle).
+    """
+    import numpy as np
+
+    xname, yname = names
+    X = np.asarray(X)
+    if X.dtype.kind not in "fiu" or X.ndim < 1:
+        raise DataError(f"{flag}: {path}: array {xname} must be numeric (n_samples, ...), got "
+                        f"dtype {X.dtype}, shape {X.shape}")
+    _first_bad_row(np.isfinite(X.reshape(len(X), -1)).all(axis=1), flag, path, xname,
+                   "holds NaN or inf")
+    if y is None:
+        return
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(X):
+        raise DataError(f"{flag}: {path}: {xname} has {len(X)} rows but {yname} has shape "
+                        f"{y.shape}; give one class label per row")
+    if y.dtype.kind not in "fiu":
+        raise DataError(f"{flag}: {path}: labels {yname} must be integers, got dtype {y.dtype}")
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(y) & (y >= 0) & (y == np.round(y)) if y.dtype.kind == "f" else y >= 0
+    _first_bad_row(ok, flag, path, yname, "is not a class label (an integer >= 0)")
+
+
+def _first_bad_row(ok, flag, path, name, problem):
+    if not ok.all():
+        row = int(ok.argmin())
+        raise DataError(f"{flag}: {path}: {name}[{row}] (row {row} of the file, counting from 0) "
+                        f"{problem}; fix or remove that row")

@@ -1,0 +1,50 @@
+"""``refnet info``: show a saved model's architecture and metadata; export PyTorch keys."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..io import STATE_DICT_NAMINGS
+from ._common import existing_file
+
+HELP = "show a saved model (architecture, training settings, accuracy) or export it"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=existing_file("a model .npz written by refnet"),
+                   help="a model .npz written by refnet")
+    p.add_argument("--json", action="store_true", help="print the whole metadata as JSON")
+    p.add_argument("--export-state-dict", type=Path, metavar="FILE",
+                   help="write the weights to FILE.npz under PyTorch state_dict key names")
+    p.add_argument("--naming", choices=STATE_DICT_NAMINGS,
+                   help="key scheme of --export-state-dict (default sequential)")
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from refnet.io import load_model, save_npz_atomic, to_state_dict
+
+    if args.naming and not args.export_state_dict:
+        raise ConfigError("--naming needs --export-state-dict FILE (it names the exported keys)")
+    naming = args.naming or "sequential"
+    arch, params, meta = load_model(args.model)
+    if args.json:
+        print(json.dumps(meta, indent=2, sort_keys=True))
+    else:
+        print(f"{args.model}: refnet {meta.get('refnet_version')} model, dtype {meta.get('dtype')}")
+        print(f"  layers {'-'.join(map(str, arch.sizes))}, activations {', '.join(arch.activations)}"
+              f", biases {'trained' if arch.train_biases else 'frozen'}")
+        for key in ("seed", "test_accuracy"):
+            if key in meta:
+                print(f"  {key}: {meta[key]}")
+        for l, w in enumerate(params.W, start=1):
+            print(f"  W{l} {w.shape}: mean {w.mean():+.4g}, std {w.std():.4g}, "
+                  f"mean |row sum| {np.abs(w.sum(axis=1)).mean():.4g}")
+    if args.export_state_dict:
+        save_npz_atomic(args.export_state_dict, to_state_dict(arch, params, naming),
+                        {"format": "pytorch-state-dict", "naming": naming})
+        print(f"state_dict arrays written to {args.export_state_dict}")
+    return 0

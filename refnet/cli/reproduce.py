@@ -1,0 +1,139 @@
+"""``refnet reproduce``: regenerate the papers' figures and numbers and write the report."""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from ..errors import ConfigError, ResultFileError
+from ..reproduction.registry import ENVELOPE_SCRIPTS, PRESET_SCRIPTS, SCRIPTS
+from ._common import seed
+
+HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="quick", choices=list(PRESET_SCRIPTS),
+                   help="quick: MNIST only, a smoke run of about a minute, not a reproduction; "
+                        "full: everything; envelope: Duque 2024's unrecorded settings, one "
+                        "training run per cell (default quick)")
+    p.add_argument("--envelope", type=Path, metavar="JSON",
+                   help="envelope.json of an envelope run: its ranges decide the verdict "
+                        "'outside the envelope' (default: validation/reports/envelope/"
+                        "envelope.json when present)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help=f"run only these: {', '.join(SCRIPTS)}")
+    p.add_argument("--out", type=Path, help="output folder (default runs/reproduce-<preset>)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--list", action="store_true", help="list the validation scripts and exit")
+
+
+def _load_state(path: Path, preset) -> dict:
+    """What earlier runs into this folder computed; refuses a folder of another preset or seed."""
+    if not path.exists():
+        return {"preset": preset.name, "seed": preset.seed, "scripts": {}}
+    try:
+        state = json.loads(path.read_text())
+        saved = (state["preset"], state["seed"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ResultFileError(f"--out: {path} is not a reproduce state file ({e!r}); delete it "
+                              "or choose another --out") from None
+    if saved != (preset.name, preset.seed):
+        raise ConfigError(f"--out: {path.parent.parent} holds results of preset {saved[0]!r}, "
+                          f"seed {saved[1]}; choose another --out for preset "
+                          f"{preset.name!r}, seed {preset.seed}")
+    return state
+
+
+#: Where a checkout keeps the committed envelope summary (used when --envelope is not given).
+DEFAULT_ENVELOPE = Path(__file__).resolve().parents[2] / "validation" / "reports" / "envelope" / "envelope.json"
+
+
+def _envelope(args) -> dict | None:
+    """The envelope summary (``envelope.json``) the verdicts use, or None."""
+    path = args.envelope
+    if path is None:
+        path = DEFAULT_ENVELOPE if DEFAULT_ENVELOPE.is_file() else None
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise ConfigError(f"--envelope: {path} not found; run `refnet reproduce --preset "
+                          "envelope` first or leave --envelope out")
+    return {**json.loads(Path(path).read_text()), "_path": str(path)}
+
+
+def apply_envelope(check, envelope):
+    """``check`` with its envelope range, if the envelope measured its quantity."""
+    from dataclasses import replace
+
+    key = getattr(check, "envelope_key", "")
+    if not envelope or not key or key not in envelope:
+        return check
+    e = envelope[key]
+    cells = "; ".join(f"{c[0]} = {'all' if c[1] is None else c[1]}: {c[2]:.2f}"
+                      for c in e["cells"])
+    return replace(check, envelope=(e["lo"], e["hi"]), envelope_cells=cells)
+
+
+def run(args) -> int:
+    from refnet import __version__
+    from refnet.io import atomic_write_bytes
+    from refnet.reproduction.presets import get_preset
+    from refnet.reproduction.registry import figure_module
+    from refnet.reproduction.report import format_value, verdict_summary, write_report
+
+    if args.list:
+        print("\n".join(f"{s:16} {', '.join(p for p, ss in PRESET_SCRIPTS.items() if s in ss)}"
+                        for s in SCRIPTS + ENVELOPE_SCRIPTS))
+        return 0
+    known = PRESET_SCRIPTS[args.preset]
+    todo = args.only or list(known)
+    unknown = [s for s in todo if s not in known]
+    if unknown:
+        raise ConfigError(f"--only: unknown {unknown} for preset {args.preset}; known: "
+                          f"{', '.join(known)}")
+    preset = get_preset(args.preset, args.seed)
+    out = args.out or Path("runs") / f"reproduce-{preset.name}"
+    state_path = out / "results" / "reproduce.json"
+    state = _load_state(state_path, preset)
+    t0 = time.perf_counter()
+    for name in todo:
+        mod = figure_module(name)
+        t = time.perf_counter()
+        print(f"[{name}] computing (cached results in {out / 'results'} are reused)")
+        mod.compute(preset, out)
+        mod.plot(out)
+        seconds = time.perf_counter() - t
+        state["scripts"][name] = {"seconds": round(seconds, 1)}
+        atomic_write_bytes(state_path, json.dumps(state, indent=1).encode())
+        print(f"[{name}] done in {seconds:.1f} s")
+    elapsed = time.perf_counter() - t0
+    # the report covers every script computed into this folder, by this run or earlier ones
+    checks, figures = [], []
+    envelope = _envelope(args) if preset.name == "full" else None  # measured for full's settings
+    for name in (s for s in known if s in state["scripts"]):
+        c, f = figure_module(name).report(out, preset)
+        checks += [apply_envelope(x, envelope) for x in c]
+        figures += f
+    header = {"preset": f"{preset.name}: {preset.notes}", "seed": preset.seed,
+              "refnet version": __version__,
+              "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
+              "wall time of this run": f"{elapsed:.0f} s (cached parts are not recomputed)",
+              "scripts (seconds when last computed)": ", ".join(
+                  f"{k} ({v['seconds']:.0f} s)" for k, v in state["scripts"].items())}
+    if envelope:
+        header["envelope"] = f"{envelope['_path']} (settings envelope of Duque 2024's numbers)"
+    not_run = [s for s in known if s not in state["scripts"]]
+    if not_run:
+        header["not computed in this folder"] = ", ".join(not_run)
+    write_report(out, checks, figures, header,
+                 title=f"refnet reproduction report ({preset.name} preset)")
+    if checks:
+        print(f"\n{'quantity':78} {'paper':>9} {'refnet':>9}  verdict")
+        for c in checks:
+            print(f"{c.quantity[:78]:78} {format_value(c.paper, c.unit):>9} "
+                  f"{format_value(c.refnet, c.unit):>9}  {c.verdict}")
+    print(f"\n{verdict_summary(checks)} ({preset.name} preset)")
+    print(f"report: {out / 'report.md'}\n        {out / 'report.html'}")
+    return 0

@@ -1,1 +1,0 @@
-"""Subcommands of the ``refnet`` command line; see :mod:`refnet.cli`."""

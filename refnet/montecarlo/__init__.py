@@ -1,0 +1,35 @@
+"""Everything sampled, behind one front door: ``from refnet.montecarlo import accuracy_sweep``.
+
+===============  ==============================================================================
+module           what lives there
+===============  ==============================================================================
+``sweep``        :func:`accuracy_sweep` (accuracy vs variance, each noise type alone; Duque
+                 2024's protocol), :class:`SweepSettings`, :class:`SweepResult`
+``stats``        :func:`neuron_statistics`: per-neuron mean, variance, SNR (Semenova 2022,
+                 Eq. 4, p. 3) and confidence intervals over K repeats per input
+``engine``       the engine: :func:`prepare` a network once, :func:`clean_state`,
+                 :func:`draw_noise`, :func:`propagate` (with exact shortcuts)
+``chunks``       root seeds, one generator per chunk of work, the worker pool
+``kernels``      numba kernels, each beside its NumPy twin (which calls
+                 :func:`refnet.noise.apply_noise`, the one Eq. 3)
+``reference``    the plain NumPy Monte-Carlo (repeated :func:`refnet.model.forward`)
+===============  ==============================================================================
+
+numba is an accelerator: without it the numba backends fall back to the NumPy twins (one
+warning, same draws, results equal to rounding).
+"""
+from .chunks import (check_workers, chunk_generator, map_chunks, resolve_seed,
+                     single_threaded_blas, worker_pool)
+from .engine import (BACKENDS, SHORTCUTS, CleanState, Engine, clean_state, draw_noise, prepare,
+                     propagate, resolve_config)
+from .reference import monte_carlo_outputs
+from .stats import (LayerStatistics, NeuronStatistics, combine_moments, confidence_intervals,
+                    neuron_statistics)
+from .sweep import DEFAULT_VARIANCES, SweepResult, SweepSettings, accuracy_sweep
+
+__all__ = ["SweepSettings", "SweepResult", "accuracy_sweep", "DEFAULT_VARIANCES",
+           "LayerStatistics", "NeuronStatistics", "neuron_statistics", "combine_moments",
+           "confidence_intervals", "BACKENDS", "SHORTCUTS", "Engine", "CleanState", "prepare",
+           "clean_state", "draw_noise", "propagate", "resolve_config", "chunk_generator",
+           "resolve_seed", "check_workers", "worker_pool", "map_chunks", "single_threaded_blas",
+           "monte_carlo_outputs"]

@@ -1,0 +1,337 @@
+"""Monte-Carlo engine: many noisy passes of a trained network, fast and reproducible.
+
+Public entry points are re-exported by :mod:`refnet.montecarlo` and used by
+:mod:`refnet.montecarlo.sweep` (accuracy sweeps) and :mod:`refnet.montecarlo.stats`
+(per-neuron statistics).
+
+The reference semantics is :func:`refnet.model.forward` with a :class:`refnet.noise.NoiseConfig`;
+this engine computes the same thing (equal to 1e-12 in float64 on the same draws when the
+shortcuts are off) and adds exact shortcuts:
+
+``"clean_prefix"``  layers before the first noisy one are computed once per input, not once
+                    per repeat (identical numbers).
+``"row_sums"``      the first noisy layer ``l0`` (post-activation, no uncorrelated
+                    multiplicative noise) feeds the next layer through ``U = a @ W.T``
+                    computed once per input: correlated noise becomes ``(1 + xi_MC) U +
+                    xi_AC r + b`` with ``r`` the row sums of ``W`` (same draws, equal up to
+                    rounding) and uncorrelated additive noise ``xi @ W.T`` is added.
+``"narrow_draws"``  uncorrelated additive noise on a post-activation layer ``l`` feeding a
+                    narrower layer (``n_{l+1} < n_l``): ``W xi`` with ``xi ~ N(0, s^2 I)`` is
+                    ``N(0, s^2 W W^T)``, drawn as ``F eps`` with ``F F^T = W W^T`` (Cholesky)
+                    and ``eps`` of dimension ``n_{l+1}`` (equal in distribution; different
+                    draws). Not used on layers whose noisy values are kept (statistics).
+
+Randomness: every chunk of work has its own generator (:mod:`refnet.montecarlo.chunks`), so
+results depend only on the seed and the chunk size, never on thread count or scheduling.
+Draws of one chunk come in the order of :func:`refnet.model.forward` (layers 0..L, sources in
+``NOISE_TYPES`` order; numba's Generator gives NumPy's numbers), so with the shortcuts off a
+float64 engine reproduces ``forward(..., rng=chunk_generator)`` to rounding (tested at 1e-12).
+A float32 engine rounds the float64 normals to float32 (faster than a float32 normal
+generator; the stream differs from ``forward``'s float32 draws, not the distribution).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .. import _numba
+from ..activations import get_activation
+from ..errors import ConfigError
+from ..model import Architecture, Params, check_input, check_params
+from ..noise import NOISE_TYPES, LayerNoise, NoiseConfig, NoiseSpec, noise_config
+from . import kernels as K
+
+__all__ = ["SHORTCUTS", "BACKENDS", "Engine", "CleanState", "prepare", "clean_state",
+           "draw_noise", "propagate", "resolve_config", "check_backend", "check_dtype",
+           "parse_shortcuts"]
+
+Array = np.ndarray
+SHORTCUTS = ("clean_prefix", "row_sums", "narrow_draws")
+#: "numba": serial compiled kernels (the default: on small chunks, threads of a parallel
+#: kernel compete with the BLAS threads of the matrix products); "numba-parallel": the same
+#: kernels with ``prange`` over rows; "numpy": the NumPy twins (what both numba backends fall
+#: back to, with one warning, when numba is not installed).
+BACKENDS = ("numba", "numba-parallel", "numpy")
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if it names one of :data:`BACKENDS`, else a :class:`ConfigError`."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend: unknown {backend!r}; known: {', '.join(BACKENDS)}")
+    return backend
+
+
+def check_dtype(dtype) -> np.dtype:
+    """``dtype`` as a NumPy dtype if it is float32 or float64, else a :class:`ConfigError`."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ConfigError(f"dtype: must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def parse_shortcuts(shortcuts) -> frozenset:
+    """``"all"``, ``"none"``/``None`` or names from :data:`SHORTCUTS`, as a frozenset."""
+    if isinstance(shortcuts, str) and shortcuts == "all":
+        return frozenset(SHORTCUTS)
+    if shortcuts is None or (isinstance(shortcuts, str) and shortcuts == "none"):
+        return frozenset()
+    out = frozenset(shortcuts)
+    bad = out - set(SHORTCUTS)
+    if bad:
+        raise ConfigError(f"shortcuts: unknown {sorted(bad)}; known: {', '.join(SHORTCUTS)}")
+    return out
+
+
+def _narrow_factor(W: Array) -> Array:
+    """``F.T`` with ``F F^T = W W^T`` (Cholesky; eigen-decomposition if W is rank deficient)."""
+    C = W.astype(np.float64) @ W.T.astype(np.float64)
+    try:
+        F = np.linalg.cholesky(C)
+    except np.linalg.LinAlgError:
+        lam, V = np.linalg.eigh(C)
+        F = V * np.sqrt(np.clip(lam, 0.0, None))
+    return np.ascontiguousarray(F.T)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A network prepared for repeated noisy passes with one noise placement.
+
+    ``config.spec`` may be swapped cheaply with :meth:`with_spec`. ``factors[l]`` is the
+    transposed narrow-draw factor for layer ``l`` (``None`` where not applicable) and
+    ``row_sums[l-1]`` is ``W_l.sum(axis=1)``.
+    """
+
+    arch: Architecture
+    params: Params
+    config: NoiseConfig
+    noisy: tuple[int, ...]
+    backend: str
+    shortcuts: frozenset
+    factors: tuple = field(repr=False)
+    row_sums: tuple = field(repr=False)
+
+    @property
+    def dtype(self):
+        return self.params.dtype
+
+    @property
+    def first_noisy(self) -> int:
+        """``l0``, the first noisy layer (``L + 1`` for a clean network)."""
+        return self.noisy[0] if self.noisy else self.arch.n_layers + 1
+
+    def with_spec(self, spec: NoiseSpec) -> "Engine":
+        return replace(self, config=self.config.with_spec(spec))
+
+    def narrow_layers(self, keep=()) -> frozenset:
+        """Layers whose uncorrelated additive noise is drawn in the next layer's dimension."""
+        if "narrow_draws" not in self.shortcuts or self.config.spec.add_unc == 0:
+            return frozenset()
+        return frozenset(l for l in self.noisy if self.factors[l] is not None and l not in keep
+                         and (l == 0 or self.config.position == "post"))
+
+    def uses_row_sums(self, state: "CleanState", keep=()) -> bool:
+        return state.U is not None and self.config.spec.mul_unc == 0 and state.l0 not in keep
+
+
+def prepare(arch: Architecture, params: Params, noise: NoiseConfig, backend: str = "numba",
+            shortcuts="all", dtype=None) -> Engine:
+    """An :class:`Engine` for ``arch``/``params`` with noise placed as in ``noise``.
+
+    ``shortcuts``: ``"all"`` (default), ``"none"`` (the straightforward twin) or a subset of
+    :data:`SHORTCUTS`. ``dtype``: float64 (default: the params' dtype) or float32. Without
+    numba, a numba ``backend`` becomes ``"numpy"`` (``Engine.backend`` says which ran).
+    """
+    check_params(arch, params)
+    backend = check_backend(backend)
+    if not isinstance(noise, NoiseConfig):
+        raise TypeError(f"noise: expected a NoiseConfig, got {type(noise).__name__}")
+    dtype = check_dtype(params.dtype if dtype is None else dtype)
+    if backend != "numpy" and not _numba.HAVE_NUMBA:
+        _numba.warn_fallback("the Monte-Carlo kernels")
+        backend = "numpy"
+    params = params.astype(dtype)
+    short = parse_shortcuts(shortcuts)
+    L = arch.n_layers
+    noisy = noise.resolved_layers(L) if noise.layers else ()
+    sizes = arch.sizes
+    factors = tuple(_narrow_factor(params.W[l]).astype(dtype)
+                    if "narrow_draws" in short and l < L and sizes[l + 1] < sizes[l] and l in noisy
+                    else None for l in range(L + 1))
+    row_sums = tuple(np.ascontiguousarray(W.sum(axis=1)) for W in params.W)
+    return Engine(arch, params, noise, noisy, backend, short, factors, row_sums)
+
+
+def _layer_desc(arch: Architecture, l: int, pos: int) -> tuple[int, float, int]:
+    if l == 0:
+        return (K.ACT_CODES["identity"], 0.0, pos)
+    act = get_activation(arch.activations[l - 1])
+    return (int(K.ACT_CODES[act.name]), float(act.alpha or 0.0), int(pos))
+
+
+def _noisy_activation(engine: Engine, Z, layer, sd, d: LayerNoise | None, skip_au=False) -> Array:
+    out = np.empty(Z.shape, dtype=engine.dtype)
+    e = np.empty((0, 0), dtype=engine.dtype)
+    if d is None or layer[2] == K.POS_CLEAN:
+        sd, d = np.zeros(4, dtype=engine.dtype), LayerNoise()
+    elif skip_au:
+        sd = sd.copy()
+        sd[0] = 0.0
+    args = [e if x is None else x for x in (d.add_unc, d.add_cor, d.mul_unc, d.mul_cor)]
+    if skip_au:
+        args[0] = e
+    K.KERNELS[engine.backend][0](np.ascontiguousarray(Z), layer, sd, *args, out)
+    return out
+
+
+@dataclass(frozen=True)
+class CleanState:
+    """What stays the same across repeats of the inputs ``X`` (n_inputs rows).
+
+    ``P``: clean value at the first noisy layer ``l0``: its pre-activation ``z`` (kind "z",
+    pre-activation noise) or its output ``a`` (kind "a"); for ``clean_prefix`` off, ``P`` is
+    ``X`` itself (kind "x") and the prefix is recomputed per chunk. ``U = P @ W_{l0+1}.T``
+    for the ``row_sums`` shortcut, or ``None``.
+    """
+
+    P: Array
+    kind: str
+    l0: int
+    U: Array | None
+
+
+def _prefix(engine: Engine, X: Array) -> tuple[Array, str]:
+    arch, W, b = engine.arch, engine.params.W, engine.params.b
+    l0 = min(engine.first_noisy, arch.n_layers)
+    a = X
+    for l in range(1, l0 + 1):
+        z = a @ W[l - 1].T + b[l - 1]
+        if l == l0 and engine.noisy and engine.config.position == "pre":
+            return z, "z"
+        a = _noisy_activation(engine, z, _layer_desc(arch, l, K.POS_CLEAN), None, None)
+    return a, "a"
+
+
+def clean_state(engine: Engine, X) -> CleanState:
+    """The per-input clean part of the forward pass for inputs ``X`` (n_inputs, sizes[0])."""
+    X = check_input(X, engine.arch.sizes[0]).astype(engine.dtype, copy=False)
+    l0, L = engine.first_noisy, engine.arch.n_layers
+    if "clean_prefix" not in engine.shortcuts:
+        return CleanState(X, "x", l0, None)
+    P, kind = _prefix(engine, X)
+    U = None
+    if "row_sums" in engine.shortcuts and kind == "a" and l0 < L:
+        U = np.ascontiguousarray(P @ engine.params.W[l0].T)
+    return CleanState(P, kind, l0, U)
+
+
+def _draw_layer(spec: NoiseSpec, n: int, m_au: int, m: int, gen, dtype, fill) -> LayerNoise:
+    shapes = {"add_unc": (n, m_au), "add_cor": (n, 1), "mul_unc": (n, m), "mul_cor": (n, 1)}
+    draws = {}
+    for t in NOISE_TYPES:
+        if getattr(spec, t) > 0:
+            draws[t] = np.empty(shapes[t], dtype=dtype)
+            fill(gen, draws[t].reshape(-1))
+    return LayerNoise(**draws)
+
+
+def draw_noise(engine: Engine, state: CleanState, n_rows: int, gen, keep=()) -> tuple:
+    """Standard-normal draws for one chunk of ``n_rows`` noisy passes: one entry per layer
+    0..L (``None`` for clean layers), in the order of :func:`refnet.model.forward`. On a
+    narrow-draw layer ``l`` the ``add_unc`` entry has the next layer's width."""
+    sizes, spec = engine.arch.sizes, engine.config.spec
+    narrow = engine.narrow_layers(keep)
+    fill = K.KERNELS[engine.backend][2]
+    return tuple(_draw_layer(spec, n_rows, sizes[l + 1] if l in narrow else sizes[l], sizes[l],
+                             gen, engine.dtype, fill) if l in engine.noisy else None
+                 for l in range(engine.arch.n_layers + 1))
+
+
+def propagate(engine: Engine, state: CleanState, idx, draws, keep=()) -> tuple[Array, dict]:
+    """Noisy outputs for rows ``idx`` (indices into the inputs of ``state``) with ``draws``.
+
+    Returns ``(out, kept)``: ``out`` of shape (n_rows, sizes[-1]) and ``kept[l]`` the noisy
+    output of layer ``l`` (n_rows, sizes[l]) for each ``l`` in ``keep``; ``keep`` may only
+    name layers from the first noisy one on (earlier layers are clean: use
+    :func:`refnet.model.forward`).
+    """
+    arch, (W, b) = engine.arch, (engine.params.W, engine.params.b)
+    L, spec, pos = arch.n_layers, engine.config.spec, engine.config.position
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= len(state.P))):
+        raise ValueError(f"idx: need a 1-D array of input indices in 0..{len(state.P) - 1}")
+    if any(not state.l0 <= l <= L for l in keep):
+        raise ValueError(f"keep: layers must lie in {state.l0}..{L} (the first noisy layer on)")
+    _check_draws(engine, draws, len(idx), keep)
+    sd = np.sqrt(np.array([getattr(spec, t) for t in NOISE_TYPES])).astype(engine.dtype)
+    narrow = engine.narrow_layers(keep)
+    kept, l0 = {}, state.l0
+    if state.kind == "x":
+        state = replace(state, **dict(zip(("P", "kind"), _prefix(engine, state.P[idx]))))
+        idx = np.arange(len(idx))
+    if l0 > L:
+        return state.P[idx], {}
+    z = extra = None
+    if engine.uses_row_sums(state, keep):
+        d = draws[l0]
+        z = np.empty((len(idx), arch.sizes[l0 + 1]), dtype=engine.dtype)
+        e = np.empty((0, 0), dtype=engine.dtype)
+        K.KERNELS[engine.backend][1](state.U, idx, engine.row_sums[l0], b[l0], sd,
+             e if d.add_cor is None else d.add_cor, e if d.mul_cor is None else d.mul_cor, z)
+        if spec.add_unc > 0:
+            z += sd[0] * (d.add_unc @ (engine.factors[l0] if l0 in narrow else W[l0].T))
+    else:
+        P = state.P[idx]
+        if state.kind == "z":
+            a = _noisy_activation(engine, P, _layer_desc(arch, l0, K.POS_PRE), sd, draws[l0])
+        else:
+            a = _noisy_activation(engine, P, _layer_desc(arch, 0, K.POS_POST), sd, draws[l0],
+                                  skip_au=l0 in narrow)
+        if l0 in narrow:
+            extra = sd[0] * (draws[l0].add_unc @ engine.factors[l0])
+        if l0 in keep:
+            kept[l0] = a
+    for l in range(l0 + 1, L + 1):
+        if z is None:
+            z = a @ W[l - 1].T + b[l - 1]
+            if extra is not None:
+                z += extra
+        noisy = l in engine.noisy
+        where = (K.POS_PRE if pos == "pre" else K.POS_POST) if noisy else K.POS_CLEAN
+        a = _noisy_activation(engine, z, _layer_desc(arch, l, where), sd, draws[l],
+                              skip_au=l in narrow)
+        extra = sd[0] * (draws[l].add_unc @ engine.factors[l]) if l in narrow else None
+        z = None
+        if l in keep:
+            kept[l] = a
+    return a, kept
+
+
+def _check_draws(engine: Engine, draws, n: int, keep) -> None:
+    """The kernels do not bounds-check: every needed draw must have the right shape."""
+    L, sizes, spec = engine.arch.n_layers, engine.arch.sizes, engine.config.spec
+    if len(draws) != L + 1:
+        raise ValueError(f"draws: need one entry per layer 0..{L}, got {len(draws)}")
+    narrow = engine.narrow_layers(keep)
+    for l in engine.noisy:
+        d = draws[l]
+        if d is None:
+            raise ValueError(f"draws: layer {l} is noisy but draws[{l}] is None")
+        m_au = sizes[l + 1] if l in narrow else sizes[l]
+        want = {"add_unc": (n, m_au), "add_cor": (n, 1), "mul_unc": (n, sizes[l]),
+                "mul_cor": (n, 1)}
+        for t in NOISE_TYPES:
+            x = getattr(d, t)
+            if getattr(spec, t) > 0 and (x is None or x.shape != want[t]):
+                got = None if x is None else x.shape
+                raise ValueError(f"draws: layer {l} {t} needs shape {want[t]}, got {got}")
+
+
+def resolve_config(noise, arch: Architecture) -> NoiseConfig:
+    if isinstance(noise, str):
+        return noise_config(noise, None, arch.n_layers)
+    if not isinstance(noise, NoiseConfig):
+        raise TypeError("noise: expected a NoiseConfig or a preset name, got "
+                        f"{type(noise).__name__}")
+    return noise

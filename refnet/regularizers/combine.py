@@ -1,0 +1,110 @@
+"""Regularizers combined: the trainer's one-pass value and gradient, and independent checks.
+
+The trainer adds regularizers to the loss in one forward/backward pass:
+``value, grads, dZ_extra = regularizer_value_and_grad(arch, params, cache, regs)``; the weight
+terms are in ``grads``, and the Eq. 7 derivative term arrives as ``dZ_extra = {l: dR/dz^(l)}``
+for :func:`refnet.model.backward`, which carries it through ``f''`` into ``W^(l)``, ``b^(l)``,
+the previous activations and every earlier layer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..activations import get_activation
+from ..model import Architecture, Cache, Params, backward, check_params, forward
+from .equations import cached_preactivation, row_sum_terms, saturation_penalty
+from .lambdas import layers_of
+from .specs import SPEC_TYPES, Regularizer, RowSumPenalty
+
+__all__ = ["regularizer_value_and_grad", "regularizer_value", "value", "value_and_grad"]
+
+Array = np.ndarray
+
+
+def _as_list(regs) -> list[Regularizer]:
+    if regs is None:
+        return []
+    regs = [regs] if isinstance(regs, SPEC_TYPES) else list(regs)
+    for r in regs:
+        if not isinstance(r, SPEC_TYPES):
+            raise TypeError(f"regs: expected RowSumPenalty or SaturationPenalty, got "
+                            f"{type(r).__name__}")
+    return regs
+
+
+def _need_cache(cache):
+    if cache is None:
+        raise ValueError("cache: SaturationPenalty needs the batch's forward cache")
+
+
+def regularizer_value_and_grad(arch: Architecture, params: Params, cache: Cache | None,
+                               regs) -> tuple[float, Params, dict[int, Array]]:
+    """Total value of ``regs`` (one spec, a sequence, or ``None``) with its gradients.
+
+    Returns ``(value, grads, dZ_extra)``: ``grads`` are the direct weight gradients (Eq. 4 and
+    Eq. 7's weight terms), ``dZ_extra = {l: dR/dz^(l)}`` the pre-activation gradients of Eq. 7's
+    derivative terms, to pass to ``backward(arch, params, cache, d_loss, dZ_extra)`` together
+    with the loss gradient, then add ``grads``. ``cache`` (from :func:`refnet.model.forward` on
+    the same batch and params) may be ``None`` when no spec needs it.
+    """
+    check_params(arch, params)
+    R = 0.0
+    dW = [np.zeros_like(W) for W in params.W]
+    dZ_extra: dict[int, Array] = {}
+    for reg in _as_list(regs):
+        if isinstance(reg, RowSumPenalty):
+            v, g = row_sum_terms(params, layers_of(reg.lambdas, arch.n_layers, "lambdas"))
+            extra = {}
+        else:
+            _need_cache(cache)
+            v, g, extra = saturation_penalty(arch, params, cache, reg)
+        R += v
+        dW = [a + b for a, b in zip(dW, g.W)]
+        for l, dz in extra.items():
+            dZ_extra[l] = dZ_extra[l] + dz if l in dZ_extra else dz
+    return R, Params(tuple(dW), tuple(np.zeros_like(b) for b in params.b)), dZ_extra
+
+
+def regularizer_value(arch: Architecture, params: Params, cache: Cache | None, regs) -> float:
+    """Value of ``regs`` alone, written out again without any gradient (an independent check
+    of :func:`regularizer_value_and_grad`, which the finite-difference tests differentiate)."""
+    check_params(arch, params)
+    R = 0.0
+    L = arch.n_layers
+    for reg in _as_list(regs):
+        if isinstance(reg, RowSumPenalty):
+            for l, lam in layers_of(reg.lambdas, L, "lambdas").items():
+                R += lam * float(np.abs(params.W[l - 1].sum(axis=1)).sum())
+            continue
+        _need_cache(cache)
+        for l, lam in layers_of(reg.derivative_lambdas, L, "derivative_lambdas").items():
+            z = cached_preactivation(arch, cache, l)
+            f1 = get_activation(arch.activations[l - 1]).d1(z)
+            n = z.shape[0] if reg.reduction == "mean" else 1
+            R += lam * float((f1 ** reg.power).sum()) / n
+        for l, lam in layers_of(reg.weight_lambdas, L, "weight_lambdas").items():
+            R += lam * float(np.sum(params.W[l - 1] ** 2))
+    return R
+
+
+def value(arch: Architecture, params: Params, X, regs, noise=None, rng=None, draws=None) -> float:
+    """Value of ``regs`` on batch ``X`` (runs :func:`refnet.model.forward` itself)."""
+    _, cache = forward(arch, params, X, noise, rng, draws)
+    return regularizer_value(arch, params, cache, regs)
+
+
+def value_and_grad(arch: Architecture, params: Params, X, regs, noise=None, rng=None,
+                   draws=None) -> tuple[float, Params]:
+    """Value of ``regs`` on batch ``X`` and its full gradient with respect to ``params``.
+
+    Runs the forward pass (``noise``, ``rng``, ``draws`` as in :func:`refnet.model.forward`),
+    then backpropagates Eq. 7's ``dR/dz`` with a zero output gradient. For tests and finite
+    differences; the trainer uses :func:`regularizer_value_and_grad` inside its own pass.
+    """
+    out, cache = forward(arch, params, X, noise, rng, draws)
+    R, g, dZ_extra = regularizer_value_and_grad(arch, params, cache, regs)
+    if not dZ_extra:
+        return R, g
+    back = backward(arch, params, cache, np.zeros_like(out), dZ_extra)
+    return R, Params(tuple(a + b for a, b in zip(g.W, back.W)),
+                     tuple(a + b for a, b in zip(g.b, back.b)))

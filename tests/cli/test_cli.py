@@ -1,0 +1,59 @@
+"""The refnet command line: every subcommand has --help, and errors name the argument."""
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from refnet.cli import COMMANDS, main
+
+
+def test_top_level_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_each_subcommand_has_help(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([name, "--help"])
+    assert e.value.code == 0
+    assert "usage: refnet " + name in capsys.readouterr().out
+
+
+def test_console_script_runs_as_a_module():
+    r = subprocess.run([sys.executable, "-m", "refnet.cli", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("refnet ")
+
+
+def test_train_then_info_on_a_small_npz(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    c = rng.normal(scale=3, size=(3, 8))
+    y = rng.integers(0, 3, 500)
+    X = c[y] + rng.normal(size=(500, 8))
+    data = tmp_path / "d.npz"
+    np.savez(data, X_train=X[:400], y_train=y[:400], X_test=X[400:], y_test=y[400:])
+    model = tmp_path / "m.npz"
+    assert main(["train", "--data-npz", str(data), "--hidden", "16", "--epochs", "3",
+                 "--batch-size", "32", "--lr", "0.1", "--out", str(model), "--quiet",
+                 "--regularizer", "eq4", "--lam", "1e-3"]) == 0
+    out = capsys.readouterr().out
+    acc = float(out.split("clean test accuracy: ")[1].split()[0])
+    assert acc > 0.9 and "add_cor noise of variance 0.5" in out
+    assert main(["info", str(model), "--export-state-dict", str(tmp_path / "sd.npz")]) == 0
+    assert "layers 8-16-3" in capsys.readouterr().out
+    with np.load(tmp_path / "sd.npz", allow_pickle=False) as z:
+        assert "0.weight" in z.files and z["0.weight"].shape == (16, 8)
+
+
+def test_train_missing_array_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, X_train=np.zeros((3, 2)))
+    assert main(["train", "--data-npz", str(bad)]) == 2
+    assert re.search(r"--data-npz: .* lacks array\(s\) y_train, X_test, y_test",
+                     capsys.readouterr().err)

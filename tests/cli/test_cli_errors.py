@@ -1,0 +1,194 @@
+"""The command-line contract (issue #12): for every subcommand, bad input gives exit status 2,
+exactly one line on stderr naming the flag or file, and no traceback (``--debug`` shows it)."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from refnet.cli import COMMANDS, main
+from refnet.io import save_model
+from refnet.model import init_params, mlp
+
+NAN_ROW = 37  # a row the internal train/validation split would renumber
+
+
+@pytest.fixture
+def files(tmp_path):
+    """Paths (as strings) of a tiny model and of good and bad data files, by name."""
+    rng = np.random.default_rng(0)
+    arch = mlp((6, 8, 3), "sigmoid", "identity")
+    f = {"model": save_model(tmp_path / "model.npz", arch, init_params(arch, "normal", rng=0))}
+    X, y = rng.normal(size=(60, 6)), rng.integers(0, 3, 60)
+    np.savez(f.setdefault("data", tmp_path / "data.npz"), X=X, y=y)
+    np.savez(f.setdefault("short_labels", tmp_path / "short.npz"), X=X, y=y[:-7])
+    Xn = X.copy()
+    Xn[NAN_ROW, 2] = np.nan
+    np.savez(f.setdefault("nan", tmp_path / "nan.npz"), X=Xn, y=y)
+    np.savez(f.setdefault("train", tmp_path / "train.npz"), X_train=X, y_train=y, X_test=X[:10],
+             y_test=y[:10])
+    np.savez(f.setdefault("train_nan", tmp_path / "train_nan.npz"), X_train=Xn, y_train=y,
+             X_test=X[:10], y_test=y[:10])
+    np.savez(f.setdefault("train_short", tmp_path / "train_short.npz"), X_train=X,
+             y_train=y[:50], X_test=X[:10], y_test=y[:10])
+    yf = y.astype(float)
+    yf[11] = 1.5
+    np.savez(f.setdefault("train_badlabel", tmp_path / "train_badlabel.npz"), X_train=X,
+             y_train=yf, X_test=X[:10], y_test=y[:10])
+    np.save(f.setdefault("npy", tmp_path / "plain.npy"), X)
+    (f.setdefault("garbage", tmp_path / "garbage.npz")).write_bytes(b"PK\x03\x04 not a zip")
+    (f.setdefault("state", tmp_path / "rep" / "results" / "reproduce.json")).parent.mkdir(
+        parents=True)
+    f["state"].write_text("[1, 2]")
+    f["rep"] = tmp_path / "rep"
+    f["missing"] = tmp_path / "missing.npz"
+    f["dir"] = tmp_path
+    f["out"] = tmp_path / "out"
+    return {k: str(v) for k, v in f.items()}
+
+
+# (argv with {file} placeholders, text the one line must contain)
+CASES = {
+    "reproduce": [
+        ("reproduce --only fig99", "--only: unknown ['fig99']"),
+        ("reproduce --seed -1", "--seed: must be >= 0"),
+        ("reproduce --preset huge", "argument --preset: invalid choice: 'huge'"),
+        ("reproduce --only semenova_fig4 --out {rep}", "is not a reproduce state file"),
+    ],
+    "train": [
+        ("train --dataset foo", "--dataset: unknown dataset 'foo'"),
+        ("train --n-train 0 --data-npz {train}", "--n-train: must be >= 1"),
+        ("train --n-train 1000 --data-npz {train}", "--n-train: 1000 asked"),
+        ("train --noise-type add_unc --data-npz {train}", "--noise-type add_unc needs --noise-variance"),
+        ("train --noise-type add_unc --noise-variance 0 --data-npz {train}", "needs --noise-variance V > 0"),
+        ("train --noise-type add_unc --noise-variance -0.1", "variance must be >= 0"),
+        ("train --noise-variance 0.1 --data-npz {train}", "--noise-variance needs --noise-type"),
+        ("train --noise-type add_unk --noise-variance 0.1", "--noise-type: invalid choice"),
+        ("train --lam 0.1 --data-npz {train}", "--lam needs --regularizer"),
+        ("train --hidden 16,x", "--hidden: not an integer: 'x'"),
+        ("train --epochs -1", "--epochs: must be >= 1"),
+        ("train --lr 0", "--lr: must be a finite number > 0"),
+        ("train --data-npz {missing}", "--data-npz: no such file"),
+        ("train --data-npz {garbage}", "--data-npz: cannot read"),
+        ("train --data-npz {npy}", "single .npy array"),
+        ("train --data-npz {data}", "lacks array(s) X_train, y_train, X_test, y_test"),
+        ("train --data-npz {train_nan}", f"X_train[{NAN_ROW}] (row {NAN_ROW} of the file"),
+        ("train --data-npz {train_short}", "X_train has 60 rows but y_train has shape (50,)"),
+        ("train --data-npz {train_badlabel}", "y_train[11] (row 11 of the file"),
+        ("train --data-npz {train} --dataset mnist", "not allowed with argument --data-npz"),
+    ],
+    "evaluate": [
+        ("evaluate {model} --data {data} --levels -1,0.1", "--levels: variance must be >= 0"),
+        ("evaluate {model} --data {data} --levels 0.1,nan", "variance must be finite"),
+        ("evaluate {model} --data {data} --variances 0", "--variances: must be >= 1"),
+        ("evaluate {model} --data {data} --noise-types add_unk", "--noise-types: unknown noise type"),
+        ("evaluate {model} --data {data} --vmin 1 --vmax 0.1", "--vmin/--vmax"),
+        ("evaluate {model} --data {nan}", f"X[{NAN_ROW}] (row {NAN_ROW} of the file"),
+        ("evaluate {model} --data {short_labels}", "X has 60 rows but y has shape (53,)"),
+        ("evaluate {model} --dataset cifar", "--dataset: unknown dataset 'cifar'"),
+        ("evaluate {missing} --data {data}", "no such file"),
+        ("evaluate {garbage} --data {data}", "garbage.npz"),
+        ("evaluate {model}", "one of the arguments --dataset --data is required"),
+    ],
+    "sensitivity": [
+        ("sensitivity {model} --inputs {data} --variance -0.1", "--variance: variance must be >= 0"),
+        ("sensitivity {model} --inputs {short_labels}", "X has 60 rows but y has shape (53,)"),
+        ("sensitivity {model} --inputs {nan} --n-inputs 50", f"X[{NAN_ROW}] (row {NAN_ROW} of the file"),
+        ("sensitivity {model} --inputs {data} --x-key Z", "lacks array(s) Z"),
+        ("sensitivity {model} --inputs {data} --spec add_unc=x", "--spec: expected VARIANCES"),
+        ("sensitivity {model} --inputs {data} --spec add_unc=-1", "must be >= 0"),
+        ("sensitivity {model} --inputs {data} --spec add_unc=0.1 --variance 0.1", "--spec replaces"),
+        ("sensitivity {model} --inputs {data} --mc-trials -1", "--mc-trials: must be >= 0"),
+        ("sensitivity {model} --dataset foo", "--dataset: unknown dataset 'foo'"),
+        ("sensitivity {missing} --inputs {data}", "no such file"),
+    ],
+    "fetch": [
+        ("fetch mnits", "argument DATASET: unknown dataset 'mnits'"),
+        ("fetch --per-class 0", "--per-class: must be >= 1"),
+        ("fetch --timeout x", "--timeout: not a number"),
+    ],
+    "info": [
+        ("info {missing}", "no such file"),
+        ("info {dir}", "is a folder"),
+        ("info {garbage}", "garbage.npz"),
+        ("info {model} --naming fc", "--naming needs --export-state-dict"),
+        ("info {model} --export-state-dict {out} --naming xyz", "--naming: invalid choice: 'xyz'"),
+    ],
+}
+
+
+def _one_clean_line(err: str) -> str:
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_every_subcommand_has_bad_argument_cases():
+    assert set(CASES) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("template, expected",
+                         [c for name in CASES for c in CASES[name]],
+                         ids=[t.split()[0] + ":" + e[:30] for n in CASES for t, e in CASES[n]])
+def test_bad_input_is_one_line_and_exit_2(template, expected, files, capsys):
+    argv = [a.format(**files) for a in template.split()]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    line = _one_clean_line(captured.err)
+    assert expected in line
+    assert line.startswith(f"refnet {argv[0]}: error: ")
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_unknown_option_of_every_subcommand(name, capsys):
+    assert main([name, "--no-such-option"]) == 2
+    line = _one_clean_line(capsys.readouterr().err)  # a missing required argument comes first
+    assert "unrecognized arguments: --no-such-option" in line or "are required" in line
+
+
+@pytest.mark.parametrize("argv, expected", [([], "give a COMMAND"),
+                                            (["bogus"], "invalid choice: 'bogus'")])
+def test_top_level_usage_errors(argv, expected, capsys):
+    assert main(argv) == 2
+    assert expected in _one_clean_line(capsys.readouterr().err)
+
+
+def _refnet(*argv):
+    return subprocess.run([sys.executable, "-m", "refnet.cli", *argv], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("info {missing}", "missing.npz"),
+    ("train --dataset foo", "--dataset"),
+    ("sensitivity {model} --inputs {data} --variance -0.1", "variance must be >= 0"),
+    ("evaluate {model} --data {nan}", f"row {NAN_ROW} of the file"),
+])
+def test_no_traceback_from_the_real_process(template, expected, files):
+    r = _refnet(*(a.format(**files) for a in template.split()))
+    assert r.returncode == 2 and expected in _one_clean_line(r.stderr), r.stderr
+
+
+def test_debug_shows_the_traceback(files):
+    r = _refnet("--debug", "evaluate", files["model"], "--data", files["nan"])
+    assert r.returncode == 2 and "Traceback" in r.stderr
+    assert r.stderr.rstrip().splitlines()[-1].startswith("refnet evaluate: error: ")
+
+
+@pytest.mark.parametrize("error, status, expected", [
+    ("diverged", 1, "training diverged at epoch 2"),   # the work failed: not a usage error
+    ("interrupt", 130, "interrupted; completed work is kept"),
+])
+def test_failure_and_interrupt_statuses(error, status, expected, monkeypatch, capsys):
+    from refnet.cli import info
+    from refnet.errors import TrainingDiverged
+
+    def run(args):
+        if error == "interrupt":
+            raise KeyboardInterrupt
+        raise TrainingDiverged("training diverged at epoch 2, batch 5 (loss inf)")
+
+    monkeypatch.setattr(info, "run", run)
+    assert main(["info", __file__]) == status
+    assert expected in _one_clean_line(capsys.readouterr().err)

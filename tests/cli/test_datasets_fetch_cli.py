@@ -1,0 +1,107 @@
+"""The fetch command: summary table, second run from the cache, runs without numpy."""
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from refnet.cli import main as refnet_main
+from refnet.datasets import _registry as reg
+from refnet.datasets.fetch import format_table, main
+from refnet.datasets.idx import write_idx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def mirror(tmp_path, rng):
+    """A mirror with synthetic "mnist" files and a 2-class QuickDraw folder; the real MNIST
+    spec is swapped for one whose sha256s match these files."""
+    m = tmp_path / "mirror"
+    (m / "mnist").mkdir(parents=True)
+    files = []
+    for name, shape in (("train-images-idx3-ubyte", (8, 28, 28)), ("train-labels-idx1-ubyte", (8,)),
+                        ("t10k-images-idx3-ubyte", (3, 28, 28)), ("t10k-labels-idx1-ubyte", (3,))):
+        write_idx(m / "mnist" / name, rng.integers(0, 10, shape, dtype=np.uint8))
+        files.append(reg.RemoteFile(name, hashlib.sha256((m / "mnist" / name).read_bytes()).hexdigest()))
+    (m / "quickdraw").mkdir()
+    classes = {}
+    for name in ("cat", "dog"):
+        buf = io.BytesIO()
+        np.save(buf, rng.integers(0, 256, (6, 784), dtype=np.uint8))
+        (m / "quickdraw" / f"{name}.npy").write_bytes(buf.getvalue())
+        classes[name] = {"file": f"{name}.npy", "rows": 6,
+                         "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
+    (m / "quickdraw/MANIFEST.json").write_text(json.dumps({"classes": classes}))
+    spec = reg.IdxDatasetSpec("mnist", "MNIST", tuple(files), ("http://unreachable.invalid/",),
+                              ())
+    return m, spec
+
+
+def test_format_table_aligns_columns():
+    table = format_table([("mnist", "pip x", "1 train", "ok"), ("quickdraw", "mirror", "-", "FAILED")])
+    lines = table.splitlines()
+    assert lines[0].split() == ["dataset", "source", "used", "samples", "checksum"]
+    assert lines[2] == "mnist      pip x        1 train  ok"  # "source used" sets the width
+    assert lines[3] == "quickdraw  mirror       -        FAILED"
+
+
+def test_summary_then_second_run_from_cache(mirror, tmp_path, monkeypatch, capsys):
+    m, spec = mirror
+    monkeypatch.setitem(reg.IDX_DATASETS, "mnist", spec)
+    argv = ["mnist", "quickdraw", "--mirror", str(m), "--cache-dir", str(tmp_path / "c"),
+            "--classes", "cat,dog", "--per-class", "5"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:2] == ["dataset", "source"]
+    assert out[2].split() == ["mnist", "mirror", str(m), "8", "train", "+", "3", "test", "ok",
+                              "(4", "files,", "sha256)"]
+    assert out[3].split() == ["quickdraw", "mirror", str(m / "quickdraw"), "2", "classes", "x",
+                              "5", "rows", "ok", "(2", "manifest", "sha256)"]
+
+    def forbidden(*a, **k):
+        raise AssertionError("network touched")
+
+    monkeypatch.setattr(urllib.request, "urlopen", forbidden)
+    monkeypatch.setattr(subprocess, "run", forbidden)
+    assert main(argv[:-4] + ["--classes", "cat,dog", "--per-class", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].split()[1:4] == ["cache", "(from", "mirror"]
+    assert out[3].split()[1:4] == ["cache", "(from", "mirror"]
+
+
+def test_failure_is_a_row_and_exit_status_1(mirror, tmp_path, monkeypatch, capsys):
+    m, _ = mirror
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("down")))
+    status = refnet_main(["fetch", "quickdraw", "--mirror", str(m), "--cache-dir", str(tmp_path / "c"),
+                          "--classes", "cat,sun", "--per-class", "5"])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.out.splitlines()[2].split() == ["quickdraw", "none", "(see", "the", "error",
+                                                    "above)", "-", "FAILED"]
+    assert "sun: mirror: LookupError" in captured.err and '--classes "cat"' in captured.err
+
+
+def test_unknown_dataset_is_named(capsys):
+    assert main(["mnits"]) == 2
+    assert "unknown ['mnits']" in capsys.readouterr().err
+
+
+def test_script_runs_without_numpy(mirror, tmp_path):
+    """data/fetch.py on a machine with only Python: numpy is made unimportable."""
+    m, _ = mirror
+    code = ("import sys, runpy; sys.modules['numpy'] = None; "
+            f"sys.argv = ['data/fetch.py', 'quickdraw', '--mirror', {str(m)!r}, '--cache-dir', "
+            f"{str(tmp_path / 'c')!r}, '--classes', 'cat,dog', '--per-class', '6']; "
+            f"runpy.run_path({str(ROOT / 'data/fetch.py')!r}, run_name='__main__')")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "quickdraw  mirror" in p.stdout and "2 classes x 6 rows" in p.stdout

@@ -1,0 +1,110 @@
+"""``refnet evaluate`` on a tiny saved model and a synthetic .npz data file."""
+import csv
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from refnet.cli import main
+from refnet.io import save_model
+from refnet.model import init_params, mlp, predict
+from refnet.montecarlo import accuracy_sweep
+from refnet.noise import NOISE_TYPES
+
+
+@pytest.fixture
+def model_and_data(tmp_path):
+    arch = mlp((6, 8, 8, 3), "sigmoid", "identity")
+    params = init_params(arch, "normal", rng=0, std=1.5)
+    X = np.random.default_rng(1).normal(size=(120, 6))
+    y = predict(arch, params, X)
+    model = save_model(tmp_path / "tiny.npz", arch, params, {"note": "test"})
+    data = tmp_path / "data.npz"
+    np.savez(data, X=X, y=y)
+    return arch, params, X, y, str(model), str(data)
+
+
+def _args(model, data, out, *extra):
+    return ["evaluate", model, "--data", data, "--variances", "3", "--vmin", "0.01", "--vmax",
+            "1", "--repetitions", "2", "--batch-size", "50", "--seed", "7", "--out", str(out),
+            *extra]
+
+
+def test_evaluate_writes_csv_json_png_consistent_with_the_api(model_and_data, tmp_path, capsys):
+    arch, params, X, y, model, data = model_and_data
+    out = tmp_path / "res"
+    assert main(_args(model, data, out)) == 0
+    err = capsys.readouterr().err
+    assert "evaluate: 24/24 passes" in err  # 4 types x 3 levels x 2 repetitions
+    rows = list(csv.DictReader(open(out / "accuracy.csv")))
+    assert [r["noise_type"] for r in rows] == [t for t in NOISE_TYPES for _ in range(3)]
+    assert set(rows[0]) == {"noise_type", "variance", "mean", "std", "rep_0", "rep_1"}
+    ref = accuracy_sweep(arch, params, X, y, "duque", noise_types=NOISE_TYPES,
+                         variances=np.logspace(-2, 0, 3), repetitions=2, batch_size=50, rng=7)
+    got = np.array([[float(r["rep_0"]), float(r["rep_1"])] for r in rows]).reshape(4, 3, 2)
+    assert np.array_equal(got, ref.accuracy)
+    np.testing.assert_array_equal([float(r["variance"]) for r in rows[:3]], np.logspace(-2, 0, 3))
+    meta = json.load(open(out / "accuracy.json"))
+    assert meta["seed"] == 7 and meta["refnet_version"] and meta["n_samples"] == 120
+    assert meta["data"]["sha256"] == hashlib.sha256(open(data, "rb").read()).hexdigest()
+    assert meta["model"]["sha256"] == hashlib.sha256(open(model, "rb").read()).hexdigest()
+    assert meta["settings"]["layers"] == [1, 2] and meta["noise"]["preset"] == "duque"
+    for name in ("accuracy.csv", "accuracy.png"):
+        assert meta["files"][name] == hashlib.sha256((out / name).read_bytes()).hexdigest()
+    assert (out / "accuracy.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert not list(out.glob(".*tmp"))          # no temporary files left behind
+
+
+def test_evaluate_same_seed_same_csv_and_explicit_levels(model_and_data, tmp_path):
+    *_, model, data = model_and_data
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(_args(model, data, a, "--no-progress")) == 0
+    assert main(_args(model, data, b, "--no-progress", "--threads", "1", "--workers", "2")) == 0
+    assert (a / "accuracy.csv").read_bytes() == (b / "accuracy.csv").read_bytes()
+    c = tmp_path / "c"
+    assert main(["evaluate", model, "--data", data, "--levels", "0.1,0.5", "--noise-types",
+                 "add_cor", "--repetitions", "1", "--out", str(c), "--no-progress",
+                 "--dtype", "float32", "--backend", "numpy"]) == 0
+    rows = list(csv.DictReader(open(c / "accuracy.csv")))
+    assert [(r["noise_type"], float(r["variance"])) for r in rows] == [("add_cor", 0.1),
+                                                                      ("add_cor", 0.5)]
+    assert json.load(open(c / "accuracy.json"))["settings"]["dtype"] == "float32"
+
+
+def test_evaluate_bad_inputs_give_clear_errors(model_and_data, tmp_path, capsys):
+    *_, model, data = model_and_data
+    out = tmp_path / "o"
+    cases = [
+        (["evaluate", model, "--data", str(tmp_path / "missing.npz")], "--data: no such file"),
+        (["evaluate", str(tmp_path / "nomodel.npz"), "--data", data], "no such file"),
+        (_args(model, data, out, "--noise-types", "add_unk"), "--noise-types"),
+        (["evaluate", model, "--data", data, "--levels", "0.1,x"], "--levels"),
+        (["evaluate", model, "--data", data, "--vmin", "0"], "--vmin"),
+    ]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, X=np.zeros((3, 6)))
+    cases.append((["evaluate", model, "--data", str(bad)], "lacks array(s) y"))
+    pickled = tmp_path / "obj.npz"
+    np.savez(pickled, X=np.array([{"a": 1}], dtype=object), y=np.zeros(1, int))
+    cases.append((["evaluate", model, "--data", str(pickled)], "pickle"))
+    nan = tmp_path / "nan.npz"
+    np.savez(nan, X=np.full((2, 6), np.nan), y=np.zeros(2, int))
+    cases.append((["evaluate", model, "--data", str(nan)], "NaN"))
+    for argv, msg in cases:
+        assert main(argv + ["--no-progress"]) == 2, argv
+        assert msg in capsys.readouterr().err, msg
+    assert main(["evaluate", model, "--dataset", "cifar", "--no-progress"]) == 2
+    assert "dataset: unknown dataset 'cifar'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_evaluate_result_files_get_default_permissions(model_and_data, tmp_path):
+    *_, model, data = model_and_data
+    out = tmp_path / "perm"
+    assert main(_args(model, data, out, "--no-progress")) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("accuracy.csv", "accuracy.json", "accuracy.png"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask
