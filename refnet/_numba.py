@@ -15,7 +15,7 @@ try:  # pragma: no branch - which branch runs depends on the environment
 except ImportError:  # numba is optional at run time
     _numba = None
 
-__all__ = ["HAVE_NUMBA", "njit", "prange", "warn_fallback"]
+__all__ = ["HAVE_NUMBA", "njit", "prange", "warn_fallback", "max_threads", "set_threads"]
 
 HAVE_NUMBA = _numba is not None
 _warned = False
@@ -41,3 +41,17 @@ def warn_fallback(what: str) -> None:
         warnings.warn(f"numba is not installed: {what} and the other kernels run on their "
                       "NumPy twins (same results, slower). `pip install numba` to speed "
                       "them up.", RuntimeWarning, stacklevel=3)
+
+
+def max_threads() -> int:
+    """How many threads numba's parallel kernels may use (1 without numba)."""
+    return int(_numba.config.NUMBA_NUM_THREADS) if HAVE_NUMBA else 1
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` threads in numba's parallel kernels; a no-op without numba, where the
+    NumPy twins run instead. ``ValueError`` if ``n`` is outside 1..:func:`max_threads`."""
+    if not 1 <= int(n) <= max_threads():
+        raise ValueError(f"threads: must lie in 1..{max_threads()}, got {n}")
+    if HAVE_NUMBA:
+        _numba.set_num_threads(int(n))

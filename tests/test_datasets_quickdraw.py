@@ -3,8 +3,10 @@ message (nothing substituted), Google's stream (mocked), the loader's split and 
 import hashlib
 import io
 import json
+import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,11 +62,16 @@ def test_class_lists():
 
 
 def test_shared_mirror_manifest_matches_the_19_classes():
-    manifest = "/work/shared/datasets/quickdraw/MANIFEST.json"
+    """refnet's MIRROR_19 list is the project's shared mirror (``shared/`` beside the checkout).
+    A user's clone has no such folder, so the test skips there; CI sets REFNET_REQUIRE_MIRROR,
+    which turns the skip into a failure, so the check always runs where the mirror exists."""
+    manifest = Path(__file__).resolve().parents[2] / "shared/datasets/quickdraw/MANIFEST.json"
     try:
         classes = json.load(open(manifest))["classes"]
     except OSError:
-        pytest.skip("the shared offline mirror is not on this machine")
+        if os.environ.get("REFNET_REQUIRE_MIRROR"):
+            pytest.fail(f"REFNET_REQUIRE_MIRROR is set but {manifest} cannot be read")
+        pytest.skip(f"the project's shared QuickDraw mirror is not beside this checkout ({manifest})")
     assert set(classes) == set(qs.MIRROR_19)
 
 

@@ -5,7 +5,9 @@ comparison under a normal approximation of the estimator).
 """
 import math
 
+import hypothesis
 import numpy as np
+from hypothesis import strategies as st
 import pytest
 
 from refnet.activations import get_activation
@@ -13,8 +15,7 @@ from refnet.model import Params, forward, mlp
 from refnet.noise import LayerNoise, NoiseSpec, apply_noise, noise_config
 from refnet.propagation import semenova as S
 from refnet.propagation.taylor import (activation_taylor_coefficients, gauss_hermite_mean_variance,
-                                       gaussian_central_moments, taylor_variance,
-                                       taylor_variance_recurrent)
+                                       gaussian_central_moments)
 
 Z = 5.0
 D4 = dict(D_A_U_intensity=1e-4, D_A_C_intensity=2e-4, D_M_U_intensity=1e-3, D_M_C_intensity=3e-3)
@@ -196,16 +197,15 @@ def test_semenova_eq12_exact_for_cubic():
 
 
 def test_semenova_eq13_equals_eq12():
+    """Eq. 13's recurrence reaches Eq. 12 at every order (Eqs. 27-28 have their own test in
+    test_propagation_taylor.py)."""
     mu, var = np.array([0.45, 0.5]), np.array([2e-3, 5e-3])
     T = activation_taylor_coefficients("shifted_sigmoid(alpha=3)", mu, 15)
     V = gaussian_central_moments(var, 30)
     F = 0.0
-    rec = taylor_variance_recurrent(T, V)
     for M in range(1, 16):
         F = S.nonlinear_variance_order_M_recurrent(F, T[: M + 1], V)
         np.testing.assert_allclose(F, S.nonlinear_variance_order_M(T[: M + 1], V), rtol=1e-9)
-        np.testing.assert_allclose(F, taylor_variance(T[: M + 1], V), rtol=1e-9)  # Eq. 27
-        np.testing.assert_allclose(F, rec[M - 1], rtol=1e-9)  # Eq. 28
 
 
 def test_semenova_eq18_eq19_mc():
@@ -253,10 +253,7 @@ def test_semenova_eq22_equals_eq5():
 def test_semenova_eq6_eq17_property_scaling():
     """Hypothesis: Eq. 17 is affine in each additive intensity with slope 2 and Eq. 6's
     correlated term follows (row sum)^2 while the uncorrelated one follows sums of squares."""
-    hyp = pytest.importorskip("hypothesis")
-    st = hyp.strategies
-
-    @hyp.given(st.floats(0, 1e-2), st.floats(0, 1e-2), st.floats(0, 1e-2), st.floats(0, 1e-2),
+    @hypothesis.given(st.floats(0, 1e-2), st.floats(0, 1e-2), st.floats(0, 1e-2), st.floats(0, 1e-2),
                st.floats(-2, 2), st.floats(0, 1), st.floats(0.1, 10))
     def check(dau, dac, dmu, dmc, m, v, scale):
         base = S.output_variance(m, v, 0, dac, dmu, dmc)

@@ -94,9 +94,10 @@ def test_gaussian_argmax_singular_covariance():
 
 
 def test_cli_command_end_to_end(tmp_path, capsys):
-    io = pytest.importorskip("refnet.io")
-    from refnet.cli import sensitivity as cmd
     import argparse
+
+    from refnet import io
+    from refnet.cli import sensitivity as cmd
     arch, P = _net()
     io.save_model(tmp_path / "m.npz", arch, P)
     rng = np.random.default_rng(10)

@@ -129,11 +129,12 @@ def run(args) -> int:
 
     variances = _levels(args)
     if args.threads is not None:
-        import numba
+        from .._numba import max_threads, set_threads
 
-        if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
-            raise ConfigError(f"--threads: must lie in 1..{numba.config.NUMBA_NUM_THREADS}")
-        numba.set_num_threads(args.threads)
+        if not 1 <= args.threads <= max_threads():
+            raise ConfigError(f"--threads: must lie in 1..{max_threads()} (numba's thread count "
+                              "on this machine; 1 without numba)")
+        set_threads(args.threads)
     arch, params, meta = load_model(args.model)
     X, y, provenance = _load_data(args)
     workers = 1 if args.backend == "numba-parallel" else args.workers
