@@ -38,7 +38,7 @@ from ...train import evaluate_accuracy, train
 from . import protocol as dq
 
 __all__ = ["SETTINGS", "QUANTITIES", "Cell", "cells", "measure", "train_baselines",
-           "envelope_ranges"]
+           "envelope_ranges", "same_models"]
 
 #: Outcome keys, what they are (Duque 2024, Sec. 4), the model they need and their unit.
 QUANTITIES = {
@@ -156,6 +156,12 @@ def measure(cell: Cell, models: dict, data, repetitions: int = 3) -> dict:
     return out
 
 
+def same_models(setup: dq.DuqueSetup, base: dq.DuqueSetup, quantities) -> bool:
+    """Whether ``setup`` and ``base`` share the models behind ``quantities`` (mode keys)."""
+    modes = {QUANTITIES[q][1] for q in quantities}
+    return all(setup.mode_key(m) == base.mode_key(m) for m in modes)
+
+
 def _tuples(d: dict) -> dict:
     """A setup dict read back from JSON (lists -> tuples)."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
@@ -172,7 +178,8 @@ def envelope_ranges(results, base_setups) -> dict:
             e = out.setdefault((r["dataset"], q), {"cells": [], "preset": None})
             e["cells"].append((r["setting"], r["value"], v))
             b = base.get(r["dataset"])
-            if b is not None and dq.DuqueSetup(**_tuples(r["setup"])) == b:
+            if b is not None and same_models(dq.DuqueSetup(**_tuples(r["setup"])), b,
+                                             SETTINGS[r["setting"]][0]):
                 e["preset"] = v
     for e in out.values():
         vals = [c[2] for c in e["cells"]]

@@ -27,7 +27,8 @@ def row_statistics(W: np.ndarray):
 
 
 def compute(preset, out, log=print) -> None:
-    if load_results(out, NAME) is not None:
+    cached = load_results(out, NAME)
+    if cached is not None and cached[1].get("setup_key") == preset.duque[0].key():
         log(f"{NAME}: cached")
         return
     setup = preset.duque[0]  # MNIST in both presets
@@ -57,8 +58,10 @@ def plot(out) -> Path:
             ax.fill_between(x, m - s, m + s, alpha=0.3)
             ax.plot(x, m)
             ax.axhline(0, color="k", lw=0.5)
-            ax.set_title(f"{'(a) standard' if r == 0 else '(b) regularized, Eq. 4'}: W{l}")
-            ax.set_xlabel("row (sorted by mean)")
+            ax.set_title(f"{'(a) standard' if r == 0 else '(b) regularized, Eq. 4'}: "
+                         f"$W^{{({l})}}$", fontsize=10)
+            ax.set_xlabel("row $i$ (one neuron's incoming weights), sorted by mean")
+            ax.set_ylabel(f"row mean $\\pm$ std of $W^{{({l})}}_{{ij}}$ (dimensionless)")
     return save_figure(fig, out, NAME, dpi=100)
 
 

@@ -47,8 +47,12 @@ def _cell_settings(preset):
 def compute(preset, out, log=print) -> None:
     out = Path(out)
     for base in preset.duque:
+        # extra["envelope_skip_preset"]: leave out the cells that are the preset's own run
+        # (measured once the full preset's models exist)
+        skip = preset.extra.get("envelope_skip_preset", False)
         todo = [c for c in ev.cells(base, _cell_settings(preset))
-                if load_results(out, c.name) is None]
+                if load_results(out, c.name) is None
+                and not (skip and ev.same_models(c.setup, base, c.quantities))]
         if not todo:
             log(f"{NAME} {base.dataset}: cached")
             continue

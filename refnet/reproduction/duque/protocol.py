@@ -44,6 +44,12 @@ KIND_NOISE = {"cor": "add_cor", "unc": "add_unc"}
 EQ7_PRESET = {"mnist": "addunc_sigm_mnist", "fashion-mnist": "addunc_sigm_fashion",
               "quickdraw": "addunc_sigm_mnist", "synthetic": "addunc_sigm_mnist"}
 EQ7_SQUARED = {"addunc_sigm_mnist": "addunc_sigm_sq", "addunc_sigm_fashion": "addunc_sigm_sq_fashion"}
+#: Settings each fine-tuned model depends on besides the baseline's.
+_FINETUNE = ("finetune_epochs", "finetune_lr")
+MODE_FIELDS = {"noise_aware_cor": _FINETUNE + ("noise_aware_variance",),
+               "noise_aware_unc": _FINETUNE + ("noise_aware_variance",),
+               "regularized_cor": _FINETUNE + ("eq4_preset", "eq4_lambda"),
+               "regularized_unc": _FINETUNE + ("eq7_preset", "eq7_lambda")}
 #: Settings that shape the standard (baseline) model; the others only shape fine-tuning.
 BASELINE_FIELDS = ("dataset", "hidden", "baseline_epochs", "lr", "batch_size", "shuffle", "n_train",
                    "n_val", "quickdraw_classes", "quickdraw_per_class", "seed")
@@ -79,6 +85,17 @@ class DuqueSetup:
     def key(self) -> str:
         """A short hash of the settings: cached models are reused only for identical settings."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+    def mode_key(self, mode: str) -> str:
+        """The hash of the settings the model of ``mode`` depends on (:data:`MODE_FIELDS`): a
+        model is reused by every setup that agrees on them (the Eq. 7 preset resolved, so
+        ``eq7_preset=None`` and its explicit name share one model)."""
+        if mode == "standard":
+            return self.baseline_key()
+        d = {k: v for k, v in asdict(self).items() if k in BASELINE_FIELDS + MODE_FIELDS[mode]}
+        if mode == "regularized_unc":
+            d["eq7_preset"] = self.eq7
+        return mode[:1] + hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:9]
 
     def baseline_key(self) -> str:
         """The hash of the settings the standard model depends on (:data:`BASELINE_FIELDS`):
@@ -181,7 +198,7 @@ def train_models(setup: DuqueSetup, data: DuqueData, folder, modes=MODES, progre
     out = {}
     need = ["standard"] + [m for m in modes if m != "standard"]
     for mode in need:
-        key = setup.baseline_key() if mode == "standard" else setup.key()
+        key = setup.mode_key(mode)
         path = folder / f"{setup.dataset}-{mode}-{key}.npz"
         if path.exists():
             out[mode] = load_model(path)
