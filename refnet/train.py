@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .errors import ConfigError
 from .io import load_npz, save_npz_atomic
 from .losses import check_labels, get_loss
 from .model import Architecture, Params, backward, check_input, check_params, forward
 from .noise import NoiseConfig
 from .optim import get_optimizer
 from .progress import Progress
-from .regularizers import regularizer_from_dict, regularizer_value_and_grad
+from .regularizers import ExpectedLoss, regularizer_from_dict, regularizer_value_and_grad
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate_accuracy",
            "epoch_rng"]
@@ -91,6 +92,15 @@ class TrainConfig:
         get_loss(self.loss)
         object.__setattr__(self, "optimizer_options", tuple(tuple(kv) for kv in self.optimizer_options))
         object.__setattr__(self, "regularizers", tuple(self.regularizers))
+        if any(isinstance(r, ExpectedLoss) for r in self.regularizers):
+            # its penalty is the cross-entropy's Hessian times the noise's covariance, predicted
+            # from the clean network: another loss, or noise drawn on top, would be wrong
+            if self.loss != "cross_entropy":
+                raise ConfigError(f"loss: the expected-loss objective is built on the "
+                                  f"cross-entropy; got loss {self.loss!r}")
+            if self.noise is not None:
+                raise ConfigError("noise: the expected-loss objective already averages over the "
+                                  "noise; train it without noise (noise=None)")
         self.make_optimizer()  # fails early on an unknown optimizer or option
 
     def make_optimizer(self):

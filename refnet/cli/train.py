@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-variance", type=variance,
                    help="variance (not std) of the --noise-type noise, > 0")
     add_noise_preset(p, "--noise-preset")
+    p.add_argument("--expected-loss", action="store_true",
+                   help="instead of drawing the --noise-type/--noise-variance noise, train on the "
+                   "cross-entropy expected under it (2nd order, no lambda; docs/expected_loss.md)")
     p.add_argument("--regularizer", action="append", default=[], metavar="PRESET",
                    choices=REGULARIZER_PRESETS, help="regularizer preset (repeatable): "
                    + ", ".join(REGULARIZER_PRESETS))
@@ -66,6 +69,9 @@ def check_settings(args) -> None:
     if args.noise_variance is not None and not args.noise_type:
         raise ConfigError("--noise-variance needs --noise-type (one of "
                           + ", ".join(NOISE_TYPES) + ")")
+    if args.expected_loss and not args.noise_type:
+        raise ConfigError("--expected-loss needs the hardware's noise: --noise-type T "
+                          "--noise-variance V (and optionally --noise-preset)")
     if args.lam is not None and not args.regularizer:
         raise ConfigError("--lam needs --regularizer PRESET (one of "
                           + ", ".join(REGULARIZER_PRESETS) + ")")
@@ -92,7 +98,7 @@ def load_train_test(args):
 def run(args) -> int:
     from refnet import NoiseSpec, init_params, mlp, noise_config
     from refnet.io import load_model, save_model
-    from refnet.regularizers import regularizer_preset
+    from refnet.regularizers import ExpectedLoss, regularizer_preset
     from refnet.train import TrainConfig, evaluate_accuracy, train
     from refnet.datasets.split import stratified_subset, train_val_split
 
@@ -124,6 +130,8 @@ def run(args) -> int:
         noise = noise_config(args.noise_preset, NoiseSpec.single(args.noise_type, args.noise_variance),
                              arch.n_layers)
     regs = tuple(regularizer_preset(name, args.lam) for name in args.regularizer)
+    if args.expected_loss:  # the noise enters through the objective, none is drawn
+        regs, noise = regs + (ExpectedLoss(noise),), None
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                          lr=args.lr, noise=noise, regularizers=regs, shuffle=not args.no_shuffle,
                          seed=args.seed)

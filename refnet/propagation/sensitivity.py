@@ -31,7 +31,8 @@ from ..activations import get_activation
 from ..model import Architecture, Params, check_input, forward
 from ..noise import NOISE_TYPES, NoiseConfig
 
-__all__ = ["output_variance_contributions", "gaussian_argmax_probabilities",
+__all__ = ["output_variance_contributions", "output_jacobians", "jacobian_times_noise",
+           "layer_output_covariance", "gaussian_argmax_probabilities",
            "SensitivityReport", "sensitivity_report", "format_report"]
 
 Array = np.ndarray
@@ -73,6 +74,54 @@ def output_variance_contributions(arch: Architecture, params: Params, inputs: Ar
     return mean, contrib, cov, parts[0][3]
 
 
+def output_jacobians(arch: Architecture, params: Params, cache, lowest: int) -> dict[int, Array]:
+    """Per-input Jacobians ``G_l = dY/dy_l`` of the clean network for ``l = lowest..L``.
+
+    Derived (chain rule): ``G_L = I`` and ``G_{l-1} = G_l diag(f_l'(z_l)) W_l``, with
+    ``z_l = cache.Z[l-1]`` from a clean :func:`refnet.model.forward`. Returns ``{l: G_l}``,
+    each of shape ``(n_batch, n_out, sizes[l])``. Shared by this report and the expected-loss
+    objective (:mod:`refnet.regularizers.expected_loss`), which differentiates through it.
+    """
+    L = arch.n_layers
+    n_b, n_out = cache.A[-1].shape
+    eye = np.eye(n_out, dtype=cache.A[-1].dtype)  # float32 networks stay float32
+    G = np.broadcast_to(eye, (n_b, n_out, n_out)).copy()  # dY / dy_L
+    out = {L: G}
+    for l in range(L, int(lowest), -1):  # dY/dy_{l-1} = dY/dy_l diag(f'(z_l)) W_l
+        d1 = get_activation(arch.activations[l - 1]).d1(cache.Z[l - 1])
+        # one GEMM over all (input, output) rows instead of a stack of small products
+        G = ((G * d1[:, None, :]).reshape(-1, d1.shape[1]) @ params.W[l - 1]).reshape(n_b, n_out, -1)
+        out[l - 1] = G
+    return out
+
+
+def jacobian_times_noise(G: Array, x: Array, spec) -> Array:
+    """``G S`` for one noisy layer: ``S`` is the covariance of the noise added to its signal.
+
+    Derived, first order, from ``y = x (1 + xi_MU)(1 + xi_MC) + xi_AU + xi_AC`` (Semenova 2022,
+    Eq. 3, p. 3): ``S = s_AU I + s_AC 1 1^T + s_MU diag(x^2) + s_MC x x^T`` (the variances of
+    ``spec``). ``G`` (n_batch, n_out, n_l) the Jacobian at the noise point, ``x`` (n_batch, n_l)
+    the clean signal there. Returns (n_batch, n_out, n_l); ``S`` itself is never formed.
+    """
+    s_AU, s_AC, s_MU, s_MC = (getattr(spec, t) for t in NOISE_TYPES)
+    # the diagonal part in one pass over G, then the two rank-one parts added in place
+    GS = G * (s_AU + s_MU * x * x)[:, None, :]
+    if s_AC:  # (G 1) 1^T
+        GS += s_AC * G.sum(-1, keepdims=True)
+    if s_MC:  # (G x) x^T
+        GS += s_MC * (G @ x[:, :, None]) * x[:, None, :]
+    return GS
+
+
+def layer_output_covariance(G: Array, x: Array, spec) -> Array:
+    """First-order output covariance of one noisy layer: ``G S G^T``, (n_batch, n_out, n_out).
+
+    ``s_AU G G^T``, ``s_AC (G 1)(G 1)^T``, ``s_MU G diag(x^2) G^T``, ``s_MC (G x)(G x)^T``
+    (see :func:`jacobian_times_noise`; the module docstring gives their diagonals).
+    """
+    return jacobian_times_noise(G, x, spec) @ G.transpose(0, 2, 1)
+
+
 def _contributions_block(arch, params, X, noise, covariance):
     """:func:`output_variance_contributions` for one block of inputs (same returns)."""
     L = arch.n_layers
@@ -82,44 +131,27 @@ def _contributions_block(arch, params, X, noise, covariance):
     n_b, n_out = out.shape
     contrib = np.zeros((len(layers), 4, n_b, n_out))
     cov = np.zeros((n_b, n_out, n_out)) if covariance else None
-    G = np.broadcast_to(np.eye(n_out), (n_b, n_out, n_out)).copy()  # dY / dy_L
-    for l in range(L, min(layers, default=L) - 1, -1):  # no Jacobian below the first noisy layer
-        if l < L:  # dY/dy_l = dY/dy_{l+1} diag(f'(z_{l+1})) W_{l+1}
-            d1 = get_activation(arch.activations[l]).d1(cache.Z[l])
-            # one GEMM over all (input, output) rows instead of a stack of small products;
-            # G is a fresh array here, so it is scaled in place (no 16 MB temporary)
-            G *= d1[:, None, :]
-            G = (G.reshape(-1, d1.shape[1]) @ params.W[l]).reshape(n_b, n_out, -1)
-        if l not in layers:
-            continue
+    # no Jacobian below the first noisy layer
+    jac = output_jacobians(arch, params, cache, min(layers, default=L))
+    for k, l in enumerate(layers):
+        G = jac[l]
         if noise.position == "pre" and l > 0:  # noise on z_l: through f'(z_l), scales with z_l
             Gn = G * get_activation(arch.activations[l - 1]).d1(cache.Z[l - 1])[:, None, :]
             x = cache.Z[l - 1]
         else:
             Gn, x = G, cache.A[l]
-        k = layers.index(l)
         s_AU, s_AC, s_MU, s_MC = (getattr(spec, t) for t in NOISE_TYPES)
         # sources with zero variance are skipped: they cost most of the time
         if s_AU:  # sum_j G_ij^2 without materialising G^2
             contrib[k, 0] = s_AU * np.einsum("bij,bij->bi", Gn, Gn)
         if s_AC:
-            row_sum = Gn.sum(-1)
-            contrib[k, 1] = s_AC * row_sum ** 2
+            contrib[k, 1] = s_AC * Gn.sum(-1) ** 2
         if s_MU:
             contrib[k, 2] = s_MU * ((Gn * Gn) @ (x ** 2)[:, :, None])[..., 0]
         if s_MC:
-            x_sum = (Gn @ x[:, :, None])[..., 0]
-            contrib[k, 3] = s_MC * x_sum ** 2
+            contrib[k, 3] = s_MC * (Gn @ x[:, :, None])[..., 0] ** 2
         if covariance:
-            GnT = Gn.transpose(0, 2, 1)
-            if s_AU:
-                cov += s_AU * Gn @ GnT
-            if s_AC:
-                cov += s_AC * row_sum[:, :, None] * row_sum[:, None, :]
-            if s_MU:
-                cov += s_MU * (Gn * x[:, None, :] ** 2) @ GnT
-            if s_MC:
-                cov += s_MC * x_sum[:, :, None] * x_sum[:, None, :]
+            cov += layer_output_covariance(Gn, x, spec)
     return out, contrib, cov, layers
 
 

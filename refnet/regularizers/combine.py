@@ -13,8 +13,9 @@ import numpy as np
 from ..activations import get_activation
 from ..model import Architecture, Cache, Params, backward, check_params, forward
 from .equations import cached_preactivation, row_sum_terms, saturation_penalty
+from .expected_loss import cross_entropy_hessian, expected_loss_penalty, softmax
 from .lambdas import layers_of
-from .specs import SPEC_TYPES, Regularizer, RowSumPenalty
+from .specs import SPEC_TYPES, ExpectedLoss, Regularizer, RowSumPenalty
 
 __all__ = ["regularizer_value_and_grad", "regularizer_value", "value", "value_and_grad"]
 
@@ -27,8 +28,8 @@ def _as_list(regs) -> list[Regularizer]:
     regs = [regs] if isinstance(regs, SPEC_TYPES) else list(regs)
     for r in regs:
         if not isinstance(r, SPEC_TYPES):
-            raise TypeError(f"regs: expected RowSumPenalty or SaturationPenalty, got "
-                            f"{type(r).__name__}")
+            raise TypeError(f"regs: expected RowSumPenalty, SaturationPenalty or ExpectedLoss, "
+                            f"got {type(r).__name__}")
     return regs
 
 
@@ -55,6 +56,9 @@ def regularizer_value_and_grad(arch: Architecture, params: Params, cache: Cache 
         if isinstance(reg, RowSumPenalty):
             v, g = row_sum_terms(params, layers_of(reg.lambdas, arch.n_layers, "lambdas"))
             extra = {}
+        elif isinstance(reg, ExpectedLoss):
+            _need_cache(cache)
+            v, g, extra = expected_loss_penalty(arch, params, cache, reg)
         else:
             _need_cache(cache)
             v, g, extra = saturation_penalty(arch, params, cache, reg)
@@ -77,6 +81,9 @@ def regularizer_value(arch: Architecture, params: Params, cache: Cache | None, r
                 R += lam * float(np.abs(params.W[l - 1].sum(axis=1)).sum())
             continue
         _need_cache(cache)
+        if isinstance(reg, ExpectedLoss):
+            R += _expected_loss_value(arch, params, cache, reg)
+            continue
         for l, lam in layers_of(reg.derivative_lambdas, L, "derivative_lambdas").items():
             z = cached_preactivation(arch, cache, l)
             f1 = get_activation(arch.activations[l - 1]).d1(z)
@@ -85,6 +92,16 @@ def regularizer_value(arch: Architecture, params: Params, cache: Cache | None, r
         for l, lam in layers_of(reg.weight_lambdas, L, "weight_lambdas").items():
             R += lam * float(np.sum(params.W[l - 1] ** 2))
     return R
+
+
+def _expected_loss_value(arch, params, cache, reg) -> float:
+    """``1/2 mean_b tr(H Sigma)`` with ``Sigma`` from the sensitivity report's covariance
+    (:func:`refnet.propagation.sensitivity.output_variance_contributions`), not the trainer's."""
+    from ..propagation.sensitivity import output_variance_contributions
+
+    _, _, Sigma, _ = output_variance_contributions(arch, params, cache.A[0], reg.noise)
+    H = cross_entropy_hessian(softmax(cache.A[-1]))
+    return 0.5 * float(np.einsum("bij,bij->", H, Sigma)) / max(len(H), 1)
 
 
 def value(arch: Architecture, params: Params, X, regs, noise=None, rng=None, draws=None) -> float:

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Union
 
+from ..errors import ConfigError
 from ..model import Architecture, Cache, Params
+from ..noise import NoiseConfig
 from .lambdas import LayerLambdas, check_lambda, lambdas_to_json, normalise_lambdas
 
-__all__ = ["RowSumPenalty", "SaturationPenalty", "Regularizer", "regularizer_from_dict",
+__all__ = ["RowSumPenalty", "SaturationPenalty", "ExpectedLoss", "Regularizer", "regularizer_from_dict",
            "REGULARIZER_PRESETS", "regularizer_preset"]
 
 
@@ -81,8 +83,34 @@ class SaturationPenalty(_Spec):
                 "reduction": self.reduction, "power": self.power}
 
 
-Regularizer = Union[RowSumPenalty, SaturationPenalty]
-SPEC_TYPES = (RowSumPenalty, SaturationPenalty)
+@dataclass(frozen=True)
+class ExpectedLoss(_Spec):
+    """The noise-level objective: cross-entropy expected under the hardware's noise, 2nd order.
+
+    Derived (docs/expected_loss.md): ``E[CE] ~ CE(y) + 1/2 tr(H Sigma)`` with
+    ``H = diag(p) - p p^T`` and ``Sigma`` the first-order logit covariance of ``noise``. As a
+    regularizer it adds the penalty ``1/2 tr(H Sigma)`` (batch mean) to the training loss,
+    which must be the cross-entropy and is evaluated on the clean network (no noise-aware
+    training at the same time). Its one parameter is ``noise``: the variances the hardware has
+    (not a tuned weight) and where they act, after the activation (``position="post"``); e.g.
+    ``ExpectedLoss(noise_config("duque", NoiseSpec(add_unc=0.1)))``.
+    """
+
+    noise: NoiseConfig
+
+    def __post_init__(self):
+        if not isinstance(self.noise, NoiseConfig):
+            raise ConfigError(f"noise: expected a NoiseConfig, got {type(self.noise).__name__}")
+        if self.noise.position != "post":
+            raise ConfigError("noise: the expected-loss objective supports noise after the "
+                              f"activation only (position='post'), got {self.noise.position!r}")
+
+    def as_dict(self) -> dict:
+        return {"kind": "expected_loss", "noise": self.noise.as_dict()}
+
+
+Regularizer = Union[RowSumPenalty, SaturationPenalty, ExpectedLoss]
+SPEC_TYPES = (RowSumPenalty, SaturationPenalty, ExpectedLoss)
 
 
 def regularizer_from_dict(d: dict) -> Regularizer:
@@ -95,7 +123,10 @@ def regularizer_from_dict(d: dict) -> Regularizer:
     if kind == "saturation":
         return SaturationPenalty(lam(d["derivative_lambdas"]), lam(d["weight_lambdas"]),
                                  d["reduction"], int(d["power"]))
-    raise ValueError(f"kind: unknown regularizer kind {kind!r}; known: row_sum, saturation")
+    if kind == "expected_loss":
+        return ExpectedLoss(NoiseConfig.from_dict(d["noise"]))
+    raise ValueError(f"kind: unknown regularizer kind {kind!r}; known: row_sum, saturation, "
+                     "expected_loss")
 
 
 #: Names accepted by :func:`regularizer_preset`.

@@ -51,6 +51,26 @@ def test_train_then_info_on_a_small_npz(tmp_path, capsys):
         assert "0.weight" in z.files and z["0.weight"].shape == (16, 8)
 
 
+def test_train_with_the_expected_loss_objective(tmp_path, capsys):
+    from refnet.io import load_model
+
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(300, 6)), rng.integers(0, 3, 300)
+    data = tmp_path / "d.npz"
+    np.savez(data, X_train=X[:240], y_train=y[:240], X_test=X[240:], y_test=y[240:])
+    model = tmp_path / "m.npz"
+    assert main(["train", "--data-npz", str(data), "--hidden", "8,8", "--epochs", "1",
+                 "--out", str(model), "--quiet", "--expected-loss", "--noise-type", "add_unc",
+                 "--noise-variance", "0.2"]) == 0
+    cfg = load_model(model)[2]["train_config"]
+    assert cfg["noise"] is None
+    assert cfg["regularizers"][0]["kind"] == "expected_loss"
+    assert cfg["regularizers"][0]["noise"]["spec"]["add_unc"] == 0.2
+    capsys.readouterr()
+    assert main(["train", "--data-npz", str(data), "--expected-loss"]) == 2
+    assert "--expected-loss needs" in capsys.readouterr().err
+
+
 def test_train_missing_array_is_named(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     np.savez(bad, X_train=np.zeros((3, 2)))

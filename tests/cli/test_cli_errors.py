@@ -102,6 +102,15 @@ CASES = {
         ("sensitivity {model} --dataset foo", "--dataset: unknown dataset 'foo'"),
         ("sensitivity {missing} --inputs {data}", "no such file"),
     ],
+    "sweep": [
+        ("sweep {missing} --out {out}", "no such spec file"),
+        ("sweep --out {out} --set nonsense=1", "unknown key 'nonsense'"),
+        ("sweep --out {out} --set eq4_lambda=-1", "grid.eq4_lambda[0]: expected a finite number"),
+        ("sweep --out {out} --best drop<1pp", "--best 'drop<1pp': not a constraint"),
+        ("sweep --out {out} --halving x", "--halving 'x': expected ETA"),
+        ("sweep --out {out} --workers 0", "--workers: must be >= 1"),
+        ("sweep --out {dir}", "no sweep store here"),
+    ],
     "fetch": [
         ("fetch mnits", "argument DATASET: unknown dataset 'mnits'"),
         ("fetch --per-class 0", "--per-class: must be >= 1"),

@@ -1,0 +1,134 @@
+"""Benchmark: predicted accuracy vs variance (moment propagation) against Monte-Carlo.
+
+Issue 14, item 3: the analytic curve of :func:`refnet.propagation.moments.predicted_accuracy_curve`
+should agree with Monte-Carlo (:func:`refnet.montecarlo.accuracy_sweep`) within 1 pp over
+variances in [1e-3, 1] for all four noise types on trained MNIST and Fashion-MNIST nets
+(784-300-300-10, sigmoid, Adagrad lr 0.01, batch 128, no shuffling, as in
+``refnet/experiments/duque.py``), at a fraction of Monte-Carlo's cost.
+
+For each dataset and noise type this prints, per variance, the predicted and Monte-Carlo
+accuracy (with Monte-Carlo's standard error over repetitions) and their difference; then the
+max |difference| in pp, both times and their ratio, and how many Monte-Carlo repetitions cost
+as much as the analytic curve. For reference the last column is the first-order prediction
+(clean logits and the Jacobian covariance of :mod:`refnet.propagation.sensitivity`, argmax
+probability by the same deterministic Gaussian integral).
+
+Trained nets are cached (refnet model files, no pickle) under ``--cache`` (default
+``$REFNET_BENCH_CACHE`` or ``~/.cache/refnet-bench``); data come from ``REFNET_DATA_DIR``.
+
+Usage:  python benchmarks/bench_moments.py [--quick] [--datasets mnist fashion-mnist]
+        [--n-inputs 2000] [--reps 10] [--levels 10] [--epochs 3]
+BLAS threads: on a loaded machine run with OPENBLAS_NUM_THREADS=1 (both methods alike).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from refnet.io import load_model, save_model
+from refnet.model import init_params, mlp
+from refnet.montecarlo import accuracy_sweep
+from refnet.noise import NOISE_TYPES, NoiseConfig, NoiseSpec, noise_config
+from refnet.propagation.gaussian_argmax import gaussian_argmax_probability
+from refnet.propagation.moments import predicted_accuracy_curve
+from refnet.propagation.sensitivity import output_variance_contributions
+from refnet.train import TrainConfig, train
+
+
+def trained_net(dataset: str, epochs: int, cache: Path):
+    """A 784-300-300-10 sigmoid net trained for ``epochs`` (loaded from ``cache`` if there)."""
+    path = cache / f"{dataset}-784-300-300-10-{epochs}ep-seed0.npz"
+    if path.exists():
+        arch, params, _ = load_model(path)
+        return arch, params, "loaded " + str(path)
+    from refnet.datasets import load_dataset
+
+    tr = load_dataset(dataset, "train")
+    arch = mlp((784, 300, 300, 10), "sigmoid", "identity")
+    cfg = TrainConfig(epochs=epochs, lr=0.01, batch_size=128, optimizer="adagrad",
+                      shuffle=False, seed=0)
+    t0 = time.perf_counter()
+    params = train(arch, init_params(arch, "torch", rng=0), tr.X.reshape(len(tr.X), -1), tr.y,
+                   cfg).params
+    cache.mkdir(parents=True, exist_ok=True)
+    save_model(path, arch, params, {"dataset": dataset, "train": cfg.as_dict()})
+    return arch, params, f"trained in {time.perf_counter() - t0:.0f} s, cached at {path}"
+
+
+def first_order_curve(arch, params, X, y, noise, noise_type, variances):
+    """First-order predicted accuracy: clean logits, Jacobian covariance (sensitivity.py)."""
+    out = []
+    for v in variances:
+        cfg = noise.with_spec(NoiseSpec.single(noise_type, v))
+        mean, _, cov, _ = output_variance_contributions(arch, params, X, cfg)
+        out.append(gaussian_argmax_probability(mean, cov, y).mean())
+    return np.array(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
+    ap.add_argument("--types", nargs="+", default=list(NOISE_TYPES))
+    ap.add_argument("--n-inputs", type=int, default=2000)
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--levels", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--quadrature-nodes", type=int, default=16)
+    ap.add_argument("--preset", default="duque", help="noise placement: duque, semenova or "
+                    "duque-pre (the duque layers, noise before the activation)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default=os.environ.get("REFNET_BENCH_CACHE",
+                                                      str(Path.home() / ".cache" / "refnet-bench")))
+    ap.add_argument("--quick", action="store_true", help="300 inputs, 4 levels, 3 repetitions")
+    args = ap.parse_args(argv)
+    n, reps, levels = (300, 3, 4) if args.quick else (args.n_inputs, args.reps, args.levels)
+    variances = np.logspace(-3, 0, levels)
+    from refnet.datasets import load_dataset
+
+    print(f"inputs {n} (first of the test set), Monte-Carlo repetitions {reps}, "
+          f"{levels} variances in [1e-3, 1], noise placement {args.preset}, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
+    summary = []
+    for ds in args.datasets:
+        arch, params, how = trained_net(ds, args.epochs, Path(args.cache))
+        te = load_dataset(ds, "test")
+        X, y = te.X.reshape(len(te.X), -1)[:n].astype(np.float64), te.y[:n]
+        print(f"\n== {ds}: {args.epochs} epochs ({how})")
+        noise = noise_config(args.preset.removesuffix("-pre"), None, arch.n_layers)
+        if args.preset.endswith("-pre"):
+            noise = NoiseConfig(noise.spec, noise.layers, "pre")
+        for t in args.types:
+            t0 = time.perf_counter()
+            pred = predicted_accuracy_curve(arch, params, X, y, noise, t, variances,
+                                            quadrature_nodes=args.quadrature_nodes)
+            t_pred = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            mc = accuracy_sweep(arch, params, X, y, noise, (t,), variances, repetitions=reps,
+                                rng=args.seed)
+            t_mc = time.perf_counter() - t0
+            m, se = mc.mean[0], mc.std[0] / np.sqrt(reps)
+            first = first_order_curve(arch, params, X, y, noise, t, variances)
+            diff = (pred.accuracy - m) * 100
+            print(f"-- {t}: clean {mc.clean_accuracy * 100:.2f} %")
+            print("   variance  predicted %  Monte-Carlo % (SE)   diff pp   first-order diff pp")
+            for v, p, a, e, d, f in zip(variances, pred.accuracy, m, se, diff, first):
+                print(f"   {v:8.4f}  {p * 100:11.2f}  {a * 100:8.2f} ({e * 100:4.2f})  {d:+8.2f}"
+                      f"  {(f - a) * 100:+12.2f}")
+            k = int(np.argmax(np.abs(diff)))
+            print(f"   max |diff| {abs(diff[k]):.2f} pp at variance {variances[k]:.4g} "
+                  f"(first order: {np.abs(first - m).max() * 100:.2f} pp); "
+                  f"time predicted {t_pred:.2f} s, Monte-Carlo {t_mc:.2f} s, ratio "
+                  f"{t_pred / t_mc:.2f} (= {reps * t_pred / t_mc:.1f} Monte-Carlo repetitions)")
+            summary.append((ds, t, abs(diff[k]), variances[k], t_pred, t_mc))
+    print("\nsummary: dataset  type     max|diff| pp  at variance  t_pred s  t_MC s  ratio")
+    for ds, t, d, v, tp, tm in summary:
+        print(f"  {ds:13s} {t:8s} {d:10.2f}  {v:11.4g}  {tp:8.2f}  {tm:6.2f}  {tp / tm:5.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""``refnet sweep``: a resumable grid over training settings, its Pareto report and ``--best``.
+
+    refnet sweep spec.toml --out runs/lambda            # all cores of this machine
+    refnet sweep spec.toml --out runs/lambda --scheduler tcp://host:8786   # a Dask cluster
+    refnet sweep --out runs/lambda --best "drop<=1pp"   # report / choose from a finished folder
+
+Rerunning the same command resumes: finished cells are kept, missing or corrupt ones computed.
+See :mod:`refnet.sweep` and the spec format in :mod:`refnet.sweep.spec`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._common import positive_int
+
+HELP = "grid over training settings (lambdas, noise-aware variance, ...): resumable, Pareto report"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", nargs="?", type=Path,
+                   help="spec file (.toml or .json; see refnet.sweep.spec); omit it to report on "
+                        "an existing --out folder")
+    p.add_argument("--out", type=Path, required=True, help="sweep folder (store, baselines, report)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="set or override a spec key, e.g. --set eq4_lambda=0,1e-3,6e-3 "
+                        "--set seed=0,1 --set data.dataset=mnist (repeatable; JSON values allowed)")
+    p.add_argument("--workers", type=positive_int,
+                   help="local worker processes (default: all cores; 1 = in this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the cells on the Dask cluster at ADDRESS (needs refnet[dask])")
+    p.add_argument("--halving", metavar="ETA[,MIN_EPOCHS]",
+                   help="successive halving: rank cells after MIN_EPOCHS (default 1) epochs by "
+                        "the analytic predicted accuracy, keep 1/ETA, repeat")
+    p.add_argument("--best", metavar="CONSTRAINT",
+                   help='print the cell with the highest noisy accuracy under a clean-accuracy '
+                        'constraint: "drop<=1pp" (vs its baseline) or "clean>=97%%"')
+    p.add_argument("--report-dir", type=Path, metavar="DIR",
+                   help="write pareto.png and front.md here (default: OUT/report)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _halving(text):
+    from ..errors import ConfigError
+
+    parts = text.split(",")
+    try:
+        vals = [int(x) for x in parts]
+    except ValueError:
+        vals = []
+    if len(vals) not in (1, 2):
+        raise ConfigError(f"--halving {text!r}: expected ETA or ETA,MIN_EPOCHS (integers), "
+                          "e.g. --halving 3 or --halving 3,1")
+    return {"eta": vals[0], "min_epochs": vals[1] if len(vals) == 2 else 1}
+
+
+def run(args) -> int:
+    from ..sweep import load_spec, run_sweep
+    from ..sweep.report import parse_constraint, write_report
+
+    if args.best:
+        parse_constraint(args.best)  # fail before any work
+    halving = _halving(args.halving) if args.halving else None
+    stream = None if args.no_progress else sys.stderr
+    if args.spec is not None or args.overrides:
+        spec = load_spec(args.spec, args.overrides)
+        s = run_sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler,
+                      progress=stream, halving=halving)
+        print(f"{s.n_cells} cells: {s.skipped} already finished, {len(s.computed)} computed, "
+              f"{s.baselines_trained} baseline(s) trained, {s.seconds:.1f} s on {s.executor}")
+    rep = write_report(args.out, args.best, args.report_dir)
+    print(f"report: {rep['markdown']} and {rep['png']} ({len(rep['front'])} cells on the front)")
+    if rep["halving"]:
+        print(rep["halving"])
+    if rep["best"] is not None:
+        b = rep["best"]
+        print(f"best under {args.best!r}: cell {b.cell_id}: clean {100 * b.clean:.2f} %, noisy "
+              f"{100 * b.noisy:.2f} % (+- {100 * b.noisy_stderr:.2f}), baseline clean "
+              f"{100 * b.baseline_clean:.2f} %")
+        varied = {k: v for k, v in b.settings.items()}
+        print("  settings: " + ", ".join(f"{k}={v}" for k, v in sorted(varied.items())))
+    return 0

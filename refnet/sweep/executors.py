@@ -1,0 +1,161 @@
+"""Where cells run: in this process, on a local process pool, or on a Dask distributed cluster.
+
+Each executor has one method, ``map(fn, tasks)``, yielding ``(index, fn(tasks[index]))`` as
+results arrive (any order; the store does not depend on it). Workers only compute; the driver
+alone writes the store. Results are the same bits on every executor: a cell's randomness comes
+from its seed, never from the worker, and each cell runs single-threaded.
+
+* :class:`InProcess` (``workers=1``): no pool, nothing to start.
+* :class:`LocalPool` (default): a ``spawn`` process pool with one worker per core. The workers
+  start with ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and
+  ``NUMBA_NUM_THREADS`` set to 1 in their environment, before NumPy loads, so that ``n`` workers
+  use ``n`` cores, not ``n x n``.
+* :class:`DaskCluster` (``--scheduler ADDRESS``): an existing Dask distributed cluster, through
+  the optional extra ``refnet[dask]``. Dask's nanny already starts workers with those
+  variables at 1; each cell also limits its own numba and BLAS threads
+  (:func:`refnet.sweep.cells.limit_threads`).
+
+Tasks and results travel between processes by the executors' own transport; nothing is
+stored with pickle (the store is SQLite + JSON + ``.npz`` bytes).
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+from ..errors import ConfigError
+
+__all__ = ["InProcess", "LocalPool", "DaskCluster", "make_executor", "available_cores",
+           "THREAD_VARIABLES"]
+
+#: Thread-count variables set to 1 in local workers before NumPy loads.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMBA_NUM_THREADS")
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class InProcess:
+    """Runs each task in this process, one after the other."""
+
+    name = "in-process"
+    shares_files = True  #: workers see this machine's files (baselines can be cached there)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, tasks):
+        for i, t in enumerate(tasks):
+            yield i, fn(t)
+
+
+class LocalPool:
+    """A process pool of ``workers`` single-threaded processes on this machine."""
+
+    shares_files = True
+
+    def __init__(self, workers: int | None = None):
+        self.workers = available_cores() if workers is None else int(workers)
+        if self.workers < 1:
+            raise ConfigError(f"--workers: must be >= 1, got {workers}")
+        self.name = f"local pool ({self.workers} processes)"
+        self.pool = None
+
+    def __enter__(self):
+        import multiprocessing
+
+        # spawned children copy os.environ at start: set the thread limits for them only
+        saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+        os.environ.update({k: "1" for k in THREAD_VARIABLES})
+        try:
+            self.pool = ProcessPoolExecutor(self.workers,
+                                            mp_context=multiprocessing.get_context("spawn"))
+            # start every worker now, while the variables are set (the pool spawns lazily)
+            list(self.pool.map(int, range(self.workers)))
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        # Ctrl-C: do not wait for running cells (the workers got the signal too)
+        self.pool.shutdown(wait=exc_type is not KeyboardInterrupt, cancel_futures=True)
+        return False
+
+    def map(self, fn, tasks):
+        futures = {self.pool.submit(fn, t): i for i, t in enumerate(tasks)}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in sorted(done, key=futures.get):
+                    yield futures[f], f.result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+class DaskCluster:
+    """An existing Dask distributed cluster at ``address`` (``tcp://host:8786``), or a
+    ``dask.distributed.Client``. Needs ``pip install refnet[dask]``."""
+
+    shares_files = False  #: remote workers may not see this machine's files
+
+    def __init__(self, address):
+        self.address = address
+        self.client = None
+        self.name = "Dask cluster"
+
+    def __enter__(self):
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise ConfigError("--scheduler: dask.distributed is not installed; "
+                              "`pip install refnet[dask]` (or dask[distributed])") from None
+        if isinstance(self.address, Client):
+            self.client, self._own = self.address, False
+        else:
+            try:
+                self.client, self._own = Client(self.address, timeout="20s"), True
+            except OSError as e:
+                raise ConfigError(f"--scheduler {self.address}: cannot connect ({e}); start "
+                                  "one with `dask scheduler` and `dask worker ADDRESS`") from None
+        self.name = f"Dask cluster at {self.client.scheduler.address}"
+        return self
+
+    def __exit__(self, *exc):
+        if self._own:
+            self.client.close()
+        return False
+
+    def map(self, fn, tasks):
+        from dask.distributed import as_completed
+
+        futures = [self.client.submit(fn, t, pure=False) for t in tasks]
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for f in as_completed(futures):
+                yield index[f.key], f.result()
+        finally:
+            self.client.cancel([f for f in futures if not f.done()])
+
+
+def make_executor(workers: int | None = None, scheduler=None):
+    """The executor of the command-line options: Dask if ``scheduler`` is given, in-process for
+    ``workers == 1``, else a local pool of ``workers`` (default: all cores)."""
+    if scheduler is not None:
+        return DaskCluster(scheduler)
+    if workers is not None and int(workers) == 1:
+        return InProcess()
+    return LocalPool(workers)

@@ -1,0 +1,390 @@
+"""refnet.sweep: spec validation, resumable store, executors giving the same bits, report.
+
+The done-when of issue #14 in small: a 3 x 3 lambda grid (Eq. 4 x Eq. 7) x 2 seeds on
+synthetic data runs, is interrupted (an exception after k cells; a subprocess killed with
+SIGKILL), resumes without redoing finished cells, and gives the same store as an uninterrupted
+run; a local Dask cluster gives the same store as the local pool.
+"""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from refnet.errors import ConfigError, ResultFileError
+from refnet.sweep import SweepStore, cell_id, load_spec, parse_spec, run_sweep
+from refnet.sweep import driver as sweep_driver
+from refnet.sweep.store import STORE_NAME
+
+ROOT = Path(__file__).resolve().parents[2]
+#: 3 x 3 lambdas x 2 seeds = 18 cells, each well under a second once numba has compiled.
+SMALL = {
+    "data": {"dataset": "synthetic", "hidden": [12, 12], "baseline_epochs": 2, "n_val": 100},
+    "grid": {"eq4_lambda": [0.0, 1e-3, 1e-2], "eq7_lambda": [0.0, 3e-3, 3e-2], "seed": [0, 1],
+             "epochs": [1], "eq7_variant": ["addunc_sigm_mnist"]},
+    "evaluate": {"noise_types": ["add_unc", "add_cor"], "variances": [0.1, 1.0],
+                 "repetitions": 2, "n_test": 200, "analytic_inputs": 50, "batch_size": 100},
+}
+
+
+def fingerprint(folder) -> str:
+    store = SweepStore.open(folder)
+    try:
+        return store.fingerprint()
+    finally:
+        store.close()
+
+
+def n_rows(folder) -> int:
+    with sqlite3.connect(Path(folder) / STORE_NAME) as c:
+        return c.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    """Count the cells the driver trains (in-process executor)."""
+    calls = []
+    real = sweep_driver.run_cell
+
+    def counted(task):
+        calls.append(cell_id(task["settings"]))
+        return real(task)
+
+    monkeypatch.setattr(sweep_driver, "run_cell", counted)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted in-process run of SMALL."""
+    folder = tmp_path_factory.mktemp("reference")
+    s = run_sweep(parse_spec(SMALL), folder, workers=1, progress=None)
+    assert len(s.computed) == 18 and s.baselines_trained == 2
+    return folder
+
+
+# --- spec --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("raw, key", [
+    ({"grid": {"eq4_lamda": [0.1]}}, "grid.eq4_lamda"),
+    ({"grid": {"eq4_lambda": [-1.0]}}, "grid.eq4_lambda[0]"),
+    ({"grid": {"eq4_lambda": [{"7": 1e-3}]}}, "grid.eq4_lambda[0]"),
+    ({"grid": {"eq4_lambda": [{"x": 1e-3}]}}, "grid.eq4_lambda[0]"),
+    ({"grid": {"seed": [0, 0]}}, "grid.seed"),
+    ({"grid": {"eq7_variant": ["eq8"]}}, "grid.eq7_variant[0]"),
+    ({"grid": {"eq7_coefficients": [[1, 2]]}}, "grid.eq7_coefficients[0]"),
+    ({"grid": {"eq7_variant": ["eq7"], "eq7_coefficients": [[1, 2, 3]]}}, "grid.eq7_coefficients"),
+    ({"data": {"dataset": "cifar"}}, "data.dataset"),
+    ({"data": {"hidden": []}}, "data.hidden"),
+    ({"evaluate": {"noise_types": ["add_unc", "add_unc"]}}, "evaluate.noise_types"),
+    ({"evaluate": {"repetitions": 0}}, "evaluate.repetitions"),
+    ({"report": {"variance": 0.5}}, "report.variance"),
+    ({"report": {"noise_type": "mul_cor"}, "evaluate": {"noise_types": ["add_unc"]}},
+     "report.noise_type"),
+    ({"grids": {}}, "[grids]"),
+    ({"grid": {"eq4_variant": ["custom_sum"], "eq4_lambda": [{"2": 1.0}]}}, "grid.eq4_lambda"),
+])
+def test_spec_errors_name_the_key(raw, key):
+    with pytest.raises(ConfigError) as e:
+        parse_spec(raw)
+    assert key in str(e.value)
+
+
+def test_spec_cells_product_and_per_layer_lambdas():
+    spec = parse_spec({"data": {"hidden": [8, 8]},
+                       "grid": {"eq4_lambda": [0.0, {"2": 1e-3, "-1": 1e-2}], "seed": [0, 1, 2]}})
+    cells = spec.cells()
+    assert len(cells) == 6
+    assert {json.dumps(c["eq4_lambda"]) for c in cells} == {"0.0", '{"-1": 0.01, "2": 0.001}'}
+    assert len({cell_id(c) for c in cells}) == 6
+
+
+def test_spec_from_command_line_and_toml(tmp_path):
+    toml = tmp_path / "s.toml"
+    toml.write_text('[data]\ndataset = "synthetic"\n[grid]\neq4_lambda = [0.0, 1e-3]\n'
+                    '[evaluate]\nvariances = [0.1, 1.0]\n')
+    a = load_spec(toml, ["seed=0,1", "data.hidden=[20]"])
+    b = load_spec(None, ["dataset=synthetic", "eq4_lambda=0,1e-3", "variances=0.1,1.0",
+                         "seed=[0, 1]", "hidden=20"])
+    assert a.canonical() == b.canonical() and len(a.cells()) == 4
+    with pytest.raises(ConfigError, match="nonsense"):
+        load_spec(None, ["nonsense=1"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid\n")
+    with pytest.raises(ConfigError, match="bad.toml"):
+        load_spec(bad)
+
+
+# --- resume and safety -------------------------------------------------------------------------
+def test_exception_after_k_cells_then_resume_redoes_nothing(tmp_path, reference, counting):
+    spec = parse_spec(SMALL)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after(n):
+        if n == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_sweep(spec, tmp_path, workers=1, progress=None, on_cell=stop_after)
+    assert n_rows(tmp_path) == 5 and len(counting) == 5
+    first = list(counting)
+    s = run_sweep(spec, tmp_path, workers=1, progress=None)
+    assert s.skipped == 5 and s.baselines_trained == 0  # baselines are cached in the folder
+    assert len(counting) == 18 and not set(first) & set(counting[5:])  # each cell trained once
+    assert fingerprint(tmp_path) == fingerprint(reference)
+    again = run_sweep(spec, tmp_path, workers=1, progress=None)
+    assert again.computed == () and len(counting) == 18
+
+
+def _start_cli_sweep(tmp_path):
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(SMALL))
+    folder = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "refnet.cli", "sweep", str(spec_file),
+                             "--out", str(folder), "--workers", "1", "--no-progress"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return spec_file, folder, proc
+
+
+def _wait_for_rows(proc, folder, k):
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if (folder / STORE_NAME).exists() and n_rows(folder) >= k:
+                return
+        except sqlite3.OperationalError:  # the writer holds the lock for a moment
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the sweep ended or stalled before {k} cells: "
+                         + proc.stderr.read().decode()[-2000:])
+
+
+def test_sigkill_mid_sweep_then_resume_gives_the_same_store(tmp_path, reference, counting):
+    spec_file, folder, proc = _start_cli_sweep(tmp_path)
+    _wait_for_rows(proc, folder, 4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    k = n_rows(folder)
+    assert 4 <= k < 18
+    s = run_sweep(load_spec(spec_file), folder, workers=1, progress=None)
+    assert s.skipped == k and len(counting) == 18 - k and len(s.computed) == 18 - k
+    assert fingerprint(folder) == fingerprint(reference)
+
+
+def test_ctrl_c_stops_cleanly_keeping_finished_cells(tmp_path, reference):
+    spec_file, folder, proc = _start_cli_sweep(tmp_path)
+    _wait_for_rows(proc, folder, 3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err.decode()
+    assert "interrupted" in err.decode()
+    k = n_rows(folder)
+    assert 3 <= k < 18
+    s = run_sweep(load_spec(spec_file), folder, workers=1, progress=None)
+    assert s.skipped == k and len(s.computed) == 18 - k
+    assert fingerprint(folder) == fingerprint(reference)
+
+
+def test_corrupt_row_is_redone_and_only_it(tmp_path, reference, counting):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    (folder / STORE_NAME).write_bytes((reference / STORE_NAME).read_bytes())
+    for f in (reference / "baselines").iterdir():
+        (folder / "baselines").mkdir(exist_ok=True)
+        (folder / "baselines" / f.name).write_bytes(f.read_bytes())
+    with sqlite3.connect(folder / STORE_NAME) as c:
+        victim = c.execute("SELECT cell_id FROM cells ORDER BY position LIMIT 1 OFFSET 7"
+                           ).fetchone()[0]
+        c.execute("UPDATE cells SET result = replace(result, '0.', '1.') WHERE cell_id = ?",
+                  (victim,))
+    assert fingerprint(folder) != fingerprint(reference)
+    s = run_sweep(parse_spec(SMALL), folder, workers=1, progress=None)
+    assert s.computed == (victim,) and counting == [victim]
+    assert fingerprint(folder) == fingerprint(reference)
+
+
+def test_changed_spec_for_a_folder_is_an_error(tmp_path, reference):
+    changed = json.loads(json.dumps(SMALL))
+    changed["grid"]["eq4_lambda"] = [0.0, 2e-3, 1e-2]
+    with pytest.raises(ConfigError, match=r"different spec.*grid\.eq4_lambda"):
+        run_sweep(parse_spec(changed), reference, workers=1, progress=None)
+    (tmp_path / STORE_NAME).write_bytes(b"not a database at all" * 100)
+    with pytest.raises(ResultFileError, match=STORE_NAME):
+        run_sweep(parse_spec(SMALL), tmp_path, workers=1, progress=None)
+
+
+# --- executors ---------------------------------------------------------------------------------
+def test_local_pool_gives_the_same_store(tmp_path, reference):
+    s = run_sweep(parse_spec(SMALL), tmp_path, workers=2, progress=None)
+    assert s.executor.startswith("local pool") and len(s.computed) == 18
+    assert fingerprint(tmp_path) == fingerprint(reference)
+
+
+def test_dask_local_cluster_gives_the_same_store(tmp_path, reference):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        s = run_sweep(parse_spec(SMALL), tmp_path, scheduler=client, progress=None)
+    assert s.executor.startswith("Dask") and len(s.computed) == 18
+    assert fingerprint(tmp_path) == fingerprint(reference)
+    # the driver kept a copy of each baseline the remote workers trained
+    assert len(list((tmp_path / "baselines").glob("*.npz"))) == 2
+
+
+# --- report ------------------------------------------------------------------------------------
+def _pt(name, clean, noisy, base=0.9):
+    from refnet.sweep.report import Point
+
+    return Point(name, {"seed": 0, "eq4_lambda": float(len(name))}, clean, noisy, 0.01, noisy,
+                 base, 1.0)
+
+
+def test_pareto_front_by_hand():
+    from refnet.sweep.report import pareto_front
+
+    pts = [_pt("a", 0.90, 0.50), _pt("b", 0.85, 0.70), _pt("c", 0.84, 0.60),  # c: dominated by b
+           _pt("d", 0.80, 0.80), _pt("e", 0.90, 0.40), _pt("f", 0.80, 0.80)]  # e < a; f == d
+    assert pareto_front(pts) == [3, 5, 1, 0]
+
+
+@pytest.mark.parametrize("text, parsed", [("drop<=1pp", ("drop", 0.01)),
+                                          (" drop <= 0.5 pp ", ("drop", 0.005)),
+                                          ("clean>=97%", ("clean", 0.97)),
+                                          ("clean>=0.9", ("clean", 0.9))])
+def test_constraint_parsing(text, parsed):
+    from refnet.sweep.report import parse_constraint
+
+    kind, x = parse_constraint(text)
+    assert kind == parsed[0] and x == pytest.approx(parsed[1])
+
+
+@pytest.mark.parametrize("text", ["drop<1pp", "drop<=1", "drop>=1pp", "clean<=97%", "clean>=97pp",
+                                  "clean>=120%", "noisy>=0.5", "", "drop<=1pp and more"])
+def test_bad_constraints_are_config_errors(text):
+    from refnet.sweep.report import parse_constraint
+
+    with pytest.raises(ConfigError, match="--best"):
+        parse_constraint(text)
+
+
+def test_best_cell_maximises_noisy_accuracy_under_the_constraint():
+    from refnet.sweep.report import best_cell
+
+    pts = [_pt("a", 0.90, 0.50), _pt("b", 0.895, 0.60), _pt("c", 0.88, 0.70), _pt("d", 0.70, 0.9)]
+    assert best_cell(pts, "drop<=1pp").cell_id == "b"
+    assert best_cell(pts, "drop<=2pp").cell_id == "c"
+    assert best_cell(pts, "clean>=0.5").cell_id == "d"
+    with pytest.raises(ConfigError, match="no finished cell"):
+        best_cell(pts, "clean>=95%")
+
+
+def test_report_files_and_cli_best(reference, capsys):
+    from refnet.cli import main
+    from refnet.sweep.report import best_cell, points
+
+    assert main(["sweep", "--out", str(reference), "--best", "drop<=2pp", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    store = SweepStore.open(reference)
+    pts = points(store)
+    store.close()
+    chosen = best_cell(pts, "drop<=2pp")
+    assert f"cell {chosen.cell_id}" in out
+    md = (reference / "report" / "front.md").read_text()
+    assert "| cell | eq4_lambda | eq7_lambda | seed |" in md and chosen.cell_id in md
+    assert (reference / "report" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["sweep", "--out", str(reference), "--best", "drop<1pp"]) == 2
+    assert "--best 'drop<1pp'" in capsys.readouterr().err
+
+
+# --- successive halving ------------------------------------------------------------------------
+def test_halving_then_full_grid_gives_the_grid_store(tmp_path, counting):
+    """Survivors resumed from their rung checkpoints are the very cells of a full run."""
+    from refnet.sweep.halving import rung_schedule
+    from refnet.sweep.report import write_report
+
+    assert rung_schedule(9, 3, 1) == [1, 3] and rung_schedule(10, 2, 2) == [2, 4, 8]
+    with pytest.raises(ConfigError, match="min_epochs"):
+        rung_schedule(2, 3, 2)
+    raw = {**SMALL, "grid": {**SMALL["grid"], "seed": [0], "epochs": [3]}}
+    spec = parse_spec(raw)
+    h = run_sweep(spec, tmp_path / "h", workers=1, progress=None,
+                  halving={"eta": 3, "min_epochs": 1})
+    assert len(h.computed) == 3 and h.halving["rungs"][0]["scored"] == 9
+    assert set(h.computed) == set(h.halving["survivors"])
+    assert "run the same spec without" in write_report(tmp_path / "h")["halving"]
+    rest = run_sweep(spec, tmp_path / "h", workers=1, progress=None)
+    assert rest.skipped == 3 and len(rest.computed) == 6
+    full = run_sweep(spec, tmp_path / "full", workers=1, progress=None)
+    assert len(full.computed) == 9
+    assert fingerprint(tmp_path / "h") == fingerprint(tmp_path / "full")
+    summary = write_report(tmp_path / "h")["halving"]
+    assert "saved" in summary and ("was kept" in summary or "NOT kept" in summary)
+
+
+def test_cli_grid_from_set_only_then_changed_spec_is_one_line(tmp_path, capsys):
+    from refnet.cli import main
+
+    args = ["sweep", "--out", str(tmp_path), "--workers", "1", "--no-progress",
+            "--set", "dataset=synthetic", "--set", "hidden=8", "--set", "baseline_epochs=1",
+            "--set", "n_val=50", "--set", "eq4_lambda=0,1e-2", "--set", "epochs=1",
+            "--set", "noise_types=add_cor", "--set", "variances=1.0", "--set", "repetitions=2",
+            "--set", "noise_type=add_cor", "--set", "n_test=100", "--set", "analytic_inputs=20"]
+    assert main(args) == 0
+    assert "2 cells: 0 already finished, 2 computed" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "2 cells: 2 already finished, 0 computed" in capsys.readouterr().out
+    assert main(args[:-1] + ["analytic_inputs=30"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "evaluate.analytic_inputs" in err and "--out" in err
+
+
+def test_progress_goes_to_the_given_stream(tmp_path):
+    """refnet's one progress display: on a log (not a terminal) the final line only."""
+    import io
+
+    raw = {**SMALL, "grid": {"eq4_lambda": [0.0, 1e-2], "seed": [0], "epochs": [1]}}
+    buf = io.StringIO()
+    run_sweep(parse_spec(raw), tmp_path, workers=1, progress=buf)
+    assert "sweep on in-process: 2/2 cells (100%) in " in buf.getvalue()
+
+
+def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path):
+    from refnet.sweep.report import write_report
+
+    raw = {**SMALL, "grid": {"eq4_lambda": [0.0, 1e308], "seed": [0], "epochs": [1]}}
+    s = run_sweep(parse_spec(raw), tmp_path, workers=1, progress=None)
+    assert len(s.computed) == 2
+    store = SweepStore.open(tmp_path)
+    results = {r["settings"]["eq4_lambda"]: r for r, _ in store.rows()}
+    store.close()
+    assert "diverged" not in results[0.0] and "epoch 1, batch 1" in results[1e308]["diverged"]
+    rep = write_report(tmp_path)
+    assert len(rep["front"]) == 1 and "1 cell(s) diverged" in rep["markdown"].read_text()
+
+
+def test_seed_means_pool_the_seeds_of_each_setting():
+    from refnet.sweep.report import Point, seed_means
+
+    def pt(seed, lam, clean, noisy):
+        return Point(str(seed) + str(lam), {"seed": seed, "eq4_lambda": lam}, clean, noisy, 0.0,
+                     0.0, 0.9, 1.0)
+
+    rows = seed_means([pt(0, 0.0, 0.9, 0.5), pt(1, 0.0, 0.8, 0.7), pt(0, 1.0, 0.7, 0.4)])
+    assert [(r[0], r[1]) for r in rows] == [({"eq4_lambda": 0.0}, 2), ({"eq4_lambda": 1.0}, 1)]
+    assert rows[0][2] == pytest.approx(0.85) and rows[0][3] == pytest.approx(0.6)
+
+
+def test_a_cell_the_network_cannot_take_is_a_config_error_before_any_work(tmp_path):
+    raw = {"data": {"dataset": "synthetic", "hidden": [8]},
+           "grid": {"eq7_lambda": [0.0, 6e-3], "eq7_variant": ["addunc_sigm_mnist"]}}
+    with pytest.raises(ConfigError, match=r"eq7_lambda=0.006 \(addunc_sigm_mnist\).*hidden"):
+        run_sweep(parse_spec(raw), tmp_path / "x", workers=1, progress=None)
+    assert not (tmp_path / "x").exists()
