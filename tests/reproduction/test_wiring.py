@@ -156,3 +156,17 @@ def test_apply_envelope_sets_the_range_only_for_its_quantity():
     other = Check("Duque 2024", "clean", 98.0, 90.0, 1.0, envelope_key="mnist/std_clean")
     assert apply_envelope(other, env).envelope is None
     assert apply_envelope(other, None) is other
+
+
+def test_mode_keys_share_models_only_between_equal_settings():
+    s = dq.DuqueSetup("mnist")
+    named = replace(s, eq7_preset="addunc_sigm_mnist")  # the default, spelled out
+    assert named.mode_key("regularized_unc") == s.mode_key("regularized_unc")
+    sq = replace(s, eq7_preset="addunc_sigm_sq")
+    assert sq.mode_key("regularized_unc") != s.mode_key("regularized_unc")
+    for mode in ("noise_aware_cor", "noise_aware_unc", "regularized_cor", "standard"):
+        assert sq.mode_key(mode) == s.mode_key(mode)  # the Eq. 7 variant moves only its model
+    assert replace(s, eq4_lambda=0.1).mode_key("regularized_cor") != s.mode_key("regularized_cor")
+    assert replace(s, finetune_epochs=3).mode_key("noise_aware_unc") != s.mode_key("noise_aware_unc")
+    assert replace(s, baseline_epochs=3).mode_key("regularized_unc") != s.mode_key("regularized_unc")
+    assert s.mode_key("standard") == s.baseline_key()
