@@ -137,8 +137,8 @@ def plot(out) -> Path:
     fig, ax = plt.subplots(3, 4, figsize=(18, 13))
     z = A["z"]
     for alpha, c in zip(ALPHAS_B, ("C0", "C1")):  # (a)
-        ax[0, 0].plot(z, A[f"{alpha}/f"], c, label=f"f, alpha={alpha:g}")
-        ax[0, 0].plot(z, A[f"{alpha}/df"], c + "--", label=f"f', alpha={alpha:g}")
+        ax[0, 0].plot(z, A[f"{alpha}/f"], c, label=f"$f$, $\\alpha$ = {alpha:g}")
+        ax[0, 0].plot(z, A[f"{alpha}/df"], c + "--", label=f"$f'$, $\\alpha$ = {alpha:g}")
     ax[0, 0].axhline(1, color="grey", lw=0.5)
     ax[0, 0].set(title=r"(a) activation $f$ and slope $f'$", xlabel=r"state $\tilde{x}$",
                  ylabel=r"$f(\tilde{x})$, $f'(\tilde{x})$")
@@ -152,7 +152,7 @@ def plot(out) -> Path:
                                   ("taylor", dict(color="gold", lw=2, alpha=0.8,
                                                   label=f"order {ORDER} (Eq. 12)")),
                                   ("gauss_hermite", dict(color="k", ls=":", lw=1,
-                                                         label="Gaussian x~, exact f"))):
+                                                         label=r"Gaussian $\tilde{x}$, exact $f$"))):
                 a.plot(A[f"{alpha}/{method}_mean"][n - 2], A[f"{alpha}/{method}"][n - 2], **style)
             top = 1.3 * max(np.nanmax(A[f"{alpha}/mc"][n - 2]), np.nanmax(A[f"{alpha}/gauss_hermite"][n - 2]))
             a.set_ylim(0, top)
