@@ -112,6 +112,16 @@ def _fmt(setting, v):
     return f"{v:g}"
 
 
+#: Short legend names of the quantities (Duque 2024, Sec. 4).
+SHORT = {"std_clean": "standard, clean", "reg_clean": "regularized (Eq. 7), clean",
+         "std_drop": r"standard, drop at $\sigma^2 = 1$",
+         "reg_drop": r"regularized (Eq. 7), drop at $\sigma^2 = 1$",
+         "flat": r"Eq. 4, correlated: lost from $\sigma^2$ = 1e-3 to 1",
+         "na_drop": r"noise-aware, drop at $\sigma^2 = 1$"}
+COLOR = {"std_clean": "C0", "std_drop": "C0", "reg_clean": "C2", "reg_drop": "C2",
+         "flat": "C3", "na_drop": "C1"}
+
+
 def plot(out) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -119,36 +129,44 @@ def plot(out) -> Path:
 
     out = Path(out)
     summary = json.loads((out / "envelope.json").read_text())
-    rows = sorted({k.split("/")[0] for k in summary}, key=list(TITLES).index)
+    datasets = sorted({k.split("/")[0] for k in summary}, key=list(TITLES).index)
     settings = [s for s in ev.SETTINGS
                 if any(c[0] == s for v in summary.values() for c in v["cells"])]
-    fig, axes = plt.subplots(len(rows), len(settings), squeeze=False,
-                             figsize=(3.3 * len(settings), 3.1 * len(rows)))
-    markers = "osD^v<"
-    for i, ds in enumerate(rows):
+    # two rows per dataset: accuracies (%) above, drops (pp) below, so neither squashes the other
+    fig, axes = plt.subplots(2 * len(datasets), len(settings), squeeze=False,
+                             figsize=(3.4 * len(settings), 2.7 * 2 * len(datasets)))
+    for i, ds in enumerate(datasets):
         for j, s in enumerate(settings):
-            ax = axes[i, j]
-            qs = [q for q in ev.SETTINGS[s][0] if f"{ds}/{q}" in summary]
-            for m, q in enumerate(qs):
-                e = summary[f"{ds}/{q}"]
-                pts = [(c[1], c[2]) for c in e["cells"] if c[0] == s]
-                if not pts:
+            for r, unit in enumerate(("%", "pp")):
+                ax = axes[2 * i + r, j]
+                qs = [q for q in ev.SETTINGS[s][0] if f"{ds}/{q}" in summary
+                      and ev.QUANTITIES[q][2] == unit
+                      and any(c[0] == s for c in summary[f"{ds}/{q}"]["cells"])]
+                if not qs:
+                    ax.axis("off")
+                    ax.text(0.5, 0.5, f"{TITLES.get(ds, ds)}: {LABEL[s]}\nmoves no "
+                            + ("accuracy" if unit == "%" else "drop") + " (or not run)",
+                            ha="center", va="center", fontsize=7, color="0.5",
+                            transform=ax.transAxes)
                     continue
-                x = range(len(pts))
-                line, = ax.plot(x, [p[1] for p in pts], marker=markers[m], ls="-",
-                                label=ev.QUANTITIES[q][0].replace("accuracy drop at variance 1",
-                                                                  "drop at $\\sigma^2=1$")
-                                [:48] + f" ({ev.QUANTITIES[q][2]})")
-                if e["paper"] is not None:
-                    ax.axhline(e["paper"], color=line.get_color(), ls=":", lw=1.2)
-                ax.set_xticks(list(x), [_fmt(s, p[0]) for p in pts])
-            ax.set_xlabel(LABEL[s])
-            ax.set_ylabel("accuracy (%) / drop (pp)")
-            ax.set_title(f"{TITLES.get(ds, ds)}", fontsize=9)
-            ax.grid(alpha=0.3)
-            if qs:
-                ax.legend(fontsize=6, title="dotted: paper's value", title_fontsize=6)
-    return save_figure(fig, out, NAME, dpi=100)
+                for q in qs:
+                    e = summary[f"{ds}/{q}"]
+                    pts = [(c[1], c[2]) for c in e["cells"] if c[0] == s]
+                    x = list(range(len(pts)))
+                    ax.plot(x, [p[1] for p in pts], marker="o", color=COLOR[q], label=SHORT[q])
+                    if e["paper"] is not None:
+                        ax.axhline(e["paper"], color=COLOR[q], ls=":", lw=1.4)
+                        ax.axhspan(e["paper"] - e["tolerance"], e["paper"] + e["tolerance"],
+                                   color=COLOR[q], alpha=0.08, lw=0)
+                    ax.set_xticks(x, [_fmt(s, p[0]) for p in pts])
+                ax.set_xlim(-0.5, max(1, len(x)) - 0.5)
+                ax.set_xlabel(LABEL[s])
+                ax.set_ylabel("test accuracy (%)" if unit == "%" else "accuracy drop (pp)")
+                ax.set_title(f"{TITLES.get(ds, ds)}: {LABEL[s]}", fontsize=9)
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=6, title="dotted line, band: paper $\\pm$ tolerance",
+                          title_fontsize=6)
+    return save_figure(fig, out, NAME, dpi=90)
 
 
 def report(out, preset):
