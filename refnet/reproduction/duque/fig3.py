@@ -133,7 +133,7 @@ def plot(out) -> Path:
                         label=LABELS[mode])
         axis.set(title=title, xlabel=xl + " (dimensionless)", ylabel="probability density")
     ax[2].set_yscale("log")
-    ax[1].legend(fontsize=8)
+    ax[3].legend(handles=ax[1].get_legend_handles_labels()[0], fontsize=7, loc="upper left")
     fig.suptitle(f"Duque 2024, Fig. 3 ({rec['preset']} preset): MNIST models, "
                  f"{rec['n_test_images']} test images, clean pass", fontsize=11)
     return save_figure(fig, out, NAME, dpi=90)
