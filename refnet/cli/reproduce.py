@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -60,7 +61,8 @@ def _envelope(args) -> dict | None:
     if not Path(path).is_file():
         raise ConfigError(f"--envelope: {path} not found; run `refnet reproduce --preset "
                           "envelope` first or leave --envelope out")
-    return {**json.loads(Path(path).read_text()), "_path": str(path)}
+    shown = os.path.relpath(path) if Path(path).is_absolute() else str(path)
+    return {**json.loads(Path(path).read_text()), "_path": shown}
 
 
 def apply_envelope(check, envelope):

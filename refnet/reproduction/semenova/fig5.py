@@ -194,7 +194,7 @@ def _value(rec, net, quantity):
 #: Readings of "prediction accuracy" for a regression (the paper defines none), in percent.
 READINGS = {"100 (1 - NRMSE)": lambda e, y: 100 * (1 - np.sqrt(np.mean(e ** 2)) / np.std(y)),
             "100 R^2": lambda e, y: 100 * (1 - np.mean(e ** 2) / np.var(y)),
-            "100 (1 - mean |e / y|)": lambda e, y: 100 * (1 - np.mean(np.abs(e / y))),
+            "100 (1 - mean abs(e / y))": lambda e, y: 100 * (1 - np.mean(np.abs(e / y))),
             "100 (1 - RMSE / mean(y))": lambda e, y: 100 * (1 - np.sqrt(np.mean(e ** 2)) / np.mean(y))}
 
 
