@@ -52,9 +52,14 @@ def test_fig5_compute_plot_report(tiny, out):
     assert mod.plot(out).stat().st_size > 10_000
     checks, figs = mod.report(out, tiny)
     # synthetic stand-ins for A and B: only C's printed number applies
-    assert [c.quantity for c in checks] == ["network C: test accuracy"]
+    assert [c.quantity[:24] for c in checks] == ["network C: test accuracy"]
     err = rec["networks"]["C"]["errors"]["test"]
     assert checks[0].refnet == pytest.approx(100 * (1 - err["nrmse"]))
+    # the envelope is the range over the four readings of "accuracy" on the same network
+    lo, hi = checks[0].envelope
+    assert lo <= checks[0].refnet <= hi and "persistence" in checks[0].envelope_cells
+    persistence = err["persistence"]["accuracy"]
+    assert f"persistence {persistence:.2f}" in checks[0].envelope_cells
     assert "Jacobian prediction inside the MC 95% variance interval" in figs[0].refnet_says
 
 
