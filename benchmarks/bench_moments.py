@@ -107,8 +107,8 @@ def main(argv=None) -> int:
                                             quadrature_nodes=args.quadrature_nodes)
             t_pred = time.perf_counter() - t0
             t0 = time.perf_counter()
-            mc = accuracy_sweep(arch, params, X, y, noise, (t,), variances, repetitions=reps,
-                                rng=args.seed)
+            mc = accuracy_sweep(arch, params, X, y, noise, noise_types=(t,), variances=variances,
+                                repetitions=reps, rng=args.seed)
             t_mc = time.perf_counter() - t0
             m, se = mc.mean[0], mc.std[0] / np.sqrt(reps)
             first = first_order_curve(arch, params, X, y, noise, t, variances)

@@ -12,9 +12,11 @@ from .noise import LayerNoise, NoiseConfig, NoiseSpec, apply_noise, noise_config
 from .optim import SGD, Adagrad, Adam, get_optimizer  # noqa: E402
 from .regularizers import (REGULARIZER_PRESETS, RowSumPenalty, SaturationPenalty,  # noqa: E402
                            regularizer_preset, regularizer_value_and_grad)
+from .step import LossAndGrad, loss_and_grad, train_step  # noqa: E402
 
 __all__ = ["__version__", "Activation", "get_activation", "cross_entropy", "mse", "Architecture",
            "Cache", "Params", "backward", "forward", "init_params", "mlp", "predict", "LayerNoise",
            "NoiseConfig", "NoiseSpec", "apply_noise", "noise_config", "SGD", "Adagrad", "Adam",
            "get_optimizer", "REGULARIZER_PRESETS", "RowSumPenalty", "SaturationPenalty",
-           "regularizer_preset", "regularizer_value_and_grad"]
+           "regularizer_preset", "regularizer_value_and_grad", "LossAndGrad", "loss_and_grad",
+           "train_step"]

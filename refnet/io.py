@@ -4,10 +4,16 @@ A model file holds ``W1, b1, ..., WL, bL`` (``W`` of shape ``(n_out, n_in)``) an
 ``metadata`` entry: a JSON string with the architecture, the refnet version and whatever the
 caller adds (noise spec used in training, seed, data provenance, history). Files are written
 atomically (temporary file, flush, fsync, rename), so an interrupted write never leaves a
-half-written model under the final name.
+half-written model under the final name. ``save_model`` stores a sha256 over arrays and
+metadata (:func:`refnet.npzfile.content_sha256`).
 
-PyTorch interchange uses ``state_dict`` key names (``to_state_dict`` / ``from_state_dict``);
-the tensors are converted to NumPy arrays by the caller's torch, refnet never imports it.
+Reading trusts nothing (see :mod:`refnet.npzfile` for the ceilings): sizes, headers and the
+declared shapes are checked against the architecture before any weight is read, the weights
+must be finite float32/float64, and every problem is a :class:`~refnet.errors.ModelFileError`
+naming the file (``ModelFileError`` is re-exported here for code that imported it from here).
+
+PyTorch interchange (``state_dict`` key names, ``.safetensors``) is :mod:`refnet.statedict`;
+``to_state_dict``, ``from_state_dict`` and ``STATE_DICT_NAMINGS`` are re-exported here.
 """
 from __future__ import annotations
 
@@ -16,20 +22,19 @@ import io
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .errors import ModelFileError
 from .model import Architecture, Params, check_params
+from .npzfile import (BadContent, NpzReader, WANT_OBJECT, check_fields, content_sha256,
+                      file_errors, want_str)
 
 __all__ = ["save_model", "load_model", "atomic_write_bytes", "save_npz_atomic", "load_npz",
+           "MODEL_KEYS", "expected_arrays", "verify_sha256",
            "to_state_dict", "from_state_dict", "STATE_DICT_NAMINGS", "ModelFileError"]
-
-
-class ModelFileError(ValueError):
-    """A model or checkpoint file is missing, truncated, corrupted or not a refnet file."""
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -55,37 +60,36 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     return path
 
 
-def save_npz_atomic(path, arrays: dict, metadata: dict) -> Path:
-    """Save ``arrays`` and a JSON ``metadata`` dict as one ``.npz``, atomically."""
+def save_npz_atomic(path, arrays: dict, metadata: dict, *, sha256: bool = False) -> Path:
+    """Save ``arrays`` and a JSON ``metadata`` dict as one ``.npz``, atomically.
+
+    With ``sha256`` the metadata also gets the content hash of
+    :func:`refnet.npzfile.content_sha256`, so that readers can refuse an edited or damaged file.
+    """
     if "metadata" in arrays:
         raise ValueError("arrays: the key 'metadata' is reserved")
     buf = io.BytesIO()
     payload = {k: np.asarray(v) for k, v in arrays.items()}
+    if sha256:
+        metadata = json.loads(json.dumps(metadata, sort_keys=True))  # as a reader will see it
+        metadata["sha256"] = content_sha256(payload, metadata)
     payload["metadata"] = np.array(json.dumps(metadata, sort_keys=True))
     np.savez(buf, **payload)
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def load_npz(path) -> tuple[dict, dict]:
+def load_npz(path, *, error: type = ModelFileError,
+             fix: str = "the file is truncated or corrupted: delete it and save or train again",
+             ) -> tuple[dict, dict]:
     """Load a file written by :func:`save_npz_atomic`: ``(arrays, metadata)``.
 
-    Raises :class:`ModelFileError` naming the file for a missing, truncated or corrupted file.
+    Validated as :class:`refnet.npzfile.NpzReader` describes (sizes and headers before any
+    data, no duplicate members, metadata a JSON object). Any problem raises ``error`` (a
+    :class:`~refnet.errors.RefnetError` subclass) naming the file, what was wrong and ``fix``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}  # reading every member checks its CRC-32
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise ModelFileError(f"{path}: cannot be read ({e}); the file is truncated or "
-                             "corrupted: delete it and save or train again") from e
-    if "metadata" not in arrays:
-        raise ModelFileError(f"{path}: not a refnet file (no 'metadata' entry)")
-    try:
-        metadata = json.loads(str(arrays.pop("metadata")))
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{path}: metadata is not valid JSON ({e})") from e
+    with file_errors(path, error, fix), NpzReader(path) as z:
+        metadata = z.metadata()
+        arrays = {k: z.array(k) for k in z.headers if k != "metadata"}
     return arrays, metadata
 
 
@@ -99,83 +103,86 @@ def save_model(path, arch: Architecture, params: Params, metadata: dict | None =
     arrays = {}
     for l, (w, b) in enumerate(zip(params.W, params.b), start=1):
         arrays[f"W{l}"], arrays[f"b{l}"] = w, b
-    return save_npz_atomic(path, arrays, meta)
+    return save_npz_atomic(path, arrays, meta, sha256=True)
+
+
+#: The metadata keys refnet itself reads from a model file, and what each must be. Other
+#: top-level keys are the caller's (training history, data provenance...): returned unread.
+MODEL_KEYS = {"format": want_str(choices=("refnet-model", "refnet-checkpoint")),
+              "refnet_version": want_str(64), "architecture": WANT_OBJECT,
+              "dtype": want_str(choices=("float32", "float64")), "saved": want_str(64),
+              "sha256": want_str(64)}
+_MODEL_FIX = ("the file is truncated or corrupted, or not a refnet model: save or train it "
+              "again (PyTorch weights: convert them with refnet.io.from_state_dict)")
 
 
 def load_model(path) -> tuple[Architecture, Params, dict]:
-    """Load a model saved by :func:`save_model`: ``(arch, params, metadata)``."""
-    arrays, meta = load_npz(path)
-    if meta.get("format") not in ("refnet-model", "refnet-checkpoint"):
-        raise ModelFileError(f"{path}: not a refnet model (format {meta.get('format')!r})")
-    arch = Architecture.from_dict(meta["architecture"])
-    try:
-        params = Params(tuple(arrays[f"W{l}"] for l in range(1, arch.n_layers + 1)),
-                        tuple(arrays[f"b{l}"] for l in range(1, arch.n_layers + 1)))
-    except KeyError as e:
-        raise ModelFileError(f"{path}: missing array {e}") from e
-    check_params(arch, params)
+    """Load a model saved by :func:`save_model` (or a checkpoint): ``(arch, params, metadata)``.
+
+    Validated before use: the metadata is a JSON object whose refnet keys (``MODEL_KEYS``)
+    have the right types; the architecture is read strictly (:meth:`Architecture.from_dict`);
+    every ``W``/``b`` member's declared shape must match it and its dtype be float32/float64
+    before any data is read; the weights must be finite; a checkpoint's content hash must
+    match. Anything else raises :class:`~refnet.errors.ModelFileError` naming the file.
+    """
+    path = Path(path)
+    with file_errors(path, ModelFileError, _MODEL_FIX), NpzReader(path) as z:
+        meta = z.metadata()
+        check_fields(meta, MODEL_KEYS, "metadata", required=("format", "architecture"),
+                     extra=True)
+        arch = Architecture.from_dict(meta["architecture"])
+        names = expected_arrays(arch, z.headers, meta.get("dtype"))
+        if meta["format"] == "refnet-model":
+            extra = sorted(set(z.headers) - set(names) - {"metadata"})
+            if extra:
+                raise BadContent(f"unexpected arrays {extra[:5]} beside the model's weights")
+        arrays = {k: z.array(k) for k in z.headers if k != "metadata"}
+        if "sha256" in meta or meta["format"] == "refnet-checkpoint":
+            verify_sha256(arrays, meta)  # optional in models written before it existed
+        L = arch.n_layers
+        params = Params(tuple(arrays[f"W{l}"] for l in range(1, L + 1)),
+                        tuple(arrays[f"b{l}"] for l in range(1, L + 1)))
+        try:
+            check_params(arch, params, finite=True)
+        except ValueError as e:
+            raise BadContent(str(e)) from None
     return arch, params, meta
 
 
-#: Key schemes of PyTorch state dicts:
-#: ``"sequential"``: ``nn.Sequential(Linear, act, Linear, act, Linear)`` -> ``0.``, ``2.``, ``4.``;
-#: ``"fc"``: attributes ``fc1``, ``fc2``, ... (as in the authors' code of Duque 2024).
-STATE_DICT_NAMINGS = ("sequential", "fc")
+def expected_arrays(arch: Architecture, headers: dict, dtype: str | None) -> list[str]:
+    """Check that the declared headers hold ``W1, b1, ...`` of ``arch``'s shapes, all of one
+    float dtype (``dtype`` if given); returns their names. Reads no array data."""
+    names = []
+    for l in range(1, arch.n_layers + 1):
+        for name, shape in ((f"W{l}", (arch.sizes[l], arch.sizes[l - 1])), (f"b{l}", (arch.sizes[l],))):
+            h = headers.get(name)
+            if h is None:
+                raise BadContent(f"missing array {name!r} (the architecture has "
+                                 f"{arch.n_layers} weight layers)")
+            if h.shape != shape:
+                raise BadContent(f"array {name} has shape {h.shape}, but the architecture "
+                                 f"{list(arch.sizes)} needs {shape}")
+            if h.dtype.kind != "f" or h.dtype.itemsize not in (4, 8):
+                raise BadContent(f"array {name} has dtype {h.dtype}; weights must be float32 "
+                                 "or float64 (not integer, complex or text)")
+            want = dtype or str(headers["W1"].dtype.newbyteorder("="))
+            if str(h.dtype.newbyteorder("=")) != want:
+                raise BadContent(f"array {name} has dtype {h.dtype}, the model's dtype is {want}")
+            names.append(name)
+    return names
 
 
-def _prefixes(naming, n_layers: int) -> list[str]:
-    if isinstance(naming, (list, tuple)):
-        if len(naming) != n_layers:
-            raise ValueError(f"naming: need {n_layers} layer prefixes, got {len(naming)}")
-        return [str(p) for p in naming]
-    if naming == "sequential":
-        return [str(2 * i) for i in range(n_layers)]
-    if naming == "fc":
-        return [f"fc{i + 1}" for i in range(n_layers)]
-    raise ValueError(f"naming: unknown {naming!r}; known: {', '.join(STATE_DICT_NAMINGS)} "
-                     "or a list of layer prefixes")
+def verify_sha256(arrays: dict, meta: dict) -> None:
+    """Refuse content whose ``sha256`` (see :func:`refnet.npzfile.content_sha256`) differs."""
+    want = meta.get("sha256")
+    if want is None:
+        raise BadContent("no content hash ('sha256') in the metadata (written by an older "
+                         "refnet?), so a damaged or edited file cannot be told apart")
+    if content_sha256(arrays, meta) != want:
+        raise BadContent("content does not match its sha256 (the file was truncated, edited "
+                         "or corrupted)")
 
 
-def to_state_dict(arch: Architecture, params: Params, naming="sequential") -> dict:
-    """``{"0.weight": W1, "0.bias": b1, ...}`` (NumPy arrays; ``torch.from_numpy`` them)."""
-    check_params(arch, params)
-    out = {}
-    for p, w, b in zip(_prefixes(naming, arch.n_layers), params.W, params.b):
-        out[f"{p}.weight"], out[f"{p}.bias"] = np.array(w), np.array(b)
-    return out
-
-
-def _to_numpy(t) -> np.ndarray:
-    if hasattr(t, "detach"):  # a torch tensor; converted without importing torch here
-        t = t.detach().cpu().numpy()
-    return np.array(t)
-
-
-def from_state_dict(state: dict, arch: Architecture | None = None, naming="sequential",
-                    hidden: str = "sigmoid", output: str = "identity") -> tuple[Architecture, Params]:
-    """Read weights and biases from a PyTorch ``state_dict`` (tensors or arrays).
-
-    Without ``arch`` the layer sizes are read off the weights and the activations are
-    ``hidden`` for hidden layers and ``output`` for the last.
-    """
-    if arch is None:
-        keys = [k for k in state if k.endswith(".weight")]
-        n = len(keys)
-        if n == 0:
-            raise ValueError("state: no '<prefix>.weight' entries found")
-    else:
-        n = arch.n_layers
-    W, b = [], []
-    for p in _prefixes(naming, n):
-        try:
-            W.append(_to_numpy(state[f"{p}.weight"]))
-            b.append(_to_numpy(state[f"{p}.bias"]))
-        except KeyError as e:
-            raise ValueError(f"state: missing key {e} (naming {naming!r}; keys present: "
-                             f"{sorted(state)})") from None
-    if arch is None:
-        sizes = (W[0].shape[1],) + tuple(w.shape[0] for w in W)
-        arch = Architecture(sizes, (hidden,) * (n - 1) + (output,))
-    params = Params(tuple(W), tuple(b))
-    check_params(arch, params)
-    return arch, params
+# PyTorch state dicts live in refnet.statedict; re-exported here (imported last: it uses
+# atomic_write_bytes above).
+from .statedict import STATE_DICT_NAMINGS, from_state_dict, to_state_dict  # noqa: E402

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .activations import get_activation
+from .errors import ConfigError
 from .noise import LayerNoise, NoiseConfig, apply_noise, draw_layer_noise, noise_gradient_factor
 
 __all__ = ["Architecture", "Params", "Cache", "init_params", "forward", "backward", "predict",
@@ -26,6 +27,9 @@ __all__ = ["Architecture", "Params", "Cache", "init_params", "forward", "backwar
 
 Array = np.ndarray
 INITS = ("torch", "xavier", "normal")
+#: Ceilings for architectures read from files: weight layers and neurons per layer.
+MAX_LAYERS = 64
+MAX_WIDTH = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,32 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Architecture":
-        return cls(tuple(d["sizes"]), tuple(d["activations"]), bool(d.get("train_biases", True)))
+        """The inverse of :meth:`as_dict`, strict: a JSON object with exactly ``sizes`` (list
+        of 2..``MAX_LAYERS + 1`` integers in 1..``MAX_WIDTH``), ``activations`` (one name per
+        weight layer) and optionally ``train_biases`` (a boolean; ``"no"`` is refused, not
+        read as true). Raises :class:`~refnet.errors.ConfigError` naming the key."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"architecture: expected a JSON object with 'sizes', 'activations' "
+                              f"and 'train_biases', got {type(d).__name__}")
+        unknown = sorted(set(d) - {"sizes", "activations", "train_biases"})
+        if unknown or "sizes" not in d or "activations" not in d:
+            raise ConfigError(f"architecture: needs the keys 'sizes' and 'activations' (and "
+                              f"optionally 'train_biases'), got {sorted(d)}")
+        sizes, acts, tb = d["sizes"], d["activations"], d.get("train_biases", True)
+        if (not isinstance(sizes, list) or not 2 <= len(sizes) <= MAX_LAYERS + 1
+                or not all(type(s) is int and 1 <= s <= MAX_WIDTH for s in sizes)):
+            raise ConfigError(f"architecture: 'sizes' must be a list of 2..{MAX_LAYERS + 1} "
+                              f"integers in 1..{MAX_WIDTH}, got {str(sizes)[:80]}")
+        if (not isinstance(acts, list) or len(acts) != len(sizes) - 1
+                or not all(isinstance(a, str) and len(a) <= 64 for a in acts)):
+            raise ConfigError(f"architecture: 'activations' must be a list of {len(sizes) - 1} "
+                              f"activation names, got {str(acts)[:80]}")
+        if type(tb) is not bool:
+            raise ConfigError(f"architecture: 'train_biases' must be true or false, got {tb!r}")
+        try:
+            return cls(tuple(sizes), tuple(acts), tb)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"architecture: {e}") from e
 
 
 def mlp(sizes, hidden: str = "sigmoid", output: str = "identity", train_biases: bool = True) -> Architecture:
@@ -131,8 +160,13 @@ def init_params(arch: Architecture, init: str = "torch", rng=None, std: float = 
     return Params(tuple(W), tuple(b)).astype(dtype)
 
 
-def check_params(arch: Architecture, params: Params) -> None:
-    """Raise ``ValueError`` naming the layer if ``params`` do not fit ``arch``."""
+def check_params(arch: Architecture, params: Params, *, finite: bool = False) -> None:
+    """Raise ``ValueError`` naming the layer if ``params`` do not fit ``arch``.
+
+    Checks shapes and that every array is float32 or float64 (one dtype for all); with
+    ``finite`` also that no entry is NaN or inf (one pass over the parameters; the loaders
+    use it, the forward pass does not).
+    """
     if len(params.W) != arch.n_layers or len(params.b) != arch.n_layers:
         raise ValueError(f"params: architecture has {arch.n_layers} weight layers, params have "
                          f"{len(params.W)} weights and {len(params.b)} biases")
@@ -142,6 +176,21 @@ def check_params(arch: Architecture, params: Params) -> None:
             raise ValueError(f"params: W{l} has shape {w.shape}, expected {want} (n_out, n_in)")
         if bb.shape != (want[0],):
             raise ValueError(f"params: b{l} has shape {bb.shape}, expected {(want[0],)}")
+    dtype = np.asarray(params.W[0]).dtype
+    for name, a in _named_arrays(params):
+        if a.dtype not in (np.float32, np.float64) or a.dtype != dtype:
+            raise ValueError(f"params: {name} has dtype {a.dtype}; weights and biases must all "
+                             f"be float64 or all float32 (here {dtype})")
+        if finite and not np.isfinite(a).all():
+            i = np.unravel_index(np.argmax(~np.isfinite(a)), a.shape)
+            raise ValueError(f"params: {name} holds a non-finite value ({a[i]} at index "
+                             f"{tuple(int(k) for k in i)})")
+
+
+def _named_arrays(params: Params):
+    for l, (w, bb) in enumerate(zip(params.W, params.b), start=1):
+        yield f"W{l}", np.asarray(w)
+        yield f"b{l}", np.asarray(bb)
 
 
 def check_input(X, n_in: int, name: str = "X") -> Array:
@@ -178,15 +227,15 @@ class Cache:
     config: NoiseConfig | None
 
 
-def _layer_draws(l, noisy, noise, draws, rng, shape, dtype):
-    if l not in noisy:
+def _layer_draws(l, spec, draws, rng, shape, dtype):
+    if spec is None:  # a clean layer
         return None
     if draws is not None:
         d = draws[l]
         if d is None:
             raise ValueError(f"draws: layer {l} is noisy but draws[{l}] is None")
         return d
-    return draw_layer_noise(noise.spec, shape[0], shape[1], rng, dtype)
+    return draw_layer_noise(spec, shape[0], shape[1], rng, dtype)
 
 
 def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = None,
@@ -199,7 +248,8 @@ def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = N
         The network.
     X : array, shape (n_batch, sizes[0])
     noise : NoiseConfig or None
-        Where and how much noise; ``None`` for the clean network.
+        Where and how much noise (per layer where ``noise.layer_specs`` says so); ``None``
+        for the clean network.
     rng : Generator, int or None
         Source of the noise draws (ignored when ``draws`` is given). Layers draw in order 0..L.
     draws : sequence of LayerNoise or None, length L + 1
@@ -225,19 +275,20 @@ def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = N
         rng = np.random.default_rng(rng)
     if draws is not None and len(draws) != L + 1:
         raise ValueError(f"draws: need one entry per layer 0..{L} ({L + 1}), got {len(draws)}")
+    specs = [noise.spec_for(l, L) if l in noisy else None for l in range(L + 1)]
     used = [None] * (L + 1)
-    used[0] = _layer_draws(0, noisy, noise, draws, rng, X.shape, dtype)
-    a = apply_noise(X, noise.spec, used[0]) if used[0] is not None else X
+    used[0] = _layer_draws(0, specs[0], draws, rng, X.shape, dtype)
+    a = apply_noise(X, specs[0], used[0]) if used[0] is not None else X
     A, Z, Zn, F = [a], [], [], []
     for l in range(1, L + 1):
         act = get_activation(arch.activations[l - 1])
         z = a @ params.W[l - 1].T
         z += params.b[l - 1]
-        d = _layer_draws(l, noisy, noise, draws, rng, z.shape, dtype)
+        d = _layer_draws(l, specs[l], draws, rng, z.shape, dtype)
         used[l] = d
-        zn = apply_noise(z, noise.spec, d) if d is not None and noise.position == "pre" else z
+        zn = apply_noise(z, specs[l], d) if d is not None and noise.position == "pre" else z
         f = act.f(zn)
-        a = apply_noise(f, noise.spec, d) if d is not None and noise.position == "post" else f
+        a = apply_noise(f, specs[l], d) if d is not None and noise.position == "post" else f
         Z.append(z)
         Zn.append(zn)
         F.append(f)
@@ -280,7 +331,7 @@ def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=N
         act = get_activation(arch.activations[l - 1])
         d = cache.noise[l]
         if d is not None and pos == "post":
-            g = noise_gradient_factor(cfg.spec, d, dA.shape)
+            g = noise_gradient_factor(cfg.spec_for(l, L), d, dA.shape)
             if g is not None:
                 dA = dA * g
         if act.d1_from_output is not None:  # cheaper, and what PyTorch's autograd computes
@@ -290,7 +341,7 @@ def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=N
         if dZ_extra and l in dZ_extra:
             dZ = dZ + dZ_extra[l]
         if d is not None and pos == "pre":
-            g = noise_gradient_factor(cfg.spec, d, dZ.shape)
+            g = noise_gradient_factor(cfg.spec_for(l, L), d, dZ.shape)
             if g is not None:
                 dZ = dZ * g
         A_prev = cache.A[l - 1]

@@ -13,7 +13,8 @@ Contract (stated once, here; the README repeats it and ``tests/test_noise.py`` c
   Semenova's intensity ``D`` means variance ``2 D`` (:meth:`NoiseSpec.from_intensities`).
 * Every layer draws its own noise, independent across samples, layers and forward passes.
 * Which layers carry noise is an explicit setting: layer 0 is the input, layer ``l`` (1..L)
-  is the output of the l-th weight layer; the last is the network output. Whether noise acts
+  is the output of the l-th weight layer; the last is the network output. A layer may have
+  variances of its own (``NoiseConfig.layer_specs``); the others share ``spec``. Whether noise acts
   after the activation (on ``f(z)``) or before it (on ``z``) is an explicit setting too.
 * Backward pass: the noise draws are held fixed, so ``dy/dx = (1 + xi_MU)(1 + xi_MC)``: the
   multiplicative factors enter the gradient, additive noise passes it straight through. This is
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 
@@ -106,11 +108,15 @@ class NoiseConfig:
     weight layer; negative numbers count from the output (-1 = the network output).
     ``position`` is ``"post"`` (on ``f(z)``, after the activation) or ``"pre"`` (on ``z``).
     The input layer has no activation, so ``position`` does not matter there.
+    ``layer_specs`` optionally gives some noisy layers their own variances,
+    ``{layer: NoiseSpec}`` (stored as sorted ``(layer, spec)`` pairs so the config is
+    hashable); the other noisy layers use ``spec``. Each of its layers must be in ``layers``.
     """
 
     spec: NoiseSpec = field(default_factory=NoiseSpec)
     layers: tuple[int, ...] = ()
     position: str = "post"
+    layer_specs: tuple[tuple[int, NoiseSpec], ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.spec, NoiseSpec):
@@ -118,31 +124,59 @@ class NoiseConfig:
         if self.position not in ("pre", "post"):
             raise ValueError(f"position: must be 'pre' or 'post', got {self.position!r}")
         object.__setattr__(self, "layers", tuple(int(l) for l in self.layers))
+        items = self.layer_specs.items() if isinstance(self.layer_specs, Mapping) else self.layer_specs
+        pairs = {}
+        for l, s in items:
+            if not isinstance(s, NoiseSpec):
+                raise TypeError(f"layer_specs[{l}]: expected a NoiseSpec, got {type(s).__name__}")
+            if int(l) in pairs:
+                raise ValueError(f"layer_specs: layer {l} given twice")
+            pairs[int(l)] = s
+        object.__setattr__(self, "layer_specs", tuple(sorted(pairs.items())))
 
     def resolved_layers(self, n_weight_layers: int) -> tuple[int, ...]:
         """The noisy layer numbers in 0..L for a network with ``L = n_weight_layers``."""
-        out = set()
-        for l in self.layers:
-            r = l + n_weight_layers + 1 if l < 0 else l
-            if not 0 <= r <= n_weight_layers:
-                raise ValueError(f"layers: layer {l} does not exist in a network with "
-                                 f"{n_weight_layers} weight layers (valid: 0..{n_weight_layers})")
-            out.add(r)
+        out = {self._resolve(l, n_weight_layers, "layers") for l in self.layers}
+        for l, _ in self.layer_specs:
+            if self._resolve(l, n_weight_layers, "layer_specs") not in out:
+                raise ValueError(f"layer_specs: layer {l} is not a noisy layer (layers "
+                                 f"{self.layers}); add it to layers or drop its spec")
         return tuple(sorted(out))
+
+    @staticmethod
+    def _resolve(l: int, L: int, name: str) -> int:
+        r = l + L + 1 if l < 0 else l
+        if not 0 <= r <= L:
+            raise ValueError(f"{name}: layer {l} does not exist in a network with "
+                             f"{L} weight layers (valid: 0..{L})")
+        return r
+
+    def spec_for(self, layer: int, n_weight_layers: int) -> NoiseSpec:
+        """The variances at ``layer`` (0..L): its ``layer_specs`` entry, else ``spec``."""
+        for l, s in self.layer_specs:
+            if self._resolve(l, n_weight_layers, "layer_specs") == layer:
+                return s
+        return self.spec
 
     @property
     def is_zero(self) -> bool:
-        return self.spec.is_zero or not self.layers
+        return not self.layers or (self.spec.is_zero and
+                                   all(s.is_zero for _, s in self.layer_specs))
 
     def with_spec(self, spec: NoiseSpec) -> "NoiseConfig":
+        """The same placement with ``spec`` on every noisy layer (``layer_specs`` dropped)."""
         return NoiseConfig(spec, self.layers, self.position)
 
     def as_dict(self) -> dict:
-        return {"spec": self.spec.as_dict(), "layers": list(self.layers), "position": self.position}
+        d = {"spec": self.spec.as_dict(), "layers": list(self.layers), "position": self.position}
+        if self.layer_specs:  # only when used, so older files and checkpoints compare equal
+            d["layer_specs"] = {str(l): s.as_dict() for l, s in self.layer_specs}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "NoiseConfig":
-        return cls(NoiseSpec(**d["spec"]), tuple(d["layers"]), d["position"])
+        per = {int(l): NoiseSpec(**s) for l, s in d.get("layer_specs", {}).items()}
+        return cls(NoiseSpec(**d["spec"]), tuple(d["layers"]), d["position"], per)
 
 
 #: Named placements; the hidden layers are 1..L-1, resolved per network.

@@ -14,12 +14,15 @@ gives exactly the numbers of an uninterrupted run.
 
 Checkpoints: with ``checkpoint=PATH`` the parameters, optimizer state and history are written
 atomically after every epoch; calling :func:`train` again with the same path and settings
-resumes after the last completed epoch. A NaN or inf in the loss stops training with
-:class:`TrainingDiverged` naming the epoch and batch; the last good checkpoint is kept.
+resumes after the last completed epoch (:mod:`refnet.checkpoint`: a checkpoint that is damaged,
+edited or from other settings is refused with :class:`~refnet.errors.CheckpointError` and left
+untouched). A NaN or inf in the loss, a non-finite or overflowing parameter after an update
+(e.g. from a non-finite gradient) or an overflowing summed loss stops training with
+:class:`~refnet.errors.TrainingDiverged` naming the epoch and batch; the last good checkpoint
+is kept (it is written only after a whole epoch passed these checks).
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -27,15 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import ConfigError
-from .io import load_npz, save_npz_atomic
+from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import ConfigError, TrainingDiverged
 from .losses import check_labels, get_loss
-from .model import Architecture, Params, backward, check_input, check_params, forward
-from .noise import NoiseConfig
+from .model import Architecture, Params, check_input, check_params, forward
+from .noise import NOISE_TYPES, NoiseConfig
+from .npzfile import (WANT_BOOL, WANT_LIST, WANT_OBJECT, BadContent, Want, check_fields,
+                      want_int, want_number, want_str)
 from .optim import get_optimizer
 from .progress import Progress
-from .regularizers import ExpectedLoss, regularizer_from_dict, regularizer_value_and_grad
+from .regularizers import ExpectedLoss, regularizer_from_dict
+from .step import train_step
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate_accuracy",
            "epoch_rng"]
@@ -43,15 +48,14 @@ __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate_
 Array = np.ndarray
 
 
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or inf; ``epoch`` and ``batch`` say where (both 1-based)."""
-
-    def __init__(self, epoch: int, batch: int, value: float, checkpoint: str | None):
-        self.epoch, self.batch, self.value = epoch, batch, value
-        kept = (f"; the last good checkpoint ({checkpoint}) is kept" if checkpoint
-                else "; no checkpoint was configured")
-        super().__init__(f"loss is {value} at epoch {epoch}, batch {batch}{kept}. "
+def _diverged(epoch: int, batch: int, what: str, value, checkpoint) -> TrainingDiverged:
+    """The :class:`TrainingDiverged` of batch ``batch`` of epoch ``epoch`` (both 1-based)."""
+    kept = (f"; the last good checkpoint ({checkpoint}) is kept" if checkpoint
+            else "; no checkpoint was configured")
+    e = TrainingDiverged(f"{what} at epoch {epoch}, batch {batch}{kept}. "
                          "Lower the learning rate or the noise/regularizer settings.")
+    e.epoch, e.batch, e.value = epoch, batch, value
+    return e
 
 
 @dataclass(frozen=True)
@@ -115,11 +119,66 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        d["noise"] = None if d.get("noise") is None else NoiseConfig.from_dict(d["noise"])
-        d["regularizers"] = tuple(regularizer_from_dict(r) for r in d.get("regularizers", ()))
-        d["optimizer_options"] = tuple(tuple(kv) for kv in d.get("optimizer_options", ()))
-        return cls(**d)
+        """The inverse of :meth:`as_dict`, strict about keys and JSON types (a boolean is not
+        a number, ``"no"`` is not a boolean). Raises :class:`~refnet.errors.ConfigError`."""
+        try:
+            check_fields(d, _CONFIG_FIELDS, "config")
+            d = dict(d)
+            if d.get("noise") is not None:
+                _check_noise(d["noise"], "config 'noise'")
+                d["noise"] = NoiseConfig.from_dict(d["noise"])
+            regs = d.get("regularizers", [])
+            for r in regs:
+                _check_regularizer(r)
+            d["regularizers"] = tuple(regularizer_from_dict(r) for r in regs)
+            opts = d.get("optimizer_options", [])
+            if not all(isinstance(kv, list) and len(kv) == 2 and isinstance(kv[0], str) for kv in opts):
+                raise BadContent("config: 'optimizer_options' must be a list of [name, value] pairs")
+            d["optimizer_options"] = tuple((k, tuple(v) if isinstance(v, list) else v)
+                                           for k, v in opts)  # JSON turned tuples into lists
+            return cls(**d)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+            raise ConfigError(f"config: {e}" if not str(e).startswith("config") else str(e)) from e
+
+
+_CONFIG_FIELDS = {"epochs": want_int(0, 10**9), "batch_size": want_int(1, 10**9),
+                  "optimizer": want_str(32), "lr": want_number(0, 1e300),
+                  "optimizer_options": WANT_LIST, "loss": want_str(32),
+                  "noise": Want("null or an object", lambda v: v is None or isinstance(v, dict)),
+                  "regularizers": WANT_LIST, "shuffle": WANT_BOOL, "seed": want_int(-2**63, 2**64 - 1)}
+_NOISE_FIELDS = {"spec": WANT_OBJECT, "layers": WANT_LIST, "position": want_str(choices=("pre", "post"))}
+
+
+_LAMBDAS = Want("a number >= 0 or an object {layer: number}", lambda v: want_number(0, 1e300).ok(v) or (
+    isinstance(v, dict) and all(k.lstrip("-").isdigit() and want_number(0, 1e300).ok(x)
+                                for k, x in v.items())))
+_REGULARIZER_FIELDS = {
+    "row_sum": {"kind": want_str(16), "lambdas": _LAMBDAS},
+    "saturation": {"kind": want_str(16), "derivative_lambdas": _LAMBDAS, "weight_lambdas": _LAMBDAS,
+                   "reduction": want_str(16), "power": want_int(1, 16)},
+    "expected_loss": {"kind": want_str(16), "noise": WANT_OBJECT}}
+
+
+def _check_noise(n, where: str) -> None:
+    """A noise configuration's JSON object: spec of variances, layer numbers, position."""
+    check_fields(n, _NOISE_FIELDS, where, required=tuple(_NOISE_FIELDS))
+    check_fields(n["spec"], {k: want_number(0, 1e6) for k in NOISE_TYPES}, f"{where} 'spec'")
+    if not all(type(l) is int and abs(l) <= 1024 for l in n["layers"]):
+        raise BadContent(f"{where}: 'layers' must be a list of layer numbers")
+
+
+def _check_regularizer(r) -> None:
+    """A regularizer's JSON object has exactly its kind's keys, each of the right type."""
+    kind = r.get("kind") if isinstance(r, dict) else None
+    if kind not in _REGULARIZER_FIELDS:
+        raise BadContent(f"config: each of 'regularizers' must be an object with 'kind' one of "
+                         f"{sorted(_REGULARIZER_FIELDS)}, got {str(r)[:60]}")
+    spec = _REGULARIZER_FIELDS[kind]
+    check_fields(r, spec, f"config regularizer {kind!r}", required=tuple(spec))
+    if kind == "expected_loss":
+        _check_noise(r["noise"], "config regularizer 'expected_loss' 'noise'")
 
 
 @dataclass(frozen=True)
@@ -159,50 +218,27 @@ def _loss_on(arch, params, X, y, loss_fn, batch_size=4096):
     return total / max(1, len(X))
 
 
-def _checkpoint_meta(arch, config, epoch_done, history, dtype):
-    return {"format": "refnet-checkpoint", "refnet_version": __version__,
-            "architecture": arch.as_dict(), "config": config.as_dict(), "epochs_done": epoch_done,
-            "history": list(history), "dtype": str(dtype)}
+def _stop(bar, epoch, bi, what, value, ckpt) -> TrainingDiverged:
+    if bar is not None:
+        bar.close("diverged")
+    return _diverged(epoch + 1, bi + 1, what, value, None if ckpt is None else str(ckpt))
 
 
-def _save_checkpoint(path, arch, params, opt_state, config, epoch_done, history, best=None):
-    arrays = {}
-    for l, (w, b) in enumerate(zip(params.W, params.b), start=1):
-        arrays[f"W{l}"], arrays[f"b{l}"] = w, b
-    for k, v in opt_state.items():
-        arrays[f"opt/{k}"] = v
-    for i, a in enumerate(best[1] if best else ()):
-        arrays[f"best/{i}"] = a
-    meta = _checkpoint_meta(arch, config, epoch_done, history, params.dtype)
-    meta["best_epoch"] = best[0] if best else None
-    save_npz_atomic(path, arrays, meta)
-
-
-def _load_checkpoint(path, arch, config):
-    arrays, meta = load_npz(path)
-    if meta.get("format") != "refnet-checkpoint":
-        raise ValueError(f"checkpoint: {path} is not a refnet checkpoint")
-    if Architecture.from_dict(meta["architecture"]) != arch:
-        raise ValueError(f"checkpoint: {path} holds a different architecture; delete it or "
-                         "choose another checkpoint path")
-    saved = dict(meta["config"])
-    mine = config.as_dict()
-    saved.pop("epochs"), mine.pop("epochs")
-    if json.dumps(saved, sort_keys=True) != json.dumps(mine, sort_keys=True):
-        raise ValueError(f"checkpoint: {path} was written with other settings; delete it or "
-                         "choose another checkpoint path to start afresh")
-    L = arch.n_layers
-    params = Params(tuple(arrays[f"W{l}"] for l in range(1, L + 1)),
-                    tuple(arrays[f"b{l}"] for l in range(1, L + 1)))
-    opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
-    best = None
-    if meta.get("best_epoch"):
-        best = (int(meta["best_epoch"]), [arrays[f"best/{i}"] for i in range(2 * L)])
-    return params, opt_state, int(meta["epochs_done"]), tuple(meta["history"]), best
+def _batch_draws(draws, epoch: int, batch: int, rows: Array):
+    """The supplied draws of one batch: ``draws(epoch, batch, rows)`` or the iterator's next."""
+    if draws is None:
+        return None
+    if callable(draws):
+        return draws(epoch, batch, rows)
+    try:
+        return next(draws)
+    except StopIteration:
+        raise ValueError(f"draws: the iterator ran out at epoch {epoch + 1}, batch {batch + 1}; "
+                         "it must give one entry per batch of every epoch") from None
 
 
 def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=None, y_val=None,
-          checkpoint=None, progress=None, log=None) -> TrainResult:
+          checkpoint=None, progress=None, log=None, draws=None) -> TrainResult:
     """Train ``params`` (not modified; a new :class:`Params` is returned).
 
     Parameters
@@ -215,6 +251,14 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         Where to draw a progress bar (e.g. ``sys.stderr``); ``None`` for silence.
     log : callable(dict) or None
         Called with each epoch's history entry.
+    draws : callable, iterable or None
+        Noise draws supplied from outside instead of drawn from the epoch's generator (to
+        replay another framework's training exactly): ``draws(epoch, batch, rows)`` (0-based
+        epoch and batch; ``rows`` the sample indices of the batch) or an iterable giving, batch
+        after batch, one sequence of :class:`refnet.noise.LayerNoise` per layer 0..L (``None``
+        for clean layers). Shuffling still comes from ``config.seed``. When resuming from a
+        checkpoint use the callable (an iterable starts again at its first entry). Each step
+        is :func:`refnet.step.train_step`.
     """
     check_params(arch, params)
     dtype = params.dtype
@@ -231,14 +275,16 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
                  else np.asarray(y_val, dtype=dtype).reshape(len(X_val), -1))
     opt = config.make_optimizer()
     arrays = [a.copy() for a in params.arrays()]
-    trainable = [True, arch.train_biases] * arch.n_layers
     opt_state = opt.init(arrays)
+    if draws is not None and not callable(draws):
+        draws = iter(draws)
     start, history, best = 0, (), None  # best: (epoch, arrays) of the lowest validation loss
     if config.patience and (X_val is None or not len(X_val)):
         raise ValueError("patience: early stopping needs validation data (X_val, y_val)")
     ckpt = None if checkpoint is None else Path(checkpoint)
     if ckpt is not None and ckpt.exists():
-        p, opt_state, start, history, best = _load_checkpoint(ckpt, arch, config)
+        p, opt_state, start, history, best = load_checkpoint(ckpt, arch, config, arrays,
+                                                             with_best=True)
         arrays = [a.astype(dtype) for a in p.arrays()]
     resumed_from = start
     n = len(X)
@@ -257,23 +303,24 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
             idx = order[bi * bs:(bi + 1) * bs]
             Xb, yb = X[idx], y[idx]
             p = Params.from_arrays(arrays)
-            out, cache = forward(arch, p, Xb, config.noise, rng, check=False)  # X checked above
-            value, d_out = loss_fn(out, yb)
-            reg_value, reg_grads, dZ_extra = 0.0, None, None
-            if config.regularizers:
-                reg_value, reg_grads, dZ_extra = regularizer_value_and_grad(
-                    arch, p, cache, config.regularizers)
+            new_p, new_state, res = train_step(
+                arch, p, Xb, yb, optimizer=opt, state=opt_state, noise=config.noise,
+                draws=_batch_draws(draws, epoch, bi, idx), rng=rng,
+                regularizers=config.regularizers, loss=config.loss, check=False)  # X checked above
+            value, reg_value = res.loss, res.penalty
             total = value + reg_value
             if not math.isfinite(total):
-                if bar is not None:
-                    bar.close("diverged")
-                raise TrainingDiverged(epoch + 1, bi + 1, total, None if ckpt is None else str(ckpt))
-            grads = backward(arch, p, cache, d_out, dZ_extra).arrays()
-            if reg_grads is not None:
-                grads = [g + r for g, r in zip(grads, reg_grads.arrays())]
-            arrays, opt_state = opt.step(arrays, grads, opt_state, trainable=trainable)
+                raise _stop(bar, epoch, bi, f"loss is {total}", total, ckpt)
+            arrays, opt_state = new_p.arrays(), new_state
             sum_loss += value * len(idx)
             sum_reg += reg_value * len(idx)
+            # One reduction per array: a NaN/inf anywhere in the updated parameters (from a
+            # non-finite gradient or an overflowing step) makes the sum non-finite.
+            param_sum = sum(float(a.sum()) for a in arrays)
+            if not math.isfinite(param_sum + sum_loss + sum_reg):
+                what = ("the parameters became non-finite or overflowed after the update"
+                        if not math.isfinite(param_sum) else "the summed loss overflowed")
+                raise _stop(bar, epoch, bi, what, param_sum, ckpt)
             if bar is not None:
                 bar.set(bi + 1, f"loss {sum_loss / (bi * bs + len(idx)):.4f}")
         p = Params.from_arrays(arrays)
@@ -287,7 +334,7 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         if config.patience and (best is None or entry["val_loss"] < history[best[0] - 1]["val_loss"]):
             best = (epoch + 1, [a.copy() for a in arrays])
         if ckpt is not None:
-            _save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history, best)
+            save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history, best)
         if bar is not None:
             extra = "".join(f" {k} {v:.4f}" for k, v in entry.items() if k.startswith("val_"))
             bar.close(line=f"epoch {epoch + 1}/{config.epochs} loss {entry['train_loss']:.4f}"

@@ -24,7 +24,8 @@ from ._common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 
 #: subcommand -> module; the order is the order of ``refnet --help``.
 COMMANDS = {name: f"refnet.cli.{name}"
-            for name in ("reproduce", "train", "evaluate", "sensitivity", "sweep", "fetch", "info")}
+            for name in ("reproduce", "train", "evaluate", "sensitivity", "sweep", "fetch", "info",
+                         "crosscheck")}
 
 
 class UsageError(Exception):

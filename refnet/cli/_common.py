@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import zipfile
-import zlib
 from pathlib import Path
 
 from ..datasets import DATASET_NAMES
@@ -156,35 +154,21 @@ def retype(p: argparse.ArgumentParser, name: str, type_) -> None:
 
 # --- the user's own data files --------------------------------------------------------------
 
-#: What np.load raises on a damaged or foreign file (besides OSError and ValueError).
-_NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, NotImplementedError, zipfile.BadZipFile,
-               zlib.error)
-
-
 def read_npz_arrays(path, flag: str, required=(), optional=()) -> dict:
     """The arrays ``required`` (all) and ``optional`` (those present) of a user's .npz file.
 
-    Any failure is a :class:`DataError` naming ``flag``, the file and what to do. Pickled
-    (object) arrays are refused, never loaded.
+    Read by :func:`refnet.npzfile.read_arrays` (sizes and headers checked before any data is
+    read, pickled arrays refused); any failure is a :class:`DataError` naming ``flag``, the
+    file and what to do.
     """
-    import numpy as np
+    from ..npzfile import read_arrays
 
     try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):  # a .npy file: one bare array
-            raise DataError(f"{flag}: {path} is a single .npy array; need a .npz with arrays "
-                            f"{', '.join(required)} (numpy.savez)")
-        with z:
-            missing = [k for k in required if k not in z.files]
-            if missing:
-                raise DataError(f"{flag}: {path} lacks array(s) {', '.join(missing)} (has "
-                                f"{', '.join(z.files) or 'none'}); write them with numpy.savez")
-            return {k: z[k] for k in (*required, *optional) if k in z.files}
-    except DataError:
-        raise
-    except _NPZ_ERRORS as e:
-        raise DataError(f"{flag}: cannot read {path} as a .npz of numeric arrays ({e}); "
-                        "write it with numpy.savez") from e
+        return read_arrays(path, tuple(required), error=DataError, optional=tuple(optional),
+                           fix=f"write it with numpy.savez, arrays "
+                               f"{', '.join((*required, *optional))}")
+    except DataError as e:  # lead with the flag, as every other CLI message does
+        raise DataError(f"{flag}: {e}") from None
 
 
 def check_rows(X, y, flag: str, path, names=("X", "y")):

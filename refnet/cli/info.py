@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..io import STATE_DICT_NAMINGS
 from ._common import existing_file
 
 HELP = "show a saved model (architecture, training settings, accuracy) or export it"
@@ -17,15 +16,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a model .npz written by refnet")
     p.add_argument("--json", action="store_true", help="print the whole metadata as JSON")
     p.add_argument("--export-state-dict", type=Path, metavar="FILE",
-                   help="write the weights to FILE.npz under PyTorch state_dict key names")
-    p.add_argument("--naming", choices=STATE_DICT_NAMINGS,
-                   help="key scheme of --export-state-dict (default sequential)")
+                   help="write the weights under PyTorch state_dict key names to FILE, "
+                        ".safetensors or .npz (tensors only: loads with "
+                        "load_state_dict(strict=True); metadata in the safetensors header or "
+                        "in FILE.json beside the .npz)")
+    p.add_argument("--naming", choices=("sequential", "fc", "h"),
+                   help="key scheme of --export-state-dict: sequential (0., 2., ...; the "
+                        "default), fc (fc1., ...) or h (h1., ...)")
 
 
 def run(args) -> int:
     import numpy as np
 
-    from refnet.io import load_model, save_npz_atomic, to_state_dict
+    from refnet.io import load_model
+    from refnet.statedict import save_state_dict
 
     if args.naming and not args.export_state_dict:
         raise ConfigError("--naming needs --export-state-dict FILE (it names the exported keys)")
@@ -44,7 +48,7 @@ def run(args) -> int:
             print(f"  W{l} {w.shape}: mean {w.mean():+.4g}, std {w.std():.4g}, "
                   f"mean |row sum| {np.abs(w.sum(axis=1)).mean():.4g}")
     if args.export_state_dict:
-        save_npz_atomic(args.export_state_dict, to_state_dict(arch, params, naming),
-                        {"format": "pytorch-state-dict", "naming": naming})
+        save_state_dict(args.export_state_dict, arch, params, naming,
+                        {"source_model": str(args.model)})
         print(f"state_dict arrays written to {args.export_state_dict}")
     return 0

@@ -8,7 +8,7 @@ import platform
 import time
 from pathlib import Path
 
-from ..errors import ConfigError, ResultFileError
+from ..errors import ConfigError
 from ..reproduction.registry import ENVELOPE_SCRIPTS, PRESET_SCRIPTS, SCRIPTS
 from ._common import seed
 
@@ -32,14 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _load_state(path: Path, preset) -> dict:
     """What earlier runs into this folder computed; refuses a folder of another preset or seed."""
+    from ..reproduction.results import read_run_state
+
     if not path.exists():
         return {"preset": preset.name, "seed": preset.seed, "scripts": {}}
-    try:
-        state = json.loads(path.read_text())
-        saved = (state["preset"], state["seed"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise ResultFileError(f"--out: {path} is not a reproduce state file ({e!r}); delete it "
-                              "or choose another --out") from None
+    state = read_run_state(path)
+    saved = (state["preset"], state["seed"])
     if saved != (preset.name, preset.seed):
         raise ConfigError(f"--out: {path.parent.parent} holds results of preset {saved[0]!r}, "
                           f"seed {saved[1]}; choose another --out for preset "

@@ -16,12 +16,13 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..errors import DataError
 from ..progress import Progress
 
 CHUNK = 1 << 20
 
 
-class ChecksumError(ValueError):
+class ChecksumError(DataError):
     """A file's sha256 differs from the expected one."""
 
 

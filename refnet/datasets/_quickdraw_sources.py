@@ -12,6 +12,8 @@ or by fewer rows: ``QuickDrawError`` lists exactly what is missing and how to ch
 """
 from __future__ import annotations
 
+from ..errors import DataError
+
 import ast
 import io
 import json
@@ -38,7 +40,7 @@ CLASS_SETS = {"paper-20": PAPER_20, "mirror-19": MIRROR_19}
 PIXELS = 784
 
 
-class QuickDrawError(RuntimeError):
+class QuickDrawError(DataError, RuntimeError):
     """Some requested classes or rows are not available; the message says which and what to do."""
 
 
@@ -83,6 +85,22 @@ def read_npy_header(read, what) -> int:
     return shape[0]
 
 
+def _manifest(folder) -> dict:
+    """The ``classes`` object of ``folder/MANIFEST.json`` (entries with ``file``, ``rows``,
+    ``sha256``); :class:`QuickDrawError` naming the file if it is not that."""
+    path = folder / "MANIFEST.json"
+    try:
+        classes = json.loads(path.read_text(encoding="utf-8"))["classes"]
+        if not isinstance(classes, dict) or not all(
+                isinstance(e, dict) and isinstance(e.get("file"), str) and isinstance(e.get("sha256"), str)
+                and type(e.get("rows")) is int for e in classes.values()):
+            raise ValueError("'classes' must map names to {file, rows, sha256}")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        raise QuickDrawError(f"{path}: not a valid mirror manifest ({type(e).__name__}: {e}); "
+                             "repair the mirror or give another with --mirror") from e
+    return classes
+
+
 def _from_mirror(mirror, name, per_class, dest):
     """Copy the class file from the mirror after checking it against the MANIFEST; return entry."""
     if mirror is None:
@@ -91,7 +109,7 @@ def _from_mirror(mirror, name, per_class, dest):
                   None)
     if folder is None:
         raise LookupError(f"no MANIFEST.json in {mirror} or {mirror / 'quickdraw'}")
-    entry = json.loads((folder / "MANIFEST.json").read_text())["classes"].get(name)
+    entry = _manifest(folder).get(name)
     if entry is None:
         raise LookupError(f"mirror {folder} has no class {name!r}")
     if entry["rows"] < per_class:
@@ -180,7 +198,7 @@ def _missing_message(names, per_class, problems, mirror) -> str:
     if mirror is not None:
         for d in (mirror / "quickdraw", mirror):
             if (d / "MANIFEST.json").is_file():
-                man = json.loads((d / "MANIFEST.json").read_text())["classes"]
+                man = _manifest(d)
                 available = {n: man[n]["rows"] for n in names if n in man}
                 break
     have = [n for n in names if n in available]

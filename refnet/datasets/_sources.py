@@ -11,6 +11,8 @@ know where their registry is) and only unpacked: never installed, never imported
 """
 from __future__ import annotations
 
+from ..errors import DataError
+
 import os
 import shutil
 import subprocess
@@ -33,7 +35,7 @@ HOST_TIMEOUT = 15.0       # seconds per socket operation; a failed DNS lookup fa
 REGISTRY_TIMEOUT = 600.0  # seconds for one package-manager command
 
 
-class SourceError(RuntimeError):
+class SourceError(DataError, RuntimeError):
     """One source could not deliver; the message says why."""
 
 
@@ -41,7 +43,7 @@ class NotConfigured(SourceError):
     """The source is not set up (no mirror given): not worth a warning, still listed."""
 
 
-class FetchError(RuntimeError):
+class FetchError(DataError, RuntimeError):
     """No source delivered verified files; the message lists every source tried."""
 
 

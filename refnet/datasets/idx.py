@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import struct
 
+from ..errors import DataError
+
 LABELS_MAGIC = 0x00000801
 IMAGES_MAGIC = 0x00000803
 
 
-class IdxError(ValueError):
+class IdxError(DataError):
     """A malformed IDX file; the message names the file and what to do."""
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DataError
 from . import _registry as reg
 from ._cache import cache_root, read_provenance, verified
 from ._sources import fetch_idx
@@ -37,7 +38,7 @@ def _load_idx(spec, split, cache_dir, normalize, fetch, dtype, mirror, classes) 
     X = read_images(folder / images.filename)
     y = read_labels(folder / labels.filename, n_classes=10)
     if X.shape[0] != y.shape[0]:
-        raise ValueError(f"{folder}: {X.shape[0]} images but {y.shape[0]} labels in the "
+        raise DataError(f"{folder}: {X.shape[0]} images but {y.shape[0]} labels in the "
                          f"{split} split; delete the folder and fetch again")
     counts = np.bincount(y, minlength=10)
     mean, std = NORMALIZATION[spec.name]

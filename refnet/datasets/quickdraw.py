@@ -73,12 +73,17 @@ def load_quickdraw(split: str = "train", classes="paper-20", per_class: int | No
     folder = cache_root(cache_dir) / "quickdraw"
     rows = []
     for name in names:
-        a = np.load(folder / record["classes"][name]["file"], allow_pickle=False)
+        path = folder / record["classes"][name]["file"]
+        try:
+            a = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise QuickDrawError(f"{path}: cannot be read as a .npy array ({e}); delete it and "
+                                 "fetch again") from e
         if a.dtype != np.uint8 or a.ndim != 2 or a.shape[1] != PIXELS or a.shape[0] < need:
             raise QuickDrawError(f"{folder / record['classes'][name]['file']}: expected uint8 "
                                  f"(>= {need}, 784), got {a.dtype} {a.shape}; delete it and "
                                  "fetch again")
-        rows.append(a[:per_class])
+        rows.append(np.array(a[:per_class]))
     X_all = np.concatenate(rows)
     y_all = np.repeat(np.arange(len(names), dtype=np.int64), [len(r) for r in rows])
     train_idx, test_idx = per_class_split(y_all, test_fraction, rng=seed)

@@ -12,6 +12,8 @@ module           what lives there
 ``chunks``       root seeds, one generator per chunk of work, the worker pool
 ``kernels``      numba kernels, each beside its NumPy twin (which calls
                  :func:`refnet.noise.apply_noise`, the one Eq. 3)
+``samples``      :func:`layer_samples`: raw noisy outputs of any layers (K, T, n), for
+                 distribution tests such as ``refnet crosscheck stat``
 ``reference``    the plain NumPy Monte-Carlo (repeated :func:`refnet.model.forward`)
 ===============  ==============================================================================
 
@@ -23,6 +25,7 @@ from .chunks import (check_workers, chunk_generator, map_chunks, resolve_seed,
 from .engine import (BACKENDS, SHORTCUTS, CleanState, Engine, clean_state, draw_noise, prepare,
                      propagate, resolve_config)
 from .reference import monte_carlo_outputs
+from .samples import layer_samples
 from .stats import (LayerStatistics, NeuronStatistics, combine_moments, confidence_intervals,
                     neuron_statistics)
 from .sweep import DEFAULT_VARIANCES, SweepResult, SweepSettings, accuracy_sweep
@@ -32,4 +35,4 @@ __all__ = ["SweepSettings", "SweepResult", "accuracy_sweep", "DEFAULT_VARIANCES"
            "confidence_intervals", "BACKENDS", "SHORTCUTS", "Engine", "CleanState", "prepare",
            "clean_state", "draw_noise", "propagate", "resolve_config", "chunk_generator",
            "resolve_seed", "check_workers", "worker_pool", "map_chunks", "single_threaded_blas",
-           "monte_carlo_outputs"]
+           "monte_carlo_outputs", "layer_samples"]

@@ -122,17 +122,29 @@ class Engine:
         return self.noisy[0] if self.noisy else self.arch.n_layers + 1
 
     def with_spec(self, spec: NoiseSpec) -> "Engine":
+        """The same engine with ``spec`` on every noisy layer (per-layer specs dropped)."""
         return replace(self, config=self.config.with_spec(spec))
+
+    def spec(self, l: int) -> NoiseSpec:
+        """The variances at noisy layer ``l`` (``config.layer_specs`` honoured)."""
+        return self.config.spec_for(l, self.arch.n_layers)
+
+    def sd(self, l: int) -> Array:
+        """The four standard deviations ``sqrt(variance)`` at layer ``l``, NOISE_TYPES order."""
+        spec = self.spec(l)
+        return np.sqrt(np.array([getattr(spec, t) for t in NOISE_TYPES])).astype(self.dtype)
 
     def narrow_layers(self, keep=()) -> frozenset:
         """Layers whose uncorrelated additive noise is drawn in the next layer's dimension."""
-        if "narrow_draws" not in self.shortcuts or self.config.spec.add_unc == 0:
+        if "narrow_draws" not in self.shortcuts:
             return frozenset()
         return frozenset(l for l in self.noisy if self.factors[l] is not None and l not in keep
+                         and self.spec(l).add_unc > 0
                          and (l == 0 or self.config.position == "post"))
 
     def uses_row_sums(self, state: "CleanState", keep=()) -> bool:
-        return state.U is not None and self.config.spec.mul_unc == 0 and state.l0 not in keep
+        return (state.U is not None and self.spec(state.l0).mul_unc == 0
+                and state.l0 not in keep)
 
 
 def prepare(arch: Architecture, params: Params, noise: NoiseConfig, backend: str = "numba",
@@ -240,10 +252,10 @@ def draw_noise(engine: Engine, state: CleanState, n_rows: int, gen, keep=()) -> 
     """Standard-normal draws for one chunk of ``n_rows`` noisy passes: one entry per layer
     0..L (``None`` for clean layers), in the order of :func:`refnet.model.forward`. On a
     narrow-draw layer ``l`` the ``add_unc`` entry has the next layer's width."""
-    sizes, spec = engine.arch.sizes, engine.config.spec
+    sizes = engine.arch.sizes
     narrow = engine.narrow_layers(keep)
     fill = K.KERNELS[engine.backend][2]
-    return tuple(_draw_layer(spec, n_rows, sizes[l + 1] if l in narrow else sizes[l], sizes[l],
+    return tuple(_draw_layer(engine.spec(l), n_rows, sizes[l + 1] if l in narrow else sizes[l], sizes[l],
                              gen, engine.dtype, fill) if l in engine.noisy else None
                  for l in range(engine.arch.n_layers + 1))
 
@@ -257,14 +269,14 @@ def propagate(engine: Engine, state: CleanState, idx, draws, keep=()) -> tuple[A
     :func:`refnet.model.forward`).
     """
     arch, (W, b) = engine.arch, (engine.params.W, engine.params.b)
-    L, spec, pos = arch.n_layers, engine.config.spec, engine.config.position
+    L, pos = arch.n_layers, engine.config.position
     idx = np.ascontiguousarray(idx, dtype=np.int64)
     if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= len(state.P))):
         raise ValueError(f"idx: need a 1-D array of input indices in 0..{len(state.P) - 1}")
     if any(not state.l0 <= l <= L for l in keep):
         raise ValueError(f"keep: layers must lie in {state.l0}..{L} (the first noisy layer on)")
     _check_draws(engine, draws, len(idx), keep)
-    sd = np.sqrt(np.array([getattr(spec, t) for t in NOISE_TYPES])).astype(engine.dtype)
+    sd = [engine.sd(l) if l in engine.noisy else None for l in range(L + 1)]
     narrow = engine.narrow_layers(keep)
     kept, l0 = {}, state.l0
     if state.kind == "x":
@@ -277,19 +289,19 @@ def propagate(engine: Engine, state: CleanState, idx, draws, keep=()) -> tuple[A
         d = draws[l0]
         z = np.empty((len(idx), arch.sizes[l0 + 1]), dtype=engine.dtype)
         e = np.empty((0, 0), dtype=engine.dtype)
-        K.KERNELS[engine.backend][1](state.U, idx, engine.row_sums[l0], b[l0], sd,
+        K.KERNELS[engine.backend][1](state.U, idx, engine.row_sums[l0], b[l0], sd[l0],
              e if d.add_cor is None else d.add_cor, e if d.mul_cor is None else d.mul_cor, z)
-        if spec.add_unc > 0:
-            z += sd[0] * (d.add_unc @ (engine.factors[l0] if l0 in narrow else W[l0].T))
+        if sd[l0][0] > 0:
+            z += sd[l0][0] * (d.add_unc @ (engine.factors[l0] if l0 in narrow else W[l0].T))
     else:
         P = state.P[idx]
         if state.kind == "z":
-            a = _noisy_activation(engine, P, _layer_desc(arch, l0, K.POS_PRE), sd, draws[l0])
+            a = _noisy_activation(engine, P, _layer_desc(arch, l0, K.POS_PRE), sd[l0], draws[l0])
         else:
-            a = _noisy_activation(engine, P, _layer_desc(arch, 0, K.POS_POST), sd, draws[l0],
+            a = _noisy_activation(engine, P, _layer_desc(arch, 0, K.POS_POST), sd[l0], draws[l0],
                                   skip_au=l0 in narrow)
         if l0 in narrow:
-            extra = sd[0] * (draws[l0].add_unc @ engine.factors[l0])
+            extra = sd[l0][0] * (draws[l0].add_unc @ engine.factors[l0])
         if l0 in keep:
             kept[l0] = a
     for l in range(l0 + 1, L + 1):
@@ -299,9 +311,9 @@ def propagate(engine: Engine, state: CleanState, idx, draws, keep=()) -> tuple[A
                 z += extra
         noisy = l in engine.noisy
         where = (K.POS_PRE if pos == "pre" else K.POS_POST) if noisy else K.POS_CLEAN
-        a = _noisy_activation(engine, z, _layer_desc(arch, l, where), sd, draws[l],
+        a = _noisy_activation(engine, z, _layer_desc(arch, l, where), sd[l], draws[l],
                               skip_au=l in narrow)
-        extra = sd[0] * (draws[l].add_unc @ engine.factors[l]) if l in narrow else None
+        extra = sd[l][0] * (draws[l].add_unc @ engine.factors[l]) if l in narrow else None
         z = None
         if l in keep:
             kept[l] = a
@@ -310,7 +322,7 @@ def propagate(engine: Engine, state: CleanState, idx, draws, keep=()) -> tuple[A
 
 def _check_draws(engine: Engine, draws, n: int, keep) -> None:
     """The kernels do not bounds-check: every needed draw must have the right shape."""
-    L, sizes, spec = engine.arch.n_layers, engine.arch.sizes, engine.config.spec
+    L, sizes = engine.arch.n_layers, engine.arch.sizes
     if len(draws) != L + 1:
         raise ValueError(f"draws: need one entry per layer 0..{L}, got {len(draws)}")
     narrow = engine.narrow_layers(keep)
@@ -323,7 +335,7 @@ def _check_draws(engine: Engine, draws, n: int, keep) -> None:
                 "mul_cor": (n, 1)}
         for t in NOISE_TYPES:
             x = getattr(d, t)
-            if getattr(spec, t) > 0 and (x is None or x.shape != want[t]):
+            if getattr(engine.spec(l), t) > 0 and (x is None or x.shape != want[t]):
                 got = None if x is None else x.shape
                 raise ValueError(f"draws: layer {l} {t} needs shape {want[t]}, got {got}")
 

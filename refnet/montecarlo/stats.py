@@ -177,7 +177,9 @@ def neuron_statistics(arch: Architecture, params: Params, X, noise, K: int = 300
         snr, m_ci, v_ci, s_ci = confidence_intervals(mean, var, K, confidence)
         out[l] = LayerStatistics(l, mean, var, snr, m_ci, v_ci, s_ci)
     settings = {"layers_noisy": list(engine.noisy), "position": cfg.position,
-                "spec": cfg.spec.as_dict(), "repeat_block": kb, "inputs_per_block": tb,
+                "spec": cfg.spec.as_dict(),
+                "layer_specs": {str(l): sp.as_dict() for l, sp in cfg.layer_specs},
+                "repeat_block": kb, "inputs_per_block": tb,
                 "backend": engine.backend, "dtype": str(np.dtype(dtype)),
                 "shortcuts": sorted(engine.shortcuts), "workers": workers}
     return NeuronStatistics(out, K, T, float(confidence), seed, settings)

@@ -88,13 +88,16 @@ def _resolve(noise, arch: Architecture) -> NoiseConfig:
 def _expanded_scalars(arch: Architecture, cfg: NoiseConfig) -> int:
     """How many correlated draws get quadrature nodes: those a nonlinearity follows, or a later
     multiplicative correlated noise on a signal without uncorrelated noise (an upper bound)."""
-    spec, layers = cfg.spec, cfg.resolved_layers(arch.n_layers)
-    n_cor = bool(spec.add_cor) + bool(spec.mul_cor)
+    L = arch.n_layers
+    layers = cfg.resolved_layers(L)
+    specs = {l: cfg.spec_for(l, L) for l in layers}  # per-layer variances (layer_specs)
     curved = [l for l, a in enumerate(arch.activations, start=1)
               if get_activation(a).spec != "identity"]
-    mul = bool(spec.mul_cor) and not (spec.add_unc or spec.mul_unc)
+    # any layer's (an upper bound when the layers' variances differ; exact for one spec)
+    mul = any(bool(sp.mul_cor) and not (sp.add_unc or sp.mul_unc) for sp in specs.values())
     n = 0
     for l in layers:
+        n_cor = bool(specs[l].add_cor) + bool(specs[l].mul_cor)
         first_act = l + 1 if (cfg.position == "post" or l == 0) else l
         later = any(k >= first_act for k in curved) or (mul and any(k > l for k in layers))
         n += n_cor * later
@@ -136,10 +139,10 @@ def _run(arch, params, start, cfg, n_nodes: int, gh_nodes: int, record: bool = F
     while True:
         if stage == "pre":
             if l in layers and cfg.position == "pre":
-                s = noise_step(s, cfg.spec, n_nodes)
+                s = noise_step(s, cfg.spec_for(l, L), n_nodes)
             s = activation_step(s, arch.activations[l - 1], n_nodes, gh_nodes)
         if l in layers and (cfg.position == "post" or l == 0):
-            s = noise_step(s, cfg.spec, n_nodes)
+            s = noise_step(s, cfg.spec_for(l, L), n_nodes)
         if record:
             records.append(_marginal(s))
         if l == L:

@@ -127,7 +127,6 @@ def _contributions_block(arch, params, X, noise, covariance):
     L = arch.n_layers
     out, cache = forward(arch, params, X)
     layers = () if noise.is_zero else noise.resolved_layers(L)
-    spec = noise.spec
     n_b, n_out = out.shape
     contrib = np.zeros((len(layers), 4, n_b, n_out))
     cov = np.zeros((n_b, n_out, n_out)) if covariance else None
@@ -140,6 +139,7 @@ def _contributions_block(arch, params, X, noise, covariance):
             x = cache.Z[l - 1]
         else:
             Gn, x = G, cache.A[l]
+        spec = noise.spec_for(l, L)  # per-layer variances where layer_specs sets them
         s_AU, s_AC, s_MU, s_MC = (getattr(spec, t) for t in NOISE_TYPES)
         # sources with zero variance are skipped: they cost most of the time
         if s_AU:  # sum_j G_ij^2 without materialising G^2

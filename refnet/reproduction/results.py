@@ -10,20 +10,66 @@ import argparse
 from pathlib import Path
 
 from .. import __version__
-from ..io import load_npz, save_npz_atomic
+from ..errors import ResultFileError
+from ..io import save_npz_atomic, verify_sha256
+from ..npzfile import (WANT_OBJECT, BadContent, NpzReader, check_fields, file_errors,
+                       read_json_file, want_int, want_number, want_str)
 
-__all__ = ["save_results", "load_results", "figure_path", "save_figure", "script_main"]
+__all__ = ["save_results", "load_results", "read_results", "read_run_state", "RESULT_KEYS",
+           "figure_path", "save_figure", "script_main"]
+
+
+#: The record keys refnet reads from a result file (the rest is the script's own record,
+#: protected like everything else by the content hash).
+RESULT_KEYS = {"format": want_str(choices=("refnet-results",)), "refnet_version": want_str(64),
+               "sha256": want_str(64)}
 
 
 def save_results(out, name: str, arrays: dict, record: dict) -> Path:
+    """Write ``<out>/results/<name>.npz`` atomically, with a content hash over arrays and record."""
     record = {"refnet_version": __version__, "format": "refnet-results", **record}
-    return save_npz_atomic(Path(out) / "results" / f"{name}.npz", arrays, record)
+    return save_npz_atomic(Path(out) / "results" / f"{name}.npz", arrays, record, sha256=True)
 
 
 def load_results(out, name: str):
     """``(arrays, record)`` or ``None`` if this script has not been computed into ``out``."""
     path = Path(out) / "results" / f"{name}.npz"
-    return load_npz(path) if path.exists() else None
+    return read_results(path) if path.exists() else None
+
+
+def read_results(path) -> tuple[dict, dict]:
+    """A result file, validated (see :mod:`refnet.npzfile`): real or text arrays, a record
+    with ``format``, ``refnet_version`` and a matching ``sha256``, so a half-written, damaged or
+    edited file is refused (arrays may hold NaN where a script marks values it did not
+    compute). Raises :class:`~refnet.errors.ResultFileError` naming the file and the fix."""
+    path = Path(path)
+    fix = f"delete {path} and run the script (or refnet reproduce) again to recompute it"
+    with file_errors(path, ResultFileError, fix), NpzReader(path) as z:
+        record = z.metadata()
+        check_fields(record, RESULT_KEYS, "record", required=tuple(RESULT_KEYS), extra=True)
+        for k, h in z.headers.items():
+            if k != "metadata" and h.dtype.kind not in "biufU":
+                raise BadContent(f"array {k} has dtype {h.dtype}; results are real numbers "
+                                 "or text")
+        arrays = {k: z.array(k) for k in z.headers if k != "metadata"}
+        verify_sha256(arrays, record)
+    return arrays, record
+
+
+def read_run_state(path) -> dict:
+    """``reproduce.json``: ``{"preset": str, "seed": int, "scripts": {name: {"seconds": float}}}``,
+    validated; :class:`~refnet.errors.ResultFileError` naming the file otherwise."""
+    path = Path(path)
+    with file_errors(path, ResultFileError, f"delete {path} (the results beside it are kept "
+                     "and reused) and run refnet reproduce again"):
+        state = read_json_file(path, "the run record")
+        check_fields(state, {"preset": want_str(64), "seed": want_int(-2**63, 2**63 - 1),
+                             "scripts": WANT_OBJECT}, "the run record",
+                     required=("preset", "seed", "scripts"))
+        for name, entry in state["scripts"].items():
+            check_fields(entry, {"seconds": want_number(0, 1e9)}, f"the entry of {name!r}",
+                         required=("seconds",))
+    return state
 
 
 def figure_path(out, name: str) -> Path:

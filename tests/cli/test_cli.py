@@ -75,5 +75,5 @@ def test_train_missing_array_is_named(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     np.savez(bad, X_train=np.zeros((3, 2)))
     assert main(["train", "--data-npz", str(bad)]) == 2
-    assert re.search(r"--data-npz: .* lacks array\(s\) y_train, X_test, y_test",
+    assert re.search(r"--data-npz: .* lacks \['y_train', 'X_test', 'y_test'\]",
                      capsys.readouterr().err)

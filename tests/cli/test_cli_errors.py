@@ -53,7 +53,7 @@ CASES = {
         ("reproduce --only fig99", "--only: unknown ['fig99']"),
         ("reproduce --seed -1", "--seed: must be >= 0"),
         ("reproduce --preset huge", "argument --preset: invalid choice: 'huge'"),
-        ("reproduce --only semenova_fig4 --out {rep}", "is not a reproduce state file"),
+        ("reproduce --only semenova_fig4 --out {rep}", "the run record must be a JSON object, got list"),
     ],
     "train": [
         ("train --dataset foo", "--dataset: unknown dataset 'foo'"),
@@ -69,9 +69,9 @@ CASES = {
         ("train --epochs -1", "--epochs: must be >= 1"),
         ("train --lr 0", "--lr: must be a finite number > 0"),
         ("train --data-npz {missing}", "--data-npz: no such file"),
-        ("train --data-npz {garbage}", "--data-npz: cannot read"),
-        ("train --data-npz {npy}", "single .npy array"),
-        ("train --data-npz {data}", "lacks array(s) X_train, y_train, X_test, y_test"),
+        ("train --data-npz {garbage}", "cannot be read (BadZipFile"),
+        ("train --data-npz {npy}", "a plain .npy array"),
+        ("train --data-npz {data}", "lacks ['X_train', 'y_train', 'X_test', 'y_test']"),
         ("train --data-npz {train_nan}", f"X_train[{NAN_ROW}] (row {NAN_ROW} of the file"),
         ("train --data-npz {train_short}", "X_train has 60 rows but y_train has shape (50,)"),
         ("train --data-npz {train_badlabel}", "y_train[11] (row 11 of the file"),
@@ -94,7 +94,7 @@ CASES = {
         ("sensitivity {model} --inputs {data} --variance -0.1", "--variance: variance must be >= 0"),
         ("sensitivity {model} --inputs {short_labels}", "X has 60 rows but y has shape (53,)"),
         ("sensitivity {model} --inputs {nan} --n-inputs 50", f"X[{NAN_ROW}] (row {NAN_ROW} of the file"),
-        ("sensitivity {model} --inputs {data} --x-key Z", "lacks array(s) Z"),
+        ("sensitivity {model} --inputs {data} --x-key Z", "lacks ['Z']"),
         ("sensitivity {model} --inputs {data} --spec add_unc=x", "--spec: expected VARIANCES"),
         ("sensitivity {model} --inputs {data} --spec add_unc=-1", "must be >= 0"),
         ("sensitivity {model} --inputs {data} --spec add_unc=0.1 --variance 0.1", "--spec replaces"),
@@ -122,6 +122,20 @@ CASES = {
         ("info {garbage}", "garbage.npz"),
         ("info {model} --naming fc", "--naming needs --export-state-dict"),
         ("info {model} --export-state-dict {out} --naming xyz", "--naming: invalid choice: 'xyz'"),
+        ("info {model} --export-state-dict {out}", "unknown weight file type ''"),
+    ],
+    # errors found when the mode runs; argparse's own (refnet crosscheck MODE: error: ...) are
+    # in tests/crosscheck/test_crosscheck.py
+    "crosscheck": [
+        ("crosscheck make {model} -o {dir}/b.pt", "b.pt: unknown bundle file type '.pt'"),
+        ("crosscheck make {model} -o {out}.npz --variances add_unc=x", "--variances: expected"),
+        ("crosscheck make {model} -o {out}.npz --variances add_unc=-1", "must be >= 0"),
+        ("crosscheck make {model} -o {out}.npz --layer-variances 5:add_unc=0.1",
+         "--layers/--layer-variances: layer_specs: layer 5"),
+        ("crosscheck make {model} -o {out}.npz --data {nan}", f"X[{NAN_ROW}] (row {NAN_ROW} of"),
+        ("crosscheck make {garbage} -o {out}.npz", "garbage.npz"),
+        ("crosscheck check {model}", "not a refnet cross-check bundle"),
+        ("crosscheck stat {model} --samples {data}", "not a refnet cross-check bundle"),
     ],
 }
 

@@ -85,7 +85,7 @@ def test_evaluate_bad_inputs_give_clear_errors(model_and_data, tmp_path, capsys)
     ]
     bad = tmp_path / "bad.npz"
     np.savez(bad, X=np.zeros((3, 6)))
-    cases.append((["evaluate", model, "--data", str(bad)], "lacks array(s) y"))
+    cases.append((["evaluate", model, "--data", str(bad)], "lacks ['y']"))
     pickled = tmp_path / "obj.npz"
     np.savez(pickled, X=np.array([{"a": 1}], dtype=object), y=np.zeros(1, int))
     cases.append((["evaluate", model, "--data", str(pickled)], "pickle"))

@@ -271,7 +271,8 @@ def test_predicted_curve_agrees_with_monte_carlo(trained_blobs, noise_type):
     v = [1e-3, 3e-2, 0.3, 1.0]
     pred = predicted_accuracy_curve(arch, P, X, y, "duque", noise_type, v)
     reps = 30
-    mc = accuracy_sweep(arch, P, X, y, "duque", (noise_type,), v, repetitions=reps, rng=14)
+    mc = accuracy_sweep(arch, P, X, y, "duque", noise_types=(noise_type,), variances=v,
+                        repetitions=reps, rng=14)
     se = mc.std[0] / math.sqrt(reps)
     assert pred.clean_accuracy == mc.clean_accuracy
     assert 0.6 < mc.clean_accuracy < 0.98  # noise must matter for the test to mean anything

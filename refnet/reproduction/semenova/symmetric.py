@@ -41,8 +41,10 @@ def symmetric_state_moments(input_signal, alpha: float, n_layers: int, intensiti
     ``rows_per_chunk`` rows; chunk ``c`` draws from ``chunk_generator(seed, (c,))``.
 
     input_signal: (T,); intensities: ``(D_A_U, D_A_C, D_M_U, D_M_C)`` (variance ``2 D``).
-    Returns ``mean_state``, ``var_state`` of shape (N - 1, T) (row 0 is layer 2) and
-    ``mean_output``, ``var_output`` of shape (T,), plus the ``seed`` used.
+    Returns ``mean_state``, ``var_state`` of shape (N - 1, T) (row 0 is layer 2),
+    ``mean_output``, ``var_output`` of shape (T,), the noisy outputs of every layer
+    ``mean_layer``, ``var_layer`` of shape (N, T) (row ``l`` is weight layer ``l``'s output,
+    row 0 the noisy input; neuron 0), plus the ``seed`` used.
     """
     u = np.atleast_1d(np.asarray(input_signal, float))
     K = int(K)
@@ -54,13 +56,16 @@ def symmetric_state_moments(input_signal, alpha: float, n_layers: int, intensiti
     per = max(1, int(rows_per_chunk) // K)  # inputs per chunk
     N1 = arch.n_layers
     out = {k: np.zeros((N1, u.size)) for k in ("mean_state", "var_state")}
-    out.update(mean_output=np.zeros(u.size), var_output=np.zeros(u.size))
+    out.update(mean_output=np.zeros(u.size), var_output=np.zeros(u.size),
+               mean_layer=np.zeros((N1 + 1, u.size)), var_layer=np.zeros((N1 + 1, u.size)))
     for c, t0 in enumerate(range(0, u.size, per)):
         t1 = min(t0 + per, u.size)
         X = np.repeat(u[t0:t1], K)[:, None]
         y, cache = forward(arch, params, X, cfg, rng=chunk_generator(seed, (c,)))
         Z = np.stack([z[:, 0] for z in cache.Z]).reshape(N1, t1 - t0, K)
         out["mean_state"][:, t0:t1], out["var_state"][:, t0:t1] = Z.mean(-1), Z.var(-1, ddof=1)
+        A = np.stack([a[:, 0] for a in cache.A]).reshape(N1 + 1, t1 - t0, K)
+        out["mean_layer"][:, t0:t1], out["var_layer"][:, t0:t1] = A.mean(-1), A.var(-1, ddof=1)
         Y = y[:, 0].reshape(t1 - t0, K)
         out["mean_output"][t0:t1], out["var_output"][t0:t1] = Y.mean(-1), Y.var(-1, ddof=1)
     out["seed"] = seed

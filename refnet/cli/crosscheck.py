@@ -1,0 +1,216 @@
+"""``refnet crosscheck make|check|stat``: cross-check another framework against refnet.
+
+* ``make MODEL -o BUNDLE``: one noisy batch with its noise draws and refnet's float64 answers
+  (:mod:`refnet.crosscheck.bundle`). MODEL is a refnet model (``.npz``) or a PyTorch state
+  dict (``.safetensors`` or ``.npz`` of tensors).
+* ``check BUNDLE [--results FILE]``: the framework's ``result.*`` tensors against refnet's;
+  a table of max abs and rel errors; exit 0 when all are within tolerance, 1 otherwise.
+* ``stat BUNDLE --samples FILE``: the framework's own noisy outputs (K repeats x T inputs)
+  against refnet's Monte-Carlo; exit 0 when consistent, 1 when they differ.
+
+Bad input (files, settings): one line on stderr and exit 2 (the contract of
+:mod:`refnet.cli`).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._common import existing_file, nonnegative_float, positive_float, positive_int, seed
+
+HELP = "cross-check a framework against refnet: make a check bundle, check its results, or " \
+       "compare noisy outputs statistically"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="mode", metavar="MODE", required=True)
+    m = sub.add_parser("make", help="write a check bundle of one noisy batch with refnet's answers")
+    m.add_argument("model", type=existing_file("a refnet model or a PyTorch state dict"), help="refnet model .npz, or a PyTorch state dict "
+                                            "(.safetensors or .npz of tensors)")
+    m.add_argument("-o", "--out", type=Path, required=True, help="bundle file (.safetensors or .npz)")
+    m.add_argument("--seed", type=seed, default=0, help="seed of the inputs (when synthetic) and "
+                                                       "of the noise draws (default 0)")
+    m.add_argument("--batch", type=positive_int, default=32, help="batch size N (default 32)")
+    m.add_argument("--data", type=existing_file(".npz with arrays X and y"), help=".npz with arrays X (n, n_in) and y (n,): the "
+                                             "first N rows are used (default: inputs uniform in "
+                                             "[0, 1) and random labels from --seed)")
+    _noise_arguments(m)
+    m.add_argument("--lam", type=nonnegative_float, default=0.01,
+                   help="lambda of eq4, eq4_code and eq7, which have no published value "
+                        "(default 0.01); the eq7_code variants keep the authors' coefficients")
+    m.add_argument("--lr", type=positive_float, default=0.1, help="SGD learning rate of the step (0.1)")
+    m.add_argument("--step-regularizers", default="eq7",
+                   help="regularizers added to the loss for the step, comma-separated, or "
+                        "'none' (default eq7)")
+    m.add_argument("--naming", default="sequential", choices=("sequential", "fc", "h"),
+                   help="state-dict keys of the bundle's params (default sequential)")
+    m.add_argument("--hidden", default="sigmoid", help="hidden activation of a bare state dict")
+    m.add_argument("--output", default="identity", help="output activation of a bare state dict")
+    c = sub.add_parser("check", help="compare a framework's results with refnet's (exit 0/1)")
+    c.add_argument("bundle", type=existing_file("a bundle of 'refnet crosscheck make'"))
+    c.add_argument("--results", type=existing_file("the framework's results file"), help="a separate file of the framework's results "
+                                                "(keys result.<name> or <name>)")
+    c.add_argument("--dtype", choices=("float32", "float64"),
+                   help="tolerances to apply (default: from each result's dtype)")
+    c.add_argument("--strict", action="store_true", help="a result not provided also fails")
+    s = sub.add_parser("stat", help="compare a framework's noisy outputs with refnet's "
+                                    "Monte-Carlo (exit 0 consistent, 1 differ)")
+    s.add_argument("bundle", type=existing_file("a bundle of 'refnet crosscheck make'"), help="bundle with the weights and noise settings")
+    s.add_argument("--samples", type=existing_file("the framework's samples file"), required=True,
+                   help="file with samples.layer.<l> arrays (K, T, n_l) (or samples.output), "
+                        "optional input (T, n_in) (default: the bundle's) and label (T,)")
+    s.add_argument("--repeats", type=positive_int, help="refnet's repeats (default: the framework's K)")
+    s.add_argument("--seed", type=seed, default=0, help="refnet's Monte-Carlo seed (default 0)")
+    s.add_argument("--alpha", type=positive_float, default=0.01, help="error rate of the verdict (0.01)")
+    s.add_argument("--method", choices=("holm", "bh"), default="holm",
+                   help="multiple-testing control: holm (family-wise, default) or bh (FDR)")
+
+
+def _noise_arguments(p) -> None:
+    p.add_argument("--noise", default="duque", choices=("duque", "semenova", "none"),
+                   help="noisy layers: duque = after each hidden activation (default)")
+    p.add_argument("--layers", help="noisy layers, comma-separated (0 = input, -1 = output), "
+                                    "instead of the preset's; e.g. 1,2,3 for every analog "
+                                    "layer of a 784-300-300-10 net")
+    p.add_argument("--position", default="post", choices=("post", "pre"))
+    p.add_argument("--variances", default="add_unc=0.01",
+                   help="noise VARIANCES, e.g. 'add_unc=0.01,mul_cor=0.001' (default add_unc=0.01)")
+    p.add_argument("--layer-variances", action="append", default=[], metavar="L:SPEC",
+                   help="one layer's own variances, e.g. '1:add_unc=0.02' (repeatable)")
+
+
+def _spec(text: str, flag: str):
+    from ..errors import ConfigError
+    from ..noise import NoiseSpec
+
+    try:
+        pairs = dict(item.split("=") for item in text.split(","))
+        return NoiseSpec(**{k.strip(): float(v) for k, v in pairs.items()})
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{flag}: expected 'add_unc=0.01,mul_cor=0.001', got {text!r} ({e})") from None
+
+
+def _noise_config(args, L: int):
+    from ..errors import ConfigError
+    from ..noise import NoiseConfig, noise_config
+
+    cfg = noise_config(args.noise, _spec(args.variances, "--variances"), L)
+    per = {}
+    for item in args.layer_variances:
+        layer, _, text = item.partition(":")
+        try:
+            per[int(layer)] = _spec(text, "--layer-variances")
+        except ValueError as e:
+            raise ConfigError(f"--layer-variances: expected 'L:add_unc=0.02', got {item!r} ({e})") from None
+    layers = cfg.layers
+    if args.layers:
+        try:
+            layers = tuple(int(v) for v in args.layers.split(","))
+        except ValueError:
+            raise ConfigError(f"--layers: expected integers like '1,2,3', got {args.layers!r}") from None
+    cfg = NoiseConfig(cfg.spec, layers, args.position, per)
+    try:
+        cfg.resolved_layers(L)
+    except ValueError as e:
+        raise ConfigError(f"--layers/--layer-variances: {e}") from None
+    return cfg
+
+
+def _load_model(args):
+    from ..errors import ModelFileError
+    from ..io import load_model
+    from ..statedict import load_state_dict
+
+    if args.model.suffix == ".npz":
+        try:
+            return load_model(args.model)[:2]
+        except (ModelFileError, ValueError) as e:
+            if "not a refnet" not in str(e):
+                raise
+    return load_state_dict(args.model, hidden=args.hidden, output=args.output)[:2]
+
+
+def _make(args) -> int:
+    import numpy as np
+
+    from ..crosscheck import make_bundle, write_bundle
+    from ..errors import ConfigError
+    from ._common import check_rows, read_npz_arrays
+
+    from ..statedict import STATE_DICT_SUFFIXES
+
+    if args.out.suffix not in STATE_DICT_SUFFIXES:  # before any work
+        raise ConfigError(f"{args.out}: unknown bundle file type {args.out.suffix!r}; use "
+                          f"{' or '.join(STATE_DICT_SUFFIXES)}")
+    arch, params = _load_model(args)
+    N = int(args.batch)
+    if args.data is not None:
+        data = read_npz_arrays(args.data, "--data", required=("X", "y"))
+        check_rows(data["X"], data["y"], "--data", args.data)  # row numbers of the file
+        X, y = data["X"][:N], data["y"][:N]
+        X = X.reshape(len(X), -1)
+    else:
+        g = np.random.default_rng(np.random.SeedSequence(args.seed, spawn_key=(1,)))
+        X, y = g.random((N, arch.sizes[0])), g.integers(0, arch.sizes[-1], N)
+    steps = () if args.step_regularizers == "none" else tuple(
+        r.strip() for r in args.step_regularizers.split(","))
+    arrays, meta = make_bundle(arch, params, X, y, noise=_noise_config(args, arch.n_layers),
+                               seed=args.seed, lam=args.lam, lr=args.lr,
+                               step_regularizers=steps, naming=args.naming)
+    meta["source_model"] = str(args.model)
+    write_bundle(args.out, arrays, meta)
+    n_exp = sum(k.startswith("expected.") for k in arrays)
+    for name, why in meta["regularizers_skipped"].items():
+        print(f"regularizer {name} left out: it {why}")
+    print(f"{args.out}: bundle of {len(X)} inputs, {n_exp} expected tensors, noise "
+          f"{meta['noise']['specs'] or 'none'} on layers {meta['noise']['layers']} "
+          f"({meta['noise']['position']}); fill in result.<name> for each expected.<name>")
+    return 0
+
+
+def _check(args) -> int:
+    from ..crosscheck import check_results, format_table, merge_results, read_bundle
+    from ..errors import ModelFileError
+    from ..statedict import load_tensors
+
+    arrays, _ = read_bundle(args.bundle)
+    if args.results is not None:
+        arrays = merge_results(arrays, load_tensors(args.results)[0])
+    rows = check_results(arrays, dtype=args.dtype, source=str(args.results or args.bundle))
+    if all(r.status == "missing" for r in rows):
+        raise ModelFileError(f"{args.results or args.bundle}: no result.<name> tensors, nothing "
+                             "to check; write the framework's answers into the bundle (or give "
+                             "--results FILE)")
+    print(format_table(rows))
+    bad = [r for r in rows if r.status == "FAIL" or (args.strict and r.status == "missing")]
+    return 1 if bad else 0
+
+
+def _stat(args) -> int:
+    from ..crosscheck import bundle_model, bundle_noise, compare_samples, format_report, read_bundle
+    from ..errors import ConfigError, ModelFileError
+    from ..noise import NoiseConfig
+    from ..statedict import load_tensors
+
+    arrays, meta = read_bundle(args.bundle)
+    arch, params = bundle_model(arrays, meta, str(args.bundle))
+    noise = bundle_noise(meta) or NoiseConfig()
+    data, _ = load_tensors(args.samples)
+    samples = {int(k.rsplit(".", 1)[1]): v for k, v in data.items() if k.startswith("samples.layer.")}
+    if "samples.output" in data:
+        samples[arch.n_layers] = data["samples.output"]
+    if not samples:
+        raise ModelFileError(f"{args.samples}: no samples.layer.<l> or samples.output arrays")
+    X = data.get("input", arrays["input"])
+    labels = data.get("label", arrays["label"] if "input" not in data else None)
+    try:
+        res = compare_samples(arch, params, X, noise, samples, labels=labels, K_ref=args.repeats,
+                              rng=args.seed, alpha=args.alpha, method=args.method)
+    except ValueError as e:
+        raise ConfigError(f"{args.samples}: {e}") from None
+    print(format_report(res))
+    return 1 if res.rejected else 0
+
+
+def run(args) -> int:
+    return {"make": _make, "check": _check, "stat": _stat}[args.mode](args)

@@ -1,0 +1,189 @@
+"""refnet crosscheck: the bundle's contents, the check table and its tolerances, the statistical
+mode's power and false-alarm rate, and the command line."""
+import numpy as np
+import pytest
+
+import refnet as rn
+from refnet.cli import main
+from refnet.crosscheck import (TOLERANCES, bundle_draws, bundle_model, bundle_noise,
+                               check_results, compare_samples, holm, make_bundle, read_bundle,
+                               write_bundle)
+from refnet.io import save_model
+from refnet.model import forward
+from refnet.montecarlo import layer_samples
+from refnet.noise import NoiseConfig, NoiseSpec
+from refnet.regularizers import regularizer_preset, regularizer_value
+
+ARCH = rn.mlp((6, 8, 8, 3))
+NOISE = NoiseConfig(NoiseSpec(add_unc=0.02, mul_cor=0.01), (1, 2), "post",
+                    {2: NoiseSpec(add_unc=0.05, add_cor=0.01)})
+
+
+@pytest.fixture
+def bundle():
+    p = rn.init_params(ARCH, rng=0)
+    g = np.random.default_rng(1)
+    X, y = g.random((12, 6)), g.integers(0, 3, 12)
+    return p, make_bundle(ARCH, p, X, y, noise=NOISE, seed=5)
+
+
+def _results_from_expected(arrays, dtype=np.float64):
+    return {**arrays, **{"result." + k[9:]: v.astype(dtype) for k, v in arrays.items()
+                         if k.startswith("expected.")}}
+
+
+def test_bundle_contents_agree_with_independent_paths(bundle, tmp_path):
+    p, (arrays, meta) = bundle
+    path = write_bundle(tmp_path / "b.safetensors", arrays, meta)
+    arrays, meta = read_bundle(path)
+    arch, q = bundle_model(arrays, meta)
+    assert arch == ARCH and all(np.array_equal(a, b) for a, b in zip(q.arrays(), p.arrays()))
+    assert bundle_noise(meta) == NOISE
+    assert meta["noise"]["specs"]["2"]["add_cor"] == 0.01 and set(meta["regularizers"]) == {
+        "eq4", "eq4_code", "eq7", "eq7_code", "eq7_code_sq"}
+    assert meta["regularizers"]["eq4_code"]["lambdas"] == {"2": 0.01, "3": 0.3}  # factor 30
+    draws = bundle_draws(arrays, meta)
+    assert draws[0] is None and draws[2].add_cor.shape == (12, 1) and draws[2].mul_cor is None
+    out, cache = forward(ARCH, p, arrays["input"], NOISE, draws=draws)
+    for l in range(4):
+        np.testing.assert_array_equal(arrays[f"expected.layer.{l}"], cache.A[l])
+    for name, preset in (("eq4", "eq4"), ("eq7", "eq7"), ("eq7_code_sq", "addunc_sigm_sq")):
+        reg = regularizer_preset(preset, 0.01 if name in ("eq4", "eq7") else None)
+        assert float(arrays[f"expected.penalty.{name}"]) == pytest.approx(
+            regularizer_value(ARCH, p, cache, reg), rel=1e-14)
+    # the step: SGD on loss + eq7 (the default), written out here
+    g = arrays["expected.grad.loss.0.weight"] + arrays["expected.grad.eq7.0.weight"]
+    np.testing.assert_allclose(arrays["expected.step.0.weight"], p.W[0] - 0.1 * g, rtol=1e-15)
+
+
+def test_check_passes_rounding_and_flags_real_errors(bundle):
+    _, (arrays, _) = bundle
+    rows = check_results(_results_from_expected(arrays))
+    assert rows and all(r.status == "pass" and r.max_abs == 0 for r in rows)
+    f32 = check_results(_results_from_expected(arrays, np.float32))
+    assert all(r.status == "pass" and r.dtype == "float32" for r in f32)
+    assert max(r.max_rel for r in f32) > 1e-9  # float32 rounding is visible ...
+    assert any(r.status == "FAIL" for r in check_results(_results_from_expected(arrays, np.float32),
+                                                         dtype="float64"))  # ... to float64 eyes
+    bad = _results_from_expected(arrays)
+    bad["result.grad.eq7.2.weight"] = bad["result.grad.eq7.2.weight"] * (1 + 1e-3)
+    del bad["result.step.4.bias"]
+    rows = {r.name: r for r in check_results(bad)}
+    assert rows["grad.eq7.2.weight"].status == "FAIL"
+    assert rows["grad.eq7.2.weight"].max_rel == pytest.approx(1e-3, rel=1e-6)
+    assert rows["step.4.bias"].status == "missing" and rows["loss"].status == "pass"
+    assert TOLERANCES["float32"][0] > TOLERANCES["float64"][0]
+
+
+def test_holm_matches_the_definition():
+    p = np.array([0.01, 0.04, 0.03, 0.2])
+    # sorted 0.01, 0.03, 0.04, 0.2 -> 4*0.01, max(.04, 3*.03), max(.09, 2*.04), max(.09, .2)
+    np.testing.assert_allclose(holm(p), [0.04, 0.09, 0.09, 0.2])
+
+
+def _stat_case(scale, fw_seed, ref_seed, K=400, T=30):
+    p = rn.init_params(ARCH, rng=3)
+    X = np.random.default_rng(4).random((T, 6))
+    labels = np.random.default_rng(5).integers(0, 3, T)
+    fw_noise = NoiseConfig(NoiseSpec(add_unc=0.02 * scale), (1, 2), "post",
+                           {2: NoiseSpec(add_unc=0.05 * scale)})
+    ref_noise = NoiseConfig(NoiseSpec(add_unc=0.02), (1, 2), "post", {2: NoiseSpec(add_unc=0.05)})
+    # the "framework": refnet's own forward pass with another generator (numpy's, not the engine's)
+    Xk = np.tile(X, (K, 1))
+    _, cache = forward(ARCH, p, Xk, fw_noise, rng=np.random.default_rng(fw_seed))
+    samples = {l: cache.A[l].reshape(K, T, -1) for l in (1, 2, 3)}
+    return compare_samples(ARCH, p, X, ref_noise, samples, labels=labels, rng=ref_seed)
+
+
+def test_stat_flags_a_10_percent_variance_error():
+    res = _stat_case(1.1, fw_seed=11, ref_seed=12)
+    assert res.verdict == "differ"
+    assert any("pooled variance ratio" in r for r in res.rejected)
+    for c in res.layers.values():  # the ratio is measured, with a CI that excludes 1
+        assert c.variance_ratio_ci[0] > 1.03 and c.variance_ratio_ci[0] < 1.1 < c.variance_ratio_ci[1] + 0.03
+
+
+def test_stat_passes_the_correct_distribution_and_false_alarms_are_rare():
+    """Holm at alpha = 0.01 bounds the false-alarm probability of one comparison by 1 %:
+    over 6 seeded comparisons of equal distributions, no alarm is expected (P(>= 2) < 0.2 %)."""
+    results = [_stat_case(1.0, fw_seed=20 + s, ref_seed=40 + s) for s in range(6)]
+    alarms = sum(r.verdict == "differ" for r in results)
+    assert alarms <= 1
+    assert results[0].verdict == "consistent"
+    # the pooled variance ratio's 95 % intervals cover the true 1: of 18 (6 seeds x 3 layers)
+    # about 1 misses; 5 or more would happen with probability 0.2 % if the intervals were right
+    misses = sum(not c.variance_ratio_ci[0] < 1.0 < c.variance_ratio_ci[1]
+                 for r in results for c in r.layers.values())
+    assert misses <= 4
+    assert results[0].accuracy_se > 0 and abs(results[0].accuracy_diff) < 4 * results[0].accuracy_se
+
+
+def test_layer_samples_are_the_engine_and_forward_draws():
+    p = rn.init_params(ARCH, rng=3)
+    X = np.random.default_rng(4).random((5, 6))
+    S, seed = layer_samples(ARCH, p, X, NOISE, K=3, rng=8, layers=(0, 2, -1), repeat_block=3)
+    assert seed == 8 and S[0].shape == (3, 5, 6) and S[3].shape == (3, 5, 3)
+    np.testing.assert_array_equal(S[0][1], X)  # layer 0 is clean here
+    from refnet.montecarlo import chunk_generator
+    _, cache = forward(ARCH, p, np.tile(X, (3, 1)), NOISE, rng=chunk_generator(8, (0,)))
+    np.testing.assert_allclose(S[2], cache.A[2].reshape(3, 5, -1), rtol=1e-12, atol=1e-12)
+
+
+def test_cli_make_check_stat_exit_codes(tmp_path, capsys):
+    p = rn.init_params(ARCH, rng=0)
+    save_model(tmp_path / "m.npz", ARCH, p)
+    b = tmp_path / "b.npz"
+    assert main(["crosscheck", "make", str(tmp_path / "m.npz"), "-o", str(b), "--batch", "8",
+                 "--variances", "add_unc=0.02", "--layer-variances", "2:add_unc=0.05"]) == 0
+    arrays, meta = read_bundle(b)
+    assert arrays["input"].shape == (8, 6) and meta["noise"]["specs"]["2"]["add_unc"] == 0.05
+    assert main(["crosscheck", "check", str(b)]) == 2  # nothing filled in: nothing to check
+    write_bundle(tmp_path / "r.safetensors", {k[9:]: v.astype(np.float32) for k, v in arrays.items()
+                                              if k.startswith("expected.")}, {})
+    assert main(["crosscheck", "check", str(b), "--results", str(tmp_path / "r.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "grad.eq7_code.2.weight" in out and "52 tensors within tolerance, 0 outside" in out
+    assert main(["crosscheck", "check", str(b), "--results", str(tmp_path / "r.safetensors"),
+                 "--dtype", "float64"]) == 1
+    # stat: the "framework" is refnet's forward with its own generator, K = 200, T = 8
+    noise = bundle_noise(meta)
+    _, cache = forward(ARCH, p, np.tile(arrays["input"], (200, 1)), noise, rng=1)
+    write_bundle(tmp_path / "s.npz", {"samples.output": cache.A[3].reshape(200, 8, 3)}, {})
+    assert main(["crosscheck", "stat", str(b), "--samples", str(tmp_path / "s.npz")]) == 0
+    assert "verdict: consistent" in capsys.readouterr().out
+    for argv in (["make", str(tmp_path / "m.npz"), "-o", str(tmp_path / "x.pt")],
+                 ["make", str(tmp_path / "m.npz"), "-o", str(b), "--variances", "add_unc=-1"],
+                 ["check", str(tmp_path / "m.npz")],
+                 ["stat", str(b), "--samples", str(b)]):
+        assert main(["crosscheck", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "x.pt: unknown bundle file type" in err and "not a refnet cross-check bundle" in err
+    assert "no samples.layer" in err and "--variances" in err
+
+
+def test_cli_argument_errors_are_one_line(tmp_path, capsys):
+    model = str(save_model(tmp_path / "m.npz", ARCH, rn.init_params(ARCH, rng=0)))
+    for argv, text in ((["make", str(tmp_path / "absent.npz"), "-o", "b.npz"], "no such file"),
+                       (["check", str(tmp_path)], "is a folder"),
+                       (["stat", str(tmp_path / "x.npz")], "argument bundle: no such file"),
+                       (["make", model, "-o", "b.npz", "--batch", "0"], "--batch: must be >= 1")):
+        assert main(["crosscheck", *argv]) == 2
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(err) == 1 and err[0].startswith(f"refnet crosscheck {argv[0]}: error: ")
+        assert text in err[0]
+
+
+def test_two_layer_net_leaves_out_the_code_variants_that_do_not_fit():
+    """The authors' code variants name layers 2 and L: on a 2-layer net they coincide, so
+    those regularizers are left out (and said so) rather than guessed."""
+    arch = rn.mlp((5, 4, 3))
+    p = rn.init_params(arch, rng=0)
+    g = np.random.default_rng(1)
+    arrays, meta = make_bundle(arch, p, g.random((4, 5)), g.integers(0, 3, 4), noise=None,
+                               seed=0, step_regularizers=("eq4",))
+    assert set(meta["regularizers"]) == {"eq4", "eq7"}
+    assert set(meta["regularizers_skipped"]) == {"eq4_code", "eq7_code", "eq7_code_sq"}
+    assert "expected.penalty.eq4_code" not in arrays and "expected.grad.eq7.0.weight" in arrays
+    with pytest.raises(ValueError, match="step_regularizers: eq7_code does not fit 2 weight"):
+        make_bundle(arch, p, g.random((4, 5)), g.integers(0, 3, 4), noise=None, seed=0,
+                    step_regularizers=("eq7_code",))

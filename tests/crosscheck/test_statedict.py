@@ -1,0 +1,173 @@
+"""PyTorch-layout state dicts: key schemes, .safetensors and .npz files, torch round trips."""
+import json
+
+import numpy as np
+import pytest
+
+import refnet as rn
+from refnet.cli import main
+from refnet.errors import ConfigError, ModelFileError
+from refnet.io import save_model
+from refnet.statedict import (from_state_dict, load_state_dict, load_tensors, metadata_path,
+                              save_state_dict, save_tensors, to_state_dict)
+
+FORMATS = (".safetensors", ".npz")
+
+
+@pytest.fixture
+def model():
+    arch = rn.mlp((6, 5, 4, 3))
+    return arch, rn.init_params(arch, rng=7)
+
+
+def _same(p, q):
+    for a, b in zip(p.arrays(), q.arrays()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("naming, keys", [
+    ("sequential", ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]),
+    ("fc", ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]),
+    ("h", ["h1.weight", "h1.bias", "h2.weight", "h2.bias", "h3.weight", "h3.bias"]),
+])
+def test_key_schemes_round_trip_and_auto_detect(model, naming, keys):
+    arch, p = model
+    sd = to_state_dict(arch, p, naming)
+    assert list(sd) == keys
+    _same(from_state_dict(sd, arch, naming)[1], p)
+    a2, p2 = from_state_dict(dict(reversed(list(sd.items()))), naming="auto")
+    assert a2 == arch
+    _same(p2, p)
+
+
+def test_auto_orders_numbers_not_strings(model):
+    """An nn.Sequential with dropout in between (0, 3, ..., 12) and more than ten layers."""
+    arch = rn.mlp((3,) * 12 + (2,))
+    p = rn.init_params(arch, rng=1)
+    prefixes = [f"net.{3 * i}" for i in range(arch.n_layers)]
+    sd = to_state_dict(arch, p, prefixes)
+    a2, p2 = from_state_dict(dict(sorted(sd.items())), naming="auto")
+    assert a2 == arch
+    _same(p2, p)
+
+
+def test_explicit_mapping_and_errors(model):
+    arch, p = model
+    mapping = {f"{c}{l}": f"layer_{'abc'[l - 1]}.{'weight' if c == 'W' else 'bias'}"
+               for l in (1, 2, 3) for c in "Wb"}
+    sd = to_state_dict(arch, p, mapping)
+    assert "layer_c.bias" in sd
+    _same(from_state_dict(sd, arch, mapping)[1], p)
+    with pytest.raises(ModelFileError, match="different stems|no number"):
+        from_state_dict(sd, naming="auto")
+    with pytest.raises(ConfigError, match="exactly the keys"):
+        to_state_dict(arch, p, {"W1": "x"})
+    bad = to_state_dict(arch, p)
+    bad["2.weight"] = bad["2.weight"][:, :3]
+    with pytest.raises(ModelFileError, match=r"W2 has shape \(4, 3\).*2\.weight"):
+        from_state_dict(bad, arch)
+    with pytest.raises(ModelFileError, match="3 weight layers, 2 layer prefixes"):
+        from_state_dict({k: v for k, v in to_state_dict(arch, p).items() if k[0] != "4"},
+                        arch, "auto")
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_files_hold_tensors_only_and_round_trip(tmp_path, model, suffix):
+    arch, p = model
+    path = save_state_dict(tmp_path / f"w{suffix}", arch, p, "fc", {"note": "hi"})
+    arrays, meta = load_tensors(path)
+    assert sorted(arrays) == sorted(to_state_dict(arch, p, "fc"))  # no metadata entry
+    assert meta["architecture"] == arch.as_dict() and meta["note"] == "hi"
+    a2, p2, _ = load_state_dict(path)
+    assert a2 == arch
+    _same(p2, p)
+    if suffix == ".npz":
+        assert json.loads(metadata_path(path).read_text())["naming"] == "fc"
+        with np.load(path, allow_pickle=False) as z:
+            assert sorted(z.files) == sorted(arrays)
+    else:
+        assert path.read_bytes()[8:9] == b"{"  # a safetensors header, not zip bytes
+
+
+def test_file_errors_name_the_file(tmp_path, model):
+    arch, p = model
+    with pytest.raises(ConfigError, match=r"w\.pt: unknown weight file type"):
+        save_state_dict(tmp_path / "w.pt", arch, p)
+    with pytest.raises(ModelFileError, match="no such file"):
+        load_state_dict(tmp_path / "absent.npz")
+    path = save_state_dict(tmp_path / "w.safetensors", arch, p)
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(ModelFileError, match=r"w\.safetensors: cannot be read"):
+        load_state_dict(path)
+    other = rn.mlp((6, 4, 3))
+    save_tensors(tmp_path / "x.npz", to_state_dict(other, rn.init_params(other, rng=0)))
+    with pytest.raises(ModelFileError, match=r"x\.npz: the architecture has 3 weight layers"):
+        load_state_dict(tmp_path / "x.npz", arch)
+    a2, _, meta = load_state_dict(tmp_path / "x.npz")  # no metadata: sizes from the shapes
+    assert a2 == other and meta == {}
+
+
+def test_missing_safetensors_package_is_a_clear_error(tmp_path, model, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    with pytest.raises(ConfigError, match=r"refnet\[safetensors\]"):
+        save_state_dict(tmp_path / "w.safetensors", *model)
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_info_exports_real_files(tmp_path, model, suffix, capsys):
+    arch, p = model
+    save_model(tmp_path / "m.npz", arch, p)
+    out = tmp_path / f"sd{suffix}"
+    assert main(["info", str(tmp_path / "m.npz"), "--export-state-dict", str(out)]) == 0
+    a2, p2, meta = load_state_dict(out)
+    assert a2 == arch and meta["source_model"].endswith("m.npz")
+    _same(p2, p)
+
+
+def _torch_net(torch, arch):
+    layers = []
+    for l, (n_in, n_out) in enumerate(zip(arch.sizes[:-1], arch.sizes[1:]), start=1):
+        layers.append(torch.nn.Linear(n_in, n_out))
+        if l < arch.n_layers:
+            layers.append(torch.nn.Sigmoid())
+    return torch.nn.Sequential(*layers).double()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_refnet_to_torch_strict_and_back(tmp_path, model, suffix):
+    """refnet -> file -> torch load_state_dict(strict=True) -> same outputs -> torch trains a
+    step -> file -> refnet -> same outputs as torch. The weights cross bit for bit; outputs
+    agree to float64 rounding (the two sum the matrix products in different orders)."""
+    torch = pytest.importorskip("torch")
+    arch, p = model
+    X = np.random.default_rng(3).normal(size=(9, 6))
+    path = save_state_dict(tmp_path / f"a{suffix}", arch, p)
+    arrays, _ = load_tensors(path)
+    net = _torch_net(torch, arch)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()}, strict=True)
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), arrays[k])
+    with torch.no_grad():
+        np.testing.assert_allclose(net(torch.from_numpy(X)).numpy(), rn.forward(arch, p, X)[0],
+                                   rtol=1e-13, atol=1e-15)
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    net(torch.from_numpy(X)).square().sum().backward()
+    opt.step()
+    back = tmp_path / f"b{suffix}"
+    sd = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file  # the file a torch user would write
+        save_file(net.state_dict(), str(back))
+    else:
+        np.savez(back, **sd)
+    a2, p2, meta = load_state_dict(back)
+    assert a2 == arch and meta == {}
+    assert not np.array_equal(p2.W[0], p.W[0])  # the step moved the weights
+    for l, (w, b) in enumerate(zip(p2.W, p2.b)):
+        np.testing.assert_array_equal(w, sd[f"{2 * l}.weight"])
+        np.testing.assert_array_equal(b, sd[f"{2 * l}.bias"])
+    with torch.no_grad():
+        np.testing.assert_allclose(rn.forward(a2, p2, X)[0], net(torch.from_numpy(X)).numpy(),
+                                   rtol=1e-13, atol=1e-15)
