@@ -115,7 +115,9 @@ class TrainConfig:
                 "lr": self.lr, "optimizer_options": [list(kv) for kv in self.optimizer_options],
                 "loss": self.loss, "noise": None if self.noise is None else self.noise.as_dict(),
                 "regularizers": [r.as_dict() for r in self.regularizers],
-                "shuffle": self.shuffle, "seed": self.seed, "patience": self.patience}
+                "shuffle": self.shuffle, "seed": self.seed,
+                # early stopping only when on, so configs without it read and hash as before
+                **({"patience": self.patience} if self.patience else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -147,7 +149,8 @@ _CONFIG_FIELDS = {"epochs": want_int(0, 10**9), "batch_size": want_int(1, 10**9)
                   "optimizer": want_str(32), "lr": want_number(0, 1e300),
                   "optimizer_options": WANT_LIST, "loss": want_str(32),
                   "noise": Want("null or an object", lambda v: v is None or isinstance(v, dict)),
-                  "regularizers": WANT_LIST, "shuffle": WANT_BOOL, "seed": want_int(-2**63, 2**64 - 1)}
+                  "regularizers": WANT_LIST, "shuffle": WANT_BOOL, "seed": want_int(-2**63, 2**64 - 1),
+                  "patience": want_int(0, 10**9)}
 _NOISE_FIELDS = {"spec": WANT_OBJECT, "layers": WANT_LIST, "position": want_str(choices=("pre", "post"))}
 
 
