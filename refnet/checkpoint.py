@@ -30,7 +30,9 @@ CHECKPOINT_KEYS = {"format": want_str(choices=("refnet-checkpoint",)),
                    "refnet_version": want_str(64), "architecture": WANT_OBJECT,
                    "config": WANT_OBJECT, "epochs_done": want_int(0, 10**9),
                    "history": WANT_LIST, "dtype": want_str(choices=("float32", "float64")),
-                   "sha256": want_str(64)}
+                   "sha256": want_str(64), "best_epoch": want_int(1, 10**9)}
+#: ``best_epoch`` (early stopping) is the only optional key.
+_REQUIRED = tuple(k for k in CHECKPOINT_KEYS if k != "best_epoch")
 
 
 def _fix(path) -> str:
@@ -39,21 +41,31 @@ def _fix(path) -> str:
 
 
 def save_checkpoint(path, arch: Architecture, params: Params, opt_state: dict, config,
-                    epoch_done: int, history) -> Path:
-    """Write the state after ``epoch_done`` epochs atomically, with its content hash."""
+                    epoch_done: int, history, best=None) -> Path:
+    """Write the state after ``epoch_done`` epochs atomically, with its content hash.
+
+    ``best = (epoch, arrays)``: early stopping's best epoch so far and its parameter arrays
+    (W1, b1, ...), stored as ``best/0``, ``best/1``, ...
+    """
     arrays = {}
     for l, (w, b) in enumerate(zip(params.W, params.b), start=1):
         arrays[f"W{l}"], arrays[f"b{l}"] = w, b
     for k, v in opt_state.items():
         arrays[f"opt/{k}"] = v
+    for i, a in enumerate(best[1] if best else ()):
+        arrays[f"best/{i}"] = a
     meta = {"format": "refnet-checkpoint", "refnet_version": __version__,
             "architecture": arch.as_dict(), "config": config.as_dict(),
             "epochs_done": int(epoch_done), "history": list(history), "dtype": str(params.dtype)}
+    if best:
+        meta["best_epoch"] = int(best[0])
     return save_npz_atomic(path, arrays, meta, sha256=True)
 
 
-def load_checkpoint(path, arch: Architecture, config, template: list) -> tuple:
-    """``(params, opt_state, epochs_done, history)`` from a checkpoint of this run.
+def load_checkpoint(path, arch: Architecture, config, template: list,
+                    with_best: bool = False) -> tuple:
+    """``(params, opt_state, epochs_done, history)`` from a checkpoint of this run (and, with
+    ``with_best``, early stopping's ``(best_epoch, arrays)`` or None as a fifth item).
 
     ``config`` is the run's :class:`~refnet.train.TrainConfig` (the checkpoint must have been
     written with the same settings, ``epochs`` aside); ``template`` the run's parameter arrays
@@ -63,7 +75,7 @@ def load_checkpoint(path, arch: Architecture, config, template: list) -> tuple:
     path = Path(path)
     with file_errors(path, CheckpointError, _fix(path)), NpzReader(path) as z:
         meta = z.metadata()
-        check_fields(meta, CHECKPOINT_KEYS, "metadata", required=tuple(CHECKPOINT_KEYS))
+        check_fields(meta, CHECKPOINT_KEYS, "metadata", required=_REQUIRED)
         if Architecture.from_dict(meta["architecture"]) != arch:
             raise BadContent("checkpoint: holds a different architecture")
         saved, mine = dict(meta["config"]), config.as_dict()
@@ -79,7 +91,13 @@ def load_checkpoint(path, arch: Architecture, config, template: list) -> tuple:
         names = expected_arrays(arch, z.headers, meta["dtype"])
         fresh = {f"opt/{k}": v for k, v in config.make_optimizer().init(
             [np.zeros(t.shape, np.dtype(meta["dtype"])) for t in template]).items()}
-        _check_opt_headers(z.headers, fresh, set(names))
+        n_best = 2 * arch.n_layers if "best_epoch" in meta else 0
+        best_names = {f"best/{i}" for i in range(n_best)}
+        for i, t in enumerate(template[:n_best]):
+            h = z.headers.get(f"best/{i}")
+            if h is None or h.shape != np.shape(t):
+                raise BadContent(f"array best/{i} is missing or not of shape {np.shape(t)}")
+        _check_opt_headers(z.headers, fresh, set(names) | best_names)
         arrays = {k: z.array(k) for k in z.headers if k != "metadata"}
         verify_sha256(arrays, meta)
         _check_history(meta["history"], meta["epochs_done"])
@@ -92,7 +110,12 @@ def load_checkpoint(path, arch: Architecture, config, template: list) -> tuple:
     params = Params(tuple(arrays[f"W{l}"] for l in range(1, L + 1)),
                     tuple(arrays[f"b{l}"] for l in range(1, L + 1)))
     opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
-    return params, opt_state, meta["epochs_done"], tuple(meta["history"])
+    out = (params, opt_state, meta["epochs_done"], tuple(meta["history"]))
+    if not with_best:
+        return out
+    best = ((meta["best_epoch"], [arrays[f"best/{i}"] for i in range(n_best)])
+            if n_best else None)
+    return out + (best,)
 
 
 def _check_opt_headers(headers: dict, fresh: dict, weights: set) -> None:

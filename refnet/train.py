@@ -64,8 +64,12 @@ class TrainConfig:
 
     ``optimizer`` is ``"sgd"``, ``"adagrad"`` or ``"adam"`` with learning rate ``lr`` and
     further keyword options ``optimizer_options`` (e.g. ``(("momentum", 0.9),)``). The
-    defaults are the authors' (Adagrad, lr 0.01, batch 128). ``shuffle=False`` mirrors the
-    authors' code, which never shuffles the training batches.
+    defaults are the authors' (Adagrad, lr 0.01, batch 128). ``shuffle`` reshuffles the
+    training rows every epoch; ``shuffle=False`` mirrors the authors' code, which never
+    shuffles and relies on its random split having mixed the rows (give it mixed rows:
+    :func:`refnet.datasets.split.train_val_split`). ``patience > 0`` stops early: training
+    ends once the validation loss has not improved for ``patience`` epochs and the parameters
+    of the best epoch are returned (needs validation data).
     """
 
     epochs: int = 10
@@ -78,12 +82,15 @@ class TrainConfig:
     regularizers: tuple = ()
     shuffle: bool = True
     seed: int = 0
+    patience: int = 0
 
     def __post_init__(self):
         if int(self.epochs) < 0:
             raise ValueError(f"epochs: must be >= 0, got {self.epochs}")
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if int(self.patience) < 0:
+            raise ValueError(f"patience: must be >= 0 (0: no early stopping), got {self.patience}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr: must be finite and > 0, got {self.lr}")
         get_loss(self.loss)
@@ -108,7 +115,9 @@ class TrainConfig:
                 "lr": self.lr, "optimizer_options": [list(kv) for kv in self.optimizer_options],
                 "loss": self.loss, "noise": None if self.noise is None else self.noise.as_dict(),
                 "regularizers": [r.as_dict() for r in self.regularizers],
-                "shuffle": self.shuffle, "seed": self.seed}
+                "shuffle": self.shuffle, "seed": self.seed,
+                # early stopping only when on, so configs without it read and hash as before
+                **({"patience": self.patience} if self.patience else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -140,7 +149,8 @@ _CONFIG_FIELDS = {"epochs": want_int(0, 10**9), "batch_size": want_int(1, 10**9)
                   "optimizer": want_str(32), "lr": want_number(0, 1e300),
                   "optimizer_options": WANT_LIST, "loss": want_str(32),
                   "noise": Want("null or an object", lambda v: v is None or isinstance(v, dict)),
-                  "regularizers": WANT_LIST, "shuffle": WANT_BOOL, "seed": want_int(-2**63, 2**64 - 1)}
+                  "regularizers": WANT_LIST, "shuffle": WANT_BOOL, "seed": want_int(-2**63, 2**64 - 1),
+                  "patience": want_int(0, 10**9)}
 _NOISE_FIELDS = {"spec": WANT_OBJECT, "layers": WANT_LIST, "position": want_str(choices=("pre", "post"))}
 
 
@@ -176,12 +186,17 @@ def _check_regularizer(r) -> None:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Final parameters, per-epoch history (list of dicts) and where training stopped."""
+    """Final parameters, per-epoch history (list of dicts) and where training stopped.
+
+    With early stopping, ``params`` are those of ``best_epoch`` (1-based) and ``epochs_done``
+    counts the epochs actually run.
+    """
 
     params: Params
     history: tuple = field(default_factory=tuple)
     epochs_done: int = 0
     resumed_from: int = 0
+    best_epoch: int | None = None
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
@@ -266,16 +281,21 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
     opt_state = opt.init(arrays)
     if draws is not None and not callable(draws):
         draws = iter(draws)
-    start, history = 0, ()
+    start, history, best = 0, (), None  # best: (epoch, arrays) of the lowest validation loss
+    if config.patience and (X_val is None or not len(X_val)):
+        raise ValueError("patience: early stopping needs validation data (X_val, y_val)")
     ckpt = None if checkpoint is None else Path(checkpoint)
     if ckpt is not None and ckpt.exists():
-        p, opt_state, start, history = load_checkpoint(ckpt, arch, config, arrays)
+        p, opt_state, start, history, best = load_checkpoint(ckpt, arch, config, arrays,
+                                                             with_best=True)
         arrays = [a.astype(dtype) for a in p.arrays()]
     resumed_from = start
     n = len(X)
     bs = int(config.batch_size)
     n_batches = (n + bs - 1) // bs
     for epoch in range(start, int(config.epochs)):
+        if best is not None and epoch - best[0] >= config.patience:
+            break  # no improvement for `patience` epochs (also when resuming such a checkpoint)
         rng = epoch_rng(config.seed, epoch)
         order = rng.permutation(n) if config.shuffle else np.arange(n)
         t0 = time.perf_counter()
@@ -314,12 +334,17 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
             if classify:
                 entry["val_accuracy"] = evaluate_accuracy(arch, p, X_val, y_val)
         history = history + (entry,)
+        if config.patience and (best is None or entry["val_loss"] < history[best[0] - 1]["val_loss"]):
+            best = (epoch + 1, [a.copy() for a in arrays])
         if ckpt is not None:
-            save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history)
+            save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history, best)
         if bar is not None:
             extra = "".join(f" {k} {v:.4f}" for k, v in entry.items() if k.startswith("val_"))
             bar.close(line=f"epoch {epoch + 1}/{config.epochs} loss {entry['train_loss']:.4f}"
                                 f"{extra} ({entry['seconds']:.1f}s)")
         if log is not None:
             log(entry)
+    if best is not None:
+        return TrainResult(Params.from_arrays(best[1]), tuple(history), len(history),
+                           resumed_from, best[0])
     return TrainResult(Params.from_arrays(arrays), tuple(history), int(config.epochs), resumed_from)

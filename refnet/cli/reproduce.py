@@ -3,20 +3,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..reproduction.registry import QUICK_SCRIPTS, SCRIPTS
+from ..reproduction.registry import ENVELOPE_SCRIPTS, PRESET_SCRIPTS, SCRIPTS
 from ._common import seed
 
 HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="quick", choices=["quick", "full"],
-                   help="quick: MNIST only, a few minutes; full: everything (default quick)")
+    p.add_argument("--preset", default="quick", choices=list(PRESET_SCRIPTS),
+                   help="quick: MNIST only, a smoke run of about a minute, not a reproduction; "
+                        "full: everything; envelope: Duque 2024's unrecorded settings, one "
+                        "training run per cell (default quick)")
+    p.add_argument("--envelope", type=Path, metavar="JSON",
+                   help="envelope.json of an envelope run: its ranges decide the verdict "
+                        "'outside the envelope' (default: validation/reports/envelope/"
+                        "envelope.json when present)")
     p.add_argument("--only", nargs="+", metavar="NAME", help=f"run only these: {', '.join(SCRIPTS)}")
     p.add_argument("--out", type=Path, help="output folder (default runs/reproduce-<preset>)")
     p.add_argument("--seed", type=seed, default=0)
@@ -38,20 +45,54 @@ def _load_state(path: Path, preset) -> dict:
     return state
 
 
+#: Where a checkout keeps the committed envelope summary (used when --envelope is not given).
+DEFAULT_ENVELOPE = Path(__file__).resolve().parents[2] / "validation" / "reports" / "envelope" / "envelope.json"
+
+
+def _envelope(args) -> dict | None:
+    """The envelope summary (``envelope.json``) the verdicts use, or None."""
+    path = args.envelope
+    if path is None:
+        path = DEFAULT_ENVELOPE if DEFAULT_ENVELOPE.is_file() else None
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise ConfigError(f"--envelope: {path} not found; run `refnet reproduce --preset "
+                          "envelope` first or leave --envelope out")
+    shown = os.path.relpath(path) if Path(path).is_absolute() else str(path)
+    return {**json.loads(Path(path).read_text()), "_path": shown}
+
+
+def apply_envelope(check, envelope):
+    """``check`` with its envelope range, if the envelope measured its quantity."""
+    from dataclasses import replace
+
+    key = getattr(check, "envelope_key", "")
+    if not envelope or not key or key not in envelope:
+        return check
+    e = envelope[key]
+    cells = "; ".join(f"{c[0]} = {'all' if c[1] is None else c[1]}: {c[2]:.2f}"
+                      for c in e["cells"])
+    return replace(check, envelope=(e["lo"], e["hi"]), envelope_cells=cells)
+
+
 def run(args) -> int:
     from refnet import __version__
     from refnet.io import atomic_write_bytes
     from refnet.reproduction.presets import get_preset
     from refnet.reproduction.registry import figure_module
-    from refnet.reproduction.report import format_value, write_report
+    from refnet.reproduction.report import format_value, verdict_summary, write_report
 
     if args.list:
-        print("\n".join(f"{s:16} {'quick, full' if s in QUICK_SCRIPTS else 'full'}" for s in SCRIPTS))
+        print("\n".join(f"{s:16} {', '.join(p for p, ss in PRESET_SCRIPTS.items() if s in ss)}"
+                        for s in SCRIPTS + ENVELOPE_SCRIPTS))
         return 0
-    todo = args.only or list(QUICK_SCRIPTS if args.preset == "quick" else SCRIPTS)
-    unknown = [s for s in todo if s not in SCRIPTS]
+    known = PRESET_SCRIPTS[args.preset]
+    todo = args.only or list(known)
+    unknown = [s for s in todo if s not in known]
     if unknown:
-        raise ConfigError(f"--only: unknown {unknown}; known: {', '.join(SCRIPTS)}")
+        raise ConfigError(f"--only: unknown {unknown} for preset {args.preset}; known: "
+                          f"{', '.join(known)}")
     preset = get_preset(args.preset, args.seed)
     out = args.out or Path("runs") / f"reproduce-{preset.name}"
     state_path = out / "results" / "reproduce.json"
@@ -75,9 +116,10 @@ def run(args) -> int:
     elapsed = t_report - t0
     # the report covers every script computed into this folder, by this run or earlier ones
     checks, figures = [], []
-    for name in (s for s in SCRIPTS if s in state["scripts"]):
+    envelope = _envelope(args) if preset.name == "full" else None  # measured for full's settings
+    for name in (s for s in known if s in state["scripts"]):
         c, f = figure_module(name).report(out, preset)
-        checks += c
+        checks += [apply_envelope(x, envelope) for x in c]
         figures += f
     header = {"preset": f"{preset.name}: {preset.notes}", "seed": preset.seed,
               "refnet version": __version__,
@@ -85,7 +127,9 @@ def run(args) -> int:
               "wall time of this run": f"{elapsed:.0f} s (cached parts are not recomputed)",
               "scripts (seconds when last computed)": ", ".join(
                   f"{k} ({v['seconds']:.0f} s)" for k, v in state["scripts"].items())}
-    not_run = [s for s in SCRIPTS if s not in state["scripts"]]
+    if envelope:
+        header["envelope"] = f"{envelope['_path']} (settings envelope of Duque 2024's numbers)"
+    not_run = [s for s in known if s not in state["scripts"]]
     if not_run:
         header["not computed in this folder"] = ", ".join(not_run)
     write_report(out, checks, figures, header,
@@ -95,8 +139,7 @@ def run(args) -> int:
         for c in checks:
             print(f"{c.quantity[:78]:78} {format_value(c.paper, c.unit):>9} "
                   f"{format_value(c.refnet, c.unit):>9}  {c.verdict}")
-    n_ok = sum(c.verdict == "agrees" for c in checks)
-    print(f"\n{n_ok} of {len(checks)} printed numbers agree within tolerance ({preset.name} preset)")
+    print(f"\n{verdict_summary(checks)} ({preset.name} preset)")
     print(f"report: {out / 'report.md'}\n        {out / 'report.html'}")
     stages.append(("report", time.perf_counter() - t_report))
     print(format_stage_times(stages))

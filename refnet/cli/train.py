@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="default adagrad")
     p.add_argument("--lr", type=positive_float, default=0.01)
     p.add_argument("--no-shuffle", action="store_true", help="keep batch order fixed (as the authors)")
-    p.add_argument("--n-train", type=positive_int, help="use only the first N training samples")
+    p.add_argument("--n-train", type=positive_int, help="use N training samples (seeded, every class in proportion)")
     p.add_argument("--n-val", type=count, default=12000,
                    help="validation samples split off (default 12000, at most a fifth)")
     add_noise_type(p, help="noise-aware training with this noise type (needs --noise-variance)")
@@ -100,17 +100,23 @@ def run(args) -> int:
     from refnet.io import load_model, save_model
     from refnet.regularizers import ExpectedLoss, regularizer_preset
     from refnet.train import TrainConfig, evaluate_accuracy, train
-    from refnet.datasets.split import train_val_split
+    from refnet.datasets.split import stratified_subset, train_val_split
 
     check_settings(args)
     X, y, X_test, y_test, provenance = load_train_test(args)
+    classify = np.issubdtype(np.asarray(y).dtype, np.integer)
     if args.n_train is not None:
         if args.n_train > len(X):
             raise ConfigError(f"--n-train: {args.n_train} asked, the training data has "
                               f"{len(X)} rows; give at most {len(X)}")
-        X, y = X[:args.n_train], y[:args.n_train]
+        # a seeded subset with every class in proportion, never the first rows (a class-sorted
+        # file would keep only its first classes)
+        keep = (stratified_subset(y, args.n_train, rng=args.seed) if classify
+                else np.random.default_rng(args.seed).permutation(len(y))[:args.n_train])
+        X, y = X[keep], y[keep]
     n_val = min(args.n_val, len(X) // 5)
-    X_tr, y_tr, X_val, y_val = train_val_split(X, y, n_val, rng=args.seed)
+    X_tr, y_tr, X_val, y_val = train_val_split(X, y, n_val, rng=args.seed,
+                                               stratify=classify and args.dataset == "quickdraw")
     n_classes = int(max(y.max(), y_test.max())) + 1
     dtype = np.dtype(args.dtype)
     if args.init_from:

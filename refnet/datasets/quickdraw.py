@@ -31,7 +31,12 @@ def _cached_record(names, per_class, cache_dir) -> dict:
             "classes": {n: record["classes"][n] for n in names}}
 
 
-def load_quickdraw(split: str = "train", classes="paper-20", per_class: int = 1000,
+#: Rows per class fetched when ``per_class=None`` ("every row present"): the offline mirror's
+#: smallest class files hold 1000 rows.
+MIN_ROWS_ALL = 1000
+
+
+def load_quickdraw(split: str = "train", classes="paper-20", per_class: int | None = 1000,
                    test_fraction: float = 0.2, seed: int = 0, cache_dir=None, mirror=None,
                    normalize: bool = True, fetch: bool = True, dtype=np.float64) -> Dataset:
     """QuickDraw bitmaps (Google, CC BY 4.0) as a Dataset.
@@ -41,10 +46,12 @@ def load_quickdraw(split: str = "train", classes="paper-20", per_class: int = 10
     split : "train" or "test"
     classes : "paper-20" (default), "mirror-19", "a,b,c" or a sequence of Google category names
         Label k is ``classes[k]``.
-    per_class : int
-        The first ``per_class`` rows of each class file (Google's row order) are used.
+    per_class : int or None
+        The first ``per_class`` rows of each class file (Google's row order) are used; ``None``
+        uses every row of each cached class file (at least :data:`MIN_ROWS_ALL` are fetched;
+        the offline mirror holds 1000 to 4960), so the classes may differ in size.
     test_fraction, seed : float, int
-        In each class, a seeded random ``round(test_fraction * per_class)`` rows form the test
+        In each class, a seeded random ``round(test_fraction * n_k)`` rows form the test
         split (``per_class_split``); the same seed gives the same split on every machine.
 
     Returns
@@ -56,8 +63,13 @@ def load_quickdraw(split: str = "train", classes="paper-20", per_class: int = 10
     check_split(split)
     dt = check_dtype(dtype)
     names = resolve_classes(classes)
-    record = (fetch_quickdraw(names, per_class, cache_dir, mirror) if fetch
-              else _cached_record(names, per_class, cache_dir))
+    if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int)
+                                  or per_class < 1):
+        raise ValueError(f"per_class: expected a positive int or None (every row), got "
+                         f"{per_class!r}")
+    need = MIN_ROWS_ALL if per_class is None else per_class
+    record = (fetch_quickdraw(names, need, cache_dir, mirror) if fetch
+              else _cached_record(names, need, cache_dir))
     folder = cache_root(cache_dir) / "quickdraw"
     rows = []
     for name in names:
@@ -67,13 +79,13 @@ def load_quickdraw(split: str = "train", classes="paper-20", per_class: int = 10
         except (OSError, ValueError, EOFError) as e:
             raise QuickDrawError(f"{path}: cannot be read as a .npy array ({e}); delete it and "
                                  "fetch again") from e
-        if a.dtype != np.uint8 or a.ndim != 2 or a.shape[1] != PIXELS or a.shape[0] < per_class:
+        if a.dtype != np.uint8 or a.ndim != 2 or a.shape[1] != PIXELS or a.shape[0] < need:
             raise QuickDrawError(f"{folder / record['classes'][name]['file']}: expected uint8 "
-                                 f"(>= {per_class}, 784), got {a.dtype} {a.shape}; delete it and "
+                                 f"(>= {need}, 784), got {a.dtype} {a.shape}; delete it and "
                                  "fetch again")
         rows.append(np.array(a[:per_class]))
     X_all = np.concatenate(rows)
-    y_all = np.repeat(np.arange(len(names), dtype=np.int64), per_class)
+    y_all = np.repeat(np.arange(len(names), dtype=np.int64), [len(r) for r in rows])
     train_idx, test_idx = per_class_split(y_all, test_fraction, rng=seed)
     x_train = X_all[train_idx].astype(np.float64) / 255.0
     mean, std = float(x_train.mean()), float(x_train.std())

@@ -131,12 +131,13 @@ def regularizer_from_dict(d: dict) -> Regularizer:
 
 #: Names accepted by :func:`regularizer_preset`.
 REGULARIZER_PRESETS = ("eq4", "custom_sum", "eq7", "addunc_sigm_mnist", "addunc_sigm_fashion",
-                       "addunc_sigm_sq")
+                       "addunc_sigm_sq", "addunc_sigm_sq_fashion")
 
 #: The authors' code coefficient sets (lambda, (c0, c1, c2)); see reference-code-facts.md.
 _CODE_SETS = {"addunc_sigm_mnist": (6e-3, (0.01, 0.015, 3.0)),
               "addunc_sigm_fashion": (1.2e-2, (0.1, 0.015, 2.0)),
-              "addunc_sigm_sq": (6e-3, (0.01, 0.015, 3.0))}
+              "addunc_sigm_sq": (6e-3, (0.01, 0.015, 3.0)),
+              "addunc_sigm_sq_fashion": (1.2e-2, (0.1, 0.015, 2.0))}
 
 
 def regularizer_preset(name: str, lam: float | None = None) -> Regularizer:
@@ -156,8 +157,9 @@ def regularizer_preset(name: str, lam: float | None = None) -> Regularizer:
       ``lam (c0 sum_{batch, i} f'(z_i^(2)) + c1 ||W^(2)||^2 + c2 ||W^(L)||^2)``, **summed** over
       the batch (the paper: averaged) with ``(lam, c0, c1, c2) = (6e-3, 0.01, 0.015, 3.0)`` for
       MNIST and ``(1.2e-2, 0.1, 0.015, 2.0)`` for Fashion-MNIST; ``lam`` overrides the lambda.
-    * ``"addunc_sigm_sq"``: the same with ``f'(z)^2`` instead of ``f'(z)`` (the code until late
-      August 2024); the coefficients of that period are not recorded, the MNIST set is used.
+    * ``"addunc_sigm_sq"`` / ``"addunc_sigm_sq_fashion"``: the same with ``f'(z)^2`` instead of
+      ``f'(z)`` (the code until late August 2024) and the MNIST / Fashion-MNIST coefficients (the
+      coefficients of that period are not recorded separately; the final sets are used).
     """
     if name not in REGULARIZER_PRESETS:
         raise ValueError(f"name: unknown regularizer preset {name!r}; known: "
@@ -166,7 +168,7 @@ def regularizer_preset(name: str, lam: float | None = None) -> Regularizer:
         lam0, (c0, c1, c2) = _CODE_SETS[name]
         lam = lam0 if lam is None else check_lambda("lam", lam)
         return SaturationPenalty({2: lam * c0}, {2: lam * c1, -1: lam * c2}, "sum",
-                                 2 if name == "addunc_sigm_sq" else 1)
+                                 2 if name.startswith("addunc_sigm_sq") else 1)
     if lam is None:
         raise ValueError(f"lam: preset {name!r} has no published lambda; pass lam=")
     lam = check_lambda("lam", lam)

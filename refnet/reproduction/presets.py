@@ -26,7 +26,9 @@ class Preset:
     repetitions: int = 3
     semenova_T: int = 1000
     semenova_K: int = 300
-    semenova_epochs: int = 20
+    semenova_epochs: int = 20       #: networks A and B
+    semenova_c_epochs: int = 20     #: network C: at most this many (early stopping)
+    semenova_c_patience: int = 0    #: network C: epochs without validation improvement; 0: off
     seed: int = 0
     notes: str = ""
     extra: dict = field(default_factory=dict)
@@ -47,17 +49,36 @@ PRESETS = {
         name="quick",
         duque=(DuqueSetup("mnist", baseline_epochs=3, finetune_epochs=2),),
         n_levels=10, repetitions=2, semenova_T=200, semenova_K=100, semenova_epochs=3,
+        semenova_c_epochs=3,
         notes="MNIST only, 3 baseline epochs, 2 fine-tuning epochs, 10 noise levels x 2 "
               "repetitions: a smoke run of the whole pipeline, not a reproduction."),
     "full": Preset(
         name="full",
-        duque=(DuqueSetup("mnist", baseline_epochs=50, finetune_epochs=20),
-               DuqueSetup("fashion-mnist", baseline_epochs=50, finetune_epochs=20),
-               DuqueSetup("quickdraw", baseline_epochs=50, finetune_epochs=20,
-                          quickdraw_per_class=1000)),  # the offline mirror's smallest classes
-        n_levels=100, repetitions=3, semenova_T=1000, semenova_K=300, semenova_epochs=20,
+        # Settings the papers did not record are chosen here and measured against their
+        # alternatives by the envelope preset (refnet/reproduction/duque/envelope.py):
+        # baseline 50 epochs (the authors' configs of the period: 50-70); the Eq. 7 penalty on
+        # sigma'^2 (the authors' code until late August 2024) for Fashion-MNIST (Fashion
+        # coefficients) and QuickDraw (MNIST coefficients), on sigma' (the final code) for
+        # MNIST: per dataset the variant the envelope finds nearer the paper (both are
+        # measured there); QuickDraw with every mirror row (1000-4960 per class, stratified).
+        # Fine-tuning: 10 epochs from the baseline (not recorded; the last recorded
+        # regularized config ran 120 epochs at lr 5e-6, refnet fine-tunes at the baseline lr).
+        duque=(DuqueSetup("mnist", baseline_epochs=50, finetune_epochs=10),
+               DuqueSetup("fashion-mnist", baseline_epochs=50, finetune_epochs=10,
+                          eq7_preset="addunc_sigm_sq_fashion"),
+               DuqueSetup("quickdraw", baseline_epochs=50, finetune_epochs=10,
+                          eq7_preset="addunc_sigm_sq", quickdraw_per_class=None)),
+        # Semenova A and B: 40 epochs reach the paper's error levels (A ~1 %, B 5 % / 10 %);
+        # C: early stopping on its last training windows (patience 20, at most 300 epochs).
+        n_levels=100, repetitions=3, semenova_T=1000, semenova_K=300, semenova_epochs=40,
+        semenova_c_epochs=300, semenova_c_patience=20,
         notes="All datasets, the authors' evaluation grid (100 variances x 3 repetitions)."),
 }
+PRESETS["envelope"] = Preset(
+    name="envelope", duque=PRESETS["full"].duque, n_levels=2, repetitions=3,
+    notes="Duque 2024 only: every setting the paper did not record moved one at a time from the "
+          "full preset's choice, each cell a real training run (refnet/reproduction/duque/envelope.py); "
+          "clean accuracy and variance 1e-3 / 1 x 3 repetitions per cell.")
 
 
 def get_preset(name: str, seed: int | None = None) -> Preset:

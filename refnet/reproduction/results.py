@@ -82,7 +82,9 @@ def save_figure(fig, out, name: str, dpi: int = 100) -> Path:
     """Lay out ``fig``, write it to ``<out>/figures/<name>.png`` and close it; returns the path."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    # leave room for a suptitle (tight_layout alone lets it overlap the top panels' titles)
+    top = 1 - 0.35 / fig.get_figheight() if getattr(fig, "_suptitle", None) is not None else 1
+    fig.tight_layout(rect=(0, 0, 1, top))
     path = figure_path(out, name)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)

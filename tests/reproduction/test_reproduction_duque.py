@@ -57,11 +57,12 @@ def test_report_generator_on_synthetic_results(tmp_path):
     checks = [Check("Paper A, Sec. 1", "accuracy", 98.0, 97.5, 1.0, reason="fewer epochs"),
               Check("Paper A, Sec. 1", "drop", 40.0, 20.0, 5.0, unit="pp", reason="not recorded"),
               Check("Paper B, Fig. 2", "SNR", 10.0, math.nan, 1.0, unit="")]
-    assert [c.verdict for c in checks] == ["agrees", "differs", "not computed"]
+    assert [c.verdict for c in checks] == ["agrees", "differs (refnet)", "not computed"]
     assert checks[1].difference == -20.0
     figs = [FigureEntry("Paper A, Fig. 1", "figures/a.png", "a <curve>", "ours", {"n": 3})]
     md = render_markdown("T", checks, figs, {"preset": "test"})
-    assert "1 of 3 agree" in md and "| -20.00 |" in md and "not recorded" in md
+    assert "1 of 3 agree; 1 differs (refnet), 1 not computed." in md
+    assert "| -20.00 |" in md and "not recorded" in md
     assert "fewer epochs" not in md  # reasons are shown only where refnet differs
     html = render_html("T", checks, figs, {"preset": "test"})
     assert "a &lt;curve&gt;" in html and "<img src='figures/a.png'" in html

@@ -98,11 +98,16 @@ def test_semenova_fig3_compute_plot_report(tiny, out):
     mod.compute(tiny, out, **QUIET)
     A, rec = load_results(out, "semenova_fig3")
     assert rec["settings"]["T"] == 12 and rec["settings"]["K"] == 40
+    K = rec["settings"]["K"]
+    se_point = 1 / np.sqrt(2 * (K - 1))  # relative SE of one Monte-Carlo SNR (Gaussian output)
     for key in mod.PANELS:
         assert A[f"{key}/mc_snr"].shape == (12,) and np.all(A[f"{key}/mc_snr"] > 0)
-        # K = 40: relative SE of one SNR point ~ 1/sqrt(2K) = 11 %; the median over 12 points
-        # of |first order / MC - 1| stays well below 30 % (first-order bias <= ~9 %)
-        assert np.median(mod._rel_errors(A, key)) < 0.3
+        mc, an = A[f"{key}/mc_snr"], A[f"{key}/first_order_snr"]
+        ok = np.isfinite(mc) & np.isfinite(an) & (A[f"{key}/mc_mean"] > 0.01)
+        # signed mean over the inputs (independent draws): SE = se_point / sqrt(n); allow the
+        # first-order bias the full run measures (median |error| 3 % at K = 300) plus 4 SE
+        bias = np.mean(an[ok] / mc[ok] - 1)
+        assert abs(bias) < 0.05 + 4 * se_point / np.sqrt(ok.sum()), (key, bias)
     assert mod.plot(out).exists()
     checks, figs = mod.report(out, tiny)
     assert checks == [] and figs[0].refnet_says.count("median |SNR_analytic") == 6

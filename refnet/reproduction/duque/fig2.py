@@ -27,7 +27,8 @@ def row_statistics(W: np.ndarray):
 
 
 def compute(preset, out, log=print) -> None:
-    if load_results(out, NAME) is not None:
+    cached = load_results(out, NAME)
+    if cached is not None and cached[1].get("setup_key") == preset.duque[0].key():
         log(f"{NAME}: cached")
         return
     setup = preset.duque[0]  # MNIST in both presets
@@ -48,7 +49,7 @@ def plot(out) -> Path:
 
     arrays, rec = load_results(out, NAME)
     n_layers = sum(1 for k in arrays if k.startswith("standard/") and k.endswith("/mean"))
-    fig, axes = plt.subplots(2, n_layers, figsize=(4 * n_layers, 6), squeeze=False)
+    fig, axes = plt.subplots(2, n_layers, figsize=(4.6 * n_layers, 6.4), squeeze=False)
     for r, mode in enumerate(MODES):
         for l in range(1, n_layers + 1):
             m, s = arrays[f"{mode}/W{l}/mean"], arrays[f"{mode}/W{l}/std"]
@@ -57,8 +58,10 @@ def plot(out) -> Path:
             ax.fill_between(x, m - s, m + s, alpha=0.3)
             ax.plot(x, m)
             ax.axhline(0, color="k", lw=0.5)
-            ax.set_title(f"{'(a) standard' if r == 0 else '(b) regularized, Eq. 4'}: W{l}")
-            ax.set_xlabel("row (sorted by mean)")
+            ax.set_title(f"{'(a) standard' if r == 0 else '(b) regularized, Eq. 4'}: "
+                         f"$W^{{({l})}}$", fontsize=10)
+            ax.set_xlabel("row $i$ (a neuron's inputs), by mean")
+            ax.set_ylabel(f"$W^{{({l})}}_{{ij}}$: row mean $\\pm$ std")
     return save_figure(fig, out, NAME, dpi=100)
 
 

@@ -22,7 +22,7 @@ from ..report import FigureEntry
 
 NAME = "duque_fig3"
 MODES = ("standard", "noise_aware_unc", "regularized_unc")
-LABELS = {"standard": "standard", "noise_aware_unc": "noise-aware (unc.)",
+LABELS = {"standard": "standard training", "noise_aware_unc": "noise-aware (additive uncorrelated)",
           "regularized_unc": "regularized (Eq. 7)"}
 COLORS = {"standard": "C0", "noise_aware_unc": "C2", "regularized_unc": "C3"}
 MUS = (0.0, 1.0, 2.0, 3.0, 4.0)
@@ -76,7 +76,8 @@ def layer_distributions(arch, params, X, bins):
 
 
 def compute(preset, out, log=print) -> None:
-    if load_results(out, NAME) is not None:
+    cached = load_results(out, NAME)
+    if cached is not None and cached[1].get("setup_key") == preset.duque[0].key():
         log(f"{NAME}: cached")
         return
     quick = preset.name != "full"
@@ -119,19 +120,20 @@ def plot(out) -> Path:
     for i, mu in enumerate(A["mus"]):
         c = f"C{i}"
         ax[0].stairs(A["a/hist"][i], e, color=c, alpha=0.45, fill=True)
-        ax[0].plot(A["a/a"], A["a/pdf"][i], color=c, label=f"mu = {mu:g}")
-    ax[0].set(title="(a) PDF of sigmoid(z), z ~ N(mu, 0.2) (variance)", xlabel="a", ylabel="p_a(a)",
+        ax[0].plot(A["a/a"], A["a/pdf"][i], color=c, label=f"$\\mu$ = {mu:g}")
+    ax[0].set(title=r"(a) PDF of $a = \sigma(z)$, $z \sim N(\mu, 0.2)$ (0.2: variance)",
+              xlabel="$a$ (dimensionless)", ylabel="probability density $p_a(a)$",
               ylim=(0, 1.1 * A["a/hist"].max()))
     ax[0].legend(fontsize=8)
-    for k, axis, title, xl in (("z2", ax[1], "(b) pre-activations z^(2)", "z"),
-                               ("a2", ax[2], "(c) post-activations a^(2)", "a"),
-                               ("W3", ax[3], "(d) output weights W^(3)", "w")):
+    for k, axis, title, xl in (("z2", ax[1], "(b) pre-activations $z^{(2)}$", "$z^{(2)}$"),
+                               ("a2", ax[2], "(c) post-activations $a^{(2)}$", "$a^{(2)}$"),
+                               ("W3", ax[3], "(d) output weights $W^{(3)}$", "$W^{(3)}_{ij}$")):
         for mode in rec["models"]:
             axis.stairs(A[f"{mode}/{k}"], A[f"edges/{k}"], color=COLORS[mode], lw=1.3,
                         label=LABELS[mode])
-        axis.set(title=title, xlabel=xl, ylabel="density")
+        axis.set(title=title, xlabel=xl + " (dimensionless)", ylabel="probability density")
     ax[2].set_yscale("log")
-    ax[1].legend(fontsize=8)
+    ax[3].legend(handles=ax[1].get_legend_handles_labels()[0], fontsize=7, loc="upper left")
     fig.suptitle(f"Duque 2024, Fig. 3 ({rec['preset']} preset): MNIST models, "
                  f"{rec['n_test_images']} test images, clean pass", fontsize=11)
     return save_figure(fig, out, NAME, dpi=90)

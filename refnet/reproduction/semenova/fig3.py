@@ -90,17 +90,19 @@ def plot(out) -> Path:
     y = np.linspace(1e-3, 1, 400)
     for ax, (key, (title, D)) in zip(axes.ravel(), PANELS.items()):
         ax.plot(A[f"{key}/mc_mean"], A[f"{key}/mc_snr"], "o", ms=2.5, color="C1",
-                label="Monte-Carlo (DNN)")
+                label="Monte-Carlo, 1-200-200-1 DNN")
         ax.plot(A[f"{key}/first_order_mean"], A[f"{key}/first_order_snr"], "k-", lw=1.2,
-                label="analytic, first order")
-        ax.plot(y, single_neuron_snr(y, D), "--", color="grey", label="single neuron / linear net")
-        ax.set(title=title, xlabel="E(y) output", ylabel="SNR", xlim=(0, 1))
+                label="analytic, first order (Eqs. 9-10)")
+        ax.plot(y, single_neuron_snr(y, D), "--", color="grey", label="single neuron / linear network")
+        ax.set(title=title, xlabel="output mean $E(y)$ (dimensionless)",
+               ylabel=r"SNR $= E(y) / \sqrt{\mathrm{Var}(y)}$", xlim=(0, 1))
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     s = rec["settings"]
-    fig.suptitle(f"Semenova 2022, Fig. 3 ({rec['preset']} preset): alpha = {s['alpha']:g}, "
-                 f"D_A = {s['D_A']:g}, D_M = {s['D_M']:g} (intensities), T = {s['T']}, K = {s['K']}")
+    fig.suptitle(f"Semenova 2022, Fig. 3 ({rec['preset']} preset): $\\alpha$ = {s['alpha']:g}, "
+                 f"$D_A$ = {s['D_A']:g}, $D_M$ = {s['D_M']:g} (intensities; variance $2D$), "
+                 f"$T$ = {s['T']}, $K$ = {s['K']}")
     return save_figure(fig, out, NAME, dpi=100)
 
 

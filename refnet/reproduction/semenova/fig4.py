@@ -32,6 +32,17 @@ ERR_ALPHA, ERR_LAYERS = 3.0, (4, 6, 8)  #: Fig. 4d: alpha and layers are refnet'
 POINT_REPEATS = 20  #: the u = 0.5 runs use POINT_REPEATS * K repeats (one input only)
 
 
+def single_neuron_arithmetic(D_A_U: float, S_2: float, printed: float = 1e-3) -> str:
+    """Why the paper's "single neuron level of 1e-3" (Sec. III A, p. 5) contradicts its own
+    Fig. 4 caption: intensity D means variance 2D (Semenova 2022, Eq. 3), so a single
+    neuron's variance is 2 D_A^U; ``S_2`` is refnet's measured value."""
+    level = 2 * D_A_U
+    return (f"the caption's D_A^U = {D_A_U:g} is an intensity: a single neuron's variance is "
+            f"2 D = 2 x {D_A_U:g} = {level:g}, not {printed:g} ({printed:g} would need D = "
+            f"{printed / 2:g}); refnet's S_2 = {S_2:.4g} is {S_2 / level:.3f} x 2D, and for "
+            "alpha < 2 S_n then falls by about (alpha/2)^2 per layer")
+
+
 def _act(alpha):
     return f"shifted_sigmoid(alpha={alpha!r})"
 
@@ -123,13 +134,14 @@ def plot(out) -> Path:
     import matplotlib.pyplot as plt
 
     A, rec = load_results(out, NAME)
-    fig, ax = plt.subplots(3, 4, figsize=(16, 11))
+    fig, ax = plt.subplots(3, 4, figsize=(18, 13))
     z = A["z"]
     for alpha, c in zip(ALPHAS_B, ("C0", "C1")):  # (a)
-        ax[0, 0].plot(z, A[f"{alpha}/f"], c, label=f"f, alpha={alpha:g}")
-        ax[0, 0].plot(z, A[f"{alpha}/df"], c + "--", label=f"f', alpha={alpha:g}")
+        ax[0, 0].plot(z, A[f"{alpha}/f"], c, label=f"$f$, $\\alpha$ = {alpha:g}")
+        ax[0, 0].plot(z, A[f"{alpha}/df"], c + "--", label=f"$f'$, $\\alpha$ = {alpha:g}")
     ax[0, 0].axhline(1, color="grey", lw=0.5)
-    ax[0, 0].set(title="(a) activation and slope", xlabel="x~")
+    ax[0, 0].set(title=r"(a) activation $f$ and slope $f'$", xlabel=r"state $\tilde{x}$",
+                 ylabel=r"$f(\tilde{x})$, $f'(\tilde{x})$")
     ax[0, 0].legend(fontsize=7)
     for row, alpha in zip((1, 2), ALPHAS_B):  # (b)
         for col, n in enumerate(SHOW_LAYERS):
@@ -140,42 +152,51 @@ def plot(out) -> Path:
                                   ("taylor", dict(color="gold", lw=2, alpha=0.8,
                                                   label=f"order {ORDER} (Eq. 12)")),
                                   ("gauss_hermite", dict(color="k", ls=":", lw=1,
-                                                         label="Gaussian x~, exact f"))):
+                                                         label=r"Gaussian $\tilde{x}$, exact $f$"))):
                 a.plot(A[f"{alpha}/{method}_mean"][n - 2], A[f"{alpha}/{method}"][n - 2], **style)
             top = 1.3 * max(np.nanmax(A[f"{alpha}/mc"][n - 2]), np.nanmax(A[f"{alpha}/gauss_hermite"][n - 2]))
             a.set_ylim(0, top)
             a.set_xlim(0, 1)
-            a.set(title=f"(b) alpha={alpha:g}, layer {n}", xlabel="E(x~_n)", ylabel="Var(x~_n)")
+            a.set(title=f"(b) $\\alpha$ = {alpha:g}, layer {n}", xlabel=f"$E(\\tilde{{x}}_{{{n}}})$",
+                  ylabel=f"$\\mathrm{{Var}}(\\tilde{{x}}_{{{n}}})$")
             if col == 0:
                 a.legend(fontsize=7)
     for alpha, c in zip(ALPHAS_C, ("C2", "C1", "C3")):  # (c) Lamerey (cobweb) diagram
         S = A[f"{alpha}/S_mc"]
         xs, ys = np.repeat(S[:-1], 2)[1:], np.repeat(S[1:], 2)[:-1]
         ax[0, 1].plot(xs, ys, c, lw=0.8)
-        ax[0, 1].plot(S[:-1], S[1:], "o", color=c, ms=3, label=f"alpha={alpha:g}")
+        ax[0, 1].plot(S[:-1], S[1:], "o", color=c, ms=3, label=f"$\\alpha$ = {alpha:g}")
     m = max(A[f"{a}/S_mc"].max() for a in ALPHAS_C) * 1.05
     ax[0, 1].plot([0, m], [0, m], "k", lw=0.5)
-    ax[0, 1].set(title="(c) Lamerey diagram, Monte-Carlo, u = 0.5", xlabel="S_{n-1}", ylabel="S_n")
+    ax[0, 1].set(title="(c) Lamerey diagram, Monte-Carlo, $u$ = 0.5", xlabel="$S_{n-1}$",
+                 ylabel="$S_n$")
     ax[0, 1].legend(fontsize=7)
     mc = A[f"{ERR_ALPHA}/S_mc"]
     for n, c in zip(ERR_LAYERS, ("C0", "C1", "C2")):  # (d)
         e_mc = np.abs(A["err_taylor"][:, n - 2] / mc[n - 2] - 1)
         e_gh = np.abs(A["err_taylor"][:, n - 2] / A[f"{ERR_ALPHA}/S_gauss_hermite"][n - 2] - 1)
-        ax[0, 2].semilogy(A["orders"], e_mc, "o-", color=c, ms=3, label=f"layer {n} vs Monte-Carlo")
-        ax[0, 2].semilogy(A["orders"], e_gh, "x--", color=c, ms=3, label=f"layer {n} vs Gaussian exact")
-    ax[0, 2].set(title=f"(d) error of order M, alpha={ERR_ALPHA:g}, u = 0.5", xlabel="order M",
-                 ylabel="|S_M / S_ref - 1|")
+        ax[0, 2].semilogy(A["orders"], e_mc, "o-", color=c, ms=3, label=f"layer {n}, vs Monte-Carlo")
+        ax[0, 2].semilogy(A["orders"], e_gh, "x--", color=c, ms=3, label=f"layer {n}, vs exact Gaussian")
+    ax[0, 2].set(title=f"(d) error of order $M$, $\\alpha$ = {ERR_ALPHA:g}, $u$ = 0.5",
+                 xlabel="Taylor order $M$", ylabel=r"$|S_M / S_\mathrm{ref} - 1|$")
     ax[0, 2].legend(fontsize=6)
     n = np.arange(2, N_LAYERS + 1)
-    for alpha, c in zip(ALPHAS_B, ("C0", "C1")):
-        ax[0, 3].semilogy(n, A[f"{alpha}/S_mc"], "o", color=c, ms=4, label=f"MC alpha={alpha:g}")
-        ax[0, 3].semilogy(n, A[f"{alpha}/S_first_order"], "r-", lw=1)
-        ax[0, 3].semilogy(n, A[f"{alpha}/S_taylor"], color="gold", lw=1.5)
-    ax[0, 3].set(title="Var(x~_n) at u = 0.5 by layer",
-                 xlabel="layer n", ylim=(1e-4, 1))
-    ax[0, 3].legend(fontsize=7)
-    fig.suptitle(f"Semenova 2022, Fig. 4 ({rec['preset']} preset): D_A^U = 1e-4 "
-                 f"(variance 2e-4), K = {rec['settings']['K']}", fontsize=11)
+    for alpha, c in zip((1.5,) + ALPHAS_B, ("C2", "C0", "C1")):
+        ax[0, 3].semilogy(n, A[f"{alpha}/S_mc"], "o", color=c, ms=4,
+                          label=f"Monte-Carlo, $\\alpha$ = {alpha:g}")
+        if f"{alpha}/S_first_order" in A:
+            ax[0, 3].semilogy(n, A[f"{alpha}/S_first_order"], "r-", lw=1)
+            ax[0, 3].semilogy(n, A[f"{alpha}/S_taylor"], color="gold", lw=1.5)
+    ax[0, 3].axhline(2 * D[0], color="k", ls="--", lw=1,
+                     label=f"single neuron: $2D$ = {2 * D[0]:g} (caption's $D$)")
+    ax[0, 3].axhline(1e-3, color="m", ls=":", lw=1.5, label="paper's text (Fig. 4c): 1e-3")
+    ax[0, 3].set(title="$S_n$ = Var$(\\tilde{x}_n)$ at $u$ = 0.5 by layer (red: Eq. 9, gold: Eq. 12)",
+                 xlabel="layer $n$", ylabel=r"$S_n$", ylim=(1e-6, 1))
+    ax[0, 3].title.set_fontsize(8)
+    ax[0, 3].legend(fontsize=6)
+    fig.suptitle(f"Semenova 2022, Fig. 4 ({rec['preset']} preset): $D_A^U$ = 1e-4 "
+                 f"(variance 2e-4), $K$ = {rec['settings']['K']}; all quantities dimensionless",
+                 fontsize=11)
     return save_figure(fig, out, NAME, dpi=90)
 
 
@@ -203,9 +224,7 @@ def report(out, preset):
                      "the O(1/I) uncorrelated term"),
         Check(src, "Fig. 4c, alpha < 2 (refnet: alpha = 1.5): S_n 'essentially constant at the "
               "single neuron level of 1e-3' (refnet: S_2)", 1e-3, float(s["S15"][0]), 5e-4, unit="",
-              reason="with the caption's D_A^U = 1e-4 a single neuron's variance is 2 D = 2e-4, and "
-                     "for alpha < 2 S_n falls by (alpha/2)^2 per layer; the paper's 1e-3 matches "
-                     "neither (panel c may have used another intensity, not stated)"),
+              inconsistent=single_neuron_arithmetic(D[0], float(s["S15"][0]))),
     ]
     div = ", ".join(map(str, s["diverged"])) or "none"
     said = (f"alpha = 2: Var(x~_12)/Var(x~_2) = {s['ratio2']:.3f} at u = 0.5 (no accumulation). "

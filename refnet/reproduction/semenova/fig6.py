@@ -110,6 +110,13 @@ def spread_ratio(arrays, L: int, kind: str = "exp_quartic") -> dict:
     return res
 
 
+#: Legend names and line styles of the p* approximations (distinct, so none hides another).
+PSTAR_LABEL = {"uniform": "uniform", "normal": "normal", "exp_quartic": "Eq. 29 (exp-quartic)"}
+STYLE = {"uniform": dict(ls="--", lw=2.2, marker="s", markevery=40, ms=4),
+         "normal": dict(ls=":", lw=2.2, marker="^", markevery=(20, 40), ms=4),
+         "exp_quartic": dict(ls="-", lw=1.0)}
+
+
 def plot(out) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -126,29 +133,31 @@ def plot(out) -> Path:
         pick = rng.permutation(m.size)[:MAX_POINTS]
         ax = axes[0, l - 1]
         ax.scatter(m[pick], m[pick] / np.sqrt(v[pick]), s=3, c="tab:orange", alpha=0.4,
-                   label="numerical (MC)")
+                   label="numerical (Monte-Carlo, all four noise types)")
         for kind, colour in DENSITIES.items():
             S = arrays[f"S/{kind}"][l - 1]
             if not np.isfinite(S):
                 continue
-            ax.plot(y, y / np.sqrt(layer_variance_curve(y, S, D)), color=colour, lw=1.4,
-                    label=f"analytic, p* {kind.replace('_', '-')}")
-        ax.set_xlabel(f"mean of layer {l + 1} output")
-        ax.set_ylabel("SNR")
+            # the three curves nearly coincide (p* enters only through S_n): distinct styles
+            # and markers keep each visible
+            ax.plot(y, y / np.sqrt(layer_variance_curve(y, S, D)), color=colour,
+                    label=f"analytic, $p^*$ {PSTAR_LABEL[kind]}, $S_n$ = {S:.3g}", **STYLE[kind])
+        ax.set_xlabel(f"output mean $E(y)$ of layer {l + 1} (dimensionless)")
+        ax.set_ylabel(r"SNR $= E(y)\,/\,\sqrt{\mathrm{Var}(y)}$")
         ax.set_title(f"({'abc'[l - 1]}) layer {l + 1} ({'output' if l == L else 'hidden'}), "
                      f"{rec['preset']} preset", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
         ax = axes[1, l - 1]
         e = arrays[f"{l}/edges"]
-        ax.stairs(arrays[f"{l}/hist"], e, fill=True, color="0.8", label="x~ (clean states)")
+        ax.stairs(arrays[f"{l}/hist"], e, fill=True, color="0.8", label=r"$\tilde{x}$ of the clean network (histogram)")
         for kind, colour in DENSITIES.items():
             ax.plot(arrays[f"{l}/grid/{kind}"], arrays[f"{l}/density/{kind}"], color=colour,
-                    lw=1.2, label=kind.replace("_", "-"))
+                    label=f"$p^*$ {PSTAR_LABEL[kind]}", **STYLE[kind])
         ax.set_xlim(e[0] - 2 * (e[1] - e[0]), e[-1] + 2 * (e[1] - e[0]))
-        ax.set_xlabel(f"x~ of layer {l + 1}")
-        ax.set_ylabel("probability density")
-        ax.set_title(f"({'def'[l - 1]}) distribution of x~, layer {l + 1}", fontsize=10)
+        ax.set_xlabel(f"pre-activation $\\tilde{{x}}$ of layer {l + 1} (dimensionless)")
+        ax.set_ylabel(r"probability density $p(\tilde{x})$")
+        ax.set_title(f"({'def'[l - 1]}) distribution of $\\tilde{{x}}$, layer {l + 1}", fontsize=10)
         ax.legend(fontsize=7)
     return save_figure(fig, out, NAME, dpi=100)
 

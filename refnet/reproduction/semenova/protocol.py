@@ -31,9 +31,15 @@ Choices (not recorded in the paper):
   fixed (``Architecture(train_biases=False)``). Weights of all networks start from
   ``U(-1/sqrt(n_in), 1/sqrt(n_in))``.
 * Adam with Keras's defaults (lr 1e-3, betas 0.9/0.999), shuffled every epoch; batch 128
-  (32 in the quick preset, see :func:`setup_for`); epochs from ``Preset.semenova_epochs``.
-* C's "87% prediction accuracy" has no definition in the paper; refnet reports
-  ``100 (1 - NRMSE)`` with ``NRMSE = RMSE / std(target)`` on the test windows, and R^2 beside it.
+  (32 in the quick preset, see :func:`setup_for`). A and B train for ``Preset.semenova_epochs``
+  epochs (the paper states their error levels, not their epochs: the full preset's count is
+  the one that reaches them). C trains until its validation loss stops improving: the last
+  ``val_fraction`` of the (chronological) training windows is held out, training stops after
+  ``patience`` epochs without improvement (at most ``Preset.semenova_c_epochs``) and keeps the
+  best epoch, recorded in the model file.
+* C's "87% prediction accuracy" has no definition in the paper; refnet reports NRMSE =
+  RMSE / std(target) and R^2 on the test windows beside a persistence forecast (the next
+  point = the last input point), and ``100 (1 - NRMSE)`` as one reading of "accuracy".
 """
 from __future__ import annotations
 
@@ -50,7 +56,8 @@ from ...model import Params, forward, init_params, mlp, predict
 from ...train import TrainConfig, train
 
 __all__ = ["NETWORKS", "TARGET_CLASS", "SemenovaSetup", "SemenovaData", "setup_for",
-           "load_data", "train_network", "task_errors", "predict_outputs", "figure5_inputs"]
+           "load_data", "train_network", "task_errors", "regression_scores", "predict_outputs",
+           "figure5_inputs"]
 
 #: Network name -> (dataset, output activation, biases optimised).
 NETWORKS = {"A": ("mnist", "sigmoid", False), "B": ("fashion-mnist", "sigmoid", True),
@@ -70,10 +77,12 @@ class SemenovaSetup:
     output_activation: str = "sigmoid"  #: refnet's choice (A, B); "identity" for C
     train_biases: bool = True       #: stated: A constant, B optimised
     constant_bias_range: float = 0.2  #: A's fixed biases ~ U(-r, r), refnet's choice
-    epochs: int = 20                #: not recorded
+    epochs: int = 20                #: not recorded (C: the most epochs, see patience)
+    patience: int = 0               #: early stopping on the validation windows (C), 0: off
+    val_fraction: float = 0.2       #: C: the last part of the training windows, held out
     lr: float = 1e-3                #: Adam, Keras default (not recorded)
     batch_size: int = 128           #: not recorded
-    n_train: int | None = None      #: use only the first n training samples (quick preset)
+    n_train: int | None = None      #: use n training samples, every class in proportion (quick preset)
     mg_points: int = 6000           #: Mackey-Glass samples (80% train windows, 20% test)
     synthetic_classes: int = 10     #: "synthetic": Gaussian blobs, a stand-in for tests
     synthetic_dim: int = 16
@@ -90,7 +99,8 @@ class SemenovaSetup:
 
 @dataclass(frozen=True)
 class SemenovaData:
-    """Train/test arrays of one task plus the loaders' provenance records."""
+    """Train/test arrays of one task plus the loaders' provenance records (validation
+    arrays: C's held-out windows when early stopping, else ``None``)."""
 
     X_train: np.ndarray
     y_train: np.ndarray
@@ -98,6 +108,8 @@ class SemenovaData:
     y_test: np.ndarray
     classes: tuple
     provenance: dict
+    X_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
 
 def setup_for(network: str, preset) -> SemenovaSetup:
@@ -112,8 +124,11 @@ def setup_for(network: str, preset) -> SemenovaSetup:
         raise ValueError(f"network: unknown {network!r}; known: {', '.join(NETWORKS)}")
     dataset, output, biases = NETWORKS[network]
     quick = preset.name == "quick"
+    regression = dataset == "mackey-glass"
     s = SemenovaSetup(network, dataset, output_activation=output, train_biases=biases,
-                      epochs=int(preset.semenova_epochs), seed=int(preset.seed),
+                      epochs=int(preset.semenova_c_epochs if regression else preset.semenova_epochs),
+                      patience=int(preset.semenova_c_patience) if regression else 0,
+                      seed=int(preset.seed),
                       n_train=5000 if quick else None, batch_size=32 if quick else 128)
     over = dict(preset.extra.get("semenova_setup", {}))
     if s.regression:
@@ -137,6 +152,7 @@ def _synthetic(setup: SemenovaSetup):
 def load_data(setup: SemenovaSetup) -> SemenovaData:
     """The arrays of ``setup.dataset``; images as ``x/255``, Mackey-Glass unscaled."""
     from ...datasets import load_dataset
+    from ...datasets.split import stratified_subset
 
     if setup.dataset == "synthetic":
         X_tr, y_tr, X_te, y_te, info = _synthetic(setup)
@@ -146,8 +162,15 @@ def load_data(setup: SemenovaSetup) -> SemenovaData:
     tr = load_dataset(setup.dataset, "train", **opts)
     te = load_dataset(setup.dataset, "test", **opts)
     X, y = tr.X, tr.y
-    if setup.n_train:
-        X, y = X[:setup.n_train], y[:setup.n_train]
+    if setup.n_train:  # every class in proportion, mixed order (never the first rows)
+        keep = stratified_subset(y, min(int(setup.n_train), len(y)), rng=setup.seed)
+        X, y = X[keep], y[keep]
+    if setup.regression and setup.patience:  # chronological: the last windows are held out
+        n_val = int(round(setup.val_fraction * len(y)))
+        return SemenovaData(X[:-n_val], y[:-n_val], te.X, te.y, tuple(tr.classes),
+                            {"train": tr.info, "test": te.info, "n_train_used": int(len(y) - n_val),
+                             "n_val": n_val, "validation": "the last windows of the training part"},
+                            X[-n_val:], y[-n_val:])
     return SemenovaData(X, y, te.X, te.y, tuple(tr.classes),
                         {"train": tr.info, "test": te.info, "n_train_used": int(len(X))})
 
@@ -164,19 +187,24 @@ def task_errors(setup: SemenovaSetup, arch, params: Params, data: SemenovaData) 
 
     Classifiers: misclassification rate (argmax of the outputs, "the output neuron with the
     largest value", Sec. IV). Regression (C): ``nrmse`` = RMSE / std(target), ``accuracy`` =
-    100 (1 - NRMSE) (refnet's reading of the paper's undefined "prediction accuracy") and R^2.
+    100 (1 - NRMSE) (one reading of the paper's undefined "prediction accuracy") and R^2, each
+    also for the persistence forecast (next point = last input point) under ``persistence``.
     """
     res = {}
     for split, X, y in (("train", data.X_train, data.y_train), ("test", data.X_test, data.y_test)):
         if setup.regression:
-            out = predict_outputs(arch, params, X)[:, 0]
-            rmse = float(np.sqrt(np.mean((out - y) ** 2)))
-            nrmse = rmse / float(np.std(y))
-            res[split] = {"rmse": rmse, "nrmse": nrmse, "accuracy": 100 * (1 - nrmse),
-                          "r2": 1 - nrmse ** 2}
+            res[split] = regression_scores(predict_outputs(arch, params, X)[:, 0], y)
+            res[split]["persistence"] = regression_scores(X[:, -1], y)
         else:
             res[split] = {"error": 100 * float(np.mean(predict(arch, params, X) != y))}
     return res
+
+
+def regression_scores(pred, y) -> dict:
+    """RMSE, NRMSE = RMSE / std(y), R^2 = 1 - NRMSE^2 and 100 (1 - NRMSE) of ``pred`` (n,)."""
+    rmse = float(np.sqrt(np.mean((np.asarray(pred) - y) ** 2)))
+    nrmse = rmse / float(np.std(y))
+    return {"rmse": rmse, "nrmse": nrmse, "accuracy": 100 * (1 - nrmse), "r2": 1 - nrmse ** 2}
 
 
 def predict_outputs(arch, params: Params, X, batch_size: int = 4096) -> np.ndarray:
@@ -209,13 +237,19 @@ def train_network(setup: SemenovaSetup, data: SemenovaData, folder, progress=sys
     arch = mlp((data.X_train.shape[1],) + tuple(setup.hidden) + (n_out,),
                setup.hidden_activation, setup.output_activation, setup.train_biases)
     config = TrainConfig(epochs=setup.epochs, batch_size=setup.batch_size, optimizer="adam",
-                         lr=setup.lr, loss="mse", shuffle=True, seed=setup.seed)
-    log(f"  Semenova network {setup.network} ({setup.dataset}): training {setup.epochs} epochs")
+                         lr=setup.lr, loss="mse", shuffle=True, seed=setup.seed,
+                         patience=setup.patience if data.X_val is not None else 0)
+    log(f"  Semenova network {setup.network} ({setup.dataset}): training "
+        + (f"until the validation loss stops improving ({setup.patience} epochs), at most "
+           if config.patience else "") + f"{setup.epochs} epochs")
+    val = ((data.X_val, _targets(setup, data.y_val, n_out)) if data.X_val is not None
+           else (None, None))
     res = train(arch, _initial_params(setup, arch), data.X_train,
-                _targets(setup, data.y_train, n_out), config,
+                _targets(setup, data.y_train, n_out), config, *val,
                 checkpoint=path.with_suffix(".ckpt.npz"), progress=progress)
     save_model(path, arch, res.params, {
         "setup": asdict(setup), "train_config": config.as_dict(), "history": list(res.history),
+        "epochs_done": res.epochs_done, "best_epoch": res.best_epoch,
         "errors": task_errors(setup, arch, res.params, data), "data": data.provenance})
     path.with_suffix(".ckpt.npz").unlink(missing_ok=True)
     return load_model(path)
