@@ -15,7 +15,6 @@ from refnet.datasets import _quickdraw_sources as qs
 from refnet.datasets.quickdraw import load_quickdraw
 
 
-
 def npy_bytes(a):
     buf = io.BytesIO()
     np.save(buf, a, allow_pickle=False)
