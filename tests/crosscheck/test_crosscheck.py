@@ -1,5 +1,7 @@
 """refnet crosscheck: the bundle's contents, the check table and its tolerances, the statistical
 mode's power and false-alarm rate, and the command line."""
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -32,6 +34,12 @@ def _results_from_expected(arrays, dtype=np.float64):
                          if k.startswith("expected.")}}
 
 
+#: safetensors is an optional extra: the tests writing .safetensors bundles skip without it
+needs_safetensors = pytest.mark.skipif(importlib.util.find_spec("safetensors") is None,
+                                       reason="the optional package safetensors is not installed")
+
+
+@needs_safetensors
 def test_bundle_contents_agree_with_independent_paths(bundle, tmp_path):
     p, (arrays, meta) = bundle
     path = write_bundle(tmp_path / "b.safetensors", arrays, meta)
@@ -129,6 +137,7 @@ def test_layer_samples_are_the_engine_and_forward_draws():
     np.testing.assert_allclose(S[2], cache.A[2].reshape(3, 5, -1), rtol=1e-12, atol=1e-12)
 
 
+@needs_safetensors
 def test_cli_make_check_stat_exit_codes(tmp_path, capsys):
     p = rn.init_params(ARCH, rng=0)
     save_model(tmp_path / "m.npz", ARCH, p)
