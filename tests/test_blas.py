@@ -12,7 +12,13 @@ def test_overlapping_blocks_keep_one_thread_until_the_last_leaves():
         pytest.skip("NumPy's BLAS is not an OpenBLAS whose thread count refnet can set")
     before = blas_thread_counts()
     set_blas_threads(2)
+    # An OpenBLAS loaded while OPENBLAS_NUM_THREADS=1 was set (earlier tests start worker
+    # processes with it) cannot go above 1: the counts to restore are what each library took.
+    target = blas_thread_counts()
     try:
+        if 2 not in target:
+            pytest.skip("no OpenBLAS in this process accepts 2 threads, so restoring cannot be "
+                        "told apart from staying on 1")
         entered, release, seen = threading.Event(), threading.Event(), []
 
         def other():
@@ -31,7 +37,7 @@ def test_overlapping_blocks_keep_one_thread_until_the_last_leaves():
         release.set()
         t.join(10)
         assert seen and set(seen[0]) == {1}
-        assert set(blas_thread_counts()) == {2}     # the count from before the first block
+        assert blas_thread_counts() == target     # the counts from before the first block
     finally:
         for n, (_, set_) in zip(before, _controls()):   # the process's own setting again
             set_(n)
