@@ -15,26 +15,13 @@ from refnet.datasets import _quickdraw_sources as qs
 from refnet.datasets.quickdraw import load_quickdraw
 
 
-def npy_bytes(a):
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return buf.getvalue()
-
-
 @pytest.fixture
-def mirror(tmp_path, rng):
+def mirror(tmp_path, rng, write_quickdraw_mirror):
     """Mirror with "apple" (30 rows) and "house plant" (20 rows); returns (folder, arrays)."""
     folder = tmp_path / "mirror" / "quickdraw"
-    folder.mkdir(parents=True)
     arrays = {"apple": rng.integers(0, 256, (30, 784), dtype=np.uint8),
               "house plant": rng.integers(0, 256, (20, 784), dtype=np.uint8)}
-    classes = {}
-    for name, a in arrays.items():
-        data = npy_bytes(a)
-        (folder / qs.class_file(name)).write_bytes(data)
-        classes[name] = {"file": qs.class_file(name), "rows": len(a),
-                         "sha256": hashlib.sha256(data).hexdigest(), "google_rows": f"0..{len(a) - 1}"}
-    (folder / "MANIFEST.json").write_text(json.dumps({"classes": classes}))
+    write_quickdraw_mirror(folder, arrays)
     return folder, arrays
 
 
@@ -114,7 +101,7 @@ class FakeResponse(io.BytesIO):
         self.close()
 
 
-def test_google_stream_keeps_only_the_first_rows(tmp_path, monkeypatch, rng):
+def test_google_stream_keeps_only_the_first_rows(tmp_path, monkeypatch, rng, npy_bytes):
     full = rng.integers(0, 256, (50, 784), dtype=np.uint8)
     urls = []
 

@@ -1,9 +1,6 @@
 """The data path: seeded splits in permutation order (as torch's random_split), stratified
 where classes are stored apart, truncations that keep every class, labels that stay with their
 rows, and training batches that mix the classes even without per-epoch shuffling."""
-import hashlib
-import io
-import json
 
 import numpy as np
 import pytest
@@ -113,29 +110,15 @@ def test_every_training_batch_of_a_class_sorted_dataset_mixes_classes(monkeypatc
     assert any(np.unique(b).size == 1 for b in seen)
 
 
-def npy_bytes(a):
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return buf.getvalue()
-
-
 @pytest.fixture
-def sorted_mirror(tmp_path, monkeypatch):
+def sorted_mirror(tmp_path, monkeypatch, write_quickdraw_mirror):
     """A QuickDraw mirror of three classes of different sizes; REFNET_* point at it."""
-    folder = tmp_path / "mirror" / "quickdraw"
-    folder.mkdir(parents=True)
     gen = np.random.default_rng(5)
     # per_class=None fetches at least 1000 rows of each class, then uses every row present
     arrays = {"apple": gen.integers(0, 256, (1000, 784), dtype=np.uint8),
               "cat": gen.integers(0, 256, (1500, 784), dtype=np.uint8),
               "dog": gen.integers(0, 256, (1200, 784), dtype=np.uint8)}
-    classes = {}
-    for name, a in arrays.items():
-        data = npy_bytes(a)
-        (folder / f"{name}.npy").write_bytes(data)
-        classes[name] = {"file": f"{name}.npy", "rows": len(a),
-                         "sha256": hashlib.sha256(data).hexdigest(), "google_rows": "0.."}
-    (folder / "MANIFEST.json").write_text(json.dumps({"classes": classes}))
+    write_quickdraw_mirror(tmp_path / "mirror" / "quickdraw", arrays)
     monkeypatch.setenv("REFNET_DATA_MIRROR", str(tmp_path / "mirror"))
     monkeypatch.setenv("REFNET_DATA_DIR", str(tmp_path / "cache"))
     return arrays
