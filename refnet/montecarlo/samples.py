@@ -12,7 +12,8 @@ import numpy as np
 
 from ..model import Architecture, Params, check_input, forward
 from ..noise import NoiseConfig
-from .chunks import chunk_generator, resolve_seed, single_threaded_blas
+from .._blas import fixed_blas_threads
+from .chunks import chunk_generator, resolve_seed
 from .engine import clean_state, draw_noise, prepare, propagate
 
 __all__ = ["layer_samples"]
@@ -63,7 +64,7 @@ def layer_samples(arch: Architecture, params: Params, X, noise: NoiseConfig, K: 
         for l in clean:
             out[l][:] = A[l]
     live = tuple(l for l in keep if l >= engine.first_noisy)
-    with single_threaded_blas():
+    with fixed_blas_threads():
         for ki, k0 in enumerate(range(0, K, kb) if live else ()):
             k = min(kb, K - k0)
             idx = np.tile(np.arange(T), k)  # rows ordered (repeat, input)

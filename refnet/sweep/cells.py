@@ -31,15 +31,11 @@ def limit_threads():
     """One numba thread and one BLAS thread for the calling thread (speed only: results do not
     depend on thread counts). The executors also set OMP/OPENBLAS/MKL_NUM_THREADS=1 in the
     workers' environment before NumPy loads."""
-    from ..montecarlo import single_threaded_blas
+    from .._blas import fixed_blas_threads
+    from .._numba import set_threads
 
-    try:
-        import numba
-
-        numba.set_num_threads(1)
-    except ImportError:  # numba is optional: the NumPy twins are single-threaded anyway
-        pass
-    with single_threaded_blas():
+    set_threads(1)   # a no-op without numba, whose NumPy twins are single-threaded anyway
+    with fixed_blas_threads():
         yield
 
 
