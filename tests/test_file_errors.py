@@ -6,7 +6,6 @@ import json
 import struct
 import tracemalloc
 import zipfile
-import zlib
 
 import sys
 from pathlib import Path

@@ -60,7 +60,6 @@ def test_worked_example_runs_end_to_end(tmp_path, capsys):
 def test_readme_path_from_a_torch_state_dict_to_the_table(tmp_path, capsys):
     """The README's lines: make from a torch state dict, the example fills, check passes."""
     ex = _example()
-    import torch
     from safetensors.torch import save_file
 
     from refnet.cli import main

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from refnet.activations import Activation, get_activation, sigmoid
+from refnet.activations import Activation, sigmoid
 from refnet.errors import ConfigError
 from refnet.model import Params, forward, init_params, mlp
 from refnet.noise import NOISE_TYPES, NoiseConfig, NoiseSpec, noise_config
