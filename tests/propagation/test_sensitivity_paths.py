@@ -1,0 +1,59 @@
+"""The variance-only path of the first-order sensitivity (Jacobian-vector products, the
+triangular Gram factor) against the dense-Jacobian path, float64, small random networks."""
+import numpy as np
+import pytest
+
+from refnet.model import Params, init_params, mlp
+from refnet.noise import NOISE_TYPES, NoiseConfig, NoiseSpec
+from refnet.propagation.sensitivity import _gram_factors, output_variance_contributions
+
+# narrowing, widening and single-layer nets: the Gram factor is used only where n_l >= n_{l+1}
+SIZES = [(5, 7, 4, 3), (6, 3, 8, 2), (4, 4)]
+SPECS = [NoiseSpec.single(t, 0.1) for t in NOISE_TYPES] + [NoiseSpec(0.1, 0.2, 0.3, 0.4)]
+
+
+def _net(sizes, seed=1):
+    arch = mlp(sizes, "sigmoid", "cubic" if len(sizes) > 2 else "sigmoid")
+    P = init_params(arch, "torch", rng=seed)
+    return arch, Params(tuple(3 * w for w in P.W), P.b)
+
+
+@pytest.mark.parametrize("sizes", SIZES)
+@pytest.mark.parametrize("position", ["pre", "post"])
+@pytest.mark.parametrize("spec", SPECS, ids=list(NOISE_TYPES) + ["all"])
+def test_variance_path_matches_dense_jacobians(sizes, position, spec):
+    arch, P = _net(sizes)
+    X = np.random.default_rng(2).uniform(-1, 1, (9, sizes[0]))
+    cfg = NoiseConfig(spec, tuple(range(arch.n_layers + 1)), position)
+    mean, dense, cov, layers = output_variance_contributions(arch, P, X, cfg, chunk=4)
+    mean_f, fast, none, layers_f = output_variance_contributions(arch, P, X, cfg,
+                                                                covariance=False, chunk=4)
+    assert none is None and layers_f == layers
+    np.testing.assert_array_equal(mean_f, mean)
+    assert np.all(dense[:, [t for t in range(4) if not getattr(spec, NOISE_TYPES[t])]] == 0)
+    np.testing.assert_allclose(fast, dense, rtol=1e-12, atol=0)
+
+
+def test_variance_path_per_layer_specs_and_chunks():
+    """layer_specs give each layer its own terms; blocks of any size give the same result."""
+    arch, P = _net((6, 8, 7, 4))
+    X = np.random.default_rng(3).uniform(0, 1, (11, 6))
+    cfg = NoiseConfig(NoiseSpec(add_unc=0.1), (0, 1, 2), "post",
+                      layer_specs=((1, NoiseSpec(add_cor=0.2, mul_unc=0.05)),
+                                   (2, NoiseSpec(add_unc=0.3, mul_cor=0.1))))
+    _, dense, _, _ = output_variance_contributions(arch, P, X, cfg)
+    for chunk in (1, 5, 256):
+        _, fast, _, _ = output_variance_contributions(arch, P, X, cfg, covariance=False,
+                                                      chunk=chunk)
+        np.testing.assert_allclose(fast, dense, rtol=1e-12, atol=0)
+
+
+def test_gram_factor_is_the_weight_gram_matrix():
+    """R^T R = W W^T for the triangular factor of W_{l+1}^T, and only where it saves work."""
+    arch, P = _net((6, 8, 7, 4))
+    cfg = NoiseConfig(NoiseSpec(add_unc=0.1), (0, 1, 2, 3), "post")
+    R = _gram_factors(arch, P, cfg)
+    assert sorted(R) == [1, 2]  # W_1^T is 6 x 8 (n_0 < n_1): no factor; none at the output
+    for l, r in R.items():
+        assert np.allclose(np.tril(r, -1), 0)
+        np.testing.assert_allclose(r.T @ r, P.W[l] @ P.W[l].T, rtol=1e-12, atol=1e-13)
