@@ -6,10 +6,12 @@ from refnet.activations import get_activation
 from refnet.model import Params, forward, init_params, mlp
 from refnet.noise import NoiseSpec, noise_config
 from refnet.propagation import semenova as S
-from refnet.propagation.trained import (exp_quartic_density, fit_exp_quartic, normal_density,
+from refnet.propagation.trained import (NetworkStatistics, exp_quartic_density,
+                                        fit_exp_quartic, network_statistics, normal_density,
                                         state_density, state_expectations,
                                         trained_network_variances, trained_variance_step,
-                                        uniform_density)
+                                        uniform_density, variance_step_from_weight_statistics,
+                                        variances_from_statistics)
 
 D4 = (1e-4, 1e-4, 1e-3, 1e-3)
 
@@ -125,3 +127,44 @@ def test_semenova_eq29_fit_survives_heavy_tails_and_reports_failure():
                                    rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="did not converge"):
         fit_exp_quartic(rng.standard_t(3, size=100_000))  # infinite fourth moment
+
+
+def _chain_by_steps(arch, P, X, D, density):
+    """The Eq. 14-15 chain written out with trained_variance_step, as the driver was before
+    it was split into network_statistics and variances_from_statistics."""
+    _, cache = forward(arch, P, X)
+    S_n, prev, out = 0.0, (float(X.mean()), float(np.mean(X ** 2)), 1.0), []
+    for l in range(1, arch.n_layers + 1):
+        S_n = trained_variance_step(P.W[l - 1], S_n, *prev, *D)
+        out.append(S_n)
+        prev = state_expectations(arch.activations[l - 1], *state_density(cache.Z[l - 1], density))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("density", ["exp_quartic", "normal"])
+def test_semenova_eq14_from_statistics_is_bitwise(density):
+    """The split (statistics once, then any noise) gives the step-by-step chain's bits, and
+    one NetworkStatistics serves several noise levels exactly as separate calls do."""
+    rng = np.random.default_rng(5)
+    arch = mlp((20, 30, 12, 4), "sigmoid", "sigmoid")
+    P = init_params(arch, "normal", rng=2, std=0.3)
+    X = rng.uniform(0, 1, (40, 20))
+    W = P.W[1]
+    for D in (D4, (0, 2e-3, 0, 0), (0, 0, 1e-3, 5e-4)):
+        assert variance_step_from_weight_statistics(
+            W.shape[1], S.weight_mean(W), S.weight_mean_square(W), 0.1, 0.5, 0.3, 0.2, *D
+        ) == trained_variance_step(W, 0.1, 0.5, 0.3, 0.2, *D)
+    stats = network_statistics(arch, P, X, density)
+    assert isinstance(stats, NetworkStatistics) and stats.fan_in == (20, 30, 12)
+    with pytest.raises(AttributeError):
+        stats.density = "normal"  # frozen: one statistics object, shared safely
+    y = rng.uniform(0.1, 0.9, (40, 4))
+    for D in (D4, (0, 2e-3, 0, 0), (3e-4, 0, 0, 1e-3)):
+        a = variances_from_statistics(stats, *D)
+        b = trained_network_variances(arch, P, X, *D, density=density)
+        np.testing.assert_array_equal(a["S"], _chain_by_steps(arch, P, X, D, density))
+        np.testing.assert_array_equal(a["S"], b["S"])
+        np.testing.assert_array_equal(a["expectations"], b["expectations"])
+        np.testing.assert_array_equal(a["output_variance"](y), b["output_variance"](y))
+    with pytest.raises(ValueError):
+        trained_network_variances(arch, P, X, -1.0)

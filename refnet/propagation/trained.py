@@ -6,22 +6,28 @@ Noise levels are Semenova's intensities ``D`` (variance ``2 D``), as in
 
 Index (Eq. -> function -> test in ``tests/test_propagation_trained.py``)
 ----------------------------------------------------------------------
-=====  ==================================  =====================================================
-Eq.    function                            test
-=====  ==================================  =====================================================
-14     :func:`trained_variance_step`       test_semenova_eq14_reduces_to_symmetric,
-                                           test_semenova_eq14_correlated_needs_row_sums,
-                                           test_semenova_eq14_trained_network_vs_mc
-15     :func:`state_expectations`          test_semenova_eq15_matches_sample_averages
-29     :func:`exp_quartic_density`         test_semenova_eq29_fit_recovers_density
-29     :func:`fit_exp_quartic`             test_semenova_eq29_fit_recovers_density
-=====  ==================================  =====================================================
+=====  ==============================================  =========================================
+Eq.    function                                        test
+=====  ==============================================  =========================================
+14     :func:`trained_variance_step`                   test_semenova_eq14_reduces_to_symmetric,
+                                                       test_semenova_eq14_correlated_needs_row_sums,
+                                                       test_semenova_eq14_trained_network_vs_mc
+14     :func:`variance_step_from_weight_statistics`    test_semenova_eq14_from_statistics_is_bitwise
+15     :func:`state_expectations`                      test_semenova_eq15_matches_sample_averages
+29     :func:`exp_quartic_density`                     test_semenova_eq29_fit_recovers_density
+29     :func:`fit_exp_quartic`                         test_semenova_eq29_fit_recovers_density
+=====  ==============================================  =========================================
 Also here: the uniform and normal approximations of ``p*`` (Methods VII B, p. 10),
 :func:`uniform_density` and :func:`normal_density` (test_semenova_eq15_matches_sample_averages),
 and the derived driver :func:`trained_network_variances`
-(test_semenova_eq14_trained_network_vs_mc).
+(test_semenova_eq14_trained_network_vs_mc), split for timing into
+:func:`network_statistics` (the weights' and clean states' statistics, a
+:class:`NetworkStatistics`, computed once) and :func:`variances_from_statistics` (the Eq. 14
+chain for given noise intensities; test_semenova_eq14_from_statistics_is_bitwise).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,7 +35,8 @@ from ..activations import Activation, get_activation
 from ..model import Architecture, Params, check_input, forward
 from .semenova import sigma_plus_squared, sigma_times_squared, weight_mean, weight_mean_square
 
-__all__ = ["trained_variance_step", "state_expectations", "exp_quartic_density",
+__all__ = ["trained_variance_step", "variance_step_from_weight_statistics", "NetworkStatistics",
+           "network_statistics", "variances_from_statistics", "state_expectations", "exp_quartic_density",
            "fit_exp_quartic", "uniform_density", "normal_density", "DENSITIES",
            "state_density", "trained_network_variances"]
 
@@ -61,8 +68,27 @@ def trained_variance_step(weight_matrix: Array, previous_S: float, mean_expected
     D_* : intensities (variance 2 D)
     """
     W = np.asarray(weight_matrix, float)
-    I = W.shape[1]
-    mu_W, eta_W = weight_mean(W), weight_mean_square(W)
+    return variance_step_from_weight_statistics(
+        W.shape[1], weight_mean(W), weight_mean_square(W), previous_S, mean_expected_output,
+        mean_square_expected_output, mean_square_slope, D_A_U_intensity, D_A_C_intensity,
+        D_M_U_intensity, D_M_C_intensity)
+
+
+def variance_step_from_weight_statistics(fan_in: int, weight_mean: float,
+                                         weight_mean_square: float, previous_S: float,
+                                         mean_expected_output: float,
+                                         mean_square_expected_output: float,
+                                         mean_square_slope: float, D_A_U_intensity: float,
+                                         D_A_C_intensity: float, D_M_U_intensity: float,
+                                         D_M_C_intensity: float) -> float:
+    r"""``S_n`` from the weight statistics themselves (Semenova 2022, Eq. 14, p. 7).
+
+    :func:`trained_variance_step` with ``I = fan_in`` (``I_{n-1}``, the columns of ``W^n``),
+    ``mu(W^n) = weight_mean`` and ``eta(W^n) = weight_mean_square`` given instead of the
+    matrix, so that a network's statistics are taken once (:func:`network_statistics`) and
+    reused for every noise level; the same arithmetic in the same order, so the same bits.
+    """
+    I, mu_W, eta_W = fan_in, weight_mean, weight_mean_square
     D_A_U, D_A_C, D_M_U, D_M_C = D_A_U_intensity, D_A_C_intensity, D_M_U_intensity, D_M_C_intensity
     s_x = sigma_times_squared(D_M_U, D_M_C)
     sigma_plus_squared(D_A_U, D_A_C)  # validates the additive intensities
@@ -202,6 +228,78 @@ def state_density(states: Array, kind: str) -> tuple[Array, Array]:
     raise ValueError(f"density: unknown {kind!r}; known: {', '.join(DENSITIES)}")
 
 
+@dataclass(frozen=True)
+class NetworkStatistics:
+    """What Eqs. 14-15 need of a network and its inputs, independent of the noise.
+
+    Built by :func:`network_statistics`; :func:`variances_from_statistics` turns it into the
+    ``S_n`` chain for any noise intensities without touching the weights or the inputs again.
+    """
+
+    fan_in: tuple[int, ...]  #: (L,) ``I_{n-1}``, the columns of each ``W^n``
+    weight_mean: tuple[float, ...]  #: (L,) ``mu(W^n)``
+    weight_mean_square: tuple[float, ...]  #: (L,) ``eta(W^n)``
+    input_expectations: tuple[float, float, float]  #: ``(mu(x), eta(x), 1)`` of the inputs
+    expectations: Array  #: (L, 3) the Eq. 15 triples of layers 1..L
+    output_activation: str  #: the output layer's activation (for the output variance)
+    density: str  #: the ``p*`` approximation used (:data:`DENSITIES`)
+
+
+def network_statistics(arch: Architecture, params: Params, inputs: Array,
+                       density: str = "exp_quartic") -> NetworkStatistics:
+    r"""The weight statistics (Sec. VII A) and the Eq. 15 expectations of every layer.
+
+    Derived (Semenova 2022, Eqs. 14-15, pp. 6-7): one clean forward pass of ``inputs``
+    (n_batch, sizes[0]); ``p*_n`` approximated from each layer's clean internal states by
+    ``density`` (Methods VII B). The noise-independent half of :func:`trained_network_variances`.
+    """
+    X = check_input(inputs, arch.sizes[0], "inputs")
+    _, cache = forward(arch, params, X)
+    fan_in, mu, eta, exps = [], [], [], []
+    for l in range(1, arch.n_layers + 1):
+        W = np.asarray(params.W[l - 1], float)
+        fan_in.append(W.shape[1])
+        mu.append(weight_mean(W))
+        eta.append(weight_mean_square(W))
+        grid, p = state_density(cache.Z[l - 1], density)
+        exps.append(state_expectations(arch.activations[l - 1], grid, p))
+    return NetworkStatistics(tuple(fan_in), tuple(mu), tuple(eta),
+                             (float(X.mean()), float(np.mean(X ** 2)), 1.0),  # linear inputs
+                             np.array(exps), arch.activations[-1], density)
+
+
+def variances_from_statistics(stats: NetworkStatistics, D_A_U_intensity: float = 0.0,
+                              D_A_C_intensity: float = 0.0, D_M_U_intensity: float = 0.0,
+                              D_M_C_intensity: float = 0.0) -> dict:
+    r"""``S_n`` for every layer and the output-variance curve from a :class:`NetworkStatistics`.
+
+    Derived: Eq. 14 chained layer by layer (Semenova 2022, Sec. IV, pp. 6-7), Eq. 5 at the
+    output; the noise-dependent half of :func:`trained_network_variances` (same returns, same
+    bits). Costs a few scalar operations per layer: the per-input work is only evaluating
+    ``output_variance`` at the outputs.
+    """
+    D = (D_A_U_intensity, D_A_C_intensity, D_M_U_intensity, D_M_C_intensity)
+    S = []
+    prev = stats.input_expectations
+    S_prev = 0.0
+    for l in range(len(stats.fan_in)):
+        S_prev = variance_step_from_weight_statistics(
+            stats.fan_in[l], stats.weight_mean[l], stats.weight_mean_square[l], S_prev, *prev, *D)
+        S.append(S_prev)
+        prev = tuple(float(e) for e in stats.expectations[l])
+    act_out = get_activation(stats.output_activation)
+    s_p, s_x = sigma_plus_squared(*D[:2]), sigma_times_squared(*D[2:])
+    S_L = S[-1]
+
+    def output_variance(y):
+        y = np.asarray(y, float)
+        slope = 1.0 if act_out.name == "identity" else act_out.d1(act_out.inverse(y))
+        return s_p + s_x * y ** 2 + (1 + s_x) * slope ** 2 * S_L
+
+    return {"S": np.array(S), "output_variance": output_variance,
+            "expectations": np.array(stats.expectations)}
+
+
 def trained_network_variances(arch: Architecture, params: Params, inputs: Array,
                               D_A_U_intensity: float = 0.0, D_A_C_intensity: float = 0.0,
                               D_M_U_intensity: float = 0.0, D_M_C_intensity: float = 0.0,
@@ -218,26 +316,10 @@ def trained_network_variances(arch: Architecture, params: Params, inputs: Array,
     inputs : (n_batch, sizes[0]). Returns dict: ``S`` (L,) for weight layers 1..L;
     ``output_variance(y)`` a function of the output mean (Eq. 5 with
     ``F = f'(f^{-1}(y))^2 S_L``); ``expectations`` (L, 3) the Eq. 15 triples used.
+    :func:`network_statistics` then :func:`variances_from_statistics`.
     """
-    X = check_input(inputs, arch.sizes[0], "inputs")
-    D = (D_A_U_intensity, D_A_C_intensity, D_M_U_intensity, D_M_C_intensity)
-    _, cache = forward(arch, params, X)
-    S, exps = [], []
-    prev = (float(X.mean()), float(np.mean(X ** 2)), 1.0)  # linear input neurons
-    S_prev = 0.0
-    for l in range(1, arch.n_layers + 1):
-        S_prev = trained_variance_step(params.W[l - 1], S_prev, *prev, *D)
-        S.append(S_prev)
-        grid, p = state_density(cache.Z[l - 1], density)
-        prev = state_expectations(arch.activations[l - 1], grid, p)
-        exps.append(prev)
-    act_out = get_activation(arch.activations[-1])
-    s_p, s_x = sigma_plus_squared(*D[:2]), sigma_times_squared(*D[2:])
-    S_L = S[-1]
-
-    def output_variance(y):
-        y = np.asarray(y, float)
-        slope = 1.0 if act_out.name == "identity" else act_out.d1(act_out.inverse(y))
-        return s_p + s_x * y ** 2 + (1 + s_x) * slope ** 2 * S_L
-
-    return {"S": np.array(S), "output_variance": output_variance, "expectations": np.array(exps)}
+    sigma_plus_squared(D_A_U_intensity, D_A_C_intensity)  # bad intensities fail before the
+    sigma_times_squared(D_M_U_intensity, D_M_C_intensity)  # density fits, as they always did
+    return variances_from_statistics(network_statistics(arch, params, inputs, density),
+                                     D_A_U_intensity, D_A_C_intensity, D_M_U_intensity,
+                                     D_M_C_intensity)
