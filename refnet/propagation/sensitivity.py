@@ -23,7 +23,7 @@ The optional Monte-Carlo check samples the network itself with
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
@@ -154,11 +154,33 @@ def _contributions_block(arch, params, X, noise, covariance):
             contrib[k, 1] = s_AC * Gn.sum(-1) ** 2
         if s_MU:
             contrib[k, 2] = s_MU * ((Gn * Gn) @ (x ** 2)[:, :, None])[..., 0]
-        if s_MC:
-            contrib[k, 3] = s_MC * (Gn @ x[:, :, None])[..., 0] ** 2
+        if s_MC:  # G x by the same forward-mode products as the variance-only path
+            Gx = _correlated_times_signal(arch, params, cache, noise, l, x)
+            contrib[k, 3] = s_MC * Gx ** 2
         if covariance:
-            cov += layer_output_covariance(Gn, x, spec)
+            # the rank-one s_MC (G x)(G x)^T from that same G x, the rest as G S G^T
+            cov += layer_output_covariance(Gn, x, replace(spec, mul_cor=0.0) if s_MC else spec)
+            if s_MC:
+                cov += s_MC * Gx[:, :, None] * Gx[:, None, :]
     return out, contrib, cov, layers
+
+
+def _correlated_times_signal(arch, params, cache, noise, l, x) -> Array:
+    """``G_l x`` (times ``f'`` before an activation) by forward-mode products, (n_batch, n_out).
+
+    Both paths take the multiplicative correlated term from here. ``G_l x`` often cancels
+    (mixed-sign weights: ``|G x|`` down to 1e-4 of ``|G| |x|``), so any two summation orders
+    differ there by far more than rounding of the result; sharing one order keeps the dense
+    and the variance-only paths in agreement to rounding.
+    """
+    L = arch.n_layers
+    if noise.position == "pre" and l > 0:
+        x = x * get_activation(arch.activations[l - 1]).d1(cache.Z[l - 1])
+    if l == L:
+        return x
+    d1s = {m: get_activation(arch.activations[m - 1]).d1(cache.Z[m - 1])
+           for m in range(l + 1, L + 1)}
+    return _jvp_to_output(arch, params, d1s, l, x)
 
 
 def _noise_point(arch, cache, noise, l):
@@ -177,14 +199,10 @@ def _needs_full_jacobian(noise, l, L) -> bool:
     (``f'(z_j)^2``): neither factors through a fixed matrix. Additive uncorrelated noise after
     an activation needs only ``G G^T``, additive correlated only ``G 1``.
 
-    Multiplicative correlated noise needs only ``G x`` too, but a forward-mode product sums
-    in another order than ``G_l x``, and where ``G_l x`` cancels to ~1e-5 of its terms (seen
-    with the input layer's ``x``) the two differ by ~1e-11, over the rounding agreement with
-    the dense reference (rtol 1e-12) that the tests hold this path to; so it forms ``G_l``.
+    Correlated noise needs only ``G 1`` and ``G x`` (one vector each).
     """
     spec = noise.spec_for(l, L)
-    return bool(spec.mul_unc or spec.mul_cor
-                or (spec.add_unc and noise.position == "pre" and 0 < l < L))
+    return bool(spec.mul_unc or (spec.add_unc and noise.position == "pre" and 0 < l < L))
 
 
 def _gram_factors(arch: Architecture, params: Params, noise: NoiseConfig) -> dict[int, Array]:
@@ -240,12 +258,12 @@ def _variances_block(arch, params, X, noise, factors):
     """:func:`output_variance_contributions` without the covariance, for one block of inputs.
 
     The same four first-order terms as :func:`_contributions_block` (the module docstring),
-    by cheaper products: additive correlated ``(G 1)^2`` by forward-mode products with one
-    vector (:func:`_jvp_to_output`); additive uncorrelated ``sum_j G_kj^2`` after an
-    activation through the triangular factor of the next weight matrix's Gram matrix
-    (:func:`_gram_factors`); only multiplicative noise (and additive uncorrelated before an
-    activation) forms ``G_l`` (:func:`output_jacobians`, :func:`_needs_full_jacobian`). One
-    batched product per layer for all inputs of the block.
+    by cheaper products: correlated terms ``(G 1)^2`` and ``(G x)^2`` by forward-mode
+    products with one vector each (:func:`_jvp_to_output`); additive uncorrelated
+    ``sum_j G_kj^2`` after an activation through the triangular factor of the next weight
+    matrix's Gram matrix (:func:`_gram_factors`); only multiplicative uncorrelated noise (and
+    additive uncorrelated before an activation) forms ``G_l`` (:func:`output_jacobians`,
+    :func:`_needs_full_jacobian`). One batched product per layer for all inputs of the block.
     """
     L = arch.n_layers
     out, cache = forward(arch, params, X)
@@ -270,8 +288,6 @@ def _variances_block(arch, params, X, noise, factors):
                 contrib[k, 0] = s_AU * np.einsum("bij,bij->bi", Gn, Gn)
             if s_MU:
                 contrib[k, 2] = s_MU * ((Gn * Gn) @ (x ** 2)[:, :, None])[..., 0]
-            if s_MC:
-                contrib[k, 3] = s_MC * (Gn @ x[:, :, None])[..., 0] ** 2
         elif s_AU and l == L:  # G_L = I: the noise reaches the output directly
             contrib[k, 0] = s_AU * (1.0 if d is None else d * d)
         elif s_AU:  # G_l = M W_{l+1}, M = G_{l+1} diag(f'_{l+1})
@@ -286,6 +302,8 @@ def _variances_block(arch, params, X, noise, factors):
             v = np.ones_like(x) if d is None else d
             Gv = v if l == L else _jvp_to_output(arch, params, d1s, l, v, ones=d is None)
             contrib[k, 1] = s_AC * Gv ** 2
+        if s_MC:  # G_l x, as the dense path takes it
+            contrib[k, 3] = s_MC * _correlated_times_signal(arch, params, cache, noise, l, x) ** 2
     return out, contrib, None, layers
 
 
