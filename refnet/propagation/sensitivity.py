@@ -16,6 +16,13 @@ follow row sums (``sum_j G_kj``), uncorrelated ones sums of squares. Correlation
 neurons are kept exactly (the full output covariance is ``sum G diag(.) G^T`` plus rank-one
 correlated terms). Noise levels are **variances** (refnet's contract).
 
+Only the covariance needs every ``G_l``. For the variances alone
+(``output_variance_contributions(..., covariance=False)``) the correlated terms are
+forward-mode products with one vector, the additive uncorrelated term after an activation goes
+through the triangular factor of the next weight matrix's Gram matrix, and only
+multiplicative uncorrelated noise (or additive noise before an activation) forms ``G_l``; the
+two paths agree to rounding (``tests/propagation/test_sensitivity_paths.py``).
+
 The accuracy under noise treats the noisy output as Gaussian with these moments and estimates
 ``P(argmax = label)`` and ``P(argmax differs from the clean argmax)`` by sampling that Gaussian.
 The optional Monte-Carlo check samples the network itself with
@@ -165,13 +172,14 @@ def _contributions_block(arch, params, X, noise, covariance):
     return out, contrib, cov, layers
 
 
-def _correlated_times_signal(arch, params, cache, noise, l, x) -> Array:
+def _correlated_times_signal(arch, params, cache, noise, l, x, d1s=None) -> Array:
     """``G_l x`` (times ``f'`` before an activation) by forward-mode products, (n_batch, n_out).
 
-    Both paths take the multiplicative correlated term from here. ``G_l x`` often cancels
-    (mixed-sign weights: ``|G x|`` down to 1e-4 of ``|G| |x|``), so any two summation orders
-    differ there by far more than rounding of the result; sharing one order keeps the dense
-    and the variance-only paths in agreement to rounding.
+    x (n_batch, sizes[l]) the clean signal at the noise point; ``d1s`` optional
+    ``{m: f_m'(z_m)}`` for ``m > l`` already computed. Both paths take the multiplicative
+    correlated term from here: ``G_l x`` often cancels (mixed-sign weights: ``|G x|`` down to
+    1e-4 of ``|G| |x|``), so two summation orders differ there by more than the rounding of
+    the result; one shared order keeps the dense and the variance-only paths in agreement.
     """
     L = arch.n_layers
     pre = noise.position == "pre" and l > 0
@@ -179,8 +187,9 @@ def _correlated_times_signal(arch, params, cache, noise, l, x) -> Array:
         x = x * get_activation(arch.activations[l - 1]).d1(cache.Z[l - 1])
     if l == L:
         return x
-    d1s = {m: get_activation(arch.activations[m - 1]).d1(cache.Z[m - 1])
-           for m in range(l + 1, L + 1)}
+    if d1s is None:
+        d1s = {m: get_activation(arch.activations[m - 1]).d1(cache.Z[m - 1])
+               for m in range(l + 1, L + 1)}
     if pre:
         return _jvp_to_output(arch, params, d1s, l, x)
     # after an activation x is the clean a_l, so the first product W_{l+1} a_l is the clean
@@ -205,9 +214,7 @@ def _needs_full_jacobian(noise, l, L) -> bool:
     Multiplicative uncorrelated noise weights every ``G_kj^2`` by ``x_j^2`` (a different
     diagonal per input), and so does additive uncorrelated noise before an activation
     (``f'(z_j)^2``): neither factors through a fixed matrix. Additive uncorrelated noise after
-    an activation needs only ``G G^T``, additive correlated only ``G 1``.
-
-    Correlated noise needs only ``G 1`` and ``G x`` (one vector each).
+    an activation needs only ``G G^T``, correlated noise only ``G 1`` and ``G x``.
     """
     spec = noise.spec_for(l, L)
     return bool(spec.mul_unc or (spec.add_unc and noise.position == "pre" and 0 < l < L))
@@ -311,7 +318,8 @@ def _variances_block(arch, params, X, noise, factors):
             Gv = v if l == L else _jvp_to_output(arch, params, d1s, l, v, ones=d is None)
             contrib[k, 1] = s_AC * Gv ** 2
         if s_MC:  # G_l x, as the dense path takes it
-            contrib[k, 3] = s_MC * _correlated_times_signal(arch, params, cache, noise, l, x) ** 2
+            Gx = _correlated_times_signal(arch, params, cache, noise, l, x, d1s)
+            contrib[k, 3] = s_MC * Gx ** 2
     return out, contrib, None, layers
 
 
