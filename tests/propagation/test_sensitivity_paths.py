@@ -57,3 +57,30 @@ def test_gram_factor_is_the_weight_gram_matrix():
     for l, r in R.items():
         assert np.allclose(np.tril(r, -1), 0)
         np.testing.assert_allclose(r.T @ r, P.W[l] @ P.W[l].T, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("position", ["pre", "post"])
+def test_correlated_terms_equal_the_formed_jacobian_products(position):
+    """Both paths take (G 1)^2 and (G x)^2 from forward-mode products (the multiplicative one
+    starting from the clean pass's z - b): against G_l formed by output_jacobians. rtol 1e-9:
+    G x cancels to ~1e-4 of its terms here, which two summation orders do not survive at 1e-12."""
+    from refnet.activations import get_activation
+    from refnet.model import forward
+    from refnet.propagation.sensitivity import output_jacobians
+
+    arch, P = _net((6, 8, 7, 4))
+    X = np.random.default_rng(4).uniform(0, 1, (9, 6))
+    cfg = NoiseConfig(NoiseSpec(add_cor=0.2, mul_cor=0.3), (0, 1, 2, 3), position)
+    _, cache = forward(arch, P, X)
+    jac = output_jacobians(arch, P, cache, 0)
+    for covariance in (True, False):
+        _, contrib, _, layers = output_variance_contributions(arch, P, X, cfg,
+                                                              covariance=covariance)
+        for k, l in enumerate(layers):
+            G, x = jac[l], cache.A[l]
+            if position == "pre" and l > 0:
+                d = get_activation(arch.activations[l - 1]).d1(cache.Z[l - 1])
+                G, x = G * d[:, None, :], cache.Z[l - 1]
+            np.testing.assert_allclose(contrib[k, 1], 0.2 * G.sum(-1) ** 2, rtol=1e-9)
+            np.testing.assert_allclose(contrib[k, 3], 0.3 * np.einsum("bij,bj->bi", G, x) ** 2,
+                                       rtol=1e-9)
