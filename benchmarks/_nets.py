@@ -54,6 +54,7 @@ def trained_net(sizes, cache_dir, *, epochs: int = 3, seed: int = 0, log=print):
 
 
 def test_inputs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` MNIST test images (n, 784), normalised as refnet's loader does, and labels."""
+    """The first ``n`` MNIST test images (n, 784), normalised as refnet's loader does, and
+    their labels (n,)."""
     test = load_mnist("test")
     return test.X[:n], test.y[:n]

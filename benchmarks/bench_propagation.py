@@ -22,8 +22,9 @@ time (one run), their ratio, the ratio's FLOP bound, the median relative error o
 the method's *floor*: the bare matrix products it cannot avoid (the clean forward pass, plus
 for the first-order rows the products with the Jacobian: the ``n_out x n_2 x n_1`` product
 that forms ``G_1`` for multiplicative uncorrelated noise, its triangular half for additive
-uncorrelated noise; correlated noise needs only matrix-vector products, left out), timed as plain NumPy/BLAS calls in the same run. No implementation doing those
-products with this BLAS can beat that ratio; the arithmetic is printed under each table.
+uncorrelated noise; correlated noise needs only matrix-vector products, left out), timed as
+plain NumPy/BLAS calls just before the row. No implementation doing those products with this
+BLAS can beat that ratio; the arithmetic is printed under each table.
 
 For correlated noise the Monte-Carlo draws one number per layer and trial, so its arithmetic
 is that of K clean forward passes, while every analytic method needs at least one clean pass:

@@ -36,9 +36,9 @@ from ..model import Architecture, Params, check_input, forward
 from .semenova import sigma_plus_squared, sigma_times_squared, weight_mean, weight_mean_square
 
 __all__ = ["trained_variance_step", "variance_step_from_weight_statistics", "NetworkStatistics",
-           "network_statistics", "variances_from_statistics", "state_expectations", "exp_quartic_density",
-           "fit_exp_quartic", "uniform_density", "normal_density", "DENSITIES",
-           "state_density", "trained_network_variances"]
+           "network_statistics", "variances_from_statistics", "state_expectations",
+           "exp_quartic_density", "fit_exp_quartic", "uniform_density", "normal_density",
+           "DENSITIES", "state_density", "trained_network_variances"]
 
 Array = np.ndarray
 #: Approximations of ``p*_n`` (Methods VII B, p. 10).
