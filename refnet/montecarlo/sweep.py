@@ -9,6 +9,7 @@ with independent noisy :func:`refnet.model.forward` passes.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -19,8 +20,8 @@ from ..losses import check_labels
 from ..model import Architecture, Params, check_input
 from ..noise import NOISE_TYPES, NoiseSpec
 from .chunks import check_workers, chunk_generator, resolve_seed, worker_pool
-from .engine import (check_backend, check_dtype, clean_state, count_correct, draw_noise,
-                     parse_shortcuts, prepare, propagate, resolve_config)
+from .engine import (Workspace, check_backend, check_dtype, clean_state, count_correct,
+                     draw_noise, parse_shortcuts, prepare, propagate, resolve_config)
 
 __all__ = ["SweepSettings", "SweepResult", "accuracy_sweep", "DEFAULT_VARIANCES"]
 
@@ -163,10 +164,15 @@ def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
     chunks = [(i, j, k, c) for i in range(len(types)) for j in range(len(v))
               for k in range(reps) for c in range(len(starts))]
 
+    local = threading.local()      # one Workspace per thread of this call, freed with it
+
     def n_correct(key):
         i, j, _, c = key
         rows = slice(starts[c], min(starts[c] + bs, len(X)))
-        return count_correct(engines[i, j], state, rows, y[rows], chunk_generator(seed, key))
+        if not hasattr(local, "ws"):
+            local.ws = Workspace()
+        return count_correct(engines[i, j], state, rows, y[rows], chunk_generator(seed, key),
+                             local.ws)
 
     with worker_pool(settings.workers, settings.backend) as pool:
         counts = pool.map(n_correct, chunks) if pool is not None else map(n_correct, chunks)

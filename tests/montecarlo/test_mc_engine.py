@@ -215,5 +215,10 @@ def test_count_correct_and_slices_equal_propagate_and_argmax(backend, layers):
         assert got == want
         assert mc.count_correct(eng, state, slice(7, 25), np.argmax(out, axis=1),
                                 np.random.default_rng(5)) == len(rows)
+        # one workspace reused across chunks (other rows, then these): the same counts
+        ws = mc.Workspace()
+        mc.count_correct(eng, state, slice(0, 18), y[:18], np.random.default_rng(6), ws)
+        assert mc.count_correct(eng, state, slice(7, 25), y[rows], np.random.default_rng(5),
+                                ws) == want
     with pytest.raises(ValueError, match="step 1"):
         mc.propagate(eng, state, slice(0, 10, 2), draws)
