@@ -85,31 +85,38 @@ def _best_time(fn, repeats: int) -> float:
     return _best_times({"f": fn}, repeats)["f"][0]
 
 
+def _best_one_thread_time(fn, repeats: int) -> float:
+    """Time of a one-thread function: the smaller of its wall time and its CPU time (equal on
+    a quiet machine; on a loaded one, CPU time is not inflated by waiting for a core)."""
+    return min(_best_times({"f": fn}, repeats)["f"])
+
+
 def machine_rates(dtype, rows: int, repeats: int, cores: int, torch=None) -> dict:
     """Machine rates measured now, for all ``cores``: GEMM flops per second (the better of
     multithreaded BLAS and ``cores`` x one BLAS thread, on a (rows, 300) x (300, 300) product),
     and ``cores`` x the one-thread rates of normal draws (the faster of NumPy's and numba's
     Generator, same algorithm and stream), of sigmoids (the faster of ``scipy.special.expit``
     and one-thread ``torch.sigmoid``) and of refnet's own sigmoid kernel. Draws and sigmoids
-    of different chunks are independent, so they scale with cores."""
+    of different chunks are independent, so they scale with cores. One-thread rates take the
+    smaller of wall and CPU time (robust to other processes' load)."""
     rng = np.random.default_rng(0)
     A = rng.standard_normal((rows, SIZES[1])).astype(dtype)
     B = rng.standard_normal((SIZES[1], SIZES[2])).astype(dtype)
     t_multi = _best_time(lambda: A @ B, repeats)
     with single_threaded_blas():
-        t_one = _best_time(lambda: A @ B, repeats)
+        t_one = _best_one_thread_time(lambda: A @ B, repeats)
     buf = np.empty(rows * SIZES[1], dtype=dtype)
-    t_draw = min(_best_time(lambda: rng.standard_normal(dtype=dtype, out=buf), repeats),
-                 _best_time(lambda: K.fill_normal(rng, buf), repeats))
-    t_sig = _best_time(lambda: expit(A), repeats)
+    t_draw = min(_best_one_thread_time(lambda: rng.standard_normal(dtype=dtype, out=buf), repeats),
+                 _best_one_thread_time(lambda: K.fill_normal(rng, buf), repeats))
+    t_sig = _best_one_thread_time(lambda: expit(A), repeats)
     if torch is not None:
         n_threads, At = torch.get_num_threads(), torch.from_numpy(A)
         torch.set_num_threads(1)
-        t_sig = min(t_sig, _best_time(lambda: torch.sigmoid(At), repeats))
+        t_sig = min(t_sig, _best_one_thread_time(lambda: torch.sigmoid(At), repeats))
         torch.set_num_threads(n_threads)
     out, e = np.empty_like(A), np.empty((0, 0), dtype=dtype)
     own = (K.ACT_CODES["sigmoid"], 0.0, K.POS_CLEAN)
-    t_own = _best_time(lambda: K.noisy_activation_serial(A, own, np.zeros(4, dtype), e, e, e,
+    t_own = _best_one_thread_time(lambda: K.noisy_activation_serial(A, own, np.zeros(4, dtype), e, e, e,
                                                          e, out), repeats)
     flops = 2 * rows * SIZES[1] * SIZES[2]
     return {"gemm_flops": max(flops / t_multi, cores * flops / t_one),
