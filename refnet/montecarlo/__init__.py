@@ -23,9 +23,9 @@ warning, same draws, results equal to rounding).
 """
 from .chunks import (check_workers, chunk_generator, map_chunks, resolve_seed,
                      single_threaded_blas, worker_pool)
-from .engine import (BACKENDS, DEFAULT_SHORTCUTS, OPT_IN_SHORTCUTS, SHORTCUTS, CleanState, Engine, Workspace,
-                     clean_state, count_correct, draw_noise, parse_shortcuts, prepare, propagate,
-                     resolve_config)
+from .engine import (BACKENDS, DEFAULT_SHORTCUTS, OPT_IN_SHORTCUTS, SHORTCUTS, CleanState, Engine,
+                     Workspace, clean_state, count_correct, draw_noise, parse_shortcuts, prepare,
+                     propagate, resolve_config)
 from .reference import monte_carlo_outputs
 from .samples import layer_samples
 from .stats import (LayerStatistics, NeuronStatistics, combine_moments, confidence_intervals,
@@ -35,7 +35,8 @@ from .sweep import DEFAULT_VARIANCES, SweepResult, SweepSettings, accuracy_sweep
 __all__ = ["SweepSettings", "SweepResult", "accuracy_sweep", "DEFAULT_VARIANCES",
            "LayerStatistics", "NeuronStatistics", "neuron_statistics", "combine_moments",
            "confidence_intervals", "BACKENDS", "SHORTCUTS", "DEFAULT_SHORTCUTS",
-           "OPT_IN_SHORTCUTS", "parse_shortcuts", "count_correct", "Workspace", "Engine", "CleanState", "prepare",
+           "OPT_IN_SHORTCUTS", "parse_shortcuts", "count_correct", "Workspace", "Engine",
+           "CleanState", "prepare",
            "clean_state", "draw_noise", "propagate", "resolve_config", "chunk_generator",
            "resolve_seed", "check_workers", "worker_pool", "map_chunks", "single_threaded_blas",
            "monte_carlo_outputs", "layer_samples"]

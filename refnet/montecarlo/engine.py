@@ -50,7 +50,8 @@ from ..noise import NOISE_TYPES, LayerNoise, NoiseConfig, NoiseSpec, noise_confi
 from . import kernels as K
 from .factors import triangular_factor, triangular_mix, triangular_mix_numpy
 
-__all__ = ["SHORTCUTS", "DEFAULT_SHORTCUTS", "OPT_IN_SHORTCUTS", "BACKENDS", "Engine", "CleanState", "prepare", "clean_state",
+__all__ = ["SHORTCUTS", "DEFAULT_SHORTCUTS", "OPT_IN_SHORTCUTS", "BACKENDS", "Engine",
+           "CleanState", "prepare", "clean_state",
            "draw_noise", "propagate", "resolve_config", "check_backend", "check_dtype",
            "parse_shortcuts", "count_correct", "Workspace"]
 
@@ -203,8 +204,9 @@ def prepare(arch: Architecture, params: Params, noise: NoiseConfig, backend: str
                     else None for l in range(L + 1))
     row_sums = tuple(np.ascontiguousarray(W.sum(axis=1)) for W in params.W)
     tri = None
-    if "triangular_draws" in short and noisy and noisy[0] < L and sizes[noisy[0] + 1] <= sizes[noisy[0]]:
-        tri = triangular_factor(params.W[noisy[0]], dtype)
+    l0 = noisy[0] if noisy else L + 1
+    if "triangular_draws" in short and l0 < L and sizes[l0 + 1] <= sizes[l0]:
+        tri = triangular_factor(params.W[l0], dtype)
     return Engine(arch, params, noise, noisy, backend, short, factors, row_sums, tri)
 
 

@@ -2,10 +2,12 @@
 
 Uncorrelated additive noise ``xi ~ N(0, s^2 I)`` on the output ``a`` of layer ``l`` reaches the
 next pre-activation as ``W xi`` with ``W = W_{l+1}`` of shape (m, n), ``m <= n``:
-``W xi ~ N(0, s^2 W W^T)`` (Semenova 2022, Eqs. 1 and 3, p. 3, by linearity of Eq. 1).
+``W xi ~ N(0, s^2 W W^T)`` (Derived: from (Semenova 2022, Eqs. 1 and 3, p. 3) by linearity
+of Eq. 1).
 With ``W W^T = L L^T`` and ``L`` lower triangular (m, m), ``s L eps`` with ``eps ~ N(0, I_m)``
 has the same law: ``m`` normals and a triangular product (``m^2`` flops per sample, half of
-the dense ``2 n m`` when ``m == n``) instead of ``n`` normals and a dense product. Equal in distribution, different draws: the ``"triangular_draws"`` shortcut of
+the dense ``2 n m`` when ``m == n``) instead of ``n`` normals and a dense product. Equal in
+distribution, different draws: the ``"triangular_draws"`` shortcut of
 :mod:`refnet.montecarlo.engine` is therefore not a default (it changes the random stream) and
 must be named explicitly.
 """

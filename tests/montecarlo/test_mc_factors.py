@@ -105,3 +105,16 @@ def test_sweep_with_triangular_draws_within_standard_errors_of_default():
     pa, pb = a.mean[0], b.mean[0]
     se = np.sqrt(pa * (1 - pa) / n + pb * (1 - pb) / n)
     assert np.all(pa < 1) and np.all(np.abs(pa - pb) <= 5 * se)
+
+
+def test_triangular_draws_same_bits_for_any_worker_count():
+    arch = mlp((8, 6, 6, 3), "sigmoid", "identity")
+    p = init_params(arch, rng=4)
+    X = np.random.default_rng(5).normal(size=(90, 8))
+    y = np.arange(90) % 3
+    kw = dict(noise_types=("add_unc",), variances=[0.3], repetitions=3, batch_size=20, rng=7,
+              shortcuts=mc.DEFAULT_SHORTCUTS + ("triangular_draws",))
+    for dt in (np.float64, np.float32):
+        one = mc.accuracy_sweep(arch, p, X, y, dtype=dt, workers=1, **kw).accuracy
+        two = mc.accuracy_sweep(arch, p, X, y, dtype=dt, workers=2, **kw).accuracy
+        assert np.array_equal(one, two)
