@@ -9,6 +9,7 @@ module           what lives there
                  Eq. 4, p. 3) and confidence intervals over K repeats per input
 ``engine``       the engine: :func:`prepare` a network once, :func:`clean_state`,
                  :func:`draw_noise`, :func:`propagate` (with exact shortcuts)
+``factors``      the triangular factor of the opt-in ``triangular_draws`` shortcut
 ``chunks``       root seeds, one generator per chunk of work, the worker pool
 ``kernels``      numba kernels, each beside its NumPy twin (which calls
                  :func:`refnet.noise.apply_noise`, the one Eq. 3)
@@ -22,7 +23,8 @@ warning, same draws, results equal to rounding).
 """
 from .chunks import (check_workers, chunk_generator, map_chunks, resolve_seed,
                      single_threaded_blas, worker_pool)
-from .engine import (BACKENDS, SHORTCUTS, CleanState, Engine, clean_state, draw_noise, prepare,
+from .engine import (BACKENDS, DEFAULT_SHORTCUTS, OPT_IN_SHORTCUTS, SHORTCUTS, CleanState, Engine,
+                     Workspace, clean_state, count_correct, draw_noise, parse_shortcuts, prepare,
                      propagate, resolve_config)
 from .reference import monte_carlo_outputs
 from .samples import layer_samples
@@ -32,7 +34,9 @@ from .sweep import DEFAULT_VARIANCES, SweepResult, SweepSettings, accuracy_sweep
 
 __all__ = ["SweepSettings", "SweepResult", "accuracy_sweep", "DEFAULT_VARIANCES",
            "LayerStatistics", "NeuronStatistics", "neuron_statistics", "combine_moments",
-           "confidence_intervals", "BACKENDS", "SHORTCUTS", "Engine", "CleanState", "prepare",
+           "confidence_intervals", "BACKENDS", "SHORTCUTS", "DEFAULT_SHORTCUTS",
+           "OPT_IN_SHORTCUTS", "parse_shortcuts", "count_correct", "Workspace", "Engine",
+           "CleanState", "prepare",
            "clean_state", "draw_noise", "propagate", "resolve_config", "chunk_generator",
            "resolve_seed", "check_workers", "worker_pool", "map_chunks", "single_threaded_blas",
            "monte_carlo_outputs", "layer_samples"]

@@ -20,6 +20,12 @@ shortcuts are off) and adds exact shortcuts:
                     ``N(0, s^2 W W^T)``, drawn as ``F eps`` with ``F F^T = W W^T`` (Cholesky)
                     and ``eps`` of dimension ``n_{l+1}`` (equal in distribution; different
                     draws). Not used on layers whose noisy values are kept (statistics).
+``"triangular_draws"`` opt-in, not in :data:`DEFAULT_SHORTCUTS` (it changes the random
+                    stream): with ``row_sums``, the uncorrelated additive noise of ``l0``
+                    feeding a layer no wider is drawn in that layer's dimension ``m`` and mixed
+                    by a triangular factor (:mod:`refnet.montecarlo.factors`): ``m`` normals
+                    and ``m^2`` flops per sample instead of ``n_l0`` normals and ``2 n_l0 m``
+                    (equal in distribution; different draws; tested to standard errors).
 
 Randomness: every chunk of work has its own generator (:mod:`refnet.montecarlo.chunks`), so
 results depend only on the seed and the chunk size, never on thread count or scheduling.
@@ -42,13 +48,19 @@ from ..errors import ConfigError
 from ..model import Architecture, Params, check_input, check_params
 from ..noise import NOISE_TYPES, LayerNoise, NoiseConfig, NoiseSpec, noise_config
 from . import kernels as K
+from .factors import triangular_factor, triangular_mix, triangular_mix_numpy
 
-__all__ = ["SHORTCUTS", "BACKENDS", "Engine", "CleanState", "prepare", "clean_state",
+__all__ = ["SHORTCUTS", "DEFAULT_SHORTCUTS", "OPT_IN_SHORTCUTS", "BACKENDS", "Engine",
+           "CleanState", "prepare", "clean_state",
            "draw_noise", "propagate", "resolve_config", "check_backend", "check_dtype",
-           "parse_shortcuts"]
+           "parse_shortcuts", "count_correct", "Workspace"]
 
 Array = np.ndarray
+#: The default shortcuts, which ``"all"`` names (their results are the defaults' bits).
 SHORTCUTS = ("clean_prefix", "row_sums", "narrow_draws")
+DEFAULT_SHORTCUTS = SHORTCUTS
+#: Shortcuts used only when named: they change the random stream of a default result.
+OPT_IN_SHORTCUTS = ("triangular_draws",)
 #: "numba": serial compiled kernels (the default: on small chunks, threads of a parallel
 #: kernel compete with the BLAS threads of the matrix products); "numba-parallel": the same
 #: kernels with ``prange`` over rows; "numpy": the NumPy twins (what both numba backends fall
@@ -72,15 +84,17 @@ def check_dtype(dtype) -> np.dtype:
 
 
 def parse_shortcuts(shortcuts) -> frozenset:
-    """``"all"``, ``"none"``/``None`` or names from :data:`SHORTCUTS`, as a frozenset."""
+    """``"all"`` (:data:`DEFAULT_SHORTCUTS`), ``"none"``/``None`` or names from
+    :data:`SHORTCUTS` and :data:`OPT_IN_SHORTCUTS`, as a frozenset."""
     if isinstance(shortcuts, str) and shortcuts == "all":
-        return frozenset(SHORTCUTS)
+        return frozenset(DEFAULT_SHORTCUTS)
     if shortcuts is None or (isinstance(shortcuts, str) and shortcuts == "none"):
         return frozenset()
     out = frozenset(shortcuts)
-    bad = out - set(SHORTCUTS)
+    known = SHORTCUTS + OPT_IN_SHORTCUTS
+    bad = out - set(known)
     if bad:
-        raise ConfigError(f"shortcuts: unknown {sorted(bad)}; known: {', '.join(SHORTCUTS)}")
+        raise ConfigError(f"shortcuts: unknown {sorted(bad)}; known: {', '.join(known)}")
     return out
 
 
@@ -112,6 +126,8 @@ class Engine:
     shortcuts: frozenset
     factors: tuple = field(repr=False)
     row_sums: tuple = field(repr=False)
+    #: lower-triangular factor of ``W_{l0+1} W_{l0+1}^T`` (m, m) for ``"triangular_draws"``
+    tri: Array | None = field(default=None, repr=False)
 
     @property
     def dtype(self):
@@ -147,6 +163,19 @@ class Engine:
         return (state.U is not None and self.spec(state.l0).mul_unc == 0
                 and state.l0 not in keep)
 
+    def uses_triangular(self, state: "CleanState", keep=()) -> bool:
+        """True if the additive uncorrelated noise of ``l0`` goes through :attr:`tri`."""
+        return (self.tri is not None and self.spec(state.l0).add_unc > 0
+                and self.uses_row_sums(state, keep))
+
+    def add_unc_width(self, state: "CleanState", l: int, keep=()) -> int:
+        """Columns of layer ``l``'s ``add_unc`` draws: the next layer's width on a narrow-draw
+        or triangular-draw layer, else the layer's own."""
+        sizes = self.arch.sizes
+        if l in self.narrow_layers(keep) or (l == state.l0 and self.uses_triangular(state, keep)):
+            return sizes[l + 1]
+        return sizes[l]
+
 
 @on_fixed_blas_threads
 def prepare(arch: Architecture, params: Params, noise: NoiseConfig, backend: str = "numba",
@@ -174,7 +203,11 @@ def prepare(arch: Architecture, params: Params, noise: NoiseConfig, backend: str
                     if "narrow_draws" in short and l < L and sizes[l + 1] < sizes[l] and l in noisy
                     else None for l in range(L + 1))
     row_sums = tuple(np.ascontiguousarray(W.sum(axis=1)) for W in params.W)
-    return Engine(arch, params, noise, noisy, backend, short, factors, row_sums)
+    tri = None
+    l0 = noisy[0] if noisy else L + 1
+    if "triangular_draws" in short and l0 < L and sizes[l0 + 1] <= sizes[l0]:
+        tri = triangular_factor(params.W[l0], dtype)
+    return Engine(arch, params, noise, noisy, backend, short, factors, row_sums, tri)
 
 
 def _layer_desc(arch: Architecture, l: int, pos: int) -> tuple[int, float, int]:
@@ -184,8 +217,41 @@ def _layer_desc(arch: Architecture, l: int, pos: int) -> tuple[int, float, int]:
     return (int(K.ACT_CODES[act.name]), float(act.alpha or 0.0), int(pos))
 
 
-def _noisy_activation(engine: Engine, Z, layer, sd, d: LayerNoise | None, skip_au=False) -> Array:
-    out = np.empty(Z.shape, dtype=engine.dtype)
+class Workspace:
+    """Arrays one thread reuses from chunk to chunk (not shared between threads).
+
+    A fresh array per chunk costs more than the arithmetic on it: glibc hands a freed
+    multi-megabyte block back to the system, so every chunk page-faults its buffers in again
+    (measured: float64 add_unc, 10.0 -> 6.1 us per sample with the blocks kept). Values are
+    computed exactly as into fresh arrays (same operations, ``out=`` and in-place forms), so no
+    number changes. Only for work whose arrays do not outlive the chunk (:func:`count_correct`).
+    """
+
+    def __init__(self):
+        self._arrays = {}
+
+    def empty(self, name, shape, dtype) -> Array:
+        key = (name, tuple(shape), np.dtype(dtype))
+        a = self._arrays.get(key)
+        if a is None:
+            a = self._arrays[key] = np.empty(shape, dtype=dtype)
+        return a
+
+
+def _empty(ws: Workspace | None, name, shape, dtype) -> Array:
+    return np.empty(shape, dtype=dtype) if ws is None else ws.empty(name, shape, dtype)
+
+
+def _product(ws: Workspace | None, name, A: Array, B: Array) -> Array:
+    """``A @ B``, into a workspace array when there is one (the same BLAS call)."""
+    if ws is None:
+        return A @ B
+    return np.matmul(A, B, out=ws.empty(name, (A.shape[0], B.shape[1]), A.dtype))
+
+
+def _noisy_activation(engine: Engine, Z, layer, sd, d: LayerNoise | None, skip_au=False,
+                      out=None) -> Array:
+    out = np.empty(Z.shape, dtype=engine.dtype) if out is None else out
     e = np.empty((0, 0), dtype=engine.dtype)
     if d is None or layer[2] == K.POS_CLEAN:
         sd, d = np.zeros(4, dtype=engine.dtype), LayerNoise()
@@ -241,12 +307,13 @@ def clean_state(engine: Engine, X) -> CleanState:
     return CleanState(P, kind, l0, U)
 
 
-def _draw_layer(spec: NoiseSpec, n: int, m_au: int, m: int, gen, dtype, fill) -> LayerNoise:
+def _draw_layer(spec: NoiseSpec, n: int, m_au: int, m: int, gen, dtype, fill,
+                ws: Workspace | None = None, l: int = 0) -> LayerNoise:
     shapes = {"add_unc": (n, m_au), "add_cor": (n, 1), "mul_unc": (n, m), "mul_cor": (n, 1)}
     draws = {}
     for t in NOISE_TYPES:
         if getattr(spec, t) > 0:
-            draws[t] = np.empty(shapes[t], dtype=dtype)
+            draws[t] = _empty(ws, ("draw", l, t), shapes[t], dtype)
             fill(gen, draws[t].reshape(-1))
     return LayerNoise(**draws)
 
@@ -254,12 +321,17 @@ def _draw_layer(spec: NoiseSpec, n: int, m_au: int, m: int, gen, dtype, fill) ->
 def draw_noise(engine: Engine, state: CleanState, n_rows: int, gen, keep=()) -> tuple:
     """Standard-normal draws for one chunk of ``n_rows`` noisy passes: one entry per layer
     0..L (``None`` for clean layers), in the order of :func:`refnet.model.forward`. On a
-    narrow-draw layer ``l`` the ``add_unc`` entry has the next layer's width."""
+    narrow-draw (or triangular-draw) layer ``l`` the ``add_unc`` entry has the next layer's
+    width (:meth:`Engine.add_unc_width`)."""
+    return _draw_noise(engine, state, n_rows, gen, keep, None)
+
+
+def _draw_noise(engine: Engine, state: CleanState, n_rows: int, gen, keep, ws) -> tuple:
     sizes = engine.arch.sizes
-    narrow = engine.narrow_layers(keep)
     fill = K.KERNELS[engine.backend][2]
-    return tuple(_draw_layer(engine.spec(l), n_rows, sizes[l + 1] if l in narrow else sizes[l], sizes[l],
-                             gen, engine.dtype, fill) if l in engine.noisy else None
+    return tuple(_draw_layer(engine.spec(l), n_rows, engine.add_unc_width(state, l, keep),
+                             sizes[l], gen, engine.dtype, fill, ws, l)
+                 if l in engine.noisy else None
                  for l in range(engine.arch.n_layers + 1))
 
 
@@ -267,76 +339,138 @@ def draw_noise(engine: Engine, state: CleanState, n_rows: int, gen, keep=()) -> 
 def propagate(engine: Engine, state: CleanState, idx, draws, keep=()) -> tuple[Array, dict]:
     """Noisy outputs for rows ``idx`` (indices into the inputs of ``state``) with ``draws``.
 
-    Returns ``(out, kept)``: ``out`` of shape (n_rows, sizes[-1]) and ``kept[l]`` the noisy
-    output of layer ``l`` (n_rows, sizes[l]) for each ``l`` in ``keep``; ``keep`` may only
-    name layers from the first noisy one on (earlier layers are clean: use
-    :func:`refnet.model.forward`).
+    ``idx``: a 1-D int array, or a ``slice`` with step 1 (contiguous rows are then read as a
+    view, not copied; same numbers). Returns ``(out, kept)``: ``out`` of shape
+    (n_rows, sizes[-1]) and ``kept[l]`` the noisy output of layer ``l`` (n_rows, sizes[l]) for
+    each ``l`` in ``keep``; ``keep`` may only name layers from the first noisy one on (earlier
+    layers are clean: use :func:`refnet.model.forward`).
     """
+    return _propagate(engine, state, idx, draws, keep, pre_output=False)
+
+
+def _rows(idx, n_inputs: int):
+    """``idx`` checked: a step-1 slice inside 0..n_inputs, or an int64 array of indices."""
+    if isinstance(idx, slice):
+        start, stop, step = idx.indices(n_inputs)
+        if step != 1:
+            raise ValueError(f"idx: a slice needs step 1, got {step}")
+        return slice(start, max(start, stop))
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= n_inputs)):
+        raise ValueError(f"idx: need a 1-D array of input indices in 0..{n_inputs - 1}")
+    return idx
+
+
+def _n_rows(idx) -> int:
+    return idx.stop - idx.start if isinstance(idx, slice) else len(idx)
+
+
+def _propagate(engine: Engine, state: CleanState, idx, draws, keep, pre_output: bool,
+               ws: Workspace | None = None):
+    """:func:`propagate`; with ``pre_output`` and a clean output layer, ``out`` is the output
+    layer's pre-activation ``z_L`` (its activation left to the caller, e.g. a fused kernel).
+    With ``ws``, every array is a workspace array (overwritten by the thread's next chunk)."""
+    dt = engine.dtype
     arch, (W, b) = engine.arch, (engine.params.W, engine.params.b)
     L, pos = arch.n_layers, engine.config.position
-    idx = np.ascontiguousarray(idx, dtype=np.int64)
-    if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= len(state.P))):
-        raise ValueError(f"idx: need a 1-D array of input indices in 0..{len(state.P) - 1}")
+    idx = _rows(idx, len(state.P))
+    n = _n_rows(idx)
     if any(not state.l0 <= l <= L for l in keep):
         raise ValueError(f"keep: layers must lie in {state.l0}..{L} (the first noisy layer on)")
-    _check_draws(engine, draws, len(idx), keep)
+    _check_draws(engine, state, draws, n, keep)
     sd = [engine.sd(l) if l in engine.noisy else None for l in range(L + 1)]
     narrow = engine.narrow_layers(keep)
     kept, l0 = {}, state.l0
     if state.kind == "x":
         state = replace(state, **dict(zip(("P", "kind"), _prefix(engine, state.P[idx]))))
-        idx = np.arange(len(idx))
+        idx = slice(0, n)
     if l0 > L:
         return state.P[idx], {}
     z = extra = None
     if engine.uses_row_sums(state, keep):
         d = draws[l0]
-        z = np.empty((len(idx), arch.sizes[l0 + 1]), dtype=engine.dtype)
-        e = np.empty((0, 0), dtype=engine.dtype)
-        K.KERNELS[engine.backend][1](state.U, idx, engine.row_sums[l0], b[l0], sd[l0],
+        z = _empty(ws, ("z", l0 + 1), (n, arch.sizes[l0 + 1]), dt)
+        e = np.empty((0, 0), dtype=dt)
+        rows = np.arange(idx.start, idx.stop) if isinstance(idx, slice) else idx
+        K.KERNELS[engine.backend][1](state.U, rows, engine.row_sums[l0], b[l0], sd[l0],
              e if d.add_cor is None else d.add_cor, e if d.mul_cor is None else d.mul_cor, z)
-        if sd[l0][0] > 0:
-            z += sd[l0][0] * (d.add_unc @ (engine.factors[l0] if l0 in narrow else W[l0].T))
+        if engine.uses_triangular(state, keep):
+            mix = triangular_mix_numpy if engine.backend == "numpy" else triangular_mix
+            z += mix(engine.tri, sd[l0][0], d.add_unc)
+        elif sd[l0][0] > 0:
+            mix = _product(ws, "mix", d.add_unc, engine.factors[l0] if l0 in narrow else W[l0].T)
+            mix *= sd[l0][0]       # in place: the bits of sd * (...)
+            z += mix
     else:
         P = state.P[idx]
         if state.kind == "z":
-            a = _noisy_activation(engine, P, _layer_desc(arch, l0, K.POS_PRE), sd[l0], draws[l0])
+            a = _noisy_activation(engine, P, _layer_desc(arch, l0, K.POS_PRE), sd[l0], draws[l0],
+                                  out=None if ws is None else ws.empty(("a", l0), P.shape, dt))
         else:
             a = _noisy_activation(engine, P, _layer_desc(arch, 0, K.POS_POST), sd[l0], draws[l0],
-                                  skip_au=l0 in narrow)
+                                  skip_au=l0 in narrow,
+                                  out=None if ws is None else ws.empty(("a", l0), P.shape, dt))
         if l0 in narrow:
-            extra = sd[l0][0] * (draws[l0].add_unc @ engine.factors[l0])
+            extra = _product(ws, ("extra", l0), draws[l0].add_unc, engine.factors[l0])
+            extra *= sd[l0][0]
         if l0 in keep:
             kept[l0] = a
     for l in range(l0 + 1, L + 1):
         if z is None:
-            z = a @ W[l - 1].T + b[l - 1]
+            z = _product(ws, ("z", l), a, W[l - 1].T)
+            z += b[l - 1]          # in place: the bits of a @ W.T + b
             if extra is not None:
                 z += extra
         noisy = l in engine.noisy
+        if pre_output and l == L and not noisy:
+            return z, kept
         where = (K.POS_PRE if pos == "pre" else K.POS_POST) if noisy else K.POS_CLEAN
         a = _noisy_activation(engine, z, _layer_desc(arch, l, where), sd[l], draws[l],
-                              skip_au=l in narrow)
-        extra = sd[l][0] * (draws[l].add_unc @ engine.factors[l]) if l in narrow else None
+                              skip_au=l in narrow,
+                              out=None if ws is None else ws.empty(("a", l), z.shape, dt))
+        extra = None
+        if l in narrow:
+            extra = _product(ws, ("extra", l), draws[l].add_unc, engine.factors[l])
+            extra *= sd[l][0]
         z = None
         if l in keep:
             kept[l] = a
     return a, kept
 
 
-def _check_draws(engine: Engine, draws, n: int, keep) -> None:
+def count_correct(engine: Engine, state: CleanState, rows: slice, labels, gen,
+                  workspace: Workspace | None = None) -> int:
+    """How many of the inputs ``rows`` (a step-1 slice of ``state``'s inputs) one noisy pass
+    classifies as ``labels`` (int64, one per row), with the noise of ``gen``.
+
+    The draws and every number are those of ``propagate`` followed by ``argmax``; with a clean
+    output layer the activation, argmax and count run in one kernel
+    (:func:`refnet.montecarlo.kernels.tail_count`), so no outputs are kept beyond the last
+    pre-activation of this chunk. ``workspace``: a :class:`Workspace` of the calling thread,
+    whose arrays hold every intermediate (none are allocated per chunk)."""
+    rows = _rows(rows, len(state.P))
+    ws = workspace
+    draws = _draw_noise(engine, state, _n_rows(rows), gen, (), ws)
+    L = engine.arch.n_layers
+    z, _ = _propagate(engine, state, rows, draws, (), pre_output=True, ws=ws)
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    if state.l0 < L and L not in engine.noisy:
+        return int(K.KERNELS[engine.backend][3](z, _layer_desc(engine.arch, L, K.POS_CLEAN),
+                                                 labels))
+    return int(np.count_nonzero(np.argmax(z, axis=1) == labels))
+
+
+def _check_draws(engine: Engine, state: CleanState, draws, n: int, keep) -> None:
     """The kernels do not bounds-check: every needed draw must have the right shape."""
     L, sizes = engine.arch.n_layers, engine.arch.sizes
     if len(draws) != L + 1:
         raise ValueError(f"draws: need one entry per layer 0..{L}, got {len(draws)}")
-    narrow = engine.narrow_layers(keep)
     for l in engine.noisy:
         d = draws[l]
         if d is None:
             raise ValueError(f"draws: layer {l} is noisy but draws[{l}] is None")
-        m_au = sizes[l + 1] if l in narrow else sizes[l]
-        want = {"add_unc": (n, m_au), "add_cor": (n, 1), "mul_unc": (n, sizes[l]),
-                "mul_cor": (n, 1)}
+        want = {"add_unc": (n, engine.add_unc_width(state, l, keep)), "add_cor": (n, 1),
+                "mul_unc": (n, sizes[l]), "mul_cor": (n, 1)}
         for t in NOISE_TYPES:
             x = getattr(d, t)
             if getattr(engine.spec(l), t) > 0 and (x is None or x.shape != want[t]):

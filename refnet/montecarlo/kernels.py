@@ -39,7 +39,7 @@ from ..noise import LayerNoise, NoiseSpec, apply_noise
 __all__ = ["ACT_CODES", "POS_CLEAN", "POS_PRE", "POS_POST", "sigmoid", "activate",
            "noisy_activation", "noisy_activation_serial", "noisy_activation_numpy",
            "row_sum_affine", "row_sum_affine_serial", "row_sum_affine_numpy", "fill_normal",
-           "fill_normal_numpy", "KERNELS"]
+           "fill_normal_numpy", "tail_count", "tail_count_numpy", "KERNELS"]
 
 #: Activation name -> integer code used inside the kernels.
 ACT_CODES = {"identity": 0, "sigmoid": 1, "shifted_sigmoid": 2, "cubic": 3}
@@ -223,7 +223,49 @@ def fill_normal_numpy(gen, out):
         out[...] = gen.standard_normal(out.size)
 
 
-#: backend -> (noisy_activation, row_sum_affine) implementations.
-KERNELS = {"numba-parallel": (noisy_activation, row_sum_affine, fill_normal),
-           "numba": (noisy_activation_serial, row_sum_affine_serial, fill_normal),
-           "numpy": (noisy_activation_numpy, row_sum_affine_numpy, fill_normal_numpy)}
+def _tail_count_body(Z, layer, labels):
+    """How many rows of ``f(Z)`` have their largest entry at ``labels``: the clean output
+    layer's activation ``f`` (``layer``), ``argmax`` and the count of correct classifications
+    in one pass, without storing ``f(Z)``.
+
+    Z: (n_batch, C) output pre-activations; labels: (n_batch,) int64. The activation is
+    :func:`activate`, the very function the engine applies to a clean layer, and the argmax is
+    NumPy's: the first largest entry, or the first NaN if there is one.
+    """
+    code, alpha, _ = layer
+    n, m = Z.shape
+    count = 0
+    for i in range(n):
+        best = activate(Z[i, 0], code, alpha)
+        k = 0
+        if best == best:            # not NaN: look for a larger entry or a NaN
+            for j in range(1, m):
+                v = activate(Z[i, j], code, alpha)
+                if v != v:
+                    k = j
+                    break
+                if v > best:
+                    best, k = v, j
+        if k == labels[i]:
+            count += 1
+    return count
+
+
+tail_count = _jit(_tail_count_body)
+
+
+def tail_count_numpy(Z, layer, labels):
+    """NumPy twin of :func:`tail_count`: the activation (as :func:`noisy_activation_numpy`
+    applies it to a clean layer), ``np.argmax`` and the count."""
+    out = np.empty(Z.shape, dtype=Z.dtype)
+    e = np.empty((0, 0), dtype=Z.dtype)
+    noisy_activation_numpy(Z, (layer[0], layer[1], POS_CLEAN), np.zeros(4, Z.dtype),
+                           e, e, e, e, out)
+    return int(np.count_nonzero(np.argmax(out, axis=1) == labels))
+
+
+#: backend -> (noisy_activation, row_sum_affine, fill_normal, tail_count) implementations.
+KERNELS = {"numba-parallel": (noisy_activation, row_sum_affine, fill_normal, tail_count),
+           "numba": (noisy_activation_serial, row_sum_affine_serial, fill_normal, tail_count),
+           "numpy": (noisy_activation_numpy, row_sum_affine_numpy, fill_normal_numpy,
+                     tail_count_numpy)}

@@ -9,6 +9,7 @@ with independent noisy :func:`refnet.model.forward` passes.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -18,9 +19,9 @@ from ..errors import ConfigError
 from ..losses import check_labels
 from ..model import Architecture, Params, check_input
 from ..noise import NOISE_TYPES, NoiseSpec
-from .chunks import check_workers, chunk_generator, map_chunks, resolve_seed, worker_pool
-from .engine import (check_backend, check_dtype, clean_state, draw_noise, parse_shortcuts,
-                     prepare, propagate, resolve_config)
+from .chunks import check_workers, chunk_generator, resolve_seed, worker_pool
+from .engine import (Workspace, check_backend, check_dtype, clean_state, count_correct,
+                     draw_noise, parse_shortcuts, prepare, propagate, resolve_config)
 
 __all__ = ["SweepSettings", "SweepResult", "accuracy_sweep", "DEFAULT_VARIANCES"]
 
@@ -154,26 +155,32 @@ def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
     clean_acc = float(np.mean(np.argmax(clean_out, axis=1) == y)) if len(X) else float("nan")
     reps, bs = settings.repetitions, settings.batch_size
     acc = np.empty((len(types), len(v), reps))
-    total, done = acc.size, 0
+    total = acc.size
     starts = range(0, len(X), bs)
+    engines = {(i, j): engine.with_spec(NoiseSpec.single(t, var))
+               for i, t in enumerate(types) for j, var in enumerate(v)}
+    # every chunk of every pass at once: a pool never idles at the end of a pass; results come
+    # back in chunk order, so the counts (and the numbers) are those of one chunk at a time
+    chunks = [(i, j, k, c) for i in range(len(types)) for j in range(len(v))
+              for k in range(reps) for c in range(len(starts))]
 
-    def n_correct(eng, key, start):
-        rows = np.arange(start, min(start + bs, len(X)))
-        draws = draw_noise(eng, state, len(rows), chunk_generator(seed, key))
-        out, _ = propagate(eng, state, rows, draws)
-        return int(np.count_nonzero(np.argmax(out, axis=1) == y[rows]))
+    local = threading.local()      # one Workspace per thread of this call, freed with it
+
+    def n_correct(key):
+        i, j, _, c = key
+        rows = slice(starts[c], min(starts[c] + bs, len(X)))
+        if not hasattr(local, "ws"):
+            local.ws = Workspace()
+        return count_correct(engines[i, j], state, rows, y[rows], chunk_generator(seed, key),
+                             local.ws)
 
     with worker_pool(settings.workers, settings.backend) as pool:
-        for i, t in enumerate(types):
-            for j, var in enumerate(v):
-                eng = engine.with_spec(NoiseSpec.single(t, var))
-                for k in range(reps):
-                    counts = map_chunks(lambda c: n_correct(eng, (i, j, k, c), starts[c]),
-                                        range(len(starts)), pool)
-                    acc[i, j, k] = sum(counts) / len(X) if len(X) else float("nan")
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
+        counts = pool.map(n_correct, chunks) if pool is not None else map(n_correct, chunks)
+        for p in range(total):
+            correct = sum(next(counts) for _ in starts)
+            acc.flat[p] = correct / len(X) if len(X) else float("nan")
+            if progress is not None:
+                progress(p + 1, total)
     record = {"layers": list(engine.noisy), "position": cfg.position, "repetitions": reps,
               "batch_size": bs, "backend": engine.backend, "dtype": str(settings.dtype),
               "shortcuts": sorted(engine.shortcuts), "n_samples": int(len(X)),

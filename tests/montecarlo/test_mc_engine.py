@@ -191,3 +191,34 @@ def test_chunk_generator_is_the_nested_spawn_child():
     assert mc.resolve_seed(7) == 7 and isinstance(mc.resolve_seed(None), int)
     with pytest.raises(TypeError, match="rng"):
         mc.resolve_seed("seven")
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("layers", [(1, 2), (1, 2, 3), (0,)])
+def test_count_correct_and_slices_equal_propagate_and_argmax(backend, layers):
+    """``count_correct`` (fused output kernel when the output layer is clean; ``argmax`` when
+    it is noisy) counts what ``propagate`` + ``argmax`` count on the same generator, and
+    ``propagate`` over a slice of rows gives the bits of the same rows as an index array."""
+    arch, p = _net("3layer")
+    X = np.random.default_rng(1).normal(size=(30, 6))
+    y = np.random.default_rng(2).integers(0, 3, size=30)
+    for spec in SPECS:
+        eng = mc.prepare(arch, p, NoiseConfig(spec, layers, "post"), backend)
+        state = mc.clean_state(eng, X)
+        rows = np.arange(7, 25)
+        draws = mc.draw_noise(eng, state, len(rows), np.random.default_rng(5))
+        out, _ = mc.propagate(eng, state, rows, draws)
+        out_s, _ = mc.propagate(eng, state, slice(7, 25), draws)
+        assert np.array_equal(out, out_s)
+        want = int(np.count_nonzero(np.argmax(out, axis=1) == y[rows]))
+        got = mc.count_correct(eng, state, slice(7, 25), y[rows], np.random.default_rng(5))
+        assert got == want
+        assert mc.count_correct(eng, state, slice(7, 25), np.argmax(out, axis=1),
+                                np.random.default_rng(5)) == len(rows)
+        # one workspace reused across chunks (other rows, then these): the same counts
+        ws = mc.Workspace()
+        mc.count_correct(eng, state, slice(0, 18), y[:18], np.random.default_rng(6), ws)
+        assert mc.count_correct(eng, state, slice(7, 25), y[rows], np.random.default_rng(5),
+                                ws) == want
+    with pytest.raises(ValueError, match="step 1"):
+        mc.propagate(eng, state, slice(0, 10, 2), draws)

@@ -143,3 +143,25 @@ def test_fill_normal_kernel_reproduces_numpy_stream_and_state(dtype):
     assert np.array_equal(a, b)
     assert np.array_equal(a, np.random.default_rng(21).standard_normal(257).astype(dtype))
     assert g1.standard_normal() == g2.standard_normal()   # the generators advanced alike
+
+
+@pytest.mark.parametrize("name", ACTS)
+def test_tail_count_equals_twin_and_argmax_of_the_activation(name):
+    """The fused output-layer kernel (activation, argmax, count) against its twin and against
+    ``np.argmax`` of the clean activation kernel's output, with rows holding ties (first
+    largest wins), a NaN (the first NaN wins, as in ``np.argmax``) and saturated sigmoids."""
+    rng = np.random.default_rng(12)
+    Z = rng.normal(size=(40, 4))
+    Z[0] = [1.0, 3.0, 3.0, 0.0]          # tie: index 1
+    Z[1] = [0.5, np.nan, 2.0, np.nan]    # NaN: index 1
+    Z[2] = [np.nan, 1.0, 2.0, 0.0]       # NaN first: index 0
+    Z[3] = [50.0, 60.0, 0.0, 0.0]        # sigmoid rounds both to 1.0: index 0 then
+    desc = _desc(name, K.POS_CLEAN)
+    act = np.empty_like(Z)
+    e = np.empty((0, 0))
+    K.noisy_activation_serial(Z, desc, np.zeros(4), e, e, e, e, act)
+    want = np.argmax(act, axis=1)
+    for labels in (want, rng.integers(0, 4, size=40), (want + 1) % 4):
+        n = int(np.count_nonzero(want == labels))
+        assert K.tail_count(Z, desc, labels) == n
+        assert K.tail_count_numpy(Z, desc, labels) == n
