@@ -1,0 +1,231 @@
+r"""The predicted accuracy vs variance curve of :mod:`refnet.propagation.moments` in one pass.
+
+:func:`refnet.propagation.moments.predicted_accuracy_curve` with ``method="full"`` propagates
+every variance separately. For the placement the sweep ranks with (noise after both hidden
+activations of a 3-layer net with a linear output, the Duque placement) most of that work does
+not depend on the variance, and most inputs are decided long before the Gaussian argmax
+integral is needed. This module shares that work over the whole curve (derived; no new
+approximation of the noise model, only numerical ones, each with its bound):
+
+* **Shared clean work.** The first hidden layer is clean (noise acts after it), so ``a1``, the
+  second layer's mean pre-activation ``W2 a1 + b2`` and the per-neuron variance pattern
+  ``q2 = (W2 o W2) g1`` (``g1 = 1`` for additive, ``a1^2`` for multiplicative noise; the
+  variance is ``s q2``, Semenova 2022, Eq. 19, p. 9, per neuron) are computed once.
+* **Uncorrelated noise: settled inputs.** With ``D_k = Y_y - Y_k`` and the exact output
+  covariance ``W3 diag(v2) W3^T + s (W3 D W2) diag(g1) (W3 D W2)^T`` of
+  :mod:`~refnet.propagation.moment_steps`, the costly second term (a ``10 x 300 x 300``
+  product per input and variance) is bounded in the Loewner order by
+  ``s ||W2||_2^2 max(g1) (W3 D)(W3 D)^T`` (``W2 diag(g1) W2^T <= max(g1) ||W2||_2^2 I``), which
+  bounds every ``sd D_k`` from above at the cost of a diagonal. Then (Boole's inequality and
+  ``Phi`` monotone) ``1 - sum_k Phi(-E D_k / sd_k) <= P(argmax = y)`` when all ``E D_k > 0``,
+  and ``P <= Phi(E D_k / sd_k)`` for any ``E D_k < 0``. An input whose bound leaves less than
+  ``settle_tol`` (default 1e-4) open takes the bound interval's midpoint (error
+  ``<= settle_tol / 2`` per input, so on the mean); the others go through the full per-input
+  propagation of :mod:`~refnet.propagation.moments` unchanged.
+* **Uncorrelated noise: Gauss-Hermite nodes per variance.** Each variance uses the fewest
+  nodes (of 4, 6, 8, 12, 16, 24, at most ``hermite_nodes``) whose activation moments
+  (:func:`~refnet.propagation.neuron_moments.gauss_hermite_activation_moments`) are within
+  ``1e-9`` of a 96-node rule at every mean in ``[-30, 30]`` and variance up to that layer's
+  largest (:func:`hermite_nodes_for_variance`; checked numerically, cached).
+* **Correlated noise: one grid over the shared draw.** The first hidden layer's draw enters
+  the second layer's pre-activation as ``tau u`` (``tau = sd xi``; ``u = W2 1`` for additive,
+  ``W2 a1`` for multiplicative noise), so the logits ``h(tau) = W3 f(W2 a1 + b2 + tau u)`` are
+  one curve per input for *all* variances. It is evaluated with its derivative
+  ``W3 (f'(.) o u)`` on ``grid_points`` equally spaced ``tau`` covering every variance's
+  quadrature nodes and interpolated by cubic Hermite polynomials (error
+  ``<= h^4 / 384 max |h''''|``, h the spacing; C. de Boor, *A Practical Guide to Splines*,
+  Springer 1978, Ch. IV). Each variance then integrates exactly the nodes and weights
+  ``method="full"`` uses (:func:`~refnet.propagation.moments.normal_panel_rule`), the second
+  draw staying exact (:func:`~refnet.propagation.gaussian_argmax.rank_one_argmax_probability`).
+  ``settings["interpolation_error"]`` is an a-posteriori estimate: the largest change of any
+  variance's mean accuracy when every other grid point is dropped.
+
+Anything else (other placements, depths or mixed sources) runs ``method="full"``.
+Agreement with ``method="full"`` and with Monte-Carlo: ``tests/propagation/test_moment_curve.py``;
+costs: ``benchmarks/bench_moments.py``.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from scipy.special import ndtr
+
+from ..activations import get_activation
+from ..noise import NoiseConfig, NoiseSpec
+from .gaussian_argmax import rank_one_argmax_probability
+from .neuron_moments import gauss_hermite_activation_moments
+from .moment_steps import normal_panel_rule
+
+__all__ = ["fast_path", "hermite_nodes_for_variance", "correlated_curve", "uncorrelated_curve",
+           "HERMITE_TOL", "SETTLE_TOL", "GRID_POINTS"]
+
+Array = np.ndarray
+#: Largest allowed error of a neuron's Gauss-Hermite moments when fewer nodes are used.
+HERMITE_TOL = 1e-9
+#: Largest open width of a settled input's argmax probability (error <= half of it).
+SETTLE_TOL = 1e-4
+#: Grid points over the shared draw of correlated noise (odd: tau = 0 is a grid point).
+GRID_POINTS = 33
+_NODE_CHOICES = (4, 6, 8, 12, 16, 24)
+
+
+def fast_path(arch, cfg: NoiseConfig, noise_type: str) -> str | None:
+    """``"correlated"`` or ``"uncorrelated"`` when the one-pass curve applies, else None:
+    3 weight layers, noise after both hidden activations (nonlinear), a linear output."""
+    L = arch.n_layers
+    if L != 3 or cfg.position != "post" or cfg.resolved_layers(L) != (1, 2):
+        return None
+    acts = [get_activation(a).spec for a in arch.activations]
+    if acts[2] != "identity" or "identity" in acts[:2]:
+        return None
+    return "correlated" if noise_type in ("add_cor", "mul_cor") else "uncorrelated"
+
+
+# --- Gauss-Hermite nodes per variance ------------------------------------------------------
+@functools.lru_cache(maxsize=256)
+def _nodes_for_bucket(activation: str, log2_var_x2: int, max_nodes: int, tol: float) -> int:
+    v_top = 2.0 ** (log2_var_x2 / 2.0)
+    mu = np.linspace(-30.0, 30.0, 241)[:, None]
+    var = v_top * 2.0 ** (-np.arange(0, 13) / 2.0)[None, :]
+    mu, var = np.broadcast_arrays(mu, var)
+    ref = gauss_hermite_activation_moments(activation, mu, var, n_nodes=96)
+    for n in _NODE_CHOICES:
+        if n >= max_nodes:
+            break
+        got = gauss_hermite_activation_moments(activation, mu, var, n_nodes=n)
+        if max(np.abs(a - b).max() for a, b in zip(got, ref)) <= tol:
+            return n
+    return max_nodes
+
+
+def hermite_nodes_for_variance(activation: str, max_variance: float, *, max_nodes: int = 24,
+                               tol: float = HERMITE_TOL) -> int:
+    """Fewest Gauss-Hermite nodes (of 4, 6, 8, 12, 16, 24) below ``max_nodes`` whose moments
+    ``E f, E f^2, E f'`` are within ``tol`` of a 96-node rule for every mean in [-30, 30] and
+    every variance in ``(0, V]``, ``V >= max_variance`` rounded up to a power of sqrt(2) and
+    checked at 13 variances down to ``V / 64`` (below that the rules are exact to rounding);
+    ``max_nodes`` itself (the full method's rule) when none is."""
+    if max_variance <= 0:
+        return min(_NODE_CHOICES[0], int(max_nodes))
+    k = int(np.ceil(2.0 * np.log2(max_variance)))
+    return _nodes_for_bucket(get_activation(activation).spec, k, int(max_nodes), float(tol))
+
+
+# --- correlated noise: one curve over the shared draw ----------------------------------------
+def _hermite_interpolate(H: Array, dH: Array, grid: Array, tau: Array) -> Array:
+    """Cubic Hermite interpolation on an equally spaced grid: H, dH (G, B, K); tau (M,) ->
+    (B, M, K)."""
+    h = grid[1] - grid[0]
+    i = np.clip(np.floor((tau - grid[0]) / h).astype(np.intp), 0, len(grid) - 2)
+    s = ((tau - grid[i]) / h)[None, :, None]
+    s2, s3 = s * s, s * s * s
+    h00, h10, h01, h11 = 2 * s3 - 3 * s2 + 1, s3 - 2 * s2 + s, -2 * s3 + 3 * s2, s3 - s2
+    Hi, Hj = H[i].transpose(1, 0, 2), H[i + 1].transpose(1, 0, 2)
+    dHi, dHj = dH[i].transpose(1, 0, 2), dH[i + 1].transpose(1, 0, 2)
+    return h00 * Hi + h10 * h * dHi + h01 * Hj + h11 * h * dHj
+
+
+def correlated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array, *,
+                     quadrature_nodes: int = 16, grid_points: int = GRID_POINTS
+                     ) -> tuple[Array, float]:
+    """Per-input ``P(argmax = label)`` (n_levels, B) for add_cor or mul_cor after both hidden
+    layers, and the interpolation error estimate (see the module docstring).
+
+    a1 (B, n1): the clean first hidden layer; y (B,); variances (n_levels,).
+    """
+    W2, b2, W3, b3 = params.W[1], params.b[1], params.W[2], params.b[2]
+    act = get_activation(arch.activations[1])
+    mul = noise_type == "mul_cor"
+    z2 = a1 @ W2.T + b2                               # (B, n2)
+    u = a1 @ W2.T if mul else W2.sum(axis=1)[None, :]  # (B, n2) or (1, n2)
+    sds = np.sqrt(variances)
+    rules = [normal_panel_rule(quadrature_nodes, -1.0 / sd if mul else None) if sd > 0 else None
+             for sd in sds]
+    T = max([float(np.abs(sd * r[0]).max()) for sd, r in zip(sds, rules) if r is not None],
+            default=0.0)
+    G = max(3, int(grid_points) | 1)
+    grid = np.linspace(-T, T, G) if T > 0 else np.linspace(-1.0, 1.0, G)
+    B, K = len(a1), W3.shape[0]
+    H, dH = np.empty((G, B, K)), np.empty((G, B, K))
+    for g, t in enumerate(grid):
+        z = z2 + t * u
+        H[g] = act.f(z) @ W3.T
+        dH[g] = (act.d1(z) * u) @ W3.T
+    coarse = slice(None, None, 2)
+    one = W3.sum(axis=1)
+    per, est = np.empty((len(sds), B)), 0.0
+    for j, (sd, rule) in enumerate(zip(sds, rules)):
+        if rule is None:  # variance 0: the clean logits
+            c = H[G // 2]
+            per[j] = rank_one_argmax_probability(c + b3, np.zeros_like(c), y)
+            continue
+        t, w = rule
+        accs = []
+        for Hg, dHg, gg in ((H, dH, grid), (H[coarse], dH[coarse], grid[coarse])):
+            h = _hermite_interpolate(Hg, dHg, gg, sd * t)          # (B, M, K)
+            v = sd * h if mul else np.broadcast_to(sd * one, h.shape)
+            p = rank_one_argmax_probability((h + b3).reshape(-1, K), v.reshape(-1, K),
+                                            np.repeat(y, len(t)))
+            accs.append((p.reshape(B, len(t)) * w).sum(axis=1))
+        per[j] = accs[0]
+        est = max(est, abs(float(accs[0].mean() - accs[1].mean())))
+    return per, est
+
+
+# --- uncorrelated noise: settled inputs skip the dense propagation ---------------------------
+def _pair_forms(x: Array, W3: Array, y: Array) -> Array:
+    """``sum_i (W3[y, i] - W3[k, i])^2 x_i`` per input and class k: x (B, n2) -> (B, K)."""
+    K = W3.shape[0]
+    Q = (x @ (W3[:, None, :] * W3[None, :, :]).reshape(K * K, -1).T).reshape(-1, K, K)
+    rows = np.arange(len(x))
+    diag = np.einsum("bkk->bk", Q)
+    return diag[rows, y][:, None] + diag - 2.0 * Q[rows, y, :]
+
+
+def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array,
+                       cfg: NoiseConfig, *, quadrature_nodes: int = 16, hermite_nodes: int = 24,
+                       log2_points: int = 7, chunk: int = 512, settle_tol: float = SETTLE_TOL
+                       ) -> tuple[Array, dict]:
+    """Per-input ``P(argmax = label)`` (n_levels, B) for add_unc or mul_unc after both hidden
+    layers, and per-level diagnostics (Gauss-Hermite nodes, fraction of settled inputs)."""
+    from .moments import _predict  # the full per-input propagation, for unsettled inputs
+
+    W2, b2, W3, b3 = params.W[1], params.b[1], params.W[2], params.b[2]
+    act = arch.activations[1]
+    mul = noise_type == "mul_unc"
+    z2 = a1 @ W2.T + b2
+    g1 = a1 * a1 if mul else np.ones_like(a1)
+    q2 = g1 @ (W2 * W2).T                              # Var z2 = s q2
+    lam = float(np.linalg.norm(W2, 2)) ** 2 * g1.max(axis=1)  # (B,) bounds W2 diag(g1) W2^T
+    rows = np.arange(len(a1))
+    per = np.empty((len(variances), len(a1)))
+    nodes, settled = [], []
+    for j, s in enumerate(variances):
+        n_gh = hermite_nodes_for_variance(act, s * float(q2.max(initial=0.0)),
+                                          max_nodes=hermite_nodes)
+        nodes.append(n_gh)
+        var_z = s * q2
+        m1, m2, d = gauss_hermite_activation_moments(act, z2, var_z, n_nodes=n_gh)
+        res = np.clip((m2 - m1 * m1) - d * d * var_z, 0.0, None)
+        v2 = res + s * ((m1 * m1 + res + d * d * var_z) if mul else 1.0)
+        mu = m1 @ W3.T + b3
+        md = mu[rows, y][:, None] - mu                 # E D_k, (B, K); 0 at k = y
+        sd_up = np.sqrt(np.clip(_pair_forms(v2, W3, y)
+                                + s * lam[:, None] * _pair_forms(d * d, W3, y), 0.0, None))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(sd_up > 0, md / sd_up, np.where(md > 0, np.inf, -np.inf))
+        z[rows, y] = np.inf
+        wrong_up = ndtr(-z).sum(axis=1)                # P(wrong) <= this when all z > 0
+        right_up = ndtr(z).min(axis=1)                 # P(right) <= this
+        ok = (z.min(axis=1) > 0) & (wrong_up <= settle_tol)
+        lost = right_up <= settle_tol
+        p = np.where(ok, 1.0 - 0.5 * wrong_up, 0.5 * right_up)
+        rest = ~(ok | lost)
+        if rest.any():
+            level = cfg.with_spec(NoiseSpec.single(noise_type, float(s)))
+            p[rest] = _predict(arch, params, (1, "post", a1[rest]), y[rest], level,
+                               quadrature_nodes, n_gh, log2_points, chunk)
+        per[j] = p
+        settled.append(float(1.0 - rest.mean()))
+    return per, {"hermite_nodes_per_level": nodes, "settled_fraction": settled}
