@@ -120,6 +120,17 @@ def _clean_start(arch: Architecture, params: Params, X: Array, cfg: NoiseConfig)
     return l0, "post", a
 
 
+def _clean_rest(arch: Architecture, params: Params, start) -> Array:
+    """The clean output from :func:`_clean_start`'s ``(layer, stage, signal)``: the same
+    operations as the clean forward from there on, so the same bits."""
+    l, stage, a = start
+    if stage == "pre":
+        a = get_activation(arch.activations[l - 1]).f(a)
+    for k in range(l + 1, arch.n_layers + 1):
+        a = get_activation(arch.activations[k - 1]).f(a @ params.W[k - 1].T + params.b[k - 1])
+    return a
+
+
 def _marginal(s: MomentState) -> tuple[Array, Array]:
     """Per-input mean and variance (B, n) over quadrature rows (law of total variance)."""
     R, n = s.mu.shape
@@ -310,9 +321,9 @@ def predicted_accuracy_curve(arch: Architecture, params: Params, X, y, noise="du
         raise ConfigError(f"settle_tol: must be in [0, 1), got {settle_tol!r}")
     opts = dict(quadrature_nodes=quadrature_nodes, hermite_nodes=hermite_nodes,
                 log2_points=log2_points, chunk=chunk)
-    clean = np.argmax(_clean_start(arch, params, X, cfg.with_spec(NoiseSpec()))[2], axis=1) == y
     # the clean layers before the first noisy one are the same at every variance: once
     start = _clean_start(arch, params, X, cfg.with_spec(NoiseSpec.single(noise_type, 1.0)))
+    clean = np.argmax(_clean_rest(arch, params, start), axis=1) == y
     path = fast_path(arch, cfg, noise_type) if method == "auto" else None
     extra = {}
     if path == "correlated":
