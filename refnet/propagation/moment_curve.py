@@ -53,7 +53,7 @@ from scipy.special import ndtr
 
 from ..activations import get_activation
 from ..noise import NoiseConfig, NoiseSpec
-from .gaussian_argmax import rank_one_argmax_probability
+from .gaussian_argmax import gaussian_argmax_probability, rank_one_argmax_probability
 from .neuron_moments import gauss_hermite_activation_moments
 from .moment_steps import normal_panel_rule
 
@@ -184,33 +184,77 @@ def _pair_forms(x: Array, W3: Array, y: Array) -> Array:
 
 
 class _DenseBound:
-    """Upper bound of ``||sqrt(g1) o (W2^T x)||^2`` per input and class (the layer-1 noise's
-    share of ``Var D_k``, over ``s``) from a rank-``r`` split ``W2 = U_r S_r V_r^T + E``:
-    ``||sqrt(g1) o (V_r S_r U_r^T x)|| + sqrt(max g1) sigma_{r+1} ||x||`` (triangle inequality,
-    ``||E^T||_2 = sigma_{r+1}``), r the singular values above ``sigma_1 / 4`` (at most 32).
-    Exact for ``r = rank W2``; costs ``2 r n`` per class instead of ``n^2``."""
+    """Upper bound of ``||sqrt(g1) o (W2^T x_k)||^2``, ``x_k = d o (W3[y] - W3[k])``, per input
+    and class (the layer-1 noise's share of ``Var D_k``, over ``s``) from a rank-``r`` split
+    ``W2 = U_r S_r V_r^T + E``: ``||sqrt(g1) o (V_r S_r U_r^T x)|| + sqrt(max g1) sigma_{r+1} ||x||``
+    (triangle inequality, ``||E^T||_2 = sigma_{r+1}``), r the singular values above
+    ``sigma_1 / 4`` (at most 32). Exact for ``r = rank W2``; costs ``K r n`` per input
+    instead of ``K n^2``."""
 
-    def __init__(self, W2: Array, g1: Array):
+    def __init__(self, W2: Array, W3: Array, g1: Array):
         U, S, Vt = np.linalg.svd(W2, full_matrices=False)
         r = int(min(32, np.count_nonzero(S > S[0] / 4.0), len(S)))
-        self.US = U[:, :r] * S[:r]                     # (n2, r)
-        self.Vt = Vt[:r]                               # (r, n1)
+        K, n2 = W3.shape
+        US = U[:, :r] * S[:r]                                  # (n2, r)
+        self.WUS = (W3[:, :, None] * US[None]).transpose(1, 0, 2).reshape(n2, K * r)
         self.tail = float(S[r]) if r < len(S) else 0.0
-        self.g1 = g1
         self.uniform = bool(np.all(g1 == 1.0))
+        self.gmax = g1.max(axis=1)
+        # V_r^T diag(g1) V_r per input (r x r), once for the whole curve
+        self.Gr = None if self.uniform else (Vt[:r][None] * g1[:, None, :]) @ Vt[:r].T
+        self.W3, self.r = W3, r
 
-    def squared(self, x: Array) -> Array:
-        """x (B, K, n2) -> (B, K) upper bounds."""
-        P = x @ self.US                                # (B, K, r)
-        if self.uniform:                               # V_r orthonormal: ||V_r p|| = ||p||
-            head = np.sqrt((P * P).sum(axis=-1))
-            gmax = np.ones(len(x))
+    def squared(self, d: Array, y: Array, dd_pairs: Array) -> Array:
+        """d (B, n2) the effective slopes, dd_pairs (B, K) = ``||x_k||^2`` -> (B, K) bounds."""
+        B, K = len(d), self.W3.shape[0]
+        R = (d @ self.WUS).reshape(B, K, self.r)               # U_r^T S_r (d o W3[k])
+        P = R[np.arange(B), y][:, None, :] - R
+        if self.uniform:                                       # ||V_r p|| = ||p||
+            head2 = (P * P).sum(axis=-1)
         else:
-            Z = P @ self.Vt                            # (B, K, n1)
-            head = np.sqrt((Z * Z * self.g1[:, None, :]).sum(axis=-1))
-            gmax = self.g1.max(axis=1)
-        tail = np.sqrt(gmax)[:, None] * self.tail * np.sqrt((x * x).sum(axis=-1))
-        return (head + tail) ** 2
+            head2 = np.einsum("bkr,brs,bks->bk", P, self.Gr, P)
+        tail = np.sqrt(self.gmax)[:, None] * self.tail * np.sqrt(np.clip(dd_pairs, 0.0, None))
+        return (np.sqrt(np.clip(head2, 0.0, None)) + tail) ** 2
+
+
+def _kept_classes(tails: Array, y: Array, tol: float) -> tuple[Array, Array]:
+    """Which classes stay in the argmax integral: the others (ascending bound) are dropped while
+    their bounds ``P(D_k <= 0) <= tails_k`` sum to at most ``tol``. Returns (kept (B, K) bool,
+    the dropped bounds' sum (B,))."""
+    B = len(tails)
+    t = tails.copy()
+    t[np.arange(B), y] = np.inf                               # the label always stays
+    order = np.argsort(t, axis=1)
+    cum = np.cumsum(np.take_along_axis(t, order, axis=1), axis=1)
+    drop_sorted = cum <= tol
+    kept = np.ones_like(t, dtype=bool)
+    np.put_along_axis(kept, order, ~drop_sorted, axis=1)
+    dropped = np.where(drop_sorted, np.take_along_axis(t, order, axis=1), 0.0).sum(axis=1)
+    return kept, dropped
+
+
+def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, chunk_elems=1 << 22):
+    """``P(argmax = y)`` over the kept classes only, exact covariance (the label first):
+    ``W3_S diag(v2) W3_S^T + s (W3_S D W2) diag(g1) (W3_S D W2)^T``. Returns (B,)."""
+    B, K = mu.shape
+    p = np.empty(B)
+    m_of = kept.sum(axis=1)
+    for m in np.unique(m_of):
+        idx = np.flatnonzero(m_of == m)
+        others = np.where(kept[idx], np.arange(K), K)           # kept non-labels, sorted
+        others[np.arange(len(idx)), y[idx]] = K
+        S = np.concatenate([y[idx][:, None], np.sort(others, axis=1)[:, :m - 1]], axis=1)
+        step = max(1, chunk_elems // (int(m) * W2.shape[1]))
+        for i in range(0, len(idx), step):
+            b, Sb = idx[i:i + step], S[i:i + step]
+            W3S = W3[Sb]                                          # (n, m, n2)
+            M = ((W3S * d[b][:, None, :]).reshape(-1, W2.shape[0]) @ W2).reshape(len(b), m, -1)
+            cov = (s * (M * g1[b][:, None, :])) @ M.transpose(0, 2, 1)
+            cov += (W3S * v2[b][:, None, :]) @ W3S.transpose(0, 2, 1)
+            p[b] = gaussian_argmax_probability(np.take_along_axis(mu[b], Sb, axis=1), cov,
+                                               np.zeros(len(b), dtype=np.intp),
+                                               log2_points=log2_points)
+    return p
 
 
 def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array,
@@ -218,19 +262,18 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
                        log2_points: int = 7, chunk: int = 512, settle_tol: float = SETTLE_TOL
                        ) -> tuple[Array, dict]:
     """Per-input ``P(argmax = label)`` (n_levels, B) for add_unc or mul_unc after both hidden
-    layers, and per-level diagnostics (Gauss-Hermite nodes, fraction of settled inputs)."""
-    from .moments import _predict  # the full per-input propagation, for unsettled inputs
-
+    layers, and per-level diagnostics (Gauss-Hermite nodes, fraction of settled inputs, mean
+    number of classes kept in the argmax integral)."""
     W2, b2, W3, b3 = params.W[1], params.b[1], params.W[2], params.b[2]
     act = arch.activations[1]
     mul = noise_type == "mul_unc"
     z2 = a1 @ W2.T + b2
     g1 = a1 * a1 if mul else np.ones_like(a1)
     q2 = g1 @ (W2 * W2).T                              # Var z2 = s q2
-    bound = _DenseBound(W2, g1)
+    bound = _DenseBound(W2, W3, g1)
     rows = np.arange(len(a1))
     per = np.empty((len(variances), len(a1)))
-    nodes, settled = [], []
+    nodes, settled, n_kept = [], [], []
     for j, s in enumerate(variances):
         n_gh = hermite_nodes_for_variance(act, s * float(q2.max(initial=0.0)),
                                           max_nodes=hermite_nodes)
@@ -242,20 +285,20 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
         mu = m1 @ W3.T + b3
         md = mu[rows, y][:, None] - mu                 # E D_k, (B, K); 0 at k = y
         sd_up = np.sqrt(np.clip(_pair_forms(v2, W3, y), 0.0, None)
-                        + s * bound.squared(d[:, None, :] * (W3[y][:, None, :] - W3[None])))
+                        + s * bound.squared(d, y, _pair_forms(d * d, W3, y)))
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(sd_up > 0, md / sd_up, np.where(md > 0, np.inf, -np.inf))
         z[rows, y] = np.inf
-        wrong_up = ndtr(-z).sum(axis=1)                # P(wrong) <= this when all z > 0
         right_up = ndtr(z).min(axis=1)                 # P(right) <= this
-        ok = (z.min(axis=1) > 0) & (wrong_up <= settle_tol)
         lost = right_up <= settle_tol
-        p = np.where(ok, 1.0 - 0.5 * wrong_up, 0.5 * right_up)
-        rest = ~(ok | lost)
+        kept, dropped = _kept_classes(ndtr(-z), y, settle_tol)
+        p = np.where(lost, 0.5 * right_up, 1.0 - 0.5 * dropped)
+        rest = ~lost & (kept.sum(axis=1) > 1)
         if rest.any():
-            level = cfg.with_spec(NoiseSpec.single(noise_type, float(s)))
-            p[rest] = _predict(arch, params, (1, "post", a1[rest]), y[rest], level,
-                               quadrature_nodes, n_gh, log2_points, chunk)
+            p[rest] = _kept_probability(mu[rest], v2[rest], d[rest], g1[rest], s, W2, W3,
+                                        y[rest], kept[rest], log2_points) - 0.5 * dropped[rest]
         per[j] = p
         settled.append(float(1.0 - rest.mean()))
-    return per, {"hermite_nodes_per_level": nodes, "settled_fraction": settled}
+        n_kept.append(float(kept[rest].sum(axis=1).mean()) if rest.any() else 1.0)
+    return per, {"hermite_nodes_per_level": nodes, "settled_fraction": settled,
+                 "classes_kept": n_kept}

@@ -73,16 +73,23 @@ def test_full_is_the_per_variance_propagation(blobs_net):
 
 @pytest.mark.parametrize("noise_type", ["add_unc", "mul_unc"])
 def test_uncorrelated_auto_within_the_settle_bound_of_full(blobs_net, noise_type):
-    """Settled inputs are within settle_tol / 2 of the full propagation; the others differ
-    only by the smaller Gauss-Hermite rules (<= 1e-9 per moment)."""
+    """Settled inputs and dropped classes move an input's probability by at most
+    settle_tol / 2 from the full propagation; beyond that only the smaller Gauss-Hermite rules
+    (<= 1e-9 per moment) and Genz's integration error on fewer dimensions differ (both
+    integrals on 2**12 points here, so that error is small)."""
     arch, P, X, y = blobs_net
-    full = predicted_accuracy_curve(arch, P, X, y, "duque", noise_type, LEVELS, method="full")
+    full = predicted_accuracy_curve(arch, P, X, y, "duque", noise_type, LEVELS, method="full",
+                                    log2_points=12)
     for tol in (1e-4, 0.05):
         auto = predicted_accuracy_curve(arch, P, X, y, "duque", noise_type, LEVELS,
-                                        settle_tol=tol)
+                                        settle_tol=tol, log2_points=12)
         settled = np.array(auto.settings["settled_fraction"])
         assert settled[1] > 0.5 and settled[-1] < 1  # both branches are used
-        assert np.all(np.abs(auto.per_input - full.per_input) <= tol / 2 + 1e-6)
+        gap = np.abs(auto.per_input - full.per_input)
+        assert np.all(gap <= tol / 2 + 2e-4)
+        assert np.all(gap.mean(axis=1) <= tol / 2 + 2e-5)
+    kept = np.array(auto.settings["classes_kept"])
+    assert np.all((kept >= 1) & (kept <= 4)) and kept.min() < 4  # classes were dropped
     assert auto.per_input[0].tolist() == full.per_input[0].tolist()  # variance 0: clean
 
 
