@@ -129,3 +129,24 @@ def test_curve_checks_its_new_arguments(blobs_net):
                      ({"settle_tol": 1.0}, "settle_tol")):
         with pytest.raises(ConfigError, match=name):
             predicted_accuracy_curve(arch, P, X, y, "duque", "add_unc", [0.1], **kw)
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_dense_bound_is_an_upper_bound(uniform):
+    """The settle test's bound on the layer-1 noise's share of Var D_k is never below the
+    exact ``||sqrt(g1) o (W2^T x_k)||^2``, and close to it where W2 has a dominant part."""
+    from refnet.propagation.moment_curve import _DenseBound, _pair_forms
+    rng = np.random.default_rng(24)
+    n1, n2, K, B = 40, 30, 5, 50
+    # a few large singular directions on top of a small random rest, like a trained W2
+    W2 = (rng.normal(size=(n2, 3)) @ rng.normal(size=(3, n1)) * 2.0
+          + 0.1 * rng.normal(size=(n2, n1)))
+    W3 = rng.normal(size=(K, n2))
+    g1 = np.ones((B, n1)) if uniform else rng.uniform(0, 1, (B, n1))
+    d, y = rng.uniform(0, 0.25, (B, n2)), rng.integers(0, K, B)
+    bound = _DenseBound(W2, W3, g1)
+    got = bound.squared(d, y, _pair_forms(d * d, W3, y))
+    x = d[:, None, :] * (W3[y][:, None, :] - W3[None])          # (B, K, n2)
+    exact = ((x @ W2) ** 2 * g1[:, None, :]).sum(axis=-1)
+    assert np.all(got >= exact * (1 - 1e-12) - 1e-15)
+    assert bound.r == 3 and np.median(got[exact > 0] / exact[exact > 0]) < 1.5
