@@ -145,7 +145,8 @@ def main(argv=None) -> int:
                       f"  {(f - a) * 100:+12.2f}")
             k = int(np.argmax(np.abs(diff)))
             print(f"   max |diff| {abs(diff[k]):.2f} pp at variance {variances[k]:.4g} "
-                  f"(first order: {np.abs(first - m).max() * 100:.2f} pp); Monte-Carlo {t_mc:.2f} s")
+                  f"(first order: {np.abs(first - m).max() * 100:.2f} pp); "
+                  f"Monte-Carlo {t_mc:.2f} s")
             for method, (p, tp) in preds.items():
                 extra = {k: np.round(p.settings[k], 4).tolist() for k in
                          ("interpolation_error", "settled_fraction", "classes_kept")

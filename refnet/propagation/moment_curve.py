@@ -58,12 +58,12 @@ import numpy as np
 from scipy.special import ndtr
 
 from ..activations import get_activation
-from ..noise import NoiseConfig, NoiseSpec
+from ..noise import NoiseConfig
 from .gaussian_argmax import positive_orthant_probability, rank_one_argmax_probability
-from .neuron_moments import gauss_hermite_activation_moments
+from .neuron_moments import gauss_hermite_activation_moments, hermite_rule
 from .moment_steps import TAIL_NODE, normal_panel_rule
 
-__all__ = ["fast_path", "hermite_nodes_for_variance", "correlated_curve", "uncorrelated_curve",
+__all__ = ["fast_path", "hermite_nodes_for_variance", "sigmoid_hermite_moments", "correlated_curve", "uncorrelated_curve",
            "HERMITE_TOL", "SETTLE_TOL", "GRID_POINTS"]
 
 Array = np.ndarray
@@ -118,6 +118,44 @@ def hermite_nodes_for_variance(activation: str, max_variance: float, *, max_node
         return min(_NODE_CHOICES[0], int(max_nodes))
     k = int(np.ceil(2.0 * np.log2(max_variance)))
     return _nodes_for_bucket(get_activation(activation).spec, k, int(max_nodes), float(tol))
+
+
+def sigmoid_hermite_moments(mean: Array, sd: Array, n_nodes: int) -> tuple[Array, Array, Array]:
+    """``(E s(z), E s(z)^2, E s'(z))`` for the sigmoid ``s``, z ~ N(mean, sd^2): the
+    Gauss-Hermite sums of :func:`~refnet.propagation.neuron_moments.gauss_hermite_activation_moments`
+    with fewer exponentials. ``s(mean + sd x) = 1 / (1 + E c)`` with ``E = exp(-mean)`` (once)
+    and ``c = exp(-sd x)``; the rule's nodes come in pairs ``+-x``, so one ``c`` serves both
+    (``1 / (1 + E / c)``), and when ``sd`` is one row shared by all inputs (additive noise)
+    ``c`` costs nothing per input. Agrees with the generic sums to rounding (tested).
+
+    mean (B, n); sd (n,) or (B, n), with ``sd x`` clipped at 700 (exp stays finite; the
+    sigmoid there is saturated for any ``|mean| < 660``).
+    """
+    x, w = hermite_rule(int(n_nodes))
+    with np.errstate(over="ignore"):
+        E = np.exp(-mean)
+    m1, m2 = np.zeros_like(mean), np.zeros_like(mean)
+    f = np.empty_like(mean)
+
+    def add(wk):  # f holds E c: the node's sigmoid, then its weighted value and square
+        np.add(f, 1.0, out=f)
+        np.reciprocal(f, out=f)
+        np.add(m1, wk * f, out=m1)
+        np.multiply(f, f, out=f)
+        np.add(m2, wk * f, out=m2)
+
+    half = len(x) // 2
+    with np.errstate(over="ignore"):
+        for xk, wk in zip(x[len(x) - half:], w[len(x) - half:]):   # the positive nodes
+            c = np.exp(-np.minimum(sd * xk, 700.0))
+            np.multiply(E, c, out=f)
+            add(wk)
+            np.divide(E, c, out=f)
+            add(wk)
+        if len(x) % 2:                                              # the node at 0
+            f[...] = E
+            add(w[half])
+    return m1, m2, m1 - m2
 
 
 # --- correlated noise: one curve over the shared draw ----------------------------------------
@@ -211,7 +249,8 @@ def _pair_forms(x: Array, W3: Array, y: Array) -> Array:
 class _DenseBound:
     """Upper bound of ``||sqrt(g1) o (W2^T x_k)||^2``, ``x_k = d o (W3[y] - W3[k])``, per input
     and class (the layer-1 noise's share of ``Var D_k``, over ``s``) from a rank-``r`` split
-    ``W2 = U_r S_r V_r^T + E``: ``||sqrt(g1) o (V_r S_r U_r^T x)|| + sqrt(max g1) sigma_{r+1} ||x||``
+    ``W2 = U_r S_r V_r^T + E``:
+    ``||sqrt(g1) o (V_r S_r U_r^T x)|| + sqrt(max g1) sigma_{r+1} ||x||``
     (triangle inequality, ``||E^T||_2 = sigma_{r+1}``), r the singular values above
     ``sigma_1 / 4`` (at most 32). Exact for ``r = rank W2``; costs ``K r n`` per input
     instead of ``K n^2``."""
@@ -258,17 +297,20 @@ def _kept_classes(tails: Array, y: Array, tol: float) -> tuple[Array, Array]:
     return kept, dropped
 
 
-def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, chunk_elems=1 << 22):
+def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, *, uniform: bool,
+                      chunk_elems=1 << 22):
     """``P(argmax = y)`` over the kept classes only, from the exact covariance of the
     differences ``D_k = Y_y - Y_k``: ``A diag(v2) A^T + s (A D W2) diag(g1) (A D W2)^T`` with
-    ``A`` the rows ``W3[y] - W3[k]``. ``(A D) W2`` is the one large product; it runs in
-    float32 (per entry within ``n u32 |A D| |W2|``, ``n u32 <= 2e-5`` for 300 neurons: Higham,
-    *Accuracy and Stability of Numerical Algorithms*, 2nd ed., SIAM 2002, Sec. 3.5), formed
-    from the differences so that no variance is a float32 cancellation. Returns (B,)."""
+    ``A`` the rows ``W3[y] - W3[k]``. ``E = (A D) W2`` is the one large product; it and the
+    Gram matrix ``E diag(g1) E^T`` run in float32 (each within ``n u32`` of the absolute
+    values' product, ``n u32 <= 2e-5`` for 300 neurons: Higham, *Accuracy and Stability of
+    Numerical Algorithms*, 2nd ed., SIAM 2002, Sec. 3.5), formed from the differences so that
+    no variance is a float32 cancellation. Returns (B,)."""
     B, K = mu.shape
     p = np.empty(B)
     m_of = kept.sum(axis=1) - 1                                # kept classes besides the label
     W2s = W2.astype(np.float32)
+    pairs = W3[:, None, :] - W3[None, :, :]                    # (K, K, n2): W3[y] - W3[k]
     for m in np.unique(m_of):
         idx = np.flatnonzero(m_of == m)
         others = np.where(kept[idx], np.arange(K), K)
@@ -277,20 +319,20 @@ def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, chunk_elem
         step = max(1, chunk_elems // (int(m) * W2.shape[1]))
         for i in range(0, len(idx), step):
             b, Sb = idx[i:i + step], S[i:i + step]
-            A = W3[y[b]][:, None, :] - W3[Sb]                    # (n, m, n2)
+            A = pairs[y[b][:, None], Sb]                          # (n, m, n2)
             E = ((A * d[b][:, None, :]).astype(np.float32).reshape(-1, W2.shape[0]) @ W2s)
-            E = E.astype(np.float64).reshape(len(b), m, -1)     # (n, m, n1)
-            cov = (s * (E * g1[b][:, None, :])) @ E.transpose(0, 2, 1)
+            E = E.reshape(len(b), m, -1)                          # (n, m, n1), float32
+            Eg = E if uniform else E * g1[b][:, None, :].astype(np.float32)
+            cov = s * (Eg @ E.transpose(0, 2, 1)).astype(np.float64)
             cov += (A * v2[b][:, None, :]) @ A.transpose(0, 2, 1)
             md = mu[b, y[b]][:, None] - np.take_along_axis(mu[b], Sb, axis=1)
             p[b] = positive_orthant_probability(md, cov, log2_points=log2_points)
     return p
 
 
-def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array,
-                       cfg: NoiseConfig, *, quadrature_nodes: int = 16, hermite_nodes: int = 24,
-                       log2_points: int = 7, chunk: int = 512, settle_tol: float = SETTLE_TOL
-                       ) -> tuple[Array, dict]:
+def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array, *,
+                       hermite_nodes: int = 24, log2_points: int = 7,
+                       settle_tol: float = SETTLE_TOL) -> tuple[Array, dict]:
     """Per-input ``P(argmax = label)`` (n_levels, B) for add_unc or mul_unc after both hidden
     layers, and per-level diagnostics (Gauss-Hermite nodes, fraction of settled inputs, mean
     number of classes kept in the argmax integral)."""
@@ -300,6 +342,7 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
     z2 = a1 @ W2.T + b2
     g1 = a1 * a1 if mul else np.ones_like(a1)
     q2 = g1 @ (W2 * W2).T                              # Var z2 = s q2
+    q_row = None if mul else q2[0]                     # additive: the same for every input
     bound = _DenseBound(W2, W3, g1)
     rows = np.arange(len(a1))
     per = np.empty((len(variances), len(a1)))
@@ -309,7 +352,11 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
                                           max_nodes=hermite_nodes)
         nodes.append(n_gh)
         var_z = s * q2
-        m1, m2, d = gauss_hermite_activation_moments(act, z2, var_z, n_nodes=n_gh)
+        if get_activation(act).spec == "sigmoid":
+            m1, m2, d = sigmoid_hermite_moments(z2, np.sqrt(s * q_row) if q_row is not None
+                                                else np.sqrt(var_z), n_gh)
+        else:
+            m1, m2, d = gauss_hermite_activation_moments(act, z2, var_z, n_nodes=n_gh)
         res = np.clip((m2 - m1 * m1) - d * d * var_z, 0.0, None)
         v2 = res + s * ((m1 * m1 + res + d * d * var_z) if mul else 1.0)
         mu = m1 @ W3.T + b3
@@ -326,7 +373,8 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
         rest = ~lost & (kept.sum(axis=1) > 1)
         if rest.any():
             p[rest] = _kept_probability(mu[rest], v2[rest], d[rest], g1[rest], s, W2, W3,
-                                        y[rest], kept[rest], log2_points) - 0.5 * dropped[rest]
+                                        y[rest], kept[rest], log2_points,
+                                        uniform=not mul) - 0.5 * dropped[rest]
         per[j] = p
         settled.append(float(1.0 - rest.mean()))
         n_kept.append(float(kept[rest].sum(axis=1).mean()) if rest.any() else 1.0)

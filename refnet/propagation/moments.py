@@ -331,10 +331,9 @@ def predicted_accuracy_curve(arch: Architecture, params: Params, X, y, noise="du
                                     quadrature_nodes=quadrature_nodes, grid_points=grid_points)
         extra = {"grid_points": int(grid_points), "interpolation_error": err}
     elif path == "uncorrelated":
-        per, extra = uncorrelated_curve(arch, params, start[2], y, noise_type, v, cfg,
-                                        quadrature_nodes=quadrature_nodes,
+        per, extra = uncorrelated_curve(arch, params, start[2], y, noise_type, v,
                                         hermite_nodes=hermite_nodes, log2_points=log2_points,
-                                        chunk=chunk, settle_tol=settle_tol)
+                                        settle_tol=settle_tol)
         extra["settle_tol"] = float(settle_tol)
     else:
         per = np.empty((len(v), len(X)))

@@ -150,3 +150,18 @@ def test_dense_bound_is_an_upper_bound(uniform):
     exact = ((x @ W2) ** 2 * g1[:, None, :]).sum(axis=-1)
     assert np.all(got >= exact * (1 - 1e-12) - 1e-15)
     assert bound.r == 3 and np.median(got[exact > 0] / exact[exact > 0]) < 1.5
+
+
+@pytest.mark.parametrize("n", [4, 7, 24])
+@pytest.mark.parametrize("shared", [True, False])
+def test_sigmoid_hermite_moments_equal_the_generic_sums(n, shared):
+    from refnet.propagation.moment_curve import sigmoid_hermite_moments
+    rng = np.random.default_rng(25)
+    mu = np.concatenate([rng.normal(scale=4, size=(40, 6)), np.full((1, 6), -800.0),
+                         np.full((1, 6), 800.0)])
+    sd = rng.uniform(0, 3, 6) if shared else rng.uniform(0, 3, mu.shape)
+    got = sigmoid_hermite_moments(mu, sd, n)
+    ref = gauss_hermite_activation_moments("sigmoid", mu, np.broadcast_to(sd * sd, mu.shape),
+                                           n_nodes=n)
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
