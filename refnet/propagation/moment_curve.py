@@ -63,8 +63,8 @@ from .gaussian_argmax import positive_orthant_probability, rank_one_argmax_proba
 from .neuron_moments import gauss_hermite_activation_moments, hermite_rule
 from .moment_steps import TAIL_NODE, normal_panel_rule
 
-__all__ = ["fast_path", "hermite_nodes_for_variance", "sigmoid_hermite_moments", "correlated_curve", "uncorrelated_curve",
-           "HERMITE_TOL", "SETTLE_TOL", "GRID_POINTS"]
+__all__ = ["fast_path", "hermite_nodes_for_variance", "sigmoid_hermite_moments",
+           "correlated_curve", "uncorrelated_curve", "HERMITE_TOL", "SETTLE_TOL", "GRID_POINTS"]
 
 Array = np.ndarray
 #: Largest allowed error of a neuron's Gauss-Hermite moments when fewer nodes are used.
@@ -112,8 +112,9 @@ def hermite_nodes_for_variance(activation: str, max_variance: float, *, max_node
     """Fewest Gauss-Hermite nodes (of 4, 6, 8, 12, 16, 24) below ``max_nodes`` whose moments
     ``E f, E f^2, E f'`` are within ``tol`` of a 96-node rule for every mean in [-30, 30] and
     every variance in ``(0, V]``, ``V >= max_variance`` rounded up to a power of sqrt(2) and
-    checked at 13 variances down to ``V / 64`` (below that the rules are exact to rounding);
-    ``max_nodes`` itself (the full method's rule) when none is."""
+    checked at 13 variances down to ``V / 64`` (the error falls with the variance; random
+    means and variances off this grid are tested); ``max_nodes`` itself (the full method's
+    rule) when none is."""
     if max_variance <= 0:
         return min(_NODE_CHOICES[0], int(max_nodes))
     k = int(np.ceil(2.0 * np.log2(max_variance)))
@@ -122,8 +123,9 @@ def hermite_nodes_for_variance(activation: str, max_variance: float, *, max_node
 
 def sigmoid_hermite_moments(mean: Array, sd: Array, n_nodes: int) -> tuple[Array, Array, Array]:
     """``(E s(z), E s(z)^2, E s'(z))`` for the sigmoid ``s``, z ~ N(mean, sd^2): the
-    Gauss-Hermite sums of :func:`~refnet.propagation.neuron_moments.gauss_hermite_activation_moments`
-    with fewer exponentials. ``s(mean + sd x) = 1 / (1 + E c)`` with ``E = exp(-mean)`` (once)
+    Gauss-Hermite sums of
+    :func:`~refnet.propagation.neuron_moments.gauss_hermite_activation_moments` with fewer
+    exponentials. ``s(mean + sd x) = 1 / (1 + E c)`` with ``E = exp(-mean)`` (once)
     and ``c = exp(-sd x)``; the rule's nodes come in pairs ``+-x``, so one ``c`` serves both
     (``1 / (1 + E / c)``), and when ``sd`` is one row shared by all inputs (additive noise)
     ``c`` costs nothing per input. Agrees with the generic sums to rounding (tested).

@@ -44,6 +44,10 @@ Method
   where they decide, otherwise Genz's transform on a fixed scrambled Sobol set of 128 points:
   deterministic, no random draws).
 
+The accuracy vs variance curve (:func:`predicted_accuracy_curve`) runs every variance through
+the above (``method="full"``) or, by default on the Duque placement of a 3-layer net, the whole
+curve in one pass with bounded numerical shortcuts (:mod:`refnet.propagation.moment_curve`).
+
 Exact cases (tested): zero noise (the clean forward); a linear network (means and covariances
 exact for all four sources, mixed or alone, on any layers: the quadrature rule has N(0, 1)'s
 mean and variance; accuracies exact for additive noise). The approximations: the Gaussian closure of
