@@ -64,6 +64,7 @@ from .neuron_moments import gauss_hermite_activation_moments, hermite_rule
 from .moment_steps import TAIL_NODE, normal_panel_rule
 
 __all__ = ["fast_path", "hermite_nodes_for_variance", "sigmoid_hermite_moments",
+           "rank_one_shared_slope",
            "correlated_curve", "uncorrelated_curve", "HERMITE_TOL", "SETTLE_TOL", "GRID_POINTS"]
 
 Array = np.ndarray
@@ -173,6 +174,33 @@ def _hermite_interpolate(H: Array, dH: Array, grid: Array, tau: Array) -> Array:
     return c[0] * H[i] + c[1] * dH[i] + c[2] * H[i + 1] + c[3] * dH[i + 1]
 
 
+def rank_one_shared_slope(c: Array, u: Array, y: Array) -> Array:
+    """:func:`~refnet.propagation.gaussian_argmax.rank_one_argmax_probability` when every row
+    has the same slope ``u`` (additive correlated noise on the last layer: ``u = sd W3 1``):
+    which classes' lines rise faster than the label's then depends on the label only, so each
+    label's rows take fixed columns and no masks. The same operations, so the same bits
+    (tested). c (M, B, K); u (K,); y (B,). Returns (M, B)."""
+    M, B, K = c.shape
+    out = np.empty((M, B))
+    cols = np.arange(K)
+    for g in np.unique(y):
+        idx = np.flatnonzero(y == g)
+        cg = c[:, idx]
+        b = cg - cg[..., g:g + 1]                       # wins where a_k xi > b_k
+        a = u[g] - u
+        pos, neg = (a > 0) & (cols != g), (a < 0) & (cols != g)
+        zero = (a == 0) & (cols != g)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lo = ((b[..., pos] / a[pos]).max(axis=-1) if pos.any()
+                  else np.full(b.shape[:2], -np.inf))
+            hi = ((b[..., neg] / a[neg]).min(axis=-1) if neg.any()
+                  else np.full(b.shape[:2], np.inf))
+        never = (b[..., zero] >= 0).any(axis=-1)
+        p = np.where(lo > 0, ndtr(-lo) - ndtr(-hi), ndtr(hi) - ndtr(lo))
+        out[:, idx] = np.where(never | (hi <= lo), 0.0, np.clip(p, 0.0, 1.0))
+    return out
+
+
 def correlated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array, *,
                      quadrature_nodes: int = 16, grid_points: int = GRID_POINTS
                      ) -> tuple[Array, float]:
@@ -229,10 +257,15 @@ def correlated_curve(arch, params, a1: Array, y: Array, noise_type: str, varianc
             h[inside] = _hermite_interpolate(Hg, dHg, gg, tau[inside])  # (M, B, K)
             for m in np.flatnonzero(~inside):
                 h[m] = direct[float(tau[m])][rows]
-            v = sd * h if mul else np.broadcast_to(sd * one, h.shape)
-            p = rank_one_argmax_probability((h + b3).reshape(-1, K), v.reshape(-1, K),
-                                            np.tile(yy, len(t)))
-            accs.append(w @ p.reshape(len(t), len(yy)))
+            if mul:  # the slope sd h(tau) differs per row
+                v = sd * h
+                h += b3
+                p = rank_one_argmax_probability(h.reshape(-1, K), v.reshape(-1, K),
+                                                np.tile(yy, len(t))).reshape(len(t), len(yy))
+            else:
+                h += b3
+                p = rank_one_shared_slope(h, sd * one, yy)
+            accs.append(w @ p)
         per[j] = accs[0]
         est = max(est, abs(float(accs[0][sub].mean() - accs[1].mean())))
     return per, est

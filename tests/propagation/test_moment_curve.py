@@ -165,3 +165,18 @@ def test_sigmoid_hermite_moments_equal_the_generic_sums(n, shared):
                                            n_nodes=n)
     for a, b in zip(got, ref):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
+
+
+def test_rank_one_with_a_shared_slope_is_the_general_rank_one():
+    from refnet.propagation.gaussian_argmax import rank_one_argmax_probability
+    from refnet.propagation.moment_curve import rank_one_shared_slope
+    rng = np.random.default_rng(26)
+    M, B, K = 5, 60, 6
+    c = rng.normal(size=(M, B, K))
+    u = rng.normal(size=K)
+    u[2] = u[4]                      # two parallel lines
+    y = rng.integers(0, K, B)
+    ref = rank_one_argmax_probability(c.reshape(-1, K), np.broadcast_to(u, (M * B, K)),
+                                      np.tile(y, M)).reshape(M, B)
+    np.testing.assert_array_equal(rank_one_shared_slope(c, u, y), ref)
+    assert 0 < ref.mean() < 1 and np.any(ref == 0)
