@@ -19,7 +19,8 @@ Trained nets are cached (refnet model files, no pickle) under ``--cache`` (defau
 ``--methods`` picks the analytic methods timed (``auto``: the one-pass curve of
 :mod:`refnet.propagation.moment_curve`, the default; ``full``: every variance on its own);
 each time is the fastest of ``--rounds`` runs, Monte-Carlo's too, so the ratio compares like
-with like on a loaded machine.
+with like on a loaded machine; the CPU time of all threads (``time.process_time``) is printed
+beside the wall time (Monte-Carlo's numba kernels may use several threads).
 
 Usage:  python benchmarks/bench_moments.py [--quick] [--datasets mnist fashion-mnist]
         [--n-inputs 2000] [--reps 10] [--levels 10] [--epochs 3] [--methods auto full]
@@ -119,23 +120,25 @@ def main(argv=None) -> int:
         for t in args.types:
             preds = {}
             for method in args.methods:
-                best = np.inf
+                best, best_cpu = np.inf, np.inf
                 for _ in range(max(1, args.rounds)):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     pred = predicted_accuracy_curve(arch, params, X, y, noise, t, variances,
                                                     quadrature_nodes=args.quadrature_nodes,
                                                     method=method)
                     best = min(best, time.perf_counter() - t0)
-                preds[method] = (pred, best)
-            t_mc = np.inf
+                    best_cpu = min(best_cpu, time.process_time() - c0)
+                preds[method] = (pred, best, best_cpu)
+            t_mc, cpu_mc = np.inf, np.inf
             for _ in range(max(1, args.rounds)):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 mc = accuracy_sweep(arch, params, X, y, noise, noise_types=(t,),
                                     variances=variances, repetitions=reps, rng=args.seed)
                 t_mc = min(t_mc, time.perf_counter() - t0)
+                cpu_mc = min(cpu_mc, time.process_time() - c0)
             m, se = mc.mean[0], mc.std[0] / np.sqrt(reps)
             first = first_order_curve(arch, params, X, y, noise, t, variances)
-            pred, t_pred = preds[args.methods[0]]
+            pred = preds[args.methods[0]][0]
             diff = (pred.accuracy - m) * 100
             print(f"-- {t}: clean {mc.clean_accuracy * 100:.2f} % (method {args.methods[0]}: "
                   f"{pred.settings['curve']})")
@@ -147,7 +150,7 @@ def main(argv=None) -> int:
             print(f"   max |diff| {abs(diff[k]):.2f} pp at variance {variances[k]:.4g} "
                   f"(first order: {np.abs(first - m).max() * 100:.2f} pp); "
                   f"Monte-Carlo {t_mc:.2f} s")
-            for method, (p, tp) in preds.items():
+            for method, (p, tp, cp) in preds.items():
                 extra = {k: np.round(p.settings[k], 4).tolist() for k in
                          ("interpolation_error", "settled_fraction", "classes_kept")
                          if k in p.settings}
@@ -155,13 +158,16 @@ def main(argv=None) -> int:
                 print(f"   {method:5s} {tp:6.2f} s, ratio to Monte-Carlo {tp / t_mc:.2f} "
                       f"(= {reps * tp / t_mc:.1f} repetitions); max |diff| to MC "
                       f"{np.abs(p.accuracy - m).max() * 100:.2f} pp, to {args.methods[-1]} "
-                      f"{gap:.4f} pp {extra}")
+                      f"{gap:.4f} pp; CPU time (all threads) {cp:.2f} s vs {cpu_mc:.2f} s, "
+                      f"ratio {cp / cpu_mc:.2f} {extra}")
                 summary.append((ds, t, method, np.abs(p.accuracy - m).max() * 100,
-                                variances[int(np.argmax(np.abs(p.accuracy - m)))], tp, t_mc))
-    print("\nsummary: dataset  type     method max|diff| pp  at variance  t_pred s  t_MC s  ratio")
-    for ds, t, meth, d, v, tp, tm in summary:
+                                variances[int(np.argmax(np.abs(p.accuracy - m)))], tp, t_mc,
+                                cp / cpu_mc))
+    print("\nsummary: dataset  type     method max|diff| pp  at variance  t_pred s  t_MC s  ratio"
+          "  CPU ratio")
+    for ds, t, meth, d, v, tp, tm, cr in summary:
         print(f"  {ds:13s} {t:8s} {meth:6s} {d:10.2f}  {v:11.4g}  {tp:8.2f}  {tm:6.2f}  "
-              f"{tp / tm:5.2f}")
+              f"{tp / tm:5.2f}  {cr:9.2f}")
     return 0
 
 
