@@ -227,11 +227,19 @@ def correlated_curve(arch, params, a1: Array, y: Array, noise_type: str, varianc
     B, K = len(a1), W3.shape[0]
     H, dH = np.empty((G, B, K)), np.empty((G, B, K))
     sigmoid = act.spec == "sigmoid"
+    X = np.empty((2 * B, z2.shape[1]))                 # values over slopes: one GEMM for both
+    z = np.empty_like(z2)
     for g, t in enumerate(grid):
-        z = z2 + t * u
-        fz = act.f(z)
-        slope = fz * (1.0 - fz) if sigmoid else act.d1(z)   # sigma' = sigma (1 - sigma)
-        HdH = np.concatenate([fz, slope * u]) @ W3.T          # one GEMM for both
+        np.multiply(u, t, out=z)
+        z += z2
+        X[:B] = act.f(z)
+        if sigmoid:                                    # sigma' = sigma (1 - sigma)
+            np.subtract(1.0, X[:B], out=X[B:])
+            X[B:] *= X[:B]
+        else:
+            X[B:] = act.d1(z)
+        X[B:] *= u
+        HdH = X @ W3.T
         H[g], dH[g] = HdH[:B], HdH[B:]
     outside = {float(x) for sd, r in zip(sds, rules) if r is not None for x in sd * r[0]
                if abs(x) > grid[-1]}
