@@ -11,7 +11,8 @@
   neurons, exact correlated draws) and the predicted accuracy vs variance curve
   (steps in :mod:`~refnet.propagation.moment_steps`, single neurons in
   :mod:`~refnet.propagation.neuron_moments`, argmax probabilities in
-  :mod:`~refnet.propagation.gaussian_argmax`).
+  :mod:`~refnet.propagation.gaussian_argmax`, the whole curve in one pass in
+  :mod:`~refnet.propagation.moment_curve`).
 
 Nothing here imports numba: these are the slow, readable references.
 """

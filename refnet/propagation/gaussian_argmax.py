@@ -25,7 +25,8 @@ import functools
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-__all__ = ["rank_one_argmax_probability", "gaussian_argmax_probability", "sobol_points"]
+__all__ = ["rank_one_argmax_probability", "gaussian_argmax_probability",
+           "positive_orthant_probability", "sobol_points"]
 
 Array = np.ndarray
 
@@ -121,6 +122,13 @@ def gaussian_argmax_probability(mean: Array, cov: Array, labels: Array, *, tol: 
     if K == 1:
         return np.ones(n)
     md, Cd = _difference_moments(mean, np.asarray(cov, dtype=np.float64), labels)
+    return positive_orthant_probability(md, Cd, tol=tol, log2_points=log2_points)
+
+
+def positive_orthant_probability(md: Array, Cd: Array, *, tol: float = 1e-7,
+                                 log2_points: int = 7) -> Array:
+    """``P(D > 0)`` for ``D ~ N(md, Cd)`` per row: md (n, m), Cd (n, m, m). The Bonferroni
+    midpoint where the bounds are within ``tol``, else Genz's transform (module docstring)."""
     sd = np.sqrt(np.clip(np.einsum("nii->ni", Cd), 0.0, None))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(sd > 0, md / sd, np.where(md > 0, np.inf, -np.inf))

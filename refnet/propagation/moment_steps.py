@@ -20,6 +20,8 @@ __all__ = ["CovFactor", "MomentState", "normal_panel_rule", "signal_variance", "
            "activation_step", "weight_step", "output_covariance"]
 
 Array = np.ndarray
+#: Where :func:`normal_panel_rule` puts its two tail nodes (``-TAIL_NODE`` and ``TAIL_NODE``).
+TAIL_NODE = 4.0
 
 
 # --- the state: mean and factored covariance of one layer's signal, per row -------------------
@@ -119,7 +121,7 @@ def normal_panel_rule(n_nodes: int, split: float | None = None) -> tuple[Array, 
     u = (mid[:, None] + half[:, None] * g).ravel()
     w = (half[:, None] * gw).ravel()
     t = ndtri(np.clip(u, 1e-300, 1.0))
-    t, w = _match_two_moments(t, w, tail=4.0)
+    t, w = _match_two_moments(t, w, tail=TAIL_NODE)
     t.setflags(write=False)
     w.setflags(write=False)
     return t, w

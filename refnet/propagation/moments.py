@@ -44,6 +44,10 @@ Method
   where they decide, otherwise Genz's transform on a fixed scrambled Sobol set of 128 points:
   deterministic, no random draws).
 
+The accuracy vs variance curve (:func:`predicted_accuracy_curve`) runs every variance through
+the above (``method="full"``) or, by default on the Duque placement of a 3-layer net, the whole
+curve in one pass with bounded numerical shortcuts (:mod:`refnet.propagation.moment_curve`).
+
 Exact cases (tested): zero noise (the clean forward); a linear network (means and covariances
 exact for all four sources, mixed or alone, on any layers: the quadrature rule has N(0, 1)'s
 mean and variance; accuracies exact for additive noise). The approximations: the Gaussian closure of
@@ -63,6 +67,8 @@ from ..losses import check_labels
 from ..model import Architecture, Params, check_input, check_params
 from ..noise import NOISE_TYPES, NoiseConfig, NoiseSpec, noise_config
 from .gaussian_argmax import gaussian_argmax_probability, rank_one_argmax_probability
+from .moment_curve import (GRID_POINTS, SETTLE_TOL, correlated_curve, fast_path,
+                           uncorrelated_curve)
 from .moment_steps import (MomentState, activation_step, noise_step, normal_panel_rule,
                            output_covariance, signal_variance, weight_step)
 
@@ -116,6 +122,17 @@ def _clean_start(arch: Architecture, params: Params, X: Array, cfg: NoiseConfig)
             return l0, "pre", z
         a = get_activation(arch.activations[l - 1]).f(z)
     return l0, "post", a
+
+
+def _clean_rest(arch: Architecture, params: Params, start) -> Array:
+    """The clean output from :func:`_clean_start`'s ``(layer, stage, signal)``: the same
+    operations as the clean forward from there on, so the same bits."""
+    l, stage, a = start
+    if stage == "pre":
+        a = get_activation(arch.activations[l - 1]).f(a)
+    for k in range(l + 1, arch.n_layers + 1):
+        a = get_activation(arch.activations[k - 1]).f(a @ params.W[k - 1].T + params.b[k - 1])
+    return a
 
 
 def _marginal(s: MomentState) -> tuple[Array, Array]:
@@ -274,14 +291,24 @@ class PredictedCurve:
 def predicted_accuracy_curve(arch: Architecture, params: Params, X, y, noise="duque",
                              noise_type: str = "add_unc", variances=DEFAULT_VARIANCES, *,
                              quadrature_nodes: int = 16, hermite_nodes: int = 24,
-                             log2_points: int = 7, chunk: int = 512,
+                             log2_points: int = 7, chunk: int = 512, method: str = "auto",
+                             grid_points: int = GRID_POINTS, settle_tol: float = SETTLE_TOL,
                              progress=None) -> PredictedCurve:
     """Predicted accuracy vs variance for ``noise_type`` alone, the analytic twin of
     :func:`refnet.montecarlo.accuracy_sweep` (same placement argument ``noise``: a
     :class:`NoiseConfig`, whose spec is ignored, or a preset name; default "duque").
 
-    ``progress(done, total)`` is called after each variance.
+    method : ``"full"`` propagates every variance on its own (:func:`predicted_accuracy` per
+    level); ``"auto"`` computes the whole curve in one pass where
+    :func:`refnet.propagation.moment_curve.fast_path` applies (the Duque placement on a
+    3-layer net: shared clean work, settled inputs bounded to within ``settle_tol``, fewer
+    Gauss-Hermite nodes where a variance is small, for correlated noise one Hermite-interpolated
+    grid of ``grid_points`` over the shared draw; see that module for the bounds) and
+    ``"full"`` elsewhere. ``progress(done, total)`` is called after each variance ("full") or
+    once at the end (the one-pass curve).
     """
+    if method not in ("auto", "full"):
+        raise ConfigError(f"method: expected 'auto' or 'full', got {method!r}")
     if noise_type not in NOISE_TYPES:
         raise ConfigError(f"noise_type: unknown {noise_type!r}; known: {', '.join(NOISE_TYPES)}")
     v = np.asarray(variances, dtype=np.float64)
@@ -292,19 +319,39 @@ def predicted_accuracy_curve(arch: Architecture, params: Params, X, y, noise="du
     X = check_input(X, arch.sizes[0]).astype(np.float64, copy=False)
     y = check_labels(y, len(X), arch.sizes[-1])
     _check_options(quadrature_nodes, hermite_nodes, chunk)
+    if int(grid_points) < 3:
+        raise ConfigError(f"grid_points: must be an integer >= 3, got {grid_points!r}")
+    if not 0.0 <= float(settle_tol) < 1.0:
+        raise ConfigError(f"settle_tol: must be in [0, 1), got {settle_tol!r}")
     opts = dict(quadrature_nodes=quadrature_nodes, hermite_nodes=hermite_nodes,
                 log2_points=log2_points, chunk=chunk)
-    clean = np.argmax(_clean_start(arch, params, X, cfg.with_spec(NoiseSpec()))[2], axis=1) == y
     # the clean layers before the first noisy one are the same at every variance: once
     start = _clean_start(arch, params, X, cfg.with_spec(NoiseSpec.single(noise_type, 1.0)))
-    per = np.empty((len(v), len(X)))
-    for j, var in enumerate(v):
-        per[j] = _predict(arch, params, start, y, cfg.with_spec(NoiseSpec.single(noise_type, var)),
-                          quadrature_nodes, hermite_nodes, log2_points, chunk)
-        if progress is not None:
-            progress(j + 1, len(v))
+    clean = np.argmax(_clean_rest(arch, params, start), axis=1) == y
+    path = fast_path(arch, cfg, noise_type) if method == "auto" else None
+    extra = {}
+    if path == "correlated":
+        per, err = correlated_curve(arch, params, start[2], y, noise_type, v,
+                                    quadrature_nodes=quadrature_nodes, grid_points=grid_points)
+        extra = {"grid_points": int(grid_points), "interpolation_error": err}
+    elif path == "uncorrelated":
+        per, extra = uncorrelated_curve(arch, params, start[2], y, noise_type, v,
+                                        hermite_nodes=hermite_nodes, log2_points=log2_points,
+                                        settle_tol=settle_tol)
+        extra["settle_tol"] = float(settle_tol)
+    else:
+        per = np.empty((len(v), len(X)))
+        for j, var in enumerate(v):
+            per[j] = _predict(arch, params, start, y,
+                              cfg.with_spec(NoiseSpec.single(noise_type, var)),
+                              quadrature_nodes, hermite_nodes, log2_points, chunk)
+            if progress is not None:
+                progress(j + 1, len(v))
+    if path is not None and progress is not None:
+        progress(len(v), len(v))
     settings = {"layers": list(cfg.layers), "position": cfg.position, "n_samples": int(len(X)),
                 "method": "moments (Gauss-Hermite neurons, quadrature over correlated draws)",
-                **opts}
+                "curve": "one pass (" + path + ")" if path else "per variance",
+                **opts, **extra}
     return PredictedCurve(noise_type, v.copy(), per.mean(axis=1), per, float(clean.mean()),
                           settings)

@@ -129,6 +129,9 @@ def predicted_accuracy_curve(arch, params, X, y, noise_type: str, variances, *, 
     variance through the sigmoid by quadrature, the correlations the noise type needs, a
     deterministic ``P(argmax = label)``), which tracks Monte-Carlo within about 1 pp where the
     first-order Gaussian is off by up to 8 pp at variance 1 (benchmarks/bench_moments.py).
+    On the Duque placement of a 3-layer net the whole curve comes in one pass
+    (:mod:`refnet.propagation.moment_curve`, ``method="auto"``), its cost against Monte-Carlo
+    measured in that benchmark.
     Output variance: first order (:mod:`refnet.propagation.sensitivity`), linear in the noise
     variance, so computed once at variance 1 and scaled. Noise after every hidden sigmoid
     (the Duque placement). ``seed`` is recorded by the caller; both predictions are

@@ -1,0 +1,425 @@
+r"""The predicted accuracy vs variance curve of :mod:`refnet.propagation.moments` in one pass.
+
+:func:`refnet.propagation.moments.predicted_accuracy_curve` with ``method="full"`` propagates
+every variance separately. For the placement the sweep ranks with (noise after both hidden
+activations of a 3-layer net with a linear output, the Duque placement) most of that work does
+not depend on the variance, and most inputs are decided long before the Gaussian argmax
+integral is needed. This module shares that work over the whole curve (derived; no new
+approximation of the noise model, only numerical ones, each with its bound):
+
+* **Shared clean work.** The first hidden layer is clean (noise acts after it), so ``a1``, the
+  second layer's mean pre-activation ``W2 a1 + b2`` and the per-neuron variance pattern
+  ``q2 = (W2 o W2) g1`` (``g1 = 1`` for additive, ``a1^2`` for multiplicative noise; the
+  variance is ``s q2``, Semenova 2022, Eq. 19, p. 9, per neuron) are computed once.
+* **Uncorrelated noise: settled inputs.** With ``D_k = Y_y - Y_k`` and the exact output
+  covariance ``W3 diag(v2) W3^T + s (W3 D W2) diag(g1) (W3 D W2)^T`` of
+  :mod:`~refnet.propagation.moment_steps`, the costly second term (a ``10 x 300 x 300``
+  product per input and variance) is bounded through a rank-``r`` split of ``W2`` (its top
+  singular directions exactly, the rest by ``sigma_{r+1}``; :class:`_DenseBound`), which
+  bounds every ``sd D_k`` from above at ``2 r / 300`` of the cost. Then (Boole's inequality and
+  ``Phi`` monotone) ``1 - sum_k Phi(-E D_k / sd_k) <= P(argmax = y)`` when all ``E D_k > 0``,
+  and ``P <= Phi(E D_k / sd_k)`` for any ``E D_k < 0``. An input whose bound leaves less than
+  ``settle_tol`` (default 1e-4) open takes the bound interval's midpoint (error
+  ``<= settle_tol / 2`` per input, so on the mean). In the same way the classes whose bounds
+  ``P(D_k <= 0)`` sum to at most ``settle_tol`` leave the argmax integral of the other inputs
+  (``P`` over the kept classes minus half the dropped sum: error ``<= settle_tol / 2``), whose
+  exact covariance is then formed over the kept differences only (``(m x 300) x 300`` per
+  input, in float32 with a stated rounding bound, instead of ``10 x 300 x 300``) and
+  integrated on ``m`` dimensions (:func:`_kept_probability`).
+* **Uncorrelated noise: Gauss-Hermite nodes per variance.** Each variance uses the fewest
+  nodes (of 4, 6, 8, 12, 16, 24, at most ``hermite_nodes``) whose activation moments
+  (:func:`~refnet.propagation.neuron_moments.gauss_hermite_activation_moments`) are within
+  ``1e-9`` of a 96-node rule at every mean in ``[-30, 30]`` and variance up to that layer's
+  largest (:func:`hermite_nodes_for_variance`; checked numerically, cached).
+* **Correlated noise: one grid over the shared draw.** The first hidden layer's draw enters
+  the second layer's pre-activation as ``tau u`` (``tau = sd xi``; ``u = W2 1`` for additive,
+  ``W2 a1`` for multiplicative noise), so the logits ``h(tau) = W3 f(W2 a1 + b2 + tau u)`` are
+  one curve per input for *all* variances. It is evaluated with its derivative
+  ``W3 (f'(.) o u)`` on ``grid_points`` (default 17) equally spaced ``tau`` covering every
+  variance's panel nodes (the two tail nodes at ``+-4 sd``, weights ~1e-3, are evaluated
+  directly where they fall outside) and interpolated by cubic Hermite polynomials (error
+  ``<= h^4 / 384 max |h''''|``, h the spacing; C. de Boor, *A Practical Guide to Splines*,
+  Springer 1978, Ch. IV). Each variance then integrates exactly the nodes and weights
+  ``method="full"`` uses (:func:`~refnet.propagation.moments.normal_panel_rule`), the second
+  draw staying exact (:func:`~refnet.propagation.gaussian_argmax.rank_one_argmax_probability`).
+  ``settings["interpolation_error"]`` is an a-posteriori estimate: the largest change of any
+  variance's mean accuracy (over every ``ESTIMATE_STRIDE``-th input) when every other grid
+  point is dropped (measured: 5-10 times the error against ``method="full"``).
+
+Anything else (other placements, depths or mixed sources) runs ``method="full"``.
+Agreement with ``method="full"`` and with Monte-Carlo: ``tests/propagation/test_moment_curve.py``;
+costs: ``benchmarks/bench_moments.py``.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from scipy.special import ndtr
+
+from ..activations import get_activation
+from ..noise import NoiseConfig
+from .gaussian_argmax import positive_orthant_probability, rank_one_argmax_probability
+from .neuron_moments import gauss_hermite_activation_moments, hermite_rule
+from .moment_steps import TAIL_NODE, normal_panel_rule
+
+__all__ = ["fast_path", "hermite_nodes_for_variance", "sigmoid_hermite_moments",
+           "rank_one_shared_slope",
+           "correlated_curve", "uncorrelated_curve", "HERMITE_TOL", "SETTLE_TOL", "GRID_POINTS"]
+
+Array = np.ndarray
+#: Largest allowed error of a neuron's Gauss-Hermite moments when fewer nodes are used.
+HERMITE_TOL = 1e-9
+#: Largest open width of a settled input's argmax probability (error <= half of it).
+SETTLE_TOL = 1e-4
+#: Grid points over the shared draw of correlated noise (odd: tau = 0 is a grid point).
+GRID_POINTS = 17
+#: The interpolation error is estimated on every this-many-th input.
+ESTIMATE_STRIDE = 4
+_NODE_CHOICES = (4, 6, 8, 12, 16, 24)
+
+
+def fast_path(arch, cfg: NoiseConfig, noise_type: str) -> str | None:
+    """``"correlated"`` or ``"uncorrelated"`` when the one-pass curve applies, else None:
+    3 weight layers, noise after both hidden activations (nonlinear), a linear output."""
+    L = arch.n_layers
+    if L != 3 or cfg.position != "post" or cfg.resolved_layers(L) != (1, 2):
+        return None
+    acts = [get_activation(a).spec for a in arch.activations]
+    if acts[2] != "identity" or "identity" in acts[:2]:
+        return None
+    return "correlated" if noise_type in ("add_cor", "mul_cor") else "uncorrelated"
+
+
+# --- Gauss-Hermite nodes per variance ------------------------------------------------------
+@functools.lru_cache(maxsize=256)
+def _nodes_for_bucket(activation: str, log2_var_x2: int, max_nodes: int, tol: float) -> int:
+    v_top = 2.0 ** (log2_var_x2 / 2.0)
+    mu = np.linspace(-30.0, 30.0, 241)[:, None]
+    var = v_top * 2.0 ** (-np.arange(0, 13) / 2.0)[None, :]
+    mu, var = np.broadcast_arrays(mu, var)
+    ref = gauss_hermite_activation_moments(activation, mu, var, n_nodes=96)
+    for n in _NODE_CHOICES:
+        if n >= max_nodes:
+            break
+        got = gauss_hermite_activation_moments(activation, mu, var, n_nodes=n)
+        if max(np.abs(a - b).max() for a, b in zip(got, ref)) <= tol:
+            return n
+    return max_nodes
+
+
+def hermite_nodes_for_variance(activation: str, max_variance: float, *, max_nodes: int = 24,
+                               tol: float = HERMITE_TOL) -> int:
+    """Fewest Gauss-Hermite nodes (of 4, 6, 8, 12, 16, 24) below ``max_nodes`` whose moments
+    ``E f, E f^2, E f'`` are within ``tol`` of a 96-node rule for every mean in [-30, 30] and
+    every variance in ``(0, V]``, ``V >= max_variance`` rounded up to a power of sqrt(2) and
+    checked at 13 variances down to ``V / 64`` (the error falls with the variance; random
+    means and variances off this grid are tested); ``max_nodes`` itself (the full method's
+    rule) when none is."""
+    if max_variance <= 0:
+        return min(_NODE_CHOICES[0], int(max_nodes))
+    k = int(np.ceil(2.0 * np.log2(max_variance)))
+    return _nodes_for_bucket(get_activation(activation).spec, k, int(max_nodes), float(tol))
+
+
+def sigmoid_hermite_moments(mean: Array, sd: Array, n_nodes: int) -> tuple[Array, Array, Array]:
+    """``(E s(z), E s(z)^2, E s'(z))`` for the sigmoid ``s``, z ~ N(mean, sd^2): the
+    Gauss-Hermite sums of
+    :func:`~refnet.propagation.neuron_moments.gauss_hermite_activation_moments` with fewer
+    exponentials. ``s(mean + sd x) = 1 / (1 + E c)`` with ``E = exp(-mean)`` (once)
+    and ``c = exp(-sd x)``; the rule's nodes come in pairs ``+-x``, so one ``c`` serves both
+    (``1 / (1 + E / c)``), and when ``sd`` is one row shared by all inputs (additive noise)
+    ``c`` costs nothing per input. Agrees with the generic sums to rounding (tested).
+
+    mean (B, n); sd (n,) or (B, n), with ``sd x`` clipped at 700 (exp stays finite; the
+    sigmoid there is saturated for any ``|mean| < 660``).
+    """
+    x, w = hermite_rule(int(n_nodes))
+    with np.errstate(over="ignore"):
+        E = np.exp(-mean)
+    m1, m2 = np.zeros_like(mean), np.zeros_like(mean)
+    f = np.empty_like(mean)
+
+    def add(wk):  # f holds E c: the node's sigmoid, then its weighted value and square
+        np.add(f, 1.0, out=f)
+        np.reciprocal(f, out=f)
+        np.add(m1, wk * f, out=m1)
+        np.multiply(f, f, out=f)
+        np.add(m2, wk * f, out=m2)
+
+    half = len(x) // 2
+    with np.errstate(over="ignore"):
+        for xk, wk in zip(x[len(x) - half:], w[len(x) - half:]):   # the positive nodes
+            c = np.exp(-np.minimum(sd * xk, 700.0))
+            np.multiply(E, c, out=f)
+            add(wk)
+            np.divide(E, c, out=f)
+            add(wk)
+        if len(x) % 2:                                              # the node at 0
+            f[...] = E
+            add(w[half])
+    return m1, m2, m1 - m2
+
+
+# --- correlated noise: one curve over the shared draw ----------------------------------------
+def _hermite_interpolate(H: Array, dH: Array, grid: Array, tau: Array) -> Array:
+    """Cubic Hermite interpolation on an equally spaced grid: H, dH (G, B, K); tau (M,) ->
+    (M, B, K). The weights depend on ``tau`` only, shared by all inputs."""
+    h = grid[1] - grid[0]
+    i = np.clip(np.floor((tau - grid[0]) / h).astype(np.intp), 0, len(grid) - 2)
+    s = (tau - grid[i]) / h
+    s2, s3 = s * s, s * s * s
+    c = [(2 * s3 - 3 * s2 + 1), h * (s3 - 2 * s2 + s), (-2 * s3 + 3 * s2), h * (s3 - s2)]
+    c = [x[:, None, None] for x in c]
+    return c[0] * H[i] + c[1] * dH[i] + c[2] * H[i + 1] + c[3] * dH[i + 1]
+
+
+def rank_one_shared_slope(c: Array, u: Array, y: Array) -> Array:
+    """:func:`~refnet.propagation.gaussian_argmax.rank_one_argmax_probability` when every row
+    has the same slope ``u`` (additive correlated noise on the last layer: ``u = sd W3 1``):
+    which classes' lines rise faster than the label's then depends on the label only, so each
+    label's rows take fixed columns and no masks. The same operations, so the same bits
+    (tested). c (M, B, K); u (K,); y (B,). Returns (M, B)."""
+    M, B, K = c.shape
+    out = np.empty((M, B))
+    cols = np.arange(K)
+    for g in np.unique(y):
+        idx = np.flatnonzero(y == g)
+        cg = c[:, idx]
+        b = cg - cg[..., g:g + 1]                       # wins where a_k xi > b_k
+        a = u[g] - u
+        pos, neg = (a > 0) & (cols != g), (a < 0) & (cols != g)
+        zero = (a == 0) & (cols != g)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lo = ((b[..., pos] / a[pos]).max(axis=-1) if pos.any()
+                  else np.full(b.shape[:2], -np.inf))
+            hi = ((b[..., neg] / a[neg]).min(axis=-1) if neg.any()
+                  else np.full(b.shape[:2], np.inf))
+        never = (b[..., zero] >= 0).any(axis=-1)
+        p = np.where(lo > 0, ndtr(-lo) - ndtr(-hi), ndtr(hi) - ndtr(lo))
+        out[:, idx] = np.where(never | (hi <= lo), 0.0, np.clip(p, 0.0, 1.0))
+    return out
+
+
+def correlated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array, *,
+                     quadrature_nodes: int = 16, grid_points: int = GRID_POINTS
+                     ) -> tuple[Array, float]:
+    """Per-input ``P(argmax = label)`` (n_levels, B) for add_cor or mul_cor after both hidden
+    layers, and the interpolation error estimate (see the module docstring).
+
+    a1 (B, n1): the clean first hidden layer; y (B,); variances (n_levels,).
+    """
+    W2, b2, W3, b3 = params.W[1], params.b[1], params.W[2], params.b[2]
+    act = get_activation(arch.activations[1])
+    mul = noise_type == "mul_cor"
+    P = a1 @ W2.T
+    z2 = P + b2                                        # (B, n2)
+    u = P if mul else W2.sum(axis=1)[None, :]          # (B, n2) or (1, n2)
+    sds = np.sqrt(variances)
+    rules = [normal_panel_rule(quadrature_nodes, -1.0 / sd if mul else None) if sd > 0 else None
+             for sd in sds]
+    # the grid covers the panel nodes; the two tail nodes (weights ~1e-3) of the variances
+    # that reach beyond it are evaluated directly
+    T = max([float(np.abs(sd * r[0][np.abs(r[0]) < TAIL_NODE]).max(initial=0.0))
+             for sd, r in zip(sds, rules) if r is not None], default=0.0)
+    G = max(3, int(grid_points) | 1)
+    grid = np.linspace(-T, T, G) if T > 0 else np.linspace(-1.0, 1.0, G)
+    B, K = len(a1), W3.shape[0]
+    H, dH = np.empty((G, B, K)), np.empty((G, B, K))
+    sigmoid = act.spec == "sigmoid"
+    X = np.empty((2 * B, z2.shape[1]))                 # values over slopes: one GEMM for both
+    z = np.empty_like(z2)
+    for g, t in enumerate(grid):
+        np.multiply(u, t, out=z)
+        z += z2
+        X[:B] = act.f(z)
+        if sigmoid:                                    # sigma' = sigma (1 - sigma)
+            np.subtract(1.0, X[:B], out=X[B:])
+            X[B:] *= X[:B]
+        else:
+            X[B:] = act.d1(z)
+        X[B:] *= u
+        HdH = X @ W3.T
+        H[g], dH[g] = HdH[:B], HdH[B:]
+    outside = {float(x) for sd, r in zip(sds, rules) if r is not None for x in sd * r[0]
+               if abs(x) > grid[-1]}
+    direct = {x: act.f(z2 + x * u) @ W3.T for x in sorted(outside)}
+    # the error estimate: every other grid point dropped, on every ESTIMATE_STRIDE-th input
+    sub = slice(None, None, ESTIMATE_STRIDE)
+    Hc, dHc, gc = (np.ascontiguousarray(H[::2, sub]), np.ascontiguousarray(dH[::2, sub]),
+                   grid[::2])
+    one = W3.sum(axis=1)
+    per, est = np.empty((len(sds), B)), 0.0
+    for j, (sd, rule) in enumerate(zip(sds, rules)):
+        if rule is None:  # variance 0: the clean logits
+            c = H[G // 2]
+            per[j] = rank_one_argmax_probability(c + b3, np.zeros_like(c), y)
+            continue
+        t, w = rule
+        accs = []
+        for Hg, dHg, gg, rows in ((H, dH, grid, slice(None)), (Hc, dHc, gc, sub)):
+            yy = y[rows]
+            tau = sd * t
+            inside = np.abs(tau) <= grid[-1]
+            h = np.empty((len(t), len(yy), K))
+            h[inside] = _hermite_interpolate(Hg, dHg, gg, tau[inside])  # (M, B, K)
+            for m in np.flatnonzero(~inside):
+                h[m] = direct[float(tau[m])][rows]
+            if mul:  # the slope sd h(tau) differs per row
+                v = sd * h
+                h += b3
+                p = rank_one_argmax_probability(h.reshape(-1, K), v.reshape(-1, K),
+                                                np.tile(yy, len(t))).reshape(len(t), len(yy))
+            else:
+                h += b3
+                p = rank_one_shared_slope(h, sd * one, yy)
+            accs.append(w @ p)
+        per[j] = accs[0]
+        est = max(est, abs(float(accs[0][sub].mean() - accs[1].mean())))
+    return per, est
+
+
+# --- uncorrelated noise: settled inputs skip the dense propagation ---------------------------
+def _pair_forms(x: Array, W3: Array, y: Array) -> Array:
+    """``sum_i (W3[y, i] - W3[k, i])^2 x_i`` per input and class k: x (B, n2) -> (B, K)."""
+    K = W3.shape[0]
+    Q = (x @ (W3[:, None, :] * W3[None, :, :]).reshape(K * K, -1).T).reshape(-1, K, K)
+    rows = np.arange(len(x))
+    diag = np.einsum("bkk->bk", Q)
+    return diag[rows, y][:, None] + diag - 2.0 * Q[rows, y, :]
+
+
+class _DenseBound:
+    """Upper bound of ``||sqrt(g1) o (W2^T x_k)||^2``, ``x_k = d o (W3[y] - W3[k])``, per input
+    and class (the layer-1 noise's share of ``Var D_k``, over ``s``) from a rank-``r`` split
+    ``W2 = U_r S_r V_r^T + E``:
+    ``||sqrt(g1) o (V_r S_r U_r^T x)|| + sqrt(max g1) sigma_{r+1} ||x||``
+    (triangle inequality, ``||E^T||_2 = sigma_{r+1}``), r the singular values above
+    ``sigma_1 / 4`` (at most 32). Exact for ``r = rank W2``; costs ``K r n`` per input
+    instead of ``K n^2``."""
+
+    def __init__(self, W2: Array, W3: Array, g1: Array):
+        U, S, Vt = np.linalg.svd(W2, full_matrices=False)
+        r = int(min(32, np.count_nonzero(S > S[0] / 4.0), len(S)))
+        K, n2 = W3.shape
+        US = U[:, :r] * S[:r]                                  # (n2, r)
+        self.WUS = (W3[:, :, None] * US[None]).transpose(1, 0, 2).reshape(n2, K * r)
+        self.tail = float(S[r]) if r < len(S) else 0.0
+        self.uniform = bool(np.all(g1 == 1.0))
+        self.gmax = g1.max(axis=1)
+        # V_r^T diag(g1) V_r per input (r x r), once for the whole curve
+        self.Gr = None if self.uniform else (Vt[:r][None] * g1[:, None, :]) @ Vt[:r].T
+        self.W3, self.r = W3, r
+
+    def squared(self, d: Array, y: Array, dd_pairs: Array) -> Array:
+        """d (B, n2) the effective slopes, dd_pairs (B, K) = ``||x_k||^2`` -> (B, K) bounds."""
+        B, K = len(d), self.W3.shape[0]
+        R = (d @ self.WUS).reshape(B, K, self.r)               # U_r^T S_r (d o W3[k])
+        P = R[np.arange(B), y][:, None, :] - R
+        if self.uniform:                                       # ||V_r p|| = ||p||
+            head2 = (P * P).sum(axis=-1)
+        else:
+            head2 = np.einsum("bkr,brs,bks->bk", P, self.Gr, P)
+        tail = np.sqrt(self.gmax)[:, None] * self.tail * np.sqrt(np.clip(dd_pairs, 0.0, None))
+        return (np.sqrt(np.clip(head2, 0.0, None)) + tail) ** 2
+
+
+def _kept_classes(tails: Array, y: Array, tol: float) -> tuple[Array, Array]:
+    """Which classes stay in the argmax integral: the others (ascending bound) are dropped while
+    their bounds ``P(D_k <= 0) <= tails_k`` sum to at most ``tol``. Returns (kept (B, K) bool,
+    the dropped bounds' sum (B,))."""
+    B = len(tails)
+    t = tails.copy()
+    t[np.arange(B), y] = np.inf                               # the label always stays
+    order = np.argsort(t, axis=1)
+    cum = np.cumsum(np.take_along_axis(t, order, axis=1), axis=1)
+    drop_sorted = cum <= tol
+    kept = np.ones_like(t, dtype=bool)
+    np.put_along_axis(kept, order, ~drop_sorted, axis=1)
+    dropped = np.where(drop_sorted, np.take_along_axis(t, order, axis=1), 0.0).sum(axis=1)
+    return kept, dropped
+
+
+def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, *, uniform: bool,
+                      chunk_elems=1 << 22):
+    """``P(argmax = y)`` over the kept classes only, from the exact covariance of the
+    differences ``D_k = Y_y - Y_k``: ``A diag(v2) A^T + s (A D W2) diag(g1) (A D W2)^T`` with
+    ``A`` the rows ``W3[y] - W3[k]``. ``E = (A D) W2`` is the one large product; it and the
+    Gram matrix ``E diag(g1) E^T`` run in float32 (each within ``n u32`` of the absolute
+    values' product, ``n u32 <= 2e-5`` for 300 neurons: Higham, *Accuracy and Stability of
+    Numerical Algorithms*, 2nd ed., SIAM 2002, Sec. 3.5), formed from the differences so that
+    no variance is a float32 cancellation. Returns (B,)."""
+    B, K = mu.shape
+    p = np.empty(B)
+    m_of = kept.sum(axis=1) - 1                                # kept classes besides the label
+    W2s = W2.astype(np.float32)
+    pairs = W3[:, None, :] - W3[None, :, :]                    # (K, K, n2): W3[y] - W3[k]
+    for m in np.unique(m_of):
+        idx = np.flatnonzero(m_of == m)
+        others = np.where(kept[idx], np.arange(K), K)
+        others[np.arange(len(idx)), y[idx]] = K
+        S = np.sort(others, axis=1)[:, :m]                     # (n, m) kept non-labels
+        step = max(1, chunk_elems // (int(m) * W2.shape[1]))
+        for i in range(0, len(idx), step):
+            b, Sb = idx[i:i + step], S[i:i + step]
+            A = pairs[y[b][:, None], Sb]                          # (n, m, n2)
+            E = ((A * d[b][:, None, :]).astype(np.float32).reshape(-1, W2.shape[0]) @ W2s)
+            E = E.reshape(len(b), m, -1)                          # (n, m, n1), float32
+            Eg = E if uniform else E * g1[b][:, None, :].astype(np.float32)
+            cov = s * (Eg @ E.transpose(0, 2, 1)).astype(np.float64)
+            cov += (A * v2[b][:, None, :]) @ A.transpose(0, 2, 1)
+            md = mu[b, y[b]][:, None] - np.take_along_axis(mu[b], Sb, axis=1)
+            p[b] = positive_orthant_probability(md, cov, log2_points=log2_points)
+    return p
+
+
+def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array, *,
+                       hermite_nodes: int = 24, log2_points: int = 7,
+                       settle_tol: float = SETTLE_TOL) -> tuple[Array, dict]:
+    """Per-input ``P(argmax = label)`` (n_levels, B) for add_unc or mul_unc after both hidden
+    layers, and per-level diagnostics (Gauss-Hermite nodes, fraction of settled inputs, mean
+    number of classes kept in the argmax integral)."""
+    W2, b2, W3, b3 = params.W[1], params.b[1], params.W[2], params.b[2]
+    act = arch.activations[1]
+    mul = noise_type == "mul_unc"
+    z2 = a1 @ W2.T + b2
+    g1 = a1 * a1 if mul else np.ones_like(a1)
+    q2 = g1 @ (W2 * W2).T                              # Var z2 = s q2
+    q_row = None if mul else q2[0]                     # additive: the same for every input
+    bound = _DenseBound(W2, W3, g1)
+    rows = np.arange(len(a1))
+    per = np.empty((len(variances), len(a1)))
+    nodes, settled, n_kept = [], [], []
+    for j, s in enumerate(variances):
+        n_gh = hermite_nodes_for_variance(act, s * float(q2.max(initial=0.0)),
+                                          max_nodes=hermite_nodes)
+        nodes.append(n_gh)
+        var_z = s * q2
+        if get_activation(act).spec == "sigmoid":
+            m1, m2, d = sigmoid_hermite_moments(z2, np.sqrt(s * q_row) if q_row is not None
+                                                else np.sqrt(var_z), n_gh)
+        else:
+            m1, m2, d = gauss_hermite_activation_moments(act, z2, var_z, n_nodes=n_gh)
+        res = np.clip((m2 - m1 * m1) - d * d * var_z, 0.0, None)
+        v2 = res + s * ((m1 * m1 + res + d * d * var_z) if mul else 1.0)
+        mu = m1 @ W3.T + b3
+        md = mu[rows, y][:, None] - mu                 # E D_k, (B, K); 0 at k = y
+        sd_up = np.sqrt(np.clip(_pair_forms(v2, W3, y), 0.0, None)
+                        + s * bound.squared(d, y, _pair_forms(d * d, W3, y)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(sd_up > 0, md / sd_up, np.where(md > 0, np.inf, -np.inf))
+        z[rows, y] = np.inf
+        right_up = ndtr(z).min(axis=1)                 # P(right) <= this
+        lost = right_up <= settle_tol
+        kept, dropped = _kept_classes(ndtr(-z), y, settle_tol)
+        p = np.where(lost, 0.5 * right_up, 1.0 - 0.5 * dropped)
+        rest = ~lost & (kept.sum(axis=1) > 1)
+        if rest.any():
+            p[rest] = _kept_probability(mu[rest], v2[rest], d[rest], g1[rest], s, W2, W3,
+                                        y[rest], kept[rest], log2_points,
+                                        uniform=not mul) - 0.5 * dropped[rest]
+        per[j] = p
+        settled.append(float(1.0 - rest.mean()))
+        n_kept.append(float(kept[rest].sum(axis=1).mean()) if rest.any() else 1.0)
+    return per, {"hermite_nodes_per_level": nodes, "settled_fraction": settled,
+                 "classes_kept": n_kept}
