@@ -69,7 +69,7 @@ def _add(a: Params, b: Params) -> Params:
 def loss_and_grad(arch: Architecture, params: Params, X, y, *, noise: NoiseConfig | None = None,
                   draws: Sequence[LayerNoise | None] | None = None, rng=None,
                   regularizers=(), loss: str = "cross_entropy", per_term: bool = True,
-                  check: bool = True) -> LossAndGrad:
+                  check: bool = True, grads_out: Params | None = None) -> LossAndGrad:
     """Loss, penalties and all their gradients for batch ``X``, ``y`` and the given draws.
 
     Parameters
@@ -88,6 +88,9 @@ def loss_and_grad(arch: Architecture, params: Params, X, y, *, noise: NoiseConfi
         backward pass per Eq. 7 term); ``False`` computes the total gradient in one pass.
     check : bool
         Validate ``params`` and ``X`` (the trainer validates once and passes ``False``).
+    grads_out : Params or None
+        With ``per_term=False``: preallocated arrays that receive ``grads`` (the trainer's
+        buffers, allocated once per run; see :func:`refnet.model.backward`'s ``out``).
     """
     loss_fn = get_loss(loss)
     regs = tuple(regularizers or ())
@@ -103,8 +106,8 @@ def loss_and_grad(arch: Architecture, params: Params, X, y, *, noise: NoiseConfi
         for _, _, extra in terms:
             for l, dz in extra.items():
                 dZ_extra[l] = dZ_extra[l] + dz if l in dZ_extra else dz
-        grads = backward(arch, params, cache, d_out, dZ_extra or None)
-        for _, direct, _ in terms:  # in place: backward's gradients are fresh arrays
+        grads = backward(arch, params, cache, d_out, dZ_extra or None, out=grads_out)
+        for _, direct, _ in terms:  # in place: backward's gradients are fresh or ours
             for g, r in zip(grads.arrays(), direct.arrays()):
                 g += r
         return LossAndGrad(float(value), penalties, grads, None, None, out, cache)
