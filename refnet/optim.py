@@ -27,7 +27,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from ._optim_kernels import adagrad_update, adagrad_update_numpy
+from ._optim_kernels import adagrad_update, adagrad_update_inplace, adagrad_update_numpy
 
 __all__ = ["SGD", "Adagrad", "Adam", "OPTIMIZERS", "get_optimizer", "optimizer_from_dict"]
 
@@ -226,9 +226,8 @@ class Adagrad(_Optimizer):
         if (self.weight_decay != 0 or s.dtype != p.dtype
                 or not all(a.flags.c_contiguous for a in (p, g, s))):
             return super()._update_inplace(p, g, slots, step)
-        # element i is read before it is written, so the fused kernel may write over its inputs
         clr = self.lr / (1 + (step - 1) * self.lr_decay)
-        adagrad_update(p, g, s, clr, self.eps, p, s)
+        adagrad_update_inplace(p, g, s, clr, self.eps)
 
 
 @dataclass(frozen=True)
