@@ -1,20 +1,20 @@
 """The trainer's fast path (in-place Adagrad, preallocated gradients, batch slices, noise drawn
 ahead on a helper thread) gives the bits of the plain per-batch loop.
 
-The reference is written out here with the unchanged public pieces: per epoch the epoch
-generator's permutation, then per batch :func:`refnet.step.train_step` (fresh arrays, the
-optimizer's functional ``step``, noise drawn inside ``forward``). No recorded numbers: both
-runs are made in the test, on the same machine and thread count.
+The reference is written out here from the public pieces: per epoch the epoch generator's
+permutation, then per batch forward (noise drawn inside it), loss, every regularizer's full
+gradient arrays, backward, fresh sums and the optimizer's functional ``step``. No recorded
+numbers: both runs are made in the test, on the same machine and thread count.
 """
 import numpy as np
 import pytest
 
 import refnet as rn
 from refnet.checkpoint import load_checkpoint
-from refnet.model import Params
+from refnet.losses import get_loss
+from refnet.model import Params, backward, forward
 from refnet.noise import NoiseSpec, noise_config
-from refnet.regularizers import regularizer_preset
-from refnet.step import train_step
+from refnet.regularizers import ExpectedLoss, regularizer_preset, regularizer_value_and_grad
 from refnet.train import TrainConfig, epoch_rng, train
 
 ARCH = rn.mlp((20, 24, 16, 5))
@@ -24,12 +24,20 @@ MODES = {
     "mixed-noise": {"noise": noise_config("semenova", NoiseSpec(0.05, 0.02, 0.03, 0.01), 3)},
     "eq4": {"regularizers": (regularizer_preset("eq4", 6e-3),)},
     "eq7": {"regularizers": (regularizer_preset("addunc_sigm_mnist"),)},
+    "eq4+eq7": {"regularizers": (regularizer_preset("eq4", 6e-3), regularizer_preset("eq7", 0.02),
+                                 regularizer_preset("addunc_sigm_sq"))},
+    "expected-loss": {"regularizers": (ExpectedLoss(noise_config("duque", NoiseSpec(0.1, 0.0, 0.05))),
+                                       regularizer_preset("eq4", 6e-3))},
 }
 
 
 def reference_train(arch, params, X, y, config):
-    """The straightforward loop: one :func:`train_step` per batch, nothing reused."""
+    """The straightforward loop, written out from the public pieces and nothing reused: per
+    batch the noisy forward pass drawing from the epoch generator, the loss, each
+    regularizer's full gradient arrays, one backward pass, fresh sums, the optimizer's
+    functional ``step``."""
     opt = config.make_optimizer()
+    loss_fn = get_loss(config.loss)
     arrays = [a.copy() for a in params.arrays()]
     state = opt.init(arrays)
     n, bs = len(X), config.batch_size
@@ -38,11 +46,19 @@ def reference_train(arch, params, X, y, config):
         order = rng.permutation(n) if config.shuffle else np.arange(n)
         for i in range(0, n, bs):
             idx = order[i:i + bs]
-            p, state, _ = train_step(arch, Params.from_arrays(arrays), X[idx], y[idx],
-                                     optimizer=opt, state=state, noise=config.noise, rng=rng,
-                                     regularizers=config.regularizers, loss=config.loss,
-                                     per_term=False)
-            arrays = p.arrays()
+            p = Params.from_arrays(arrays)
+            out, cache = forward(arch, p, X[idx], config.noise, rng)
+            _, d_out = loss_fn(out, y[idx])
+            terms = [regularizer_value_and_grad(arch, p, cache, r) for r in config.regularizers]
+            dZ_extra = {}
+            for _, _, extra in terms:
+                for l, dz in extra.items():
+                    dZ_extra[l] = dZ_extra[l] + dz if l in dZ_extra else dz
+            grads = backward(arch, p, cache, d_out, dZ_extra or None).arrays()
+            for _, direct, _ in terms:
+                grads = [g + r for g, r in zip(grads, direct.arrays())]
+            arrays, state = opt.step(arrays, grads, state,
+                                     trainable=[True, arch.train_biases] * arch.n_layers)
     return arrays, state
 
 
