@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .activations import get_activation
+from ._model_kernels import times_sigmoid_prime
+from .activations import get_activation, sigmoid_prime_from_output
 from .errors import ConfigError
 from .noise import (LayerNoise, NoiseConfig, apply_noise, draw_network_noise,
                     noise_gradient_factor)
@@ -340,7 +341,9 @@ def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=N
             g = noise_gradient_factor(cfg.spec_for(l, L), d, dA.shape)
             if g is not None:
                 dA = dA * g
-        if act.d1_from_output is not None:  # cheaper, and what PyTorch's autograd computes
+        if act.d1_from_output is sigmoid_prime_from_output:  # one fused pass, same numbers
+            dZ = times_sigmoid_prime(dA, cache.F[l - 1])
+        elif act.d1_from_output is not None:  # cheaper, and what PyTorch's autograd computes
             dZ = dA * act.d1_from_output(cache.F[l - 1])
         else:
             dZ = dA * act.d1(cache.Zn[l - 1])
