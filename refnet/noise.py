@@ -41,7 +41,8 @@ from typing import Mapping
 import numpy as np
 
 __all__ = ["NoiseSpec", "NoiseConfig", "LayerNoise", "noise_config", "NOISE_PRESETS",
-           "NOISE_TYPES", "draw_layer_noise", "draw_network_noise", "apply_noise", "noise_gradient_factor"]
+           "NOISE_TYPES", "draw_layer_noise", "draw_network_noise", "apply_noise",
+           "noise_gradient_factor"]
 
 Array = np.ndarray
 

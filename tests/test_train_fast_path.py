@@ -26,8 +26,9 @@ MODES = {
     "eq7": {"regularizers": (regularizer_preset("addunc_sigm_mnist"),)},
     "eq4+eq7": {"regularizers": (regularizer_preset("eq4", 6e-3), regularizer_preset("eq7", 0.02),
                                  regularizer_preset("addunc_sigm_sq"))},
-    "expected-loss": {"regularizers": (ExpectedLoss(noise_config("duque", NoiseSpec(0.1, 0.0, 0.05))),
-                                       regularizer_preset("eq4", 6e-3))},
+    "expected-loss": {"regularizers": (
+        ExpectedLoss(noise_config("duque", NoiseSpec(0.1, 0.0, 0.05))),
+        regularizer_preset("eq4", 6e-3))},
 }
 
 
