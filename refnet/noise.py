@@ -40,6 +40,8 @@ from typing import Mapping
 
 import numpy as np
 
+from ._model_kernels import plus_scaled
+
 __all__ = ["NoiseSpec", "NoiseConfig", "LayerNoise", "noise_config", "NOISE_PRESETS",
            "NOISE_TYPES", "draw_layer_noise", "draw_network_noise", "apply_noise",
            "noise_gradient_factor"]
@@ -290,10 +292,14 @@ def apply_noise(x: Array, spec: NoiseSpec, draws: LayerNoise) -> Array:
     """
     shape = x.shape
     factor = noise_gradient_factor(spec, draws, shape)
-    y = x * factor if factor is not None else x.copy()
-    if spec.add_unc > 0:
+    if factor is None and spec.add_unc > 0:   # noise-aware training's case: one fused pass
         _check_draw("add_unc", draws.add_unc, shape)
-        y += math.sqrt(spec.add_unc) * draws.add_unc
+        y = plus_scaled(x, math.sqrt(spec.add_unc), draws.add_unc)
+    else:
+        y = x * factor if factor is not None else x.copy()
+        if spec.add_unc > 0:
+            _check_draw("add_unc", draws.add_unc, shape)
+            y += math.sqrt(spec.add_unc) * draws.add_unc
     if spec.add_cor > 0:
         _check_draw("add_cor", draws.add_cor, (shape[0], 1))
         y += math.sqrt(spec.add_cor) * draws.add_cor

@@ -143,3 +143,17 @@ def test_fused_sigmoid_backward_equals_its_numpy_twin(dtype):
         got, want = times_sigmoid_prime(a, b), times_sigmoid_prime_numpy(a, b)
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [1.0, 0.3 ** 0.5])
+def test_fused_additive_noise_equals_its_numpy_twin(dtype, c):
+    from refnet._model_kernels import plus_scaled, plus_scaled_numpy
+
+    g = np.random.default_rng(9)
+    x, d = g.normal(size=(2, 31, 19)).astype(dtype)
+    for a, b in ((x, d), (x[:, ::2], d[:, ::2]), (x, d.astype(np.float64))):
+        got, want = plus_scaled(a, c, b), plus_scaled_numpy(a, c, b)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    assert not np.shares_memory(plus_scaled(x, c, d), x)
