@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _numba
 
-__all__ = ["adagrad_update", "adagrad_update_numpy"]
+__all__ = ["adagrad_update", "adagrad_update_inplace", "adagrad_update_numpy"]
 
 
 def _adagrad_body(p, g, s_old, clr, eps, p_new, s_new):
@@ -29,6 +29,21 @@ def _adagrad_body(p, g, s_old, clr, eps, p_new, s_new):
 # the BLAS calls of a training step, a numba thread pool fights OpenBLAS's spinning threads
 # for the cores and made whole epochs several times slower (measured on 2 cores).
 _adagrad_serial = _numba.njit(_adagrad_body, cache=True, error_model="numpy")
+
+
+def _adagrad_inplace_body(p, g, s, clr, eps):
+    # The same operations as _adagrad_body with the outputs over the inputs. A kernel of its
+    # own, not _adagrad_body(p, g, s, ..., p, s): with an output aliasing an input LLVM's
+    # runtime overlap check sends every element down the scalar loop (measured 2 ms per
+    # 784-300-300-10 step instead of a fraction of one).
+    for i in range(p.size):
+        si = g[i] * g[i] + s[i]
+        std = np.sqrt(si) + eps
+        p[i] = (g[i] * -clr) / std + p[i]
+        s[i] = si
+
+
+_adagrad_inplace_serial = _numba.njit(_adagrad_inplace_body, cache=True, error_model="numpy")
 
 
 def adagrad_update_numpy(p, g, s_old, clr, eps, p_new, s_new):
@@ -55,3 +70,12 @@ def adagrad_update(p, g, s_old, clr, eps, p_new, s_new):
     dt = p.dtype.type
     _adagrad_serial(p.reshape(-1), g.reshape(-1), s_old.reshape(-1), dt(clr), dt(eps),
                       p_new.reshape(-1), s_new.reshape(-1))
+
+
+def adagrad_update_inplace(p, g, s, clr, eps):
+    """:func:`adagrad_update` writing ``p`` and ``s`` in place (the same numbers, tested)."""
+    if not _numba.HAVE_NUMBA:
+        _numba.warn_fallback("the fused Adagrad update")
+        return adagrad_update_numpy(p, g, s, clr, eps, p, s)
+    dt = p.dtype.type
+    _adagrad_inplace_serial(p.reshape(-1), g.reshape(-1), s.reshape(-1), dt(clr), dt(eps))

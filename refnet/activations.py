@@ -51,8 +51,9 @@ def sigmoid(z: Array) -> Array:
     is 0, where the true value is below the smallest normal number.
     """
     z = _as_float(z)
+    out = np.negative(z, out=np.empty_like(z))  # an array even for 0-d input; no temporary
     with np.errstate(over="ignore"):
-        out = np.exp(-z, out=np.empty_like(z))  # an array even for 0-d input
+        np.exp(out, out=out)
     out += 1.0
     return np.reciprocal(out, out=out)
 

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .activations import get_activation
+from ._model_kernels import times_sigmoid_prime
+from .activations import get_activation, sigmoid_prime_from_output
 from .errors import ConfigError
-from .noise import LayerNoise, NoiseConfig, apply_noise, draw_layer_noise, noise_gradient_factor
+from .noise import (LayerNoise, NoiseConfig, apply_noise, draw_network_noise,
+                    noise_gradient_factor)
 
 __all__ = ["Architecture", "Params", "Cache", "init_params", "forward", "backward", "predict",
            "INITS", "check_input", "mlp"]
@@ -227,15 +229,13 @@ class Cache:
     config: NoiseConfig | None
 
 
-def _layer_draws(l, spec, draws, rng, shape, dtype):
+def _layer_draws(l, spec, draws):
     if spec is None:  # a clean layer
         return None
-    if draws is not None:
-        d = draws[l]
-        if d is None:
-            raise ValueError(f"draws: layer {l} is noisy but draws[{l}] is None")
-        return d
-    return draw_layer_noise(spec, shape[0], shape[1], rng, dtype)
+    d = draws[l]
+    if d is None:
+        raise ValueError(f"draws: layer {l} is noisy but draws[{l}] is None")
+    return d
 
 
 def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = None,
@@ -271,20 +271,21 @@ def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = N
     X = X.astype(dtype, copy=False)
     L = arch.n_layers
     noisy = () if noise is None or noise.is_zero else noise.resolved_layers(L)
-    if noisy and draws is None:
-        rng = np.random.default_rng(rng)
+    if noisy and draws is None:  # all layers' draws up front, in draw_network_noise's order
+        draws = draw_network_noise(noise, arch.sizes, X.shape[0], np.random.default_rng(rng),
+                                   dtype)
     if draws is not None and len(draws) != L + 1:
         raise ValueError(f"draws: need one entry per layer 0..{L} ({L + 1}), got {len(draws)}")
     specs = [noise.spec_for(l, L) if l in noisy else None for l in range(L + 1)]
     used = [None] * (L + 1)
-    used[0] = _layer_draws(0, specs[0], draws, rng, X.shape, dtype)
+    used[0] = _layer_draws(0, specs[0], draws)
     a = apply_noise(X, specs[0], used[0]) if used[0] is not None else X
     A, Z, Zn, F = [a], [], [], []
     for l in range(1, L + 1):
         act = get_activation(arch.activations[l - 1])
         z = a @ params.W[l - 1].T
         z += params.b[l - 1]
-        d = _layer_draws(l, specs[l], draws, rng, z.shape, dtype)
+        d = _layer_draws(l, specs[l], draws)
         used[l] = d
         zn = apply_noise(z, specs[l], d) if d is not None and noise.position == "pre" else z
         f = act.f(zn)
@@ -297,7 +298,8 @@ def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = N
     return a, cache
 
 
-def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=None) -> Params:
+def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=None, *,
+             out: Params | None = None) -> Params:
     """Gradients of a scalar loss by the chain rule, written out by hand.
 
     Parameters
@@ -309,6 +311,11 @@ def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=N
     dZ_extra : dict {l: ndarray (n_batch, sizes[l])} or None
         Extra gradient ``dR/dZn_l`` of a penalty on the pre-activation fed to layer ``l``'s
         activation (Duque 2024, Eq. 7), added on the way down.
+
+    out : Params or None
+        Preallocated C-contiguous gradient arrays (shapes and dtype of ``params``) to write
+        into and return, so a training run allocates them once; the products and sums are the
+        same calls, so the bits are those of fresh arrays.
 
     Returns
     -------
@@ -334,7 +341,9 @@ def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=N
             g = noise_gradient_factor(cfg.spec_for(l, L), d, dA.shape)
             if g is not None:
                 dA = dA * g
-        if act.d1_from_output is not None:  # cheaper, and what PyTorch's autograd computes
+        if act.d1_from_output is sigmoid_prime_from_output:  # one fused pass, same numbers
+            dZ = times_sigmoid_prime(dA, cache.F[l - 1])
+        elif act.d1_from_output is not None:  # cheaper, and what PyTorch's autograd computes
             dZ = dA * act.d1_from_output(cache.F[l - 1])
         else:
             dZ = dA * act.d1(cache.Zn[l - 1])
@@ -345,8 +354,12 @@ def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=N
             if g is not None:
                 dZ = dZ * g
         A_prev = cache.A[l - 1]
-        dW[l - 1] = dZ.T @ A_prev
-        db[l - 1] = dZ.sum(axis=0)
+        if out is None:
+            dW[l - 1] = dZ.T @ A_prev
+            db[l - 1] = dZ.sum(axis=0)
+        else:
+            dW[l - 1] = np.matmul(dZ.T, A_prev, out=out.W[l - 1])
+            db[l - 1] = np.sum(dZ, axis=0, out=out.b[l - 1])
         if l > 1:
             dA = dZ @ params.W[l - 1]
     return Params(tuple(dW), tuple(db))

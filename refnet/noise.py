@@ -40,8 +40,11 @@ from typing import Mapping
 
 import numpy as np
 
+from ._model_kernels import plus_scaled
+
 __all__ = ["NoiseSpec", "NoiseConfig", "LayerNoise", "noise_config", "NOISE_PRESETS",
-           "NOISE_TYPES", "draw_layer_noise", "apply_noise", "noise_gradient_factor"]
+           "NOISE_TYPES", "draw_layer_noise", "draw_network_noise", "apply_noise",
+           "noise_gradient_factor"]
 
 Array = np.ndarray
 
@@ -232,6 +235,22 @@ def draw_layer_noise(spec: NoiseSpec, n_batch: int, n_neurons: int,
     return LayerNoise(**draws)
 
 
+def draw_network_noise(config: NoiseConfig | None, sizes, n_batch: int,
+                       rng: np.random.Generator, dtype=np.float64) -> list[LayerNoise | None]:
+    """The draws of one forward pass, one entry per layer 0..L (``None`` for clean layers).
+
+    The draw order, defined once: layers 0..L in turn, each by :func:`draw_layer_noise`.
+    :func:`refnet.model.forward` draws in this order while it computes, and
+    :mod:`refnet.draw_ahead` draws the next batch's noise ahead with this function, so both
+    take the same numbers from the same stream. ``sizes`` are the layer widths
+    ``(sizes[0], ..., sizes[L])``.
+    """
+    L = len(sizes) - 1
+    noisy = () if config is None or config.is_zero else config.resolved_layers(L)
+    return [draw_layer_noise(config.spec_for(l, L), n_batch, int(sizes[l]), rng, dtype)
+            if l in noisy else None for l in range(L + 1)]
+
+
 def _check_draw(name: str, xi: Array, shape: tuple[int, int]) -> None:
     if xi.shape != shape:
         raise ValueError(f"noise draw {name}: expected shape {shape}, got {xi.shape}")
@@ -273,10 +292,14 @@ def apply_noise(x: Array, spec: NoiseSpec, draws: LayerNoise) -> Array:
     """
     shape = x.shape
     factor = noise_gradient_factor(spec, draws, shape)
-    y = x * factor if factor is not None else x.copy()
-    if spec.add_unc > 0:
+    if factor is None and spec.add_unc > 0:   # noise-aware training's case: one fused pass
         _check_draw("add_unc", draws.add_unc, shape)
-        y += math.sqrt(spec.add_unc) * draws.add_unc
+        y = plus_scaled(x, math.sqrt(spec.add_unc), draws.add_unc)
+    else:
+        y = x * factor if factor is not None else x.copy()
+        if spec.add_unc > 0:
+            _check_draw("add_unc", draws.add_unc, shape)
+            y += math.sqrt(spec.add_unc) * draws.add_unc
     if spec.add_cor > 0:
         _check_draw("add_cor", draws.add_cor, (shape[0], 1))
         y += math.sqrt(spec.add_cor) * draws.add_cor

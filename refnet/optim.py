@@ -3,7 +3,8 @@
 Functional style: an optimizer is a frozen dataclass of hyperparameters;
 ``state = opt.init(arrays)`` and ``new_arrays, new_state = opt.step(arrays, grads, state)``
 work on lists of arrays (e.g. ``Params.arrays()``: W1, b1, W2, b2, ...). Nothing is modified
-in place: every updated array and state entry is newly allocated.
+in place: every updated array and state entry is newly allocated. ``opt.step_inplace`` is the
+same update written into the caller's arrays and state (the trainer's loop, which owns them).
 
 The state is a plain ``dict[str, ndarray]``, so it can be saved with ``np.savez`` and read back
 with ``dict(np.load(path, allow_pickle=False))``. Keys use PyTorch's state names with the array
@@ -26,7 +27,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from ._optim_kernels import adagrad_update, adagrad_update_numpy
+from ._optim_kernels import adagrad_update, adagrad_update_inplace, adagrad_update_numpy
 
 __all__ = ["SGD", "Adagrad", "Adam", "OPTIMIZERS", "get_optimizer", "optimizer_from_dict"]
 
@@ -111,6 +112,31 @@ class _Optimizer:
         new_state["step"] = steps
         return new_arrays, new_state
 
+    def step_inplace(self, arrays: Sequence[Array], grads: Sequence[Array | None],
+                     state: State, trainable: Sequence[bool] | None = None) -> None:
+        """:meth:`step` writing into ``arrays`` and ``state`` instead of returning new ones.
+
+        The same numbers as :meth:`step` (tested); a training loop that owns its arrays uses
+        it to skip allocating and copying every parameter and buffer each batch. ``arrays``
+        and every state array must be writeable.
+        """
+        trainable = self._check(arrays, grads, state, trainable)
+        steps = state["step"]
+        for k, (p, g) in enumerate(zip(arrays, grads)):
+            if not trainable[k] or g is None:
+                continue
+            steps[k] += 1
+            g = np.asarray(g, dtype=p.dtype)
+            self._update_inplace(p, g, {s: state[f"{s}.{k}"] for s in self.slots()},
+                                 int(steps[k]))
+
+    def _update_inplace(self, p, g, slots, step) -> None:
+        """Generic: :meth:`_update`'s results copied back (optimizers override to fuse)."""
+        new_p, new = self._update(p, g, slots, step)
+        p[...] = new_p
+        for s, v in new.items():
+            slots[s][...] = v
+
     def as_dict(self) -> dict:
         """Name and hyperparameters, for JSON metadata."""
         d = asdict(self)
@@ -194,6 +220,14 @@ class Adagrad(_Optimizer):
         update = adagrad_update if contiguous else adagrad_update_numpy
         update(p, g, s_old, clr, self.eps, p_new, s_new)
         return p_new, {"sum": s_new}
+
+    def _update_inplace(self, p, g, slots, step):
+        s = slots["sum"]
+        if (self.weight_decay != 0 or s.dtype != p.dtype
+                or not all(a.flags.c_contiguous for a in (p, g, s))):
+            return super()._update_inplace(p, g, slots, step)
+        clr = self.lr / (1 + (step - 1) * self.lr_decay)
+        adagrad_update_inplace(p, g, s, clr, self.eps)
 
 
 @dataclass(frozen=True)

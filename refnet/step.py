@@ -24,6 +24,7 @@ from .losses import get_loss
 from .model import Architecture, Cache, Params, backward, forward
 from .noise import LayerNoise, NoiseConfig
 from .regularizers import regularizer_value_and_grad
+from .regularizers.combine import regularizer_layers
 
 __all__ = ["LossAndGrad", "loss_and_grad", "train_step"]
 
@@ -69,7 +70,7 @@ def _add(a: Params, b: Params) -> Params:
 def loss_and_grad(arch: Architecture, params: Params, X, y, *, noise: NoiseConfig | None = None,
                   draws: Sequence[LayerNoise | None] | None = None, rng=None,
                   regularizers=(), loss: str = "cross_entropy", per_term: bool = True,
-                  check: bool = True) -> LossAndGrad:
+                  check: bool = True, grads_out: Params | None = None) -> LossAndGrad:
     """Loss, penalties and all their gradients for batch ``X``, ``y`` and the given draws.
 
     Parameters
@@ -88,13 +89,18 @@ def loss_and_grad(arch: Architecture, params: Params, X, y, *, noise: NoiseConfi
         backward pass per Eq. 7 term); ``False`` computes the total gradient in one pass.
     check : bool
         Validate ``params`` and ``X`` (the trainer validates once and passes ``False``).
+    grads_out : Params or None
+        With ``per_term=False``: preallocated arrays that receive ``grads`` (the trainer's
+        buffers, allocated once per run; see :func:`refnet.model.backward`'s ``out``).
     """
     loss_fn = get_loss(loss)
     regs = tuple(regularizers or ())
     out, cache = forward(arch, params, X, noise, rng, draws, check=check)
     value, d_out = loss_fn(out, y)
-    # each regularizer: direct weight gradient + dR/dz of Eq. 7's derivative term
-    terms = [regularizer_value_and_grad(arch, params, cache, r) for r in regs]
+    # each regularizer: direct weight gradient + dR/dz of Eq. 7's derivative term; one pass
+    # only needs the penalised layers' weight gradients (regularizer_layers: same sums)
+    value_grad = regularizer_value_and_grad if per_term else regularizer_layers
+    terms = [value_grad(arch, params, cache, r) for r in regs]
     penalties = tuple(float(t[0]) for t in terms)
     if not math.isfinite(value + sum(penalties)):  # diverged: no backward pass through NaNs
         return LossAndGrad(float(value), penalties, None, None, None, out, cache)
@@ -103,10 +109,13 @@ def loss_and_grad(arch: Architecture, params: Params, X, y, *, noise: NoiseConfi
         for _, _, extra in terms:
             for l, dz in extra.items():
                 dZ_extra[l] = dZ_extra[l] + dz if l in dZ_extra else dz
-        grads = backward(arch, params, cache, d_out, dZ_extra or None)
-        for _, direct, _ in terms:  # in place: backward's gradients are fresh arrays
-            for g, r in zip(grads.arrays(), direct.arrays()):
+        grads = backward(arch, params, cache, d_out, dZ_extra or None, out=grads_out)
+        for _, direct, _ in terms:  # in place: backward's gradients are fresh or ours
+            for l, r in direct.items():
+                g = grads.W[l - 1]
                 g += r
+            for g in grads.b:   # the regularizers' zero bias gradient, added as before (a
+                g += 0.0        # bias gradient is a column sum and may be -0: it becomes +0)
         return LossAndGrad(float(value), penalties, grads, None, None, out, cache)
     loss_grads = backward(arch, params, cache, d_out)
     penalty_grads = []

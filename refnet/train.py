@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .draw_ahead import DrawAhead
 from .errors import ConfigError, TrainingDiverged
 from .losses import check_labels, get_loss
 from .model import Architecture, Params, check_input, check_params, forward
@@ -40,7 +41,7 @@ from .npzfile import (WANT_BOOL, WANT_LIST, WANT_OBJECT, BadContent, Want, check
 from .optim import get_optimizer
 from .progress import Progress
 from .regularizers import ExpectedLoss, regularizer_from_dict
-from .step import train_step
+from .step import loss_and_grad
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate_accuracy",
            "epoch_rng"]
@@ -241,7 +242,8 @@ def _batch_draws(draws, epoch: int, batch: int, rows: Array):
 
 
 def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=None, y_val=None,
-          checkpoint=None, progress=None, log=None, draws=None) -> TrainResult:
+          checkpoint=None, progress=None, log=None, draws=None, *,
+          draw_ahead: bool = True) -> TrainResult:
     """Train ``params`` (not modified; a new :class:`Params` is returned).
 
     Parameters
@@ -260,8 +262,16 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         epoch and batch; ``rows`` the sample indices of the batch) or an iterable giving, batch
         after batch, one sequence of :class:`refnet.noise.LayerNoise` per layer 0..L (``None``
         for clean layers). Shuffling still comes from ``config.seed``. When resuming from a
-        checkpoint use the callable (an iterable starts again at its first entry). Each step
-        is :func:`refnet.step.train_step`.
+        checkpoint use the callable (an iterable starts again at its first entry).
+    draw_ahead : bool
+        Draw each batch's noise on a helper thread while the previous batch computes
+        (:mod:`refnet.draw_ahead`; same numbers from the same stream). ``False`` draws in line.
+
+    Each step is :func:`refnet.step.train_step`'s computation, done on buffers this run owns:
+    gradients written into arrays allocated once, the optimizer updating the parameters and
+    its state in place (:meth:`~refnet.optim.Adagrad.step_inplace`), unshuffled batches taken
+    as slices. The results are the bits of calling :func:`~refnet.step.train_step` batch after
+    batch (tested in ``tests/test_train_fast_path.py``).
     """
     check_params(arch, params)
     dtype = params.dtype
@@ -289,6 +299,12 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         p, opt_state, start, history, best = load_checkpoint(ckpt, arch, config, arrays,
                                                              with_best=True)
         arrays = [a.astype(dtype) for a in p.arrays()]
+    # the loop updates these in place: its own writeable, contiguous copies
+    arrays = [np.array(a, dtype=dtype, order="C") for a in arrays]
+    opt_state = {k: np.array(v, order="C") for k, v in opt_state.items()}
+    grads_out = Params.from_arrays([np.empty_like(a) for a in arrays])
+    trainable = [True, arch.train_biases] * arch.n_layers
+    noisy = config.noise is not None and not config.noise.is_zero
     resumed_from = start
     n = len(X)
     bs = int(config.batch_size)
@@ -302,30 +318,42 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         sum_loss = sum_reg = 0.0
         bar = None if progress is None else Progress(
             f"epoch {epoch + 1}/{config.epochs}", n_batches, progress, unit="batches")
-        for bi in range(n_batches):
-            idx = order[bi * bs:(bi + 1) * bs]
-            Xb, yb = X[idx], y[idx]
-            p = Params.from_arrays(arrays)
-            new_p, new_state, res = train_step(
-                arch, p, Xb, yb, optimizer=opt, state=opt_state, noise=config.noise,
-                draws=_batch_draws(draws, epoch, bi, idx), rng=rng,
-                regularizers=config.regularizers, loss=config.loss, check=False)  # X checked above
-            value, reg_value = res.loss, res.penalty
-            total = value + reg_value
-            if not math.isfinite(total):
-                raise _stop(bar, epoch, bi, f"loss is {total}", total, ckpt)
-            arrays, opt_state = new_p.arrays(), new_state
-            sum_loss += value * len(idx)
-            sum_reg += reg_value * len(idx)
-            # One reduction per array: a NaN/inf anywhere in the updated parameters (from a
-            # non-finite gradient or an overflowing step) makes the sum non-finite.
-            param_sum = sum(float(a.sum()) for a in arrays)
-            if not math.isfinite(param_sum + sum_loss + sum_reg):
-                what = ("the parameters became non-finite or overflowed after the update"
-                        if not math.isfinite(param_sum) else "the summed loss overflowed")
-                raise _stop(bar, epoch, bi, what, param_sum, ckpt)
-            if bar is not None:
-                bar.set(bi + 1, f"loss {sum_loss / (bi * bs + len(idx)):.4f}")
+        ahead = None
+        if noisy and draws is None and draw_ahead:
+            ahead = DrawAhead(config.noise, arch.sizes,
+                              [min(bs, n - i) for i in range(0, n, bs)], rng, dtype)
+        try:
+            for bi in range(n_batches):
+                idx = order[bi * bs:(bi + 1) * bs]
+                if config.shuffle:
+                    Xb, yb = X[idx], y[idx]
+                else:  # rows in order: views, no copies
+                    Xb, yb = X[bi * bs:(bi + 1) * bs], y[bi * bs:(bi + 1) * bs]
+                bdraws = ahead.next() if ahead is not None else _batch_draws(draws, epoch, bi, idx)
+                res = loss_and_grad(arch, Params.from_arrays(arrays), Xb, yb,
+                                    noise=config.noise, draws=bdraws, rng=rng,
+                                    regularizers=config.regularizers, loss=config.loss,
+                                    per_term=False, check=False,  # X checked above
+                                    grads_out=grads_out)
+                value, reg_value = res.loss, res.penalty
+                total = value + reg_value
+                if not math.isfinite(total):
+                    raise _stop(bar, epoch, bi, f"loss is {total}", total, ckpt)
+                opt.step_inplace(arrays, res.grads.arrays(), opt_state, trainable)
+                sum_loss += value * len(idx)
+                sum_reg += reg_value * len(idx)
+                # One reduction per array: a NaN/inf anywhere in the updated parameters (from
+                # a non-finite gradient or an overflowing step) makes the sum non-finite.
+                param_sum = sum(float(a.sum()) for a in arrays)
+                if not math.isfinite(param_sum + sum_loss + sum_reg):
+                    what = ("the parameters became non-finite or overflowed after the update"
+                            if not math.isfinite(param_sum) else "the summed loss overflowed")
+                    raise _stop(bar, epoch, bi, what, param_sum, ckpt)
+                if bar is not None:
+                    bar.set(bi + 1, f"loss {sum_loss / (bi * bs + len(idx)):.4f}")
+        finally:
+            if ahead is not None:
+                ahead.close()
         p = Params.from_arrays(arrays)
         entry = {"epoch": epoch + 1, "train_loss": sum_loss / n, "train_penalty": sum_reg / n,
                  "seconds": round(time.perf_counter() - t0, 3)}

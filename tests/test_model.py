@@ -129,3 +129,31 @@ def test_cross_entropy_is_stable_for_huge_logits():
     np.testing.assert_allclose(v, np.log(3) / 2, rtol=1e-14)
     assert np.all(np.isfinite(g))
     np.testing.assert_allclose(g.sum(axis=1), 0, atol=1e-16)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_sigmoid_backward_equals_its_numpy_twin(dtype):
+    from refnet._model_kernels import times_sigmoid_prime, times_sigmoid_prime_numpy
+
+    g = np.random.default_rng(8)
+    s = (1.0 / (1.0 + np.exp(-3.0 * g.normal(size=(33, 17))))).astype(dtype)
+    s[0, :3] = (0.0, 1.0, 0.5)
+    dA = g.normal(size=(33, 17)).astype(dtype)
+    for a, b in ((dA, s), (dA[:, ::2], s[:, ::2]), (dA.astype(np.float64), s)):
+        got, want = times_sigmoid_prime(a, b), times_sigmoid_prime_numpy(a, b)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [1.0, 0.3 ** 0.5])
+def test_fused_additive_noise_equals_its_numpy_twin(dtype, c):
+    from refnet._model_kernels import plus_scaled, plus_scaled_numpy
+
+    g = np.random.default_rng(9)
+    x, d = g.normal(size=(2, 31, 19)).astype(dtype)
+    for a, b in ((x, d), (x[:, ::2], d[:, ::2]), (x, d.astype(np.float64))):
+        got, want = plus_scaled(a, c, b), plus_scaled_numpy(a, c, b)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    assert not np.shares_memory(plus_scaled(x, c, d), x)

@@ -217,3 +217,37 @@ def test_adagrad_non_contiguous_arrays_take_the_numpy_path():
     opt = Adagrad(lr=0.1)
     (q,), st = opt.step([p], [g], opt.init([p]))
     np.testing.assert_allclose(q, p - 0.1 * g / (np.abs(g) + 1e-10), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt", ALL, ids=lambda o: repr(o))
+def test_step_inplace_writes_the_bits_of_step(opt, dtype):
+    rng = np.random.default_rng(6)
+    arrays = _arrays(rng, dtype)
+    grads = [[rng.normal(size=a.shape).astype(dtype) for a in arrays] for _ in range(3)]
+    grads[1][1] = grads[1][1][::-1]   # a non-contiguous gradient takes the generic copy-back
+    state = opt.init(arrays)
+    mine, my_state = [a.copy() for a in arrays], {k: v.copy() for k, v in state.items()}
+    buffers = [id(a) for a in mine] + [id(v) for v in my_state.values()]
+    for g in grads:
+        arrays, state = opt.step(arrays, g, state, trainable=[True, True])
+        assert opt.step_inplace(mine, g, my_state, trainable=[True, True]) is None
+    assert [id(a) for a in mine] + [id(v) for v in my_state.values()] == buffers
+    for a, b in zip(mine, arrays):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    assert set(my_state) == set(state)
+    for k in state:
+        np.testing.assert_array_equal(my_state[k], state[k], err_msg=k)
+
+
+def test_step_inplace_leaves_frozen_arrays_alone():
+    rng = np.random.default_rng(7)
+    arrays = _arrays(rng)
+    before = [a.copy() for a in arrays]
+    opt = Adagrad(lr=0.1)
+    state = opt.init(arrays)
+    opt.step_inplace(arrays, [rng.normal(size=a.shape) for a in arrays], state, [True, False])
+    assert not np.array_equal(arrays[0], before[0])
+    np.testing.assert_array_equal(arrays[1], before[1])
+    assert list(state["step"]) == [1, 0]

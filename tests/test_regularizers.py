@@ -303,3 +303,29 @@ def test_loss_plus_regularizer_in_one_backward(name):
     g = backward(ARCH, params, cache, d_out, dZ)
     grads = [a + b for a, b in zip(g.arrays(), g_reg.arrays())]
     check_grad(total, params.arrays(), 23, grads, name=name)
+
+
+@pytest.mark.parametrize("regs", [
+    [regularizer_preset("eq4", 0.01)],
+    [regularizer_preset("addunc_sigm_mnist")],
+    [regularizer_preset("eq4", 0.01), regularizer_preset("custom_sum", 0.02),
+     regularizer_preset("eq7", 0.03)],
+])
+def test_trainer_layers_are_the_nonzero_part_of_the_full_gradient(regs):
+    from refnet.regularizers.combine import regularizer_layers
+
+    p = init_params(ARCH, rng=2)
+    _, cache = forward(ARCH, p, np.random.default_rng(3).normal(size=(7, 3)))
+    R, full, extra = regularizer_value_and_grad(ARCH, p, cache, regs)
+    R2, dW, extra2 = regularizer_layers(ARCH, p, cache, regs)
+    assert R2 == R
+    assert sorted(extra2) == sorted(extra)
+    for l in extra:
+        np.testing.assert_array_equal(extra2[l], extra[l])
+    for l, g in enumerate(full.W, start=1):
+        if l in dW:
+            np.testing.assert_array_equal(dW[l], g)
+            assert np.any(g)
+        else:
+            assert not np.any(g)
+    assert not any(np.any(b) for b in full.b)

@@ -22,15 +22,29 @@ def _zero_grads(params: Params, dW) -> Params:
     return Params(tuple(dW), tuple(np.zeros_like(b) for b in params.b))
 
 
+def row_sum_layer(W: Array, lambda_l: float) -> tuple[float, Array]:
+    """One layer of Eq. 4: ``lambda_l sum_i |s_i|`` and its gradient (a fresh array shaped
+    like ``W``, ``(n_out, n_in)``); see :func:`row_sum_penalty`."""
+    s = W.sum(axis=1)  # s_i = sum_j w_ij, shape (n_out,)
+    value = lambda_l * float(np.abs(s).sum())
+    return value, np.broadcast_to((lambda_l * np.sign(s))[:, None], W.shape).astype(W.dtype)
+
+
+def row_sum_layers(params: Params, lam: dict[int, float]) -> tuple[float, dict[int, Array]]:
+    """:func:`row_sum_terms` with the gradients of the penalised layers only, ``{l: dR/dW^(l)}``
+    (the trainer adds them to its gradients and skips the zero ones)."""
+    R = 0.0
+    dW = {}
+    for l, lambda_l in lam.items():
+        v, dW[l] = row_sum_layer(params.W[l - 1], lambda_l)
+        R += v
+    return R, dW
+
+
 def row_sum_terms(params: Params, lam: dict[int, float]) -> tuple[float, Params]:
     """:func:`row_sum_penalty` for lambdas already resolved to ``{l: lambda}`` (trusted)."""
-    R = 0.0
-    dW = [np.zeros_like(W) for W in params.W]
-    for l, lambda_l in lam.items():
-        W = params.W[l - 1]
-        s = W.sum(axis=1)  # s_i = sum_j w_ij, shape (n_out,)
-        R += lambda_l * float(np.abs(s).sum())
-        dW[l - 1] = np.broadcast_to((lambda_l * np.sign(s))[:, None], W.shape).astype(W.dtype)
+    R, grads = row_sum_layers(params, lam)
+    dW = [grads[l] if l in grads else np.zeros_like(W) for l, W in enumerate(params.W, start=1)]
     return R, _zero_grads(params, dW)
 
 
@@ -119,6 +133,15 @@ def saturation_penalty(arch: Architecture, params: Params, cache: Cache,
     elsewhere and for biases); ``dZ_extra[l] = dR/dz^(l)`` of shape ``(n_batch, sizes[l])`` is
     the derivative term, for :func:`refnet.model.backward`.
     """
+    R, grads, dZ_extra = saturation_layers(arch, params, cache, spec)
+    dW = [grads[l] if l in grads else np.zeros_like(W) for l, W in enumerate(params.W, start=1)]
+    return R, _zero_grads(params, dW), dZ_extra
+
+
+def saturation_layers(arch: Architecture, params: Params, cache: Cache,
+                      spec) -> tuple[float, dict[int, Array], dict[int, Array]]:
+    """:func:`saturation_penalty` with the weight gradients of the penalised layers only,
+    ``{l: 2 lambda_l W^(l)}`` (the trainer adds them and skips the zero ones)."""
     L = arch.n_layers
     R = 0.0
     dZ_extra = {}
@@ -127,8 +150,8 @@ def saturation_penalty(arch: Architecture, params: Params, cache: Cache,
         v, dz = derivative_penalty(arch.activations[l - 1], z, lam, spec.reduction, spec.power)
         R += v
         dZ_extra[l] = dz
-    dW = [np.zeros_like(W) for W in params.W]
+    dW = {}
     for l, lam in layers_of(spec.weight_lambdas, L, "weight_lambdas").items():
-        v, dW[l - 1] = weight_norm_penalty(params.W[l - 1], lam)
+        v, dW[l] = weight_norm_penalty(params.W[l - 1], lam)
         R += v
-    return R, _zero_grads(params, dW), dZ_extra
+    return R, dW, dZ_extra
