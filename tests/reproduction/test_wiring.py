@@ -219,6 +219,19 @@ def test_chosen_by_outcome_marks_only_the_quantities_its_setting_moves():
                                                     None, ())
 
 
+def test_quickdraw_note_reads_classes_and_rows_from_the_run():
+    from refnet.reproduction.duque.fig4 import quickdraw_data_note
+
+    rec = {"setup": {"quickdraw_per_class": None},
+           "data": {"train": {"classes": list("abc")}, "test": {"n_samples": 60},
+                    "n_train_used": 200, "n_val": 40}}
+    note = quickdraw_data_note(rec)
+    assert "mirror's 3 classes" in note and "300 rows, ~100 per class" in note
+    assert "20 classes" in note  # the paper's count, for comparison
+    rec["setup"]["quickdraw_per_class"] = 1000
+    assert "1000 rows per class" in quickdraw_data_note(rec)
+
+
 def test_envelope_figure_and_text_mark_the_choice_by_outcome(tmp_path):
     import json
 
