@@ -86,8 +86,9 @@ PRESETS = {
              "the paper records no epochs (the authors' configs of the period: 50-70); at 50 "
              "epochs the standard model's drop at variance 1 falls short of the paper's by more "
              "than the tolerance and it grows with the epochs, so the envelope's epoch grid was "
-             "extended and the preset takes the count whose clean accuracy and drop both lie "
-             "within the report's tolerances of the paper's numbers"),)),
+             "extended to 200 and the preset takes the smallest count of that grid at which "
+             "the clean accuracy and the drop both lie within the report's tolerances of the "
+             "paper's numbers"),)),
 }
 PRESETS["envelope"] = Preset(
     name="envelope", duque=PRESETS["full"].duque, n_levels=2, repetitions=3,
