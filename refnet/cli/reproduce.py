@@ -130,7 +130,7 @@ def run(args) -> int:
     # the envelope preset's own summary backs its header's "chosen by outcome" ranges
     own = out / "envelope.json"
     header = report_header(preset, state, elapsed,
-                           {**json.loads(own.read_text()), "_path": str(own)}
+                           {**json.loads(own.read_text()), "_path": "envelope.json (beside this report)"}
                            if preset.name == "envelope" and own.is_file() else envelope, known)
     write_report(out, checks, figures, header,
                  title=f"refnet reproduction report ({preset.name} preset)")
