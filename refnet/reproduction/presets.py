@@ -65,8 +65,9 @@ PRESETS = {
         # baseline 50 epochs (the authors' configs of the period: 50-70; Fashion-MNIST 150, see
         # below); the Eq. 7 penalty on sigma'^2 (the authors' code until late August 2024) for
         # Fashion-MNIST (Fashion coefficients) and QuickDraw (MNIST coefficients), on sigma'
-        # (the final code) for MNIST: per dataset the variant the envelope finds nearer the paper (both are
-        # measured there); QuickDraw with every mirror row (1000-4960 per class, stratified).
+        # (the final code) for MNIST: per dataset the variant the envelope finds nearer the
+        # paper (both are measured there); QuickDraw with every mirror row (1000-4960 per
+        # class, stratified).
         # Fine-tuning: 10 epochs from the baseline (not recorded; the last recorded
         # regularized config ran 120 epochs at lr 5e-6, refnet fine-tunes at the baseline lr).
         # Fashion-MNIST's baseline runs 150 epochs, chosen by outcome (chosen_by_outcome below).
