@@ -63,11 +63,18 @@ def _envelope(args) -> dict | None:
     return {**json.loads(Path(path).read_text()), "_path": shown}
 
 
-def apply_envelope(check, envelope):
-    """``check`` with its envelope range, if the envelope measured its quantity."""
+def apply_envelope(check, envelope, preset=None):
+    """``check`` with its envelope range, if the envelope measured its quantity, and the
+    setting ``preset`` chose by outcome that moves it (``Preset.chosen_by_outcome``), if any."""
     from dataclasses import replace
 
+    from ..reproduction.presets import chosen_setting
+
     key = getattr(check, "envelope_key", "")
+    chosen = chosen_setting(preset, key) if preset is not None and key else None
+    if chosen is not None:
+        ds, setting, _ = chosen
+        check = replace(check, chosen=f"{ds} {setting} = {getattr(preset.setup(ds), setting)}")
     if not envelope or not key or key not in envelope:
         return check
     e = envelope[key]
@@ -77,7 +84,6 @@ def apply_envelope(check, envelope):
 
 
 def run(args) -> int:
-    from refnet import __version__
     from refnet.io import atomic_write_bytes
     from refnet.reproduction.presets import get_preset
     from refnet.reproduction.registry import figure_module
@@ -119,19 +125,13 @@ def run(args) -> int:
     envelope = _envelope(args) if preset.name == "full" else None  # measured for full's settings
     for name in (s for s in known if s in state["scripts"]):
         c, f = figure_module(name).report(out, preset)
-        checks += [apply_envelope(x, envelope) for x in c]
+        checks += [apply_envelope(x, envelope, preset) for x in c]
         figures += f
-    header = {"preset": f"{preset.name}: {preset.notes}", "seed": preset.seed,
-              "refnet version": __version__,
-              "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
-              "wall time of this run": f"{elapsed:.0f} s (cached parts are not recomputed)",
-              "scripts (seconds when last computed)": ", ".join(
-                  f"{k} ({v['seconds']:.0f} s)" for k, v in state["scripts"].items())}
-    if envelope:
-        header["envelope"] = f"{envelope['_path']} (settings envelope of Duque 2024's numbers)"
-    not_run = [s for s in known if s not in state["scripts"]]
-    if not_run:
-        header["not computed in this folder"] = ", ".join(not_run)
+    # the envelope preset's own summary backs its header's "chosen by outcome" ranges
+    own = out / "envelope.json"
+    header = report_header(preset, state, elapsed,
+                           {**json.loads(own.read_text()), "_path": "envelope.json (beside this report)"}
+                           if preset.name == "envelope" and own.is_file() else envelope, known)
     write_report(out, checks, figures, header,
                  title=f"refnet reproduction report ({preset.name} preset)")
     if checks:
@@ -144,6 +144,28 @@ def run(args) -> int:
     stages.append(("report", time.perf_counter() - t_report))
     print(format_stage_times(stages))
     return 0
+
+
+def report_header(preset, state: dict, elapsed: float, envelope, known) -> dict:
+    """The report's header lines: the preset, the machine, the times, the envelope used, every
+    setting chosen by outcome (with its reason and envelope range) and what was not computed."""
+    from refnet import __version__
+    from refnet.reproduction.presets import chosen_by_outcome_lines
+
+    header = {"preset": f"{preset.name}: {preset.notes}", "seed": preset.seed,
+              "refnet version": __version__,
+              "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
+              "wall time of this run": f"{elapsed:.0f} s (cached parts are not recomputed)",
+              "scripts (seconds when last computed)": ", ".join(
+                  f"{k} ({v['seconds']:.0f} s)" for k, v in state["scripts"].items())}
+    if envelope:
+        header["envelope"] = f"{envelope['_path']} (settings envelope of Duque 2024's numbers)"
+    if preset.chosen_by_outcome:
+        header["chosen by outcome"] = " | ".join(chosen_by_outcome_lines(preset, envelope))
+    not_run = [s for s in known if s not in state["scripts"]]
+    if not_run:
+        header["not computed in this folder"] = ", ".join(not_run)
+    return header
 
 
 def format_stage_times(stages) -> str:

@@ -40,7 +40,10 @@ class Check:
 
     ``reason`` says why refnet may differ (settings the authors never recorded, a smaller
     preset, ...); ``envelope_key`` names the envelope quantity (``"<dataset>/<quantity>"``)
-    and ``envelope_cells`` lists the cells behind the range.
+    and ``envelope_cells`` lists the cells behind the range. ``chosen`` names a setting the
+    preset chose by its outcome that moves this number (``Preset.chosen_by_outcome``): it
+    does not change the verdict, but the explanation states it whatever the verdict, since an
+    agreement reached by choosing a setting is weaker evidence than one reached without.
     """
 
     source: str        #: where the paper prints it, e.g. "Duque 2024, Sec. 4"
@@ -54,6 +57,7 @@ class Check:
     envelope: tuple | None = None
     envelope_key: str = ""
     envelope_cells: str = ""
+    chosen: str = ""
 
     @property
     def difference(self) -> float:
@@ -76,10 +80,11 @@ class Check:
     def explanation(self) -> str:
         """What the report prints beside the verdict: the arithmetic, the range or the reason."""
         v = self.verdict
+        chosen = f"Setting chosen by outcome: {self.chosen} (see the header)." if self.chosen else ""
         if v == "agrees":
-            return ""
+            return chosen
         if v == "paper inconsistent":
-            return self.inconsistent
+            return f"{self.inconsistent} {chosen}".strip()
         if self.envelope is not None:
             lo, hi = (format_value(x, self.unit) for x in self.envelope)
             where = "outside" if v == "outside the envelope" else "inside"
@@ -87,8 +92,8 @@ class Check:
                    f"{format_value(self.paper, self.unit)} lies {where} it "
                    f"(+- {format_value(self.tolerance, self.unit)})")
             cells = f" (cells: {self.envelope_cells})" if self.envelope_cells else ""
-            return f"{rng}{cells}. {self.reason}".strip()
-        return self.reason
+            return f"{rng}{cells}. {self.reason} {chosen}".strip()
+        return f"{self.reason} {chosen}".strip()
 
 
 def verdict_summary(checks) -> str:

@@ -60,3 +60,21 @@ def test_summary_counts_every_verdict():
     assert set(c.verdict for c in checks) == set(VERDICTS)
     md = render_markdown("T", checks, [], {})
     assert line in md and md.count("| paper inconsistent | a |") == 1
+
+
+def test_a_setting_chosen_by_outcome_is_stated_whatever_the_verdict():
+    note = "fashion-mnist baseline_epochs = 150"
+    agree = check(51.0, chosen=note)
+    assert agree.verdict == "agrees" and note in agree.explanation
+    assert "chosen by outcome" in agree.explanation
+    # the note never moves the verdict, and it rides along with every other explanation
+    assert check(40.0, chosen=note).verdict == check(40.0).verdict == "differs (refnet)"
+    assert check(40.0, chosen=note).explanation.startswith("not recorded") and \
+        note in check(40.0, chosen=note).explanation
+    out = check(40.0, envelope=(35.0, 45.0), chosen=note)
+    assert out.verdict == "outside the envelope" and "lies outside" in out.explanation
+    assert note in out.explanation
+    inc = check(20.0, inconsistent="2 x 1e-4 = 2e-4", chosen=note)
+    assert inc.verdict == "paper inconsistent" and note in inc.explanation
+    md = render_markdown("T", [agree], [], {})
+    assert f"| agrees | Setting chosen by outcome: {note}" in md

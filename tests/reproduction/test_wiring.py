@@ -170,3 +170,82 @@ def test_mode_keys_share_models_only_between_equal_settings():
     assert replace(s, finetune_epochs=3).mode_key("noise_aware_unc") != s.mode_key("noise_aware_unc")
     assert replace(s, baseline_epochs=3).mode_key("regularized_unc") != s.mode_key("regularized_unc")
     assert s.mode_key("standard") == s.baseline_key()
+
+
+def test_settings_chosen_by_outcome_lie_inside_their_envelope_grid():
+    """A setting chosen by its outcome must be measured with neighbours on both sides: its
+    value is a cell of the envelope's grid and neither end of it."""
+    full = get_preset("full")
+    assert full.chosen_by_outcome, "the full preset states its outcome-chosen settings"
+    for ds, setting, reason in full.chosen_by_outcome:
+        assert setting in ev.SETTINGS and reason
+        value = getattr(full.setup(ds), setting)
+        grid = [c.value for c in ev.cells(full.setup(ds), (setting,))]
+        assert value in grid and min(grid) < value < max(grid)
+    assert get_preset("quick").chosen_by_outcome == ()
+    assert get_preset("envelope").duque == full.duque
+    assert get_preset("envelope").chosen_by_outcome == full.chosen_by_outcome
+
+
+def test_chosen_by_outcome_marks_only_the_quantities_its_setting_moves():
+    from dataclasses import replace as dc_replace
+
+    from refnet.cli.reproduce import apply_envelope, report_header
+    from refnet.reproduction.presets import chosen_by_outcome_lines, chosen_setting
+    from refnet.reproduction.report import Check
+
+    p = dc_replace(get_preset("full"), chosen_by_outcome=(("mnist", "baseline_epochs", "why"),))
+    assert chosen_setting(p, "mnist/std_drop")[1] == "baseline_epochs"
+    assert chosen_setting(p, "mnist/std_clean") is not None
+    assert chosen_setting(p, "mnist/reg_clean") is None      # Eq. 7 model: fine-tuning settings
+    assert chosen_setting(p, "fashion-mnist/std_drop") is None  # another dataset
+    env = {"mnist/std_drop": {"lo": 30.0, "hi": 44.0, "cells": [
+        ["baseline_epochs", 100, 44.0], ["baseline_epochs", 20, 30.0], ["baseline_epochs", 50, 38.0],
+        ["eq7_preset", "addunc_sigm_sq", 1.0]]}}
+    c = apply_envelope(Check("Duque 2024", "drop", 41.52, 38.0, 5.0, unit="pp",
+                             envelope_key="mnist/std_drop"), env, p)
+    assert c.chosen == "mnist baseline_epochs = 50" and c.verdict == "agrees"
+    assert "mnist baseline_epochs = 50" in c.explanation
+    other = Check("Duque 2024", "reg", 95.62, 96.0, 1.5, envelope_key="mnist/reg_clean")
+    assert apply_envelope(other, env, p).chosen == ""
+    line, = chosen_by_outcome_lines(p, env)
+    # the range over that setting's cells only (not the Eq. 7 cell), the value's own outcome
+    assert line.startswith("mnist baseline_epochs = 50: why. Envelope:")
+    assert "30.00-44.00 pp over baseline_epochs = 20, 50, 100 (at 50: 38.00 pp)" in line
+    assert "clean accuracy, standard training: not measured" in line
+    header = report_header(p, {"scripts": {}}, 1.0, {**env, "_path": "e.json"}, ())
+    assert header["chosen by outcome"] == line
+    assert "chosen by outcome" not in report_header(get_preset("quick"), {"scripts": {}}, 1.0,
+                                                    None, ())
+
+
+def test_quickdraw_note_reads_classes_and_rows_from_the_run():
+    from refnet.reproduction.duque.fig4 import quickdraw_data_note
+
+    rec = {"setup": {"quickdraw_per_class": None},
+           "data": {"train": {"classes": list("abc")}, "test": {"n_samples": 60},
+                    "n_train_used": 200, "n_val": 40}}
+    note = quickdraw_data_note(rec)
+    assert "mirror's 3 classes" in note and "300 rows, ~100 per class" in note
+    assert "20 classes" in note  # the paper's count, for comparison
+    rec["setup"]["quickdraw_per_class"] = 1000
+    assert "1000 rows per class" in quickdraw_data_note(rec)
+
+
+def test_envelope_figure_and_text_mark_the_choice_by_outcome(tmp_path):
+    import json
+
+    from refnet.reproduction.duque import fig_envelope
+
+    cells = [["baseline_epochs", e, v] for e, v in ((20, 29.0), (150, 50.0), (200, 52.0))]
+    summary = {"fashion-mnist/std_drop": {"lo": 29.0, "hi": 52.0, "preset": 50.0, "paper": 53.86,
+                                          "tolerance": 5.0, "inside": True, "cells": cells}}
+    (tmp_path / "envelope.json").write_text(json.dumps(summary))
+    assert fig_envelope._full_choice("fashion-mnist", "baseline_epochs") == (
+        get_preset("full").setup("fashion-mnist").baseline_epochs, True)
+    assert fig_envelope._full_choice("mnist", "baseline_epochs")[1] is False
+    assert fig_envelope._full_choice("synthetic", "baseline_epochs") is None
+    assert fig_envelope.plot(tmp_path).exists()
+    _, (fig,) = fig_envelope.report(tmp_path, get_preset("envelope"))
+    assert "Chosen by outcome: fashion-mnist baseline_epochs" in fig.refnet_says
+    assert "[29.00, 52.00] pp" in fig.refnet_says

@@ -12,7 +12,7 @@ Settings and the quantities they move (:data:`SETTINGS`):
 =========================  ============================================  ========================
 setting                    grid (within the authors' recorded ranges)    quantities
 =========================  ============================================  ========================
-``baseline_epochs``        20, 50, 100 (configs of the period: 50-70)    standard clean, drop
+``baseline_epochs``        20, 50, 100; Fashion to 200 (configs 50-70)   standard clean, drop
 ``eq7_preset``             sigma' and sigma'^2 (code until late Aug.)    regularized clean, drop
 ``eq7_lambda``             6e-3, 1.2e-2 (the code's MNIST / Fashion)     regularized clean, drop
 ``eq4_lambda``             6e-3, 1.2e-2                                  correlated flatness
@@ -20,9 +20,10 @@ setting                    grid (within the authors' recorded ranges)    quantit
 ``quickdraw_per_class``    1000, every mirror row (QuickDraw only)       all
 =========================  ============================================  ========================
 
-The baseline-epochs cells of one dataset are one training run: its checkpoint after 20, 50 and
-100 epochs is saved as the model of that cell (the training loop's seeding makes a resumed run
-identical to an uninterrupted one, tested in ``tests/test_train.py``).
+The baseline-epochs cells of one dataset are one training run: its model after each count of
+the grid (20, 50, 100; for Fashion-MNIST on to 150 and 200) is saved as that cell's (the
+training loop's seeding makes a resumed run identical to an uninterrupted one, tested in
+``tests/test_train.py``).
 """
 from __future__ import annotations
 
@@ -50,9 +51,12 @@ QUANTITIES = {
              "regularized_cor", "pp"),
     "na_drop": ("accuracy drop at variance 1, uncorrelated, noise-aware", "noise_aware_unc", "pp"),
 }
+#: Baseline-epoch grid per dataset (default 20, 50, 100). Fashion-MNIST's standard drop still
+#: grows at 100 epochs (47 pp, the paper 53.86), so its grid goes on to 200.
+BASELINE_EPOCHS = {"fashion-mnist": (20, 50, 100, 150, 200)}
 #: Setting -> (quantities it moves, grid maker from the preset's setup).
 SETTINGS = {
-    "baseline_epochs": (("std_clean", "std_drop"), lambda s: (20, 50, 100)),
+    "baseline_epochs": (("std_clean", "std_drop"), lambda s: BASELINE_EPOCHS.get(s.dataset, (20, 50, 100))),
     "eq7_preset": (("reg_clean", "reg_drop"),
                    lambda s: tuple(dict.fromkeys((dq.EQ7_PRESET[s.dataset],
                                                   dq.EQ7_SQUARED[dq.EQ7_PRESET[s.dataset]])))),

@@ -122,6 +122,24 @@ COLOR = {"std_clean": "C0", "std_drop": "C0", "reg_clean": "C2", "reg_drop": "C2
          "flat": "C3", "na_drop": "C1"}
 
 
+def _full_choice(ds: str, setting: str):
+    """``(value, chosen_by_outcome)`` of ``setting`` in the full preset's setup of ``ds``
+    (the Eq. 7 preset and lambda resolved to the code set's), or None for other datasets."""
+    from ..presets import get_preset
+
+    full = get_preset("full")
+    try:
+        setup = full.setup(ds)
+    except ValueError:
+        return None
+    value = getattr(setup, setting)
+    if setting == "eq7_preset":
+        value = setup.eq7
+    elif setting == "eq7_lambda" and value is None:
+        value = ev.EQ7_CODE_LAMBDA.get(setup.eq7)
+    return value, any(c[:2] == (ds, setting) for c in full.chosen_by_outcome)
+
+
 def plot(out) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -149,11 +167,19 @@ def plot(out) -> Path:
                             ha="center", va="center", fontsize=7, color="0.5",
                             transform=ax.transAxes)
                     continue
+                chosen = _full_choice(ds, s)
                 for q in qs:
                     e = summary[f"{ds}/{q}"]
                     pts = [(c[1], c[2]) for c in e["cells"] if c[0] == s]
                     x = list(range(len(pts)))
                     ax.plot(x, [p[1] for p in pts], marker="o", color=COLOR[q], label=SHORT[q])
+                    mine = [k for k, p in enumerate(pts) if p[0] == chosen[0]] if chosen else []
+                    if mine:
+                        ax.plot(mine, [pts[k][1] for k in mine], ls="none", marker="s", ms=11,
+                                mfc="none", mec="k", mew=1.2,
+                                label="full preset's choice" + (" (chosen by outcome)"
+                                                                if chosen[1] else "")
+                                if q == qs[0] else None)
                     if e["paper"] is not None:
                         ax.axhline(e["paper"], color=COLOR[q], ls=":", lw=1.4)
                         ax.axhspan(e["paper"] - e["tolerance"], e["paper"] + e["tolerance"],
@@ -190,7 +216,10 @@ def report(out, preset):
         "The paper does not record the baseline epochs, which Eq. 7 variant and lambdas, the "
         "Eq. 4 lambda, the noise-aware variance, or (for QuickDraw) the rows per class.",
         "; ".join(said) + ". Each point is one training run with one setting moved from the "
-        "full preset's choice; the dotted lines are the paper's values.",
+        "full preset's choice (open square); the dotted lines are the paper's values."
+        + "".join(f" Chosen by outcome: {ds} {st} = {getattr(preset.setup(ds), st)} ({why})."
+                  for ds, st, why in preset.chosen_by_outcome
+                  if any(b.dataset == ds for b in preset.duque)),
         {"settings": ", ".join(LABEL[s] for s in _cell_settings(preset)),
          "repetitions": preset.repetitions})
     return [], [fig]

@@ -214,7 +214,7 @@ def c_readings(out, preset) -> dict | None:
     out = {"net": {k: float(f(pred - y, y)) for k, f in READINGS.items()},
            "persistence": {k: float(f(data.X_test[:, -1] - y, y)) for k, f in READINGS.items()},
            "best_epoch": meta.get("best_epoch"), "epochs_done": meta.get("epochs_done"),
-           "max_epochs": setup.epochs,
+           "max_epochs": setup.epochs, "patience": setup.patience,
            "first_87": None}
     if data.y_val is not None:
         sd = float(np.std(data.y_val))
@@ -239,7 +239,7 @@ def _c_check(rec, paper, tol, tol_why, r) -> Check:
     stop = ((f"C trained with early stopping on its last training windows: best epoch "
              f"{r['best_epoch']} of {r['epochs_done']} run"
              + (" (the epoch cap: the validation loss was still creeping down)" if capped
-                else " (stopped after 20 epochs without improvement)") + ". ")
+                else f" (stopped after {r['patience']} epochs without improvement)") + ". ")
             if r["best_epoch"] else "")
     early = (f" or a network stopped early (refnet's C first reaches 87 % on its validation "
              f"windows at epoch {r['first_87']})" if r["first_87"] else "")
