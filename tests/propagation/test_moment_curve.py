@@ -17,18 +17,10 @@ LEVELS = [0.0, 1e-3, 1e-2, 0.1, 0.3, 1.0]
 
 
 @pytest.fixture(scope="module")
-def blobs_net():
+def blobs_net(make_blobs_net):
     """A small trained 3-layer sigmoid net on Gaussian blobs (noise matters at variance 1)."""
-    from refnet.train import TrainConfig, train
-    rng = np.random.default_rng(21)
-    d, k = 16, 4
-    centers = rng.normal(scale=0.7, size=(k, d))
-    y = rng.integers(0, k, 1000)
-    X = centers[y] + rng.normal(size=(1000, d))
-    arch = mlp((d, 24, 20, k), "sigmoid", "identity")
-    cfg = TrainConfig(epochs=12, lr=0.05, batch_size=64, optimizer="adagrad", seed=0)
-    P = train(arch, init_params(arch, "torch", rng=0), X[:700], y[:700], cfg).params
-    return arch, P, X[700:], y[700:]
+    return make_blobs_net(seed=21, d=16, k=4, n=1000, n_train=700, hidden=(24, 20),
+                          scale=0.7, epochs=12)
 
 
 def test_fast_path_only_for_the_duque_placement_on_three_layers():

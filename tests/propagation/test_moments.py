@@ -250,17 +250,9 @@ def test_output_moments_close_to_monte_carlo(noise_type):
 
 # --- the accuracy curve on a small trained net ------------------------------------------------
 @pytest.fixture(scope="module")
-def trained_blobs():
-    from refnet.train import TrainConfig, train
-    rng = np.random.default_rng(13)
-    d, k = 20, 4
-    centers = rng.normal(scale=0.6, size=(k, d))
-    y = rng.integers(0, k, 1600)
-    X = centers[y] + rng.normal(size=(1600, d))
-    arch = mlp((d, 32, 32, k), "sigmoid", "identity")
-    cfg = TrainConfig(epochs=15, lr=0.05, batch_size=64, optimizer="adagrad", seed=0)
-    P = train(arch, init_params(arch, "torch", rng=0), X[:1200], y[:1200], cfg).params
-    return arch, P, X[1200:], y[1200:]
+def trained_blobs(make_blobs_net):
+    return make_blobs_net(seed=13, d=20, k=4, n=1600, n_train=1200, hidden=(32, 32),
+                          scale=0.6, epochs=15)
 
 
 @pytest.mark.parametrize("noise_type", NOISE_TYPES)
