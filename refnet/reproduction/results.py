@@ -78,13 +78,15 @@ def figure_path(out, name: str) -> Path:
     return p
 
 
-def save_figure(fig, out, name: str, dpi: int = 100) -> Path:
-    """Lay out ``fig``, write it to ``<out>/figures/<name>.png`` and close it; returns the path."""
+def save_figure(fig, out, name: str, dpi: int = 100, *, layout: bool = True) -> Path:
+    """Lay out ``fig`` (unless ``layout=False``: the caller did), write it to
+    ``<out>/figures/<name>.png`` and close it; returns the path."""
     import matplotlib.pyplot as plt
 
-    # leave room for a suptitle (tight_layout alone lets it overlap the top panels' titles)
-    top = 1 - 0.35 / fig.get_figheight() if getattr(fig, "_suptitle", None) is not None else 1
-    fig.tight_layout(rect=(0, 0, 1, top))
+    if layout:
+        # leave room for a suptitle (tight_layout alone lets it overlap the top panels' titles)
+        top = 1 - 0.35 / fig.get_figheight() if getattr(fig, "_suptitle", None) is not None else 1
+        fig.tight_layout(rect=(0, 0, 1, top))
     path = figure_path(out, name)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)

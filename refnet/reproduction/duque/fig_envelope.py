@@ -122,6 +122,11 @@ COLOR = {"std_clean": "C0", "std_drop": "C0", "reg_clean": "C2", "reg_drop": "C2
          "flat": "C3", "na_drop": "C1"}
 
 
+#: How a panel marks the full preset's value of its setting (key: chosen by outcome).
+CHOICE_MARKER = {False: dict(marker="s", ms=11, mfc="none", mec="k", mew=1.2),
+                 True: dict(marker="s", ms=11, mfc="none", mec="firebrick", mew=2.2)}
+
+
 def _full_choice(ds: str, setting: str):
     """``(value, chosen_by_outcome)`` of ``setting`` in the full preset's setup of ``ds``
     (the Eq. 7 preset and lambda resolved to the code set's), or None for other datasets."""
@@ -144,6 +149,7 @@ def plot(out) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     out = Path(out)
     summary = json.loads((out / "envelope.json").read_text())
@@ -152,7 +158,8 @@ def plot(out) -> Path:
                 if any(c[0] == s for v in summary.values() for c in v["cells"])]
     # two rows per dataset: accuracies (%) above, drops (pp) below, so neither squashes the other
     fig, axes = plt.subplots(2 * len(datasets), len(settings), squeeze=False,
-                             figsize=(3.4 * len(settings), 2.7 * 2 * len(datasets)))
+                             figsize=(3.4 * len(settings), 2.7 * 2 * len(datasets) + 1.0))
+    shown: set[str] = set()
     for i, ds in enumerate(datasets):
         for j, s in enumerate(settings):
             for r, unit in enumerate(("%", "pp")):
@@ -175,11 +182,8 @@ def plot(out) -> Path:
                     ax.plot(x, [p[1] for p in pts], marker="o", color=COLOR[q], label=SHORT[q])
                     mine = [k for k, p in enumerate(pts) if p[0] == chosen[0]] if chosen else []
                     if mine:
-                        ax.plot(mine, [pts[k][1] for k in mine], ls="none", marker="s", ms=11,
-                                mfc="none", mec="k", mew=1.2,
-                                label="full preset's choice" + (" (chosen by outcome)"
-                                                                if chosen[1] else "")
-                                if q == qs[0] else None)
+                        ax.plot(mine, [pts[k][1] for k in mine], ls="none",
+                                **CHOICE_MARKER[bool(chosen[1])])
                     if e["paper"] is not None:
                         ax.axhline(e["paper"], color=COLOR[q], ls=":", lw=1.4)
                         ax.axhspan(e["paper"] - e["tolerance"], e["paper"] + e["tolerance"],
@@ -190,9 +194,20 @@ def plot(out) -> Path:
                 ax.set_ylabel("test accuracy (%)" if unit == "%" else "accuracy drop (pp)")
                 ax.set_title(f"{TITLES.get(ds, ds)}: {LABEL[s]}", fontsize=9)
                 ax.grid(alpha=0.3)
-                ax.legend(fontsize=6, title="dotted line, band: paper $\\pm$ tolerance",
-                          title_fontsize=6)
-    return save_figure(fig, out, NAME, dpi=90)
+                shown.update(qs)
+    # One legend for the figure, above the panels: per-panel legends covered data points.
+    handles = [Line2D([], [], color=COLOR[q], marker="o", label=SHORT[q])
+               for q in SHORT if q in shown]
+    handles += [Line2D([], [], color="0.4", ls=":", lw=1.4,
+                       label="paper's value (dotted, in the curve's colour); band: $\\pm$ "
+                             "the report's tolerance"),
+                Line2D([], [], ls="none", label="full preset's choice", **CHOICE_MARKER[False]),
+                Line2D([], [], ls="none", label="full preset's choice, chosen by outcome",
+                       **CHOICE_MARKER[True])]
+    fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 1.0 / fig.get_figheight()))
+    return save_figure(fig, out, NAME, dpi=90, layout=False)
 
 
 def report(out, preset):
