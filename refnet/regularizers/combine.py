@@ -12,8 +12,7 @@ import numpy as np
 
 from ..activations import get_activation
 from ..model import Architecture, Cache, Params, backward, check_params, forward
-from .equations import (cached_preactivation, row_sum_layers, row_sum_terms, saturation_layers,
-                        saturation_penalty)
+from .equations import cached_preactivation, full_grads, row_sum_layers, saturation_layers
 from .expected_loss import cross_entropy_hessian, expected_loss_penalty, softmax
 from .lambdas import layers_of
 from .specs import SPEC_TYPES, ExpectedLoss, Regularizer, RowSumPenalty
@@ -50,38 +49,16 @@ def regularizer_value_and_grad(arch: Architecture, params: Params, cache: Cache 
     with the loss gradient, then add ``grads``. ``cache`` (from :func:`refnet.model.forward` on
     the same batch and params) may be ``None`` when no spec needs it.
     """
-    check_params(arch, params)
-    R = 0.0
-    dW = None   # the first spec's gradients, then the others added in place (no zero passes)
-    dZ_extra: dict[int, Array] = {}
-    for reg in _as_list(regs):
-        if isinstance(reg, RowSumPenalty):
-            v, g = row_sum_terms(params, layers_of(reg.lambdas, arch.n_layers, "lambdas"))
-            extra = {}
-        elif isinstance(reg, ExpectedLoss):
-            _need_cache(cache)
-            v, g, extra = expected_loss_penalty(arch, params, cache, reg)
-        else:
-            _need_cache(cache)
-            v, g, extra = saturation_penalty(arch, params, cache, reg)
-        R += v
-        if dW is None:
-            dW = list(g.W)   # fresh arrays from the equations: safe to add into
-        else:
-            for a, b in zip(dW, g.W):
-                a += b
-        for l, dz in extra.items():
-            dZ_extra[l] = dZ_extra[l] + dz if l in dZ_extra else dz
-    if dW is None:
-        dW = [np.zeros_like(W) for W in params.W]
-    return R, Params(tuple(dW), tuple(np.zeros_like(b) for b in params.b)), dZ_extra
+    R, grads, dZ_extra = regularizer_layers(arch, params, cache, regs)
+    return R, full_grads(params, grads), dZ_extra
 
 
 def regularizer_layers(arch: Architecture, params: Params, cache: Cache | None,
                        regs) -> tuple[float, dict[int, Array], dict[int, Array]]:
-    """:func:`regularizer_value_and_grad` for the trainer: ``(value, dW, dZ_extra)`` with
+    """The sum of ``regs`` as the trainer takes it: ``(value, dW, dZ_extra)`` with
     ``dW = {l: dR/dW^(l)}`` holding only the layers some spec penalises (bias gradients are
-    always zero and left out), so no zero arrays are allocated or added each batch.
+    always zero and left out), so no zero arrays are allocated or added each batch;
+    :func:`regularizer_value_and_grad` is this with the zeros filled in.
 
     Adding these to gradients from :func:`refnet.model.backward` gives the bits of adding
     :func:`regularizer_value_and_grad`'s full arrays: a weight gradient is a matrix product,

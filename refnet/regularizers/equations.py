@@ -18,7 +18,10 @@ __all__ = ["row_sum_penalty", "derivative_penalty", "weight_norm_penalty", "satu
 Array = np.ndarray
 
 
-def _zero_grads(params: Params, dW) -> Params:
+def full_grads(params: Params, grads: dict[int, Array]) -> Params:
+    """``{l: dR/dW^(l)}`` of the penalised layers as a full :class:`Params`: zero arrays for
+    every other weight and for every bias (no regularizer here penalises a bias)."""
+    dW = [grads[l] if l in grads else np.zeros_like(W) for l, W in enumerate(params.W, start=1)]
     return Params(tuple(dW), tuple(np.zeros_like(b) for b in params.b))
 
 
@@ -44,8 +47,7 @@ def row_sum_layers(params: Params, lam: dict[int, float]) -> tuple[float, dict[i
 def row_sum_terms(params: Params, lam: dict[int, float]) -> tuple[float, Params]:
     """:func:`row_sum_penalty` for lambdas already resolved to ``{l: lambda}`` (trusted)."""
     R, grads = row_sum_layers(params, lam)
-    dW = [grads[l] if l in grads else np.zeros_like(W) for l, W in enumerate(params.W, start=1)]
-    return R, _zero_grads(params, dW)
+    return R, full_grads(params, grads)
 
 
 def row_sum_penalty(params: Params, lambdas) -> tuple[float, Params]:
@@ -134,8 +136,7 @@ def saturation_penalty(arch: Architecture, params: Params, cache: Cache,
     the derivative term, for :func:`refnet.model.backward`.
     """
     R, grads, dZ_extra = saturation_layers(arch, params, cache, spec)
-    dW = [grads[l] if l in grads else np.zeros_like(W) for l, W in enumerate(params.W, start=1)]
-    return R, _zero_grads(params, dW), dZ_extra
+    return R, full_grads(params, grads), dZ_extra
 
 
 def saturation_layers(arch: Architecture, params: Params, cache: Cache,
