@@ -15,27 +15,11 @@ from . import _numba
 __all__ = ["adagrad_update", "adagrad_update_inplace", "adagrad_update_numpy"]
 
 
-def _adagrad_body(p, g, s_old, clr, eps, p_new, s_new):
-    # Flat views of C-contiguous arrays: one pass, PyTorch's operation order per element.
-    for i in range(p.size):
-        s = g[i] * g[i] + s_old[i]
-        std = np.sqrt(s) + eps
-        p_new[i] = (g[i] * -clr) / std + p[i]
-        s_new[i] = s
-
-
-# error_model="numpy": no Python zero-division check, which would keep LLVM from vectorizing
-# the loop (division by sqrt(s) + eps > 0 cannot fail anyway). Serial on purpose: between
-# the BLAS calls of a training step, a numba thread pool fights OpenBLAS's spinning threads
-# for the cores and made whole epochs several times slower (measured on 2 cores).
-_adagrad_serial = _numba.njit(_adagrad_body, cache=True, error_model="numpy")
-
-
 def _adagrad_inplace_body(p, g, s, clr, eps):
-    # The same operations as _adagrad_body with the outputs over the inputs. A kernel of its
-    # own, not _adagrad_body(p, g, s, ..., p, s): with an output aliasing an input LLVM's
-    # runtime overlap check sends every element down the scalar loop (measured 2 ms per
-    # 784-300-300-10 step instead of a fraction of one).
+    # Flat views of C-contiguous arrays: one pass, PyTorch's operation order per element, the
+    # results over the inputs. The only kernel: a separate-outputs kernel would repeat this
+    # body, and calling one with outputs aliasing inputs makes LLVM's runtime overlap check
+    # send every element down the scalar loop (measured 2 ms per 784-300-300-10 step).
     for i in range(p.size):
         si = g[i] * g[i] + s[i]
         std = np.sqrt(si) + eps
@@ -43,6 +27,10 @@ def _adagrad_inplace_body(p, g, s, clr, eps):
         s[i] = si
 
 
+# error_model="numpy": no Python zero-division check, which would keep LLVM from vectorizing
+# the loop (division by sqrt(s) + eps > 0 cannot fail anyway). Serial on purpose: between
+# the BLAS calls of a training step, a numba thread pool fights OpenBLAS's spinning threads
+# for the cores and made whole epochs several times slower (measured on 2 cores).
 _adagrad_inplace_serial = _numba.njit(_adagrad_inplace_body, cache=True, error_model="numpy")
 
 
@@ -67,9 +55,9 @@ def adagrad_update(p, g, s_old, clr, eps, p_new, s_new):
     if not _numba.HAVE_NUMBA:
         _numba.warn_fallback("the fused Adagrad update")
         return adagrad_update_numpy(p, g, s_old, clr, eps, p_new, s_new)
-    dt = p.dtype.type
-    _adagrad_serial(p.reshape(-1), g.reshape(-1), s_old.reshape(-1), dt(clr), dt(eps),
-                      p_new.reshape(-1), s_new.reshape(-1))
+    p_new[...] = p        # the in-place kernel on the outputs: the same operations, so the
+    s_new[...] = s_old    # same bits, for two copies on this (functional, not training) path
+    adagrad_update_inplace(p_new, g, s_new, clr, eps)
 
 
 def adagrad_update_inplace(p, g, s, clr, eps):
