@@ -14,8 +14,8 @@ on the same synthetic data (MNIST-shaped: timing does not depend on pixel values
 same initial weights. Rounds are interleaved (refnet, PyTorch, refnet, ...) so a load change
 on a shared machine hits both; each figure is the median over ``--repeats`` rounds after a
 warm-up. ``GEMM floor``: the same epoch's eight matrix products alone (three forward, three
-weight gradients, two input gradients), timed with NumPy in the same run: no implementation
-that uses NumPy's BLAS for its products can go below it. The same products are timed with
+weight gradients, two input gradients), timed in the same run as refnet computes them (fixed
+row blocks, one BLAS thread each: :mod:`refnet._gemm`): refnet cannot go below it. The same products are timed with
 PyTorch (its BLAS): the two floors' GFLOP/s compare the libraries. Each row ends with the
 bound (floor / PyTorch's epoch: the ratio refnet would reach if nothing but its products took
 time) and a verdict: met, missed because the GEMM floor alone is above the target, or missed
@@ -27,6 +27,7 @@ Thread counts are printed; ``--no-draw-ahead`` times refnet drawing its noise in
 from __future__ import annotations
 
 import argparse
+import operator
 import os
 import platform
 import statistics
@@ -35,7 +36,9 @@ import time
 import numpy as np
 
 import refnet as rn
-from refnet._blas import blas_thread_counts, set_blas_threads
+from refnet import _numba
+from refnet._blas import blas_thread_counts, fixed_blas_threads, set_blas_threads
+from refnet._gemm import matmul
 from refnet.noise import NoiseSpec, noise_config
 from refnet.regularizers import regularizer_preset
 from refnet.train import TrainConfig, train
@@ -88,24 +91,27 @@ def numpy_epoch(params, X, y, batch):
     return time.perf_counter() - t0
 
 
-def _epoch_products(W, X, batch):
+def _epoch_products(W, X, batch, mm=operator.matmul):
     """Seconds for only the eight matrix products of each step, at the step's shapes and
-    layouts (``W`` and ``X``: NumPy arrays or torch tensors, whose ``@`` runs their BLAS)."""
+    layouts (``W`` and ``X``: NumPy arrays or torch tensors; ``mm`` the product, by default
+    their ``@``, which runs their BLAS)."""
     t0 = time.perf_counter()
     for i in range(0, len(X), batch):
         x = X[i:i + batch]
-        a1 = x @ W[0].T
-        a2 = a1 @ W[1].T
-        z3 = a2 @ W[2].T
-        d2 = z3 @ W[2]
-        d1 = d2 @ W[1]
-        _ = (d1.T @ x, d2.T @ a1, z3.T @ a2)
+        a1 = mm(x, W[0].T)
+        a2 = mm(a1, W[1].T)
+        z3 = mm(a2, W[2].T)
+        d2 = mm(z3, W[2])
+        d1 = mm(d2, W[1])
+        _ = (mm(d1.T, x), mm(d2.T, a1), mm(z3.T, a2))
     return time.perf_counter() - t0
 
 
 def gemm_floor_epoch(params, X, batch):
-    """The epoch's matrix products alone on NumPy's BLAS (what refnet calls)."""
-    return _epoch_products(params.W, X, batch)
+    """The epoch's matrix products alone as refnet computes them (:func:`refnet._gemm.matmul`:
+    fixed row blocks, each on one BLAS thread, on numba's threads)."""
+    with fixed_blas_threads():
+        return _epoch_products(params.W, X, batch, matmul)
 
 
 def gemm_flops(n_samples, sizes=(784, 300, 300, 10)):
@@ -171,8 +177,9 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=48000)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--threads", type=int, default=None,
-                    help="BLAS and PyTorch threads (default: each library's own default); on a "
-                         "loaded machine 1 gives steadier ratios")
+                    help="BLAS, numba and PyTorch threads (default: each library's own "
+                         "default); refnet's training products run on numba's threads, one "
+                         "BLAS thread each; on a loaded machine 1 gives steadier ratios")
     ap.add_argument("--no-draw-ahead", action="store_true",
                     help="refnet draws each batch's noise in line instead of on a helper thread")
     args = ap.parse_args(argv)
@@ -184,6 +191,7 @@ def main(argv=None):
         import scipy.special  # noqa: F401  load SciPy's OpenBLAS too, so both are set
 
         set_blas_threads(args.threads)
+        _numba.set_threads(args.threads)
         if torch is not None:
             torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -198,6 +206,7 @@ def main(argv=None):
     print(f"python {platform.python_version()}, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch else 'absent'}, cores {os.cpu_count()}, "
           f"OpenBLAS threads {blas_thread_counts() or 'not controlled'}, "
+          f"numba threads {_numba.threads()}, "
           f"torch threads {torch.get_num_threads() if torch else '-'}, "
           f"refnet draw-ahead {'off' if args.no_draw_ahead else 'on'}")
     print(f"{'dtype':8} {'variant':12} {'refnet s':>9} {'torch s':>8} {'numpy s':>8} "

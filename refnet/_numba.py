@@ -15,7 +15,7 @@ try:  # pragma: no branch - which branch runs depends on the environment
 except ImportError:  # numba is optional at run time
     _numba = None
 
-__all__ = ["HAVE_NUMBA", "njit", "prange", "warn_fallback", "max_threads", "set_threads"]
+__all__ = ["HAVE_NUMBA", "njit", "prange", "warn_fallback", "max_threads", "threads", "set_threads"]
 
 HAVE_NUMBA = _numba is not None
 _warned = False
@@ -46,6 +46,11 @@ def warn_fallback(what: str) -> None:
 def max_threads() -> int:
     """How many threads numba's parallel kernels may use (1 without numba)."""
     return int(_numba.config.NUMBA_NUM_THREADS) if HAVE_NUMBA else 1
+
+
+def threads() -> int:
+    """How many threads numba's parallel kernels use now (1 without numba)."""
+    return int(_numba.get_num_threads()) if HAVE_NUMBA else 1
 
 
 def set_threads(n: int) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._gemm import matmul
 from ._model_kernels import times_sigmoid_prime
 from .activations import get_activation, sigmoid_prime_from_output
 from .errors import ConfigError
@@ -283,7 +284,7 @@ def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = N
     A, Z, Zn, F = [a], [], [], []
     for l in range(1, L + 1):
         act = get_activation(arch.activations[l - 1])
-        z = a @ params.W[l - 1].T
+        z = matmul(a, params.W[l - 1].T)   # fixed blocks: same bits on any thread count
         z += params.b[l - 1]
         d = _layer_draws(l, specs[l], draws)
         used[l] = d
@@ -355,13 +356,13 @@ def backward(arch: Architecture, params: Params, cache: Cache, d_out, dZ_extra=N
                 dZ = dZ * g
         A_prev = cache.A[l - 1]
         if out is None:
-            dW[l - 1] = dZ.T @ A_prev
+            dW[l - 1] = matmul(dZ.T, A_prev)
             db[l - 1] = dZ.sum(axis=0)
         else:
-            dW[l - 1] = np.matmul(dZ.T, A_prev, out=out.W[l - 1])
+            dW[l - 1] = matmul(dZ.T, A_prev, out=out.W[l - 1])
             db[l - 1] = np.sum(dZ, axis=0, out=out.b[l - 1])
         if l > 1:
-            dA = dZ @ params.W[l - 1]
+            dA = matmul(dZ, params.W[l - 1])
     return Params(tuple(dW), tuple(db))
 
 

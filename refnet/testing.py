@@ -3,15 +3,21 @@
 :func:`check_grad` compares a hand-derived gradient with central finite differences in two
 independent ways (style guide, rule 10): along random directions (one scalar per direction,
 as autograd's ``check_vjp``) and coordinate by coordinate with a max **and** a mean tolerance
-(as umap's ``assert_gradient_matches_finite_diff``).
+(as umap's ``assert_gradient_matches_finite_diff``). :func:`call_in_child` runs a
+test module's function in a fresh process under other environment variables (thread counts).
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["check_grad"]
+__all__ = ["check_grad", "call_in_child"]
 
 Array = np.ndarray
 
@@ -137,3 +143,20 @@ def check_grad(f: Callable[[list[Array]], float], x: Sequence[Array], rng, grads
                              f"{mean_atol:g} + rtol {rtol:g} * mean|analytic| ({mean_mag:.3e})")
     return {"max_dir_err": max_dir_err, "max_coord_err": max(errs) if errs else 0.0,
             "mean_coord_err": mean_err, "n_coords": len(coords)}
+
+
+def call_in_child(module_file, function: str, *, env: dict, timeout: float = 600):
+    """``function()`` of the module at ``module_file``, run in a fresh Python process whose
+    environment is this one's updated with ``env`` (e.g. ``OPENBLAS_NUM_THREADS``, which a
+    library reads once, when it loads); it must return something JSON can carry, and that is
+    returned. The child finds refnet on this process's ``sys.path``."""
+    module_file = Path(module_file).resolve()
+    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+                    **{k: str(v) for k, v in env.items()})
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
+            f"from {module_file.stem} import {function} as f; print(json.dumps(f()))")
+    run = subprocess.run([sys.executable, "-c", code, str(module_file.parent)], env=full_env,
+                         capture_output=True, text=True, timeout=timeout)
+    if run.returncode != 0:
+        raise AssertionError(f"{module_file.name}:{function} failed in the child:\n{run.stderr}")
+    return json.loads(run.stdout.strip().splitlines()[-1])

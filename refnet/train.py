@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._blas import on_fixed_blas_threads
 from .checkpoint import load_checkpoint, save_checkpoint
 from .draw_ahead import DrawAhead
 from .errors import ConfigError, TrainingDiverged
@@ -241,6 +242,7 @@ def _batch_draws(draws, epoch: int, batch: int, rows: Array):
                          "it must give one entry per batch of every epoch") from None
 
 
+@on_fixed_blas_threads   # every product on one BLAS thread: the bits do not depend on it
 def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=None, y_val=None,
           checkpoint=None, progress=None, log=None, draws=None, *,
           draw_ahead: bool = True) -> TrainResult:

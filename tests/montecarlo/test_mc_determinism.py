@@ -8,16 +8,11 @@ dtypes: in this process before and after a two-worker call, and in child process
 with 1 and with 2 BLAS and numba threads.
 """
 import hashlib
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from refnet.testing import call_in_child
 
 
 def _fingerprints(workers: int = 1) -> dict:
@@ -73,14 +68,8 @@ def _two_worker_call() -> None:
 
 
 def _child(threads: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS=str(threads),
-               NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
-            "from test_mc_determinism import _fingerprints; print(json.dumps(_fingerprints()))")
-    run = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return call_in_child(__file__, "_fingerprints", env={
+        "OPENBLAS_NUM_THREADS": threads, "NUMBA_NUM_THREADS": threads, "OMP_NUM_THREADS": threads})
 
 
 def _require_controlled_blas():

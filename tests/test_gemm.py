@@ -1,0 +1,133 @@
+"""refnet._gemm: fixed-block products, and training whose bits do not depend on the thread count.
+
+The products are checked against float64 sums (rounding bound), against their NumPy twin
+(bitwise: the same ?gemm calls one after the other) and against NumPy where they fall back. The
+training runs are compared across child processes on 1 and 2 BLAS and numba threads: no
+recorded numbers, every run is made in the test.
+"""
+import hashlib
+import os
+
+import numpy as np
+import pytest
+
+from refnet._gemm import SPLIT_MIN_ROWS, SPLIT_MIN_WORK, matmul, matmul_numpy, row_blocks
+from refnet.testing import call_in_child
+
+SHAPES = [(128, 784, 300), (300, 128, 784), (129, 300, 300), (5, 7, 3), (1, 40, 1), (64, 1, 9)]
+
+
+def _operands(rng, M, K, N, dtype, a_order, b_order):
+    a = np.asarray(rng.standard_normal((M, K)), dtype=dtype, order=a_order)
+    b = np.asarray(rng.standard_normal((K, N)), dtype=dtype, order=b_order)
+    return a, b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_matches_float64_sums_and_its_twin_bitwise(dtype, M, K, N):
+    rng = np.random.default_rng(M * K + N)
+    eps = np.finfo(dtype).eps
+    for a_order in "CF":
+        for b_order in "CF":
+            a, b = _operands(rng, M, K, N, dtype, a_order, b_order)
+            c = matmul(a, b)
+            exact = a.astype(np.float64) @ b.astype(np.float64)
+            # |fl(a.b) - a.b| <= K eps sum|a_k b_k| (plus room for the final rounding)
+            bound = (K + 1) * eps * (np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64))
+            assert c.dtype == dtype and c.shape == (M, N) and c.flags.c_contiguous
+            assert np.all(np.abs(c - exact) <= bound)
+            twin = matmul_numpy(a, b, np.full((M, N), np.nan, dtype))
+            assert np.array_equal(c, twin)
+
+
+def test_writes_into_out_and_transposed_views():
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((300, 784))
+    A = rng.standard_normal((128, 784))
+    dZ = rng.standard_normal((128, 300))
+    out = np.empty((128, 300))
+    assert matmul(A, W.T, out=out) is out               # forward: A @ W.T
+    assert np.array_equal(out, matmul(A, np.ascontiguousarray(W.T)))
+    dW = np.empty((300, 784))
+    assert matmul(dZ.T, A, out=dW) is dW                # backward: dZ.T @ A
+    assert np.array_equal(dW, matmul(np.ascontiguousarray(dZ.T), A))
+
+
+def test_falls_back_to_numpy_for_what_it_does_not_handle():
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((40, 30))
+    ints = np.arange(12).reshape(3, 4)
+    assert np.array_equal(matmul(ints, ints.T), ints @ ints.T)            # integer dtype
+    strided = a[:, ::2]
+    assert np.array_equal(matmul(strided, strided.T), strided @ strided.T)
+    mixed = matmul(a.astype(np.float32), a.T)                               # two dtypes
+    assert mixed.dtype == np.float64
+    assert matmul(np.ones((0, 3)), np.ones((3, 2))).shape == (0, 2)
+    assert np.array_equal(matmul(np.ones((2, 0)), np.ones((0, 3))), np.zeros((2, 3)))
+
+
+def test_block_count_depends_on_the_shape_alone():
+    assert row_blocks(128, 300, 784) == 2
+    assert row_blocks(SPLIT_MIN_ROWS - 1, 10**4, 10**4) == 1
+    assert row_blocks(SPLIT_MIN_ROWS, 1, SPLIT_MIN_WORK // SPLIT_MIN_ROWS - 1) == 1
+    assert row_blocks(SPLIT_MIN_ROWS, 1, SPLIT_MIN_WORK // SPLIT_MIN_ROWS) == 2
+
+
+# --- training: the same bits on 1 and 2 threads --------------------------------------------------
+
+def _train_fingerprints() -> dict:
+    """Hashes of the parameters after one epoch of 784-300-300-10 training (batch 128, so the
+    products are split) in each dtype, optimizer and objective that changes the products."""
+    import refnet as rn
+    from refnet.noise import NoiseSpec, noise_config
+    from refnet.regularizers import ExpectedLoss, regularizer_preset
+    from refnet.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    X = rng.random((256, 784))
+    y = rng.integers(0, 10, 256)
+    arch = rn.mlp((784, 300, 300, 10))
+    runs = {
+        "adagrad": {},
+        "noise-aware": {"noise": noise_config("duque", NoiseSpec(add_unc=1.0), 3)},
+        "eq4+eq7": {"regularizers": (regularizer_preset("eq4", 6e-3),
+                                     regularizer_preset("addunc_sigm_mnist"))},
+        "expected-loss": {"regularizers": (
+            ExpectedLoss(noise_config("duque", NoiseSpec(0.1, 0.0, 0.05))),)},
+        "adam": {"optimizer": "adam", "lr": 1e-3},
+    }
+    out = {}
+    for dt in (np.float32, np.float64):
+        p0 = rn.init_params(arch, rng=1).astype(dt)
+        for name, kw in runs.items():
+            if name == "expected-loss" and dt == np.float32:
+                continue   # float64 suffices: its products are the same calls
+            cfg = TrainConfig(epochs=1, batch_size=128, seed=2, **kw)
+            p = train(arch, p0, X, y, cfg).params
+            h = hashlib.sha256()
+            for arr in p.arrays():
+                h.update(np.ascontiguousarray(arr).tobytes())
+            out[f"{name}/{np.dtype(dt).name}"] = h.hexdigest()
+    return out
+
+
+def _child(blas: int, numba: int) -> dict:
+    return call_in_child(__file__, "_train_fingerprints", env={
+        "OPENBLAS_NUM_THREADS": blas, "OMP_NUM_THREADS": blas, "NUMBA_NUM_THREADS": numba})
+
+
+def test_training_bits_do_not_depend_on_blas_or_numba_threads():
+    from refnet._blas import blas_controlled
+
+    if not blas_controlled():
+        pytest.skip("NumPy's BLAS is not an OpenBLAS whose thread count refnet can set")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: OpenBLAS caps its threads at the CPUs it may use, so 1 and 2 "
+                    "threads cannot be told apart")
+    runs = {(b, n): _child(b, n) for b, n in ((1, 1), (2, 2), (2, 1))}
+    first = runs[(1, 1)]
+    assert len(first) == 9
+    for key, fp in runs.items():
+        assert fp == first, f"OPENBLAS/NUMBA threads {key} changed the trained bits"
+    assert _train_fingerprints() == first      # and in this process, whatever ran before
