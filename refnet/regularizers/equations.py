@@ -26,8 +26,9 @@ def full_grads(params: Params, grads: dict[int, Array]) -> Params:
 
 
 def row_sum_layer(W: Array, lambda_l: float) -> tuple[float, Array]:
-    """One layer of Eq. 4: ``lambda_l sum_i |s_i|`` and its gradient (a fresh array shaped
-    like ``W``, ``(n_out, n_in)``); see :func:`row_sum_penalty`."""
+    """One layer of the row-sum penalty (Duque 2024, Eq. 4, p. 3): ``lambda_l sum_i |s_i|``
+    with ``s_i = sum_j w_ij``, and its gradient ``lambda_l sign(s_i)`` on every weight of row
+    ``i`` (a fresh array shaped like ``W``, ``(n_out, n_in)``); see :func:`row_sum_penalty`."""
     s = W.sum(axis=1)  # s_i = sum_j w_ij, shape (n_out,)
     value = lambda_l * float(np.abs(s).sum())
     return value, np.broadcast_to((lambda_l * np.sign(s))[:, None], W.shape).astype(W.dtype)

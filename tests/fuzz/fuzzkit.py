@@ -170,9 +170,7 @@ def mutate_members(members, rng, weight_names):
     """One structural change to the list of ``(name, bytes)`` members; returns new members
     and, sometimes, per-member deflate flags."""
     m = list(members)
-    names = [n for n, _ in m]
     r = rng.random()
-    target = names[rng.integers(len(names))]
     if r < 0.08:                                   # swap two members' contents
         i, j = rng.choice(len(m), 2, replace=False)
         m[i], m[j] = (m[i][0], m[j][1]), (m[j][0], m[i][1])
