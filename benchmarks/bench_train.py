@@ -14,11 +14,11 @@ on the same synthetic data (MNIST-shaped: timing does not depend on pixel values
 same initial weights. Rounds are interleaved (refnet, PyTorch, refnet, ...) so a load change
 on a shared machine hits both; each figure is the median over ``--repeats`` rounds after a
 warm-up. ``GEMM floor``: the same epoch's eight matrix products alone (three forward, three
-weight gradients, two input gradients), timed in the same run as refnet computes them (fixed
-row blocks, one BLAS thread each: :mod:`refnet._gemm`): refnet cannot go below it. The same products are timed with
-PyTorch (its BLAS): the two floors' GFLOP/s compare the libraries. Each row ends with the
-bound (floor / PyTorch's epoch: the ratio refnet would reach if nothing but its products took
-time) and a verdict: met, missed because the GEMM floor alone is above the target, or missed
+weight gradients, two input gradients), timed in the same run as refnet computes them
+(fixed row blocks, one BLAS thread each: :mod:`refnet._gemm`): refnet cannot go below it.
+The same products are timed with PyTorch (its BLAS): the two floors' GFLOP/s compare the
+libraries. Each row ends with the bound (floor / PyTorch's epoch: the ratio refnet would reach
+if nothing but its products took time) and a verdict: met, missed because the GEMM floor alone is above the target, or missed
 by the work around the products (with the seconds over the floor and the seconds allowed).
 Thread counts are printed; ``--no-draw-ahead`` times refnet drawing its noise in line.
 
@@ -245,11 +245,11 @@ def main(argv=None):
                   f"{m['tfloor']:8.3f} {flops / m['tfloor'] / 1e9:5.1f} {ratio:12.2f} "
                   f"{target:6.2f} {bound:6.2f}  {verdict}", flush=True)
     print("refnet/torch: the ratio of epoch times (issue #15 targets: <= 1.00 float32, <= 0.80 "
-          "float64). floor / tfloor: the epoch's matrix products alone on NumPy's BLAS (what "
-          "refnet calls) / on PyTorch's, at the threads above, with GF/s = GFLOP / floor. "
-          "bound = floor / torch s: the refnet/torch that refnet would reach if everything but "
-          "its matrix products took no time; a target below the bound cannot be met with "
-          "NumPy's BLAS.")
+          "float64). floor / tfloor: the epoch's matrix products alone as refnet computes them "
+          "(fixed row blocks, one BLAS thread each, on numba's threads) / on PyTorch's BLAS, at "
+          "the threads above, with GF/s = GFLOP / floor. bound = floor / torch s: the "
+          "refnet/torch that refnet would reach if everything but its matrix products took no "
+          "time; a target below the bound cannot be met with these products.")
     return rows
 
 

@@ -48,6 +48,14 @@ def _operand(x):
     return _T, x.T, x.shape[0]
 
 
+def _fortran(x):
+    """``(trans, array)`` for SciPy's ``?gemm`` wrapper: :func:`_operand`'s storage seen as a
+    Fortran array (``x^T``, F-contiguous when ``x`` is C-contiguous) and whether BLAS
+    transposes it (``'T'``) to get ``x^T``."""
+    flag, storage, _ = _operand(x)
+    return int(flag == _T), storage.T
+
+
 def _gemm_blocks_body(gemm, ta, tb, a, lda, b, ldb, c, M, N, K, nb):
     # a, b, c: flat C-contiguous storage; one ?gemm per block of `step` rows of c. `gemm` is
     # an argument, not a global, so that the compiled kernel caches (its address changes
@@ -99,14 +107,12 @@ def matmul_numpy(a, b, out):
     N = b.shape[1]
     nb = row_blocks(M, N, K)
     step = -(-M // nb)
-    bt = (b.T, 0) if b.flags.c_contiguous else (b, 1)   # op(B)^T as a Fortran array
+    fb, sb = _fortran(b)
     with fixed_blas_threads():
         for r0 in range(0, M, step):
-            blk = a[r0:r0 + step]
-            at = (blk.T, 0) if blk.flags.c_contiguous else (blk, 1)
+            fa, sa = _fortran(a[r0:r0 + step])
             c = out[r0:r0 + step].T                      # F-contiguous view of the block
-            res = gemm(1.0, bt[0], at[0], beta=0.0, c=c, trans_a=bt[1], trans_b=at[1],
-                       overwrite_c=1)
+            res = gemm(1.0, sb, sa, beta=0.0, c=c, trans_a=fb, trans_b=fa, overwrite_c=1)
             if not np.shares_memory(res, c):
                 c[...] = res
     return out
