@@ -64,8 +64,8 @@ from scipy.special import ndtr
 
 from ..activations import get_activation
 from ..noise import NoiseConfig
-from .gaussian_argmax import positive_orthant_probability, rank_one_argmax_probability
-from .lowrank_cov import lowrank_gram_term, ppca_gram, total_variation_bound
+from .gaussian_argmax import orthant_probability_and_variance, rank_one_argmax_probability
+from .lowrank_cov import class_forms, class_projector, lowrank_kept_probability, ppca_gram
 from .neuron_moments import gauss_hermite_activation_moments, hermite_rule
 from .moment_steps import TAIL_NODE, normal_panel_rule
 
@@ -80,6 +80,10 @@ HERMITE_TOL = 1e-9
 SETTLE_TOL = 1e-4
 #: Grid points over the shared draw of correlated noise (odd: tau = 0 is a grid point).
 GRID_POINTS = 17
+#: log2 of the Sobol points per input of the rotated (randomized QMC) argmax integral.
+ROTATED_LOG2_POINTS = 4
+#: Seed of the per-input rotations (fixed: the curve is deterministic).
+ROTATION_SEED = 20240
 #: Rank of the probabilistic-PCA form of ``W2 W2^T`` for additive uncorrelated noise.
 GRAM_RANK = 32
 #: The interpolation error is estimated on every this-many-th input.
@@ -290,9 +294,12 @@ def correlated_curve(arch, params, a1: Array, y: Array, noise_type: str, varianc
 # --- uncorrelated noise: settled inputs skip the dense propagation ---------------------------
 def _pair_forms(x: Array, W3: Array, y: Array) -> Array:
     """``sum_i (W3[y, i] - W3[k, i])^2 x_i`` per input and class k: x (B, n2) -> (B, K)."""
-    K = W3.shape[0]
-    Q = (x @ (W3[:, None, :] * W3[None, :, :]).reshape(K * K, -1).T).reshape(-1, K, K)
-    rows = np.arange(len(x))
+    return _pair_diagonal(class_forms(x, W3), y)
+
+
+def _pair_diagonal(Q: Array, y: Array) -> Array:
+    """``Q[y, y] + Q[k, k] - 2 Q[y, k]`` per input and class k: Q (B, K, K) -> (B, K)."""
+    rows = np.arange(len(Q))
     diag = np.einsum("bkk->bk", Q)
     return diag[rows, y][:, None] + diag - 2.0 * Q[rows, y, :]
 
@@ -311,7 +318,7 @@ class _DenseBound:
         r = int(min(32, np.count_nonzero(S > S[0] / 4.0), len(S)))
         K, n2 = W3.shape
         US = U[:, :r] * S[:r]                                  # (n2, r)
-        self.WUS = (W3[:, :, None] * US[None]).transpose(1, 0, 2).reshape(n2, K * r)
+        self.WUS = class_projector(W3, US)                      # (n2, K r)
         self.tail = float(S[r]) if r < len(S) else 0.0
         self.uniform = bool(np.all(g1 == 1.0))
         self.gmax = g1.max(axis=1)
@@ -349,19 +356,17 @@ def _kept_classes(tails: Array, y: Array, tol: float) -> tuple[Array, Array]:
 
 
 def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, *, uniform: bool,
-                      gram=None, chunk_elems=1 << 22):
+                      shifts=None, chunk_elems=1 << 22):
     """``P(argmax = y)`` over the kept classes only, from the exact covariance of the
     differences ``D_k = Y_y - Y_k``: ``A diag(v2) A^T + s (A D W2) diag(g1) (A D W2)^T`` with
     ``A`` the rows ``W3[y] - W3[k]``. ``E = (A D) W2`` is the one large product; it and the
     Gram matrix ``E diag(g1) E^T`` run in float32 (each within ``n u32`` of the absolute
     values' product, ``n u32 <= 2e-5`` for 300 neurons: Higham, *Accuracy and Stability of
     Numerical Algorithms*, 2nd ed., SIAM 2002, Sec. 3.5), formed from the differences so that
-    no variance is a float32 cancellation. With ``gram = (U_r, S_r, c, eta)`` (additive noise
-    only) ``W2 W2^T`` is its probabilistic-PCA form instead
-    (:mod:`~refnet.propagation.lowrank_cov`), ``m n2 r`` per input. Returns (B,) and the total
-    variation bound of that replacement per input (zeros when exact)."""
+    no variance is a float32 cancellation. Returns (B,) and the integration variance of
+    :func:`~refnet.propagation.gaussian_argmax.orthant_probability_and_variance` (B,)."""
     B, K = mu.shape
-    p, tv = np.empty(B), np.zeros(B)
+    p, var = np.empty(B), np.empty(B)
     m_of = kept.sum(axis=1) - 1                                # kept classes besides the label
     W2s = W2.astype(np.float32)
     pairs = W3[:, None, :] - W3[None, :, :]                    # (K, K, n2): W3[y] - W3[k]
@@ -374,30 +379,31 @@ def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, *, uniform
         for i in range(0, len(idx), step):
             b, Sb = idx[i:i + step], S[i:i + step]
             A = pairs[y[b][:, None], Sb]                          # (n, m, n2)
-            cov = (A * v2[b][:, None, :]) @ A.transpose(0, 2, 1)
-            if gram is not None:
-                G, C_perp = lowrank_gram_term(A * d[b][:, None, :], *gram[:3])
-                cov += s * G
-                tv[b] = total_variation_bound(cov, C_perp, s, gram[3])
-            else:
-                E = ((A * d[b][:, None, :]).astype(np.float32).reshape(-1, W2.shape[0]) @ W2s)
-                E = E.reshape(len(b), m, -1)                      # (n, m, n1), float32
-                Eg = E if uniform else E * g1[b][:, None, :].astype(np.float32)
-                cov += s * (Eg @ E.transpose(0, 2, 1)).astype(np.float64)
+            E = ((A * d[b][:, None, :]).astype(np.float32).reshape(-1, W2.shape[0]) @ W2s)
+            E = E.reshape(len(b), m, -1)                          # (n, m, n1), float32
+            Eg = E if uniform else E * g1[b][:, None, :].astype(np.float32)
+            cov = s * (Eg @ E.transpose(0, 2, 1)).astype(np.float64)
+            cov += (A * v2[b][:, None, :]) @ A.transpose(0, 2, 1)
             md = mu[b, y[b]][:, None] - np.take_along_axis(mu[b], Sb, axis=1)
-            p[b] = positive_orthant_probability(md, cov, log2_points=log2_points)
-    return p, tv
+            p[b], var[b] = orthant_probability_and_variance(
+                md, cov, log2_points=log2_points, shifts=None if shifts is None else shifts[b])
+    return p, var
 
 
 def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array, *,
                        hermite_nodes: int = 24, log2_points: int = 7,
-                       settle_tol: float = SETTLE_TOL, gram_rank: int | None = GRAM_RANK
+                       settle_tol: float = SETTLE_TOL, gram_rank: int | None = GRAM_RANK,
+                       rotated_log2_points: int | None = ROTATED_LOG2_POINTS
                        ) -> tuple[Array, dict]:
     """Per-input ``P(argmax = label)`` (n_levels, B) for add_unc or mul_unc after both hidden
     layers, and per-level diagnostics (Gauss-Hermite nodes, fraction of settled inputs, mean
     number of classes kept in the argmax integral, and for additive noise with ``gram_rank``
     below the width the bound of :mod:`~refnet.propagation.lowrank_cov` on the level's mean
-    accuracy change, ``lowrank_tv_bound``). ``gram_rank=None`` keeps ``W2 W2^T`` exact."""
+    accuracy change, ``lowrank_tv_bound``). ``gram_rank=None`` keeps ``W2 W2^T`` exact.
+    ``rotated_log2_points`` (default 4) integrates the argmax on that many (log2) Sobol points
+    rotated per input (randomized QMC, see
+    :func:`~refnet.propagation.gaussian_argmax.rotated_orthant_probability`; the level's
+    standard error is ``argmax_se``); ``None`` uses the fixed ``2**log2_points``."""
     W2, b2, W3, b3 = params.W[1], params.b[1], params.W[2], params.b[2]
     act = arch.activations[1]
     mul = noise_type == "mul_unc"
@@ -409,7 +415,12 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
     # additive noise: g1 = 1, so the layer-1 term is B (W2 W2^T) B^T, low rank plus isotropic
     gram = (ppca_gram(W2, gram_rank) if not mul and gram_rank is not None
             and gram_rank < W2.shape[0] else None)
-    tv_mean = []
+    WU = None if gram is None else class_projector(W3, gram.U_r)
+    tv_mean, se = [], []
+    # one fixed rotation per input (the same at every level), independent between inputs
+    shifts = (None if rotated_log2_points is None else
+              np.random.default_rng(ROTATION_SEED).random((len(a1), W3.shape[0] - 1)))
+    n_pts = log2_points if rotated_log2_points is None else int(rotated_log2_points)
     rows = np.arange(len(a1))
     per = np.empty((len(variances), len(a1)))
     nodes, settled, n_kept = [], [], []
@@ -427,8 +438,9 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
         v2 = res + s * ((m1 * m1 + res + d * d * var_z) if mul else 1.0)
         mu = m1 @ W3.T + b3
         md = mu[rows, y][:, None] - mu                 # E D_k, (B, K); 0 at k = y
-        sd_up = np.sqrt(np.clip(_pair_forms(v2, W3, y), 0.0, None)
-                        + s * bound.squared(d, y, _pair_forms(d * d, W3, y)))
+        Qv, Qd = class_forms(v2, W3), class_forms(d * d, W3)   # reused by the low-rank path
+        sd_up = np.sqrt(np.clip(_pair_diagonal(Qv, y), 0.0, None)
+                        + s * bound.squared(d, y, _pair_diagonal(Qd, y)))
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(sd_up > 0, md / sd_up, np.where(md > 0, np.inf, -np.inf))
         z[rows, y] = np.inf
@@ -437,17 +449,22 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
         kept, dropped = _kept_classes(ndtr(-z), y, settle_tol)
         p = np.where(lost, 0.5 * right_up, 1.0 - 0.5 * dropped)
         rest = ~lost & (kept.sum(axis=1) > 1)
-        if rest.any():
-            pk, tv = _kept_probability(mu[rest], v2[rest], d[rest], g1[rest], s, W2, W3,
-                                       y[rest], kept[rest], log2_points, uniform=not mul,
-                                       gram=gram)
+        tv, var = np.zeros(1), np.zeros(1)
+        sh = None if shifts is None else shifts[rest]
+        if rest.any() and gram is not None:
+            pk, tv, var = lowrank_kept_probability(mu[rest], Qv[rest], Qd[rest], d[rest] @ WU,
+                                                   s, gram, y[rest], kept[rest],
+                                                   log2_points=n_pts, shifts=sh)
             p[rest] = pk - 0.5 * dropped[rest]
-            tv_mean.append(float(tv.sum() / len(a1)))
-        else:
-            tv_mean.append(0.0)
+        elif rest.any():
+            pk, var = _kept_probability(mu[rest], v2[rest], d[rest], g1[rest], s, W2, W3,
+                                        y[rest], kept[rest], n_pts, uniform=not mul, shifts=sh)
+            p[rest] = pk - 0.5 * dropped[rest]
+        tv_mean.append(float(tv.sum() / len(a1)))
+        se.append(float(np.sqrt(var.sum()) / len(a1)))
         per[j] = p
         settled.append(float(1.0 - rest.mean()))
         n_kept.append(float(kept[rest].sum(axis=1).mean()) if rest.any() else 1.0)
     return per, {"hermite_nodes_per_level": nodes, "settled_fraction": settled,
-                 "classes_kept": n_kept,
+                 "classes_kept": n_kept, "argmax_se": se,
                  **({"lowrank_tv_bound": tv_mean} if gram is not None else {})}

@@ -5,7 +5,8 @@ import pytest
 from scipy.special import ndtr
 
 from refnet.activations import get_activation
-from refnet.propagation.lowrank_cov import (lowrank_gram_term, ppca_gram,
+from refnet.propagation.lowrank_cov import (class_forms, class_projector,
+                                            lowrank_kept_covariance, ppca_gram,
                                             total_variation_bound)
 from refnet.propagation.moment_curve import uncorrelated_curve
 
@@ -16,15 +17,41 @@ def _trained_like(rng, n_out, n_in, k):
             + 0.3 * rng.normal(size=(n_out, n_in)))
 
 
-def test_full_rank_is_the_exact_gram_and_the_bound_vanishes():
+def _direct(W, v2, d, y, S, s, gram):
+    """The kept covariance and C_perp straight from the rows A = W3[y] - W3[k], B = A d."""
+    A = W[y][:, None, :] - W[S]                                # (n, m, n2)
+    B = A * d[:, None, :]
+    P = np.eye(W.shape[1]) - gram.U_r @ gram.U_r.T
+    Gr = (gram.U_r * gram.S_r ** 2) @ gram.U_r.T + gram.c * P
+    cov = (A * v2[:, None, :]) @ A.transpose(0, 2, 1) + s * B @ Gr @ B.transpose(0, 2, 1)
+    return cov, B @ P @ B.transpose(0, 2, 1)
+
+
+@pytest.mark.parametrize("rank", [3, 12])
+def test_kept_covariance_from_class_forms_is_the_direct_one(rank):
+    """The K x K / K x r route gives the covariance formed from the m x n2 rows; at full rank
+    it is the exact A diag(v2) A^T + s B W2 W2^T B^T."""
     rng = np.random.default_rng(31)
-    W = rng.normal(size=(12, 15))
-    B = rng.normal(size=(6, 3, 12))
-    U, S, c, eta = ppca_gram(W, 12)
-    G, C_perp = lowrank_gram_term(B, U, S, c)
-    np.testing.assert_allclose(G, B @ (W @ W.T) @ B.transpose(0, 2, 1), rtol=1e-12,
-                               atol=1e-10)
-    assert c == 0.0 and eta == 0.0 and np.abs(C_perp).max() < 1e-10
+    K, n2, n1, n = 6, 12, 15, 40
+    W2, W3 = rng.normal(size=(n2, n1)), rng.normal(size=(K, n2))
+    v2, d = rng.uniform(0, 1, (n, n2)), rng.uniform(0, 0.25, (n, n2))
+    y = rng.integers(0, K, n)
+    S = np.array([np.sort(rng.choice([k for k in range(K) if k != c], 3, replace=False))
+                  for c in y])
+    gram = ppca_gram(W2, rank)
+    R = (d @ class_projector(W3, gram.U_r)).reshape(n, K, -1)
+    cov, C_perp = lowrank_kept_covariance(class_forms(v2, W3), class_forms(d * d, W3), R,
+                                          0.7, gram, y, S)
+    want, want_perp = _direct(W3, v2, d, y, S, 0.7, gram)
+    np.testing.assert_allclose(cov, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(C_perp, want_perp, rtol=1e-9, atol=1e-10)
+    if rank == 12:
+        A = W3[y][:, None, :] - W3[S]
+        B = A * d[:, None, :]
+        exact = ((A * v2[:, None, :]) @ A.transpose(0, 2, 1)
+                 + 0.7 * B @ W2 @ W2.T @ B.transpose(0, 2, 1))
+        np.testing.assert_allclose(cov, exact, rtol=1e-10, atol=1e-10)
+        assert gram.c == 0.0 and gram.eta == 0.0
 
 
 def test_discarded_mean_and_spectral_norm():
@@ -52,8 +79,9 @@ def test_bound_holds_against_the_exact_one_dimensional_distance():
     U, S, c, eta = ppca_gram(W, 3)
     B = rng.normal(size=(400, 1, 20)) * rng.uniform(0, 1, (400, 1, 20))
     s, base = 0.8, rng.uniform(0.05, 2.0, (400, 1, 1))
-    G, C_perp = lowrank_gram_term(B, U, S, c)
-    approx = base + s * G
+    P = np.eye(20) - U @ U.T
+    C_perp = B @ P @ B.transpose(0, 2, 1)
+    approx = base + s * (B @ ((U * S * S) @ U.T + c * P) @ B.transpose(0, 2, 1))
     exact = base + s * (B @ (W @ W.T) @ B.transpose(0, 2, 1))
     a, b = np.minimum(approx, exact).ravel(), np.maximum(approx, exact).ravel()
     tv = np.where(b > a, _tv_1d(a, np.where(b > a, b, 2 * a)), 0.0)
