@@ -62,9 +62,15 @@ def ppca_gram(weight_matrix: Array, rank: int) -> PPCAGram:
 
 
 def class_forms(x: Array, W3: Array) -> Array:
-    """``W3 diag(x_b) W3^T`` per input: x (B, n2), W3 (K, n2) -> (B, K, K), one GEMM."""
+    """``W3 diag(x_b) W3^T`` per input: x (B, n2), W3 (K, n2) -> (B, K, K), one GEMM over
+    the ``K (K + 1) / 2`` pairs ``k <= l`` (symmetric: each pair's value fills both places)."""
     K = W3.shape[0]
-    return (x @ (W3[:, None, :] * W3[None, :, :]).reshape(K * K, -1).T).reshape(-1, K, K)
+    k, l = np.triu_indices(K)
+    upper = x @ (W3[k] * W3[l]).T                                # (B, K (K + 1) / 2)
+    Q = np.empty((len(x), K, K))
+    Q[:, k, l] = upper
+    Q[:, l, k] = upper
+    return Q
 
 
 def class_projector(W3: Array, U_r: Array) -> Array:
