@@ -55,6 +55,7 @@ from .correlated_curve import GRID_POINTS, correlated_curve, rank_one_shared_slo
 from .gaussian_argmax import orthant_probability_and_variance
 from .lowrank_cov import class_forms, class_projector, lowrank_kept_probability, ppca_gram
 from .neuron_moments import gauss_hermite_activation_moments, hermite_rule
+from .settle_bounds import CleanSettleBound
 
 __all__ = ["fast_path", "hermite_nodes_for_variance", "sigmoid_hermite_moments",
            "rank_one_shared_slope",
@@ -201,18 +202,20 @@ class _DenseBound:
         self.gmax = g1.max(axis=1)
         # V_r^T diag(g1) V_r per input (r x r), once for the whole curve
         self.Gr = None if self.uniform else (Vt[:r][None] * g1[:, None, :]) @ Vt[:r].T
-        self.W3, self.r = W3, r
+        self.W3, self.r, self.norm = W3, r, float(S[0])
 
-    def squared(self, d: Array, y: Array, dd_pairs: Array) -> Array:
-        """d (B, n2) the effective slopes, dd_pairs (B, K) = ``||x_k||^2`` -> (B, K) bounds."""
+    def squared(self, d: Array, y: Array, dd_pairs: Array, *, rows=slice(None)) -> Array:
+        """d (B, n2) the effective slopes of the inputs ``rows`` (of those given at
+        construction), dd_pairs (B, K) = ``||x_k||^2`` -> (B, K) bounds."""
         B, K = len(d), self.W3.shape[0]
         R = (d @ self.WUS).reshape(B, K, self.r)               # U_r^T S_r (d o W3[k])
         P = R[np.arange(B), y][:, None, :] - R
         if self.uniform:                                       # ||V_r p|| = ||p||
             head2 = (P * P).sum(axis=-1)
         else:
-            head2 = np.einsum("bkr,brs,bks->bk", P, self.Gr, P)
-        tail = np.sqrt(self.gmax)[:, None] * self.tail * np.sqrt(np.clip(dd_pairs, 0.0, None))
+            head2 = np.einsum("bkr,brs,bks->bk", P, self.Gr[rows], P)
+        tail = (np.sqrt(self.gmax[rows])[:, None] * self.tail
+                * np.sqrt(np.clip(dd_pairs, 0.0, None)))
         return (np.sqrt(np.clip(head2, 0.0, None)) + tail) ** 2
 
 
@@ -298,50 +301,69 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
     shifts = (None if rotated_log2_points is None else
               np.random.default_rng(ROTATION_SEED).random((len(a1), W3.shape[0] - 1)))
     n_pts = log2_points if rotated_log2_points is None else int(rotated_log2_points)
-    rows = np.arange(len(a1))
     per = np.empty((len(variances), len(a1)))
-    nodes, settled, n_kept = [], [], []
+    sigmoid = get_activation(act).spec == "sigmoid"
+    pre = None
+    if sigmoid:  # bounds from the clean pass settle most inputs at small variances
+        a2 = 1.0 / (1.0 + np.exp(-z2))
+        d0 = a2 * (1.0 - a2)
+        pre = CleanSettleBound(z2, q2 if mul else q2[0], bound.gmax,
+                               bound.squared(d0, y, _pair_forms(d0 * d0, W3, y)), bound.norm,
+                               W3, b3, y, mul=mul, moment_tol=HERMITE_TOL)
+    nodes, settled, n_kept, presettled = [], [], [], []
     for j, s in enumerate(variances):
         n_gh = hermite_nodes_for_variance(act, s * float(q2.max(initial=0.0)),
                                           max_nodes=hermite_nodes)
         nodes.append(n_gh)
-        var_z = s * q2
-        if get_activation(act).spec == "sigmoid":
-            m1, m2, d = sigmoid_hermite_moments(z2, np.sqrt(s * q_row) if q_row is not None
-                                                else np.sqrt(var_z), n_gh)
+        idx = np.arange(len(a1))
+        if pre is not None and s > 0:
+            t = pre.tails(s)
+            won = t.sum(axis=1) <= settle_tol
+            per[j, won] = 1.0 - 0.5 * t[won].sum(axis=1)
+            idx = np.flatnonzero(~won)
+        presettled.append(float(1.0 - len(idx) / len(a1)))
+        yi, rows = y[idx], np.arange(len(idx))
+        var_z = s * (q2 if not mul else q2[idx])
+        if sigmoid:
+            m1, m2, d = sigmoid_hermite_moments(z2[idx], np.sqrt(var_z[0] if not mul else var_z),
+                                                n_gh)
         else:
-            m1, m2, d = gauss_hermite_activation_moments(act, z2, var_z, n_nodes=n_gh)
+            m1, m2, d = gauss_hermite_activation_moments(act, z2[idx], var_z[0] if not mul
+                                                         else var_z, n_nodes=n_gh)
+        if not mul:
+            var_z = var_z[0]
         res = np.clip((m2 - m1 * m1) - d * d * var_z, 0.0, None)
         v2 = res + s * ((m1 * m1 + res + d * d * var_z) if mul else 1.0)
         mu = m1 @ W3.T + b3
-        md = mu[rows, y][:, None] - mu                 # E D_k, (B, K); 0 at k = y
+        md = mu[rows, yi][:, None] - mu                # E D_k, (B, K); 0 at k = y
         Qv, Qd = class_forms(v2, W3), class_forms(d * d, W3)   # reused by the low-rank path
-        sd_up = np.sqrt(np.clip(_pair_diagonal(Qv, y), 0.0, None)
-                        + s * bound.squared(d, y, _pair_diagonal(Qd, y)))
+        sd_up = np.sqrt(np.clip(_pair_diagonal(Qv, yi), 0.0, None)
+                        + s * bound.squared(d, yi, _pair_diagonal(Qd, yi), rows=idx))
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(sd_up > 0, md / sd_up, np.where(md > 0, np.inf, -np.inf))
-        z[rows, y] = np.inf
+        z[rows, yi] = np.inf
         right_up = ndtr(z).min(axis=1)                 # P(right) <= this
         lost = right_up <= settle_tol
-        kept, dropped = _kept_classes(ndtr(-z), y, settle_tol)
+        kept, dropped = _kept_classes(ndtr(-z), yi, settle_tol)
         p = np.where(lost, 0.5 * right_up, 1.0 - 0.5 * dropped)
         rest = ~lost & (kept.sum(axis=1) > 1)
         tv, var = np.zeros(1), np.zeros(1)
-        sh = None if shifts is None else shifts[rest]
+        sh = None if shifts is None else shifts[idx[rest]]
         if rest.any() and gram is not None:
             pk, tv, var = lowrank_kept_probability(mu[rest], Qv[rest], Qd[rest], d[rest] @ WU,
-                                                   s, gram, y[rest], kept[rest],
+                                                   s, gram, yi[rest], kept[rest],
                                                    log2_points=n_pts, shifts=sh)
             p[rest] = pk - 0.5 * dropped[rest]
         elif rest.any():
-            pk, var = _kept_probability(mu[rest], v2[rest], d[rest], g1[rest], s, W2, W3,
-                                        y[rest], kept[rest], n_pts, uniform=not mul, shifts=sh)
+            pk, var = _kept_probability(mu[rest], v2[rest], d[rest], g1[idx[rest]], s, W2, W3,
+                                        yi[rest], kept[rest], n_pts, uniform=not mul, shifts=sh)
             p[rest] = pk - 0.5 * dropped[rest]
         tv_mean.append(float(tv.sum() / len(a1)))
         se.append(float(np.sqrt(var.sum()) / len(a1)))
-        per[j] = p
-        settled.append(float(1.0 - rest.mean()))
+        per[j, idx] = p
+        settled.append(float(1.0 - rest.sum() / len(a1)))
         n_kept.append(float(kept[rest].sum(axis=1).mean()) if rest.any() else 1.0)
     return per, {"hermite_nodes_per_level": nodes, "settled_fraction": settled,
+                 "presettled_fraction": presettled,
                  "classes_kept": n_kept, "argmax_se": se,
                  **({"lowrank_tv_bound": tv_mean} if gram is not None else {})}
