@@ -25,26 +25,18 @@ approximation of the noise model, only numerical ones, each with its bound):
   (``P`` over the kept classes minus half the dropped sum: error ``<= settle_tol / 2``), whose
   exact covariance is then formed over the kept differences only (``(m x 300) x 300`` per
   input, in float32 with a stated rounding bound, instead of ``10 x 300 x 300``) and
-  integrated on ``m`` dimensions (:func:`_kept_probability`).
+  integrated on ``m`` dimensions (:func:`_kept_probability`). For additive noise
+  ``W2 W2^T`` there is its rank-``GRAM_RANK`` probabilistic-PCA form
+  (:mod:`~refnet.propagation.lowrank_cov`: ``m n2 r`` per input instead of ``m n2 n1``), with
+  a rigorous total-variation bound on each input's change (``settings["lowrank_tv_bound"]``,
+  the level means; loose: on the 784-300-300-10 benchmark nets at most 1.6 pp where the
+  measured change of the mean is below 0.002 pp).
 * **Uncorrelated noise: Gauss-Hermite nodes per variance.** Each variance uses the fewest
   nodes (of 4, 6, 8, 12, 16, 24, at most ``hermite_nodes``) whose activation moments
   (:func:`~refnet.propagation.neuron_moments.gauss_hermite_activation_moments`) are within
   ``1e-9`` of a 96-node rule at every mean in ``[-30, 30]`` and variance up to that layer's
   largest (:func:`hermite_nodes_for_variance`; checked numerically, cached).
-* **Correlated noise: one grid over the shared draw.** The first hidden layer's draw enters
-  the second layer's pre-activation as ``tau u`` (``tau = sd xi``; ``u = W2 1`` for additive,
-  ``W2 a1`` for multiplicative noise), so the logits ``h(tau) = W3 f(W2 a1 + b2 + tau u)`` are
-  one curve per input for *all* variances. It is evaluated with its derivative
-  ``W3 (f'(.) o u)`` on ``grid_points`` (default 17) equally spaced ``tau`` covering every
-  variance's panel nodes (the two tail nodes at ``+-4 sd``, weights ~1e-3, are evaluated
-  directly where they fall outside) and interpolated by cubic Hermite polynomials (error
-  ``<= h^4 / 384 max |h''''|``, h the spacing; C. de Boor, *A Practical Guide to Splines*,
-  Springer 1978, Ch. IV). Each variance then integrates exactly the nodes and weights
-  ``method="full"`` uses (:func:`~refnet.propagation.moments.normal_panel_rule`), the second
-  draw staying exact (:func:`~refnet.propagation.gaussian_argmax.rank_one_argmax_probability`).
-  ``settings["interpolation_error"]`` is an a-posteriori estimate: the largest change of any
-  variance's mean accuracy (over every ``ESTIMATE_STRIDE``-th input) when every other grid
-  point is dropped (measured: 5-10 times the error against ``method="full"``).
+* **Correlated noise: one grid over the shared draw** (:mod:`~refnet.propagation.correlated_curve`).
 
 Anything else (other placements, depths or mixed sources) runs ``method="full"``.
 Agreement with ``method="full"`` and with Monte-Carlo: ``tests/propagation/test_moment_curve.py``;
@@ -59,9 +51,11 @@ from scipy.special import ndtr
 
 from ..activations import get_activation
 from ..noise import NoiseConfig
-from .gaussian_argmax import positive_orthant_probability, rank_one_argmax_probability
+from .correlated_curve import GRID_POINTS, correlated_curve, rank_one_shared_slope  # noqa: F401
+from .gaussian_argmax import orthant_probability_and_variance
+from .lowrank_cov import class_forms, class_projector, lowrank_kept_probability, ppca_gram
 from .neuron_moments import gauss_hermite_activation_moments, hermite_rule
-from .moment_steps import TAIL_NODE, normal_panel_rule
+from .settle_bounds import CleanSettleBound
 
 __all__ = ["fast_path", "hermite_nodes_for_variance", "sigmoid_hermite_moments",
            "rank_one_shared_slope",
@@ -72,10 +66,12 @@ Array = np.ndarray
 HERMITE_TOL = 1e-9
 #: Largest open width of a settled input's argmax probability (error <= half of it).
 SETTLE_TOL = 1e-4
-#: Grid points over the shared draw of correlated noise (odd: tau = 0 is a grid point).
-GRID_POINTS = 17
-#: The interpolation error is estimated on every this-many-th input.
-ESTIMATE_STRIDE = 4
+#: log2 of the Sobol points per input of the rotated (randomized QMC) argmax integral.
+ROTATED_LOG2_POINTS = 4
+#: Seed of the per-input rotations (fixed: the curve is deterministic).
+ROTATION_SEED = 20240
+#: Rank of the probabilistic-PCA form of ``W2 W2^T`` for additive uncorrelated noise.
+GRAM_RANK = 32
 _NODE_CHOICES = (4, 6, 8, 12, 16, 24)
 
 
@@ -122,7 +118,8 @@ def hermite_nodes_for_variance(activation: str, max_variance: float, *, max_node
     return _nodes_for_bucket(get_activation(activation).spec, k, int(max_nodes), float(tol))
 
 
-def sigmoid_hermite_moments(mean: Array, sd: Array, n_nodes: int) -> tuple[Array, Array, Array]:
+def sigmoid_hermite_moments(mean: Array, sd: Array, n_nodes: int, *, block_rows: int = 256
+                            ) -> tuple[Array, Array, Array]:
     """``(E s(z), E s(z)^2, E s'(z))`` for the sigmoid ``s``, z ~ N(mean, sd^2): the
     Gauss-Hermite sums of
     :func:`~refnet.propagation.neuron_moments.gauss_hermite_activation_moments` with fewer
@@ -132,8 +129,19 @@ def sigmoid_hermite_moments(mean: Array, sd: Array, n_nodes: int) -> tuple[Array
     ``c`` costs nothing per input. Agrees with the generic sums to rounding (tested).
 
     mean (B, n); sd (n,) or (B, n), with ``sd x`` clipped at 700 (exp stays finite; the
-    sigmoid there is saturated for any ``|mean| < 660``).
+    sigmoid there is saturated for any ``|mean| < 660``). Runs on blocks of ``block_rows``
+    rows so that the working arrays stay in cache (elementwise: the same bits).
     """
+    m1, m2, d = np.empty_like(mean), np.empty_like(mean), np.empty_like(mean)
+    for i in range(0, len(mean), block_rows):
+        rows = slice(i, i + block_rows)
+        m1[rows], m2[rows], d[rows] = _sigmoid_hermite_block(
+            mean[rows], sd if np.ndim(sd) == 1 else sd[rows], n_nodes)
+    return m1, m2, d
+
+
+def _sigmoid_hermite_block(mean: Array, sd: Array, n_nodes: int) -> tuple[Array, Array, Array]:
+    """:func:`sigmoid_hermite_moments` on one block of rows."""
     x, w = hermite_rule(int(n_nodes))
     with np.errstate(over="ignore"):
         E = np.exp(-mean)
@@ -161,130 +169,15 @@ def sigmoid_hermite_moments(mean: Array, sd: Array, n_nodes: int) -> tuple[Array
     return m1, m2, m1 - m2
 
 
-# --- correlated noise: one curve over the shared draw ----------------------------------------
-def _hermite_interpolate(H: Array, dH: Array, grid: Array, tau: Array) -> Array:
-    """Cubic Hermite interpolation on an equally spaced grid: H, dH (G, B, K); tau (M,) ->
-    (M, B, K). The weights depend on ``tau`` only, shared by all inputs."""
-    h = grid[1] - grid[0]
-    i = np.clip(np.floor((tau - grid[0]) / h).astype(np.intp), 0, len(grid) - 2)
-    s = (tau - grid[i]) / h
-    s2, s3 = s * s, s * s * s
-    c = [(2 * s3 - 3 * s2 + 1), h * (s3 - 2 * s2 + s), (-2 * s3 + 3 * s2), h * (s3 - s2)]
-    c = [x[:, None, None] for x in c]
-    return c[0] * H[i] + c[1] * dH[i] + c[2] * H[i + 1] + c[3] * dH[i + 1]
-
-
-def rank_one_shared_slope(c: Array, u: Array, y: Array) -> Array:
-    """:func:`~refnet.propagation.gaussian_argmax.rank_one_argmax_probability` when every row
-    has the same slope ``u`` (additive correlated noise on the last layer: ``u = sd W3 1``):
-    which classes' lines rise faster than the label's then depends on the label only, so each
-    label's rows take fixed columns and no masks. The same operations, so the same bits
-    (tested). c (M, B, K); u (K,); y (B,). Returns (M, B)."""
-    M, B, K = c.shape
-    out = np.empty((M, B))
-    cols = np.arange(K)
-    for g in np.unique(y):
-        idx = np.flatnonzero(y == g)
-        cg = c[:, idx]
-        b = cg - cg[..., g:g + 1]                       # wins where a_k xi > b_k
-        a = u[g] - u
-        pos, neg = (a > 0) & (cols != g), (a < 0) & (cols != g)
-        zero = (a == 0) & (cols != g)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lo = ((b[..., pos] / a[pos]).max(axis=-1) if pos.any()
-                  else np.full(b.shape[:2], -np.inf))
-            hi = ((b[..., neg] / a[neg]).min(axis=-1) if neg.any()
-                  else np.full(b.shape[:2], np.inf))
-        never = (b[..., zero] >= 0).any(axis=-1)
-        p = np.where(lo > 0, ndtr(-lo) - ndtr(-hi), ndtr(hi) - ndtr(lo))
-        out[:, idx] = np.where(never | (hi <= lo), 0.0, np.clip(p, 0.0, 1.0))
-    return out
-
-
-def correlated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array, *,
-                     quadrature_nodes: int = 16, grid_points: int = GRID_POINTS
-                     ) -> tuple[Array, float]:
-    """Per-input ``P(argmax = label)`` (n_levels, B) for add_cor or mul_cor after both hidden
-    layers, and the interpolation error estimate (see the module docstring).
-
-    a1 (B, n1): the clean first hidden layer; y (B,); variances (n_levels,).
-    """
-    W2, b2, W3, b3 = params.W[1], params.b[1], params.W[2], params.b[2]
-    act = get_activation(arch.activations[1])
-    mul = noise_type == "mul_cor"
-    P = a1 @ W2.T
-    z2 = P + b2                                        # (B, n2)
-    u = P if mul else W2.sum(axis=1)[None, :]          # (B, n2) or (1, n2)
-    sds = np.sqrt(variances)
-    rules = [normal_panel_rule(quadrature_nodes, -1.0 / sd if mul else None) if sd > 0 else None
-             for sd in sds]
-    # the grid covers the panel nodes; the two tail nodes (weights ~1e-3) of the variances
-    # that reach beyond it are evaluated directly
-    T = max([float(np.abs(sd * r[0][np.abs(r[0]) < TAIL_NODE]).max(initial=0.0))
-             for sd, r in zip(sds, rules) if r is not None], default=0.0)
-    G = max(3, int(grid_points) | 1)
-    grid = np.linspace(-T, T, G) if T > 0 else np.linspace(-1.0, 1.0, G)
-    B, K = len(a1), W3.shape[0]
-    H, dH = np.empty((G, B, K)), np.empty((G, B, K))
-    sigmoid = act.spec == "sigmoid"
-    X = np.empty((2 * B, z2.shape[1]))                 # values over slopes: one GEMM for both
-    z = np.empty_like(z2)
-    for g, t in enumerate(grid):
-        np.multiply(u, t, out=z)
-        z += z2
-        X[:B] = act.f(z)
-        if sigmoid:                                    # sigma' = sigma (1 - sigma)
-            np.subtract(1.0, X[:B], out=X[B:])
-            X[B:] *= X[:B]
-        else:
-            X[B:] = act.d1(z)
-        X[B:] *= u
-        HdH = X @ W3.T
-        H[g], dH[g] = HdH[:B], HdH[B:]
-    outside = {float(x) for sd, r in zip(sds, rules) if r is not None for x in sd * r[0]
-               if abs(x) > grid[-1]}
-    direct = {x: act.f(z2 + x * u) @ W3.T for x in sorted(outside)}
-    # the error estimate: every other grid point dropped, on every ESTIMATE_STRIDE-th input
-    sub = slice(None, None, ESTIMATE_STRIDE)
-    Hc, dHc, gc = (np.ascontiguousarray(H[::2, sub]), np.ascontiguousarray(dH[::2, sub]),
-                   grid[::2])
-    one = W3.sum(axis=1)
-    per, est = np.empty((len(sds), B)), 0.0
-    for j, (sd, rule) in enumerate(zip(sds, rules)):
-        if rule is None:  # variance 0: the clean logits
-            c = H[G // 2]
-            per[j] = rank_one_argmax_probability(c + b3, np.zeros_like(c), y)
-            continue
-        t, w = rule
-        accs = []
-        for Hg, dHg, gg, rows in ((H, dH, grid, slice(None)), (Hc, dHc, gc, sub)):
-            yy = y[rows]
-            tau = sd * t
-            inside = np.abs(tau) <= grid[-1]
-            h = np.empty((len(t), len(yy), K))
-            h[inside] = _hermite_interpolate(Hg, dHg, gg, tau[inside])  # (M, B, K)
-            for m in np.flatnonzero(~inside):
-                h[m] = direct[float(tau[m])][rows]
-            if mul:  # the slope sd h(tau) differs per row
-                v = sd * h
-                h += b3
-                p = rank_one_argmax_probability(h.reshape(-1, K), v.reshape(-1, K),
-                                                np.tile(yy, len(t))).reshape(len(t), len(yy))
-            else:
-                h += b3
-                p = rank_one_shared_slope(h, sd * one, yy)
-            accs.append(w @ p)
-        per[j] = accs[0]
-        est = max(est, abs(float(accs[0][sub].mean() - accs[1].mean())))
-    return per, est
-
-
 # --- uncorrelated noise: settled inputs skip the dense propagation ---------------------------
 def _pair_forms(x: Array, W3: Array, y: Array) -> Array:
     """``sum_i (W3[y, i] - W3[k, i])^2 x_i`` per input and class k: x (B, n2) -> (B, K)."""
-    K = W3.shape[0]
-    Q = (x @ (W3[:, None, :] * W3[None, :, :]).reshape(K * K, -1).T).reshape(-1, K, K)
-    rows = np.arange(len(x))
+    return _pair_diagonal(class_forms(x, W3), y)
+
+
+def _pair_diagonal(Q: Array, y: Array) -> Array:
+    """``Q[y, y] + Q[k, k] - 2 Q[y, k]`` per input and class k: Q (B, K, K) -> (B, K)."""
+    rows = np.arange(len(Q))
     diag = np.einsum("bkk->bk", Q)
     return diag[rows, y][:, None] + diag - 2.0 * Q[rows, y, :]
 
@@ -303,24 +196,26 @@ class _DenseBound:
         r = int(min(32, np.count_nonzero(S > S[0] / 4.0), len(S)))
         K, n2 = W3.shape
         US = U[:, :r] * S[:r]                                  # (n2, r)
-        self.WUS = (W3[:, :, None] * US[None]).transpose(1, 0, 2).reshape(n2, K * r)
+        self.WUS = class_projector(W3, US)                      # (n2, K r)
         self.tail = float(S[r]) if r < len(S) else 0.0
         self.uniform = bool(np.all(g1 == 1.0))
         self.gmax = g1.max(axis=1)
         # V_r^T diag(g1) V_r per input (r x r), once for the whole curve
         self.Gr = None if self.uniform else (Vt[:r][None] * g1[:, None, :]) @ Vt[:r].T
-        self.W3, self.r = W3, r
+        self.W3, self.r, self.norm = W3, r, float(S[0])
 
-    def squared(self, d: Array, y: Array, dd_pairs: Array) -> Array:
-        """d (B, n2) the effective slopes, dd_pairs (B, K) = ``||x_k||^2`` -> (B, K) bounds."""
+    def squared(self, d: Array, y: Array, dd_pairs: Array, *, rows=slice(None)) -> Array:
+        """d (B, n2) the effective slopes of the inputs ``rows`` (of those given at
+        construction), dd_pairs (B, K) = ``||x_k||^2`` -> (B, K) bounds."""
         B, K = len(d), self.W3.shape[0]
         R = (d @ self.WUS).reshape(B, K, self.r)               # U_r^T S_r (d o W3[k])
         P = R[np.arange(B), y][:, None, :] - R
         if self.uniform:                                       # ||V_r p|| = ||p||
             head2 = (P * P).sum(axis=-1)
         else:
-            head2 = np.einsum("bkr,brs,bks->bk", P, self.Gr, P)
-        tail = np.sqrt(self.gmax)[:, None] * self.tail * np.sqrt(np.clip(dd_pairs, 0.0, None))
+            head2 = np.einsum("bkr,brs,bks->bk", P, self.Gr[rows], P)
+        tail = (np.sqrt(self.gmax[rows])[:, None] * self.tail
+                * np.sqrt(np.clip(dd_pairs, 0.0, None)))
         return (np.sqrt(np.clip(head2, 0.0, None)) + tail) ** 2
 
 
@@ -341,16 +236,17 @@ def _kept_classes(tails: Array, y: Array, tol: float) -> tuple[Array, Array]:
 
 
 def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, *, uniform: bool,
-                      chunk_elems=1 << 22):
+                      shifts=None, chunk_elems=1 << 22):
     """``P(argmax = y)`` over the kept classes only, from the exact covariance of the
     differences ``D_k = Y_y - Y_k``: ``A diag(v2) A^T + s (A D W2) diag(g1) (A D W2)^T`` with
     ``A`` the rows ``W3[y] - W3[k]``. ``E = (A D) W2`` is the one large product; it and the
     Gram matrix ``E diag(g1) E^T`` run in float32 (each within ``n u32`` of the absolute
     values' product, ``n u32 <= 2e-5`` for 300 neurons: Higham, *Accuracy and Stability of
     Numerical Algorithms*, 2nd ed., SIAM 2002, Sec. 3.5), formed from the differences so that
-    no variance is a float32 cancellation. Returns (B,)."""
+    no variance is a float32 cancellation. Returns (B,) and the integration variance of
+    :func:`~refnet.propagation.gaussian_argmax.orthant_probability_and_variance` (B,)."""
     B, K = mu.shape
-    p = np.empty(B)
+    p, var = np.empty(B), np.empty(B)
     m_of = kept.sum(axis=1) - 1                                # kept classes besides the label
     W2s = W2.astype(np.float32)
     pairs = W3[:, None, :] - W3[None, :, :]                    # (K, K, n2): W3[y] - W3[k]
@@ -369,16 +265,25 @@ def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, *, uniform
             cov = s * (Eg @ E.transpose(0, 2, 1)).astype(np.float64)
             cov += (A * v2[b][:, None, :]) @ A.transpose(0, 2, 1)
             md = mu[b, y[b]][:, None] - np.take_along_axis(mu[b], Sb, axis=1)
-            p[b] = positive_orthant_probability(md, cov, log2_points=log2_points)
-    return p
+            p[b], var[b] = orthant_probability_and_variance(
+                md, cov, log2_points=log2_points, shifts=None if shifts is None else shifts[b])
+    return p, var
 
 
 def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array, *,
                        hermite_nodes: int = 24, log2_points: int = 7,
-                       settle_tol: float = SETTLE_TOL) -> tuple[Array, dict]:
+                       settle_tol: float = SETTLE_TOL, gram_rank: int | None = GRAM_RANK,
+                       rotated_log2_points: int | None = ROTATED_LOG2_POINTS
+                       ) -> tuple[Array, dict]:
     """Per-input ``P(argmax = label)`` (n_levels, B) for add_unc or mul_unc after both hidden
     layers, and per-level diagnostics (Gauss-Hermite nodes, fraction of settled inputs, mean
-    number of classes kept in the argmax integral)."""
+    number of classes kept in the argmax integral, and for additive noise with ``gram_rank``
+    below the width the bound of :mod:`~refnet.propagation.lowrank_cov` on the level's mean
+    accuracy change, ``lowrank_tv_bound``). ``gram_rank=None`` keeps ``W2 W2^T`` exact.
+    ``rotated_log2_points`` (default 4) integrates the argmax on that many (log2) Sobol points
+    rotated per input (randomized QMC, see
+    :func:`~refnet.propagation.gaussian_argmax.rotated_orthant_probability`; the level's
+    standard error is ``argmax_se``); ``None`` uses the fixed ``2**log2_points``."""
     W2, b2, W3, b3 = params.W[1], params.b[1], params.W[2], params.b[2]
     act = arch.activations[1]
     mul = noise_type == "mul_unc"
@@ -387,39 +292,78 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
     q2 = g1 @ (W2 * W2).T                              # Var z2 = s q2
     q_row = None if mul else q2[0]                     # additive: the same for every input
     bound = _DenseBound(W2, W3, g1)
-    rows = np.arange(len(a1))
+    # additive noise: g1 = 1, so the layer-1 term is B (W2 W2^T) B^T, low rank plus isotropic
+    gram = (ppca_gram(W2, gram_rank) if not mul and gram_rank is not None
+            and gram_rank < W2.shape[0] else None)
+    WU = None if gram is None else class_projector(W3, gram.U_r)
+    tv_mean, se = [], []
+    # one fixed rotation per input (the same at every level), independent between inputs
+    shifts = (None if rotated_log2_points is None else
+              np.random.default_rng(ROTATION_SEED).random((len(a1), W3.shape[0] - 1)))
+    n_pts = log2_points if rotated_log2_points is None else int(rotated_log2_points)
     per = np.empty((len(variances), len(a1)))
-    nodes, settled, n_kept = [], [], []
+    sigmoid = get_activation(act).spec == "sigmoid"
+    pre = None
+    if sigmoid:  # bounds from the clean pass settle most inputs at small variances
+        a2 = 1.0 / (1.0 + np.exp(-z2))
+        d0 = a2 * (1.0 - a2)
+        pre = CleanSettleBound(z2, q2 if mul else q2[0], bound.gmax,
+                               bound.squared(d0, y, _pair_forms(d0 * d0, W3, y)), bound.norm,
+                               W3, b3, y, mul=mul, moment_tol=HERMITE_TOL)
+    nodes, settled, n_kept, presettled = [], [], [], []
     for j, s in enumerate(variances):
         n_gh = hermite_nodes_for_variance(act, s * float(q2.max(initial=0.0)),
                                           max_nodes=hermite_nodes)
         nodes.append(n_gh)
-        var_z = s * q2
-        if get_activation(act).spec == "sigmoid":
-            m1, m2, d = sigmoid_hermite_moments(z2, np.sqrt(s * q_row) if q_row is not None
-                                                else np.sqrt(var_z), n_gh)
+        idx = np.arange(len(a1))
+        if pre is not None and s > 0:
+            t = pre.tails(s)
+            won = t.sum(axis=1) <= settle_tol
+            per[j, won] = 1.0 - 0.5 * t[won].sum(axis=1)
+            idx = np.flatnonzero(~won)
+        presettled.append(float(1.0 - len(idx) / len(a1)))
+        yi, rows = y[idx], np.arange(len(idx))
+        var_z = s * (q2 if not mul else q2[idx])
+        if sigmoid:
+            m1, m2, d = sigmoid_hermite_moments(z2[idx], np.sqrt(var_z[0] if not mul else var_z),
+                                                n_gh)
         else:
-            m1, m2, d = gauss_hermite_activation_moments(act, z2, var_z, n_nodes=n_gh)
+            m1, m2, d = gauss_hermite_activation_moments(act, z2[idx], var_z[0] if not mul
+                                                         else var_z, n_nodes=n_gh)
+        if not mul:
+            var_z = var_z[0]
         res = np.clip((m2 - m1 * m1) - d * d * var_z, 0.0, None)
         v2 = res + s * ((m1 * m1 + res + d * d * var_z) if mul else 1.0)
         mu = m1 @ W3.T + b3
-        md = mu[rows, y][:, None] - mu                 # E D_k, (B, K); 0 at k = y
-        sd_up = np.sqrt(np.clip(_pair_forms(v2, W3, y), 0.0, None)
-                        + s * bound.squared(d, y, _pair_forms(d * d, W3, y)))
+        md = mu[rows, yi][:, None] - mu                # E D_k, (B, K); 0 at k = y
+        Qv, Qd = class_forms(v2, W3), class_forms(d * d, W3)   # reused by the low-rank path
+        sd_up = np.sqrt(np.clip(_pair_diagonal(Qv, yi), 0.0, None)
+                        + s * bound.squared(d, yi, _pair_diagonal(Qd, yi), rows=idx))
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(sd_up > 0, md / sd_up, np.where(md > 0, np.inf, -np.inf))
-        z[rows, y] = np.inf
+        z[rows, yi] = np.inf
         right_up = ndtr(z).min(axis=1)                 # P(right) <= this
         lost = right_up <= settle_tol
-        kept, dropped = _kept_classes(ndtr(-z), y, settle_tol)
+        kept, dropped = _kept_classes(ndtr(-z), yi, settle_tol)
         p = np.where(lost, 0.5 * right_up, 1.0 - 0.5 * dropped)
         rest = ~lost & (kept.sum(axis=1) > 1)
-        if rest.any():
-            p[rest] = _kept_probability(mu[rest], v2[rest], d[rest], g1[rest], s, W2, W3,
-                                        y[rest], kept[rest], log2_points,
-                                        uniform=not mul) - 0.5 * dropped[rest]
-        per[j] = p
-        settled.append(float(1.0 - rest.mean()))
+        tv, var = np.zeros(1), np.zeros(1)
+        sh = None if shifts is None else shifts[idx[rest]]
+        if rest.any() and gram is not None:
+            pk, tv, var = lowrank_kept_probability(mu[rest], Qv[rest], Qd[rest], d[rest] @ WU,
+                                                   s, gram, yi[rest], kept[rest],
+                                                   log2_points=n_pts, shifts=sh)
+            p[rest] = pk - 0.5 * dropped[rest]
+        elif rest.any():
+            pk, var = _kept_probability(mu[rest], v2[rest], d[rest], g1[idx[rest]], s, W2, W3,
+                                        yi[rest], kept[rest], n_pts, uniform=not mul, shifts=sh)
+            p[rest] = pk - 0.5 * dropped[rest]
+        tv_mean.append(float(tv.sum() / len(a1)))
+        se.append(float(np.sqrt(var.sum()) / len(a1)))
+        per[j, idx] = p
+        settled.append(float(1.0 - rest.sum() / len(a1)))
         n_kept.append(float(kept[rest].sum(axis=1).mean()) if rest.any() else 1.0)
     return per, {"hermite_nodes_per_level": nodes, "settled_fraction": settled,
-                 "classes_kept": n_kept}
+                 "presettled_fraction": presettled,
+                 "classes_kept": n_kept, "argmax_se": se,
+                 **({"lowrank_tv_bound": tv_mean} if gram is not None else {})}

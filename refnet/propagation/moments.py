@@ -67,8 +67,8 @@ from ..losses import check_labels
 from ..model import Architecture, Params, check_input, check_params
 from ..noise import NOISE_TYPES, NoiseConfig, NoiseSpec, noise_config
 from .gaussian_argmax import gaussian_argmax_probability, rank_one_argmax_probability
-from .moment_curve import (GRID_POINTS, SETTLE_TOL, correlated_curve, fast_path,
-                           uncorrelated_curve)
+from .moment_curve import (GRID_POINTS, ROTATED_LOG2_POINTS, SETTLE_TOL, correlated_curve,
+                           fast_path, uncorrelated_curve)
 from .moment_steps import (MomentState, activation_step, noise_step, normal_panel_rule,
                            output_covariance, signal_variance, weight_step)
 
@@ -293,6 +293,7 @@ def predicted_accuracy_curve(arch: Architecture, params: Params, X, y, noise="du
                              quadrature_nodes: int = 16, hermite_nodes: int = 24,
                              log2_points: int = 7, chunk: int = 512, method: str = "auto",
                              grid_points: int = GRID_POINTS, settle_tol: float = SETTLE_TOL,
+                             rotated_log2_points: int | None = ROTATED_LOG2_POINTS,
                              progress=None) -> PredictedCurve:
     """Predicted accuracy vs variance for ``noise_type`` alone, the analytic twin of
     :func:`refnet.montecarlo.accuracy_sweep` (same placement argument ``noise``: a
@@ -302,9 +303,10 @@ def predicted_accuracy_curve(arch: Architecture, params: Params, X, y, noise="du
     level); ``"auto"`` computes the whole curve in one pass where
     :func:`refnet.propagation.moment_curve.fast_path` applies (the Duque placement on a
     3-layer net: shared clean work, settled inputs bounded to within ``settle_tol``, fewer
-    Gauss-Hermite nodes where a variance is small, for correlated noise one Hermite-interpolated
-    grid of ``grid_points`` over the shared draw; see that module for the bounds) and
-    ``"full"`` elsewhere. ``progress(done, total)`` is called after each variance ("full") or
+    Gauss-Hermite nodes where a variance is small, for uncorrelated noise the argmax integral
+    on ``2**rotated_log2_points`` Sobol points rotated per input (``None``: the fixed
+    ``2**log2_points``), for correlated noise one Hermite-interpolated grid of ``grid_points``
+    over the shared draw; see that module for the bounds) and ``"full"`` elsewhere. ``progress(done, total)`` is called after each variance ("full") or
     once at the end (the one-pass curve).
     """
     if method not in ("auto", "full"):
@@ -337,7 +339,8 @@ def predicted_accuracy_curve(arch: Architecture, params: Params, X, y, noise="du
     elif path == "uncorrelated":
         per, extra = uncorrelated_curve(arch, params, start[2], y, noise_type, v,
                                         hermite_nodes=hermite_nodes, log2_points=log2_points,
-                                        settle_tol=settle_tol)
+                                        settle_tol=settle_tol,
+                                        rotated_log2_points=rotated_log2_points)
         extra["settle_tol"] = float(settle_tol)
     else:
         per = np.empty((len(v), len(X)))

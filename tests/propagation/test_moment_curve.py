@@ -68,13 +68,14 @@ def test_uncorrelated_auto_within_the_settle_bound_of_full(blobs_net, noise_type
     """Settled inputs and dropped classes move an input's probability by at most
     settle_tol / 2 from the full propagation; beyond that only the smaller Gauss-Hermite rules
     (<= 1e-9 per moment) and Genz's integration error on fewer dimensions differ (both
-    integrals on 2**12 points here, so that error is small)."""
+    integrals on the same fixed 2**12 points here, so that error is small)."""
     arch, P, X, y = blobs_net
     full = predicted_accuracy_curve(arch, P, X, y, "duque", noise_type, LEVELS, method="full",
                                     log2_points=12)
     for tol in (1e-4, 0.05):
         auto = predicted_accuracy_curve(arch, P, X, y, "duque", noise_type, LEVELS,
-                                        settle_tol=tol, log2_points=12)
+                                        settle_tol=tol, log2_points=12,
+                                        rotated_log2_points=None)
         settled = np.array(auto.settings["settled_fraction"])
         assert settled[1] > 0.5 and settled[-1] < 1  # both branches are used
         gap = np.abs(auto.per_input - full.per_input)
@@ -83,6 +84,25 @@ def test_uncorrelated_auto_within_the_settle_bound_of_full(blobs_net, noise_type
     kept = np.array(auto.settings["classes_kept"])
     assert np.all((kept >= 1) & (kept <= 4)) and kept.min() < 4  # classes were dropped
     assert auto.per_input[0].tolist() == full.per_input[0].tolist()  # variance 0: clean
+
+
+@pytest.mark.parametrize("noise_type", ["add_unc", "mul_unc"])
+def test_rotated_argmax_rule_within_its_standard_error_of_full(blobs_net, noise_type):
+    """The default auto curve integrates the argmax on 16 Sobol points rotated per input:
+    each level's mean is within the settle bound plus 4 of its reported standard errors of the
+    full propagation on 2**12 fixed points, and 16 fixed points are far worse at variance 1
+    (the shared bias the rotations remove)."""
+    arch, P, X, y = blobs_net
+    full = predicted_accuracy_curve(arch, P, X, y, "duque", noise_type, LEVELS, method="full",
+                                    log2_points=12)
+    auto = predicted_accuracy_curve(arch, P, X, y, "duque", noise_type, LEVELS)
+    se = np.array(auto.settings["argmax_se"])
+    assert se[-1] > 0 and se[-1] < 2e-3
+    gap = np.abs(auto.accuracy - full.accuracy)
+    assert np.all(gap <= auto.settings["settle_tol"] / 2 + 4 * se + 1e-6)
+    fixed = predicted_accuracy_curve(arch, P, X, y, "duque", noise_type, LEVELS, log2_points=4,
+                                     rotated_log2_points=None)
+    assert abs(fixed.accuracy[-1] - full.accuracy[-1]) > gap[-1]
 
 
 @pytest.mark.parametrize("noise_type", ["add_cor", "mul_cor"])
