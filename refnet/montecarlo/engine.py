@@ -44,11 +44,12 @@ import numpy as np
 from .. import _numba
 from .._blas import on_fixed_blas_threads
 from ..activations import get_activation
-from ..errors import ConfigError
 from ..model import Architecture, Params, check_input, check_params
-from ..noise import NOISE_TYPES, LayerNoise, NoiseConfig, NoiseSpec, noise_config
+from ..noise import NOISE_TYPES, LayerNoise, NoiseConfig, NoiseSpec
 from . import kernels as K
 from .factors import triangular_factor, triangular_mix, triangular_mix_numpy
+from .options import (BACKENDS, DEFAULT_SHORTCUTS, OPT_IN_SHORTCUTS, SHORTCUTS,  # noqa: F401
+                      check_backend, check_draws, check_dtype, parse_shortcuts, resolve_config)
 
 __all__ = ["SHORTCUTS", "DEFAULT_SHORTCUTS", "OPT_IN_SHORTCUTS", "BACKENDS", "Engine",
            "CleanState", "prepare", "clean_state",
@@ -56,46 +57,6 @@ __all__ = ["SHORTCUTS", "DEFAULT_SHORTCUTS", "OPT_IN_SHORTCUTS", "BACKENDS", "En
            "parse_shortcuts", "count_correct", "Workspace"]
 
 Array = np.ndarray
-#: The default shortcuts, which ``"all"`` names (their results are the defaults' bits).
-SHORTCUTS = ("clean_prefix", "row_sums", "narrow_draws")
-DEFAULT_SHORTCUTS = SHORTCUTS
-#: Shortcuts used only when named: they change the random stream of a default result.
-OPT_IN_SHORTCUTS = ("triangular_draws",)
-#: "numba": serial compiled kernels (the default: on small chunks, threads of a parallel
-#: kernel compete with the BLAS threads of the matrix products); "numba-parallel": the same
-#: kernels with ``prange`` over rows; "numpy": the NumPy twins (what both numba backends fall
-#: back to, with one warning, when numba is not installed).
-BACKENDS = ("numba", "numba-parallel", "numpy")
-
-
-def check_backend(backend: str) -> str:
-    """``backend`` if it names one of :data:`BACKENDS`, else a :class:`ConfigError`."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend: unknown {backend!r}; known: {', '.join(BACKENDS)}")
-    return backend
-
-
-def check_dtype(dtype) -> np.dtype:
-    """``dtype`` as a NumPy dtype if it is float32 or float64, else a :class:`ConfigError`."""
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ConfigError(f"dtype: must be float32 or float64, got {dtype}")
-    return dtype
-
-
-def parse_shortcuts(shortcuts) -> frozenset:
-    """``"all"`` (:data:`DEFAULT_SHORTCUTS`), ``"none"``/``None`` or names from
-    :data:`SHORTCUTS` and :data:`OPT_IN_SHORTCUTS`, as a frozenset."""
-    if isinstance(shortcuts, str) and shortcuts == "all":
-        return frozenset(DEFAULT_SHORTCUTS)
-    if shortcuts is None or (isinstance(shortcuts, str) and shortcuts == "none"):
-        return frozenset()
-    out = frozenset(shortcuts)
-    known = SHORTCUTS + OPT_IN_SHORTCUTS
-    bad = out - set(known)
-    if bad:
-        raise ConfigError(f"shortcuts: unknown {sorted(bad)}; known: {', '.join(known)}")
-    return out
 
 
 def _narrow_factor(W: Array) -> Array:
@@ -377,7 +338,7 @@ def _propagate(engine: Engine, state: CleanState, idx, draws, keep, pre_output: 
     n = _n_rows(idx)
     if any(not state.l0 <= l <= L for l in keep):
         raise ValueError(f"keep: layers must lie in {state.l0}..{L} (the first noisy layer on)")
-    _check_draws(engine, state, draws, n, keep)
+    check_draws(engine, state, draws, n, keep)
     sd = [engine.sd(l) if l in engine.noisy else None for l in range(L + 1)]
     narrow = engine.narrow_layers(keep)
     kept, l0 = {}, state.l0
@@ -458,30 +419,3 @@ def count_correct(engine: Engine, state: CleanState, rows: slice, labels, gen,
         return int(K.KERNELS[engine.backend][3](z, _layer_desc(engine.arch, L, K.POS_CLEAN),
                                                  labels))
     return int(np.count_nonzero(np.argmax(z, axis=1) == labels))
-
-
-def _check_draws(engine: Engine, state: CleanState, draws, n: int, keep) -> None:
-    """The kernels do not bounds-check: every needed draw must have the right shape."""
-    L, sizes = engine.arch.n_layers, engine.arch.sizes
-    if len(draws) != L + 1:
-        raise ValueError(f"draws: need one entry per layer 0..{L}, got {len(draws)}")
-    for l in engine.noisy:
-        d = draws[l]
-        if d is None:
-            raise ValueError(f"draws: layer {l} is noisy but draws[{l}] is None")
-        want = {"add_unc": (n, engine.add_unc_width(state, l, keep)), "add_cor": (n, 1),
-                "mul_unc": (n, sizes[l]), "mul_cor": (n, 1)}
-        for t in NOISE_TYPES:
-            x = getattr(d, t)
-            if getattr(engine.spec(l), t) > 0 and (x is None or x.shape != want[t]):
-                got = None if x is None else x.shape
-                raise ValueError(f"draws: layer {l} {t} needs shape {want[t]}, got {got}")
-
-
-def resolve_config(noise, arch: Architecture) -> NoiseConfig:
-    if isinstance(noise, str):
-        return noise_config(noise, None, arch.n_layers)
-    if not isinstance(noise, NoiseConfig):
-        raise TypeError("noise: expected a NoiseConfig or a preset name, got "
-                        f"{type(noise).__name__}")
-    return noise
