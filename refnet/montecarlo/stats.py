@@ -90,7 +90,7 @@ def confidence_intervals(mean: Array, variance: Array, K: int, confidence: float
 
 
 @on_fixed_blas_threads
-def neuron_statistics(arch: Architecture, params: Params, X, noise, K: int = 300, rng=None,
+def neuron_statistics(arch: Architecture, params: Params, X, noise, *, K: int = 300, rng=None,
                       layers=None, confidence: float = 0.95, repeat_block: int = 32,
                       rows_per_chunk: int = 4096, backend: str = "numba", dtype=np.float64,
                       shortcuts="all", workers: int = 1) -> NeuronStatistics:
