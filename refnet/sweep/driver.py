@@ -104,6 +104,8 @@ def _compute(ex, store, spec, folder, todo, finished, computed, halving, progres
     ids = [cell_id(c) for c in cells]
     seeds = sorted({cells[i]["seed"] for i in (range(len(cells)) if halving else todo)})
     baselines, n_base = _baselines(ex, spec, folder, seeds, log)
+    share = getattr(ex, "share", lambda obj: obj)   # an executor of the caller may lack it
+    baselines = {seed: share(b) for seed, b in baselines.items()}  # once, not per cell
     halving_info, resume = None, {}
     if halving is not None:
         from .halving import successive_halving

@@ -52,6 +52,10 @@ class InProcess:
     def __exit__(self, *exc):
         return False
 
+    def share(self, obj):
+        """``obj`` as tasks should carry it (here: itself)."""
+        return obj
+
     def map(self, fn, tasks):
         for i, t in enumerate(tasks):
             yield i, fn(t)
@@ -92,6 +96,11 @@ class LocalPool:
         # Ctrl-C: do not wait for running cells (the workers got the signal too)
         self.pool.shutdown(wait=exc_type is not KeyboardInterrupt, cancel_futures=True)
         return False
+
+    def share(self, obj):
+        """``obj`` as tasks should carry it (here: itself, copied to a worker with each task
+        that names it)."""
+        return obj
 
     def map(self, fn, tasks):
         futures = {self.pool.submit(fn, t): i for i, t in enumerate(tasks)}
@@ -138,6 +147,12 @@ class DaskCluster:
         if self._own:
             self.client.close()
         return False
+
+    def share(self, obj):
+        """``obj`` sent once to every worker; tasks carry the returned future, which Dask
+        replaces by ``obj`` on the worker (a baseline's weights then cross the network once
+        per worker, not once per cell)."""
+        return self.client.scatter([obj], broadcast=True, hash=False)[0]
 
     def map(self, fn, tasks):
         from dask.distributed import as_completed

@@ -227,13 +227,21 @@ def test_local_pool_gives_the_same_store(tmp_path, reference):
     assert fingerprint(tmp_path) == fingerprint(reference)
 
 
-def test_dask_local_cluster_gives_the_same_store(tmp_path, reference):
+def test_dask_local_cluster_gives_the_same_store(tmp_path, reference, monkeypatch):
     distributed = pytest.importorskip("dask.distributed")
+    from refnet.sweep.executors import DaskCluster
+
+    scattered = []
+    share = DaskCluster.share
+    monkeypatch.setattr(DaskCluster, "share",
+                        lambda self, obj: scattered.append(obj) or share(self, obj))
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         s = run_sweep(parse_spec(SMALL), tmp_path, scheduler=client, progress=None)
     assert s.executor.startswith("Dask") and len(s.computed) == 18
+    # each seed's baseline went to the workers once, not with each of its 9 cells
+    assert len(scattered) == 2
     assert fingerprint(tmp_path) == fingerprint(reference)
     # the driver kept a copy of each baseline the remote workers trained
     assert len(list((tmp_path / "baselines").glob("*.npz"))) == 2
