@@ -23,8 +23,10 @@ through the triangular factor of the next weight matrix's Gram matrix, and only
 multiplicative uncorrelated noise (or additive noise before an activation) forms ``G_l``; the
 two paths agree to rounding (``tests/propagation/test_sensitivity_paths.py``).
 
-The accuracy under noise treats the noisy output as Gaussian with these moments and estimates
-``P(argmax = label)`` and ``P(argmax differs from the clean argmax)`` by sampling that Gaussian.
+The accuracy under noise treats the noisy output as Gaussian with these moments and computes
+``P(argmax = label)`` and ``P(argmax differs from the clean argmax)`` as orthant probabilities
+of that Gaussian's differences, without sampling
+(:mod:`~refnet.propagation.gaussian_argmax`).
 The optional Monte-Carlo check samples the network itself with
 :func:`refnet.montecarlo.reference.monte_carlo_outputs` (repeated :func:`refnet.model.forward`).
 """
@@ -38,6 +40,7 @@ from scipy.linalg.blas import get_blas_funcs
 from ..activations import get_activation
 from ..model import Architecture, Params, check_input, forward
 from ..noise import NOISE_TYPES, NoiseConfig
+from .gaussian_argmax import gaussian_argmax_probability
 
 __all__ = ["output_variance_contributions", "output_jacobians", "jacobian_times_noise",
            "layer_output_covariance", "gaussian_argmax_probabilities",
@@ -323,24 +326,22 @@ def _variances_block(arch, params, X, noise, factors):
     return out, contrib, None, layers
 
 
-def gaussian_argmax_probabilities(mean: Array, covariance: Array, labels: Array | None,
-                                  n_draws: int = 2000, rng=None) -> tuple[Array, Array | None]:
+def gaussian_argmax_probabilities(mean: Array, covariance: Array, labels: Array | None, *,
+                                  log2_points: int = 7) -> tuple[Array, Array | None]:
     """``P(argmax flips)`` and ``P(argmax = label)`` for ``Y ~ N(mean, covariance)`` per input.
 
-    mean (n_batch, n_out); covariance (n_batch, n_out, n_out); labels (n_batch,) or None.
-    Returns (flip (n_batch,), correct (n_batch,) or None), by ``n_draws`` Gaussian draws each.
+    mean (n_batch, n_out); covariance (n_batch, n_out, n_out), singular allowed; labels
+    (n_batch,) or None. Returns (flip (n_batch,), correct (n_batch,) or None). No sampling:
+    ``P(argmax = c)`` is the orthant probability of the differences ``Y_c - Y_k``
+    (:func:`~refnet.propagation.gaussian_argmax.gaussian_argmax_probability`: Bonferroni bounds
+    where they close, else Genz's transform on ``2**log2_points`` Sobol points), and a flip is
+    the argmax leaving the clean one, ``1 - P(argmax = argmax(mean))``.
     """
-    rng = np.random.default_rng(rng)
-    n_b, n_out = mean.shape
-    # eigh instead of Cholesky: the covariance may be singular (e.g. one noisy neuron)
-    w, v = np.linalg.eigh(covariance)
-    root = v * np.sqrt(np.clip(w, 0, None))[:, None, :]
-    xi = rng.standard_normal((n_b, int(n_draws), n_out))
-    Y = mean[:, None, :] + xi @ root.transpose(0, 2, 1)
-    arg = Y.argmax(-1)
-    flip = (arg != mean.argmax(-1)[:, None]).mean(-1)
-    correct = None if labels is None else (arg == np.asarray(labels)[:, None]).mean(-1)
-    return flip, correct
+    mean = np.asarray(mean, dtype=np.float64)
+    stay = gaussian_argmax_probability(mean, covariance, mean.argmax(-1), log2_points=log2_points)
+    correct = None if labels is None else gaussian_argmax_probability(
+        mean, covariance, np.asarray(labels), log2_points=log2_points)
+    return np.clip(1.0 - stay, 0.0, 1.0), correct
 
 
 @dataclass(frozen=True)
@@ -373,8 +374,8 @@ class SensitivityReport:
 
 
 def sensitivity_report(arch: Architecture, params: Params, inputs: Array, noise: NoiseConfig,
-                       labels: Array | None = None, n_trials: int = 0, rng=None,
-                       n_draws: int = 2000) -> SensitivityReport:
+                       labels: Array | None = None, n_trials: int = 0, rng=None
+                       ) -> SensitivityReport:
     """Build a :class:`SensitivityReport`; ``n_trials = 0`` skips the Monte-Carlo check.
 
     inputs (n_batch, sizes[0]); labels (n_batch,) integer classes or None.
@@ -384,7 +385,7 @@ def sensitivity_report(arch: Architecture, params: Params, inputs: Array, noise:
     var = np.einsum("bkk->bk", cov)
     with np.errstate(divide="ignore"):
         snr = np.abs(mean) / np.sqrt(var)
-    flip, correct = gaussian_argmax_probabilities(mean, cov, labels, n_draws, rng)
+    flip, correct = gaussian_argmax_probabilities(mean, cov, labels)
     per = np.median(contrib.mean(-1), axis=-1) if len(layers) else np.zeros((0, 4))
     clean_acc = None if labels is None else float(np.mean(mean.argmax(-1) == labels))
     mc_var = mc_flip = mc_acc = None
