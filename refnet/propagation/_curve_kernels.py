@@ -29,12 +29,78 @@ from .. import _numba
 from .._numba import njit, prange
 from .gaussian_argmax import rank_one_argmax_probability
 
-__all__ = ["sigmoid_values_and_slopes", "sigmoid_values_and_slopes_numpy",
+__all__ = ["hermite_sums", "hermite_sums_numpy", "sigmoid_values_and_slopes", "sigmoid_values_and_slopes_numpy",
            "hermite_interpolate", "rank_one_shared_slope", "level_probability",
            "level_probability_numpy"]
 
 Array = np.ndarray
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
+
+
+def hermite_sums_numpy(E: Array, C: Array, w_pos: Array, w0, m1: Array, m2: Array) -> None:
+    """The sigmoid's Gauss-Hermite sums ``m1 = sum_k w_k s_k``, ``m2 = sum_k w_k s_k^2`` with
+    ``s_k = 1 / (1 + E c_k)`` at node ``+x_k`` and ``1 / (1 + E / c_k)`` at ``-x_k``
+    (:func:`refnet.propagation.moment_curve.sigmoid_hermite_moments`), node by node in
+    ascending order, ``+x`` before ``-x``, the node at 0 (weight ``w0``, or None) last.
+    E (B, n) ``exp(-mean)``; C (half, B or 1, n) ``exp(-sd x_k)``; w_pos (half,)."""
+    f = np.empty_like(E)
+    m1[...] = 0.0
+    m2[...] = 0.0
+
+    def add(wk):  # f holds E c: the node's sigmoid, then its weighted value and square
+        np.add(f, 1.0, out=f)
+        np.reciprocal(f, out=f)
+        np.add(m1, wk * f, out=m1)
+        np.multiply(f, f, out=f)
+        np.add(m2, wk * f, out=m2)
+
+    for c, wk in zip(C, w_pos):
+        np.multiply(E, c, out=f)
+        add(wk)
+        np.divide(E, c, out=f)
+        add(wk)
+    if w0 is not None:
+        f[...] = E
+        add(w0)
+
+
+def _hermite_sums_body(E, C, w_pos, w0, has0, m1, m2):
+    B, n = E.shape
+    shared = C.shape[1] == 1
+    for b in range(B):
+        r = 0 if shared else b
+        for j in range(n):
+            m1[b, j] = 0.0
+            m2[b, j] = 0.0
+        for k in range(w_pos.size):              # the twin's order and operations; the
+            wk = w_pos[k]                        # inner loops are independent per element,
+            for j in range(n):                   # so LLVM vectorizes the divisions
+                s = 1.0 / (E[b, j] * C[k, r, j] + 1.0)
+                m1[b, j] = m1[b, j] + wk * s
+                m2[b, j] = m2[b, j] + wk * (s * s)
+            for j in range(n):
+                s = 1.0 / (E[b, j] / C[k, r, j] + 1.0)
+                m1[b, j] = m1[b, j] + wk * s
+                m2[b, j] = m2[b, j] + wk * (s * s)
+        if has0:
+            for j in range(n):
+                s = 1.0 / (E[b, j] + 1.0)
+                m1[b, j] = m1[b, j] + w0 * s
+                m2[b, j] = m2[b, j] + w0 * (s * s)
+
+
+_hermite_sums = njit(cache=True, error_model="numpy")(_hermite_sums_body)
+
+
+def hermite_sums(E: Array, C: Array, w_pos: Array, w0, m1: Array, m2: Array) -> None:
+    """The numba kernel of :func:`hermite_sums_numpy`: one pass, the sums kept per element
+    instead of two full arrays updated per node; the twin's bits (tested). The twin runs
+    without numba."""
+    if not _numba.HAVE_NUMBA:
+        _numba.warn_fallback("the sigmoid's Gauss-Hermite sums")
+        return hermite_sums_numpy(E, C, w_pos, w0, m1, m2)
+    _hermite_sums(E, np.ascontiguousarray(C), np.asarray(w_pos, np.float64),
+                  0.0 if w0 is None else float(w0), w0 is not None, m1, m2)
 
 
 def sigmoid_values_and_slopes_numpy(z2: Array, u: Array, t: float, out: Array) -> Array:

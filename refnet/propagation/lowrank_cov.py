@@ -42,15 +42,17 @@ class PPCAGram(NamedTuple):
     eta: float      # spectral norm of the error
 
 
-def ppca_gram(weight_matrix: Array, rank: int) -> PPCAGram:
+def ppca_gram(weight_matrix: Array, rank: int, *, svd: tuple | None = None) -> PPCAGram:
     """The probabilistic-PCA form of ``G = W W^T``, ``W = weight_matrix`` (n_out, n_in): the
     top ``rank`` left singular vectors and singular values of ``W``, the mean ``c`` of the
     discarded eigenvalues of ``G`` (Tipping & Bishop 1999, Eq. 8: the maximum-likelihood
     isotropic variance of the discarded directions; ``n_out - r`` of them, zeros included) and
     ``eta = max(c, lambda_{r+1} - c)``, the spectral norm of ``G - G_r``. ``rank >= n_out``
-    gives ``G`` exactly (``c = eta = 0``)."""
+    gives ``G`` exactly (``c = eta = 0``). ``svd``: ``np.linalg.svd(W)``'s ``(U, S, Vt)``
+    when the caller has it (with ``U`` square: ``full_matrices=True``, or any SVD of a ``W``
+    no taller than wide)."""
     W = weight_matrix
-    U, S, _ = np.linalg.svd(W, full_matrices=True)
+    U, S, _ = np.linalg.svd(W, full_matrices=True) if svd is None else svd
     n = W.shape[0]
     r = int(min(rank, n))
     lam = np.zeros(n)

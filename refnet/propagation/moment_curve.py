@@ -51,6 +51,7 @@ from scipy.special import ndtr
 
 from ..activations import get_activation
 from ..noise import NoiseConfig
+from ._curve_kernels import hermite_sums
 from .correlated_curve import GRID_POINTS, correlated_curve, rank_one_shared_slope  # noqa: F401
 from .gaussian_argmax import orthant_probability_and_variance
 from .lowrank_cov import class_forms, class_projector, lowrank_kept_probability, ppca_gram
@@ -141,31 +142,19 @@ def sigmoid_hermite_moments(mean: Array, sd: Array, n_nodes: int, *, block_rows:
 
 
 def _sigmoid_hermite_block(mean: Array, sd: Array, n_nodes: int) -> tuple[Array, Array, Array]:
-    """:func:`sigmoid_hermite_moments` on one block of rows."""
+    """:func:`sigmoid_hermite_moments` on one block of rows: NumPy's (vectorized) ``exp`` for
+    ``E`` and the ``c`` of every positive node, then one pass of
+    :func:`~refnet.propagation._curve_kernels.hermite_sums` over the nodes."""
     x, w = hermite_rule(int(n_nodes))
-    with np.errstate(over="ignore"):
-        E = np.exp(-mean)
-    m1, m2 = np.zeros_like(mean), np.zeros_like(mean)
-    f = np.empty_like(mean)
-
-    def add(wk):  # f holds E c: the node's sigmoid, then its weighted value and square
-        np.add(f, 1.0, out=f)
-        np.reciprocal(f, out=f)
-        np.add(m1, wk * f, out=m1)
-        np.multiply(f, f, out=f)
-        np.add(m2, wk * f, out=m2)
-
     half = len(x) // 2
     with np.errstate(over="ignore"):
-        for xk, wk in zip(x[len(x) - half:], w[len(x) - half:]):   # the positive nodes
-            c = np.exp(-np.minimum(sd * xk, 700.0))
-            np.multiply(E, c, out=f)
-            add(wk)
-            np.divide(E, c, out=f)
-            add(wk)
-        if len(x) % 2:                                              # the node at 0
-            f[...] = E
-            add(w[half])
+        E = np.exp(-mean)
+        xs = x[len(x) - half:]                                     # the positive nodes
+        sdx = sd[None] * xs.reshape((-1,) + (1,) * np.ndim(sd))
+        C = np.exp(-np.minimum(sdx, 700.0))                        # (half, n) or (half, B, n)
+    m1, m2 = np.empty_like(mean), np.empty_like(mean)
+    hermite_sums(E, C.reshape(half, -1, mean.shape[1]), w[len(x) - half:],
+                 float(w[half]) if len(x) % 2 else None, m1, m2)
     return m1, m2, m1 - m2
 
 
@@ -191,8 +180,8 @@ class _DenseBound:
     ``sigma_1 / 4`` (at most 32). Exact for ``r = rank W2``; costs ``K r n`` per input
     instead of ``K n^2``."""
 
-    def __init__(self, W2: Array, W3: Array, g1: Array):
-        U, S, Vt = np.linalg.svd(W2, full_matrices=False)
+    def __init__(self, W2: Array, W3: Array, g1: Array, *, svd: tuple | None = None):
+        U, S, Vt = np.linalg.svd(W2, full_matrices=False) if svd is None else svd
         r = int(min(32, np.count_nonzero(S > S[0] / 4.0), len(S)))
         K, n2 = W3.shape
         US = U[:, :r] * S[:r]                                  # (n2, r)
@@ -291,9 +280,11 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
     g1 = a1 * a1 if mul else np.ones_like(a1)
     q2 = g1 @ (W2 * W2).T                              # Var z2 = s q2
     q_row = None if mul else q2[0]                     # additive: the same for every input
-    bound = _DenseBound(W2, W3, g1)
+    # one SVD of W2 for the bound and the low-rank Gram (U square when W2 is no taller than wide)
+    svd = np.linalg.svd(W2, full_matrices=W2.shape[0] > W2.shape[1])
+    bound = _DenseBound(W2, W3, g1, svd=svd)
     # additive noise: g1 = 1, so the layer-1 term is B (W2 W2^T) B^T, low rank plus isotropic
-    gram = (ppca_gram(W2, gram_rank) if not mul and gram_rank is not None
+    gram = (ppca_gram(W2, gram_rank, svd=svd) if not mul and gram_rank is not None
             and gram_rank < W2.shape[0] else None)
     WU = None if gram is None else class_projector(W3, gram.U_r)
     tv_mean, se = [], []

@@ -44,3 +44,30 @@ def test_level_probability_is_the_twin_to_rounding(mul):
     ref = CK.level_probability_numpy(H, dH, grid, tau, w, direct, slot, b3, slope, y, mul, sd)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
     assert 0.05 < ref.mean() < 0.95             # neither all won nor all lost
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("n_nodes", [6, 7])
+def test_hermite_sums_are_the_twins_bits(shared, n_nodes):
+    from refnet.propagation.neuron_moments import hermite_rule
+
+    rng = np.random.default_rng(2)
+    B, n = 19, 11
+    mean = rng.normal(scale=5.0, size=(B, n))
+    mean[0, :2] = [-750.0, 750.0]                 # E = inf and E = 0
+    sd = np.abs(rng.normal(size=(n,) if shared else (B, n)))
+    x, w = hermite_rule(n_nodes)
+    half = n_nodes // 2
+    with np.errstate(over="ignore"):
+        E = np.exp(-mean)
+        C = np.exp(-np.minimum(sd[None] * x[n_nodes - half:].reshape((-1,) + (1,) * sd.ndim),
+                               700.0)).reshape(half, -1, n)
+    w0 = float(w[half]) if n_nodes % 2 else None
+    got = [np.empty((B, n)), np.empty((B, n))]
+    ref = [np.empty((B, n)), np.empty((B, n))]
+    CK.hermite_sums(E, C, w[n_nodes - half:], w0, *got)
+    with np.errstate(over="ignore", invalid="ignore"):
+        CK.hermite_sums_numpy(E, C, w[n_nodes - half:], w0, *ref)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+    assert 0.0 < got[0][1:].mean() < 1.0
