@@ -61,6 +61,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._blas import on_fixed_blas_threads
 from ..activations import get_activation
 from ..errors import ConfigError
 from ..losses import check_labels
@@ -212,6 +213,7 @@ class LayerMoments:
     output_covariance: Array
 
 
+@on_fixed_blas_threads   # one BLAS thread: the same bits on any thread count
 def layer_moments(arch: Architecture, params: Params, X, noise, *, quadrature_nodes: int = 16,
                   hermite_nodes: int = 24, chunk: int = 512) -> LayerMoments:
     """Mean and variance of each layer's noisy signal, as in ``refnet.model.forward``'s ``cache.A``.
@@ -252,6 +254,7 @@ def _predict(arch, params, start, y, cfg, n_nodes, gh_nodes, log2_points, chunk)
     return out
 
 
+@on_fixed_blas_threads   # one BLAS thread: the same bits on any thread count
 def predicted_accuracy(arch: Architecture, params: Params, X, y, noise, *,
                        quadrature_nodes: int = 16, hermite_nodes: int = 24, log2_points: int = 7,
                        chunk: int = 512) -> Array:
@@ -288,6 +291,7 @@ class PredictedCurve:
     settings: dict
 
 
+@on_fixed_blas_threads   # one BLAS thread: the same bits on any thread count
 def predicted_accuracy_curve(arch: Architecture, params: Params, X, y, noise="duque",
                              noise_type: str = "add_unc", variances=DEFAULT_VARIANCES, *,
                              quadrature_nodes: int = 16, hermite_nodes: int = 24,
