@@ -23,7 +23,7 @@ import threading
 from contextlib import contextmanager
 
 __all__ = ["fixed_blas_threads", "on_fixed_blas_threads", "blas_controlled", "blas_thread_counts",
-           "set_blas_threads"]
+           "set_blas_threads", "in_fixed_blas_threads"]
 
 _GET = ("openblas_get_num_threads", "openblas_get_num_threads64_",
         "scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads")
@@ -119,6 +119,12 @@ def fixed_blas_threads():
                 for set_, n in _saved:
                     set_(n)
                 _saved = []
+
+
+def in_fixed_blas_threads() -> bool:
+    """True while some thread is inside :func:`fixed_blas_threads` (then no OpenBLAS pool
+    works beside the caller's own threads)."""
+    return _depth > 0
 
 
 def on_fixed_blas_threads(fn):

@@ -6,7 +6,8 @@ differ (measured for the training products 128x784 @ 784x300 in float32 and floa
 ``A @ B`` made a trained network's bits depend on ``OPENBLAS_NUM_THREADS``. Here the rows of
 ``C = op(A) op(B)`` are cut into a number of blocks that depends only on the shape
 (:func:`row_blocks`), each block is one single-threaded ``?gemm`` call (SciPy's BLAS, inside
-:func:`refnet._blas.fixed_blas_threads`), and the blocks run on numba's threads. One thread
+:func:`refnet._blas.fixed_blas_threads`), and the blocks run on numba's threads when the caller
+is itself inside ``fixed_blas_threads`` (training), else one after the other. One thread
 or many, numba or not, every block is the same call on the same numbers: the same bits.
 
 Row-major ``C`` (M x N) is column-major ``C^T`` (N x M), so each block is the Fortran call
@@ -16,11 +17,12 @@ C-contiguous operand and ``'T'`` for the transpose of one.
 from __future__ import annotations
 
 import ctypes
+import types
 
 import numpy as np
 
 from . import _numba
-from ._blas import fixed_blas_threads
+from ._blas import fixed_blas_threads, in_fixed_blas_threads
 
 __all__ = ["matmul", "matmul_numpy", "row_blocks", "SPLIT_MIN_ROWS", "SPLIT_MIN_WORK"]
 
@@ -82,6 +84,18 @@ def _gemm_blocks_body(gemm, ta, tb, a, lda, b, ldb, c, M, N, K, nb):
 
 
 _gemm_blocks = _numba.njit(_gemm_blocks_body, parallel=True, nogil=True, cache=True)
+# The same body compiled serially (a copy, so that each build has its own cache entry): the
+# blocks one after the other on the calling thread. Used outside fixed_blas_threads, where
+# the caller's other products run on a multi-threaded OpenBLAS: waking numba's OpenMP threads
+# there made both pools spin against each other (first-order propagation of 1,000 inputs,
+# which calls forward() between its own products: 44 -> 128 ms). Same calls, same bits.
+def _serial_copy(body):
+    f = types.FunctionType(body.__code__, body.__globals__, body.__name__ + "_serial")
+    f.__qualname__ = body.__qualname__ + "_serial"
+    return f
+
+
+_gemm_blocks_serial = _numba.njit(_serial_copy(_gemm_blocks_body), nogil=True, cache=True)
 _gemm_functions: dict = {}
 
 
@@ -124,6 +138,7 @@ def matmul(a, b, *, out=None):
     transposed view is fine); ``out`` (M, N) C-contiguous, or a new array. Anything else
     (other dtypes, strided views, 1-D) is NumPy's ``a @ b`` on one BLAS thread."""
     a, b = np.asarray(a), np.asarray(b)
+    kernel = _gemm_blocks if in_fixed_blas_threads() else _gemm_blocks_serial
     with fixed_blas_threads():
         if (a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype.char not in "fd"
                 or a.shape[1] != b.shape[0]
@@ -146,6 +161,6 @@ def matmul(a, b, *, out=None):
             return matmul_numpy(a, b, out)
         ta, sa, lda = _operand(a)
         tb, sb, ldb = _operand(b)
-        _gemm_blocks(_gemm_function(a.dtype), ta, tb, sa.reshape(-1), lda, sb.reshape(-1), ldb,
+        kernel(_gemm_function(a.dtype), ta, tb, sa.reshape(-1), lda, sb.reshape(-1), ldb,
                      out.reshape(-1), M, N, K, row_blocks(M, N, K))
     return out

@@ -131,3 +131,18 @@ def test_training_bits_do_not_depend_on_blas_or_numba_threads():
     for key, fp in runs.items():
         assert fp == first, f"OPENBLAS/NUMBA threads {key} changed the trained bits"
     assert _train_fingerprints() == first      # and in this process, whatever ran before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parallel_and_serial_blocks_give_the_same_bits(dtype):
+    """Inside fixed_blas_threads the blocks run on numba's threads, outside one after the
+    other: the same calls, so the same bits."""
+    from refnet._blas import fixed_blas_threads
+
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(300, 784)).astype(dtype), rng.normal(size=(784, 300)).astype(dtype)
+    assert row_blocks(300, 300, 784) == 2
+    outside = matmul(a, b.T.copy().T)
+    with fixed_blas_threads():
+        inside = matmul(a, b.T.copy().T)
+    np.testing.assert_array_equal(inside, outside)
