@@ -17,7 +17,6 @@ C-contiguous operand and ``'T'`` for the transpose of one.
 from __future__ import annotations
 
 import ctypes
-import types
 
 import numpy as np
 
@@ -89,13 +88,8 @@ _gemm_blocks = _numba.njit(_gemm_blocks_body, parallel=True, nogil=True, cache=T
 # the caller's other products run on a multi-threaded OpenBLAS: waking numba's OpenMP threads
 # there made both pools spin against each other (first-order propagation of 1,000 inputs,
 # which calls forward() between its own products: 44 -> 128 ms). Same calls, same bits.
-def _serial_copy(body):
-    f = types.FunctionType(body.__code__, body.__globals__, body.__name__ + "_serial")
-    f.__qualname__ = body.__qualname__ + "_serial"
-    return f
-
-
-_gemm_blocks_serial = _numba.njit(_serial_copy(_gemm_blocks_body), nogil=True, cache=True)
+_gemm_blocks_serial = _numba.njit(_numba.variant(_gemm_blocks_body, "_serial"), nogil=True,
+                                  cache=True)
 _gemm_functions: dict = {}
 
 

@@ -8,6 +8,7 @@ numbers, slower), after :func:`warn_fallback` has said so once.
 """
 from __future__ import annotations
 
+import types
 import warnings
 
 try:  # pragma: no branch - which branch runs depends on the environment
@@ -15,7 +16,8 @@ try:  # pragma: no branch - which branch runs depends on the environment
 except ImportError:  # numba is optional at run time
     _numba = None
 
-__all__ = ["HAVE_NUMBA", "njit", "prange", "warn_fallback", "max_threads", "threads", "set_threads"]
+__all__ = ["HAVE_NUMBA", "njit", "prange", "warn_fallback", "max_threads", "threads", "set_threads",
+           "variant"]
 
 HAVE_NUMBA = _numba is not None
 _warned = False
@@ -60,3 +62,17 @@ def set_threads(n: int) -> None:
         raise ValueError(f"threads: must lie in 1..{max_threads()}, got {n}")
     if HAVE_NUMBA:
         _numba.set_num_threads(int(n))
+
+
+def variant(body, suffix: str, helpers: dict | None = None):
+    """A copy of the kernel body ``body`` (new qualified name, so its own cache entry) whose
+    global names in ``helpers`` point at other dispatchers, for compiling one body twice
+    (serial and ``parallel=True``). Sharing the Python function or its helpers between the two
+    builds made the serial one 3x (noisy_activation) to 30x (row_sum_affine) slower whenever
+    the parallel one had been compiled first in the process (numba 0.68). Without numba the
+    copies are plain functions and work the same way."""
+    g = dict(body.__globals__)
+    g.update(helpers or {})
+    f = types.FunctionType(body.__code__, g, body.__name__ + suffix, body.__defaults__)
+    f.__qualname__, f.__doc__ = body.__qualname__ + suffix, body.__doc__
+    return f

@@ -28,11 +28,11 @@ deviations ``sqrt(variance)`` in :data:`refnet.noise.NOISE_TYPES` order, and a s
 from __future__ import annotations
 
 import math
-import types
 
 import numpy as np
 
 from .._numba import njit, prange
+from .._numba import variant as _variant
 from ..activations import get_activation
 from ..noise import LayerNoise, NoiseSpec, apply_noise
 
@@ -49,20 +49,6 @@ POS_CLEAN, POS_PRE, POS_POST = 0, 1, 2
 _jit = njit(cache=True, nogil=True)
 _pjit = njit(cache=True, nogil=True, parallel=True)
 _inline = njit(cache=True, nogil=True, inline="always")  # scalar helpers of the kernels
-
-
-def _variant(body, suffix: str, helpers: dict):
-    """A copy of ``body`` (new qualified name, so its own cache entry) whose global names in
-    ``helpers`` point at other dispatchers. Each parallel kernel is compiled from such a copy,
-    with its own helper dispatchers: sharing the Python function or its helpers with the
-    serial kernel made the serial kernel 3x (noisy_activation) to 30x (row_sum_affine) slower
-    whenever the parallel one had been compiled first in the process (numba 0.68). Without
-    numba the copies are plain functions and work the same way."""
-    g = dict(body.__globals__)
-    g.update(helpers)
-    f = types.FunctionType(body.__code__, g, body.__name__ + suffix, body.__defaults__)
-    f.__qualname__, f.__doc__ = body.__qualname__ + suffix, body.__doc__
-    return f
 
 
 def _sigmoid_body(z):

@@ -27,6 +27,7 @@ from scipy.special import ndtr
 
 from .. import _numba
 from .._numba import njit, prange
+from ..activations import sigmoid
 from .gaussian_argmax import rank_one_argmax_probability
 
 __all__ = ["hermite_sums", "hermite_sums_numpy", "sigmoid_values_and_slopes", "sigmoid_values_and_slopes_numpy",
@@ -108,8 +109,6 @@ def sigmoid_values_and_slopes_numpy(z2: Array, u: Array, t: float, out: Array) -
     ``z = z2 + t u``, ``out[:B] = s(z)`` and ``out[B:] = s'(z) o u`` (``s' = s (1 - s)``), so
     that one product with ``W3^T`` gives the curve and its derivative. z2 (B, n2); u (1, n2)
     or (B, n2); out (2 B, n2). The sigmoid is :func:`refnet.activations.sigmoid`."""
-    from ..activations import sigmoid
-
     B = len(z2)
     z = np.multiply(u, t, out=np.empty_like(z2))
     z += z2
@@ -144,15 +143,17 @@ _negated_shift = njit(cache=True, error_model="numpy")(_negated_shift_body)
 _values_and_slopes = njit(cache=True, error_model="numpy")(_values_and_slopes_body)
 
 
-def sigmoid_values_and_slopes(z2: Array, u: Array, t: float, out: Array) -> Array:
+def sigmoid_values_and_slopes(z2: Array, u: Array, t: float, out: Array, *,
+                              work: Array | None = None) -> Array:
     """:func:`sigmoid_values_and_slopes_numpy` in three passes instead of eight: numba writes
     ``-z``, NumPy's ``exp`` (vectorized) runs in place, numba forms ``s = 1 / (1 + e)`` and
     the slopes. Every element sees the twin's operations in the twin's order, so the bits
-    are the same (tested); the twin runs without numba."""
+    are the same (tested); the twin runs without numba. ``work`` (B, n2), if given, holds
+    ``-z`` (a caller evaluating many grid points allocates it once)."""
     if not _numba.HAVE_NUMBA:
         _numba.warn_fallback("the correlated curve's grid")
         return sigmoid_values_and_slopes_numpy(z2, u, t, out)
-    e = np.empty_like(z2)
+    e = np.empty_like(z2) if work is None else work
     u = np.ascontiguousarray(u)
     _negated_shift(z2, u, float(t), e)
     with np.errstate(over="ignore"):               # exp(-z) = inf: s = 0, as in the twin

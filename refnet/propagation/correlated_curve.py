@@ -65,14 +65,14 @@ def correlated_curve(arch, params, a1: Array, y: Array, noise_type: str, varianc
     H, dH = np.empty((G, B, K)), np.empty((G, B, K))
     sigmoid = act.spec == "sigmoid"
     X = np.empty((2 * B, z2.shape[1]))                 # values over slopes: one GEMM for both
-    z = np.empty_like(z2)
+    z = np.empty_like(z2)                              # z, or -z for the sigmoid kernel
 
     def curve_point(t):                                # h(t), h'(t) (B, K), bias apart
         if sigmoid:
-            sigmoid_values_and_slopes(z2, u, t, X)
+            sigmoid_values_and_slopes(z2, u, t, X, work=z)
         else:
             np.multiply(u, t, out=z)
-            z += z2
+            np.add(z, z2, out=z)                       # in place; `z +=` would rebind z here
             X[:B] = act.f(z)
             X[B:] = act.d1(z)
             X[B:] *= u
