@@ -149,7 +149,10 @@ def _start_cli_sweep(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "refnet.cli", "sweep", str(spec_file),
                              "--out", str(folder), "--workers", "1", "--no-progress"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            # a test run started in the background inherits an ignored SIGINT,
+                            # which Python then keeps ignoring: give the child the default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return spec_file, folder, proc
 
 
