@@ -10,6 +10,10 @@ differ (measured for the training products 128x784 @ 784x300 in float32 and floa
 is itself inside ``fixed_blas_threads`` (training), else one after the other. One thread
 or many, numba or not, every block is the same call on the same numbers: the same bits.
 
+The triangular product ``M R^T`` of the first-order propagation
+(:func:`upper_triangular_times_rows`, one in-place ``?trmm`` per block of rows of ``M``) is
+cut and run the same way.
+
 Row-major ``C`` (M x N) is column-major ``C^T`` (N x M), so each block is the Fortran call
 ``gemm(op_B, op_A, N, m, K, 1, B, ldb, A_block, lda, 0, C_block, ldc)`` with ``'N'`` for a
 C-contiguous operand and ``'T'`` for the transpose of one.
@@ -23,7 +27,8 @@ import numpy as np
 from . import _numba
 from ._blas import fixed_blas_threads, in_fixed_blas_threads
 
-__all__ = ["matmul", "matmul_numpy", "row_blocks", "SPLIT_MIN_ROWS", "SPLIT_MIN_WORK"]
+__all__ = ["matmul", "matmul_numpy", "row_blocks", "SPLIT_MIN_ROWS", "SPLIT_MIN_WORK",
+           "upper_triangular_times_rows", "upper_triangular_times_rows_numpy"]
 
 # A product is split in two when it has at least this many rows and M*N*K multiply-adds:
 # below that, a second block costs more (its own packing of B) than the thread it adds.
@@ -87,22 +92,28 @@ _gemm_blocks = _numba.njit(_gemm_blocks_body, parallel=True, nogil=True, cache=T
 # blocks one after the other on the calling thread. Used outside fixed_blas_threads, where
 # the caller's other products run on a multi-threaded OpenBLAS: waking numba's OpenMP threads
 # there made both pools spin against each other (first-order propagation of 1,000 inputs,
-# which calls forward() between its own products: 44 -> 128 ms). Same calls, same bits.
+# which called forward() between its own products: 44 -> 128 ms). So refnet's own entry
+# points (training, forward(), the first-order and moment propagation, the Monte-Carlo) run
+# whole inside fixed_blas_threads and take their products here, where the blocks use both
+# cores; a caller's bare products between two refnet calls still meet numba's spinning
+# threads (measured: forward() of 256 inputs alternated with a 2560x300x300 NumPy product,
+# 22 ms of work, took 40 ms, against 31 ms with the serial blocks). Same calls, same bits.
 _gemm_blocks_serial = _numba.njit(_numba.variant(_gemm_blocks_body, "_serial"), nogil=True,
                                   cache=True)
-_gemm_functions: dict = {}
+_blas_functions: dict = {}
 
 
-def _gemm_function(dtype):
-    """SciPy's ``sgemm`` / ``dgemm`` as a ctypes function (Fortran interface, 13 pointers)."""
-    key = np.dtype(dtype).char
-    if key not in _gemm_functions:
+def _blas_function(name: str, dtype, n_args: int):
+    """SciPy's ``s<name>`` / ``d<name>`` (Fortran interface: ``n_args`` pointers) as a ctypes
+    function, which the kernels take as an argument."""
+    key = (name, np.dtype(dtype).char)
+    if key not in _blas_functions:
         from numba.extending import get_cython_function_address
 
-        proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))
-        _gemm_functions[key] = proto(get_cython_function_address(
-            "scipy.linalg.cython_blas", {"f": "sgemm", "d": "dgemm"}[key]))
-    return _gemm_functions[key]
+        proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_args))
+        _blas_functions[key] = proto(get_cython_function_address(
+            "scipy.linalg.cython_blas", {"f": "s", "d": "d"}[key[1]] + name))
+    return _blas_functions[key]
 
 
 def matmul_numpy(a, b, out):
@@ -155,6 +166,82 @@ def matmul(a, b, *, out=None):
             return matmul_numpy(a, b, out)
         ta, sa, lda = _operand(a)
         tb, sb, ldb = _operand(b)
-        kernel(_gemm_function(a.dtype), ta, tb, sa.reshape(-1), lda, sb.reshape(-1), ldb,
-                     out.reshape(-1), M, N, K, row_blocks(M, N, K))
+        kernel(_blas_function("gemm", a.dtype, 13), ta, tb, sa.reshape(-1), lda,
+               sb.reshape(-1), ldb, out.reshape(-1), M, N, K, row_blocks(M, N, K))
     return out
+
+
+# --- the triangular product R M^T in the same fixed blocks --------------------------------
+def _trmm_blocks_body(trmm, r, n, m, rows, nb):
+    # m: flat C-contiguous (rows, n) storage, which BLAS sees as the column-major (n, rows)
+    # matrix M^T; r: flat storage of the upper triangular R (n, n) in Fortran order. Each
+    # block of `step` columns of M^T (rows of M) is one in-place ?trmm: M^T <- R M^T.
+    step = (rows + nb - 1) // nb
+    isz = m.itemsize
+    for i in _numba.prange(nb):
+        c0 = i * step
+        k = min(rows, c0 + step) - c0
+        if k > 0:
+            dims = np.empty(4, np.int32)
+            dims[0], dims[1], dims[2], dims[3] = n, k, n, n
+            alpha = np.empty(1, m.dtype)
+            alpha[0] = 1.0
+            flags = np.empty(4, np.uint8)
+            flags[0], flags[1], flags[2], flags[3] = ord("L"), ord("U"), _N, _N
+            trmm(flags[0:].ctypes.data, flags[1:].ctypes.data, flags[2:].ctypes.data,
+                 flags[3:].ctypes.data, dims[0:].ctypes.data, dims[1:].ctypes.data,
+                 alpha.ctypes.data, r.ctypes.data, dims[2:].ctypes.data,
+                 m.ctypes.data + c0 * n * isz, dims[3:].ctypes.data)
+
+
+_trmm_blocks = _numba.njit(_trmm_blocks_body, parallel=True, nogil=True, cache=True)
+_trmm_blocks_serial = _numba.njit(_numba.variant(_trmm_blocks_body, "_serial"), nogil=True,
+                                  cache=True)
+
+
+def _check_trmm(R, M):
+    if (R.ndim != 2 or M.ndim != 2 or R.shape != (M.shape[1],) * 2 or R.dtype != M.dtype
+            or R.dtype.char not in "fd" or not R.flags.f_contiguous
+            or not M.flags.c_contiguous):
+        raise ValueError("upper_triangular_times_rows: need R (n, n) Fortran-ordered and M "
+                         f"(rows, n) C-contiguous of one float dtype; got R {R.shape} "
+                         f"{R.dtype}, M {M.shape} {M.dtype}")
+
+
+def upper_triangular_times_rows_numpy(R, M):
+    """The NumPy twin: the same column blocks of ``M^T``, one after the other, each the same
+    ``?trmm`` call through SciPy's wrapper, in place."""
+    from scipy.linalg import blas
+
+    _check_trmm(R, M)
+    trmm = blas.dtrmm if M.dtype == np.float64 else blas.strmm
+    rows, n = M.shape
+    nb = row_blocks(rows, n, n)
+    step = -(-rows // nb) if rows else 1
+    with fixed_blas_threads():
+        for c0 in range(0, rows, step):
+            b = M[c0:c0 + step].T                          # F-contiguous (n, k) view
+            res = trmm(1.0, R, b, side=0, lower=0, trans_a=0, overwrite_b=1)
+            if not np.shares_memory(res, b):
+                b[...] = res
+    return M
+
+
+def upper_triangular_times_rows(R, M):
+    """``M <- (R M^T)^T = M R^T`` in place, for ``R`` (n, n) upper triangular in Fortran
+    order and ``M`` (rows, n) C-contiguous: one ``?trmm`` per fixed block of rows (a number of
+    blocks that depends on the shape alone, :func:`row_blocks`), so the bits do not depend on
+    the thread count; the blocks run on numba's threads inside ``fixed_blas_threads``.
+    Half the multiply-adds of the general product. Returns ``M``."""
+    _check_trmm(R, M)
+    rows, n = M.shape
+    if rows == 0 or n == 0:
+        return M
+    if not _numba.HAVE_NUMBA:
+        _numba.warn_fallback("the fixed-block matrix products")
+        return upper_triangular_times_rows_numpy(R, M)
+    kernel = _trmm_blocks if in_fixed_blas_threads() else _trmm_blocks_serial
+    with fixed_blas_threads():
+        kernel(_blas_function("trmm", M.dtype, 11), R.reshape(-1, order="F"), n,
+               M.reshape(-1), rows, row_blocks(rows, n, n))
+    return M

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._blas import on_fixed_blas_threads
 from ._gemm import matmul
 from ._model_kernels import times_sigmoid_prime
 from .activations import get_activation, sigmoid_prime_from_output
@@ -239,6 +240,7 @@ def _layer_draws(l, spec, draws):
     return d
 
 
+@on_fixed_blas_threads   # one BLAS thread; the fixed-block products use both cores
 def forward(arch: Architecture, params: Params, X, noise: NoiseConfig | None = None,
             rng=None, draws=None, check: bool = True):
     """Forward pass, optionally noisy.

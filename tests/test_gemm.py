@@ -146,3 +146,38 @@ def test_parallel_and_serial_blocks_give_the_same_bits(dtype):
     with fixed_blas_threads():
         inside = matmul(a, b.T.copy().T)
     np.testing.assert_array_equal(inside, outside)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,n", [(2560, 300), (333, 200), (7, 5), (1, 1), (0, 4)])
+def test_triangular_rows_match_sums_twin_and_threads(dtype, rows, n):
+    """``M R^T`` for upper triangular R: within the float64 sums' rounding bound, the NumPy
+    twin's bits, and the same bits inside and outside fixed_blas_threads (numba's threads or
+    one after the other)."""
+    from refnet._blas import fixed_blas_threads
+    from refnet._gemm import upper_triangular_times_rows, upper_triangular_times_rows_numpy
+
+    rng = np.random.default_rng(rows + n)
+    R = np.asfortranarray(np.triu(rng.standard_normal((n, n))).astype(dtype))
+    M = rng.standard_normal((rows, n)).astype(dtype)
+    exact = M.astype(np.float64) @ R.T.astype(np.float64)
+    bound = (n + 1) * np.finfo(dtype).eps * (np.abs(M).astype(np.float64)
+                                             @ np.abs(R.T).astype(np.float64))
+    got = upper_triangular_times_rows(R, M.copy())
+    assert got.dtype == dtype and got.shape == (rows, n)
+    assert np.all(np.abs(got - exact) <= bound)
+    np.testing.assert_array_equal(upper_triangular_times_rows_numpy(R, M.copy()), got)
+    with fixed_blas_threads():
+        np.testing.assert_array_equal(upper_triangular_times_rows(R, M.copy()), got)
+
+
+def test_triangular_rows_reject_what_they_do_not_handle():
+    from refnet._gemm import upper_triangular_times_rows
+
+    R = np.asfortranarray(np.triu(np.ones((3, 3))))
+    with pytest.raises(ValueError, match="Fortran-ordered"):
+        upper_triangular_times_rows(np.ascontiguousarray(R), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        upper_triangular_times_rows(R, np.ones((3, 2)).T)
+    with pytest.raises(ValueError, match="dtype"):
+        upper_triangular_times_rows(R, np.ones((2, 3), np.float32))

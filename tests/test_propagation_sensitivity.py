@@ -129,3 +129,48 @@ def test_cli_command_end_to_end(tmp_path, capsys):
                               "--mc-trials", "20", "--variance", "0.001"])
     assert cmd.run(args) == 0
     assert "dominant: layer" in capsys.readouterr().out
+
+
+def _first_order_fingerprints() -> dict:
+    """Hashes of the first-order outputs (both paths, all four noise types, both dtypes) of a
+    784-300-300-10 net on 300 inputs: shapes at which the products are split in blocks."""
+    import hashlib
+
+    arch = mlp((784, 300, 300, 10), "sigmoid", "identity")
+    X = np.random.default_rng(3).random((300, 784))
+    out = {}
+    for dt in (np.float32, np.float64):
+        P = init_params(arch, "torch", rng=4).astype(dt)
+        for t in NOISE_TYPES:
+            cfg = noise_config("duque", NoiseSpec.single(t, 1e-2), 3)
+            for cov in (True, False):
+                h = hashlib.sha256()
+                for a in output_variance_contributions(arch, P, X.astype(dt), cfg,
+                                                       covariance=cov)[:3]:
+                    if a is not None:
+                        h.update(np.ascontiguousarray(a).tobytes())
+                out[f"{t}/{cov}/{np.dtype(dt).name}"] = h.hexdigest()
+    return out
+
+
+@pytest.mark.slow
+def test_first_order_bits_do_not_depend_on_blas_or_numba_threads():
+    """The same bits on 1 and 2 BLAS and numba threads (child processes) and in this process
+    after whatever ran before: every product in refnet._gemm's fixed blocks."""
+    import os
+
+    from refnet._blas import blas_controlled
+    from refnet.testing import call_in_child
+
+    if not blas_controlled():
+        pytest.skip("NumPy's BLAS is not an OpenBLAS whose thread count refnet can set")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: 1 and 2 threads cannot be told apart")
+    runs = {(b, n): call_in_child(__file__, "_first_order_fingerprints", env={
+        "OPENBLAS_NUM_THREADS": b, "OMP_NUM_THREADS": b, "NUMBA_NUM_THREADS": n})
+        for b, n in ((1, 1), (2, 2), (2, 1))}
+    first = runs[(1, 1)]
+    assert len(first) == 16
+    for key, fp in runs.items():
+        assert fp == first, f"OPENBLAS/NUMBA threads {key} changed the first-order bits"
+    assert _first_order_fingerprints() == first

@@ -35,8 +35,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.linalg.blas import get_blas_funcs
 
+from .._blas import on_fixed_blas_threads
+from .._gemm import matmul, upper_triangular_times_rows
 from ..activations import get_activation
 from ..model import Architecture, Params, check_input, forward
 from ..noise import NOISE_TYPES, NoiseConfig
@@ -49,6 +50,7 @@ __all__ = ["output_variance_contributions", "output_jacobians", "jacobian_times_
 Array = np.ndarray
 
 
+@on_fixed_blas_threads   # one BLAS thread; the fixed-block products use both cores
 def output_variance_contributions(arch: Architecture, params: Params, inputs: Array,
                                   noise: NoiseConfig, covariance: bool = True, chunk: int = 256
                                   ) -> tuple[Array, Array, Array | None, tuple[int, ...]]:
@@ -90,14 +92,19 @@ def output_variance_contributions(arch: Architecture, params: Params, inputs: Ar
     return mean, contrib, cov, parts[0][3]
 
 
-def output_jacobians(arch: Architecture, params: Params, cache, lowest: int) -> dict[int, Array]:
+def output_jacobians(arch: Architecture, params: Params, cache, lowest: int, *,
+                     fixed_blocks: bool = False) -> dict[int, Array]:
     """Per-input Jacobians ``G_l = dY/dy_l`` of the clean network for ``l = lowest..L``.
 
     Derived (chain rule): ``G_L = I`` and ``G_{l-1} = G_l diag(f_l'(z_l)) W_l``, with
     ``z_l = cache.Z[l-1]`` from a clean :func:`refnet.model.forward`. Returns ``{l: G_l}``,
     each of shape ``(n_batch, n_out, sizes[l])``. Shared by this report and the expected-loss
     objective (:mod:`refnet.regularizers.expected_loss`), which differentiates through it.
+    ``fixed_blocks=True`` takes the products in :mod:`refnet._gemm`'s fixed row blocks (bits
+    independent of the thread count; both cores inside ``fixed_blas_threads``); the objective
+    keeps NumPy's products, whose bits its trained networks and reports were made with.
     """
+    mm = matmul if fixed_blocks else np.matmul
     L = arch.n_layers
     n_b, n_out = cache.A[-1].shape
     eye = np.eye(n_out, dtype=cache.A[-1].dtype)  # float32 networks stay float32
@@ -106,7 +113,8 @@ def output_jacobians(arch: Architecture, params: Params, cache, lowest: int) -> 
     for l in range(L, int(lowest), -1):  # dY/dy_{l-1} = dY/dy_l diag(f'(z_l)) W_l
         d1 = get_activation(arch.activations[l - 1]).d1(cache.Z[l - 1])
         # one GEMM over all (input, output) rows instead of a stack of small products
-        G = ((G * d1[:, None, :]).reshape(-1, d1.shape[1]) @ params.W[l - 1]).reshape(n_b, n_out, -1)
+        G = mm((G * d1[:, None, :]).reshape(-1, d1.shape[1]), params.W[l - 1])
+        G = G.reshape(n_b, n_out, -1)
         out[l - 1] = G
     return out
 
@@ -147,7 +155,7 @@ def _contributions_block(arch, params, X, noise, covariance):
     contrib = np.zeros((len(layers), 4, n_b, n_out))
     cov = np.zeros((n_b, n_out, n_out)) if covariance else None
     # no Jacobian below the first noisy layer
-    jac = output_jacobians(arch, params, cache, min(layers, default=L))
+    jac = output_jacobians(arch, params, cache, min(layers, default=L), fixed_blocks=True)
     for k, l in enumerate(layers):
         G = jac[l]
         if noise.position == "pre" and l > 0:  # noise on z_l: through f'(z_l), scales with z_l
@@ -250,11 +258,11 @@ def _row_sums_of_squares_times_factor(M: Array, R: Array) -> Array:
     """``sum_j (M R^T)_ij^2`` for M (n_rows, n), R (n, n) upper triangular (Fortran order).
 
     ``(M R^T)^T = R M^T``: with ``M`` C-ordered, ``M^T`` is Fortran-ordered, so BLAS trmm
-    works on it in place (half the multiply-adds of the general product, no copy of ``M``).
+    works on it in place (half the multiply-adds of the general product, no copy of ``M``),
+    in :mod:`refnet._gemm`'s fixed blocks (both cores, bits independent of the thread count).
     """
-    trmm = get_blas_funcs("trmm", (R, M))
-    P = trmm(1.0, R, M.T, side=0, lower=0, trans_a=0, overwrite_b=1)  # (n, n_rows) = R M^T
-    return np.einsum("ji,ji->i", P, P)
+    P = upper_triangular_times_rows(R, M)  # (n_rows, n) = M R^T, in place
+    return np.einsum("ij,ij->i", P, P)
 
 
 def _jvp_to_output(arch, params, d1s, l, v, ones=False) -> Array:
@@ -268,7 +276,7 @@ def _jvp_to_output(arch, params, d1s, l, v, ones=False) -> Array:
     """
     for m in range(l + 1, arch.n_layers + 1):
         W = params.W[m - 1]
-        v = (W.sum(1) if m == l + 1 and ones else v @ W.T) * d1s[m]
+        v = (W.sum(1) if m == l + 1 and ones else matmul(v, W.T)) * d1s[m]
     return v
 
 
@@ -295,7 +303,7 @@ def _variances_block(arch, params, X, noise, factors):
     lowest = min(full + gram, default=L)
     d1s = {m: get_activation(arch.activations[m - 1]).d1(cache.Z[m - 1])
            for m in range(min(layers) + 1, L + 1)}
-    jac = output_jacobians(arch, params, cache, lowest)  # {L: I} alone when lowest = L
+    jac = output_jacobians(arch, params, cache, lowest, fixed_blocks=True)  # {L: I} if lowest = L
     for k, l in enumerate(layers):
         spec = noise.spec_for(l, L)
         s_AU, s_AC, s_MU, s_MC = (getattr(spec, t) for t in NOISE_TYPES)
@@ -313,7 +321,7 @@ def _variances_block(arch, params, X, noise, factors):
             if l in factors:
                 sq = _row_sums_of_squares_times_factor(M, factors[l])
             else:
-                P = M @ params.W[l]
+                P = matmul(M, params.W[l])
                 sq = np.einsum("ij,ij->i", P, P)
             contrib[k, 0] = s_AU * sq.reshape(n_b, n_out)
         if s_AC:  # G_l v for v = 1 (times f' before an activation)
