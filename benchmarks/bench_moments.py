@@ -24,7 +24,7 @@ beside the wall time (Monte-Carlo's numba kernels may use several threads).
 
 Usage:  python benchmarks/bench_moments.py [--quick] [--datasets mnist fashion-mnist]
         [--n-inputs 2000] [--reps 10] [--levels 10] [--epochs 3] [--methods auto full]
-        [--rounds 3] [--cache DIR]
+        [--rounds 3] [--cache DIR] [--directions K]
 BLAS threads: on a loaded machine run with OPENBLAS_NUM_THREADS=1 (both methods alike).
 """
 from __future__ import annotations
@@ -85,6 +85,9 @@ def main(argv=None) -> int:
     ap.add_argument("--levels", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--quadrature-nodes", type=int, default=16)
+    ap.add_argument("--directions", type=int, default=None,
+                    help="auto curve, additive uncorrelated noise: at most this many of W2's "
+                    "dominant directions by cubature (0: none; default: the library's)")
     ap.add_argument("--preset", default="duque", help="noise placement: duque, semenova or "
                     "duque-pre (the duque layers, noise before the activation)")
     ap.add_argument("--seed", type=int, default=0)
@@ -97,6 +100,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     n, reps, levels = (300, 3, 4) if args.quick else (args.n_inputs, args.reps, args.levels)
     variances = np.logspace(-3, 0, levels)
+    directions = {} if args.directions is None else {"directions": args.directions}
     from refnet.datasets import load_dataset
 
     print(f"inputs {n} (first of the test set), Monte-Carlo repetitions {reps}, "
@@ -125,7 +129,7 @@ def main(argv=None) -> int:
                     t0, c0 = time.perf_counter(), time.process_time()
                     pred = predicted_accuracy_curve(arch, params, X, y, noise, t, variances,
                                                     quadrature_nodes=args.quadrature_nodes,
-                                                    method=method)
+                                                    method=method, **directions)
                     best = min(best, time.perf_counter() - t0)
                     best_cpu = min(best_cpu, time.process_time() - c0)
                 preds[method] = (pred, best, best_cpu)
@@ -152,7 +156,8 @@ def main(argv=None) -> int:
                   f"Monte-Carlo {t_mc:.2f} s")
             for method, (p, tp, cp) in preds.items():
                 extra = {k: np.round(p.settings[k], 4).tolist() for k in
-                         ("interpolation_error", "settled_fraction", "classes_kept")
+                         ("interpolation_error", "settled_fraction", "classes_kept",
+                          "conditioned_directions")
                          if k in p.settings}
                 gap = np.abs(p.accuracy - preds[args.methods[-1]][0].accuracy).max() * 100
                 print(f"   {method:5s} {tp:6.2f} s, ratio to Monte-Carlo {tp / t_mc:.2f} "

@@ -15,8 +15,9 @@ approximation of the noise model, only numerical ones, each with its bound):
   covariance ``W3 diag(v2) W3^T + s (W3 D W2) diag(g1) (W3 D W2)^T`` of
   :mod:`~refnet.propagation.moment_steps`, the costly second term (a ``10 x 300 x 300``
   product per input and variance) is bounded through a rank-``r`` split of ``W2`` (its top
-  singular directions exactly, the rest by ``sigma_{r+1}``; :class:`_DenseBound`), which
-  bounds every ``sd D_k`` from above at ``2 r / 300`` of the cost. Then (Boole's inequality and
+  singular directions exactly, the rest by ``sigma_{r+1}``;
+  :class:`~refnet.propagation.settle_bounds.DenseBound`), which bounds every ``sd D_k`` from
+  above at ``2 r / 300`` of the cost. Then (Boole's inequality and
   ``Phi`` monotone) ``1 - sum_k Phi(-E D_k / sd_k) <= P(argmax = y)`` when all ``E D_k > 0``,
   and ``P <= Phi(E D_k / sd_k)`` for any ``E D_k < 0``. An input whose bound leaves less than
   ``settle_tol`` (default 1e-4) open takes the bound interval's midpoint (error
@@ -36,6 +37,12 @@ approximation of the noise model, only numerical ones, each with its bound):
   (:func:`~refnet.propagation.neuron_moments.gauss_hermite_activation_moments`) are within
   ``1e-9`` of a 96-node rule at every mean in ``[-30, 30]`` and variance up to that layer's
   largest (:func:`hermite_nodes_for_variance`; checked numerically, cached).
+* **Additive uncorrelated noise: the dominant directions of W2 by cubature.** Where the
+  noise along ``W2``'s largest singular directions is wide (``sqrt(s) sigma_i >= 3``), the
+  inputs still open condition on up to ``directions`` (default 2) of them and average the
+  conditional probabilities over a fifth-degree cubature rule, instead of carrying that part
+  of the noise to the logits linearly (:mod:`~refnet.propagation.conditioned`, where the
+  derivation is); ``directions=0`` turns it off (then the curve is ``method="full"``'s).
 * **Correlated noise: one grid over the shared draw** (:mod:`~refnet.propagation.correlated_curve`).
 
 Anything else (other placements, depths or mixed sources) runs ``method="full"``.
@@ -52,11 +59,13 @@ from scipy.special import ndtr
 from ..activations import get_activation
 from ..noise import NoiseConfig
 from ._curve_kernels import hermite_sums
+from .conditioned import (MAX_DIRECTIONS, conditioned_directions, conditioned_probability,
+                          deflate)
 from .correlated_curve import GRID_POINTS, correlated_curve, rank_one_shared_slope  # noqa: F401
 from .gaussian_argmax import orthant_probability_and_variance
 from .lowrank_cov import class_forms, class_projector, lowrank_kept_probability, ppca_gram
 from .neuron_moments import gauss_hermite_activation_moments, hermite_rule
-from .settle_bounds import CleanSettleBound
+from .settle_bounds import CleanSettleBound, DenseBound, pair_diagonal, pair_forms
 
 __all__ = ["fast_path", "hermite_nodes_for_variance", "sigmoid_hermite_moments",
            "rank_one_shared_slope",
@@ -159,55 +168,6 @@ def _sigmoid_hermite_block(mean: Array, sd: Array, n_nodes: int) -> tuple[Array,
 
 
 # --- uncorrelated noise: settled inputs skip the dense propagation ---------------------------
-def _pair_forms(x: Array, W3: Array, y: Array) -> Array:
-    """``sum_i (W3[y, i] - W3[k, i])^2 x_i`` per input and class k: x (B, n2) -> (B, K)."""
-    return _pair_diagonal(class_forms(x, W3), y)
-
-
-def _pair_diagonal(Q: Array, y: Array) -> Array:
-    """``Q[y, y] + Q[k, k] - 2 Q[y, k]`` per input and class k: Q (B, K, K) -> (B, K)."""
-    rows = np.arange(len(Q))
-    diag = np.einsum("bkk->bk", Q)
-    return diag[rows, y][:, None] + diag - 2.0 * Q[rows, y, :]
-
-
-class _DenseBound:
-    """Upper bound of ``||sqrt(g1) o (W2^T x_k)||^2``, ``x_k = d o (W3[y] - W3[k])``, per input
-    and class (the layer-1 noise's share of ``Var D_k``, over ``s``) from a rank-``r`` split
-    ``W2 = U_r S_r V_r^T + E``:
-    ``||sqrt(g1) o (V_r S_r U_r^T x)|| + sqrt(max g1) sigma_{r+1} ||x||``
-    (triangle inequality, ``||E^T||_2 = sigma_{r+1}``), r the singular values above
-    ``sigma_1 / 4`` (at most 32). Exact for ``r = rank W2``; costs ``K r n`` per input
-    instead of ``K n^2``."""
-
-    def __init__(self, W2: Array, W3: Array, g1: Array, *, svd: tuple | None = None):
-        U, S, Vt = np.linalg.svd(W2, full_matrices=False) if svd is None else svd
-        r = int(min(32, np.count_nonzero(S > S[0] / 4.0), len(S)))
-        K, n2 = W3.shape
-        US = U[:, :r] * S[:r]                                  # (n2, r)
-        self.WUS = class_projector(W3, US)                      # (n2, K r)
-        self.tail = float(S[r]) if r < len(S) else 0.0
-        self.uniform = bool(np.all(g1 == 1.0))
-        self.gmax = g1.max(axis=1)
-        # V_r^T diag(g1) V_r per input (r x r), once for the whole curve
-        self.Gr = None if self.uniform else (Vt[:r][None] * g1[:, None, :]) @ Vt[:r].T
-        self.W3, self.r, self.norm = W3, r, float(S[0])
-
-    def squared(self, d: Array, y: Array, dd_pairs: Array, *, rows=slice(None)) -> Array:
-        """d (B, n2) the effective slopes of the inputs ``rows`` (of those given at
-        construction), dd_pairs (B, K) = ``||x_k||^2`` -> (B, K) bounds."""
-        B, K = len(d), self.W3.shape[0]
-        R = (d @ self.WUS).reshape(B, K, self.r)               # U_r^T S_r (d o W3[k])
-        P = R[np.arange(B), y][:, None, :] - R
-        if self.uniform:                                       # ||V_r p|| = ||p||
-            head2 = (P * P).sum(axis=-1)
-        else:
-            head2 = np.einsum("bkr,brs,bks->bk", P, self.Gr[rows], P)
-        tail = (np.sqrt(self.gmax[rows])[:, None] * self.tail
-                * np.sqrt(np.clip(dd_pairs, 0.0, None)))
-        return (np.sqrt(np.clip(head2, 0.0, None)) + tail) ** 2
-
-
 def _kept_classes(tails: Array, y: Array, tol: float) -> tuple[Array, Array]:
     """Which classes stay in the argmax integral: the others (ascending bound) are dropped while
     their bounds ``P(D_k <= 0) <= tails_k`` sum to at most ``tol``. Returns (kept (B, K) bool,
@@ -259,11 +219,51 @@ def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, *, uniform
     return p, var
 
 
+def _neuron_moments(act: str, n_nodes: int, mean: Array, sd: Array) -> tuple[Array, ...]:
+    """``(E f, E f^2, E f')`` per neuron, z ~ N(mean, sd^2), by the level's Gauss-Hermite rule
+    (the sigmoid's faster sums where ``act`` is the sigmoid)."""
+    if get_activation(act).spec == "sigmoid":
+        return sigmoid_hermite_moments(mean, sd, n_nodes)
+    return gauss_hermite_activation_moments(act, mean, sd * sd, n_nodes=n_nodes)
+
+
+def _output_variances(m1: Array, m2: Array, d: Array, var_z, s: float, *, mul: bool) -> Array:
+    """Variance of each second hidden neuron's noisy output (B, n2), its part not shared
+    through ``W2``: the sigmoid's own spread beyond the linear part (``Var f - f'^2 Var z``,
+    clipped at 0) plus the layer-2 noise: ``s`` for additive, ``s E f^2`` for multiplicative
+    (``E f^2 = (E f)^2 + res + f'^2 Var z``, with the clipped ``res``)."""
+    res = np.clip((m2 - m1 * m1) - d * d * var_z, 0.0, None)
+    return res + s * ((m1 * m1 + res + d * d * var_z) if mul else 1.0)
+
+
+def _conditional_level(s, W3, b3, y, kept, n_pts, shifts, moments):
+    """``level_probability`` of :func:`~refnet.propagation.conditioned.
+    conditioned_probability` for additive noise: the level's own steps (neuron moments, logit
+    moments, the argmax over the kept classes) at the conditional mean and variance, with the
+    deflated ``W2`` (its PPCA form when it has one)."""
+    projectors = {}
+
+    def level(z2, var_z, deflation):
+        m1, m2, d = moments(z2, np.sqrt(var_z))
+        v2 = _output_variances(m1, m2, d, var_z, s, mul=False)
+        mu = m1 @ W3.T + b3
+        if deflation.gram is None:
+            p, var = _kept_probability(mu, v2, d, None, s, deflation.W_rest, W3, y, kept,
+                                       n_pts, uniform=True, shifts=shifts)
+            return p, np.zeros(len(p)), var
+        if "WU" not in projectors:
+            projectors["WU"] = class_projector(W3, deflation.gram.U_r)
+        return lowrank_kept_probability(mu, class_forms(v2, W3), class_forms(d * d, W3),
+                                        d @ projectors["WU"], s, deflation.gram, y, kept,
+                                        log2_points=n_pts, shifts=shifts)
+    return level
+
+
 def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array, *,
                        hermite_nodes: int = 24, log2_points: int = 7,
                        settle_tol: float = SETTLE_TOL, gram_rank: int | None = GRAM_RANK,
-                       rotated_log2_points: int | None = ROTATED_LOG2_POINTS
-                       ) -> tuple[Array, dict]:
+                       rotated_log2_points: int | None = ROTATED_LOG2_POINTS,
+                       directions: int = MAX_DIRECTIONS) -> tuple[Array, dict]:
     """Per-input ``P(argmax = label)`` (n_levels, B) for add_unc or mul_unc after both hidden
     layers, and per-level diagnostics (Gauss-Hermite nodes, fraction of settled inputs, mean
     number of classes kept in the argmax integral, and for additive noise with ``gram_rank``
@@ -272,17 +272,19 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
     ``rotated_log2_points`` (default 4) integrates the argmax on that many (log2) Sobol points
     rotated per input (randomized QMC, see
     :func:`~refnet.propagation.gaussian_argmax.rotated_orthant_probability`; the level's
-    standard error is ``argmax_se``); ``None`` uses the fixed ``2**log2_points``."""
+    standard error is ``argmax_se``); ``None`` uses the fixed ``2**log2_points``.
+    ``directions`` (additive noise): condition on up to that many of ``W2``'s dominant
+    singular directions where the noise along them is wide (:mod:`~refnet.propagation.
+    conditioned`; how many per level: ``conditioned_directions``); 0 linearises them all."""
     W2, b2, W3, b3 = params.W[1], params.b[1], params.W[2], params.b[2]
     act = arch.activations[1]
     mul = noise_type == "mul_unc"
     z2 = a1 @ W2.T + b2
     g1 = a1 * a1 if mul else np.ones_like(a1)
     q2 = g1 @ (W2 * W2).T                              # Var z2 = s q2
-    q_row = None if mul else q2[0]                     # additive: the same for every input
     # one SVD of W2 for the bound and the low-rank Gram (U square when W2 is no taller than wide)
     svd = np.linalg.svd(W2, full_matrices=W2.shape[0] > W2.shape[1])
-    bound = _DenseBound(W2, W3, g1, svd=svd)
+    bound = DenseBound(W2, W3, g1, svd=svd)
     # additive noise: g1 = 1, so the layer-1 term is B (W2 W2^T) B^T, low rank plus isotropic
     gram = (ppca_gram(W2, gram_rank, svd=svd) if not mul and gram_rank is not None
             and gram_rank < W2.shape[0] else None)
@@ -299,9 +301,10 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
         a2 = 1.0 / (1.0 + np.exp(-z2))
         d0 = a2 * (1.0 - a2)
         pre = CleanSettleBound(z2, q2 if mul else q2[0], bound.gmax,
-                               bound.squared(d0, y, _pair_forms(d0 * d0, W3, y)), bound.norm,
+                               bound.squared(d0, y, pair_forms(d0 * d0, W3, y)), bound.norm,
                                W3, b3, y, mul=mul, moment_tol=HERMITE_TOL)
-    nodes, settled, n_kept, presettled = [], [], [], []
+    nodes, settled, n_kept, presettled, n_dirs = [], [], [], [], []
+    deflations = {}
     for j, s in enumerate(variances):
         n_gh = hermite_nodes_for_variance(act, s * float(q2.max(initial=0.0)),
                                           max_nodes=hermite_nodes)
@@ -315,21 +318,15 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
         presettled.append(float(1.0 - len(idx) / len(a1)))
         yi, rows = y[idx], np.arange(len(idx))
         var_z = s * (q2 if not mul else q2[idx])
-        if sigmoid:
-            m1, m2, d = sigmoid_hermite_moments(z2[idx], np.sqrt(var_z[0] if not mul else var_z),
-                                                n_gh)
-        else:
-            m1, m2, d = gauss_hermite_activation_moments(act, z2[idx], var_z[0] if not mul
-                                                         else var_z, n_nodes=n_gh)
         if not mul:
             var_z = var_z[0]
-        res = np.clip((m2 - m1 * m1) - d * d * var_z, 0.0, None)
-        v2 = res + s * ((m1 * m1 + res + d * d * var_z) if mul else 1.0)
+        m1, m2, d = _neuron_moments(act, n_gh, z2[idx], np.sqrt(var_z))
+        v2 = _output_variances(m1, m2, d, var_z, s, mul=mul)
         mu = m1 @ W3.T + b3
         md = mu[rows, yi][:, None] - mu                # E D_k, (B, K); 0 at k = y
         Qv, Qd = class_forms(v2, W3), class_forms(d * d, W3)   # reused by the low-rank path
-        sd_up = np.sqrt(np.clip(_pair_diagonal(Qv, yi), 0.0, None)
-                        + s * bound.squared(d, yi, _pair_diagonal(Qd, yi), rows=idx))
+        sd_up = np.sqrt(np.clip(pair_diagonal(Qv, yi), 0.0, None)
+                        + s * bound.squared(d, yi, pair_diagonal(Qd, yi), rows=idx))
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(sd_up > 0, md / sd_up, np.where(md > 0, np.inf, -np.inf))
         z[rows, yi] = np.inf
@@ -340,7 +337,19 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
         rest = ~lost & (kept.sum(axis=1) > 1)
         tv, var = np.zeros(1), np.zeros(1)
         sh = None if shifts is None else shifts[idx[rest]]
-        if rest.any() and gram is not None:
+        k_dir = 0 if mul else conditioned_directions(svd[1], s, max_directions=directions)
+        n_dirs.append(k_dir)
+        if rest.any() and k_dir:
+            if k_dir not in deflations:
+                deflations[k_dir] = deflate(svd, k_dir, gram_rank=gram_rank)
+            defl = deflations[k_dir]   # its narrower variances may need fewer nodes
+            n_c = hermite_nodes_for_variance(act, s * float((q2[0] - defl.q_drop).max()),
+                                             max_nodes=hermite_nodes)
+            cond = _conditional_level(s, W3, b3, yi[rest], kept[rest], n_pts, sh,
+                                      functools.partial(_neuron_moments, act, n_c))
+            pk, tv, var = conditioned_probability(z2[idx[rest]], s, q2[0], defl, cond)
+            p[rest] = pk - 0.5 * dropped[rest]
+        elif rest.any() and gram is not None:
             pk, tv, var = lowrank_kept_probability(mu[rest], Qv[rest], Qd[rest], d[rest] @ WU,
                                                    s, gram, yi[rest], kept[rest],
                                                    log2_points=n_pts, shifts=sh)
@@ -356,5 +365,5 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
         n_kept.append(float(kept[rest].sum(axis=1).mean()) if rest.any() else 1.0)
     return per, {"hermite_nodes_per_level": nodes, "settled_fraction": settled,
                  "presettled_fraction": presettled,
-                 "classes_kept": n_kept, "argmax_se": se,
+                 "classes_kept": n_kept, "argmax_se": se, "conditioned_directions": n_dirs,
                  **({"lowrank_tv_bound": tv_mean} if gram is not None else {})}

@@ -67,6 +67,7 @@ from ..errors import ConfigError
 from ..losses import check_labels
 from ..model import Architecture, Params, check_input, check_params
 from ..noise import NOISE_TYPES, NoiseConfig, NoiseSpec, noise_config
+from .conditioned import MAX_DIRECTIONS
 from .gaussian_argmax import gaussian_argmax_probability, rank_one_argmax_probability
 from .moment_curve import (GRID_POINTS, ROTATED_LOG2_POINTS, SETTLE_TOL, correlated_curve,
                            fast_path, uncorrelated_curve)
@@ -298,7 +299,7 @@ def predicted_accuracy_curve(arch: Architecture, params: Params, X, y, noise="du
                              log2_points: int = 7, chunk: int = 512, method: str = "auto",
                              grid_points: int = GRID_POINTS, settle_tol: float = SETTLE_TOL,
                              rotated_log2_points: int | None = ROTATED_LOG2_POINTS,
-                             progress=None) -> PredictedCurve:
+                             directions: int = MAX_DIRECTIONS, progress=None) -> PredictedCurve:
     """Predicted accuracy vs variance for ``noise_type`` alone, the analytic twin of
     :func:`refnet.montecarlo.accuracy_sweep` (same placement argument ``noise``: a
     :class:`NoiseConfig`, whose spec is ignored, or a preset name; default "duque").
@@ -310,8 +311,12 @@ def predicted_accuracy_curve(arch: Architecture, params: Params, X, y, noise="du
     Gauss-Hermite nodes where a variance is small, for uncorrelated noise the argmax integral
     on ``2**rotated_log2_points`` Sobol points rotated per input (``None``: the fixed
     ``2**log2_points``), for correlated noise one Hermite-interpolated grid of ``grid_points``
-    over the shared draw; see that module for the bounds) and ``"full"`` elsewhere. ``progress(done, total)`` is called after each variance ("full") or
-    once at the end (the one-pass curve).
+    over the shared draw; see that module for the bounds) and ``"full"`` elsewhere.
+    ``directions`` (one-pass curve, additive uncorrelated noise): condition on up to that many
+    dominant singular directions of ``W2`` where the noise along them is wide, by cubature
+    (:mod:`refnet.propagation.conditioned`); 0 linearises them, as ``"full"`` does.
+    ``progress(done, total)`` is called after each variance ("full") or once at the end (the
+    one-pass curve).
     """
     if method not in ("auto", "full"):
         raise ConfigError(f"method: expected 'auto' or 'full', got {method!r}")
@@ -329,6 +334,8 @@ def predicted_accuracy_curve(arch: Architecture, params: Params, X, y, noise="du
         raise ConfigError(f"grid_points: must be an integer >= 3, got {grid_points!r}")
     if not 0.0 <= float(settle_tol) < 1.0:
         raise ConfigError(f"settle_tol: must be in [0, 1), got {settle_tol!r}")
+    if isinstance(directions, bool) or int(directions) != directions or directions < 0:
+        raise ConfigError(f"directions: must be an integer >= 0, got {directions!r}")
     opts = dict(quadrature_nodes=quadrature_nodes, hermite_nodes=hermite_nodes,
                 log2_points=log2_points, chunk=chunk)
     # the clean layers before the first noisy one are the same at every variance: once
@@ -344,7 +351,8 @@ def predicted_accuracy_curve(arch: Architecture, params: Params, X, y, noise="du
         per, extra = uncorrelated_curve(arch, params, start[2], y, noise_type, v,
                                         hermite_nodes=hermite_nodes, log2_points=log2_points,
                                         settle_tol=settle_tol,
-                                        rotated_log2_points=rotated_log2_points)
+                                        rotated_log2_points=rotated_log2_points,
+                                        directions=directions)
         extra["settle_tol"] = float(settle_tol)
     else:
         per = np.empty((len(v), len(X)))

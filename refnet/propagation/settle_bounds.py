@@ -16,7 +16,7 @@ hidden layer, noise after both hidden layers, ``D_k = Y_y - Y_k``, ``w = W3[y] -
   ``(E s')^2 Var z <= s q2 / 16``;
 * the slopes ``|E s'(z) - s'(z2)| <= (sup |s'''| / 2) s q2`` (``sup |s'''| = 1/8``), so the
   layer-1 share ``||sqrt(g1) o W2^T (w o d)||`` is at most the clean slopes' bound
-  (:class:`~refnet.propagation.moment_curve._DenseBound`) plus
+  (:class:`DenseBound`) plus
   ``sqrt(max g1) ||W2||_2 (s / 16) ||w o q2||`` (triangle inequality).
 
 Each moment also carries the Gauss-Hermite rule's error (at most ``moment_tol`` per moment).
@@ -29,7 +29,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-__all__ = ["SIGMOID_D2_MAX", "SIGMOID_D3_MAX", "CleanSettleBound"]
+from .lowrank_cov import class_forms, class_projector
+
+__all__ = ["SIGMOID_D2_MAX", "SIGMOID_D3_MAX", "CleanSettleBound", "DenseBound", "pair_forms",
+           "pair_diagonal"]
 
 Array = np.ndarray
 #: sup |s''| of the logistic sigmoid s (at s = 1/2 +- 1/sqrt(12)).
@@ -88,3 +91,53 @@ class CleanSettleBound:
             out = np.where(lower > 0, ndtr(-lower / sd), 1.0)
         out[np.arange(len(out)), self.y] = 0.0
         return out
+
+
+# --- the layer-1 noise's share of Var D_k, bounded through a low-rank split of W2 ----
+def pair_forms(x: Array, W3: Array, y: Array) -> Array:
+    """``sum_i (W3[y, i] - W3[k, i])^2 x_i`` per input and class k: x (B, n2) -> (B, K)."""
+    return pair_diagonal(class_forms(x, W3), y)
+
+
+def pair_diagonal(Q: Array, y: Array) -> Array:
+    """``Q[y, y] + Q[k, k] - 2 Q[y, k]`` per input and class k: Q (B, K, K) -> (B, K)."""
+    rows = np.arange(len(Q))
+    diag = np.einsum("bkk->bk", Q)
+    return diag[rows, y][:, None] + diag - 2.0 * Q[rows, y, :]
+
+
+class DenseBound:
+    """Upper bound of ``||sqrt(g1) o (W2^T x_k)||^2``, ``x_k = d o (W3[y] - W3[k])``, per input
+    and class (the layer-1 noise's share of ``Var D_k``, over ``s``) from a rank-``r`` split
+    ``W2 = U_r S_r V_r^T + E``:
+    ``||sqrt(g1) o (V_r S_r U_r^T x)|| + sqrt(max g1) sigma_{r+1} ||x||``
+    (triangle inequality, ``||E^T||_2 = sigma_{r+1}``), r the singular values above
+    ``sigma_1 / 4`` (at most 32). Exact for ``r = rank W2``; costs ``K r n`` per input
+    instead of ``K n^2``."""
+
+    def __init__(self, W2: Array, W3: Array, g1: Array, *, svd: tuple | None = None):
+        U, S, Vt = np.linalg.svd(W2, full_matrices=False) if svd is None else svd
+        r = int(min(32, np.count_nonzero(S > S[0] / 4.0), len(S)))
+        K, n2 = W3.shape
+        US = U[:, :r] * S[:r]                                  # (n2, r)
+        self.WUS = class_projector(W3, US)                      # (n2, K r)
+        self.tail = float(S[r]) if r < len(S) else 0.0
+        self.uniform = bool(np.all(g1 == 1.0))
+        self.gmax = g1.max(axis=1)
+        # V_r^T diag(g1) V_r per input (r x r), once for the whole curve
+        self.Gr = None if self.uniform else (Vt[:r][None] * g1[:, None, :]) @ Vt[:r].T
+        self.W3, self.r, self.norm = W3, r, float(S[0])
+
+    def squared(self, d: Array, y: Array, dd_pairs: Array, *, rows=slice(None)) -> Array:
+        """d (B, n2) the effective slopes of the inputs ``rows`` (of those given at
+        construction), dd_pairs (B, K) = ``||x_k||^2`` -> (B, K) bounds."""
+        B, K = len(d), self.W3.shape[0]
+        R = (d @ self.WUS).reshape(B, K, self.r)               # U_r^T S_r (d o W3[k])
+        P = R[np.arange(B), y][:, None, :] - R
+        if self.uniform:                                       # ||V_r p|| = ||p||
+            head2 = (P * P).sum(axis=-1)
+        else:
+            head2 = np.einsum("bkr,brs,bks->bk", P, self.Gr[rows], P)
+        tail = (np.sqrt(self.gmax[rows])[:, None] * self.tail
+                * np.sqrt(np.clip(dd_pairs, 0.0, None)))
+        return (np.sqrt(np.clip(head2, 0.0, None)) + tail) ** 2

@@ -1,0 +1,166 @@
+"""Conditioning on W2's dominant singular directions (refnet.propagation.conditioned): the
+cubature rule, the deflation, one conditional level against a direct computation, and the
+curve against Monte-Carlo with and without it."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from refnet.propagation.conditioned import (conditioned_directions, conditioned_probability,
+                                            cubature_rule, deflate)
+from refnet.propagation.gaussian_argmax import positive_orthant_probability
+
+@pytest.fixture(scope="module")
+def blobs_net(make_blobs_net):
+    return make_blobs_net(seed=21, d=16, k=4, n=1000, n_train=700, hidden=(24, 20),
+                          scale=0.7, epochs=12)
+
+
+def _gaussian_moment(idx) -> float:
+    """E prod_i t_{idx_i} for independent standard normals: prod over distinct i of
+    (m_i - 1)!! for even multiplicities m_i, 0 if any is odd."""
+    out = 1.0
+    for i in set(idx):
+        m = idx.count(i)
+        if m % 2:
+            return 0.0
+        out *= math.prod(range(m - 1, 0, -2))
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 6])
+def test_cubature_is_exact_to_degree_five_and_not_six(k):
+    """Every monomial of degree <= 5 in k standard normals is integrated exactly; t_1^6
+    (E = 15) is not (the rule is fifth degree, no more)."""
+    pts, w = cubature_rule(k)
+    assert pts.shape == (len(w), k) and len(w) == 2 * k * k + 1 - (2 * k if k == 4 else 0)
+    for deg in range(6):
+        for idx in itertools.combinations_with_replacement(range(k), deg):
+            got = w @ np.prod(pts[:, list(idx)], axis=1) if idx else w.sum()
+            assert abs(got - _gaussian_moment(list(idx))) < 1e-10, idx
+    assert abs(w @ pts[:, 0] ** 6 - 15.0) > 1.0
+    with pytest.raises(ValueError, match="direction"):
+        cubature_rule(0)
+
+
+def test_directions_are_those_wider_than_the_threshold():
+    S = np.array([10.0, 9.0, 4.0, 1.0])
+    assert conditioned_directions(S, 1e-3) == 0          # sqrt(s) * 10 = 0.32
+    assert conditioned_directions(S, 0.09) == 1          # 3.0 >= 3 exactly
+    assert conditioned_directions(S, 1.0) == 2                     # the default cap
+    assert conditioned_directions(S, 1.0, max_directions=4) == 3
+    assert conditioned_directions(S, 1.0, max_directions=4, min_sd=5.0) == 2
+    assert conditioned_directions(S, 100.0, max_directions=4) == 4
+    assert conditioned_directions(S, 100.0, max_directions=0) == 0
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("shape", [(12, 12), (8, 15), (15, 8)])
+def test_deflation_keeps_every_neurons_mean_and_variance(k, shape):
+    """Law of total variance over the cubature: E_t[shift] = 0 and
+    E_t[shift^2] + Var(z2 | t) = s (W2 W2^T)_ii per neuron, with W' W'^T + U_k S_k^2 U_k^T
+    = W2 W2^T exactly (the shift and the deflated Gram are the two parts of the noise)."""
+    rng = np.random.default_rng(k)
+    W2 = rng.normal(size=shape)
+    svd = np.linalg.svd(W2, full_matrices=W2.shape[0] > W2.shape[1])
+    if svd[0].shape[0] != svd[0].shape[1]:
+        svd = np.linalg.svd(W2, full_matrices=True)
+    d = deflate(svd, k, gram_rank=4)
+    q2 = (W2 * W2).sum(axis=1)
+    np.testing.assert_allclose(d.W_rest @ d.W_rest.T + d.US @ d.US.T, W2 @ W2.T, atol=1e-12)
+    np.testing.assert_allclose(q2 - d.q_drop, (d.W_rest ** 2).sum(axis=1), atol=1e-12)
+    pts, w = cubature_rule(k)
+    shifts = pts @ d.US.T                                   # (m, n2), over sqrt(s)
+    np.testing.assert_allclose(w @ shifts, 0.0, atol=1e-12)
+    np.testing.assert_allclose(w @ shifts ** 2 + (q2 - d.q_drop), q2, atol=1e-12)
+    # the deflated PPCA form is built on the singular directions that remain
+    np.testing.assert_allclose(np.abs(d.gram.U_r.T @ svd[0][:, :k]), 0.0, atol=1e-12)
+    np.testing.assert_allclose(d.gram.S_r, svd[1][k:k + 4], atol=1e-12)
+
+
+def test_one_conditional_level_is_the_gaussian_of_its_shifted_network(blobs_net):
+    """With every direction conditioned on, z2 is fixed by t and the logits are Gaussian
+    (only the layer-2 noise is left): the level's probability at one cubature point equals a
+    direct computation from W2 (a1 + sqrt(s) V t), which does not go through U and S."""
+    from refnet.propagation.moment_curve import _conditional_level, _neuron_moments
+
+    arch, P, X, y = blobs_net
+    W1, W2, W3 = P.W
+    b1, b2, b3 = P.b
+    s = 0.5
+    a1 = 1 / (1 + np.exp(-(X @ W1.T + b1)))
+    z2 = a1 @ W2.T + b2
+    svd = np.linalg.svd(W2, full_matrices=True)
+    k = len(svd[1])
+    defl = deflate(svd, k, gram_rank=None)
+    assert np.abs(defl.W_rest).max() < 1e-12
+    t = np.linspace(-1.5, 1.5, k)
+    kept = np.ones((len(X), W3.shape[0]), bool)
+    level = _conditional_level(s, W3, b3, y, kept, 12, None,
+                               lambda m, sd: _neuron_moments("sigmoid", 24, m, sd))
+    p, tv, _ = level(z2 + np.sqrt(s) * (defl.US @ t), np.zeros(z2.shape[1]), defl)
+    a2 = 1 / (1 + np.exp(-((a1 + np.sqrt(s) * (svd[2][:k].T @ t)) @ W2.T + b2)))
+    mu = a2 @ W3.T + b3
+    K = W3.shape[0]
+    others = np.array([[j for j in range(K) if j != c] for c in y])
+    md = mu[np.arange(len(y)), y][:, None] - np.take_along_axis(mu, others, axis=1)
+    A = W3[y][:, None, :] - W3[others]                      # (n, K-1, n2)
+    cov = s * A @ A.transpose(0, 2, 1)
+    direct = positive_orthant_probability(md, cov, log2_points=12)
+    assert np.all(tv == 0)
+    np.testing.assert_allclose(p, direct, atol=2e-3)
+    assert np.abs(p - direct).mean() < 2e-4
+
+
+def test_conditioned_probability_weights_the_points(blobs_net):
+    """conditioned_probability is the cubature mean of the level over the 2k shifts, with the
+    variance pattern of the deflated noise, and the standard deviations added (not their
+    squares) for the bound on the integration variance."""
+    rng = np.random.default_rng(5)
+    W2 = rng.normal(size=(6, 6))
+    defl = deflate(np.linalg.svd(W2), 2, gram_rank=None)
+    z2 = rng.normal(size=(3, 6))
+    q2 = (W2 * W2).sum(axis=1)
+    seen = []
+
+    def level(zt, var_z, d):
+        seen.append((zt, var_z))
+        return zt[:, 0], np.full(3, 0.01), np.full(3, 4e-6)
+    p, tv, var = conditioned_probability(z2, 0.25, q2, defl, level)
+    shifts = np.array([z[:, 0] - z2[:, 0] for z, _ in seen])
+    pts, w = cubature_rule(2)
+    assert len(seen) == len(w) == 9
+    np.testing.assert_allclose(shifts, 0.5 * pts @ defl.US[0][:, None] * np.ones((1, 3)),
+                               atol=1e-12)
+    np.testing.assert_allclose(p, z2[:, 0] + w @ shifts, atol=1e-15)
+    np.testing.assert_allclose(w @ shifts, 0.0, atol=1e-12)
+    np.testing.assert_allclose(seen[0][1], 0.25 * (q2 - defl.q_drop), atol=1e-15)
+    np.testing.assert_allclose(tv, 0.01)
+    np.testing.assert_allclose(var, 4e-6)
+
+
+@pytest.mark.parametrize("noise_type", ["add_unc"])
+def test_conditioning_moves_the_curve_toward_monte_carlo(blobs_net, noise_type):
+    """Where it is used (variances 0.3 to 1 on this net, whose W2 has three singular values
+    of 5-6 and the rest below 1.4), the conditioned curve is closer to a Monte-Carlo of 2,000
+    repetitions than the linearised one (summed over those levels, by more than twice
+    Monte-Carlo's standard error), and it changes nothing where the noise along W2's
+    directions is narrow."""
+    from refnet.montecarlo import accuracy_sweep
+    from refnet.propagation.moments import predicted_accuracy_curve
+
+    arch, P, X, y = blobs_net
+    levels = [1e-3, 1e-2, 0.3, 0.6, 1.0]
+    cond = predicted_accuracy_curve(arch, P, X, y, "duque", noise_type, levels)
+    lin = predicted_accuracy_curve(arch, P, X, y, "duque", noise_type, levels, directions=0)
+    used = np.array(cond.settings["conditioned_directions"]) > 0
+    assert used.tolist() == [False, False, True, True, True]
+    np.testing.assert_array_equal(cond.per_input[~used], lin.per_input[~used])
+    reps = 2000
+    mc = accuracy_sweep(arch, P, X, y, "duque", noise_types=(noise_type,), variances=levels,
+                        repetitions=reps, rng=29)
+    se = np.sqrt(np.sum((mc.std[0, used] / math.sqrt(reps)) ** 2))
+    err_cond = np.abs(cond.accuracy[used] - mc.mean[0, used]).sum()
+    err_lin = np.abs(lin.accuracy[used] - mc.mean[0, used]).sum()
+    assert err_cond + 2 * se < err_lin, (err_cond, err_lin, se)
