@@ -89,22 +89,24 @@ class Deflation(NamedTuple):
     q_drop: Array      # (n2,)     (U_k o U_k) S_k^2: the per-neuron variance removed (over s)
     W_rest: Array      # (n2, n1)  W' = W2 - U_k S_k V_k^T
     gram: PPCAGram | None   # rank-``gram_rank`` PPCA form of W' W'^T (None: keep it exact)
+    svd: tuple         # W' = U' S' V'^T: W2's factors with the top k moved last, at S' = 0
 
 
 def deflate(svd: tuple, k: int, *, gram_rank: int | None) -> Deflation:
     """:class:`Deflation` from ``svd = (U, S, Vt)`` of ``W2`` (``U`` square). The PPCA form
     of ``W' W'^T`` comes from the same SVD: its singular vectors are ``U``'s columns ``k..``
-    (then the top ``k``, now with singular value 0)."""
+    (then the top ``k``, now with singular value 0); so does ``Deflation.svd``."""
     U, S, Vt = svd
     k = int(k)
     US = U[:, :k] * S[:k]
     W_rest = (U[:, k:len(S)] * S[k:]) @ Vt[k:len(S)]
+    U_perm = np.concatenate([U[:, k:], U[:, :k]], axis=1)
+    S_perm = np.concatenate([S[k:], np.zeros(k)])
+    Vt_perm = np.concatenate([Vt[k:len(S)], Vt[:k], Vt[len(S):]])
     gram = None
     if gram_rank is not None and gram_rank < U.shape[0]:
-        U_perm = np.concatenate([U[:, k:], U[:, :k]], axis=1)
-        S_perm = np.concatenate([S[k:], np.zeros(k)])
         gram = ppca_gram(W_rest, gram_rank, svd=(U_perm, S_perm, None))
-    return Deflation(US, (U[:, :k] ** 2) @ (S[:k] ** 2), W_rest, gram)
+    return Deflation(US, (U[:, :k] ** 2) @ (S[:k] ** 2), W_rest, gram, (U_perm, S_perm, Vt_perm))
 
 
 def conditioned_probability(z2: Array, variance: float, q2: Array, deflation: Deflation,

@@ -236,26 +236,66 @@ def _output_variances(m1: Array, m2: Array, d: Array, var_z, s: float, *, mul: b
     return res + s * ((m1 * m1 + res + d * d * var_z) if mul else 1.0)
 
 
-def _conditional_level(s, W3, b3, y, kept, n_pts, shifts, moments):
+def _settle(mu, v2, d, s, y, bound, *, rows, settle_tol):
+    """The level's bounds (module docstring) on the argmax probability of each input: settled
+    inputs get their bound interval's midpoint, the classes whose bounds sum to at most
+    ``settle_tol`` leave the integral. mu (B, K) logit means, v2 (B, n2) and d (B, n2) the
+    neurons' own variances and slopes, ``bound`` the :class:`DenseBound` of the ``W2`` the
+    noise goes through (``rows``: these inputs' rows of it). Returns ``p`` (B,), ``rest``
+    (B,) the inputs still open, ``kept`` (B, K), the dropped bounds' sum (B,) and the class
+    forms ``Qv``, ``Qd`` (B, K, K) of ``v2`` and ``d^2``."""
+    W3 = bound.W3
+    r = np.arange(len(mu))
+    md = mu[r, y][:, None] - mu                    # E D_k, (B, K); 0 at k = y
+    Qv, Qd = class_forms(v2, W3), class_forms(d * d, W3)   # reused by the low-rank path
+    sd_up = np.sqrt(np.clip(pair_diagonal(Qv, y), 0.0, None)
+                    + s * bound.squared(d, y, pair_diagonal(Qd, y), rows=rows))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sd_up > 0, md / sd_up, np.where(md > 0, np.inf, -np.inf))
+    z[r, y] = np.inf
+    right_up = ndtr(z).min(axis=1)                 # P(right) <= this
+    lost = right_up <= settle_tol
+    kept, dropped = _kept_classes(ndtr(-z), y, settle_tol)
+    p = np.where(lost, 0.5 * right_up, 1.0 - 0.5 * dropped)
+    return p, ~lost & (kept.sum(axis=1) > 1), kept, dropped, Qv, Qd
+
+
+def _conditional_level(s, W3, b3, y, n_pts, shifts, moments, *, settle_tol=SETTLE_TOL):
     """``level_probability`` of :func:`~refnet.propagation.conditioned.
-    conditioned_probability` for additive noise: the level's own steps (neuron moments, logit
-    moments, the argmax over the kept classes) at the conditional mean and variance, with the
-    deflated ``W2`` (its PPCA form when it has one)."""
-    projectors = {}
+    conditioned_probability` for additive noise: the level's own steps at the conditional
+    mean and variance, through the deflated ``W2`` (its PPCA form when it has one): neuron
+    moments, logit moments, :func:`_settle` with the deflated ``W2``'s bound (an input settled
+    at one cubature point is integrated only at the others), the argmax over the classes kept
+    there. Returns ``P(argmax = y | t)`` with the dropped classes' half-sum taken off, as the
+    level's own ``p``."""
+    forms = {}
+    ones = np.ones((1, W3.shape[1]))
 
     def level(z2, var_z, deflation):
+        if id(deflation) not in forms:
+            U_r = None if deflation.gram is None else deflation.gram.U_r
+            forms[id(deflation)] = (
+                DenseBound(deflation.W_rest, W3, ones, svd=deflation.svd),
+                None if U_r is None else class_projector(W3, U_r))
+        bound, WU = forms[id(deflation)]
         m1, m2, d = moments(z2, np.sqrt(var_z))
         v2 = _output_variances(m1, m2, d, var_z, s, mul=False)
         mu = m1 @ W3.T + b3
-        if deflation.gram is None:
-            p, var = _kept_probability(mu, v2, d, None, s, deflation.W_rest, W3, y, kept,
-                                       n_pts, uniform=True, shifts=shifts)
-            return p, np.zeros(len(p)), var
-        if "WU" not in projectors:
-            projectors["WU"] = class_projector(W3, deflation.gram.U_r)
-        return lowrank_kept_probability(mu, class_forms(v2, W3), class_forms(d * d, W3),
-                                        d @ projectors["WU"], s, deflation.gram, y, kept,
-                                        log2_points=n_pts, shifts=shifts)
+        p, rest, kept, dropped, Qv, Qd = _settle(mu, v2, d, s, y, bound, rows=slice(None),
+                                                 settle_tol=settle_tol)
+        tv, var = np.zeros(len(p)), np.zeros(len(p))
+        if rest.any():
+            sh = None if shifts is None else shifts[rest]
+            if deflation.gram is None:
+                pk, var[rest] = _kept_probability(mu[rest], v2[rest], d[rest], None, s,
+                                                  deflation.W_rest, W3, y[rest], kept[rest],
+                                                  n_pts, uniform=True, shifts=sh)
+            else:
+                pk, tv[rest], var[rest] = lowrank_kept_probability(
+                    mu[rest], Qv[rest], Qd[rest], d[rest] @ WU, s, deflation.gram, y[rest],
+                    kept[rest], log2_points=n_pts, shifts=sh)
+            p[rest] = pk - 0.5 * dropped[rest]
+        return p, tv, var
     return level
 
 
@@ -323,18 +363,8 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
         m1, m2, d = _neuron_moments(act, n_gh, z2[idx], np.sqrt(var_z))
         v2 = _output_variances(m1, m2, d, var_z, s, mul=mul)
         mu = m1 @ W3.T + b3
-        md = mu[rows, yi][:, None] - mu                # E D_k, (B, K); 0 at k = y
-        Qv, Qd = class_forms(v2, W3), class_forms(d * d, W3)   # reused by the low-rank path
-        sd_up = np.sqrt(np.clip(pair_diagonal(Qv, yi), 0.0, None)
-                        + s * bound.squared(d, yi, pair_diagonal(Qd, yi), rows=idx))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(sd_up > 0, md / sd_up, np.where(md > 0, np.inf, -np.inf))
-        z[rows, yi] = np.inf
-        right_up = ndtr(z).min(axis=1)                 # P(right) <= this
-        lost = right_up <= settle_tol
-        kept, dropped = _kept_classes(ndtr(-z), yi, settle_tol)
-        p = np.where(lost, 0.5 * right_up, 1.0 - 0.5 * dropped)
-        rest = ~lost & (kept.sum(axis=1) > 1)
+        p, rest, kept, dropped, Qv, Qd = _settle(mu, v2, d, s, yi, bound, rows=idx,
+                                                 settle_tol=settle_tol)
         tv, var = np.zeros(1), np.zeros(1)
         sh = None if shifts is None else shifts[idx[rest]]
         k_dir = 0 if mul else conditioned_directions(svd[1], s, max_directions=directions)
@@ -345,10 +375,12 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
             defl = deflations[k_dir]   # its narrower variances may need fewer nodes
             n_c = hermite_nodes_for_variance(act, s * float((q2[0] - defl.q_drop).max()),
                                              max_nodes=hermite_nodes)
-            cond = _conditional_level(s, W3, b3, yi[rest], kept[rest], n_pts, sh,
-                                      functools.partial(_neuron_moments, act, n_c))
-            pk, tv, var = conditioned_probability(z2[idx[rest]], s, q2[0], defl, cond)
-            p[rest] = pk - 0.5 * dropped[rest]
+            cond = _conditional_level(s, W3, b3, yi[rest], n_pts, sh,
+                                      functools.partial(_neuron_moments, act, n_c),
+                                      settle_tol=settle_tol)
+            # each point settles and drops classes on its own bounds: the level's kept
+            # classes and dropped sum do not enter
+            p[rest], tv, var = conditioned_probability(z2[idx[rest]], s, q2[0], defl, cond)
         elif rest.any() and gram is not None:
             pk, tv, var = lowrank_kept_probability(mu[rest], Qv[rest], Qd[rest], d[rest] @ WU,
                                                    s, gram, yi[rest], kept[rest],

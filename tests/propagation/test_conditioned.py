@@ -79,16 +79,19 @@ def test_deflation_keeps_every_neurons_mean_and_variance(k, shape):
     np.testing.assert_allclose(d.gram.S_r, svd[1][k:k + 4], atol=1e-12)
 
 
-def test_one_conditional_level_is_the_gaussian_of_its_shifted_network(blobs_net):
+@pytest.mark.parametrize("s", [0.5, 0.01])
+def test_one_conditional_level_is_the_gaussian_of_its_shifted_network(blobs_net, s,
+                                                                        monkeypatch):
     """With every direction conditioned on, z2 is fixed by t and the logits are Gaussian
     (only the layer-2 noise is left): the level's probability at one cubature point equals a
-    direct computation from W2 (a1 + sqrt(s) V t), which does not go through U and S."""
+    direct computation from W2 (a1 + sqrt(s) V t), which does not go through U and S. At
+    s = 0.01 most inputs are settled at the point by its own bounds (checked), at 0.5 none."""
+    from refnet.propagation import moment_curve
     from refnet.propagation.moment_curve import _conditional_level, _neuron_moments
 
     arch, P, X, y = blobs_net
     W1, W2, W3 = P.W
     b1, b2, b3 = P.b
-    s = 0.5
     a1 = 1 / (1 + np.exp(-(X @ W1.T + b1)))
     z2 = a1 @ W2.T + b2
     svd = np.linalg.svd(W2, full_matrices=True)
@@ -96,10 +99,18 @@ def test_one_conditional_level_is_the_gaussian_of_its_shifted_network(blobs_net)
     defl = deflate(svd, k, gram_rank=None)
     assert np.abs(defl.W_rest).max() < 1e-12
     t = np.linspace(-1.5, 1.5, k)
-    kept = np.ones((len(X), W3.shape[0]), bool)
-    level = _conditional_level(s, W3, b3, y, kept, 12, None,
+    level = _conditional_level(s, W3, b3, y, 12, None,
                                lambda m, sd: _neuron_moments("sigmoid", 24, m, sd))
+    open_fraction = []
+    settle = moment_curve._settle
+
+    def spy(*args, **kw):
+        out = settle(*args, **kw)
+        open_fraction.append(out[1].mean())
+        return out
+    monkeypatch.setattr(moment_curve, "_settle", spy)
     p, tv, _ = level(z2 + np.sqrt(s) * (defl.US @ t), np.zeros(z2.shape[1]), defl)
+    assert (open_fraction[0] == 1.0) if s == 0.5 else (open_fraction[0] < 0.5)
     a2 = 1 / (1 + np.exp(-((a1 + np.sqrt(s) * (svd[2][:k].T @ t)) @ W2.T + b2)))
     mu = a2 @ W3.T + b3
     K = W3.shape[0]
