@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numba
+from ._blas import in_fixed_blas_threads
 
 __all__ = ["adagrad_update", "adagrad_update_inplace", "adagrad_update_numpy"]
 
@@ -20,7 +21,7 @@ def _adagrad_inplace_body(p, g, s, clr, eps):
     # results over the inputs. The only kernel: a separate-outputs kernel would repeat this
     # body, and calling one with outputs aliasing inputs makes LLVM's runtime overlap check
     # send every element down the scalar loop (measured 2 ms per 784-300-300-10 step).
-    for i in range(p.size):
+    for i in _numba.prange(p.size):
         si = g[i] * g[i] + s[i]
         std = np.sqrt(si) + eps
         p[i] = (g[i] * -clr) / std + p[i]
@@ -28,10 +29,21 @@ def _adagrad_inplace_body(p, g, s, clr, eps):
 
 
 # error_model="numpy": no Python zero-division check, which would keep LLVM from vectorizing
-# the loop (division by sqrt(s) + eps > 0 cannot fail anyway). Serial on purpose: between
-# the BLAS calls of a training step, a numba thread pool fights OpenBLAS's spinning threads
-# for the cores and made whole epochs several times slower (measured on 2 cores).
-_adagrad_inplace_serial = _numba.njit(_adagrad_inplace_body, cache=True, error_model="numpy")
+# the loop (division by sqrt(s) + eps > 0 cannot fail anyway). Two builds of the one body,
+# element by element the same operations (so the same bits): the serial one for callers
+# outside refnet._blas.fixed_blas_threads, where a numba thread pool would fight a
+# multi-threaded OpenBLAS's spinning threads for the cores (measured on 2 cores: whole epochs
+# several times slower, when training still ran its products on OpenBLAS's threads); the
+# parallel one inside it (training), where numba's threads are the only pool. The update is
+# bound by its square roots and divisions, not by memory: on 2 cores the parallel build
+# took 0.54-0.58x (float64) and 0.59-0.66x (float32) of the serial one's time on the
+# 784-300-300-10 arrays (375 steps, 3 interleaved rounds, one process). A parallel build
+# that cut the arrays into two blocks of its own, tried first, did not vectorize its inner
+# loop and was slower than the serial one; this one splits the flat loop by prange.
+_adagrad_inplace = _numba.njit(_adagrad_inplace_body, parallel=True, cache=True,
+                               error_model="numpy")
+_adagrad_inplace_serial = _numba.njit(_numba.variant(_adagrad_inplace_body, "_serial"),
+                                      cache=True, error_model="numpy")
 
 
 def adagrad_update_numpy(p, g, s_old, clr, eps, p_new, s_new):
@@ -66,4 +78,5 @@ def adagrad_update_inplace(p, g, s, clr, eps):
         _numba.warn_fallback("the fused Adagrad update")
         return adagrad_update_numpy(p, g, s, clr, eps, p, s)
     dt = p.dtype.type
-    _adagrad_inplace_serial(p.reshape(-1), g.reshape(-1), s.reshape(-1), dt(clr), dt(eps))
+    kernel = _adagrad_inplace if in_fixed_blas_threads() else _adagrad_inplace_serial
+    kernel(p.reshape(-1), g.reshape(-1), s.reshape(-1), dt(clr), dt(eps))

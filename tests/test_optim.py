@@ -210,6 +210,29 @@ def test_fused_adagrad_kernel_equals_its_numpy_twin(dtype):
     np.testing.assert_array_equal(out1[1], out2[1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parallel_adagrad_build_writes_the_serial_bits(dtype):
+    """Inside fixed_blas_threads (training) the update runs on numba's threads: the same
+    bits as the serial build and the NumPy twin, on arrays long enough to be split."""
+    from refnet import _optim_kernels as K
+    from refnet._blas import fixed_blas_threads
+
+    rng = np.random.default_rng(7)
+    p, g = rng.normal(size=(301, 257)).astype(dtype), rng.normal(size=(301, 257)).astype(dtype)
+    s = np.abs(rng.normal(size=(301, 257))).astype(dtype)
+    serial, parallel = (p.copy(), s.copy()), (p.copy(), s.copy())
+    K.adagrad_update_inplace(*serial[:1], g, serial[1], 0.03, 1e-10)
+    with fixed_blas_threads():
+        K.adagrad_update_inplace(*parallel[:1], g, parallel[1], 0.03, 1e-10)
+    twin = np.empty_like(p), np.empty_like(p)
+    K.adagrad_update_numpy(p, g, s, 0.03, 1e-10, *twin)
+    if K._numba.HAVE_NUMBA:
+        assert K._adagrad_inplace.signatures and K._adagrad_inplace_serial.signatures
+    for a, b, c in zip(serial, parallel, twin):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
 def test_adagrad_non_contiguous_arrays_take_the_numpy_path():
     rng = np.random.default_rng(5)
     p = rng.normal(size=(6, 4))
