@@ -22,7 +22,7 @@ The same products are timed with PyTorch (its BLAS): the two floors' GFLOP/s com
 libraries. Each row ends with the bound (floor / PyTorch's epoch: the ratio refnet would reach
 if nothing but its products took time) and a verdict: met, missed because the GEMM floor alone is above the target, or missed
 by the work around the products (with the seconds over the floor and the seconds allowed).
-Thread counts are printed; ``--no-draw-ahead`` times refnet drawing its noise in line.
+Thread counts are printed; ``--draw-ahead`` times refnet drawing its noise on a helper thread.
 
     python benchmarks/bench_train.py [--repeats 3] [--samples 48000] [--threads N]
 """
@@ -61,7 +61,7 @@ def refnet_config(variant: str) -> TrainConfig:
                        noise=noise, regularizers=regs or ())
 
 
-def refnet_epoch(arch, params, X, y, config, draw_ahead=True):
+def refnet_epoch(arch, params, X, y, config, draw_ahead=False):
     t0 = time.perf_counter()
     train(arch, params, X, y, config, draw_ahead=draw_ahead)
     return time.perf_counter() - t0
@@ -182,8 +182,9 @@ def main(argv=None):
                     help="BLAS, numba and PyTorch threads (default: each library's own "
                          "default); refnet's training products run on numba's threads, one "
                          "BLAS thread each; on a loaded machine 1 gives steadier ratios")
-    ap.add_argument("--no-draw-ahead", action="store_true",
-                    help="refnet draws each batch's noise in line instead of on a helper thread")
+    ap.add_argument("--draw-ahead", action="store_true",
+                    help="refnet draws each batch's noise on a helper thread (train's "
+                         "draw_ahead=True) instead of in line (the default)")
     args = ap.parse_args(argv)
     try:
         import torch
@@ -210,7 +211,7 @@ def main(argv=None):
           f"OpenBLAS threads {blas_thread_counts() or 'not controlled'}, "
           f"numba threads {_numba.threads()}, "
           f"torch threads {torch.get_num_threads() if torch else '-'}, "
-          f"refnet draw-ahead {'off' if args.no_draw_ahead else 'on'}")
+          f"refnet draw-ahead {'on' if args.draw_ahead else 'off'}")
     print(f"{'dtype':8} {'variant':12} {'refnet s':>9} {'torch s':>8} {'numpy s':>8} "
           f"{'floor s':>8} {'GF/s':>5} {'tfloor s':>8} {'GF/s':>5} {'refnet/torch':>12} "
           f"{'target':>6} {'bound':>6}  verdict")
@@ -219,7 +220,7 @@ def main(argv=None):
         p, X = p64.astype(dtype), X64.astype(dtype)
         for variant in args.variants:
             config = refnet_config(variant)
-            ahead = not args.no_draw_ahead
+            ahead = args.draw_ahead
             refnet_epoch(arch, p, X[:1024], y[:1024], config, ahead)  # warm-up (numba)
             t = {"refnet": [], "torch": [], "numpy": [], "floor": [], "tfloor": []}
             if torch is not None:
