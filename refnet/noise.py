@@ -41,6 +41,7 @@ from typing import Mapping
 import numpy as np
 
 from ._model_kernels import plus_scaled
+from ._random_kernels import standard_normal
 
 __all__ = ["NoiseSpec", "NoiseConfig", "LayerNoise", "noise_config", "NOISE_PRESETS",
            "NOISE_TYPES", "draw_layer_noise", "draw_network_noise", "apply_noise",
@@ -224,14 +225,16 @@ def draw_layer_noise(spec: NoiseSpec, n_batch: int, n_neurons: int,
     """Draw standard normals for the sources of ``spec`` with nonzero variance.
 
     Fixed order, for reproducibility: add_unc, add_cor, mul_unc, mul_cor; a source with zero
-    variance draws nothing (so it also consumes no random numbers).
+    variance draws nothing (so it also consumes no random numbers). Each source is
+    ``rng.standard_normal(shape, dtype=dtype)`` (float64 through numba's Generator: the same
+    numbers, faster; :mod:`refnet._random_kernels`).
     """
     shapes = {"add_unc": (n_batch, n_neurons), "add_cor": (n_batch, 1),
               "mul_unc": (n_batch, n_neurons), "mul_cor": (n_batch, 1)}
     draws = {}
     for name in NOISE_TYPES:
         if getattr(spec, name) > 0:
-            draws[name] = rng.standard_normal(shapes[name], dtype=dtype)
+            draws[name] = standard_normal(rng, shapes[name], dtype)
     return LayerNoise(**draws)
 
 

@@ -136,3 +136,19 @@ def test_zero_variance_noise_equals_the_clean_network(position, layers):
     X = np.random.default_rng(len(layers)).normal(size=(6, 3))
     cfg = rn.NoiseConfig(rn.NoiseSpec(), tuple(layers), position)
     np.testing.assert_array_equal(rn.forward(arch, p, X, cfg, 1)[0], rn.forward(arch, p, X)[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_layer_draws_are_numpys_standard_normals_and_leave_the_same_state(dtype):
+    """Training's draws (float64 through numba's Generator) are NumPy's own
+    ``standard_normal`` numbers in the contract's order, and the generator ends where NumPy's
+    would: the next draw is the same."""
+    spec = rn.NoiseSpec(add_unc=0.1, add_cor=0.2, mul_unc=0.3, mul_cor=0.4)
+    mine, ref = np.random.default_rng(11), np.random.default_rng(11)
+    d = draw_layer_noise(spec, 37, 29, mine, dtype)
+    for name, shape in (("add_unc", (37, 29)), ("add_cor", (37, 1)), ("mul_unc", (37, 29)),
+                        ("mul_cor", (37, 1))):
+        got = getattr(d, name)
+        assert got.dtype == dtype and got.shape == shape
+        assert np.array_equal(got, ref.standard_normal(shape, dtype=dtype))
+    assert mine.standard_normal() == ref.standard_normal()

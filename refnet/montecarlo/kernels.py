@@ -1,9 +1,11 @@
 """Numba kernels of the Monte-Carlo engine, each beside its NumPy twin (same signature).
 
 Nothing here reads or writes files or plots. The kernels take arrays (noise draws included)
-and scalars and write into ``out``; the one random kernel, :func:`fill_normal`, takes an
-explicit ``np.random.Generator`` (the caller's per-chunk generator) and never touches global
-or thread-local random state. :mod:`refnet.montecarlo.engine` draws the
+and scalars and write into ``out``; the one random kernel, :func:`fill_normal` (from
+:mod:`refnet._random_kernels`, which training's noise draws share), takes an explicit
+``np.random.Generator`` (the caller's per-chunk generator) and never touches global or
+thread-local random state. A float32 array gets the float64 normals rounded: numba's float32
+normal was 5x and NumPy's 2.5x slower than that on the test machine. :mod:`refnet.montecarlo.engine` draws the
 noise per fixed-size chunk and calls these; ``tests/montecarlo/test_mc_kernels.py`` checks every
 kernel against its twin, and the twins against :func:`refnet.noise.apply_noise` (the one
 Eq. 3) and :mod:`refnet.activations`, on the same draws.
@@ -33,6 +35,7 @@ import numpy as np
 
 from .._numba import njit, prange
 from .._numba import variant as _variant
+from .._random_kernels import fill_normal, fill_normal_numpy  # noqa: F401  (one kernel, shared)
 from ..activations import get_activation
 from ..noise import LayerNoise, NoiseSpec, apply_noise
 
@@ -184,29 +187,6 @@ def row_sum_affine_numpy(U, idx, r, b, sd, ac, mc, out):
     f_c = 1.0 + sd[3] * mc if sd[3] > 0 else 1.0
     c_a = sd[1] * ac if sd[1] > 0 else 0.0
     out[...] = f_c * U[idx] + c_a * r + b
-
-
-def _fill_normal_body(gen, out):
-    """Fill the 1-D ``out`` with standard normals from ``gen``, in order.
-
-    Numba's Generator implements NumPy's algorithms: the numbers, and the generator's state
-    afterwards, are those of ``gen.standard_normal(out.size)`` (tested), only faster. A
-    float32 ``out`` gets the float64 normals rounded: numba's float32 normal was 5x and
-    NumPy's 2.5x slower than this on the test machine.
-    """
-    for i in range(out.size):
-        out[i] = gen.standard_normal()
-
-
-fill_normal = _jit(_fill_normal_body)
-
-
-def fill_normal_numpy(gen, out):
-    """NumPy twin of :func:`fill_normal`."""
-    if out.dtype == np.float64:
-        gen.standard_normal(out=out)
-    else:
-        out[...] = gen.standard_normal(out.size)
 
 
 def _tail_count_body(Z, layer, labels):
