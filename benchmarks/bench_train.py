@@ -22,7 +22,10 @@ The same products are timed with PyTorch (its BLAS): the two floors' GFLOP/s com
 libraries. Each row ends with the bound (floor / PyTorch's epoch: the ratio refnet would reach
 if nothing but its products took time) and a verdict: met, missed because the GEMM floor alone is above the target, or missed
 by the work around the products (with the seconds over the floor and the seconds allowed).
-Thread counts are printed; ``--draw-ahead`` times refnet drawing its noise on a helper thread.
+Every timing starts after a quarter-second pause (:data:`PAUSE`): OpenBLAS's threads spin for
+about 0.1 s after a call, and the GEMM floor, timed right after the NumPy epoch, lost
+0.05-0.12 s of 0.8 s to them. Thread counts are printed; ``--draw-ahead`` times refnet
+drawing its noise on a helper thread.
 
     python benchmarks/bench_train.py [--repeats 3] [--samples 48000] [--threads N]
 """
@@ -230,20 +233,23 @@ def main(argv=None):
                             variant)
             for r in range(args.repeats):
                 # refnet and PyTorch back to back, the order alternating between rounds, so
-                # that each round's ratio is taken at one machine speed
+                # that each round's ratio is taken at one machine speed; every timing starts
+                # after a pause, so that the previous one's idle BLAS threads have stopped
+                # spinning (OpenBLAS's spin for about 0.1 s after a call: measured, refnet's
+                # floor took 0.80-0.87 s right after the NumPy epoch, 0.73-0.79 s after a pause)
                 first_refnet = r % 2 == 0
                 if first_refnet:
-                    t["refnet"].append(refnet_epoch(arch, p, X, y, config, ahead))
+                    t["refnet"].append(_paused(refnet_epoch, arch, p, X, y, config, ahead))
                 if torch is not None:
                     lin = torch_model(torch, p, tdt)
-                    t["torch"].append(torch_epoch(torch, lin, Xt, yt, 128, variant))
+                    t["torch"].append(_paused(torch_epoch, torch, lin, Xt, yt, 128, variant))
                 if not first_refnet:
-                    t["refnet"].append(refnet_epoch(arch, p, X, y, config, ahead))
+                    t["refnet"].append(_paused(refnet_epoch, arch, p, X, y, config, ahead))
                 if torch is not None:
-                    t["tfloor"].append(torch_gemm_floor_epoch(torch, lin, Xt, 128))
+                    t["tfloor"].append(_paused(torch_gemm_floor_epoch, torch, lin, Xt, 128))
                 if variant == "standard":
-                    t["numpy"].append(numpy_epoch(p, X, y, 128))
-                t["floor"].append(gemm_floor_epoch(p, X, 128))
+                    t["numpy"].append(_paused(numpy_epoch, p, X, y, 128))
+                t["floor"].append(_paused(gemm_floor_epoch, p, X, 128))
             m = {k: statistics.median(v) if v else float("nan") for k, v in t.items()}
             target = 1.0 if dtype == np.float32 else 0.8   # issue #15: x PyTorch
             # medians of the per-round ratios: a speed change between rounds cancels
@@ -263,6 +269,16 @@ def main(argv=None):
           "median: the refnet/torch that refnet would reach if everything but its matrix products took no "
           "time; a target below the bound cannot be met with these products.")
     return rows
+
+
+#: Seconds of idle time before each timing (module docstring).
+PAUSE = 0.25
+
+
+def _paused(timed, *args):
+    """``timed(*args)`` (which returns its own seconds) after :data:`PAUSE` seconds idle."""
+    time.sleep(PAUSE)
+    return timed(*args)
 
 
 def _median_ratio(a, b) -> float:
