@@ -39,7 +39,7 @@ import numpy as np
 from .._blas import on_fixed_blas_threads
 from .._gemm import matmul, upper_triangular_times_rows
 from ..activations import get_activation
-from ..model import Architecture, Params, check_input, forward
+from ..model import Architecture, Params, check_input, check_params, forward
 from ..noise import NOISE_TYPES, NoiseConfig
 from .gaussian_argmax import gaussian_argmax_probability
 
@@ -76,7 +76,8 @@ def output_variance_contributions(arch: Architecture, params: Params, inputs: Ar
     covariance : (n_batch, n_out, n_out) total first-order output covariance, or None
     layers : the noisy layer numbers (0 = input, L = output)
     """
-    X = check_input(inputs, arch.sizes[0], "inputs")
+    check_params(arch, params)
+    X = check_input(inputs, arch.sizes[0], "inputs")   # once: the blocks skip forward's checks
     if int(chunk) < 1:
         raise ValueError(f"chunk: must be >= 1, got {chunk}")
     if covariance:  # the covariance needs every G_l S G_l^T: the full Jacobians
@@ -93,7 +94,7 @@ def output_variance_contributions(arch: Architecture, params: Params, inputs: Ar
 
 
 def output_jacobians(arch: Architecture, params: Params, cache, lowest: int, *,
-                     fixed_blocks: bool = False) -> dict[int, Array]:
+                     fixed_blocks: bool = False, d1s: dict | None = None) -> dict[int, Array]:
     """Per-input Jacobians ``G_l = dY/dy_l`` of the clean network for ``l = lowest..L``.
 
     Derived (chain rule): ``G_L = I`` and ``G_{l-1} = G_l diag(f_l'(z_l)) W_l``, with
@@ -103,6 +104,8 @@ def output_jacobians(arch: Architecture, params: Params, cache, lowest: int, *,
     ``fixed_blocks=True`` takes the products in :mod:`refnet._gemm`'s fixed row blocks (bits
     independent of the thread count; both cores inside ``fixed_blas_threads``); the objective
     keeps NumPy's products, whose bits its trained networks and reports were made with.
+    ``d1s``: ``{l: f_l'(z_l)}`` already computed by the caller (the same values; each one not
+    given is computed here).
     """
     mm = matmul if fixed_blocks else np.matmul
     L = arch.n_layers
@@ -111,7 +114,8 @@ def output_jacobians(arch: Architecture, params: Params, cache, lowest: int, *,
     G = np.broadcast_to(eye, (n_b, n_out, n_out)).copy()  # dY / dy_L
     out = {L: G}
     for l in range(L, int(lowest), -1):  # dY/dy_{l-1} = dY/dy_l diag(f'(z_l)) W_l
-        d1 = get_activation(arch.activations[l - 1]).d1(cache.Z[l - 1])
+        d1 = (d1s[l] if d1s is not None and l in d1s
+              else get_activation(arch.activations[l - 1]).d1(cache.Z[l - 1]))
         # one GEMM over all (input, output) rows instead of a stack of small products
         G = mm((G * d1[:, None, :]).reshape(-1, d1.shape[1]), params.W[l - 1])
         G = G.reshape(n_b, n_out, -1)
@@ -149,7 +153,7 @@ def layer_output_covariance(G: Array, x: Array, spec) -> Array:
 def _contributions_block(arch, params, X, noise, covariance):
     """:func:`output_variance_contributions` for one block of inputs (same returns)."""
     L = arch.n_layers
-    out, cache = forward(arch, params, X)
+    out, cache = forward(arch, params, X, check=False)   # checked by the caller
     layers = () if noise.is_zero else noise.resolved_layers(L)
     n_b, n_out = out.shape
     contrib = np.zeros((len(layers), 4, n_b, n_out))
@@ -292,7 +296,7 @@ def _variances_block(arch, params, X, noise, factors):
     :func:`_needs_full_jacobian`). One batched product per layer for all inputs of the block.
     """
     L = arch.n_layers
-    out, cache = forward(arch, params, X)
+    out, cache = forward(arch, params, X, check=False)   # checked by the caller
     layers = () if noise.is_zero else noise.resolved_layers(L)
     n_b, n_out = out.shape
     contrib = np.zeros((len(layers), 4, n_b, n_out))
@@ -303,7 +307,8 @@ def _variances_block(arch, params, X, noise, factors):
     lowest = min(full + gram, default=L)
     d1s = {m: get_activation(arch.activations[m - 1]).d1(cache.Z[m - 1])
            for m in range(min(layers) + 1, L + 1)}
-    jac = output_jacobians(arch, params, cache, lowest, fixed_blocks=True)  # {L: I} if lowest = L
+    jac = output_jacobians(arch, params, cache, lowest, fixed_blocks=True,
+                           d1s=d1s)  # {L: I} if lowest = L
     for k, l in enumerate(layers):
         spec = noise.spec_for(l, L)
         s_AU, s_AC, s_MU, s_MC = (getattr(spec, t) for t in NOISE_TYPES)
