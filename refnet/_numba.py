@@ -27,8 +27,9 @@ if HAVE_NUMBA:
     prange = _numba.prange
 else:
     def njit(*args, **kwargs):
-        """Stand-in for ``numba.njit``: the function itself, compiled by nothing."""
-        if len(args) == 1 and callable(args[0]) and not kwargs:
+        """Stand-in for ``numba.njit``: the function itself, compiled by nothing, in all three
+        call forms (``njit(f)``, ``njit(**options)(f)``, ``njit(f, **options)``)."""
+        if len(args) == 1 and callable(args[0]):
             return args[0]
         return lambda f: f
 

@@ -13,7 +13,7 @@ def test_thread_count_is_checked_and_applied():
             _numba.set_threads(bad)
 
 
-def test_njit_stand_in_returns_the_function_in_both_call_forms():
+def test_njit_stand_in_returns_the_function_in_every_call_form():
     if _numba.HAVE_NUMBA:
         pytest.skip("numba is installed: njit is numba's own (the no-numba CI run covers this)")
 
@@ -21,4 +21,5 @@ def test_njit_stand_in_returns_the_function_in_both_call_forms():
         return x + 1
 
     assert _numba.njit(f) is f and _numba.njit(cache=True)(f) is f
+    assert _numba.njit(f, cache=True, nogil=True) is f   # the form the kernel modules use
     assert _numba.prange is range
