@@ -356,7 +356,7 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
             per[j, won] = 1.0 - 0.5 * t[won].sum(axis=1)
             idx = np.flatnonzero(~won)
         presettled.append(float(1.0 - len(idx) / len(a1)))
-        yi, rows = y[idx], np.arange(len(idx))
+        yi = y[idx]
         var_z = s * (q2 if not mul else q2[idx])
         if not mul:
             var_z = var_z[0]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from refnet.errors import ConfigError
-from refnet.model import init_params, mlp
+from refnet.model import mlp
 from refnet.noise import NOISE_TYPES, NoiseSpec, noise_config
 from refnet.propagation.moment_curve import (HERMITE_TOL, fast_path,
                                              hermite_nodes_for_variance)
