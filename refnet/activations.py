@@ -29,7 +29,7 @@ from scipy.special import logit
 __all__ = ["Activation", "get_activation", "ACTIVATION_NAMES", "sigmoid", "sigmoid_prime",
            "sigmoid_second", "shifted_sigmoid", "shifted_sigmoid_prime",
            "shifted_sigmoid_second", "shifted_sigmoid_inverse", "cubic", "cubic_prime",
-           "cubic_second", "cubic_inverse"]
+           "cubic_second", "cubic_inverse", "sigmoid_prime_and_second"]
 
 Array = np.ndarray
 
@@ -72,6 +72,17 @@ def sigmoid_second(z: Array) -> Array:
     e = np.exp(a)
     r = 1.0 / (1.0 + e)
     return np.sign(z) * (e * np.expm1(a)) * (r * r * r)  # expm1: 1 - e without cancellation
+
+
+def sigmoid_prime_and_second(z: Array) -> tuple[Array, Array]:
+    """``(sigmoid_prime(z), sigmoid_second(z))`` with their shared ``e = exp(-|z|)`` and
+    ``r = 1 / (1 + e)`` computed once: the same operations on the same numbers, so the same
+    bits as the two functions (tested). Eq. 7's derivative term needs both for every batch."""
+    z = _as_float(z)
+    a = -np.abs(z)
+    e = np.exp(a)
+    r = 1.0 / (1.0 + e)
+    return e * r * r, np.sign(z) * (e * np.expm1(a)) * (r * r * r)
 
 
 def sigmoid_prime_from_output(s: Array) -> Array:
@@ -173,8 +184,9 @@ class Activation:
 
     ``f``, ``d1``, ``d2`` and ``inverse`` are elementwise functions of arrays of any shape.
     ``inverse`` is ``None`` where no inverse exists. ``d1_from_output``, where set, gives
-    ``f'(z)`` from ``f(z)`` (used by the backward pass). ``alpha`` is the shifted sigmoid's slope
-    parameter (``None`` for the others).
+    ``f'(z)`` from ``f(z)`` (used by the backward pass); ``d1_d2``, where set, gives
+    ``(d1(z), d2(z))`` at once with the same bits (Eq. 7's derivative term). ``alpha`` is the
+    shifted sigmoid's slope parameter (``None`` for the others).
     """
 
     name: str
@@ -184,6 +196,7 @@ class Activation:
     inverse: Callable[[Array], Array] | None
     alpha: float | None = None
     d1_from_output: Callable[[Array], Array] | None = None  #: f'(z) from f(z), where cheaper
+    d1_d2: Callable[[Array], tuple] | None = None  #: (d1(z), d2(z)) at once, same bits, where cheaper
 
     @property
     def spec(self) -> str:
@@ -244,4 +257,5 @@ def _parse_activation(spec: str) -> Activation:
         "identity": (identity, identity_prime, identity_second, identity, identity_prime),
     }
     f, d1, d2, inv, *from_output = table[name]
-    return Activation(name, f, d1, d2, inv, d1_from_output=from_output[0] if from_output else None)
+    return Activation(name, f, d1, d2, inv, d1_from_output=from_output[0] if from_output else None,
+                      d1_d2=sigmoid_prime_and_second if name == "sigmoid" else None)

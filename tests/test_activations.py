@@ -86,3 +86,22 @@ def test_spec_roundtrip_and_errors():
         get_activation("sigmoid(alpha=2)")
     with pytest.raises(TypeError, match="activation"):
         get_activation(3)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sigmoid_prime_and_second_are_the_two_functions_bits(dtype):
+    """The shared-exp pair Eq. 7's derivative term uses gives exactly sigmoid_prime's and
+    sigmoid_second's numbers, saturated and signed-zero inputs included."""
+    from refnet.activations import (get_activation, sigmoid_prime, sigmoid_prime_and_second,
+                                    sigmoid_second)
+
+    z = np.concatenate([np.random.default_rng(3).normal(0, 8, 1000),
+                        [0.0, -0.0, 1e-300, -1e-300, 40.0, -40.0, 745.0, -745.0, 800.0, 3.0,
+                         -3.0, 0.5]])
+    z = z.astype(dtype).reshape(-1, 4)    # 1,012 values, a 2-D batch
+    d1, d2 = sigmoid_prime_and_second(z)
+    assert d1.dtype == d2.dtype == dtype
+    np.testing.assert_array_equal(d1, sigmoid_prime(z))
+    np.testing.assert_array_equal(d2, sigmoid_second(z))
+    assert get_activation("sigmoid").d1_d2 is sigmoid_prime_and_second
+    assert get_activation("cubic").d1_d2 is None

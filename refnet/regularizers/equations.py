@@ -103,7 +103,7 @@ def derivative_penalty(activation, z: Array, lam: float, reduction: str = "mean"
     if z.ndim != 2:
         raise ValueError(f"z: expected shape (n_batch, n_neurons), got {z.shape}")
     n = z.shape[0] if reduction == "mean" else 1
-    f1, f2 = f.d1(z), f.d2(z)
+    f1, f2 = f.d1_d2(z) if f.d1_d2 is not None else (f.d1(z), f.d2(z))
     if power == 1:
         return lam * float(f1.sum()) / n, (lam / n) * f2
     return lam * float((f1 * f1).sum()) / n, (2.0 * lam / n) * f1 * f2
