@@ -23,13 +23,13 @@ the same model with a shifted mean and the deflated Gram matrix (per-neuron vari
 ``P(argmax = y) = E_t P(argmax = y | t)``. The expectation is taken with a fifth-degree
 cubature rule (:func:`cubature_rule`: 3 points for one direction, 7 for two). The first
 directions conditioned on are those whose standard deviation in ``z2``, ``sqrt(s) sigma_i``, is
-at least :data:`MIN_SD` (= 3: a Gaussian of that width spans the sigmoid's nonlinear range),
-at most :data:`MAX_DIRECTIONS` (= 2: seven points, so such a level costs about seven times the
-linearised one; the nine-point rule of the general shape, used first, gave curves within
-0.003 pp of the seven-point one on the benchmark nets, at 1.2x the cost). A third-degree rule (``2k`` points) was tried first and is not enough: on the
-small blobs net of the tests it moved the curve away from Monte-Carlo. How the two numbers
-were chosen, and the errors and costs measured around them (1 to 4 directions), is in the
-README.
+at least :data:`MIN_SD` (= 3: a Gaussian of that width spans the sigmoid's nonlinear range), at
+most :data:`MAX_DIRECTIONS` (= 2: seven points, so such a level costs about seven times the
+linearised one; the nine-point rule of the general shape, used first, gave curves within 0.003
+pp of the seven-point one on the benchmark nets, at 1.2x the cost). A third-degree rule (``2k``
+points) was tried first and is not enough: on the small blobs net of the tests it moved the
+curve away from Monte-Carlo. How the two numbers were chosen, and the errors and costs measured
+around them (1 to 4 directions), is in the README.
 """
 from __future__ import annotations
 
