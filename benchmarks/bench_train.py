@@ -23,9 +23,10 @@ libraries. Each row ends with the bound (floor / PyTorch's epoch: the ratio refn
 if nothing but its products took time) and a verdict: met, missed because the GEMM floor alone is above the target, or missed
 by the work around the products (with the seconds over the floor and the seconds allowed).
 Every timing starts after a quarter-second pause (:data:`PAUSE`): OpenBLAS's threads spin for
-about 0.1 s after a call, and the GEMM floor, timed right after the NumPy epoch, lost
-0.05-0.12 s of 0.8 s to them. Thread counts are printed; ``--draw-ahead`` times refnet
-drawing its noise on a helper thread.
+about 0.1 s after a call, and the GEMM floor, timed right after the NumPy epoch, lost 0.05-0.12
+s of 0.8 s to them. ``--blas mkl`` times refnet's products on MKL (:mod:`refnet._gemm`,
+opt-in). Thread counts are printed; ``--draw-ahead`` times refnet drawing its noise on a helper
+thread.
 
     python benchmarks/bench_train.py [--repeats 3] [--samples 48000] [--threads N]
 """
@@ -41,7 +42,7 @@ import time
 import numpy as np
 
 import refnet as rn
-from refnet import _numba
+from refnet import _gemm, _numba
 from refnet._blas import blas_thread_counts, fixed_blas_threads, set_blas_threads
 from refnet._gemm import matmul
 from refnet.noise import NoiseSpec, noise_config
@@ -185,6 +186,9 @@ def main(argv=None):
                     help="BLAS, numba and PyTorch threads (default: each library's own "
                          "default); refnet's training products run on numba's threads, one "
                          "BLAS thread each; on a loaded machine 1 gives steadier ratios")
+    ap.add_argument("--blas", default=None, choices=["openblas", "mkl"],
+                    help="the BLAS of refnet's fixed-block products (default: REFNET_BLAS, "
+                         "else openblas; mkl needs pip install --no-deps mkl)")
     ap.add_argument("--draw-ahead", action="store_true",
                     help="refnet draws each batch's noise on a helper thread (train's "
                          "draw_ahead=True) instead of in line (the default)")
@@ -193,6 +197,8 @@ def main(argv=None):
         import torch
     except ImportError:
         torch = None
+    if args.blas is not None:   # after torch: MKL loaded first left torch's products on one thread
+        _gemm._set_provider(args.blas, "--blas")
     if args.threads is not None:
         import scipy.special  # noqa: F401  load SciPy's OpenBLAS too, so both are set
 
@@ -212,7 +218,7 @@ def main(argv=None):
     print(f"python {platform.python_version()}, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch else 'absent'}, cores {os.cpu_count()}, "
           f"OpenBLAS threads {blas_thread_counts() or 'not controlled'}, "
-          f"numba threads {_numba.threads()}, "
+          f"numba threads {_numba.threads()}, refnet BLAS {_gemm.blas_provider()}, "
           f"torch threads {torch.get_num_threads() if torch else '-'}, "
           f"refnet draw-ahead {'on' if args.draw_ahead else 'off'}")
     print(f"{'dtype':8} {'variant':12} {'refnet s':>9} {'torch s':>8} {'numpy s':>8} "

@@ -17,18 +17,37 @@ cut and run the same way.
 Row-major ``C`` (M x N) is column-major ``C^T`` (N x M), so each block is the Fortran call
 ``gemm(op_B, op_A, N, m, K, 1, B, ldb, A_block, lda, 0, C_block, ldc)`` with ``'N'`` for a
 C-contiguous operand and ``'T'`` for the transpose of one.
+
+Which BLAS the blocks call (opt-in, :func:`blas_provider`): SciPy's OpenBLAS by default, or
+Intel MKL with ``REFNET_BLAS=mkl`` (``pip install --no-deps mkl``; its sequential layer, one
+thread per block as here). MKL's single-thread products ran 1.25-1.4x faster than OpenBLAS's
+on the training blocks of the README's machine. Its products round differently, so a network
+trained with it has other last bits than one trained with OpenBLAS: the same bits on any thread
+count still, but not across the two providers (nor across BLAS versions or CPU families, with
+either). PyTorch binds to an MKL already loaded in the process: imported after refnet loaded
+MKL's sequential layer, its products ran on one thread (``mkl_get_max_threads() : 1`` in
+``torch.__config__.parallel_info()``, half its speed on 2 cores); imported before, it keeps its
+own. So with ``REFNET_BLAS=mkl``, import torch before refnet's first product (a warning says so
+when torch is installed and not yet imported).
 """
 from __future__ import annotations
 
 import ctypes
+import glob
+import importlib.util
+import os
+import sys
+import warnings
 
 import numpy as np
 
 from . import _numba
 from ._blas import fixed_blas_threads, in_fixed_blas_threads
+from .errors import ConfigError
 
 __all__ = ["matmul", "matmul_numpy", "row_blocks", "SPLIT_MIN_ROWS", "SPLIT_MIN_WORK",
-           "upper_triangular_times_rows", "upper_triangular_times_rows_numpy"]
+           "upper_triangular_times_rows", "upper_triangular_times_rows_numpy", "blas_provider",
+           "BLAS_PROVIDERS"]
 
 # A product is split in two when it has at least this many rows and M*N*K multiply-adds:
 # below that, a second block costs more (its own packing of B) than the thread it adds.
@@ -101,18 +120,96 @@ _gemm_blocks = _numba.njit(_gemm_blocks_body, parallel=True, nogil=True, cache=T
 _gemm_blocks_serial = _numba.njit(_numba.variant(_gemm_blocks_body, "_serial"), nogil=True,
                                   cache=True)
 _blas_functions: dict = {}
+#: The BLAS libraries the fixed blocks can call (the ``REFNET_BLAS`` environment variable).
+BLAS_PROVIDERS = ("openblas", "mkl")
+_provider: list = []   # [name, library or None] once resolved
+
+
+def blas_provider() -> str:
+    """``"openblas"`` (SciPy's BLAS, the default) or ``"mkl"``: where the fixed-block products
+    come from, from ``REFNET_BLAS`` on first use. Raises :class:`~refnet.errors.ConfigError`
+    for another value, and for ``mkl`` when MKL's library or numba is missing."""
+    if not _provider:
+        _set_provider(os.environ.get("REFNET_BLAS", "openblas"), "REFNET_BLAS")
+    return _provider[0]
+
+
+def _set_provider(name: str, source: str = "provider") -> None:
+    """Switch the fixed blocks to BLAS ``name`` (benchmarks compare the two in one process)."""
+    key = str(name).strip().lower() or "openblas"
+    if key not in BLAS_PROVIDERS:
+        raise ConfigError(f"{source}: unknown BLAS {name!r}; use one of {', '.join(BLAS_PROVIDERS)} "
+                          "(or leave it unset for openblas)")
+    lib = _load_mkl(source) if key == "mkl" else None
+    _provider[:] = [key, lib]
+    _blas_functions.clear()
+
+
+def _mkl_library_paths() -> list:
+    """Candidate paths of MKL's single dynamic library, ``libmkl_rt`` (the ``mkl`` wheel puts
+    it in the environment's ``lib``)."""
+    found = []
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        found += sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so*")), reverse=True)
+    return found
+
+
+def _load_mkl(source: str):
+    """MKL's ``libmkl_rt`` on its sequential layer (no thread pool of its own: the blocks are
+    the parallelism) and 32-bit integers, warmed up once on this thread: its first products,
+    made on two threads at once, left one block unwritten (measured with MKL 2026.2)."""
+    if not _numba.HAVE_NUMBA:
+        raise ConfigError(f"{source}=mkl: MKL is called from the numba kernels, and numba is not "
+                          "installed; pip install numba, or unset it")
+    paths = _mkl_library_paths()
+    lib = None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+            break
+        except OSError:
+            continue
+    if lib is None:
+        raise ConfigError(f"{source}=mkl: no libmkl_rt found under {sys.prefix}/lib; "
+                          "pip install --no-deps mkl, or unset it")
+    if "torch" not in sys.modules and importlib.util.find_spec("torch") is not None:
+        warnings.warn(f"{source}=mkl: MKL is loading before PyTorch; a torch imported later in "
+                      "this process binds to it and runs its products on one thread. Import "
+                      "torch before refnet's first matrix product to keep torch's own.",
+                      RuntimeWarning, stacklevel=4)
+    lib.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
+    lib.MKL_Set_Interface_Layer.argtypes = [ctypes.c_int]
+    lib.MKL_Set_Threading_Layer(1)    # MKL_THREADING_SEQUENTIAL
+    lib.MKL_Set_Interface_Layer(0)    # MKL_INTERFACE_LP64: 32-bit integers, as SciPy's
+    for dtype in (np.float64, np.float32):
+        a, c = np.ones((1, 1), dtype), np.zeros((1, 1), dtype)
+        _gemm_blocks_serial(_mkl_function(lib, "gemm", dtype, 13), _N, _N, a.reshape(-1), 1,
+                            a.reshape(-1), 1, c.reshape(-1), 1, 1, 1, 1)
+        _trmm_blocks_serial(_mkl_function(lib, "trmm", dtype, 11), a.reshape(-1), 1,
+                            c.reshape(-1), 1, 1)
+    return lib
+
+
+def _mkl_function(lib, name: str, dtype, n_args: int):
+    proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_args))
+    symbol = getattr(lib, {"f": "s", "d": "d"}[np.dtype(dtype).char] + name + "_")
+    return proto(ctypes.cast(symbol, ctypes.c_void_p).value)
 
 
 def _blas_function(name: str, dtype, n_args: int):
-    """SciPy's ``s<name>`` / ``d<name>`` (Fortran interface: ``n_args`` pointers) as a ctypes
-    function, which the kernels take as an argument."""
-    key = (name, np.dtype(dtype).char)
+    """``s<name>`` / ``d<name>`` (Fortran interface: ``n_args`` pointers) of the chosen BLAS
+    (:func:`blas_provider`) as a ctypes function, which the kernels take as an argument."""
+    provider = blas_provider()
+    key = (provider, name, np.dtype(dtype).char)
     if key not in _blas_functions:
-        from numba.extending import get_cython_function_address
+        if provider == "mkl":
+            _blas_functions[key] = _mkl_function(_provider[1], name, dtype, n_args)
+        else:
+            from numba.extending import get_cython_function_address
 
-        proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_args))
-        _blas_functions[key] = proto(get_cython_function_address(
-            "scipy.linalg.cython_blas", {"f": "s", "d": "d"}[key[1]] + name))
+            proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_args))
+            _blas_functions[key] = proto(get_cython_function_address(
+                "scipy.linalg.cython_blas", {"f": "s", "d": "d"}[key[2]] + name))
     return _blas_functions[key]
 
 

@@ -11,8 +11,20 @@ import os
 import numpy as np
 import pytest
 
+from refnet import _gemm
 from refnet._gemm import SPLIT_MIN_ROWS, SPLIT_MIN_WORK, matmul, matmul_numpy, row_blocks
 from refnet.testing import call_in_child
+
+
+@pytest.fixture(autouse=True)
+def _default_blas():
+    """These tests are about the default provider (the twins are its calls through SciPy), so
+    they pin it even when REFNET_BLAS=mkl is set (tests/test_gemm_mkl.py covers MKL)."""
+    saved = list(_gemm._provider)
+    _gemm._set_provider("openblas")
+    yield
+    _gemm._provider[:] = saved
+    _gemm._blas_functions.clear()
 
 SHAPES = [(128, 784, 300), (300, 128, 784), (129, 300, 300), (5, 7, 3), (1, 40, 1), (64, 1, 9)]
 
@@ -114,7 +126,8 @@ def _train_fingerprints() -> dict:
 
 def _child(blas: int, numba: int) -> dict:
     return call_in_child(__file__, "_train_fingerprints", env={
-        "OPENBLAS_NUM_THREADS": blas, "OMP_NUM_THREADS": blas, "NUMBA_NUM_THREADS": numba})
+        "OPENBLAS_NUM_THREADS": blas, "OMP_NUM_THREADS": blas, "NUMBA_NUM_THREADS": numba,
+        "REFNET_BLAS": "openblas"})
 
 
 def test_training_bits_do_not_depend_on_blas_or_numba_threads():
