@@ -152,3 +152,17 @@ def test_layer_draws_are_numpys_standard_normals_and_leave_the_same_state(dtype)
         assert got.dtype == dtype and got.shape == shape
         assert np.array_equal(got, ref.standard_normal(shape, dtype=dtype))
     assert mine.standard_normal() == ref.standard_normal()
+
+
+def test_float64_draws_stay_numpys_over_millions_of_values():
+    """The numba path of training's float64 draws follows NumPy's ziggurat through its rare
+    branches too (rejections, the tail): five million values in training-sized blocks, then
+    the generators' next draw. (numba's float32 normals left NumPy's stream after about 20
+    million values, so float32 draws are NumPy's own; refnet/_random_kernels.py.)"""
+    from refnet._random_kernels import standard_normal
+
+    mine, ref = np.random.default_rng(2024), np.random.default_rng(2024)
+    for i in range(260):                           # 130 x 128 x 300 = 5.0 million
+        shape = (128, 300) if i % 2 else (37, 1)
+        assert np.array_equal(standard_normal(mine, shape), ref.standard_normal(shape)), i
+    assert mine.standard_normal() == ref.standard_normal()
