@@ -138,8 +138,8 @@ def _set_provider(name: str, source: str = "provider") -> None:
     """Switch the fixed blocks to BLAS ``name`` (benchmarks compare the two in one process)."""
     key = str(name).strip().lower() or "openblas"
     if key not in BLAS_PROVIDERS:
-        raise ConfigError(f"{source}: unknown BLAS {name!r}; use one of {', '.join(BLAS_PROVIDERS)} "
-                          "(or leave it unset for openblas)")
+        raise ConfigError(f"{source}: unknown BLAS {name!r}; use one of "
+                          f"{', '.join(BLAS_PROVIDERS)} (or leave it unset for openblas)")
     lib = _load_mkl(source) if key == "mkl" else None
     _provider[:] = [key, lib]
     _blas_functions.clear()
@@ -191,15 +191,25 @@ def _load_mkl(source: str):
     return lib
 
 
+def _fortran_function(address: int, n_args: int):
+    """The BLAS routine at ``address`` (Fortran interface: ``n_args`` pointers) as a ctypes
+    function, which the kernels take as an argument."""
+    return ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_args))(address)
+
+
+def _routine(name: str, dtype) -> str:
+    """``s<name>`` or ``d<name>`` for a float32 or float64 ``dtype``."""
+    return {"f": "s", "d": "d"}[np.dtype(dtype).char] + name
+
+
 def _mkl_function(lib, name: str, dtype, n_args: int):
-    proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_args))
-    symbol = getattr(lib, {"f": "s", "d": "d"}[np.dtype(dtype).char] + name + "_")
-    return proto(ctypes.cast(symbol, ctypes.c_void_p).value)
+    symbol = getattr(lib, _routine(name, dtype) + "_")
+    return _fortran_function(ctypes.cast(symbol, ctypes.c_void_p).value, n_args)
 
 
 def _blas_function(name: str, dtype, n_args: int):
-    """``s<name>`` / ``d<name>`` (Fortran interface: ``n_args`` pointers) of the chosen BLAS
-    (:func:`blas_provider`) as a ctypes function, which the kernels take as an argument."""
+    """``s<name>`` / ``d<name>`` of the chosen BLAS (:func:`blas_provider`) as a ctypes
+    function (:func:`_fortran_function`)."""
     provider = blas_provider()
     key = (provider, name, np.dtype(dtype).char)
     if key not in _blas_functions:
@@ -208,9 +218,8 @@ def _blas_function(name: str, dtype, n_args: int):
         else:
             from numba.extending import get_cython_function_address
 
-            proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_args))
-            _blas_functions[key] = proto(get_cython_function_address(
-                "scipy.linalg.cython_blas", {"f": "s", "d": "d"}[key[2]] + name))
+            _blas_functions[key] = _fortran_function(get_cython_function_address(
+                "scipy.linalg.cython_blas", _routine(name, dtype)), n_args)
     return _blas_functions[key]
 
 

@@ -10,8 +10,8 @@ np.float32)`` uses a float32 ziggurat). numba's own float32 ``standard_normal`` 
 either: its array form, 1.6x faster than NumPy's, gave NumPy's numbers for 20 million draws and
 then one value fewer (numba 0.68, NumPy 2.4, found by comparing trained networks), so float32
 draws stay with NumPy. The float64 stream was compared over 154 million values (two seeds)
-without a difference, and the suite checks five million. numba comes through :mod:`refnet._numba`: without it
-the twin runs (the same numbers).
+without a difference, and the suite checks five million. numba comes through
+:mod:`refnet._numba`: without it the twin runs (the same numbers).
 """
 from __future__ import annotations
 

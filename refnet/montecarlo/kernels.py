@@ -1,14 +1,15 @@
 """Numba kernels of the Monte-Carlo engine, each beside its NumPy twin (same signature).
 
-Nothing here reads or writes files or plots. The kernels take arrays (noise draws included)
-and scalars and write into ``out``; the one random kernel, :func:`fill_normal` (from
+Nothing here reads or writes files or plots. The kernels take arrays (noise draws included) and
+scalars and write into ``out``; the one random kernel, :func:`fill_normal` (from
 :mod:`refnet._random_kernels`, which training's noise draws share), takes an explicit
 ``np.random.Generator`` (the caller's per-chunk generator) and never touches global or
 thread-local random state. A float32 array gets the float64 normals rounded: numba's float32
-normal was 5x and NumPy's 2.5x slower than that on the test machine. :mod:`refnet.montecarlo.engine` draws the
-noise per fixed-size chunk and calls these; ``tests/montecarlo/test_mc_kernels.py`` checks every
-kernel against its twin, and the twins against :func:`refnet.noise.apply_noise` (the one
-Eq. 3) and :mod:`refnet.activations`, on the same draws.
+normal was 5x and NumPy's 2.5x slower than that on the test machine.
+:mod:`refnet.montecarlo.engine` draws the noise per fixed-size chunk and calls these;
+``tests/montecarlo/test_mc_kernels.py`` checks every kernel against its twin, and the twins
+against :func:`refnet.noise.apply_noise` (the one Eq. 3) and :mod:`refnet.activations`, on the
+same draws.
 
 Each body is compiled twice, ``parallel=True`` (``prange`` over rows) and serial, as
 ``<name>`` and ``<name>_serial`` (:data:`KERNELS` maps backend names to the three versions).
