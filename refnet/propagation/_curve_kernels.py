@@ -30,7 +30,8 @@ from .._numba import njit, prange
 from ..activations import sigmoid
 from .gaussian_argmax import rank_one_argmax_probability
 
-__all__ = ["hermite_sums", "hermite_sums_numpy", "sigmoid_values_and_slopes", "sigmoid_values_and_slopes_numpy",
+__all__ = ["hermite_sums", "hermite_sums_numpy", "output_variances", "hermite_level",
+           "hermite_level_numpy", "sigmoid_values_and_slopes", "sigmoid_values_and_slopes_numpy",
            "hermite_interpolate", "rank_one_shared_slope", "level_probability",
            "level_probability_numpy"]
 
@@ -102,6 +103,80 @@ def hermite_sums(E: Array, C: Array, w_pos: Array, w0, m1: Array, m2: Array) -> 
         return hermite_sums_numpy(E, C, w_pos, w0, m1, m2)
     _hermite_sums(E, np.ascontiguousarray(C), np.asarray(w_pos, np.float64),
                   0.0 if w0 is None else float(w0), w0 is not None, m1, m2)
+
+
+def output_variances(m1: Array, m2: Array, d: Array, var_z, s: float, *, mul: bool) -> Array:
+    """Variance of each second hidden neuron's noisy output (B, n2), its part not shared
+    through ``W2``: the sigmoid's own spread beyond the linear part (``Var f - f'^2 Var z``,
+    clipped at 0) plus the layer-2 noise: ``s`` for additive, ``s E f^2`` for multiplicative
+    (``E f^2 = (E f)^2 + res + f'^2 Var z``, with the clipped ``res``). m1, m2, d (B, n2) the
+    neurons' ``E f``, ``E f^2``, ``E f'``; var_z (n2,) or (B, n2) ``Var z``."""
+    res = np.clip((m2 - m1 * m1) - d * d * var_z, 0.0, None)
+    return res + s * ((m1 * m1 + res + d * d * var_z) if mul else 1.0)
+
+
+def hermite_level_numpy(E: Array, C: Array, w_pos: Array, w0, var_z: Array, s: float,
+                        mul: bool, m1: Array, d: Array, v2: Array) -> None:
+    """One level's sigmoid neurons from their Gauss-Hermite sums (:func:`hermite_sums_numpy`):
+    ``m1 = E s(z)``, ``d = E s'(z) = m1 - E s(z)^2`` and ``v2`` of :func:`output_variances`.
+    var_z (1 or B, n) ``Var z`` per neuron; ``s`` the layer-2 noise variance."""
+    m2 = np.empty_like(E)
+    hermite_sums_numpy(E, C, w_pos, w0, m1, m2)
+    np.subtract(m1, m2, out=d)
+    v2[...] = output_variances(m1, m2, d, var_z, s, mul=mul)
+
+
+def _hermite_level_body(E, C, w_pos, w0, has0, var_z, s, mul, m1, d, v2):
+    B, n = E.shape
+    m2 = np.empty(n)
+    shared = C.shape[1] == 1
+    shared_v = var_z.shape[0] == 1
+    for b in range(B):
+        r = 0 if shared else b
+        rv = 0 if shared_v else b
+        for j in range(n):
+            m1[b, j] = 0.0
+            m2[j] = 0.0
+        for k in range(w_pos.size):              # hermite_sums' loops, operation for operation
+            wk = w_pos[k]
+            for j in range(n):
+                f = 1.0 / (E[b, j] * C[k, r, j] + 1.0)
+                m1[b, j] = m1[b, j] + wk * f
+                m2[j] = m2[j] + wk * (f * f)
+            for j in range(n):
+                f = 1.0 / (E[b, j] / C[k, r, j] + 1.0)
+                m1[b, j] = m1[b, j] + wk * f
+                m2[j] = m2[j] + wk * (f * f)
+        if has0:
+            for j in range(n):
+                f = 1.0 / (E[b, j] + 1.0)
+                m1[b, j] = m1[b, j] + w0 * f
+                m2[j] = m2[j] + w0 * (f * f)
+        for j in range(n):                       # output_variances, in its order
+            a = m1[b, j]
+            dj = a - m2[j]
+            vz = var_z[rv, j]
+            res = (m2[j] - a * a) - dj * dj * vz
+            if res < 0.0:                        # np.clip: NaN stays NaN
+                res = 0.0
+            d[b, j] = dj
+            v2[b, j] = res + s * ((a * a + res + dj * dj * vz) if mul else 1.0)
+
+
+_hermite_level = njit(cache=True, error_model="numpy")(_hermite_level_body)
+
+
+def hermite_level(E: Array, C: Array, w_pos: Array, w0, var_z: Array, s: float, mul: bool,
+                  m1: Array, d: Array, v2: Array) -> None:
+    """The numba kernel of :func:`hermite_level_numpy`: the sums, ``d`` and ``v2`` in one
+    pass over the neurons (no ``E s^2`` array, none of ``output_variances``' temporaries);
+    the twin's bits (tested). The twin runs without numba."""
+    if not _numba.HAVE_NUMBA:
+        _numba.warn_fallback("the sigmoid's Gauss-Hermite sums")
+        return hermite_level_numpy(E, C, w_pos, w0, var_z, s, mul, m1, d, v2)
+    _hermite_level(E, np.ascontiguousarray(C), np.asarray(w_pos, np.float64),
+                   0.0 if w0 is None else float(w0), w0 is not None,
+                   np.ascontiguousarray(var_z, dtype=np.float64), float(s), bool(mul), m1, d, v2)
 
 
 def sigmoid_values_and_slopes_numpy(z2: Array, u: Array, t: float, out: Array) -> Array:

@@ -58,7 +58,7 @@ from scipy.special import ndtr
 
 from ..activations import get_activation
 from ..noise import NoiseConfig
-from ._curve_kernels import hermite_sums
+from ._curve_kernels import hermite_level, hermite_sums, output_variances
 from .conditioned import (MAX_DIRECTIONS, conditioned_directions, conditioned_probability,
                           deflate)
 from .correlated_curve import GRID_POINTS, correlated_curve, rank_one_shared_slope  # noqa: F401
@@ -154,6 +154,15 @@ def _sigmoid_hermite_block(mean: Array, sd: Array, n_nodes: int) -> tuple[Array,
     """:func:`sigmoid_hermite_moments` on one block of rows: NumPy's (vectorized) ``exp`` for
     ``E`` and the ``c`` of every positive node, then one pass of
     :func:`~refnet.propagation._curve_kernels.hermite_sums` over the nodes."""
+    E, C, w_pos, w0 = _sigmoid_hermite_factors(mean, sd, n_nodes)
+    m1, m2 = np.empty_like(mean), np.empty_like(mean)
+    hermite_sums(E, C, w_pos, w0, m1, m2)
+    return m1, m2, m1 - m2
+
+
+def _sigmoid_hermite_factors(mean: Array, sd: Array, n_nodes: int):
+    """``E = exp(-mean)`` (B, n), ``C = exp(-sd x_k)`` of the positive nodes (half, 1 or B,
+    n), their weights and the middle node's weight (None for an even rule)."""
     x, w = hermite_rule(int(n_nodes))
     half = len(x) // 2
     with np.errstate(over="ignore"):
@@ -161,10 +170,31 @@ def _sigmoid_hermite_block(mean: Array, sd: Array, n_nodes: int) -> tuple[Array,
         xs = x[len(x) - half:]                                     # the positive nodes
         sdx = sd[None] * xs.reshape((-1,) + (1,) * np.ndim(sd))
         C = np.exp(-np.minimum(sdx, 700.0))                        # (half, n) or (half, B, n)
-    m1, m2 = np.empty_like(mean), np.empty_like(mean)
-    hermite_sums(E, C.reshape(half, -1, mean.shape[1]), w[len(x) - half:],
-                 float(w[half]) if len(x) % 2 else None, m1, m2)
-    return m1, m2, m1 - m2
+    return (E, C.reshape(half, -1, mean.shape[1]), w[len(x) - half:],
+            float(w[half]) if len(x) % 2 else None)
+
+
+def _level_moments(act: str, n_nodes: int, mean: Array, var_z: Array, s: float, *, mul: bool,
+                   block_rows: int = 256) -> tuple[Array, Array, Array]:
+    """``(E f, E f', v2)`` per neuron, z ~ N(mean, var_z), by the level's Gauss-Hermite rule,
+    with ``v2`` the neuron's own output variance of
+    :func:`~refnet.propagation._curve_kernels.output_variances` (layer-2 noise ``s``). For
+    the sigmoid: :func:`sigmoid_hermite_moments`' sums in the fused kernel
+    :func:`~refnet.propagation._curve_kernels.hermite_level`, blocks of ``block_rows`` rows
+    (the same bits as sums, then ``m1 - m2``, then ``output_variances``). mean (B, n); var_z
+    (n,) or (B, n)."""
+    sd = np.sqrt(var_z)
+    if get_activation(act).spec != "sigmoid":   # (sd^2: the variance this path always took)
+        m1, m2, d = gauss_hermite_activation_moments(act, mean, sd * sd, n_nodes=n_nodes)
+        return m1, d, output_variances(m1, m2, d, var_z, s, mul=mul)
+    m1, d, v2 = np.empty_like(mean), np.empty_like(mean), np.empty_like(mean)
+    for i in range(0, len(mean), block_rows):
+        rows = slice(i, i + block_rows)
+        vz, sdr = (var_z, sd) if np.ndim(var_z) == 1 else (var_z[rows], sd[rows])
+        E, C, w_pos, w0 = _sigmoid_hermite_factors(mean[rows], sdr, n_nodes)
+        hermite_level(E, C, w_pos, w0, np.reshape(vz, (-1, mean.shape[1])), s, mul,
+                      m1[rows], d[rows], v2[rows])
+    return m1, d, v2
 
 
 # --- uncorrelated noise: settled inputs skip the dense propagation ---------------------------
@@ -219,23 +249,6 @@ def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, *, uniform
     return p, var
 
 
-def _neuron_moments(act: str, n_nodes: int, mean: Array, sd: Array) -> tuple[Array, ...]:
-    """``(E f, E f^2, E f')`` per neuron, z ~ N(mean, sd^2), by the level's Gauss-Hermite rule
-    (the sigmoid's faster sums where ``act`` is the sigmoid)."""
-    if get_activation(act).spec == "sigmoid":
-        return sigmoid_hermite_moments(mean, sd, n_nodes)
-    return gauss_hermite_activation_moments(act, mean, sd * sd, n_nodes=n_nodes)
-
-
-def _output_variances(m1: Array, m2: Array, d: Array, var_z, s: float, *, mul: bool) -> Array:
-    """Variance of each second hidden neuron's noisy output (B, n2), its part not shared
-    through ``W2``: the sigmoid's own spread beyond the linear part (``Var f - f'^2 Var z``,
-    clipped at 0) plus the layer-2 noise: ``s`` for additive, ``s E f^2`` for multiplicative
-    (``E f^2 = (E f)^2 + res + f'^2 Var z``, with the clipped ``res``)."""
-    res = np.clip((m2 - m1 * m1) - d * d * var_z, 0.0, None)
-    return res + s * ((m1 * m1 + res + d * d * var_z) if mul else 1.0)
-
-
 def _settle(mu, v2, d, s, y, bound, *, rows, settle_tol):
     """The level's bounds (module docstring) on the argmax probability of each input: settled
     inputs get their bound interval's midpoint, the classes whose bounds sum to at most
@@ -278,8 +291,7 @@ def _conditional_level(s, W3, b3, y, n_pts, shifts, moments, *, settle_tol=SETTL
                 DenseBound(deflation.W_rest, W3, ones, svd=deflation.svd),
                 None if U_r is None else class_projector(W3, U_r))
         bound, WU = forms[id(deflation)]
-        m1, m2, d = moments(z2, np.sqrt(var_z))
-        v2 = _output_variances(m1, m2, d, var_z, s, mul=False)
+        m1, d, v2 = moments(z2, var_z, s, mul=False)
         mu = m1 @ W3.T + b3
         p, rest, kept, dropped, Qv, Qd = _settle(mu, v2, d, s, y, bound, rows=slice(None),
                                                  settle_tol=settle_tol)
@@ -360,8 +372,7 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
         var_z = s * (q2 if not mul else q2[idx])
         if not mul:
             var_z = var_z[0]
-        m1, m2, d = _neuron_moments(act, n_gh, z2[idx], np.sqrt(var_z))
-        v2 = _output_variances(m1, m2, d, var_z, s, mul=mul)
+        m1, d, v2 = _level_moments(act, n_gh, z2[idx], var_z, s, mul=mul)
         mu = m1 @ W3.T + b3
         p, rest, kept, dropped, Qv, Qd = _settle(mu, v2, d, s, yi, bound, rows=idx,
                                                  settle_tol=settle_tol)
@@ -376,7 +387,7 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
             n_c = hermite_nodes_for_variance(act, s * float((q2[0] - defl.q_drop).max()),
                                              max_nodes=hermite_nodes)
             cond = _conditional_level(s, W3, b3, yi[rest], n_pts, sh,
-                                      functools.partial(_neuron_moments, act, n_c),
+                                      functools.partial(_level_moments, act, n_c),
                                       settle_tol=settle_tol)
             # each point settles and drops classes on its own bounds: the level's kept
             # classes and dropped sum do not enter

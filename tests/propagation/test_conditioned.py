@@ -1,6 +1,7 @@
 """Conditioning on W2's dominant singular directions (refnet.propagation.conditioned): the
 cubature rule, the deflation, one conditional level against a direct computation, and the
 curve against Monte-Carlo with and without it."""
+import functools
 import itertools
 import math
 
@@ -88,7 +89,7 @@ def test_one_conditional_level_is_the_gaussian_of_its_shifted_network(blobs_net,
     direct computation from W2 (a1 + sqrt(s) V t), which does not go through U and S. At
     s = 0.01 most inputs are settled at the point by its own bounds (checked), at 0.5 none."""
     from refnet.propagation import moment_curve
-    from refnet.propagation.moment_curve import _conditional_level, _neuron_moments
+    from refnet.propagation.moment_curve import _conditional_level, _level_moments
 
     arch, P, X, y = blobs_net
     W1, W2, W3 = P.W
@@ -101,7 +102,7 @@ def test_one_conditional_level_is_the_gaussian_of_its_shifted_network(blobs_net,
     assert np.abs(defl.W_rest).max() < 1e-12
     t = np.linspace(-1.5, 1.5, k)
     level = _conditional_level(s, W3, b3, y, 12, None,
-                               lambda m, sd: _neuron_moments("sigmoid", 24, m, sd))
+                               functools.partial(_level_moments, "sigmoid", 24))
     open_fraction = []
     settle = moment_curve._settle
 

@@ -46,6 +46,38 @@ def test_level_probability_is_the_twin_to_rounding(mul):
     assert 0.05 < ref.mean() < 0.95             # neither all won nor all lost
 
 
+@pytest.mark.parametrize("mul", [False, True])
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("n_nodes", [6, 7])
+def test_hermite_level_is_the_twins_bits(shared, n_nodes, mul):
+    """The fused kernel (sums, E f', the output variance) against its twin, bit for bit,
+    saturated neurons, a variance of 0 and a NaN mean included."""
+    from refnet.propagation.neuron_moments import hermite_rule
+
+    rng = np.random.default_rng(3)
+    B, n = 23, 13
+    mean = rng.normal(scale=5.0, size=(B, n))
+    mean[0, :3] = [-750.0, 750.0, np.nan]
+    var_z = rng.uniform(0.0, 9.0, size=(1, n) if shared else (B, n))
+    var_z[0, 3] = 0.0
+    sd = np.sqrt(var_z)
+    x, w = hermite_rule(n_nodes)
+    half = n_nodes // 2
+    with np.errstate(over="ignore", invalid="ignore"):
+        E = np.exp(-mean)
+        C = np.exp(-np.minimum(sd[None] * x[n_nodes - half:].reshape(-1, 1, 1), 700.0))
+    w0 = float(w[half]) if n_nodes % 2 else None
+    got = [np.empty((B, n)) for _ in range(3)]
+    ref = [np.empty((B, n)) for _ in range(3)]
+    CK.hermite_level(E, C, w[n_nodes - half:], w0, var_z, 0.7, mul, *got)
+    with np.errstate(over="ignore", invalid="ignore"):
+        CK.hermite_level_numpy(E, C, w[n_nodes - half:], w0, var_z, 0.7, mul, *ref)
+    for g, r in zip(got, ref):
+        np.testing.assert_array_equal(g, r)
+    assert np.isnan(got[2][0, 2]) and np.isfinite(got[2][1:]).all()
+    assert (got[2][1:] > (0.7 if not mul else 0.0)).any()     # a neuron's own spread counted
+
+
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("n_nodes", [6, 7])
 def test_hermite_sums_are_the_twins_bits(shared, n_nodes):
