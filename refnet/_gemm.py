@@ -46,7 +46,8 @@ from ._blas import fixed_blas_threads, in_fixed_blas_threads
 from .errors import ConfigError
 
 __all__ = ["matmul", "matmul_numpy", "row_blocks", "SPLIT_MIN_ROWS", "SPLIT_MIN_WORK",
-           "upper_triangular_times_rows", "upper_triangular_times_rows_numpy", "blas_provider",
+           "upper_triangular_times_rows", "upper_triangular_times_rows_numpy",
+           "lower_triangular_mix", "lower_triangular_mix_numpy", "blas_provider",
            "BLAS_PROVIDERS"]
 
 # A product is split in two when it has at least this many rows and M*N*K multiply-adds:
@@ -56,7 +57,7 @@ __all__ = ["matmul", "matmul_numpy", "row_blocks", "SPLIT_MIN_ROWS", "SPLIT_MIN_
 # not depend on the machine, or the bits would.
 SPLIT_MIN_ROWS = 32
 SPLIT_MIN_WORK = 1 << 20
-_N, _T = ord("N"), ord("T")
+_N, _T, _U, _L = ord("N"), ord("T"), ord("U"), ord("L")
 
 
 def row_blocks(M: int, N: int, K: int) -> int:
@@ -120,6 +121,7 @@ _gemm_blocks = _numba.njit(_gemm_blocks_body, parallel=True, nogil=True, cache=T
 _gemm_blocks_serial = _numba.njit(_numba.variant(_gemm_blocks_body, "_serial"), nogil=True,
                                   cache=True)
 _blas_functions: dict = {}
+_scipy_functions: dict = {}
 #: The BLAS libraries the fixed blocks can call (the ``REFNET_BLAS`` environment variable).
 BLAS_PROVIDERS = ("openblas", "mkl")
 _provider: list = []   # [name, library or None] once resolved
@@ -186,7 +188,7 @@ def _load_mkl(source: str):
         a, c = np.ones((1, 1), dtype), np.zeros((1, 1), dtype)
         _gemm_blocks_serial(_mkl_function(lib, "gemm", dtype, 13), _N, _N, a.reshape(-1), 1,
                             a.reshape(-1), 1, c.reshape(-1), 1, 1, 1, 1)
-        _trmm_blocks_serial(_mkl_function(lib, "trmm", dtype, 11), a.reshape(-1), 1,
+        _trmm_blocks_serial(_mkl_function(lib, "trmm", dtype, 11), _U, 1.0, a.reshape(-1), 1,
                             c.reshape(-1), 1, 1)
     return lib
 
@@ -216,11 +218,19 @@ def _blas_function(name: str, dtype, n_args: int):
         if provider == "mkl":
             _blas_functions[key] = _mkl_function(_provider[1], name, dtype, n_args)
         else:
-            from numba.extending import get_cython_function_address
-
-            _blas_functions[key] = _fortran_function(get_cython_function_address(
-                "scipy.linalg.cython_blas", _routine(name, dtype)), n_args)
+            _blas_functions[key] = _scipy_blas_function(name, dtype, n_args)
     return _blas_functions[key]
+
+
+def _scipy_blas_function(name: str, dtype, n_args: int):
+    """``s<name>`` / ``d<name>`` of SciPy's BLAS as a ctypes function."""
+    key = ("scipy", name, np.dtype(dtype).char)
+    if key not in _scipy_functions:
+        from numba.extending import get_cython_function_address
+
+        _scipy_functions[key] = _fortran_function(get_cython_function_address(
+            "scipy.linalg.cython_blas", _routine(name, dtype)), n_args)
+    return _scipy_functions[key]
 
 
 def matmul_numpy(a, b, out):
@@ -279,10 +289,11 @@ def matmul(a, b, *, out=None):
 
 
 # --- the triangular product R M^T in the same fixed blocks --------------------------------
-def _trmm_blocks_body(trmm, r, n, m, rows, nb):
+def _trmm_blocks_body(trmm, uplo, scale, r, n, m, rows, nb):
     # m: flat C-contiguous (rows, n) storage, which BLAS sees as the column-major (n, rows)
-    # matrix M^T; r: flat storage of the upper triangular R (n, n) in Fortran order. Each
-    # block of `step` columns of M^T (rows of M) is one in-place ?trmm: M^T <- R M^T.
+    # matrix M^T; r: flat storage of the triangular R (n, n) in Fortran order, upper or lower
+    # (uplo: ord("U") or ord("L")). Each block of `step` columns of M^T (rows of M) is one
+    # in-place ?trmm: M^T <- scale R M^T.
     step = (rows + nb - 1) // nb
     isz = m.itemsize
     for i in _numba.prange(nb):
@@ -292,9 +303,9 @@ def _trmm_blocks_body(trmm, r, n, m, rows, nb):
             dims = np.empty(4, np.int32)
             dims[0], dims[1], dims[2], dims[3] = n, k, n, n
             alpha = np.empty(1, m.dtype)
-            alpha[0] = 1.0
+            alpha[0] = scale
             flags = np.empty(4, np.uint8)
-            flags[0], flags[1], flags[2], flags[3] = ord("L"), ord("U"), _N, _N
+            flags[0], flags[1], flags[2], flags[3] = ord("L"), uplo, _N, _N
             trmm(flags[0:].ctypes.data, flags[1:].ctypes.data, flags[2:].ctypes.data,
                  flags[3:].ctypes.data, dims[0:].ctypes.data, dims[1:].ctypes.data,
                  alpha.ctypes.data, r.ctypes.data, dims[2:].ctypes.data,
@@ -349,6 +360,48 @@ def upper_triangular_times_rows(R, M):
         return upper_triangular_times_rows_numpy(R, M)
     kernel = _trmm_blocks if in_fixed_blas_threads() else _trmm_blocks_serial
     with fixed_blas_threads():
-        kernel(_blas_function("trmm", M.dtype, 11), R.reshape(-1, order="F"), n,
+        kernel(_blas_function("trmm", M.dtype, 11), _U, 1.0, R.reshape(-1, order="F"), n,
                M.reshape(-1), rows, row_blocks(rows, n, n))
+    return M
+
+
+def _check_lower_mix(L, M):
+    if (L.ndim != 2 or M.ndim != 2 or L.shape != (M.shape[1],) * 2 or L.dtype != M.dtype
+            or L.dtype.char not in "fd" or not L.flags.f_contiguous
+            or not M.flags.c_contiguous):
+        raise ValueError("lower_triangular_mix: need L (m, m) Fortran-ordered and M "
+                         f"(rows, m) C-contiguous of one float dtype; got L {L.shape} "
+                         f"{L.dtype}, M {M.shape} {M.dtype}")
+
+
+def lower_triangular_mix_numpy(L, scale, M):
+    """The twin of :func:`lower_triangular_mix`: the same single ``?trmm`` call through
+    SciPy's wrapper (which holds the GIL while it runs)."""
+    from scipy.linalg import blas
+
+    _check_lower_mix(L, M)
+    trmm = blas.dtrmm if M.dtype == np.float64 else blas.strmm
+    b = M.T                                                # F-contiguous (m, rows) view
+    res = trmm(float(scale), L, b, side=0, lower=1, overwrite_b=1)
+    if not np.shares_memory(res, b):
+        b[...] = res
+    return M
+
+
+def lower_triangular_mix(L, scale, M):
+    """``M <- scale (L M^T)^T = scale M L^T`` in place, for ``L`` (m, m) lower triangular in
+    Fortran order and ``M`` (rows, m) C-contiguous: one ``?trmm`` of SciPy's BLAS (whatever
+    :func:`blas_provider` says: the Monte-Carlo engine's products are SciPy's and NumPy's)
+    on the calling thread, the same call as the twin's, so the same bits (tested), but from
+    numba without the GIL: SciPy's wrapper holds it, and Monte-Carlo chunks on two worker
+    threads took turns in it. Returns ``M``."""
+    _check_lower_mix(L, M)
+    rows, m = M.shape
+    if rows == 0 or m == 0:
+        return M
+    if not _numba.HAVE_NUMBA:
+        _numba.warn_fallback("the triangular noise product")
+        return lower_triangular_mix_numpy(L, scale, M)
+    _trmm_blocks_serial(_scipy_blas_function("trmm", M.dtype, 11), _L, float(scale),
+                        L.reshape(-1, order="F"), m, M.reshape(-1), rows, 1)
     return M

@@ -194,3 +194,39 @@ def test_triangular_rows_reject_what_they_do_not_handle():
         upper_triangular_times_rows(R, np.ones((3, 2)).T)
     with pytest.raises(ValueError, match="dtype"):
         upper_triangular_times_rows(R, np.ones((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,m", [(1000, 300), (7, 5), (1, 1), (0, 4)])
+def test_lower_triangular_mix_is_scipys_call_bitwise(dtype, rows, m):
+    """``scale M L^T`` in place for lower triangular L: within the float64 sums' rounding
+    bound, and the bits of SciPy's own ``?trmm`` wrapper (the twin), also when the process
+    has chosen MKL for the training products (the Monte-Carlo engine keeps SciPy's BLAS)."""
+    from refnet._gemm import lower_triangular_mix, lower_triangular_mix_numpy
+
+    rng = np.random.default_rng(rows + m)
+    L = np.asfortranarray(np.tril(rng.standard_normal((m, m))).astype(dtype))
+    M = rng.standard_normal((rows, m)).astype(dtype)
+    exact = 0.7 * (M.astype(np.float64) @ L.T.astype(np.float64))
+    bound = (m + 2) * np.finfo(dtype).eps * 0.7 * (np.abs(M).astype(np.float64)
+                                                   @ np.abs(L.T).astype(np.float64))
+    got = M.copy()
+    assert lower_triangular_mix(L, 0.7, got) is got
+    assert np.all(np.abs(got - exact) <= bound)
+    np.testing.assert_array_equal(lower_triangular_mix_numpy(L, 0.7, M.copy()), got)
+    if rows:
+        _gemm._provider[:] = ["mkl", None]      # as if MKL were chosen: must not be asked for
+        _gemm._blas_functions.clear()
+        np.testing.assert_array_equal(lower_triangular_mix(L, 0.7, M.copy()), got)
+
+
+def test_lower_triangular_mix_rejects_what_it_does_not_handle():
+    from refnet._gemm import lower_triangular_mix
+
+    L = np.asfortranarray(np.tril(np.ones((3, 3))))
+    with pytest.raises(ValueError, match="Fortran-ordered"):
+        lower_triangular_mix(np.ascontiguousarray(L), 1.0, np.ones((2, 3)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        lower_triangular_mix(L, 1.0, np.ones((3, 2)).T)
+    with pytest.raises(ValueError, match="dtype"):
+        lower_triangular_mix(L, 1.0, np.ones((2, 3), np.float32))

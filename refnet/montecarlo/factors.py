@@ -14,7 +14,8 @@ must be named explicitly.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import blas
+
+from .._gemm import lower_triangular_mix
 
 __all__ = ["triangular_factor", "triangular_mix", "triangular_mix_numpy"]
 
@@ -38,10 +39,10 @@ def triangular_mix(L: Array, s, eps: Array) -> Array:
     """``s * eps @ L.T`` for ``eps`` (n_batch, m), computed in place in ``eps`` (returned).
 
     One BLAS triangular product (``trmm``): ``eps.T`` is ``eps`` read in column-major order, so
-    ``L @ eps.T`` in column-major is ``eps @ L.T`` in row-major, without a copy."""
-    trmm = blas.dtrmm if eps.dtype == np.float64 else blas.strmm
-    out = trmm(float(s), L, eps.T, side=0, lower=1, overwrite_b=1)
-    return out.T
+    ``L @ eps.T`` in column-major is ``eps @ L.T`` in row-major, without a copy. Called from
+    numba without the GIL (:func:`refnet._gemm.lower_triangular_mix`), so that chunks on
+    several workers run it at once."""
+    return lower_triangular_mix(L, s, eps)
 
 
 def triangular_mix_numpy(L: Array, s, eps: Array) -> Array:
