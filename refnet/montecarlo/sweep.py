@@ -148,11 +148,6 @@ def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
     seed = resolve_seed(rng)
     types, v = settings.noise_types, np.array(settings.variances, dtype=np.float64)
     engine = prepare(arch, params, cfg, settings.backend, settings.shortcuts, settings.dtype)
-    state = clean_state(engine, X)
-    quiet = engine.with_spec(NoiseSpec())   # zero variances: the clean network, same state
-    rows = np.arange(len(X))
-    clean_out, _ = propagate(quiet, state, rows, draw_noise(quiet, state, len(X), None))
-    clean_acc = float(np.mean(np.argmax(clean_out, axis=1) == y)) if len(X) else float("nan")
     reps, bs = settings.repetitions, settings.batch_size
     acc = np.empty((len(types), len(v), reps))
     total = acc.size
@@ -165,6 +160,12 @@ def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
               for k in range(reps) for c in range(len(starts))]
 
     local = threading.local()      # one Workspace per thread of this call, freed with it
+    state = None
+
+    def clean_accuracy():
+        quiet = engine.with_spec(NoiseSpec())   # zero variances: the clean network, same state
+        out, _ = propagate(quiet, state, np.arange(len(X)), draw_noise(quiet, state, len(X), None))
+        return float(np.mean(np.argmax(out, axis=1) == y)) if len(X) else float("nan")
 
     def n_correct(key):
         i, j, _, c = key
@@ -175,12 +176,18 @@ def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
                              local.ws)
 
     with worker_pool(settings.workers, settings.backend) as pool:
+        state = clean_state(engine, X, pool=pool)
+        # the clean pass is one more task: it runs beside the first noisy chunks
+        clean = pool.submit(clean_accuracy) if pool is not None else None
+        clean_acc = clean_accuracy() if pool is None else None
         counts = pool.map(n_correct, chunks) if pool is not None else map(n_correct, chunks)
         for p in range(total):
             correct = sum(next(counts) for _ in starts)
             acc.flat[p] = correct / len(X) if len(X) else float("nan")
             if progress is not None:
                 progress(p + 1, total)
+        if clean is not None:
+            clean_acc = clean.result()
     record = {"layers": list(engine.noisy), "position": cfg.position, "repetitions": reps,
               "batch_size": bs, "backend": engine.backend, "dtype": str(settings.dtype),
               "shortcuts": sorted(engine.shortcuts), "n_samples": int(len(X)),

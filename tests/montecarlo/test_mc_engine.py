@@ -222,3 +222,34 @@ def test_count_correct_and_slices_equal_propagate_and_argmax(backend, layers):
                                 ws) == want
     with pytest.raises(ValueError, match="step 1"):
         mc.propagate(eng, state, slice(0, 10, 2), draws)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("position", ["post", "pre"])
+def test_clean_state_blocks_on_a_pool_give_the_same_bits(dtype, position):
+    """The clean state is computed in blocks of CLEAN_BLOCK_ROWS rows: with a worker pool or
+    without, the same bits (a row count that is not a multiple of the block, and one under
+    it); and the values of the prefix through refnet.model.forward, to rounding."""
+    from refnet.montecarlo.engine import CLEAN_BLOCK_ROWS
+
+    arch = mlp((20, 9, 7, 3), "sigmoid", "identity")
+    params = init_params(arch, rng=3)
+    cfg = NoiseConfig(NoiseSpec(), (1, 2), position)
+    eng = mc.prepare(arch, params, cfg, "numba", dtype=dtype).with_spec(NoiseSpec(add_cor=0.1))
+    for n in (2 * CLEAN_BLOCK_ROWS + 17, CLEAN_BLOCK_ROWS - 1, 0):
+        X = np.random.default_rng(n).standard_normal((n, 20))
+        alone = mc.clean_state(eng, X)
+        with mc.worker_pool(2, "numba") as pool:
+            pooled = mc.clean_state(eng, X, pool=pool)
+        for a, b in ((alone.P, pooled.P), (alone.U, pooled.U)):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert a.dtype == dtype and a.shape[0] == n
+                np.testing.assert_array_equal(a, b)
+        assert alone.kind == ("z" if position == "pre" else "a")
+        z1 = X @ params.W[0].T + params.b[0]
+        want = z1 if position == "pre" else 1 / (1 + np.exp(-z1))
+        np.testing.assert_allclose(alone.P, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                   atol=1e-5 if dtype == np.float32 else 1e-12)
+        if alone.U is not None:
+            np.testing.assert_allclose(alone.U, want @ params.W[1].T, rtol=1e-4, atol=1e-4)
