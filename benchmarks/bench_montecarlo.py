@@ -33,6 +33,10 @@ both hidden layers (the "duque" placement), one noise type at a time at variance
   ``%lim cpu``: refnet's samples per CPU-second against one core's share of the limit (the
   rates are per core times the cores): the same ratio, robust to other processes' load.
   Not in any limit: refnet's clean-accuracy pass (part of a sweep's result).
+* same-bits bound (:func:`same_bits_bound`): what refnet could reach if it did nothing but
+  the pieces its default results are pinned to (its BLAS products at their shapes, its own
+  sigmoid, its normal draws), each timed alone in the run: how far refnet is from the
+  speed its own numbers allow, where the limit asks for other numbers.
 * verdict: on wall time, then (``cpu:``) on samples per CPU-second x cores; a row whose limit is set by flops and draws (their time exceeds that of refnet's
   own sigmoids) must reach 70 % of ``limit``; a sigmoid-bound row (correlated noise) must
   reach 1/1.5 of its own-sigmoid bound (``%own`` >= 66.7). A row that misses prints the bound
@@ -53,6 +57,7 @@ import tracemalloc
 import numpy as np
 from scipy.special import expit
 
+from refnet._gemm import lower_triangular_mix
 from refnet.model import init_params, mlp
 from refnet.montecarlo import (DEFAULT_SHORTCUTS, accuracy_sweep, neuron_statistics,
                                single_threaded_blas)
@@ -122,6 +127,53 @@ def machine_rates(dtype, rows: int, repeats: int, cores: int, torch=None) -> dic
     return {"gemm_flops": max(flops / t_multi, cores * flops / t_one),
             "draws": cores * buf.size / t_draw, "sigmoids": cores * A.size / t_sig,
             "own_sigmoids": cores * A.size / t_own}
+
+
+def same_bits_bound(noise_type: str, dtype, rows: int, reps: int, repeats: int,
+                    cores: int, tri: bool = False) -> dict:
+    """Samples per second if refnet did nothing but the pieces its default results' bits are
+    pinned to, each timed alone now on one thread, the per-core rate times ``cores``: the BLAS
+    products at refnet's shapes (per chunk of ``rows``: the dense layer-2 product of the noisy
+    layer-1 output where the default path has one (add_unc, mul_unc), the output layer; per
+    input, so 1/reps per sample: the clean first layer and, but for mul_unc, the clean layer-2
+    product), refnet's own sigmoid kernel (numba's libm ``exp``) on the layer-2 and, 1/reps,
+    the layer-1 pre-activations, and the default path's normal draws from the engine's
+    generator kernel (add_unc: n1 + n3, the layer-2 noise drawn in the output's dimensions;
+    mul_unc: n1 + n2; correlated: 2). Another product, another exp or another stream would
+    change the numbers; everything else refnet does (noise passes, rank-one updates, argmax,
+    chunk bookkeeping) is its own overhead. ``tri`` (add_unc with ``triangular_draws``): the
+    triangular product and n2 + n3 normals instead of the dense product and n1 + n3. Returns
+    the rate and the per-sample arithmetic."""
+    n0, n1, n2, n3 = SIZES
+    rng = np.random.default_rng(0)
+    X, A1, A2 = (rng.random((rows, n)).astype(dtype) for n in (n0, n1, n2))
+    W1, W2, W3 = (rng.standard_normal((o, i)).astype(dtype) for o, i in ((n1, n0), (n2, n1),
+                                                                          (n3, n2)))
+    with single_threaded_blas():
+        t1 = _best_one_thread_time(lambda: X @ W1.T, repeats)
+        t2 = _best_one_thread_time(lambda: A1 @ W2.T, repeats)
+        t3 = _best_one_thread_time(lambda: A2 @ W3.T, repeats)
+    out, e = np.empty_like(A2), np.empty((0, 0), dtype=dtype)
+    own = (K.ACT_CODES["sigmoid"], 0.0, K.POS_CLEAN)
+    t_sig = _best_one_thread_time(lambda: K.noisy_activation_serial(
+        A2, own, np.zeros(4, dtype), e, e, e, e, out), repeats)
+    n_draw = {"add_unc": n1 + n3, "mul_unc": n1 + n2}.get(noise_type, 2)
+    t_noise = t2 if noise_type in ("add_unc", "mul_unc") else 0.0    # the dense product
+    if tri:                          # the identity as L: the same work, the values unchanged
+        L, eps = np.asfortranarray(np.eye(n2, dtype=dtype)), rng.random((rows, n2)).astype(dtype)
+        with single_threaded_blas():
+            t_noise = _best_one_thread_time(lambda: lower_triangular_mix(L, 1.0, eps), repeats)
+        n_draw = n2 + n3
+    buf, gen = np.empty(rows * n_draw, dtype=dtype), np.random.default_rng(1)
+    t_draw = _best_one_thread_time(lambda: K.fill_normal(gen, buf), repeats)
+    per_input = t1 + t_sig * n1 / n2 + (t2 if noise_type != "mul_unc" else 0.0)
+    per_chunk = t_noise + t3 + t_sig + t_draw
+    t = (per_chunk + per_input / reps) / rows / cores
+    parts = [(t_noise, "triangular product" if tri else "layer-2 product"),
+             (t3, "output product"), (t_sig, "sigmoids"), (t_draw, f"{n_draw} normals"),
+             (per_input / reps, "per-input work")]
+    text = " + ".join(f"{x / rows / cores * 1e6:.3f} us {what}" for x, what in parts if x)
+    return {"rate": 1.0 / t, "t": t, "text": text}
 
 
 def minimum_work(noise_type: str, path: str = "minimum") -> tuple[int, int, str]:
@@ -346,7 +398,7 @@ def main(argv=None) -> int:
     header = (f"{'dtype':8}{'noise':9}" + "".join(f"{c + '/s':>11}" for c in cols)
               + f"{'limit/s':>11}{'%limit':>8}{'%lim+act':>9}{'%own':>7}{'%lim cpu':>9}{'x numpy':>8}"
               f"{'x torch':>8}{'x smart':>8}  verdict")
-    lines, cpu_lines, notes = [], [], []
+    lines, cpu_lines, notes, fixed = [], [], [], []
     for dtype in (np.float64, np.float32):
         dname = np.dtype(dtype).name
         rates = machine_rates(dtype, batch, repeats, cores, torch)
@@ -374,6 +426,7 @@ def main(argv=None) -> int:
                         if aih is not None:
                             fns["aihwkit"] = aih
             best = _best_times(fns, repeats)
+            pinned = same_bits_bound(base, dtype, batch, reps, repeats, cores, tri)
             lim = limits(base, rates, reps)
             path = limits(base, rates, reps, "default") if base == "add_unc" and not tri else None
             for w, rows in ((0, lines), (1, cpu_lines)):
@@ -393,7 +446,12 @@ def main(argv=None) -> int:
                                 f"{100 * r / lim['limit_own']:7.1f}"
                                 f"{100 * r_cpu * cores / lim['limit']:9.1f}" + ratios + f"  {tag}")
                     notes.append(f"{dname} {t}: limit = 1 / ({lim['text']} at this run's rates "
-                                 f"= {lim['t_fd'] * 1e6:.2f} us); " + why)
+                                 f"= {lim['t_fd'] * 1e6:.2f} us); " + why
+                                 + f"; same-bits bound 1 / ({pinned['text']} = "
+                                 f"{pinned['t'] * 1e6:.2f} us) = {pinned['rate']:,.0f}/s "
+                                 f"= {100 * pinned['rate'] / lim['limit']:.0f} % of the limit, "
+                                 f"refnet at {100 * r / pinned['rate']:.0f} % of it")
+                    fixed.append((f"{dname:8}{t:12}"[:17], r, pinned, lim))
                 else:
                     rows.append(f"{dname:8}{t:12}"[:17] + cells + ratios)
     print("noisy samples per second of wall time; limits from this run's measured rates")
@@ -403,6 +461,12 @@ def main(argv=None) -> int:
     print(f"{'dtype':8}{'noise':9}" + "".join(f"{c:>11}" for c in cols)
           + f"{'x numpy':>8}{'x torch':>8}{'x smart':>8}")
     print("\n".join(cpu_lines))
+    print("the same-bits bound: the pinned pieces alone (products, own sigmoids, draws; "
+          "one thread each, x cores)")
+    print(f"{'dtype':8}{'noise':9}{'refnet/s':>11}{'bound/s':>11}{'%bound':>8}{'bound %limit':>13}")
+    for name, r, pinned, lim in fixed:
+        print(f"{name}{r:11,.0f}{pinned['rate']:11,.0f}{100 * r / pinned['rate']:8.1f}"
+              f"{100 * pinned['rate'] / lim['limit']:13.1f}")
     print("what bounds each row (targets: >= 70 % of limit, aim 85 %, where flops and draws "
           "bound it; >= 1/1.5 of the own-sigmoid bound where sigmoids do):")
     print("\n".join("  " + n for n in notes))
