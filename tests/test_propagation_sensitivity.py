@@ -6,8 +6,9 @@ import pytest
 from refnet.model import Params, init_params, mlp
 from refnet.noise import NOISE_TYPES, NoiseConfig, NoiseSpec, noise_config
 from refnet.montecarlo.reference import monte_carlo_outputs
-from refnet.propagation.sensitivity import (format_report, gaussian_argmax_probabilities,
-                                            output_variance_contributions, sensitivity_report)
+from refnet.propagation.sensitivity import output_variance_contributions
+from refnet.propagation.sensitivity_report import (format_report, gaussian_argmax_probabilities,
+                                                   sensitivity_report)
 
 
 def _net(seed=1, sizes=(6, 8, 7, 4)):
@@ -174,3 +175,13 @@ def test_first_order_bits_do_not_depend_on_blas_or_numba_threads():
     for key, fp in runs.items():
         assert fp == first, f"OPENBLAS/NUMBA threads {key} changed the first-order bits"
     assert _first_order_fingerprints() == first
+
+
+def test_report_names_stay_importable_from_the_first_order_module():
+    """The report moved to sensitivity_report; code that imported it from sensitivity works."""
+    import refnet.propagation.sensitivity as first_order
+    import refnet.propagation.sensitivity_report as report
+
+    for name in ("sensitivity_report", "format_report", "gaussian_argmax_probabilities",
+                 "SensitivityReport"):
+        assert getattr(first_order, name) is getattr(report, name)

@@ -74,7 +74,7 @@ def _inputs(args):
 def run(args) -> int:
     from ..io import load_model
     from ..noise import NoiseConfig, noise_config
-    from ..propagation.sensitivity import format_report, sensitivity_report
+    from ..propagation.sensitivity_report import format_report, sensitivity_report
 
     spec = _noise_spec(args)
     arch, params, _ = load_model(args.model)
