@@ -4,7 +4,7 @@ Issue 14, item 3: the analytic curve of :func:`refnet.propagation.moments.predic
 should agree with Monte-Carlo (:func:`refnet.montecarlo.accuracy_sweep`) within 1 pp over
 variances in [1e-3, 1] for all four noise types on trained MNIST and Fashion-MNIST nets
 (784-300-300-10, sigmoid, Adagrad lr 0.01, batch 128, no shuffling, as in
-``refnet/experiments/duque.py``), at a fraction of Monte-Carlo's cost.
+``refnet/reproduction/duque/protocol.py``), at a fraction of Monte-Carlo's cost.
 
 For each dataset and noise type this prints, per variance, the predicted and Monte-Carlo
 accuracy (with Monte-Carlo's standard error over repetitions) and their difference; then the
@@ -20,7 +20,11 @@ Trained nets are cached (refnet model files, no pickle) under ``--cache`` (defau
 :mod:`refnet.propagation.moment_curve`, the default; ``full``: every variance on its own);
 each time is the fastest of ``--rounds`` runs, Monte-Carlo's too, so the ratio compares like
 with like on a loaded machine; the CPU time of all threads (``time.process_time``) is printed
-beside the wall time (Monte-Carlo's numba kernels may use several threads).
+beside the wall time (Monte-Carlo's numba kernels may use several threads). Where the curve
+conditions on W2's dominant directions (additive uncorrelated noise), it also prints where
+the fastest round's time went: the cubature points (each a conditional level over the open
+inputs) against the rest, and how much time per point a quarter of Monte-Carlo's time would
+leave (:class:`ConditionedTimer`).
 
 Usage:  python benchmarks/bench_moments.py [--quick] [--datasets mnist fashion-mnist]
         [--n-inputs 2000] [--reps 10] [--levels 10] [--epochs 3] [--methods auto full]
@@ -40,6 +44,8 @@ from refnet.io import load_model, save_model
 from refnet.model import init_params, mlp
 from refnet.montecarlo import accuracy_sweep
 from refnet.noise import NOISE_TYPES, NoiseConfig, NoiseSpec, noise_config
+from refnet.propagation import moment_curve
+from refnet.propagation.conditioned import cubature_rule
 from refnet.propagation.gaussian_argmax import gaussian_argmax_probability
 from refnet.propagation.moments import predicted_accuracy_curve
 from refnet.propagation.sensitivity import output_variance_contributions
@@ -64,6 +70,32 @@ def trained_net(dataset: str, epochs: int, cache: Path):
     cache.mkdir(parents=True, exist_ok=True)
     save_model(path, arch, params, {"dataset": dataset, "train": cfg.as_dict()})
     return arch, params, f"trained in {time.perf_counter() - t0:.0f} s, cached at {path}"
+
+
+class ConditionedTimer:
+    """Times the additive curve's conditioned levels: wraps the ``conditioned_probability``
+    that :mod:`refnet.propagation.moment_curve` calls (same arguments, same results) and
+    counts the cubature points each call evaluates, so that the benchmark can print where
+    the curve's time goes (each point is one conditional level over the inputs still open)."""
+
+    def __init__(self):
+        self.seconds, self.points, self.levels = 0.0, 0, 0
+        self._inner = moment_curve.conditioned_probability
+
+    def __call__(self, z2, variance, q2, deflation, level_probability):
+        t0 = time.perf_counter()
+        out = self._inner(z2, variance, q2, deflation, level_probability)
+        self.seconds += time.perf_counter() - t0
+        self.points += len(cubature_rule(deflation.US.shape[1])[1])
+        self.levels += 1
+        return out
+
+    def __enter__(self):
+        moment_curve.conditioned_probability = self
+        return self
+
+    def __exit__(self, *exc):
+        moment_curve.conditioned_probability = self._inner
 
 
 def first_order_curve(arch, params, X, y, noise, noise_type, variances):
@@ -122,15 +154,19 @@ def main(argv=None) -> int:
             predicted_accuracy_curve(arch, params, X[:50], y[:50], noise, "add_unc",
                                      variances, method=method)
         for t in args.types:
-            preds = {}
+            preds, split = {}, None
             for method in args.methods:
                 best, best_cpu = np.inf, np.inf
                 for _ in range(max(1, args.rounds)):
                     t0, c0 = time.perf_counter(), time.process_time()
-                    pred = predicted_accuracy_curve(arch, params, X, y, noise, t, variances,
-                                                    quadrature_nodes=args.quadrature_nodes,
-                                                    method=method, **directions)
-                    best = min(best, time.perf_counter() - t0)
+                    with ConditionedTimer() as timer:
+                        pred = predicted_accuracy_curve(arch, params, X, y, noise, t, variances,
+                                                        quadrature_nodes=args.quadrature_nodes,
+                                                        method=method, **directions)
+                    wall = time.perf_counter() - t0
+                    if wall < best and timer.levels:
+                        split = (method, wall, timer)
+                    best = min(best, wall)
                     best_cpu = min(best_cpu, time.process_time() - c0)
                 preds[method] = (pred, best, best_cpu)
             t_mc, cpu_mc = np.inf, np.inf
@@ -165,6 +201,15 @@ def main(argv=None) -> int:
                       f"{np.abs(p.accuracy - m).max() * 100:.2f} pp, to {args.methods[-1]} "
                       f"{gap:.4f} pp; CPU time (all threads) {cp:.2f} s vs {cpu_mc:.2f} s, "
                       f"ratio {cp / cpu_mc:.2f} {extra}")
+                if split is not None and split[0] == method:
+                    _, wall, tm = split
+                    print(f"   {method:5s} where the time goes (fastest round, {wall:.2f} s): "
+                          f"{tm.levels} conditioned levels, {tm.points} cubature points, "
+                          f"{tm.seconds:.2f} s ({1e3 * tm.seconds / tm.points:.1f} ms per point, "
+                          f"each a conditional level over the open inputs); the other "
+                          f"{len(variances)} levels and the shared work {wall - tm.seconds:.2f} s; "
+                          f"a quarter of Monte-Carlo's time would leave "
+                          f"{1e3 * (0.25 * t_mc - (wall - tm.seconds)) / tm.points:.1f} ms per point")
                 summary.append((ds, t, method, np.abs(p.accuracy - m).max() * 100,
                                 variances[int(np.argmax(np.abs(p.accuracy - m)))], tp, t_mc,
                                 cp / cpu_mc))
