@@ -61,6 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="threads working on whole batches (backend numba or numpy; default: "
                         "the available cores, at most 4); results do not depend on it")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    p.add_argument("--triangular-draws", action="store_true",
+                   help="additive uncorrelated noise reaches the next layer through a "
+                        "triangular factor of W W^T (fewer normals and half the flops; other "
+                        "random numbers with the same law, so other results than the default "
+                        "for the same seed; recorded in accuracy.json's settings.shortcuts)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -123,7 +128,7 @@ def _write_verified(path: Path, data: bytes) -> str:
 def run(args) -> int:
     from .. import __version__
     from ..io import load_model
-    from ..montecarlo import SweepSettings, accuracy_sweep
+    from ..montecarlo import DEFAULT_SHORTCUTS, SweepSettings, accuracy_sweep
     from ..noise import noise_config
     from ..reproduction.figures import accuracy_vs_variance, figure_png_bytes
 
@@ -142,9 +147,11 @@ def run(args) -> int:
     out = Path(args.out or f"evaluate_{Path(args.model).stem}")
     progress = None if args.no_progress else Progress("evaluate", unit="passes")
     t0 = time.perf_counter()
+    shortcuts = DEFAULT_SHORTCUTS + (("triangular_draws",) if args.triangular_draws else ())
     settings = SweepSettings(noise_types=args.noise_types, variances=variances,
                              repetitions=args.repetitions, batch_size=args.batch_size,
-                             backend=args.backend, dtype=args.dtype, workers=workers)
+                             backend=args.backend, dtype=args.dtype, workers=workers,
+                             shortcuts=shortcuts)
     result = accuracy_sweep(arch, params, X, y, cfg, settings, rng=args.seed, progress=progress)
     seconds = time.perf_counter() - t0
     csv = _csv_bytes(result)

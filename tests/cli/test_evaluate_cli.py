@@ -108,3 +108,26 @@ def test_evaluate_result_files_get_default_permissions(model_and_data, tmp_path)
     os.umask(umask)
     for name in ("accuracy.csv", "accuracy.json", "accuracy.png"):
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_evaluate_triangular_draws_is_opt_in_and_recorded(model_and_data, tmp_path):
+    """--triangular-draws gives the API's numbers with that shortcut (other draws than the
+    default for additive uncorrelated noise, the same for the other types) and is recorded."""
+    from refnet.montecarlo import DEFAULT_SHORTCUTS
+
+    arch, params, X, y, model, data = model_and_data
+    plain, tri = tmp_path / "plain", tmp_path / "tri"
+    assert main(_args(model, data, plain, "--no-progress", "--vmin", "1", "--vmax", "4")) == 0
+    assert main(_args(model, data, tri, "--no-progress", "--vmin", "1", "--vmax", "4",
+                      "--triangular-draws")) == 0
+    m_plain, m_tri = (json.load(open(d / "accuracy.json")) for d in (plain, tri))
+    assert "triangular_draws" in m_tri["settings"]["shortcuts"]
+    assert "triangular_draws" not in m_plain["settings"]["shortcuts"]
+    ref = accuracy_sweep(arch, params, X, y, "duque", noise_types=NOISE_TYPES,
+                         variances=np.logspace(0, np.log10(4), 3), repetitions=2, batch_size=50,
+                         rng=7, shortcuts=DEFAULT_SHORTCUTS + ("triangular_draws",))
+    got = np.array(m_tri["accuracy"])
+    assert np.array_equal(got, ref.accuracy)
+    a_plain, a_tri = np.array(m_plain["accuracy"]), got
+    assert not np.array_equal(a_plain[0], a_tri[0])            # add_unc: other draws
+    assert np.array_equal(a_plain[1:], a_tri[1:])              # the other types: the same
