@@ -317,13 +317,14 @@ _trmm_blocks_serial = _numba.njit(_numba.variant(_trmm_blocks_body, "_serial"), 
                                   cache=True)
 
 
-def _check_trmm(R, M, name: str = "upper_triangular_times_rows", what: str = "R (n, n)"):
+def _check_trmm(R, M, name: str = "upper_triangular_times_rows", factor: str = "R",
+                dim: str = "n"):
     if (R.ndim != 2 or M.ndim != 2 or R.shape != (M.shape[1],) * 2 or R.dtype != M.dtype
             or R.dtype.char not in "fd" or not R.flags.f_contiguous
             or not M.flags.c_contiguous):
-        raise ValueError(f"{name}: need {what} Fortran-ordered and M (rows, {what[3]}) "
-                         f"C-contiguous of one float dtype; got {what[0]} {R.shape} {R.dtype}, "
-                         f"M {M.shape} {M.dtype}")
+        raise ValueError(f"{name}: need {factor} ({dim}, {dim}) Fortran-ordered and M (rows, "
+                         f"{dim}) C-contiguous of one float dtype; got {factor} {R.shape} "
+                         f"{R.dtype}, M {M.shape} {M.dtype}")
 
 
 def upper_triangular_times_rows_numpy(R, M):
@@ -370,7 +371,7 @@ def lower_triangular_mix_numpy(L, scale, M):
     SciPy's wrapper (which holds the GIL while it runs)."""
     from scipy.linalg import blas
 
-    _check_trmm(L, M, "lower_triangular_mix", "L (m, m)")
+    _check_trmm(L, M, "lower_triangular_mix", "L", "m")
     trmm = blas.dtrmm if M.dtype == np.float64 else blas.strmm
     b = M.T                                                # F-contiguous (m, rows) view
     res = trmm(float(scale), L, b, side=0, lower=1, overwrite_b=1)
@@ -386,7 +387,7 @@ def lower_triangular_mix(L, scale, M):
     on the calling thread, the same call as the twin's, so the same bits (tested), but from
     numba without the GIL: SciPy's wrapper holds it, and Monte-Carlo chunks on two worker
     threads took turns in it. Returns ``M``."""
-    _check_trmm(L, M, "lower_triangular_mix", "L (m, m)")
+    _check_trmm(L, M, "lower_triangular_mix", "L", "m")
     rows, m = M.shape
     if rows == 0 or m == 0:
         return M

@@ -255,10 +255,11 @@ def _prefix(engine: Engine, X: Array) -> tuple[Array, str]:
     return a, "a"
 
 
-#: Rows per block of the clean state's products. Blocks run on the caller's worker pool;
-#: cut where they are, they leave every bit as one product over all rows (measured with
-#: OpenBLAS's float64 kernels here: cuts at multiples of 24 rows keep them, other cuts change
-#: the last rows, which go through a remainder kernel), and they depend on the shape alone.
+#: Rows per block of the clean state's products, which run on the caller's worker pool. The
+#: blocks depend on the row count alone, so the bits never depend on the workers. Cut at a
+#: multiple of 384 rows they also equal one product over all rows with the OpenBLAS kernels
+#: measured here (cuts at multiples of 24 rows keep every bit; other cuts change the last rows,
+#: which a remainder kernel computes); a BLAS with other kernels may round them differently.
 CLEAN_BLOCK_ROWS = 384
 
 
