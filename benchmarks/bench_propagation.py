@@ -17,8 +17,11 @@ inputs and the same noise placement:
   variances_from_statistics`. Target >= 1000x.
 
 Each row prints: the method's time (best of ``--repeats`` after a warm-up), the Monte-Carlo
-time (best of ``--mc-rounds``, default 2: the machine's speed changes between runs), their
-ratio, the ratio's FLOP bound, the median relative error of the variance (and of the SNR)
+time, their ratio, the ratio's FLOP bound, from ``--mc-rounds`` rounds (default 2), each timing
+the floor, the method and one Monte-Carlo run back to back; the ratio and the bound are the
+medians of the rounds' own ratios (the machine switches between two speeds about 2x apart,
+so times from different moments do not make a ratio), the times shown the fastest; every
+timing starts after a quarter-second pause (:data:`PAUSE`); the median relative error of the variance (and of the SNR)
 vs Monte-Carlo, and a verdict. The FLOP bound is the Monte-Carlo time over the method's
 *floor*: the bare matrix products it cannot avoid (the clean forward pass, plus
 for the first-order rows the products with the Jacobian: the ``n_out x n_2 x n_1`` product
@@ -62,6 +65,10 @@ from refnet.propagation.trained import (network_statistics,  # noqa: E402
                                         variances_from_statistics)
 
 FIRST_ORDER_TARGET, WEIGHT_STATS_TARGET, ERROR_TARGET = 300.0, 1000.0, 0.10
+#: Seconds idle before each timing: OpenBLAS's threads spin for about 0.1 s after a product,
+#: and refnet's blocks on numba's threads, timed right after one, ran up to 2x slower
+#: (forward() of 1,000 inputs: 13-16 ms against 8.1-8.4 ms after the pause, measured).
+PAUSE = 0.25
 INTENSITY = {"add_unc": "D_A_U_intensity", "add_cor": "D_A_C_intensity",
              "mul_unc": "D_M_U_intensity", "mul_cor": "D_M_C_intensity"}
 
@@ -99,17 +106,29 @@ def floors(arch, P, X, repeats: int) -> dict[str, float]:
     return {"forward": t_fwd, "jacobian": t_jac, "gram": t_gram}
 
 
-def monte_carlo_time(arch, P, X, cfg, args, rng) -> tuple[float, np.ndarray]:
-    """Best wall time of ``--mc-rounds`` Monte-Carlo runs (each a fresh draw from ``rng``)
-    and the first run's outputs (K, n, n_out): best of several on both sides, so that a
-    machine that changes speed between runs moves neither side alone."""
-    times, first = [], None
+def paired_rounds(method, monte_carlo, floor, args) -> dict:
+    """``--mc-rounds`` rounds, each timing the floor's products and the method (best of
+    ``--repeats`` each) and then one Monte-Carlo run (a fresh draw), back to back: each
+    round's ratio compares timings made at the same machine speed (the machine switches
+    between two speeds about 2x apart, sometimes mid-run). Returns the fastest times, the
+    median of the rounds' ratios and bounds, the method's last result and the first
+    Monte-Carlo outputs (K, n, n_out)."""
+    rounds, out, Y0 = [], None, None
     for _ in range(max(1, args.mc_rounds)):
+        time.sleep(PAUSE)
+        t_floor, how = floor()
+        time.sleep(PAUSE)
+        t, out = best_time(method, args.repeats)
+        time.sleep(PAUSE)
         t0 = time.perf_counter()
-        Y = monte_carlo_outputs(arch, P, X, cfg, args.trials, rng)
-        times.append(time.perf_counter() - t0)
-        first = Y if first is None else first
-    return min(times), first
+        Y = monte_carlo()
+        rounds.append((t, time.perf_counter() - t0, t_floor))
+        Y0 = Y if Y0 is None else Y0
+    t, t_mc, t_floor = (min(r[i] for r in rounds) for i in range(3))
+    return {"t": t, "t_mc": t_mc, "floor": t_floor, "how": how, "result": out, "Y": Y0,
+            "ratio": float(np.median([r[1] / r[0] for r in rounds])),
+            "bound": float(np.median([r[1] / r[2] for r in rounds])),
+            "ratios": [r[1] / r[0] for r in rounds]}
 
 
 def median_rel(a, b) -> float:
@@ -119,27 +138,29 @@ def median_rel(a, b) -> float:
 
 def first_order_row(arch, P, X, noise_type, args, rng) -> dict:
     """Time the first-order variances and compare them with Monte-Carlo, one noise type."""
-    fl = floors(arch, P, X, args.repeats)
     cfg = noise_config("duque", NoiseSpec.single(noise_type, args.variance), arch.n_layers)
-    t, (mean, contrib, _, _) = best_time(lambda: output_variance_contributions(
-        arch, P, X, cfg, covariance=False), args.repeats)
-    var = contrib.sum((0, 1))
-    t_mc, Y = monte_carlo_time(arch, P, X, cfg, args, rng)
-    var_mc, mean_mc = Y.var(0, ddof=1), Y.mean(0)
     extra = {"add_unc": ("gram", "triangular n_out x n_2^2/2 per input"),
              "mul_unc": ("jacobian", "forming G_1, n_out x n_2 x n_1 per input")}.get(noise_type)
-    floor = fl["forward"] + (fl[extra[0]] if extra else 0.0)
-    how = f"forward {fl['forward'] * 1e3:.1f} ms" + (
-        f" + {extra[1]} {fl[extra[0]] * 1e3:.1f} ms" if extra else " (vector products only)")
-    return {"method": "first order", "type": noise_type, "t": t, "t_mc": t_mc,
-            "floor": floor, "how": how, "err": median_rel(var, var_mc),
+
+    def floor():
+        fl = floors(arch, P, X, args.repeats)
+        how = f"forward {fl['forward'] * 1e3:.1f} ms" + (
+            f" + {extra[1]} {fl[extra[0]] * 1e3:.1f} ms" if extra else " (vector products only)")
+        return fl["forward"] + (fl[extra[0]] if extra else 0.0), how
+
+    r = paired_rounds(lambda: output_variance_contributions(arch, P, X, cfg, covariance=False),
+                      lambda: monte_carlo_outputs(arch, P, X, cfg, args.trials, rng), floor, args)
+    mean, contrib, _, _ = r.pop("result")
+    Y = r.pop("Y")
+    var = contrib.sum((0, 1))
+    var_mc, mean_mc = Y.var(0, ddof=1), Y.mean(0)
+    return {"method": "first order", "type": noise_type, **r, "err": median_rel(var, var_mc),
             "err_snr": median_rel(np.abs(mean) / np.sqrt(var), np.abs(mean_mc) / np.sqrt(var_mc)),
             "target": FIRST_ORDER_TARGET}
 
 
 def weight_stats_row(arch, P, X, noise_type, args, rng) -> dict:
     """Time Eqs. 14-15 (statistics apart) and compare them with Monte-Carlo, one noise type."""
-    fl = floors(arch, P, X, args.repeats)
     density = "exp_quartic"
     try:
         t_stats, stats = best_time(lambda: network_statistics(arch, P, X, density), 1)
@@ -152,19 +173,23 @@ def weight_stats_row(arch, P, X, noise_type, args, rng) -> dict:
         y, _ = forward(arch, P, X)  # the clean outputs, where Eq. 5's curve is read
         return y, variances_from_statistics(stats, **D)["output_variance"](y)
 
-    t, (y, var) = best_time(per_input, args.repeats)
+    def floor():
+        fl = floors(arch, P, X, args.repeats)
+        return fl["forward"], f"forward {fl['forward'] * 1e3:.1f} ms"
+
     cfg = noise_config("semenova", NoiseSpec.single(noise_type, args.variance), arch.n_layers)
-    t_mc, Y = monte_carlo_time(arch, P, X, cfg, args, rng)
+    r = paired_rounds(per_input, lambda: monte_carlo_outputs(arch, P, X, cfg, args.trials, rng),
+                      floor, args)
+    y, var = r.pop("result")
+    Y = r.pop("Y")
     var_mc, mean_mc = Y.var(0, ddof=1), Y.mean(0)
-    return {"method": "weight stats", "type": noise_type, "t": t, "t_mc": t_mc,
-            "floor": fl["forward"], "how": f"forward {fl['forward'] * 1e3:.1f} ms",
-            "err": median_rel(var, var_mc),
+    return {"method": "weight stats", "type": noise_type, **r, "err": median_rel(var, var_mc),
             "err_snr": median_rel(np.abs(y) / np.sqrt(var), np.abs(mean_mc) / np.sqrt(var_mc)),
             "target": WEIGHT_STATS_TARGET, "t_stats": t_stats, "density": density}
 
 
 def verdict(r) -> str:
-    ratio, bound = r["t_mc"] / r["t"], r["t_mc"] / r["floor"]
+    ratio, bound = r["ratio"], r["bound"]
     parts = []
     if ratio >= r["target"]:
         parts.append("speed met")
@@ -192,10 +217,15 @@ def run_network(name, arch, P, X, args, rng) -> list[dict]:
           f"{'var err':>9}{'SNR err':>9}  verdict")
     for r in rows:
         print(f"{r['method']:<13}{r['type']:<9}{r['t'] * 1e3:>7.1f}ms{r['t_mc']:>8.2f}s"
-              f"{r['t_mc'] / r['t']:>7.0f}x{r['t_mc'] / r['floor']:>7.0f}x"
+              f"{r['ratio']:>7.0f}x{r['bound']:>7.0f}x"
               f"{100 * r['err']:>8.1f}%{100 * r['err_snr']:>8.1f}%  {verdict(r)}")
+    print("ratio and bound: the median over rounds of each round's Monte-Carlo time over its "
+          "own method and floor times (times shown: the fastest); per round:")
+    for r in rows:
+        print(f"  {r['method']}, {r['type']}: "
+              + ", ".join(f"{x:.0f}x" for x in r["ratios"]))
     print("bounds (MC time / floor; the floor is the bare BLAS time of the products the method "
-          "cannot avoid):")
+          "cannot avoid; fastest times):")
     for r in rows:
         print(f"  {r['method']}, {r['type']}: {r['t_mc']:.2f} s / ({r['how']}) = "
               f"{r['t_mc']:.2f} s / {r['floor'] * 1e3:.1f} ms = {r['t_mc'] / r['floor']:.0f}x")
@@ -220,7 +250,7 @@ def main(argv=None) -> int:
     ap.add_argument("--noise-types", nargs="+", default=list(NOISE_TYPES), choices=NOISE_TYPES)
     ap.add_argument("--repeats", type=int, default=5, help="timed calls of each analytic method")
     ap.add_argument("--mc-rounds", type=int, default=2,
-                    help="Monte-Carlo runs per row; the fastest is the time compared")
+                    help="rounds per row, each one Monte-Carlo run timed right after the method")
     ap.add_argument("--no-weight-stats", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="100 inputs")
