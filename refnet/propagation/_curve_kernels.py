@@ -66,29 +66,37 @@ def hermite_sums_numpy(E: Array, C: Array, w_pos: Array, w0, m1: Array, m2: Arra
         add(w0)
 
 
-def _hermite_sums_body(E, C, w_pos, w0, has0, m1, m2):
-    B, n = E.shape
-    shared = C.shape[1] == 1
-    for b in range(B):
-        r = 0 if shared else b
+def _row_sums_body(E, C, w_pos, w0, has0, b, r, m1, m2):
+    # Row b of the sums into m1[b] and m2 (1-D), in the twin's order and operations; the
+    # inner loops are independent per element, so LLVM vectorizes the divisions.
+    n = E.shape[1]
+    for j in range(n):
+        m1[b, j] = 0.0
+        m2[j] = 0.0
+    for k in range(w_pos.size):
+        wk = w_pos[k]
         for j in range(n):
-            m1[b, j] = 0.0
-            m2[b, j] = 0.0
-        for k in range(w_pos.size):              # the twin's order and operations; the
-            wk = w_pos[k]                        # inner loops are independent per element,
-            for j in range(n):                   # so LLVM vectorizes the divisions
-                s = 1.0 / (E[b, j] * C[k, r, j] + 1.0)
-                m1[b, j] = m1[b, j] + wk * s
-                m2[b, j] = m2[b, j] + wk * (s * s)
-            for j in range(n):
-                s = 1.0 / (E[b, j] / C[k, r, j] + 1.0)
-                m1[b, j] = m1[b, j] + wk * s
-                m2[b, j] = m2[b, j] + wk * (s * s)
-        if has0:
-            for j in range(n):
-                s = 1.0 / (E[b, j] + 1.0)
-                m1[b, j] = m1[b, j] + w0 * s
-                m2[b, j] = m2[b, j] + w0 * (s * s)
+            s = 1.0 / (E[b, j] * C[k, r, j] + 1.0)
+            m1[b, j] = m1[b, j] + wk * s
+            m2[j] = m2[j] + wk * (s * s)
+        for j in range(n):
+            s = 1.0 / (E[b, j] / C[k, r, j] + 1.0)
+            m1[b, j] = m1[b, j] + wk * s
+            m2[j] = m2[j] + wk * (s * s)
+    if has0:
+        for j in range(n):
+            s = 1.0 / (E[b, j] + 1.0)
+            m1[b, j] = m1[b, j] + w0 * s
+            m2[j] = m2[j] + w0 * (s * s)
+
+
+_row_sums = njit(cache=True, inline="always", error_model="numpy")(_row_sums_body)
+
+
+def _hermite_sums_body(E, C, w_pos, w0, has0, m1, m2):
+    shared = C.shape[1] == 1
+    for b in range(E.shape[0]):
+        _row_sums(E, C, w_pos, w0, has0, b, 0 if shared else b, m1, m2[b])
 
 
 _hermite_sums = njit(cache=True, error_model="numpy")(_hermite_sums_body)
@@ -132,26 +140,8 @@ def _hermite_level_body(E, C, w_pos, w0, has0, var_z, s, mul, m1, d, v2):
     shared = C.shape[1] == 1
     shared_v = var_z.shape[0] == 1
     for b in range(B):
-        r = 0 if shared else b
+        _row_sums(E, C, w_pos, w0, has0, b, 0 if shared else b, m1, m2)
         rv = 0 if shared_v else b
-        for j in range(n):
-            m1[b, j] = 0.0
-            m2[j] = 0.0
-        for k in range(w_pos.size):              # hermite_sums' loops, operation for operation
-            wk = w_pos[k]
-            for j in range(n):
-                f = 1.0 / (E[b, j] * C[k, r, j] + 1.0)
-                m1[b, j] = m1[b, j] + wk * f
-                m2[j] = m2[j] + wk * (f * f)
-            for j in range(n):
-                f = 1.0 / (E[b, j] / C[k, r, j] + 1.0)
-                m1[b, j] = m1[b, j] + wk * f
-                m2[j] = m2[j] + wk * (f * f)
-        if has0:
-            for j in range(n):
-                f = 1.0 / (E[b, j] + 1.0)
-                m1[b, j] = m1[b, j] + w0 * f
-                m2[j] = m2[j] + w0 * (f * f)
         for j in range(n):                       # output_variances, in its order
             a = m1[b, j]
             dj = a - m2[j]
