@@ -212,13 +212,11 @@ def _mkl_function(lib, name: str, dtype, n_args: int):
 def _blas_function(name: str, dtype, n_args: int):
     """``s<name>`` / ``d<name>`` of the chosen BLAS (:func:`blas_provider`) as a ctypes
     function (:func:`_fortran_function`)."""
-    provider = blas_provider()
-    key = (provider, name, np.dtype(dtype).char)
-    if key not in _blas_functions:
-        if provider == "mkl":
-            _blas_functions[key] = _mkl_function(_provider[1], name, dtype, n_args)
-        else:
-            _blas_functions[key] = _scipy_blas_function(name, dtype, n_args)
+    if blas_provider() != "mkl":
+        return _scipy_blas_function(name, dtype, n_args)
+    key = (name, np.dtype(dtype).char)
+    if key not in _blas_functions:           # MKL's, cleared when the provider changes
+        _blas_functions[key] = _mkl_function(_provider[1], name, dtype, n_args)
     return _blas_functions[key]
 
 
@@ -327,22 +325,27 @@ def _check_trmm(R, M, name: str = "upper_triangular_times_rows", factor: str = "
                          f"{R.dtype}, M {M.shape} {M.dtype}")
 
 
+def _scipy_trmm(T, b, scale, *, lower: bool) -> None:
+    """``b <- scale T b`` in place (``b`` an F-contiguous view) by one ``?trmm`` call through
+    SciPy's wrapper: the twins' form of the kernels' call."""
+    from scipy.linalg import blas
+
+    trmm = blas.dtrmm if b.dtype == np.float64 else blas.strmm
+    res = trmm(float(scale), T, b, side=0, lower=int(lower), overwrite_b=1)
+    if not np.shares_memory(res, b):
+        b[...] = res
+
+
 def upper_triangular_times_rows_numpy(R, M):
     """The NumPy twin: the same column blocks of ``M^T``, one after the other, each the same
     ``?trmm`` call through SciPy's wrapper, in place."""
-    from scipy.linalg import blas
-
     _check_trmm(R, M)
-    trmm = blas.dtrmm if M.dtype == np.float64 else blas.strmm
     rows, n = M.shape
     nb = row_blocks(rows, n, n)
     step = -(-rows // nb) if rows else 1
     with fixed_blas_threads():
         for c0 in range(0, rows, step):
-            b = M[c0:c0 + step].T                          # F-contiguous (n, k) view
-            res = trmm(1.0, R, b, side=0, lower=0, trans_a=0, overwrite_b=1)
-            if not np.shares_memory(res, b):
-                b[...] = res
+            _scipy_trmm(R, M[c0:c0 + step].T, 1.0, lower=False)   # F-contiguous (n, k) view
     return M
 
 
@@ -369,14 +372,8 @@ def upper_triangular_times_rows(R, M):
 def lower_triangular_mix_numpy(L, scale, M):
     """The twin of :func:`lower_triangular_mix`: the same single ``?trmm`` call through
     SciPy's wrapper (which holds the GIL while it runs)."""
-    from scipy.linalg import blas
-
     _check_trmm(L, M, "lower_triangular_mix", "L", "m")
-    trmm = blas.dtrmm if M.dtype == np.float64 else blas.strmm
-    b = M.T                                                # F-contiguous (m, rows) view
-    res = trmm(float(scale), L, b, side=0, lower=1, overwrite_b=1)
-    if not np.shares_memory(res, b):
-        b[...] = res
+    _scipy_trmm(L, M.T, scale, lower=True)                # F-contiguous (m, rows) view
     return M
 
 
