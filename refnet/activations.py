@@ -58,31 +58,40 @@ def sigmoid(z: Array) -> Array:
     return np.reciprocal(out, out=out)
 
 
+def _sigmoid_terms(z: Array) -> tuple[Array, Array, Array, Array]:
+    """``(z, a, e, r)`` with ``a = -|z|``, ``e = exp(a)`` (never overflows), ``r = 1 / (1 + e)``:
+    what both derivatives are written in."""
+    z = _as_float(z)
+    a = -np.abs(z)
+    e = np.exp(a)
+    return z, a, e, 1.0 / (1.0 + e)
+
+
+def _prime(e: Array, r: Array) -> Array:
+    return e * r * r
+
+
+def _second(z: Array, a: Array, e: Array, r: Array) -> Array:
+    return np.sign(z) * (e * np.expm1(a)) * (r * r * r)  # expm1: 1 - e without cancellation
+
+
 def sigmoid_prime(z: Array) -> Array:
     """``sigma'(z) = sigma(z) sigma(-z) = e / (1 + e)^2`` with ``e = exp(-|z|)`` (even in z)."""
-    e = np.exp(-np.abs(_as_float(z)))
-    r = 1.0 / (1.0 + e)
-    return e * r * r
+    _, _, e, r = _sigmoid_terms(z)
+    return _prime(e, r)
 
 
 def sigmoid_second(z: Array) -> Array:
     """``sigma''(z) = sigma'(z) (1 - 2 sigma(z)) = -sign(z) e (1 - e) / (1 + e)^3``, ``e = exp(-|z|)``."""
-    z = _as_float(z)
-    a = -np.abs(z)
-    e = np.exp(a)
-    r = 1.0 / (1.0 + e)
-    return np.sign(z) * (e * np.expm1(a)) * (r * r * r)  # expm1: 1 - e without cancellation
+    return _second(*_sigmoid_terms(z))
 
 
 def sigmoid_prime_and_second(z: Array) -> tuple[Array, Array]:
     """``(sigmoid_prime(z), sigmoid_second(z))`` with their shared ``e = exp(-|z|)`` and
     ``r = 1 / (1 + e)`` computed once: the same operations on the same numbers, so the same
     bits as the two functions (tested). Eq. 7's derivative term needs both for every batch."""
-    z = _as_float(z)
-    a = -np.abs(z)
-    e = np.exp(a)
-    r = 1.0 / (1.0 + e)
-    return e * r * r, np.sign(z) * (e * np.expm1(a)) * (r * r * r)
+    z, a, e, r = _sigmoid_terms(z)
+    return _prime(e, r), _second(z, a, e, r)
 
 
 def sigmoid_prime_from_output(s: Array) -> Array:
