@@ -96,6 +96,14 @@ def _best_one_thread_time(fn, repeats: int) -> float:
     return min(_best_times({"f": fn}, repeats)["f"])
 
 
+def _own_sigmoid_time(A, repeats: int) -> float:
+    """One-thread time of refnet's own sigmoid kernel (the engine's clean activation) on A."""
+    out, e = np.empty_like(A), np.empty((0, 0), dtype=A.dtype)
+    own = (K.ACT_CODES["sigmoid"], 0.0, K.POS_CLEAN)
+    return _best_one_thread_time(lambda: K.noisy_activation_serial(
+        A, own, np.zeros(4, A.dtype), e, e, e, e, out), repeats)
+
+
 def machine_rates(dtype, rows: int, repeats: int, cores: int, torch=None) -> dict:
     """Machine rates measured now, for all ``cores``: GEMM flops per second (the better of
     multithreaded BLAS and ``cores`` x one BLAS thread, on a (rows, 300) x (300, 300) product),
@@ -119,10 +127,7 @@ def machine_rates(dtype, rows: int, repeats: int, cores: int, torch=None) -> dic
         torch.set_num_threads(1)
         t_sig = min(t_sig, _best_one_thread_time(lambda: torch.sigmoid(At), repeats))
         torch.set_num_threads(n_threads)
-    out, e = np.empty_like(A), np.empty((0, 0), dtype=dtype)
-    own = (K.ACT_CODES["sigmoid"], 0.0, K.POS_CLEAN)
-    t_own = _best_one_thread_time(lambda: K.noisy_activation_serial(A, own, np.zeros(4, dtype), e, e, e,
-                                                         e, out), repeats)
+    t_own = _own_sigmoid_time(A, repeats)
     flops = 2 * rows * SIZES[1] * SIZES[2]
     return {"gemm_flops": max(flops / t_multi, cores * flops / t_one),
             "draws": cores * buf.size / t_draw, "sigmoids": cores * A.size / t_sig,
@@ -153,10 +158,7 @@ def same_bits_bound(noise_type: str, dtype, rows: int, reps: int, repeats: int,
         t1 = _best_one_thread_time(lambda: X @ W1.T, repeats)
         t2 = _best_one_thread_time(lambda: A1 @ W2.T, repeats)
         t3 = _best_one_thread_time(lambda: A2 @ W3.T, repeats)
-    out, e = np.empty_like(A2), np.empty((0, 0), dtype=dtype)
-    own = (K.ACT_CODES["sigmoid"], 0.0, K.POS_CLEAN)
-    t_sig = _best_one_thread_time(lambda: K.noisy_activation_serial(
-        A2, own, np.zeros(4, dtype), e, e, e, e, out), repeats)
+    t_sig = _own_sigmoid_time(A2, repeats)
     n_draw = {"add_unc": n1 + n3, "mul_unc": n1 + n2}.get(noise_type, 2)
     t_noise = t2 if noise_type in ("add_unc", "mul_unc") else 0.0    # the dense product
     if tri:                          # the identity as L: the same work, the values unchanged
