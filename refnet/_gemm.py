@@ -12,7 +12,9 @@ or many, numba or not, every block is the same call on the same numbers: the sam
 
 The triangular product ``M R^T`` of the first-order propagation
 (:func:`upper_triangular_times_rows`, one in-place ``?trmm`` per block of rows of ``M``) is
-cut and run the same way.
+cut and run the same way; its per-input sums ``sum_j G_kj^2 x_j^2``
+(:func:`squares_times_squares`, one ``?gemv`` per input) run their inputs in blocks on
+numba's threads, each input one call.
 
 Row-major ``C`` (M x N) is column-major ``C^T`` (N x M), so each block is the Fortran call
 ``gemm(op_B, op_A, N, m, K, 1, B, ldb, A_block, lda, 0, C_block, ldc)`` with ``'N'`` for a
@@ -47,7 +49,8 @@ from .errors import ConfigError
 
 __all__ = ["matmul", "matmul_numpy", "row_blocks", "SPLIT_MIN_ROWS", "SPLIT_MIN_WORK",
            "upper_triangular_times_rows", "upper_triangular_times_rows_numpy",
-           "lower_triangular_mix", "lower_triangular_mix_numpy", "blas_provider",
+           "lower_triangular_mix", "lower_triangular_mix_numpy", "squares_times_squares",
+           "squares_times_squares_numpy", "blas_provider",
            "BLAS_PROVIDERS"]
 
 # A product is split in two when it has at least this many rows and M*N*K multiply-adds:
@@ -315,6 +318,16 @@ _trmm_blocks_serial = _numba.njit(_numba.variant(_trmm_blocks_body, "_serial"), 
                                   cache=True)
 
 
+def _blocks_kernel(parallel, serial, what: str):
+    """Which build of a block kernel to call: the ``parallel`` one inside
+    ``fixed_blas_threads`` (blocks on numba's threads), else the ``serial`` one; None, after
+    the fallback warning naming ``what``, when numba is absent (the caller runs its twin)."""
+    if not _numba.HAVE_NUMBA:
+        _numba.warn_fallback(what)
+        return None
+    return parallel if in_fixed_blas_threads() else serial
+
+
 def _check_trmm(R, M, name: str = "upper_triangular_times_rows", factor: str = "R",
                 dim: str = "n"):
     if (R.ndim != 2 or M.ndim != 2 or R.shape != (M.shape[1],) * 2 or R.dtype != M.dtype
@@ -359,10 +372,9 @@ def upper_triangular_times_rows(R, M):
     rows, n = M.shape
     if rows == 0 or n == 0:
         return M
-    if not _numba.HAVE_NUMBA:
-        _numba.warn_fallback("the fixed-block matrix products")
+    kernel = _blocks_kernel(_trmm_blocks, _trmm_blocks_serial, "the fixed-block matrix products")
+    if kernel is None:
         return upper_triangular_times_rows_numpy(R, M)
-    kernel = _trmm_blocks if in_fixed_blas_threads() else _trmm_blocks_serial
     with fixed_blas_threads():
         kernel(_blas_function("trmm", M.dtype, 11), _U, 1.0, R.reshape(-1, order="F"), n,
                M.reshape(-1), rows, row_blocks(rows, n, n))
@@ -394,3 +406,84 @@ def lower_triangular_mix(L, scale, M):
     _trmm_blocks_serial(_scipy_blas_function("trmm", M.dtype, 11), _L, float(scale),
                         L.reshape(-1, order="F"), m, M.reshape(-1), rows, 1)
     return M
+
+
+# --- per-input sums of squares weighted by the signal's squares -----------------------------
+def _squared_gemv_body(gemv, g, x, out, B, K, n, nb):
+    # g: flat C-contiguous (B, K, n) storage, x (B, n), out (B, K). For each input b one
+    # ?gemv: out[b] = (g[b] o g[b]) (x[b] o x[b]), with the (K, n) squares, which BLAS sees
+    # as the column-major (n, K) matrix, transposed ('T'). The squares are formed in a small
+    # buffer per block of inputs, so no (B, K, n) array of them is written.
+    step = (B + nb - 1) // nb
+    for i in _numba.prange(nb):
+        sq = np.empty(K * n, g.dtype)
+        x2 = np.empty(n, g.dtype)
+        dims = np.empty(4, np.int32)
+        dims[0], dims[1], dims[2], dims[3] = n, K, n, 1
+        alpha_beta = np.empty(2, g.dtype)
+        alpha_beta[0], alpha_beta[1] = 1.0, 0.0
+        flag = np.empty(1, np.uint8)
+        flag[0] = _T
+        for b in range(i * step, min(B, (i + 1) * step)):
+            for j in range(K * n):
+                v = g[b * K * n + j]
+                sq[j] = v * v
+            for j in range(n):
+                v = x[b * n + j]
+                x2[j] = v * v
+            gemv(flag.ctypes.data, dims[0:].ctypes.data, dims[1:].ctypes.data,
+                 alpha_beta[0:].ctypes.data, sq.ctypes.data, dims[2:].ctypes.data,
+                 x2.ctypes.data, dims[3:].ctypes.data, alpha_beta[1:].ctypes.data,
+                 out.ctypes.data + b * K * out.itemsize, dims[3:].ctypes.data)
+
+
+_squared_gemv = _numba.njit(_squared_gemv_body, parallel=True, nogil=True, cache=True)
+_squared_gemv_serial = _numba.njit(_numba.variant(_squared_gemv_body, "_serial"), nogil=True,
+                                   cache=True)
+#: Inputs per block of :func:`squares_times_squares` (the blocks, not the bits, use the cores).
+SQUARED_GEMV_BLOCK = 64
+
+
+def _check_squared(G, x):
+    if (G.ndim != 3 or x.ndim != 2 or x.shape != (G.shape[0], G.shape[2])
+            or G.dtype != x.dtype or G.dtype.char not in "fd"):
+        raise ValueError(f"squares_times_squares: need G (B, K, n) and x (B, n) of one float "
+                         f"dtype; got G {G.shape} {G.dtype}, x {x.shape} {x.dtype}")
+
+
+def squares_times_squares_numpy(G, x):
+    """The NumPy twin: the same ``?gemv`` call per input through SciPy's wrapper."""
+    from scipy.linalg import blas
+
+    _check_squared(G, x)
+    gemv = blas.dgemv if G.dtype == np.float64 else blas.sgemv
+    out = np.zeros(G.shape[:2], G.dtype)
+    if 0 in G.shape:
+        return out
+    with fixed_blas_threads():
+        for b in range(len(G)):
+            out[b] = gemv(1.0, (G[b] * G[b]).T, x[b] * x[b], trans=1)
+    return out
+
+
+def squares_times_squares(G, x):
+    """``out[b, k] = sum_j G[b, k, j]^2 x[b, j]^2`` for G (B, K, n), x (B, n), one float dtype:
+    one ``?gemv`` of SciPy's BLAS per input on its squares, the call NumPy's
+    ``(G * G) @ (x ** 2)[:, :, None]`` makes per input (the same bits with NumPy and SciPy
+    on the same OpenBLAS kernel, as here: tested), without the (B, K, n) array of squares,
+    and the inputs' blocks on numba's threads inside ``fixed_blas_threads`` (each input is
+    one call: the bits do not depend on the thread count). Returns (B, K)."""
+    G, x = np.ascontiguousarray(G), np.ascontiguousarray(x)
+    _check_squared(G, x)
+    B, K, n = G.shape
+    out = np.zeros((B, K), G.dtype)
+    if B == 0 or K == 0 or n == 0:
+        return out
+    kernel = _blocks_kernel(_squared_gemv, _squared_gemv_serial,
+                            "the per-input weighted sums of squares")
+    if kernel is None:
+        return squares_times_squares_numpy(G, x)
+    with fixed_blas_threads():
+        kernel(_scipy_blas_function("gemv", G.dtype, 11), G.reshape(-1), x.reshape(-1),
+               out, B, K, n, -(-B // SQUARED_GEMV_BLOCK))
+    return out

@@ -230,3 +230,43 @@ def test_lower_triangular_mix_rejects_what_it_does_not_handle():
         lower_triangular_mix(L, 1.0, np.ones((3, 2)).T)
     with pytest.raises(ValueError, match="dtype"):
         lower_triangular_mix(L, 1.0, np.ones((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("B,K,n", [(256, 10, 300), (130, 10, 200), (3, 7, 13), (1, 1, 1),
+                                   (0, 10, 5), (4, 0, 5), (4, 3, 0)])
+def test_squares_times_squares_matches_sums_twin_and_threads(dtype, B, K, n):
+    """``sum_j G_kj^2 x_j^2`` per input: within the float64 sums' rounding bound (every term is
+    non-negative), its twin's bits (the same ?gemv per input through SciPy's wrapper), the same
+    bits inside and outside fixed_blas_threads, also when MKL is the training products'
+    provider (it keeps SciPy's BLAS), and close to NumPy's own batched product, whose
+    ?gemv calls it replaces."""
+    from refnet._blas import fixed_blas_threads
+    from refnet._gemm import squares_times_squares, squares_times_squares_numpy
+
+    rng = np.random.default_rng(B + K + n)
+    G = rng.standard_normal((B, K, n)).astype(dtype)
+    x = rng.standard_normal((B, n)).astype(dtype)
+    exact = np.einsum("bkj,bj->bk", G.astype(np.float64) ** 2, x.astype(np.float64) ** 2)
+    got = squares_times_squares(G, x)
+    assert got.dtype == dtype and got.shape == (B, K)
+    assert np.all(np.abs(got - exact) <= (n + 3) * np.finfo(dtype).eps * exact)
+    np.testing.assert_array_equal(squares_times_squares_numpy(G, x), got)
+    with fixed_blas_threads():
+        np.testing.assert_array_equal(squares_times_squares(G, x), got)
+    np.testing.assert_allclose(((G * G) @ (x ** 2)[:, :, None])[..., 0], got,
+                               rtol=(n + 3) * 2 * np.finfo(dtype).eps)
+    _gemm._provider[:] = ["mkl", None]      # as if MKL were chosen: must not be asked for
+    _gemm._blas_functions.clear()
+    np.testing.assert_array_equal(squares_times_squares(G, x), got)
+
+
+def test_squares_times_squares_rejects_what_it_does_not_handle():
+    from refnet._gemm import squares_times_squares
+
+    with pytest.raises(ValueError, match=r"G \(B, K, n\)"):
+        squares_times_squares(np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="dtype"):
+        squares_times_squares(np.ones((2, 3, 4)), np.ones((2, 4), np.float32))
+    with pytest.raises(ValueError, match="x"):
+        squares_times_squares(np.ones((2, 3, 4)), np.ones((2, 5)))

@@ -33,10 +33,11 @@ from dataclasses import replace
 import numpy as np
 
 from .._blas import on_fixed_blas_threads
-from .._gemm import matmul, upper_triangular_times_rows
+from .._gemm import matmul, squares_times_squares, upper_triangular_times_rows
 from ..activations import get_activation
 from ..model import Architecture, Params, check_input, check_params, forward
 from ..noise import NOISE_TYPES, NoiseConfig
+from ._jacobian_kernels import columns_scaled, rows_scaled
 
 __all__ = ["output_variance_contributions", "output_jacobians", "jacobian_times_noise",
            "layer_output_covariance", "gaussian_argmax_probabilities",
@@ -111,9 +112,11 @@ def output_jacobians(arch: Architecture, params: Params, cache, lowest: int, *,
     for l in range(L, int(lowest), -1):  # dY/dy_{l-1} = dY/dy_l diag(f'(z_l)) W_l
         d1 = (d1s[l] if d1s is not None and l in d1s
               else get_activation(arch.activations[l - 1]).d1(cache.Z[l - 1]))
-        # one GEMM over all (input, output) rows instead of a stack of small products
-        G = mm((G * d1[:, None, :]).reshape(-1, d1.shape[1]), params.W[l - 1])
-        G = G.reshape(n_b, n_out, -1)
+        if l == L:  # I diag(f_L') W_L: the product's values (its other terms are exact zeros)
+            G = rows_scaled(d1, params.W[l - 1])
+        else:  # one GEMM over all (input, output) rows instead of a stack of small products
+            G = mm(columns_scaled(G, d1).reshape(-1, d1.shape[1]), params.W[l - 1])
+            G = G.reshape(n_b, n_out, -1)
         out[l - 1] = G
     return out
 
@@ -169,8 +172,8 @@ def _contributions_block(arch, params, X, noise, covariance):
             contrib[k, 0] = s_AU * np.einsum("bij,bij->bi", Gn, Gn)
         if s_AC:
             contrib[k, 1] = s_AC * Gn.sum(-1) ** 2
-        if s_MU:
-            contrib[k, 2] = s_MU * ((Gn * Gn) @ (x ** 2)[:, :, None])[..., 0]
+        if s_MU:  # sum_j G_ij^2 x_j^2, one gemv per input on its squares
+            contrib[k, 2] = s_MU * squares_times_squares(Gn, x)
         if s_MC:  # G x by the same forward-mode products as the variance-only path
             Gx = _correlated_times_signal(arch, params, cache, noise, l, x)
             contrib[k, 3] = s_MC * Gx ** 2
@@ -314,7 +317,7 @@ def _variances_block(arch, params, X, noise, factors):
             if s_AU:
                 contrib[k, 0] = s_AU * np.einsum("bij,bij->bi", Gn, Gn)
             if s_MU:
-                contrib[k, 2] = s_MU * ((Gn * Gn) @ (x ** 2)[:, :, None])[..., 0]
+                contrib[k, 2] = s_MU * squares_times_squares(Gn, x)
         elif s_AU and l == L:  # G_L = I: the noise reaches the output directly
             contrib[k, 0] = s_AU * (1.0 if d is None else d * d)
         elif s_AU:  # G_l = M W_{l+1}, M = G_{l+1} diag(f'_{l+1})
