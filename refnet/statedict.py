@@ -17,15 +17,22 @@ Files hold tensors only, so ``torch.nn.Module.load_state_dict(strict=True)`` tak
 are: ``.safetensors`` (optional package ``safetensors``, ``pip install 'refnet[safetensors]'``;
 refnet's metadata, a JSON string, under the header's ``__metadata__["refnet"]``) or ``.npz``
 (``np.savez`` of the tensors; the metadata in a JSON file beside it, ``<file>.npz.json``).
-Writes are atomic. refnet never imports torch: ``torch.from_numpy`` the arrays, or pass
-tensors in (they are converted with ``.detach().cpu().numpy()``).
+Writes are atomic (an ``.npz`` and its ``.npz.json`` as a checked pair, see
+:func:`save_tensors`); reads are bounded and validated as :mod:`refnet.npzfile` describes, never
+unpickle, and every problem is a :class:`~refnet.errors.ModelFileError` naming the file.
+refnet never imports torch: ``torch.from_numpy`` the arrays, or pass tensors in (they are
+converted with ``.detach().cpu().numpy()``).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
 import io
 import json
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -34,10 +41,12 @@ import numpy as np
 from . import __version__
 from .errors import ConfigError, ModelFileError
 from .model import Architecture, Params, check_params
+from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, BadContent, NpzReader, file_errors,
+                      parse_json, read_json_file)
 
 __all__ = ["STATE_DICT_NAMINGS", "STATE_DICT_SUFFIXES", "to_state_dict", "from_state_dict",
            "save_state_dict", "load_state_dict", "save_tensors", "load_tensors",
-           "metadata_path"]
+           "metadata_path", "check_destination"]
 
 #: Named key schemes; ``naming`` may also be a list of prefixes or a mapping (module docstring).
 STATE_DICT_NAMINGS = ("sequential", "fc", "h", "auto")
@@ -133,7 +142,8 @@ def from_state_dict(state: Mapping, arch: Architecture | None = None, naming="se
 
     Without ``arch`` the layer sizes are read off the weights and the activations are
     ``hidden`` for hidden layers and ``output`` for the last. Shapes are checked against the
-    architecture; entries not named by ``naming`` (e.g. a BatchNorm's buffers) are ignored.
+    architecture and every weight must be finite; entries not named by ``naming`` (e.g. a
+    BatchNorm's buffers) are ignored.
     Errors are :class:`refnet.errors.ModelFileError` naming ``source`` (the file).
     """
     keys = _key_map(naming, None if arch is None else arch.n_layers, state, source)
@@ -146,14 +156,22 @@ def from_state_dict(state: Mapping, arch: Architecture | None = None, naming="se
         a = _to_numpy(state[key])
         if a.dtype.kind != "f":
             raise ModelFileError(f"{source}: {key!r} has dtype {a.dtype}, expected floats")
+        ndim = 2 if name[0] == "W" else 1
+        if a.ndim != ndim or 0 in a.shape:
+            raise ModelFileError(f"{source}: {key!r} ({name}) has shape {a.shape}; expected "
+                                 f"{'a matrix (n_out, n_in)' if ndim == 2 else 'a vector (n_out,)'}"
+                                 " with no empty dimension")
         arrays[name] = np.array(a)
     if arch is None:
         sizes = (arrays["W1"].shape[-1],) + tuple(arrays[f"W{l}"].shape[0] for l in range(1, L + 1))
-        arch = Architecture(sizes, (hidden,) * (L - 1) + (output,))
+        try:
+            arch = Architecture(sizes, (hidden,) * (L - 1) + (output,))
+        except ValueError as e:  # the shapes are checked above: an activation name is wrong
+            raise ConfigError(f"hidden/output: {e}") from None
     params = Params(tuple(arrays[f"W{l}"] for l in range(1, L + 1)),
                     tuple(arrays[f"b{l}"] for l in range(1, L + 1)))
     try:
-        check_params(arch, params)
+        check_params(arch, params, finite=True)
     except ValueError as e:  # says which of W1, b1, ... is off; name its key too
         raise ModelFileError(f"{source}: {e}; keys used: {keys}") from None
     return arch, params
@@ -182,68 +200,182 @@ def _safetensors_numpy(path: Path):
     return st
 
 
+def check_destination(path, flag: str | None = None) -> Path:
+    """Refuse an output ``path`` (and, for ``.npz``, its metadata file) that cannot be written.
+
+    Checked before any work or write: a known suffix; neither destination is a folder or
+    another non-regular file; the nearest existing parent is a writable folder (missing
+    folders are created on writing). Raises :class:`~refnet.errors.ConfigError` naming the
+    path, what is wrong and what to do, led by the command-line ``flag`` if given.
+    """
+    try:
+        return _check_destination(Path(path))
+    except ConfigError as e:
+        if flag is None:
+            raise
+        raise ConfigError(f"{flag}: {e}") from None
+
+
+def _check_destination(path: Path) -> Path:
+    kind = _suffix(path)
+    targets = [(path, "")]
+    if kind == ".npz":
+        targets.append((metadata_path(path), f" (the metadata file written beside {path.name})"))
+    for target, role in targets:
+        if target.is_dir():
+            raise ConfigError(f"{target}{role} is a folder; remove it or choose another file name")
+        if target.exists() and not target.is_file():
+            raise ConfigError(f"{target}{role} exists and is not a regular file; remove it or "
+                              "choose another file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{path}: cannot create the folder {path.parent}: {parent} is a file, "
+                          "not a folder; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path}: the folder {parent} is not writable; choose another path")
+    return path
+
+
 def save_tensors(path, tensors: Mapping[str, np.ndarray], metadata: dict | None = None) -> Path:
     """Write named arrays, tensors only, to ``.safetensors`` or ``.npz`` (atomically).
 
     ``metadata`` (JSON-able) goes to the safetensors header (``__metadata__["refnet"]``) or to
-    the JSON file :func:`metadata_path` beside an ``.npz``.
+    the JSON file :func:`metadata_path` beside an ``.npz``. Both destinations are checked
+    (:func:`check_destination`) before anything is written.
+
+    An ``.npz`` and its ``.npz.json`` are written as a pair: both are staged complete under
+    temporary names in the destination folder, then renamed, the ``.npz.json`` first. The
+    ``.npz.json`` records ``"tensors_sha256"``, the sha256 of the ``.npz`` file's bytes, and
+    :func:`load_tensors` refuses a pair whose digest differs, so an interruption between
+    the two renames (new metadata beside the old tensors) or a tensors file replaced on its
+    own is detected, never read as one file. The key is removed from the metadata returned.
     """
     from .io import atomic_write_bytes  # io re-exports this module: import here, not at the top
 
-    path = Path(path)
-    kind = _suffix(path)
+    path = check_destination(path)
     # C order for safetensors; not np.ascontiguousarray, which turns a scalar into shape (1,)
     arrays = {str(k): np.array(_to_numpy(v), order="C") for k, v in tensors.items()}
-    text = json.dumps(metadata or {}, sort_keys=True)
-    if kind == ".safetensors":
+    meta = {k: v for k, v in (metadata or {}).items() if k != _DIGEST_KEY}
+    if path.suffix == ".safetensors":
         st = _safetensors_numpy(path)
+        text = json.dumps(meta, sort_keys=True)
         return atomic_write_bytes(path, st.save(arrays, metadata={"format": "pt", "refnet": text}))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-    atomic_write_bytes(metadata_path(path), (text + "\n").encode())
+    data = buf.getvalue()
+    meta[_DIGEST_KEY] = hashlib.sha256(data).hexdigest()
+    side = metadata_path(path)
+    staged = []
+    try:  # stage both complete files (each written atomically under a fresh name), then rename
+        for target, content in ((side, (json.dumps(meta, sort_keys=True) + "\n").encode()),
+                                (path, data)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".staged",
+                                        dir=target.parent)
+            os.close(fd)
+            staged.append((name, target))
+            atomic_write_bytes(name, content)
+        for name, target in staged:
+            os.replace(name, target)
+    finally:
+        for name, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
     return path
 
 
-def load_tensors(path) -> tuple[dict, dict]:
+#: The ``.npz.json`` key holding the sha256 of its ``.npz`` (see :func:`save_tensors`).
+_DIGEST_KEY = "tensors_sha256"
+_LOAD_FIX = ("write it again: real-valued arrays in an .npz (np.savez) or .safetensors, "
+             "refnet's metadata a JSON object")
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_real(dtypes: dict) -> None:
+    """Refuse arrays that are not real numbers (``dtypes``: name -> dtype)."""
+    bad = {k: d for k, d in dtypes.items() if np.dtype(d).kind not in "biuf"}
+    if bad:
+        k = sorted(bad)[0]
+        raise BadContent(f"array {k!r} has dtype {bad[k]}; tensor files hold real numbers only "
+                         "(bool, integer or float, no complex, text or objects)")
+
+
+def load_tensors(path, expected: str = "a tensors-only file") -> tuple[dict, dict]:
     """``(arrays, metadata)`` from a file of :func:`save_tensors` or any tensors-only file.
 
-    A missing ``.npz.json`` or a safetensors header without refnet's entry gives ``{}``.
+    A missing ``.npz.json`` or a safetensors header without refnet's entry gives ``{}``. Read
+    with the checks and ceilings of :mod:`refnet.npzfile` (sizes before allocation, no
+    pickle); the metadata must be a JSON object; arrays must be real numbers (bool, integer,
+    float); an ``.npz.json`` whose ``tensors_sha256`` does not match its ``.npz`` is refused.
+    Every problem is a :class:`~refnet.errors.ModelFileError` naming the file; ``expected``
+    names the kind of file wanted in the message for a refnet model given instead.
     """
     path = Path(path)
-    kind = _suffix(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such file")
-    meta_text = None
-    try:
-        if kind == ".safetensors":
-            st = _safetensors_numpy(path)
-            data = path.read_bytes()
-            arrays = st.load(data)
-            header = _safetensors_header(data)
-            meta_text = header.get("__metadata__", {}).get("refnet")
-        else:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}  # reading each member checks its CRC-32
-            side = metadata_path(path)
-            if side.is_file():
-                meta_text = side.read_text()
-    except ModelFileError:
-        raise
-    except Exception as e:  # the parsers raise assorted types (SafetensorError, BadZipFile...)
-        raise ModelFileError(f"{path}: cannot be read ({type(e).__name__}: {e}); the file is "
-                             "truncated, corrupted or not a tensor file") from e
-    try:
-        metadata = json.loads(meta_text) if meta_text else {}
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{path}: refnet metadata is not valid JSON ({e})") from e
+    st = _safetensors_numpy(path) if _suffix(path) == ".safetensors" else None
+    with file_errors(path, ModelFileError, _LOAD_FIX):
+        if not path.is_file():
+            raise BadContent("no such file" if not path.exists() else "not a regular file")
+        if st is not None:
+            return _load_safetensors(path, st)
+        side = metadata_path(path)
+        metadata = {}
+        if side.exists():
+            if not side.is_file():
+                raise BadContent(f"its metadata file {side} is not a regular file")
+            try:
+                metadata = read_json_file(side, "refnet metadata")
+            except BadContent as e:
+                raise BadContent(f"its metadata file {side}: {e}") from None
+            want = metadata.pop(_DIGEST_KEY, None)
+            if want is not None and want != _file_sha256(path):
+                raise BadContent(f"its metadata file {side} belongs to another version of it "
+                                 f"({_DIGEST_KEY} differs: the pair was not written together, "
+                                 "e.g. an interrupted write or one file replaced on its own); "
+                                 f"write both again, or delete {side.name} to read the "
+                                 "tensors without metadata")
+        with NpzReader(path) as z:
+            if "metadata" in z.headers and z.headers["metadata"].dtype.kind == "U":
+                raise BadContent(f"a refnet model or checkpoint (it has a text 'metadata' "
+                                 f"entry), not {expected} (read it with refnet.io.load_model; "
+                                 "'refnet info FILE --export-state-dict OUT' converts a model, "
+                                 "'refnet crosscheck make' writes a bundle)")
+            _check_real({k: h.dtype for k, h in z.headers.items()})
+            arrays = {k: z.array(k) for k in z.headers}  # each member's CRC-32 is checked
     return arrays, metadata
 
 
-def _safetensors_header(data: bytes) -> dict:
-    """The JSON header of a safetensors file: 8-byte little-endian length, then JSON."""
-    n = int.from_bytes(data[:8], "little")
-    return json.loads(data[8:8 + n])
+def _load_safetensors(path: Path, st) -> tuple[dict, dict]:
+    """A safetensors file (``st``: ``safetensors.numpy``), its size and header checked before
+    the tensors are read."""
+    size = path.stat().st_size
+    if size > MAX_TOTAL_BYTES + 4 * MAX_METADATA_CHARS:
+        raise BadContent(f"{size} bytes, more than the ceiling of {MAX_TOTAL_BYTES} bytes of "
+                         "tensors plus header")
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if not 0 < n <= len(data) - 8:
+        raise BadContent(f"truncated or not a safetensors file (its header length {n} does not "
+                         f"fit the file's {len(data)} bytes)")
+    header = parse_json(data[8:8 + n].decode("utf-8"), "safetensors header")
+    extra = header.get("__metadata__", {})
+    text = extra.get("refnet") if isinstance(extra, dict) else None
+    metadata = parse_json(text, "refnet metadata") if isinstance(text, str) else {}
+    from safetensors import SafetensorError  # importable: _safetensors_numpy succeeded
+    try:
+        arrays = st.load(data)
+    except SafetensorError as e:  # the Rust parser's own type, outside npzfile.PARSER_ERRORS
+        raise BadContent(f"not a valid safetensors file ({e})") from None
+    _check_real({k: a.dtype for k, a in arrays.items()})
+    return arrays, metadata
 
 
 def save_state_dict(path, arch: Architecture, params: Params, naming="sequential",

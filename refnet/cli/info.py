@@ -29,11 +29,13 @@ def run(args) -> int:
     import numpy as np
 
     from refnet.io import load_model
-    from refnet.statedict import save_state_dict
+    from refnet.statedict import check_destination, save_state_dict
 
     if args.naming and not args.export_state_dict:
         raise ConfigError("--naming needs --export-state-dict FILE (it names the exported keys)")
     naming = args.naming or "sequential"
+    if args.export_state_dict:  # before any work: a folder or an unwritable place is refused
+        check_destination(args.export_state_dict, "--export-state-dict")
     arch, params, meta = load_model(args.model)
     if args.json:
         print(json.dumps(meta, indent=2, sort_keys=True))

@@ -169,7 +169,7 @@ def write_bundle(path, arrays: dict, metadata: dict) -> Path:
 
 def read_bundle(path) -> tuple[dict, dict]:
     """``(arrays, metadata)`` of a bundle; :class:`ModelFileError` naming the file if it is not one."""
-    arrays, meta = load_tensors(path)
+    arrays, meta = load_tensors(path, "a refnet cross-check bundle")
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a refnet cross-check bundle (metadata format "
                              f"{meta.get('format')!r}); write one with 'refnet crosscheck make'")

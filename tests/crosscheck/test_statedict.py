@@ -1,6 +1,9 @@
 """PyTorch-layout state dicts: key schemes, .safetensors and .npz files, torch round trips."""
 import importlib.util
+import io
 import json
+import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -102,7 +105,7 @@ def test_file_errors_name_the_file(tmp_path, model):
         load_state_dict(tmp_path / "absent.npz")
     path = save_state_dict(tmp_path / "w.safetensors", arch, p)
     path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(ModelFileError, match=r"w\.safetensors: cannot be read"):
+    with pytest.raises(ModelFileError, match=r"w\.safetensors: truncated or not a safetensors"):
         load_state_dict(path)
     other = rn.mlp((6, 4, 3))
     save_tensors(tmp_path / "x.npz", to_state_dict(other, rn.init_params(other, rng=0)))
@@ -176,3 +179,101 @@ def test_refnet_to_torch_strict_and_back(tmp_path, model, suffix):
     with torch.no_grad():
         np.testing.assert_allclose(rn.forward(a2, p2, X)[0], net(torch.from_numpy(X)).numpy(),
                                    rtol=1e-13, atol=1e-15)
+
+
+# --- bad files: refnet's own errors, sizes checked before allocation, pairs written together --
+
+def _npz_with_sidecar(path, arrays, sidecar_text=None):
+    np.savez(path, **arrays)
+    if sidecar_text is not None:
+        metadata_path(path).write_text(sidecar_text)
+    return path
+
+
+@pytest.mark.parametrize("arrays, sidecar, naming, message", [
+    ({"0.weight": np.ones((2, 3)), "0.bias": np.zeros(2)}, "5", "auto", "must be a JSON object"),
+    ({"0.weight": np.ones((2, 3)), "0.bias": np.zeros(2)}, "[" * 5000 + "]" * 5000, "auto",
+     "nests deeper"),
+    ({"0.weight": np.array(1.0), "0.bias": np.zeros(1)}, None, "sequential", r"has shape \(\)"),
+    ({"0.weight": np.ones((0, 3)), "0.bias": np.zeros(0)}, None, "auto", r"shape \(0, 3\)"),
+    ({"0.weight": np.full((2, 3), np.nan), "0.bias": np.zeros(2)}, None, "auto", "non-finite"),
+    ({"0.weight": np.ones((2, 3), complex), "0.bias": np.zeros(2)}, None, "auto", "complex128"),
+])
+def test_load_state_dict_bad_files_are_model_file_errors(tmp_path, arrays, sidecar, naming,
+                                                         message):
+    path = _npz_with_sidecar(tmp_path / "w.npz", arrays, sidecar)
+    with pytest.raises(ModelFileError, match=message) as e:
+        load_state_dict(path, naming=naming)
+    assert str(path) in str(e.value)
+
+
+def test_load_tensors_reads_with_the_npz_checks(tmp_path, monkeypatch):
+    text = tmp_path / "t.npz"
+    text.write_text("not an archive\n")
+    with pytest.raises(ModelFileError, match=r"t\.npz: not an \.npz") as e:
+        load_tensors(text)
+    assert "pickle" not in str(e.value)
+    lying = tmp_path / "lying.npz"  # a header claiming 10^10 elements over 8 bytes of data
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (100000, 100000)})
+    with zipfile.ZipFile(lying, "w") as z:
+        z.writestr("0.weight.npy", header.getvalue() + bytes(8))
+    with pytest.raises(ModelFileError, match=r"lying\.npz: member 0\.weight\.npy: header declares"):
+        load_tensors(lying)
+    import refnet.npzfile
+    big = tmp_path / "big.npz"
+    np.savez_compressed(big, w=np.zeros(4096))  # 32 KiB deflated to a few hundred bytes
+    monkeypatch.setattr(refnet.npzfile, "MAX_TOTAL_BYTES", 16384)
+    with pytest.raises(ModelFileError, match="ceiling"):
+        load_tensors(big)
+
+
+def test_npz_pair_is_all_or_nothing(tmp_path, model, monkeypatch, capsys):
+    arch, p = model
+    side = tmp_path / "ex.npz.json"
+    side.mkdir()  # the metadata's destination is a folder: refused before anything is written
+    with pytest.raises(ConfigError, match=r"ex\.npz\.json .*is a folder"):
+        save_state_dict(tmp_path / "ex.npz", arch, p)
+    assert not (tmp_path / "ex.npz").exists()
+    save_model(tmp_path / "m.npz", arch, p)
+    assert main(["info", str(tmp_path / "m.npz"), "--export-state-dict",
+                 str(tmp_path / "ex.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--export-state-dict" in err[0] and "ex.npz.json" in err[0]
+    assert not (tmp_path / "ex.npz").exists()
+    side.rmdir()
+    # an interruption between the two renames: new metadata beside the old tensors is refused
+    path = save_state_dict(tmp_path / "ex.npz", arch, p, metadata={"v": 1})
+    q = rn.init_params(arch, rng=8)
+    real_replace = os.replace
+
+    def interrupted(src, dst):
+        if os.fspath(dst) == os.fspath(path):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_state_dict(path, arch, q, metadata={"v": 2})
+    monkeypatch.undo()
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["ex.npz", "ex.npz.json", "m.npz"]
+    with pytest.raises(ModelFileError, match=r"ex\.npz\.json belongs to another version"):
+        load_state_dict(path)
+    save_state_dict(path, arch, q, metadata={"v": 2})  # written again: a consistent pair
+    _same(load_state_dict(path)[1], q)
+    np.savez(path, **to_state_dict(arch, p))  # the tensors replaced on their own
+    with pytest.raises(ModelFileError, match="not written together"):
+        load_tensors(path)
+
+
+@pytest.mark.parametrize("dest, message", [("m.npz/x.npz", "m.npz is a file, not a folder"),
+                                           ("d.npz", "d.npz is a folder")])
+def test_export_destination_checked_before_work(tmp_path, model, capsys, dest, message):
+    arch, p = model
+    save_model(tmp_path / "m.npz", arch, p)
+    (tmp_path / "d.npz").mkdir()
+    assert main(["info", str(tmp_path / "m.npz"), "--export-state-dict",
+                 str(tmp_path / dest)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--export-state-dict" in err[0] and message in err[0]
+    assert "Errno" not in err[0]
