@@ -72,8 +72,9 @@ def _noise_arguments(p) -> None:
     p.add_argument("--layers", help="noisy layers, comma-separated (0 = input, -1 = output), "
                                     "instead of the preset's; e.g. 1,2,3 for every analog "
                                     "layer of a 784-300-300-10 net")
-    p.add_argument("--position", default="post", choices=("post", "pre"))
-    p.add_argument("--variances", default="add_unc=0.01",
+    p.add_argument("--position", choices=("post", "pre"),
+                   help="noise on f(z) (post, the default) or on z (pre)")
+    p.add_argument("--variances",
                    help="noise VARIANCES, e.g. 'add_unc=0.01,mul_cor=0.001' (default add_unc=0.01)")
     p.add_argument("--layer-variances", action="append", default=[], metavar="L:SPEC",
                    help="one layer's own variances, e.g. '1:add_unc=0.02' (repeatable)")
@@ -94,7 +95,15 @@ def _noise_config(args, L: int):
     from ..errors import ConfigError
     from ..noise import NoiseConfig, noise_config
 
-    cfg = noise_config(args.noise, _spec(args.variances, "--variances"), L)
+    if args.noise == "none":
+        given = [flag for flag, v in (("--layers", args.layers), ("--position", args.position),
+                                      ("--variances", args.variances),
+                                      ("--layer-variances", args.layer_variances)) if v]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: no effect with --noise none (no layer is "
+                              f"noisy); drop {'it' if len(given) == 1 else 'them'}, or choose "
+                              "--noise duque or semenova")
+    cfg = noise_config(args.noise, _spec(args.variances or "add_unc=0.01", "--variances"), L)
     per = {}
     for item in args.layer_variances:
         layer, _, text = item.partition(":")
@@ -108,12 +117,31 @@ def _noise_config(args, L: int):
             layers = tuple(int(v) for v in args.layers.split(","))
         except ValueError:
             raise ConfigError(f"--layers: expected integers like '1,2,3', got {args.layers!r}") from None
-    cfg = NoiseConfig(cfg.spec, layers, args.position, per)
+    cfg = NoiseConfig(cfg.spec, layers, args.position or "post", per)
     try:
-        cfg.resolved_layers(L)
+        resolved = cfg.resolved_layers(L)
     except ValueError as e:
         raise ConfigError(f"--layers/--layer-variances: {e}") from None
+    if len(resolved) != len(layers):
+        raise ConfigError(f"--layers: {args.layers!r} names a layer twice (negative numbers "
+                          f"count from the output: layers {list(resolved)}); give each once")
     return cfg
+
+
+def _step_regularizers(text: str) -> tuple:
+    """--step-regularizers: 'none' or distinct names of BUNDLE_REGULARIZERS."""
+    from ..crosscheck import BUNDLE_REGULARIZERS
+    from ..errors import ConfigError
+
+    if text == "none":
+        return ()
+    names = tuple(r.strip() for r in text.split(","))
+    bad = [r for r in names if r not in BUNDLE_REGULARIZERS]
+    if bad or len(set(names)) != len(names):
+        raise ConfigError(f"--step-regularizers: {text!r} " + (
+            f"has unknown {bad}" if bad else "names a regularizer twice") +
+            f"; give distinct names of {', '.join(BUNDLE_REGULARIZERS)}, or 'none'")
+    return names
 
 
 def _load_model(args):
@@ -137,11 +165,13 @@ def _make(args) -> int:
     from ..errors import ConfigError
     from ._common import check_rows, read_npz_arrays
 
-    from ..statedict import STATE_DICT_SUFFIXES
+    from ..statedict import STATE_DICT_SUFFIXES, check_destination
 
     if args.out.suffix not in STATE_DICT_SUFFIXES:  # before any work
         raise ConfigError(f"{args.out}: unknown bundle file type {args.out.suffix!r}; use "
                           f"{' or '.join(STATE_DICT_SUFFIXES)}")
+    check_destination(args.out, "-o/--out")
+    steps = _step_regularizers(args.step_regularizers)
     arch, params = _load_model(args)
     N = int(args.batch)
     if args.data is not None:
@@ -152,8 +182,6 @@ def _make(args) -> int:
     else:
         g = np.random.default_rng(np.random.SeedSequence(args.seed, spawn_key=(1,)))
         X, y = g.random((N, arch.sizes[0])), g.integers(0, arch.sizes[-1], N)
-    steps = () if args.step_regularizers == "none" else tuple(
-        r.strip() for r in args.step_regularizers.split(","))
     arrays, meta = make_bundle(arch, params, X, y, noise=_noise_config(args, arch.n_layers),
                                seed=args.seed, lam=args.lam, lr=args.lr,
                                step_regularizers=steps, naming=args.naming)
@@ -186,28 +214,58 @@ def _check(args) -> int:
     return 1 if bad else 0
 
 
-def _stat(args) -> int:
-    from ..crosscheck import bundle_model, bundle_noise, compare_samples, format_report, read_bundle
-    from ..errors import ConfigError, ModelFileError
-    from ..noise import NoiseConfig
+def _read_samples(path, L: int) -> tuple[dict, dict]:
+    """The --samples file: ``({layer 0..L: array}, all its arrays)``; keys checked here."""
+    from ..errors import DataError
     from ..statedict import load_tensors
 
-    arrays, meta = read_bundle(args.bundle)
+    data, _ = load_tensors(path)
+    samples = {}
+    for key, v in data.items():
+        if key == "samples.output":
+            layer = L
+        elif key.startswith("samples.layer."):
+            try:
+                layer = int(key[len("samples.layer."):])
+            except ValueError:
+                raise DataError(f"--samples: {path}: key {key!r} is not samples.layer.<l> with "
+                                f"an integer layer l (0..{L}, or -1 for the output); rename "
+                                "it") from None
+            if not -(L + 1) <= layer <= L:
+                raise DataError(f"--samples: {path}: key {key!r}: the network has no layer "
+                                f"{layer} (layers 0..{L}, or -1 for the output)")
+            layer = layer + L + 1 if layer < 0 else layer
+        else:
+            continue
+        if layer in samples:
+            raise DataError(f"--samples: {path}: layer {layer} is given twice (as "
+                            "samples.layer.<l> under two numbers, or also as samples.output); "
+                            "keep one")
+        samples[layer] = v
+    if not samples:
+        raise DataError(f"--samples: {path}: no samples.layer.<l> or samples.output arrays")
+    return samples, data
+
+
+def _stat(args) -> int:
+    from ..crosscheck import bundle_model, bundle_noise, compare_samples, format_report, read_bundle
+    from ..errors import DataError
+    from ..model import check_input
+    from ..noise import NoiseConfig
+
+    arrays, meta = read_bundle(args.bundle)  # checked: its input, labels and params are usable
     arch, params = bundle_model(arrays, meta, str(args.bundle))
     noise = bundle_noise(meta) or NoiseConfig()
-    data, _ = load_tensors(args.samples)
-    samples = {int(k.rsplit(".", 1)[1]): v for k, v in data.items() if k.startswith("samples.layer.")}
-    if "samples.output" in data:
-        samples[arch.n_layers] = data["samples.output"]
-    if not samples:
-        raise ModelFileError(f"{args.samples}: no samples.layer.<l> or samples.output arrays")
-    X = data.get("input", arrays["input"])
-    labels = data.get("label", arrays["label"] if "input" not in data else None)
+    samples, data = _read_samples(args.samples, arch.n_layers)
+    X, labels = arrays["input"], arrays["label"]
     try:
+        if "input" in data:  # the framework's own inputs (and labels, if any) replace the bundle's
+            X, labels = check_input(data["input"], arch.sizes[0], "input"), None
+        labels = data.get("label", labels)
         res = compare_samples(arch, params, X, noise, samples, labels=labels, K_ref=args.repeats,
                               rng=args.seed, alpha=args.alpha, method=args.method)
-    except ValueError as e:
-        raise ConfigError(f"{args.samples}: {e}") from None
+    except (TypeError, ValueError) as e:  # what compare_samples says of the file's arrays
+        raise DataError(f"--samples: {args.samples}: {e}") from None
     print(format_report(res))
     return 1 if res.rejected else 0
 

@@ -45,6 +45,8 @@ from ..errors import ConfigError, ModelFileError
 from ..losses import check_labels
 from ..model import Architecture, Params, check_input, check_params
 from ..noise import NOISE_TYPES, LayerNoise, NoiseConfig, draw_layer_noise
+from ..npzfile import (WANT_LIST, WANT_OBJECT, BadContent, Want, check_fields, file_errors,
+                       want_number, want_str)
 from ..optim import SGD
 from ..regularizers import RowSumPenalty, regularizer_preset, resolve_layer_lambdas
 from ..statedict import from_state_dict, load_tensors, save_tensors, to_state_dict
@@ -95,7 +97,7 @@ def make_bundle(arch: Architecture, params: Params, X, y, *, noise: NoiseConfig 
     the code variants keep the authors' coefficients. One SGD step of rate ``lr`` on the loss
     plus ``step_regularizers`` (names of :data:`BUNDLE_REGULARIZERS`). Everything float64.
     """
-    check_params(arch, params)
+    check_params(arch, params, finite=True)
     params = params.astype(np.float64)
     X = check_input(X, arch.sizes[0]).astype(np.float64)
     y = check_labels(y, len(X), arch.sizes[-1]).astype(np.int64)
@@ -103,6 +105,10 @@ def make_bundle(arch: Architecture, params: Params, X, y, *, noise: NoiseConfig 
     bad = [r for r in step_regularizers if r not in BUNDLE_REGULARIZERS]
     if bad:
         raise ConfigError(f"step_regularizers: unknown {bad}; known: {', '.join(BUNDLE_REGULARIZERS)}")
+    twice = sorted({r for r in step_regularizers if list(step_regularizers).count(r) > 1})
+    if twice:
+        raise ConfigError(f"step_regularizers: {', '.join(twice)} given twice (each would be "
+                          "added again); name each once")
     regs, resolved, skipped = {}, {}, {}
     for name, preset in BUNDLE_REGULARIZERS.items():
         reg = regularizer_preset(preset, lam if preset in ("eq4", "custom_sum", "eq7") else None)
@@ -167,17 +173,75 @@ def write_bundle(path, arrays: dict, metadata: dict) -> Path:
     return save_tensors(path, arrays, metadata)
 
 
+_BUNDLE_FIX = "write the bundle again with 'refnet crosscheck make'"
+_NOISE_META = {"layers": WANT_LIST, "position": want_str(choices=("pre", "post")),
+               "specs": WANT_OBJECT,
+               "config": Want("null or a JSON object", lambda v: v is None or isinstance(v, dict))}
+_NOISE_CONFIG = {"spec": WANT_OBJECT, "layers": WANT_LIST,
+                 "position": want_str(choices=("pre", "post")), "layer_specs": WANT_OBJECT}
+_VARIANCES = {t: want_number(0, 1e6) for t in NOISE_TYPES}
+
+
 def read_bundle(path) -> tuple[dict, dict]:
-    """``(arrays, metadata)`` of a bundle; :class:`ModelFileError` naming the file if it is not one."""
+    """``(arrays, metadata)`` of a bundle, validated: :class:`ModelFileError` naming the file if
+    it is not one, or if what ``check`` and ``stat`` read from it is missing or invalid (the
+    metadata's ``architecture``, ``param_keys`` and ``noise``; the arrays ``input``, ``label``
+    and ``params.*``, which must be finite and fit the architecture)."""
     arrays, meta = load_tensors(path, "a refnet cross-check bundle")
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a refnet cross-check bundle (metadata format "
                              f"{meta.get('format')!r}); write one with 'refnet crosscheck make'")
+    with file_errors(path, ModelFileError, _BUNDLE_FIX):
+        _check_bundle(arrays, meta, str(path))
     return arrays, meta
 
 
+def _check_bundle(arrays: dict, meta: dict, source: str) -> None:
+    """Raise ``BadContent`` (or a refnet error) if the bundle's contents are unusable."""
+    check_fields(meta, {"architecture": WANT_OBJECT, "param_keys": WANT_LIST,
+                        "noise": WANT_OBJECT}, "metadata",
+                 required=("architecture", "param_keys", "noise"), extra=True)
+    arch = Architecture.from_dict(meta["architecture"])
+    keys, L = meta["param_keys"], arch.n_layers
+    if (len(keys) != 2 * L or len(set(map(str, keys))) != len(keys)
+            or not all(isinstance(k, str) and len(k) <= 256 for k in keys)):
+        raise BadContent(f"metadata 'param_keys' must list {2 * L} distinct state-dict keys (W1, "
+                         f"b1, ... of {L} weight layers), got {str(keys)[:80]}")
+    noise = meta["noise"]
+    check_fields(noise, _NOISE_META, "metadata 'noise'", required=tuple(_NOISE_META))
+    cfg = noise["config"]
+    if cfg is not None:
+        check_fields(cfg, _NOISE_CONFIG, "metadata 'noise' 'config'",
+                     required=("spec", "layers", "position"))
+        for where, spec in [("spec", cfg["spec"])] + sorted(cfg.get("layer_specs", {}).items()):
+            check_fields(spec, _VARIANCES, f"metadata 'noise' 'config' {where!r}")
+        numbers = list(cfg["layers"]) + list(cfg.get("layer_specs", {}))
+        if not all(type(l) is int or (isinstance(l, str) and l.lstrip("-").isdigit())
+                   for l in numbers):
+            raise BadContent("metadata 'noise' 'config': layers must be layer numbers, got "
+                             f"{str(numbers)[:80]}")
+        try:
+            resolved = list(bundle_noise(meta).resolved_layers(L))
+        except (TypeError, ValueError) as e:
+            raise BadContent(f"metadata 'noise' 'config': {e}") from None
+    else:
+        resolved = []
+    if noise["layers"] != resolved:
+        raise BadContent(f"metadata 'noise' 'layers' {str(noise['layers'])[:80]} does not match "
+                         f"its 'config' (noisy layers {resolved})")
+    missing = [k for k in ("input", "label") if k not in arrays]
+    if missing:
+        raise BadContent(f"lacks the arrays {missing} (the batch)")
+    try:
+        X = check_input(arrays["input"], arch.sizes[0], "array 'input'")
+        check_labels(arrays["label"], len(X), arch.sizes[-1], "array 'label'")
+    except (TypeError, ValueError) as e:
+        raise BadContent(str(e)) from None
+    bundle_model(arrays, meta, source)  # the params: present, shaped and finite
+
+
 def bundle_model(arrays: dict, meta: dict, source: str = "bundle") -> tuple[Architecture, Params]:
-    """The network stored in a bundle."""
+    """The network stored in a bundle (of :func:`read_bundle`: its metadata is checked there)."""
     arch = Architecture.from_dict(meta["architecture"])
     keys = meta["param_keys"]
     state = {k: arrays[f"params.{k}"] for k in keys if f"params.{k}" in arrays}
@@ -186,7 +250,7 @@ def bundle_model(arrays: dict, meta: dict, source: str = "bundle") -> tuple[Arch
 
 
 def bundle_noise(meta: dict) -> NoiseConfig | None:
-    """The bundle's :class:`NoiseConfig` (``None`` for a clean bundle)."""
+    """The bundle's :class:`NoiseConfig` (``None`` for a clean bundle); of :func:`read_bundle`."""
     cfg = meta["noise"].get("config")
     return None if cfg is None else NoiseConfig.from_dict(cfg)
 

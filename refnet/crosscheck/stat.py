@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special, stats
 
+from ..losses import check_labels
 from ..model import Architecture, Params, check_input
 from ..montecarlo import confidence_intervals, layer_samples
 from ..noise import NoiseConfig
@@ -176,9 +177,10 @@ def compare_samples(arch: Architecture, params: Params, X, noise: NoiseConfig, s
         The noise refnet simulates (the framework's, in refnet's terms).
     samples : dict {layer: array (K, T, sizes[layer])}
         The framework's noisy outputs: K repeats of each input, drawn with its own RNG.
-        Layer numbers as in :mod:`refnet.noise` (-1 = the output).
+        Layer numbers as in :mod:`refnet.noise` (-1 = the output). Real and finite: NaN or
+        inf is refused (it would make every test's p-value 1, a false "consistent").
     labels : int array (T,) or None
-        For the accuracy comparison.
+        For the accuracy comparison: class labels in ``0..sizes[-1]-1``.
     K_ref : int or None
         refnet's repeats (default: the framework's K, which makes the pooled variance
         statistic exactly unbiased).
@@ -193,14 +195,26 @@ def compare_samples(arch: Architecture, params: Params, X, noise: NoiseConfig, s
         raise ValueError(f"alpha: must lie in (0, 1), got {alpha}")
     X = check_input(X, arch.sizes[0])
     T, L = len(X), arch.n_layers
+    if T == 0:
+        raise ValueError("X: no inputs (0 rows); the comparison needs at least one input")
+    y = None if labels is None else check_labels(labels, T, arch.sizes[-1], "labels")
     fw = {}
     for l, Y in samples.items():
         r = int(l) + L + 1 if int(l) < 0 else int(l)
-        Y = np.asarray(Y, dtype=np.float64)
+        Y = np.asarray(Y)
+        if Y.dtype.kind not in "biuf":
+            raise ValueError(f"samples[{l}]: expected real numbers, got dtype {Y.dtype}")
+        Y = Y.astype(np.float64)
         if not 0 <= r <= L or Y.ndim != 3 or Y.shape[1:] != (T, arch.sizes[r]) or len(Y) < 2:
             raise ValueError(f"samples[{l}]: expected shape (K >= 2, {T}, "
                              f"{arch.sizes[r] if 0 <= r <= L else '?'}) for layer {l}, got "
                              f"{Y.shape}")
+        if r in fw:
+            raise ValueError(f"samples[{l}]: layer {r} is given twice")
+        if not np.isfinite(Y).all():  # NaN would make every test's p = 1: "consistent"
+            k, t, j = (int(i) for i in np.argwhere(~np.isfinite(Y))[0])
+            raise ValueError(f"samples[{l}]: holds NaN or inf (first at repeat {k}, input {t}, "
+                             f"neuron {j}); the framework's outputs must be finite")
         fw[r] = Y
     if not fw:
         raise ValueError("samples: need at least one layer's outputs")
@@ -218,8 +232,7 @@ def compare_samples(arch: Architecture, params: Params, X, noise: NoiseConfig, s
         ps += [c.p_variance_ratio, c.p_mean_shift]
     acc = (None,) * 5
     L_out = max(fw)
-    if labels is not None and L_out == L:
-        y = np.asarray(labels).astype(np.int64)
+    if y is not None and L_out == L:
         acc = _accuracy(fw[L], ref[L], y)
         names.append("accuracy difference")
         ps.append(acc[4])

@@ -1,6 +1,7 @@
 """refnet crosscheck: the bundle's contents, the check table and its tolerances, the statistical
 mode's power and false-alarm rate, and the command line."""
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from refnet.cli import main
 from refnet.crosscheck import (TOLERANCES, bundle_draws, bundle_model, bundle_noise,
                                check_results, compare_samples, holm, make_bundle, read_bundle,
                                write_bundle)
+from refnet.errors import ModelFileError
 from refnet.io import save_model
 from refnet.model import forward
 from refnet.montecarlo import layer_samples
@@ -196,3 +198,131 @@ def test_two_layer_net_leaves_out_the_code_variants_that_do_not_fit():
     with pytest.raises(ValueError, match="step_regularizers: eq7_code does not fit 2 weight"):
         make_bundle(arch, p, g.random((4, 5)), g.integers(0, 3, 4), noise=None, seed=0,
                     step_regularizers=("eq7_code",))
+
+
+# --- bad bundles, samples and flags: clear errors, never a verdict --------------------------
+
+def _one_error_line(capsys, *texts):
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    for t in texts:
+        assert t in err[0], err[0]
+    return err[0]
+
+
+def test_stat_refuses_non_finite_samples(bundle, tmp_path, capsys):
+    """NaN samples made every p-value 1: 'consistent'. Now refused, in the library and the CLI."""
+    p, (arrays, meta) = bundle
+    X = arrays["input"]
+    nan = np.full((5, len(X), 8), np.nan)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        compare_samples(ARCH, p, X, NOISE, {1: nan})
+    b = write_bundle(tmp_path / "b.npz", arrays, meta)
+    s = write_bundle(tmp_path / "s.npz", {"samples.layer.1": nan}, {})
+    assert main(["crosscheck", "stat", str(b), "--samples", str(s)]) == 2
+    _one_error_line(capsys, "--samples", str(s), "NaN or inf")
+    assert "verdict" not in capsys.readouterr().out
+
+
+def _mutated(arrays, meta, case):
+    arrays, meta = dict(arrays), dict(meta)
+    if case.startswith("no "):
+        key = case[3:]
+        (meta if key in meta else arrays).pop(key)
+    elif case == "param_keys 5":
+        meta["param_keys"] = 5
+    elif case == "noise config bogus":
+        meta["noise"] = {**meta["noise"], "config": {"bogus": 1}}
+    elif case == "nan params":
+        arrays["params.0.weight"] = np.full_like(arrays["params.0.weight"], np.nan)
+    elif case == "nan input":
+        arrays["input"] = np.full_like(arrays["input"], np.nan)
+    elif case == "narrow input":
+        arrays["input"] = arrays["input"][:, :5]
+    elif case == "label 50":
+        arrays["label"] = np.full_like(arrays["label"], 50)
+    return arrays, meta
+
+
+BAD_BUNDLES = [("no architecture", "lacks ['architecture']"), ("no param_keys", "param_keys"),
+               ("no noise", "lacks ['noise']"), ("no input", "input"), ("no label", "label"),
+               ("param_keys 5", "'param_keys' must be a JSON list"),
+               ("noise config bogus", "'config'"), ("nan params", "non-finite"),
+               ("nan input", "array 'input': contains NaN"),
+               ("narrow input", "array 'input': expected shape"),
+               ("label 50", "array 'label': labels must lie in 0..2")]
+
+
+@pytest.mark.parametrize("case, message", BAD_BUNDLES)
+def test_read_bundle_validates_what_check_and_stat_read(bundle, tmp_path, case, message):
+    _, (arrays, meta) = bundle
+    path = write_bundle(tmp_path / "b.npz", *_mutated(arrays, meta, case))
+    with pytest.raises(ModelFileError, match=re.escape(message)) as e:
+        read_bundle(path)
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("sidecar", ["[1]", "7"])
+def test_stat_on_broken_bundles_is_one_line_blaming_the_bundle(bundle, tmp_path, capsys, sidecar):
+    p, (arrays, meta) = bundle
+    good = write_bundle(tmp_path / "s.npz", {"samples.layer.1": np.zeros((3, 12, 8))}, {})
+    b = write_bundle(tmp_path / "nan.npz", *_mutated(arrays, meta, "nan input"))
+    assert main(["crosscheck", "stat", str(b), "--samples", str(good)]) == 2
+    line = _one_error_line(capsys, str(b), "contains NaN")
+    assert str(good) not in line
+    b = write_bundle(tmp_path / "list.npz", arrays, meta)
+    (tmp_path / "list.npz.json").write_text(sidecar)
+    for mode in (["stat", str(b), "--samples", str(good)], ["check", str(b)]):
+        assert main(["crosscheck", *mode]) == 2
+        _one_error_line(capsys, str(b), "must be a JSON object")
+
+
+def test_stat_checks_sample_keys_and_labels(bundle, tmp_path, capsys):
+    p, (arrays, meta) = bundle
+    b = write_bundle(tmp_path / "b.npz", arrays, meta)
+    Y = np.zeros((3, 12, 8))
+    cases = [({"samples.layer.x": Y}, "key 'samples.layer.x' is not samples.layer.<l>"),
+             ({"samples.layer.1": Y, "input": arrays["input"], "label": np.full(12, 50)},
+              "labels must lie in 0..2"),
+             ({"samples.layer.2": Y, "samples.layer.-2": Y}, "layer 2 is given twice")]
+    for data, message in cases:
+        s = write_bundle(tmp_path / "s.npz", data, {})
+        assert main(["crosscheck", "stat", str(b), "--samples", str(s)]) == 2
+        _one_error_line(capsys, "--samples", str(s), message)
+    with pytest.raises(ValueError, match="labels must lie"):
+        compare_samples(ARCH, p, arrays["input"], NOISE, {3: np.zeros((3, 12, 3))},
+                        labels=np.full(12, 50))
+
+
+def test_check_refuses_complex_results(bundle, tmp_path, capsys):
+    _, (arrays, meta) = bundle
+    bad = _results_from_expected(arrays)
+    bad["result.layer.1"] = bad["result.layer.1"] + 1j
+    with pytest.raises(ModelFileError, match="result.layer.1 has dtype complex128"):
+        check_results(bad)
+    b = write_bundle(tmp_path / "b.npz", arrays, meta)
+    r = write_bundle(tmp_path / "r.npz", {"layer.1": arrays["expected.layer.1"] + 1j}, {})
+    assert main(["crosscheck", "check", str(b), "--results", str(r)]) == 2
+    _one_error_line(capsys, str(r), "complex128")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--noise", "none", "--variances", "add_unc=0.5"],
+     "--variances: no effect with --noise none (no layer is noisy); drop it,"),
+    (["--noise", "none", "--layers", "1"], "--layers: no effect with --noise none"),
+    (["--step-regularizers", "eq7,eq7"], "--step-regularizers: 'eq7,eq7' names a regularizer"),
+    (["--layers", "1,1"], "--layers: '1,1' names a layer twice"),
+    (["-o", "{tmp}/m.npz/b.npz"], "-o/--out: {tmp}/m.npz/b.npz: cannot create the folder"),
+    (["-o", "{tmp}/d.npz"], "-o/--out: {tmp}/d.npz is a folder"),
+])
+def test_make_refuses_ignored_or_repeated_flags(tmp_path, capsys, flags, message):
+    model = str(save_model(tmp_path / "m.npz", ARCH, rn.init_params(ARCH, rng=0)))
+    (tmp_path / "d.npz").mkdir()
+    flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    out = [] if "-o" in flags else ["-o", str(tmp_path / "b.npz")]
+    assert main(["crosscheck", "make", model, *out, "--batch", "4", *flags]) == 2
+    _one_error_line(capsys, message.replace("{tmp}", str(tmp_path)))
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["d.npz", "m.npz"]
+    with pytest.raises(ValueError, match="eq7 given twice"):
+        make_bundle(ARCH, rn.init_params(ARCH, rng=0), np.zeros((2, 6)), np.zeros(2, int),
+                    noise=None, seed=0, step_regularizers=("eq7", "eq7"))
