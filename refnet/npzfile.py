@@ -276,7 +276,11 @@ def read_json_file(path, what: str = "file") -> dict:
         raise BadContent("no such file")
     if os.path.getsize(path) > 4 * MAX_METADATA_CHARS:
         raise BadContent(f"larger than the ceiling of {4 * MAX_METADATA_CHARS} bytes")
-    return parse_json(path.read_bytes().decode("utf-8"), what)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadContent(f"{what} is not UTF-8 text (byte {e.start}: {e.reason})") from None
+    return parse_json(text, what)
 
 
 def content_sha256(arrays: dict, metadata: dict) -> str:

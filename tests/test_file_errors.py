@@ -427,3 +427,12 @@ def test_checkpoint_of_another_dtype_is_refused(checkpointed):
     arch, p, X, y, ckpt = checkpointed
     with pytest.raises(CheckpointError, match="holds float64 parameters, this run trains float32"):
         _resume(arch, p.astype(np.float32), X, y, ckpt)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", b'{"a": "\xe9"}'])
+def test_json_file_that_is_not_utf8_is_bad_content(tmp_path, content):
+    """read_json_file (run records, tensor metadata) let a UnicodeDecodeError escape."""
+    path = tmp_path / "record.json"
+    path.write_bytes(content)
+    with pytest.raises(npzfile.BadContent, match="not UTF-8 text"):
+        npzfile.read_json_file(path, "the run record")
