@@ -5,10 +5,11 @@ import urllib.request
 import numpy as np
 import pytest
 
+from refnet.errors import ConfigError, DataError
 from refnet.datasets import _registry as reg
-from refnet.datasets import mnist
+from refnet.datasets import load_dataset, mnist
 from refnet.datasets._sources import Source, fetch_idx
-from refnet.datasets.idx import write_idx
+from refnet.datasets.idx import IdxError, read_images, write_idx
 from refnet.datasets.split import per_class_split, train_val_split
 
 
@@ -66,10 +67,51 @@ def test_fetch_false_without_cache_says_what_to_run(tmp_path):
         mnist.load_mnist(cache_dir=tmp_path, fetch=False)
 
 
-@pytest.mark.parametrize("kw, match", [({"split": "val"}, "split"), ({"dtype": np.int32}, "dtype")])
+@pytest.mark.parametrize("kw, match", [({"split": "val"}, "split"), ({"dtype": np.int32}, "dtype"),
+                                       ({"dtype": "garbage"}, "dtype: expected float64 or float32, got 'garbage'")])
 def test_bad_arguments_are_named(tmp_path, kw, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):
         mnist.load_mnist(cache_dir=tmp_path, fetch=False, **kw)
+
+
+def test_fetch_false_without_cache_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="train-images-idx3-ubyte is missing"):
+        mnist.load_mnist(cache_dir=tmp_path, fetch=False)
+
+
+def test_load_dataset_names_unknown_datasets_and_options():
+    with pytest.raises(ConfigError, match="unknown dataset 'mnits'"):
+        load_dataset("mnits")
+    with pytest.raises(ConfigError, match="mnist: unknown option\\(s\\) bogus; the loader takes cache_dir"):
+        load_dataset("mnist", "test", bogus=1)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "5", '"abc"', '{"files": [1]}', "{",
+                                  '{"files": {"train-images-idx3-ubyte": "x"}}',
+                                  "[" * 100_000 + "]" * 100_000, "\xff\xfe"])
+@pytest.mark.parametrize("fetch", [True, False])
+def test_damaged_provenance_record_counts_as_none(cached_mnist, monkeypatch, text, fetch):
+    spec, cache, raw = cached_mnist
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
+    (cache / "mnist" / "provenance.json").write_bytes(text.encode("latin-1"))
+    d = mnist._load_idx(spec, "test", cache, False, fetch, np.float64, None, ())
+    np.testing.assert_array_equal(d.X, raw["t10k-images-idx3-ubyte"].reshape(6, 784) / 255.0)
+    assert d.info["source"] == "cache (no record)"
+
+
+@pytest.mark.parametrize("make", [lambda p: None, lambda p: p.mkdir()], ids=["missing", "folder"])
+def test_idx_reader_names_a_missing_file_or_a_folder(tmp_path, make):
+    make(tmp_path / "images.idx")
+    with pytest.raises(IdxError, match="images.idx: cannot be read .* run `python data/fetch.py`"):
+        read_images(tmp_path / "images.idx")
+
+
+def test_cache_folder_under_a_file_is_refused_before_any_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
+    (tmp_path / "m.npz").write_bytes(b"x")
+    for where in (tmp_path / "m.npz", tmp_path / "m.npz" / "sub"):
+        with pytest.raises(ConfigError, match=f"--cache-dir \\(cache_dir\\): the cache folder {where}"):
+            mnist.load_mnist(cache_dir=where)
 
 
 def test_train_val_split_is_seeded_and_a_partition():

@@ -144,3 +144,18 @@ def test_loader_split_normalisation_and_cached_reuse(mirror, offline, tmp_path):
 def test_loader_fetch_false_needs_the_cache(tmp_path):
     with pytest.raises(qs.QuickDrawError, match="python data/fetch.py quickdraw --per-class 5"):
         load_quickdraw(classes="apple", per_class=5, cache_dir=tmp_path, fetch=False)
+
+
+@pytest.mark.parametrize("record", ["[1]", '{"classes": [1]}', '{"classes": {"apple": 3}}',
+                                    '{"classes": {"apple": {"file": "apple.npy"}}}',
+                                    '{"classes": {"apple": {"file": "../x.npy", "rows": 30, '
+                                    '"sha256": "0", "source": "s", "google_rows": 0}}}'])
+def test_damaged_provenance_record_means_fetch_again(mirror, offline, tmp_path, record):
+    folder, arrays = mirror
+    kw = dict(classes="apple", per_class=10, cache_dir=tmp_path / "c")
+    load_quickdraw("train", mirror=folder, **kw)
+    (tmp_path / "c" / "quickdraw" / "provenance.json").write_text(record)
+    with pytest.raises(qs.QuickDrawError, match="lacks verified files with 10 rows for \\['apple'\\]"):
+        load_quickdraw("train", fetch=False, **kw)
+    again = load_quickdraw("train", mirror=folder, **kw)  # fetched from the mirror again
+    assert again.info["sources"]["apple"]["source"] == f"mirror {folder}"

@@ -39,12 +39,25 @@ DATASET_NAMES = tuple(_LOADERS)
 
 
 def load_dataset(name: str, split: str = "train", **options):
-    """Load a dataset by name (``DATASET_NAMES``); ``options`` go to its loader."""
-    try:
-        loader = _LOADERS[name]
-    except KeyError:
-        raise ValueError(f"dataset: unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}") from None
-    return __getattr__(loader)(split, **options)
+    """Load a dataset by name (``DATASET_NAMES``); ``options`` go to its loader.
+
+    An unknown name or an option the loader does not take is a
+    :class:`~refnet.errors.ConfigError` naming it and what is known.
+    """
+    import inspect
+
+    from ..errors import ConfigError
+
+    loader = _LOADERS.get(name) if isinstance(name, str) else None
+    if loader is None:
+        raise ConfigError(f"dataset: unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
+    function = __getattr__(loader)
+    known = [p for p in inspect.signature(function).parameters if p != "split"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"{name}: unknown option(s) {', '.join(unknown)}; the loader takes "
+                          f"{', '.join(known)}")
+    return function(split, **options)
 
 
 def __getattr__(name):

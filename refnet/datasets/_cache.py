@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..progress import Progress
 
 CHUNK = 1 << 20
@@ -26,15 +26,31 @@ class ChecksumError(DataError):
     """A file's sha256 differs from the expected one."""
 
 
+class NotCached(DataError, FileNotFoundError):
+    """A dataset file is not in the cache (or fails its sha256) and fetching was not allowed."""
+
+
 def cache_root(cache_dir=None) -> Path:
     """The cache folder: the argument, else $REFNET_DATA_DIR, $XDG_CACHE_HOME/refnet,
-    ~/.cache/refnet."""
+    ~/.cache/refnet.
+
+    A path that is (or lies under) an existing file is refused at once with a
+    :class:`~refnet.errors.ConfigError` naming where it came from, before any source is tried.
+    """
     if cache_dir:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("REFNET_DATA_DIR"):
-        return Path(os.environ["REFNET_DATA_DIR"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "refnet"
+        root, origin = Path(cache_dir).expanduser(), "--cache-dir (cache_dir)"
+    elif os.environ.get("REFNET_DATA_DIR"):
+        root, origin = Path(os.environ["REFNET_DATA_DIR"]).expanduser(), "$REFNET_DATA_DIR"
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "refnet"
+        origin = "$XDG_CACHE_HOME" if xdg else "the default cache folder"
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "is a file" if existing == root else f"lies under the file {existing}"
+        raise ConfigError(f"{origin}: the cache folder {root} {where}, not a folder; give a "
+                          "folder (it is created if missing)")
+    return root
 
 
 def sha256_file(path) -> str:
@@ -123,11 +139,25 @@ def write_json_atomic(path, obj) -> None:
 
 
 def read_provenance(folder) -> dict | None:
-    """The dataset's provenance record, or None if absent or unreadable."""
+    """The dataset's provenance record, or None if absent, unreadable or not a JSON object.
+
+    The record only says where the verified files came from (each file is checked by its own
+    sha256), so a damaged one is treated as missing and written anew by the next fetch.
+    """
     try:
-        return json.loads((Path(folder) / "provenance.json").read_text())
-    except (OSError, ValueError):
+        record = json.loads((Path(folder) / "provenance.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
+    return record if isinstance(record, dict) else None
+
+
+def record_entries(record, key: str) -> dict:
+    """``record[key]`` as ``{name: entry}``, keeping only the entries that are JSON objects
+    (``{}`` if the record has no such object): a damaged provenance record is never trusted."""
+    entries = record.get(key) if isinstance(record, dict) else None
+    if not isinstance(entries, dict):
+        return {}
+    return {k: v for k, v in entries.items() if isinstance(v, dict)}
 
 
 def write_provenance(folder, record: dict) -> None:

@@ -12,7 +12,7 @@ or by fewer rows: ``QuickDrawError`` lists exactly what is missing and how to ch
 """
 from __future__ import annotations
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 import ast
 import io
@@ -23,8 +23,8 @@ import urllib.parse
 import urllib.request
 
 from . import _registry as reg
-from ._cache import CHUNK, cache_root, install_file, install_stream, read_provenance, sha256_file, \
-    write_provenance
+from ._cache import CHUNK, cache_root, install_file, install_stream, read_provenance, \
+    record_entries, sha256_file, write_provenance
 from ..progress import Progress
 from ._sources import HOST_TIMEOUT, mirror_folder
 
@@ -51,11 +51,11 @@ def resolve_classes(classes) -> tuple:
     else:
         names = tuple(classes)
     if not names or any(not isinstance(c, str) or not c for c in names):
-        raise ValueError("classes: expected 'paper-20', 'mirror-19' or category names, "
+        raise ConfigError("classes: expected 'paper-20', 'mirror-19' or category names, "
                          f"got {classes!r}")
     dup = sorted({c for c in names if names.count(c) > 1})
     if dup:
-        raise ValueError(f"classes: duplicated {dup}")
+        raise ConfigError(f"classes: duplicated {dup}")
     return names
 
 
@@ -99,6 +99,17 @@ def _manifest(folder) -> dict:
         raise QuickDrawError(f"{path}: not a valid mirror manifest ({type(e).__name__}: {e}); "
                              "repair the mirror or give another with --mirror") from e
     return classes
+
+
+def cached_classes(folder) -> dict:
+    """``{class: entry}`` of the cache's provenance record, keeping only well-formed entries
+    (``file`` its class's file name, ``rows`` an int, ``sha256`` and ``source`` strings,
+    ``google_rows``): a damaged
+    record counts as no record, and its classes are fetched (or reported missing) again."""
+    return {name: e for name, e in record_entries(read_provenance(folder), "classes").items()
+            if isinstance(e.get("file"), str) and e["file"] == class_file(name)
+            and type(e.get("rows")) is int and isinstance(e.get("sha256"), str)
+            and isinstance(e.get("source"), str) and "google_rows" in e}
 
 
 def _from_mirror(mirror, name, per_class, dest):
@@ -155,9 +166,9 @@ def fetch_quickdraw(classes="paper-20", per_class: int = 1000, cache_dir=None, m
     """
     names = resolve_classes(classes)
     if not isinstance(per_class, int) or per_class < 1:
-        raise ValueError(f"per_class: expected a positive int, got {per_class!r}")
+        raise ConfigError(f"per_class: expected a positive int, got {per_class!r}")
     folder = cache_root(cache_dir) / "quickdraw"
-    record = read_provenance(folder) or {"dataset": "quickdraw", "classes": {}}
+    record = {"dataset": "quickdraw", "classes": cached_classes(folder)}
     mirror = mirror_folder(mirror)
     cached, problems = [], {}
     for name in names:

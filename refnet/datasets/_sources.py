@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import _registry as reg
-from ._cache import cache_root, install_file, install_stream, read_provenance, sha256_file, \
-    verified, write_provenance
+from ._cache import cache_root, install_file, install_stream, read_provenance, record_entries, \
+    sha256_file, verified, write_provenance
 from .idx import LABELS_MAGIC, read_header
 
 HOST_TIMEOUT = 15.0       # seconds per socket operation; a failed DNS lookup fails at once
@@ -215,12 +215,12 @@ def fetch_idx(spec: reg.IdxDatasetSpec, cache_dir=None, mirror=None, sources=Non
     its sha256 and size, and ``"cached": True`` when nothing had to be fetched.
     """
     folder = cache_root(cache_dir) / spec.name
-    old = read_provenance(folder) or {}
-    old_files = old.get("files", {})
+    old_files = record_entries(read_provenance(folder), "files")
     files = {}
     for rf in spec.files:
         if verified(folder / rf.filename, rf.sha256):
-            src = old_files.get(rf.filename, {}).get("source", "cache (no record)")
+            src = old_files.get(rf.filename, {}).get("source")
+            src = src if isinstance(src, str) else "cache (no record)"
             files[rf.filename] = {"sha256": rf.sha256, "source": src}
     if len(files) == len(spec.files):
         return dict(_record(spec, folder, files), cached=True)

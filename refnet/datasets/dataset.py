@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -20,13 +22,17 @@ class Dataset:
 
 
 def check_dtype(dtype) -> np.dtype:
-    dt = np.dtype(dtype)
+    """``dtype`` as a numpy dtype, float64 or float32; else a ConfigError naming it."""
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError):
+        dt = None
     if dt not in (np.float64, np.float32):
-        raise ValueError(f"dtype: expected float64 or float32, got {dt}")
+        raise ConfigError(f"dtype: expected float64 or float32, got {dtype!r}")
     return dt
 
 
 def check_split(split: str, allowed=("train", "test")) -> str:
-    if split not in allowed:
-        raise ValueError(f"split: expected one of {allowed}, got {split!r}")
+    if not isinstance(split, str) or split not in allowed:
+        raise ConfigError(f"split: expected one of {', '.join(allowed)}, got {split!r}")
     return split

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import ConfigError
 from . import _registry as reg
 from ._cache import cache_root
 from ._quickdraw_sources import CLASS_SETS, QuickDrawError, fetch_quickdraw
@@ -73,7 +74,12 @@ def run(args) -> int:
               file=sys.stderr)
         return 2
     rows, failed = [], 0
-    print(f"cache: {cache_root(args.cache_dir)}", file=sys.stderr)
+    try:
+        root = cache_root(args.cache_dir)
+    except ConfigError as e:
+        print(f"fetch: error: {e}", file=sys.stderr)
+        return 2
+    print(f"cache: {root}", file=sys.stderr)
     for name in dict.fromkeys(args.datasets):
         try:
             if name == "quickdraw":

@@ -28,22 +28,33 @@ def _fail(path, problem: str):
 
 
 def read_header(path, expected_magic: int | None = None):
-    """Return ``(magic, dims, header_bytes)`` after checking the magic and the exact file size."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
-        if len(head) < 4:
-            _fail(path, f"only {size} bytes, too short for an IDX header")
-        magic = struct.unpack(">I", head)[0]
-        if magic not in (LABELS_MAGIC, IMAGES_MAGIC) or (expected_magic
-                                                         and magic != expected_magic):
-            want = f"0x{expected_magic:08x}" if expected_magic else "0x00000801 or 0x00000803"
-            _fail(path, f"magic number 0x{magic:08x}, expected {want}")
-        ndim = magic & 0xFF
-        raw = f.read(4 * ndim)
-        if len(raw) < 4 * ndim:
-            _fail(path, "header ends before its dimensions")
-        dims = struct.unpack(f">{ndim}I", raw)
+    """Return ``(magic, dims, header_bytes)`` after checking the magic and the exact file size.
+
+    A missing or unreadable file (a folder, no permission) is an :class:`IdxError` naming it.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            return _read_header(f, path, size, expected_magic)
+    except OSError as e:
+        raise IdxError(f"{path}: cannot be read ({e.strerror or e}); run `python data/fetch.py` "
+                       "(or `refnet fetch`) to download and verify the dataset files") from None
+
+
+def _read_header(f, path, size: int, expected_magic):
+    head = f.read(4)
+    if len(head) < 4:
+        _fail(path, f"only {size} bytes, too short for an IDX header")
+    magic = struct.unpack(">I", head)[0]
+    if magic not in (LABELS_MAGIC, IMAGES_MAGIC) or (expected_magic
+                                                     and magic != expected_magic):
+        want = f"0x{expected_magic:08x}" if expected_magic else "0x00000801 or 0x00000803"
+        _fail(path, f"magic number 0x{magic:08x}, expected {want}")
+    ndim = magic & 0xFF
+    raw = f.read(4 * ndim)
+    if len(raw) < 4 * ndim:
+        _fail(path, "header ends before its dimensions")
+    dims = struct.unpack(f">{ndim}I", raw)
     header = 4 + 4 * ndim
     n_data = 1
     for d in dims:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
 from .dataset import Dataset, check_dtype, check_split
 
 BETA, GAMMA, N_EXP, TAU = 0.2, 0.1, 10.0, 17.0
@@ -30,7 +31,7 @@ def mackey_glass_rhs(x, x_tau, beta=BETA, gamma=GAMMA, n=N_EXP):
 def _steps(value: float, dt: float, what: str) -> int:
     k = int(round(value / dt))
     if k < 1 or abs(k * dt - value) > 1e-9 * max(1.0, value):
-        raise ValueError(f"{what}: must be a positive integer multiple of dt={dt}, got {value}")
+        raise ConfigError(f"{what}: must be a positive integer multiple of dt={dt}, got {value}")
     return k
 
 
@@ -45,7 +46,7 @@ def integrate_mackey_glass(t_end: float, dt: float = 0.1, x0: float = 1.2, tau: 
         Grid times k * dt and the solution there, K = t_end / dt.
     """
     if not (np.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt: expected a positive number, got {dt}")
+        raise ConfigError(f"dt: expected a positive number, got {dt}")
     K, m = _steps(t_end, dt, "t_end"), _steps(tau, dt, "tau")
     x = np.empty(K + 1)
     x[0] = x0
@@ -72,7 +73,7 @@ def mackey_glass_series(n_points: int, dt: float = 0.1, transient: float = 1000.
     Returns an ndarray of shape (n_points,).
     """
     if n_points < 1:
-        raise ValueError(f"n_points: expected >= 1, got {n_points}")
+        raise ConfigError(f"n_points: expected >= 1, got {n_points}")
     per_unit = _steps(1.0, dt, "1 (the sampling interval)")
     _, x = integrate_mackey_glass(transient + n_points - 1, dt, x0)
     return x[_steps(transient, dt, "transient") if transient else 0::per_unit][:n_points]
@@ -85,7 +86,7 @@ def make_windows(series, window: int = 100):
     """
     s = np.asarray(series, dtype=np.float64)
     if s.ndim != 1 or not 1 <= window < s.size:
-        raise ValueError(f"window: expected 1 <= window < len(series)={s.size}, got {window}")
+        raise ConfigError(f"window: expected 1 <= window < len(series)={s.size}, got {window}")
     X = np.lib.stride_tricks.sliding_window_view(s, window)[:-1].copy()
     return X, s[window:].copy()
 
@@ -97,7 +98,7 @@ def load_mackey_glass(split: str = "train", n_points: int = 6000, window: int = 
     check_split(split)
     dt_ = check_dtype(dtype)
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction: expected 0 < test_fraction < 1, got {test_fraction}")
+        raise ConfigError(f"test_fraction: expected 0 < test_fraction < 1, got {test_fraction}")
     X, y = make_windows(mackey_glass_series(n_points, dt, transient), window)
     n_train = int(round((1 - test_fraction) * y.size))
     part = slice(0, n_train) if split == "train" else slice(n_train, None)

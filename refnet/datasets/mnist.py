@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import DataError
 from . import _registry as reg
-from ._cache import cache_root, read_provenance, verified
+from ._cache import NotCached, cache_root, read_provenance, verified
 from ._sources import fetch_idx
 from .dataset import Dataset, check_dtype, check_split
 from .idx import read_images, read_labels
@@ -30,10 +30,12 @@ def _load_idx(spec, split, cache_dir, normalize, fetch, dtype, mirror, classes) 
     else:
         for rf in spec.files:
             if not verified(folder / rf.filename, rf.sha256):
-                raise FileNotFoundError(
+                raise NotCached(
                     f"{spec.title}: {folder / rf.filename} is missing or fails its sha256 check, "
                     f"and fetch=False. Run `python data/fetch.py {spec.name}` first.")
-        record = dict(read_provenance(folder) or {"source": "cache (no record)"}, cached=True)
+        source = (read_provenance(folder) or {}).get("source")
+        record = {"source": source if isinstance(source, str) else "cache (no record)",
+                  "cached": True}
     images, labels = spec.files[:2] if split == "train" else spec.files[2:]
     X = read_images(folder / images.filename)
     y = read_labels(folder / labels.filename, n_classes=10)

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._cache import cache_root, read_provenance, sha256_file
-from ._quickdraw_sources import PIXELS, QuickDrawError, fetch_quickdraw, resolve_classes
+from ..errors import ConfigError
+from ._cache import cache_root, sha256_file
+from ._quickdraw_sources import PIXELS, QuickDrawError, cached_classes, fetch_quickdraw, \
+    resolve_classes
 from .dataset import Dataset, check_dtype, check_split
 from .split import per_class_split
 
 
 def _cached_record(names, per_class, cache_dir) -> dict:
     folder = cache_root(cache_dir) / "quickdraw"
-    record = read_provenance(folder) or {"classes": {}}
+    record = {"classes": cached_classes(folder)}
     bad = [n for n in names
            if n not in record["classes"] or record["classes"][n]["rows"] < per_class
            or not (folder / record["classes"][n]["file"]).is_file()
@@ -65,7 +67,7 @@ def load_quickdraw(split: str = "train", classes="paper-20", per_class: int | No
     names = resolve_classes(classes)
     if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int)
                                   or per_class < 1):
-        raise ValueError(f"per_class: expected a positive int or None (every row), got "
+        raise ConfigError(f"per_class: expected a positive int or None (every row), got "
                          f"{per_class!r}")
     need = MIN_ROWS_ALL if per_class is None else per_class
     record = (fetch_quickdraw(names, need, cache_dir, mirror) if fetch

@@ -93,6 +93,14 @@ def test_unknown_dataset_is_named(capsys):
     assert "unknown ['mnits']" in capsys.readouterr().err
 
 
+def test_cache_dir_under_a_file_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
+    (tmp_path / "m.npz").write_bytes(b"x")
+    assert refnet_main(["fetch", "mnist", "--cache-dir", str(tmp_path / "m.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--cache-dir (cache_dir): the cache folder {tmp_path / 'm.npz'} is a file" in err
+
+
 def test_script_runs_without_numpy(mirror, tmp_path):
     """data/fetch.py on a machine with only Python: numpy is made unimportable."""
     m, _ = mirror
