@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import ModelFileError
-from .model import Architecture, Params, check_params
-from .npzfile import (BadContent, NpzReader, WANT_OBJECT, check_fields, content_sha256,
-                      file_errors, want_str)
+from .errors import ConfigError, ModelFileError
+from .model import MAX_LAYERS, MAX_WIDTH, Architecture, Params, check_params
+from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, BadContent, NpzReader, WANT_OBJECT,
+                      check_fields, content_sha256, file_errors, want_str)
 
-__all__ = ["save_model", "load_model", "atomic_write_bytes", "save_npz_atomic", "load_npz",
-           "MODEL_KEYS", "expected_arrays", "verify_sha256",
+__all__ = ["save_model", "load_model", "check_savable", "atomic_write_bytes", "save_npz_atomic",
+           "load_npz", "MODEL_KEYS", "expected_arrays", "verify_sha256",
            "to_state_dict", "from_state_dict", "STATE_DICT_NAMINGS", "ModelFileError"]
 
 
@@ -93,13 +93,55 @@ def load_npz(path, *, error: type = ModelFileError,
     return arrays, metadata
 
 
+#: Bytes of a model file's array data kept free for its metadata by :func:`check_savable`
+#: (the metadata member counts towards the reader's ``MAX_TOTAL_BYTES``, 4 bytes a character).
+METADATA_RESERVE = 4 << 20
+
+
+def check_savable(sizes, dtype="float64", what: str = "architecture") -> None:
+    """Refuse, before any work, a network that :func:`load_model` would refuse to read.
+
+    The ceilings are the reader's own: at most ``MAX_LAYERS`` weight layers, every layer at
+    most ``MAX_WIDTH`` wide (:mod:`refnet.model`), and weights plus biases at most
+    ``MAX_TOTAL_BYTES`` minus :data:`METADATA_RESERVE` (:mod:`refnet.npzfile`). ``sizes`` are
+    the layer widths, input first; ``what`` names the flag or setting in the
+    :class:`~refnet.errors.ConfigError`.
+    """
+    sizes = [int(s) for s in sizes]
+    if len(sizes) - 1 > MAX_LAYERS:
+        raise ConfigError(f"{what}: {len(sizes) - 1} weight layers, more than the {MAX_LAYERS} "
+                          "a refnet model file may hold; use fewer hidden layers")
+    wide = [s for s in sizes if s > MAX_WIDTH]
+    if wide:
+        raise ConfigError(f"{what}: a layer of width {wide[0]} (layer sizes "
+                          f"{str(sizes)[:80]}) is wider than the {MAX_WIDTH} a refnet model "
+                          "file may hold; use narrower layers")
+    n = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    nbytes = n * np.dtype(dtype).itemsize
+    if nbytes > MAX_TOTAL_BYTES - METADATA_RESERVE:
+        raise ConfigError(f"{what}: layer sizes {str(sizes)[:80]} have {n} weights and biases, "
+                          f"{nbytes / 2**30:.3g} GiB as {np.dtype(dtype)}, more than the "
+                          f"{(MAX_TOTAL_BYTES - METADATA_RESERVE) / 2**30:.3g} GiB a refnet model "
+                          "file may hold; use narrower or fewer layers")
+
+
 def save_model(path, arch: Architecture, params: Params, metadata: dict | None = None) -> Path:
-    """Save a model to ``path`` (``.npz``) with its architecture and ``metadata`` (JSON-able)."""
+    """Save a model to ``path`` (``.npz``) with its architecture and ``metadata`` (JSON-able).
+
+    A model that :func:`load_model` would refuse (see :func:`check_savable`, and metadata
+    longer than the reader's ceiling) is refused with a ConfigError and nothing is written.
+    """
     check_params(arch, params)
+    check_savable(arch.sizes, params.dtype)
     meta = dict(metadata or {})
     meta.update({"format": "refnet-model", "refnet_version": __version__,
                  "architecture": arch.as_dict(), "dtype": str(params.dtype),
                  "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    chars = len(json.dumps(meta, sort_keys=True)) + 100  # + the content hash save_npz adds
+    if chars > min(MAX_METADATA_CHARS, METADATA_RESERVE // 4):
+        raise ConfigError(f"metadata: {chars} characters of JSON, more than a refnet model file "
+                          f"may hold ({min(MAX_METADATA_CHARS, METADATA_RESERVE // 4)}); pass "
+                          "less metadata")
     arrays = {}
     for l, (w, b) in enumerate(zip(params.W, params.b), start=1):
         arrays[f"W{l}"], arrays[f"b{l}"] = w, b

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ResultFileError
 from ..io import atomic_write_bytes
 from ..reproduction.figures import NOISE_LABELS
 from .spec import cell_id
-from .store import SweepStore
+from .store import STORE_NAME, SweepStore
 
 __all__ = ["Point", "points", "pareto_front", "parse_constraint", "best_cell", "PAPER_POINTS",
            "pareto_figure", "front_table", "seed_means", "seed_table", "halving_summary",
@@ -205,10 +205,9 @@ def seed_table(pts: list[Point], spec) -> str:
 def halving_summary(store: SweepStore, pts: list[Point]) -> str | None:
     """What successive halving kept, the cell-seconds it saved, and whether it kept the grid's
     best cell (both need the full grid in the store; said so otherwise)."""
-    raw = store.get_meta("halving")
-    if raw is None:
+    info = store.halving()
+    if info is None:
         return None
-    info = json.loads(raw)
     survivors = set(info["survivors"])
     rung_t = store.rung_timings()
     lines = [f"Successive halving (eta {info['eta']}, first rung {info['min_epochs']} epoch(s)): "
@@ -245,6 +244,13 @@ def write_report(folder, constraint: str | None = None, out=None) -> dict:
 
     store = SweepStore.open(folder)
     try:
+        corrupt = store.corrupt()
+        if corrupt:
+            cid, problem = corrupt[0]
+            raise ResultFileError(
+                f"{Path(folder) / STORE_NAME}: {len(corrupt)} cell row(s) are damaged or edited "
+                f"(cell {cid}: {problem}); rerun the same `refnet sweep SPEC --out {folder}` to "
+                "recompute them (intact cells are kept)")
         pts = points(store)
         diverged = [r for r, _ in store.rows() if "diverged" in r]
         if not pts:
@@ -266,7 +272,7 @@ def write_report(folder, constraint: str | None = None, out=None) -> dict:
                 f"{store.spec.evaluate['analytic_inputs']} test inputs; wall: the cell's "
                 "fine-tuning and evaluation on one core"
                 + (" (a halving survivor's counts only the epochs after its last rung)."
-                   if store.get_meta("halving") else "."), "", "![Pareto plot](pareto.png)"]
+                   if store.halving() else "."), "", "![Pareto plot](pareto.png)"]
         if len(store.spec.seeds()) > 1:
             text += ["", "Every setting, averaged over its seeds:", "",
                      seed_table(pts, store.spec)]

@@ -150,6 +150,12 @@ def _check_data(d: dict) -> dict:
         raise _err("data.hidden", f"expected a non-empty list of layer widths, got {h!r}",
                    "write e.g. [300, 300]")
     out["hidden"] = [_int(f"data.hidden[{i}]", w, 1) for i, w in enumerate(h)]
+    from ..io import check_savable
+
+    # the widths every baseline and cell model will have (the image datasets' 784 pixels in,
+    # at least one feature and two classes otherwise), against what a model file may hold
+    n_in = 784 if out["dataset"] in ("mnist", "fashion-mnist", "quickdraw") else 1
+    check_savable((n_in, *out["hidden"], 2), "float64", "data.hidden")
     out["baseline_epochs"] = _int("data.baseline_epochs", d["baseline_epochs"], 0)
     out["baseline_lr"] = _float("data.baseline_lr", d["baseline_lr"], positive=True)
     out["batch_size"] = _int("data.batch_size", d["batch_size"], 1)
@@ -161,10 +167,14 @@ def _check_data(d: dict) -> dict:
 def _check_evaluate(e: dict) -> dict:
     out = dict(e)
     types = e["noise_types"]
-    if not isinstance(types, list) or not types or len(set(types)) != len(types):
+    if not isinstance(types, list) or not types:
         raise _err("evaluate.noise_types", f"expected a list of distinct names, got {types!r}",
                    f"choose from {', '.join(NOISE_TYPES)}")
-    out["noise_types"] = [_choice("evaluate.noise_types", t, NOISE_TYPES) for t in types]
+    out["noise_types"] = [_choice(f"evaluate.noise_types[{i}]", t, NOISE_TYPES)
+                          for i, t in enumerate(types)]
+    if len(set(out["noise_types"])) != len(types):
+        raise _err("evaluate.noise_types", f"a name is given twice in {types!r}",
+                   "list each noise type once")
     v = e["variances"]
     if not isinstance(v, list) or not v:
         raise _err("evaluate.variances", f"expected a non-empty list, got {v!r}",
@@ -269,10 +279,7 @@ def parse_cli_value(text: str):
     each a JSON number/bool or a bare string. ``0,1e-3`` -> ``[0, 0.001]``."""
     text = text.strip()
     if text[:1] in "[{":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise _err(f"value {text!r}", f"not valid JSON ({e})", "quote it for the shell") from None
+        return _json(text, f"value {text[:40]!r}", "quote it for the shell")
     items = []
     for part in text.split(","):
         part = part.strip()
@@ -281,6 +288,37 @@ def parse_cli_value(text: str):
         except json.JSONDecodeError:
             items.append(part)
     return items if len(items) > 1 else items[0]
+
+
+def _json(text: str, where: str, fix: str):
+    """``text`` parsed as JSON as every refnet reader does (:mod:`refnet.npzfile`): a key
+    given twice in an object or nesting deeper than ``MAX_JSON_DEPTH`` is refused."""
+    from ..npzfile import BadContent, _no_duplicate_keys
+
+    try:
+        return _shallow(json.loads(text, object_pairs_hook=_no_duplicate_keys), where)
+    except RecursionError:
+        raise _too_deep(where) from None
+    except ConfigError:
+        raise
+    except ValueError as e:  # JSONDecodeError, BadContent (a repeated key), int digits limit
+        what = str(e) if isinstance(e, BadContent) else f"not valid JSON ({e})"
+        raise _err(where, what, fix) from None
+
+
+def _too_deep(where: str) -> ConfigError:
+    from ..npzfile import MAX_JSON_DEPTH
+
+    return _err(where, f"nests deeper than {MAX_JSON_DEPTH} levels",
+                "a spec needs at most a list of tables or lists")
+
+
+def _shallow(obj, where: str):
+    from ..npzfile import MAX_JSON_DEPTH, _depth
+
+    if _depth(obj) > MAX_JSON_DEPTH:
+        raise _too_deep(where)
+    return obj
 
 
 def load_spec(path=None, overrides=()) -> SweepSpec:
@@ -292,17 +330,21 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
         path = Path(path)
         source = str(path)
         if not path.is_file():
-            raise _err(source, "no such spec file", "give the path of a .toml or .json spec")
+            raise _err(source, "a folder, not a spec file" if path.is_dir() else "no such spec file",
+                       "give the path of a .toml or .json spec")
+        if path.suffix not in (".toml", ".json"):
+            raise _err(source, "unknown spec format", "name it .toml or .json")
         try:
+            text = path.read_text(encoding="utf-8")
             if path.suffix == ".toml":
                 import tomllib
 
-                raw = tomllib.loads(path.read_text())
-            elif path.suffix == ".json":
-                raw = json.loads(path.read_text())
+                raw = _shallow(tomllib.loads(text), source)
             else:
-                raise _err(source, "unknown spec format", "name it .toml or .json")
-        except (ValueError, UnicodeDecodeError) as e:  # TOMLDecodeError, JSONDecodeError
+                raw = _json(text, source, "fix the syntax (each key once)")
+        except RecursionError:
+            raise _too_deep(source) from None
+        except (OSError, ValueError) as e:  # TOMLDecodeError, UnicodeDecodeError, unreadable
             if isinstance(e, ConfigError):
                 raise
             raise _err(source, f"cannot be parsed ({e})", "fix the syntax") from None
@@ -316,6 +358,10 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
             if not owners:
                 raise _err(f"override {item!r}", f"unknown key {name!r}",
                            "see the spec keys in `refnet sweep --help`")
+            if len(owners) > 1:
+                raise _err(f"override {item!r}", f"the key {name!r} is in "
+                           + " and ".join(f"[{t}]" for t in owners),
+                           "say which: " + " or ".join(f"--set {t}.{name}=..." for t in owners))
             table = owners[0]
         raw.setdefault(table, {})
         if not isinstance(raw[table], dict):

@@ -26,7 +26,7 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import ConfigError, ResultFileError
-from .spec import SweepSpec, parse_spec
+from .spec import SweepSpec, cell_id, parse_spec
 
 __all__ = ["SweepStore", "canonical_json", "STORE_NAME"]
 
@@ -136,24 +136,59 @@ class SweepStore:
             self.conn.execute("INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?)",
                               (cell_id, int(position), text, _sha(text), canonical_json(timing)))
 
+    def _cells(self):
+        """``(cell_id, result, timing, problem)`` of every row in grid order; ``problem`` says
+        why the row cannot be used (None: intact), see :func:`_cell_problem`."""
+        for cid, text, digest, timing in self.conn.execute(
+                "SELECT cell_id, result, digest, timing FROM cells ORDER BY position"):
+            result, timing, problem = _cell_problem(cid, text, digest, timing, self.spec)
+            yield cid, result, timing, problem
+
     def finished(self) -> dict[str, dict]:
-        """``{cell_id: result}`` of the intact cells (corrupt rows are left out)."""
-        out = {}
-        for cid, text, digest in self.conn.execute("SELECT cell_id, result, digest FROM cells"):
-            if _sha(text) == digest:
-                try:
-                    out[cid] = json.loads(text)
-                except json.JSONDecodeError:
-                    pass
-        return out
+        """``{cell_id: result}`` of the intact cells (corrupt rows are left out: redone)."""
+        return {cid: result for cid, result, _, problem in self._cells() if problem is None}
 
     def rows(self) -> list[tuple[dict, dict]]:
         """``(result, timing)`` of the intact cells in grid order."""
-        out = []
-        for text, digest, timing in self.conn.execute(
-                "SELECT result, digest, timing FROM cells ORDER BY position"):
-            if _sha(text) == digest:
-                out.append((json.loads(text), json.loads(timing)))
+        return [(result, timing) for _, result, timing, problem in self._cells() if problem is None]
+
+    def corrupt(self) -> list[tuple[str, str]]:
+        """``(cell_id, what is wrong)`` of the rows that are in the store but unusable (edited
+        or damaged); rerunning the sweep recomputes them."""
+        return [(cid, problem) for cid, _, _, problem in self._cells() if problem is not None]
+
+    def halving(self) -> dict | None:
+        """The successive-halving record (``meta`` row ``halving``), checked; None if absent.
+
+        A damaged record is a :class:`ResultFileError` naming the store and the fix.
+        """
+        raw = self.get_meta("halving")
+        if raw is None:
+            return None
+        try:
+            info = json.loads(raw)
+            ok = (isinstance(info, dict) and _is_int(info.get("eta"))
+                  and _is_int(info.get("min_epochs")) and _strings(info.get("survivors"))
+                  and isinstance(info.get("rungs"), list)
+                  and all(isinstance(r, dict) and _is_int(r.get("epochs"))
+                          and _is_int(r.get("scored")) and _strings(r.get("kept"))
+                          for r in info["rungs"]))
+        except (ValueError, RecursionError):
+            ok = False
+        if not ok:
+            raise ResultFileError(
+                f"{self.folder / STORE_NAME}: the successive-halving record (meta row "
+                "'halving') is damaged; rerun the sweep with the same --halving ETA into this "
+                "folder to rewrite it (its rungs are reused)")
+        return info
+
+    def rung_timings(self) -> dict[str, list[dict]]:
+        """``{cell_id: [timing of each of its rungs]}`` (damaged timings left out)."""
+        out: dict[str, list[dict]] = {}
+        for cid, t in self.conn.execute("SELECT cell_id, timing FROM rungs ORDER BY epochs"):
+            timing = _timing(t)
+            if timing is not None:
+                out.setdefault(cid, []).append(timing)
         return out
 
     def fingerprint(self) -> str:
@@ -179,14 +214,85 @@ class SweepStore:
                                 "cell_id = ? AND epochs = ?", (cell_id, int(epochs))).fetchone()
         if row is None or _sha(row[0]) != row[1]:
             return None
-        return json.loads(row[0]), json.loads(row[2]), bytes(row[3])
+        result, timing = _json_object(row[0]), _timing(row[2])
+        if (result is None or timing is None or not isinstance(row[3], bytes)
+                or ("diverged" not in result and not _analytic_ok(result, [self.spec.report["noise_type"]],
+                                                                   self.spec.report["variance"]))):
+            return None  # damaged: the rung is recomputed
+        return result, timing, bytes(row[3])
 
-    def rung_timings(self) -> dict[str, list[dict]]:
-        """``{cell_id: [timing of each of its rungs]}``."""
-        out: dict[str, list[dict]] = {}
-        for cid, t in self.conn.execute("SELECT cell_id, timing FROM rungs ORDER BY epochs"):
-            out.setdefault(cid, []).append(json.loads(t))
-        return out
+
+def _json_object(text):
+    """``text`` as a JSON object, or None (not JSON, not an object, nested too deep)."""
+    try:
+        obj = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _is_int(v) -> bool:
+    return type(v) is int
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _numbers(v, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(_number(x) for x in v)
+
+
+def _strings(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _timing(text):
+    timing = _json_object(text)
+    return timing if timing is not None and _number(timing.get("wall_seconds")) else None
+
+
+def _analytic_ok(result: dict, types, variance) -> bool:
+    """``result["analytic"]`` holds a method and each type's predicted accuracies at its
+    variances, ``variance`` among them."""
+    a = result.get("analytic")
+    if not (isinstance(a, dict) and isinstance(a.get("method"), str)
+            and isinstance(a.get("variances"), list) and variance in a["variances"]
+            and isinstance(a.get("by_type"), dict)):
+        return False
+    n = len(a["variances"])
+    return all(isinstance(a["by_type"].get(t), dict)
+               and _numbers(a["by_type"][t].get("predicted_accuracy"), n) for t in types)
+
+
+def _cell_problem(cid: str, text, digest, timing_text, spec: SweepSpec):
+    """``(result, timing, problem)`` of a cell row: ``problem`` is None if the row is intact
+    (its digest matches, and it holds every field the report and a resume read, for the cell
+    named by its settings), else what is wrong."""
+    if not isinstance(text, str) or _sha(text) != digest:
+        return None, None, "its result does not match its sha256 digest"
+    result, timing = _json_object(text), _timing(timing_text)
+    if result is None:
+        return None, None, "its result is not a JSON object"
+    if not isinstance(result.get("settings"), dict) or cell_id(result["settings"]) != cid:
+        return None, None, "its result's settings are not those of the cell"
+    if timing is None:
+        return None, None, "its timing is not a JSON object with wall_seconds"
+    if "diverged" in result:
+        return result, timing, None if isinstance(result["diverged"], str) else \
+            "its 'diverged' entry is not a text"
+    types, variance = spec.evaluate["noise_types"], spec.report["variance"]
+    mc = result.get("monte_carlo")
+    fields_ok = (_number(result.get("clean_accuracy"))
+                 and _number(result.get("baseline_clean_accuracy"))
+                 and _analytic_ok(result, types, variance)
+                 and isinstance(mc, dict) and isinstance(mc.get("variances"), list)
+                 and variance in mc["variances"] and isinstance(mc.get("by_type"), dict)
+                 and all(isinstance(mc["by_type"].get(t), dict)
+                         and _numbers(mc["by_type"][t].get("accuracy"), len(mc["variances"]))
+                         and _numbers(mc["by_type"][t].get("stderr"), len(mc["variances"]))
+                         for t in types))
+    return result, timing, None if fields_ok else "its result lacks fields the report reads"
 
 
 class _transaction:

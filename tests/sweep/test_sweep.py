@@ -87,6 +87,11 @@ def reference(tmp_path_factory):
      "report.noise_type"),
     ({"grids": {}}, "[grids]"),
     ({"grid": {"eq4_variant": ["custom_sum"], "eq4_lambda": [{"2": 1.0}]}}, "grid.eq4_lambda"),
+    ({"evaluate": {"noise_types": [["add_unc"]]}}, "evaluate.noise_types[0]: unknown ['add_unc']"),
+    ({"evaluate": {"noise_types": [{"a": 1}]}}, "evaluate.noise_types[0]: unknown {'a': 1}"),
+    ({"data": {"hidden": [10 ** 11]}}, "data.hidden: a layer of width 100000000000"),
+    ({"data": {"hidden": [100_000, 100_000]}}, "data.hidden: layer sizes [784, 100000, 100000, 2]"),
+    ({"data": {"hidden": [2] * 64}}, "data.hidden: 65 weight layers"),
 ])
 def test_spec_errors_name_the_key(raw, key):
     with pytest.raises(ConfigError) as e:
@@ -117,6 +122,44 @@ def test_spec_from_command_line_and_toml(tmp_path):
     bad.write_text("[grid\n")
     with pytest.raises(ConfigError, match="bad.toml"):
         load_spec(bad)
+
+
+@pytest.mark.parametrize("name, text, match", [
+    ("deep.json", "[" * 100_000 + "]" * 100_000, "deep.json: nests deeper than 32 levels"),
+    ("deepobj.json", '{"grid": {"seed": ' + "[" * 40 + "0" + "]" * 40 + "}}",
+     "deepobj.json: nests deeper than 32 levels"),
+    ("deep.toml", "[grid]\nseed = " + "[" * 5000 + "]" * 5000 + "\n",
+     "deep.toml: nests deeper than 32 levels"),
+    ("dup.json", '{"grid": {"seed": [0]}, "grid": {"seed": [1]}}',
+     "dup.json: a JSON object repeats the key 'grid'"),
+    ("dup2.json", '{"grid": {"seed": [0], "seed": [1]}}', "repeats the key 'seed'"),
+])
+def test_spec_files_nested_too_deep_or_with_repeated_keys_are_refused(tmp_path, name, text, match):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_spec(tmp_path / name)
+
+
+def test_ambiguous_or_too_deep_command_line_keys_are_refused():
+    with pytest.raises(ConfigError, match=r"'batch_size' is in \[data\] and \[evaluate\]; say "
+                                          r"which: --set data.batch_size=\.\.\. or "
+                                          r"--set evaluate.batch_size="):
+        load_spec(None, ["batch_size=7"])
+    assert load_spec(None, ["evaluate.batch_size=7"]).evaluate["batch_size"] == 7
+    with pytest.raises(ConfigError, match="nests deeper than 32 levels"):
+        load_spec(None, ["seed=" + "[" * 2000 + "0" + "]" * 2000])
+    with pytest.raises(ConfigError, match="repeats the key '2'"):
+        load_spec(None, ['eq4_lambda={"2": 1e-3, "2": 1e-2}'])
+
+
+def test_cli_nested_noise_types_is_one_line(tmp_path, capsys):
+    from refnet.cli import main
+    spec = tmp_path / "s.toml"
+    spec.write_text('[evaluate]\nnoise_types = [["add_unc"]]\n')
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "evaluate.noise_types[0]: unknown ['add_unc']" in err
+    assert not (tmp_path / "out").exists()
 
 
 # --- resume and safety -------------------------------------------------------------------------
@@ -211,6 +254,65 @@ def test_corrupt_row_is_redone_and_only_it(tmp_path, reference, counting):
     s = run_sweep(parse_spec(SMALL), folder, workers=1, progress=None)
     assert s.computed == (victim,) and counting == [victim]
     assert fingerprint(folder) == fingerprint(reference)
+
+
+def _copy(reference, folder):
+    folder.mkdir()
+    (folder / STORE_NAME).write_bytes((reference / STORE_NAME).read_bytes())
+    (folder / "baselines").mkdir()
+    for f in (reference / "baselines").iterdir():
+        (folder / "baselines" / f.name).write_bytes(f.read_bytes())
+    return folder
+
+
+def _edit_victim(folder, column, edit):
+    """Replace ``column`` of the 8th cell row by ``edit(old)``, with the result's digest
+    recomputed (an edit that the digest alone does not catch); returns the cell id."""
+    import hashlib
+    with sqlite3.connect(folder / STORE_NAME) as c:
+        victim, old = c.execute(f"SELECT cell_id, {column} FROM cells ORDER BY position "
+                                "LIMIT 1 OFFSET 7").fetchone()
+        new = edit(old)
+        c.execute(f"UPDATE cells SET {column} = ? WHERE cell_id = ?", (new, victim))
+        if column == "result":
+            c.execute("UPDATE cells SET digest = ? WHERE cell_id = ?",
+                      (hashlib.sha256(new.encode()).hexdigest(), victim))
+    return victim
+
+
+def _drop_monte_carlo(text):
+    d = json.loads(text)
+    del d["monte_carlo"]
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("column, edit, problem", [
+    ("result", _drop_monte_carlo, "its result lacks fields the report reads"),
+    ("timing", lambda t: "{bad", "its timing is not a JSON object with wall_seconds"),
+])
+def test_edited_row_with_a_valid_digest_is_refused_by_the_report_and_redone(
+        tmp_path, reference, counting, column, edit, problem):
+    from refnet.sweep.report import write_report
+    folder = _copy(reference, tmp_path / "copy")
+    victim = _edit_victim(folder, column, edit)
+    with pytest.raises(ResultFileError, match=f"sweep.sqlite: 1 cell row\\(s\\) are damaged or "
+                                              f"edited \\(cell {victim}: {problem}\\); rerun"):
+        write_report(folder)
+    assert not (folder / "report").exists()
+    s = run_sweep(parse_spec(SMALL), folder, workers=1, progress=None)
+    assert s.computed == (victim,) and counting == [victim]
+    assert fingerprint(folder) == fingerprint(reference)
+    write_report(folder)
+
+
+def test_damaged_halving_record_is_a_result_file_error(tmp_path, reference):
+    from refnet.sweep.report import write_report
+    folder = _copy(reference, tmp_path / "copy")
+    with sqlite3.connect(folder / STORE_NAME) as c:
+        c.execute("INSERT OR REPLACE INTO meta VALUES ('halving', '{\"eta\": [1]}')")
+    with pytest.raises(ResultFileError, match="sweep.sqlite: the successive-halving record "
+                                              "\\(meta row 'halving'\\) is damaged; rerun"):
+        write_report(folder)
 
 
 def test_changed_spec_for_a_folder_is_an_error(tmp_path, reference):
