@@ -23,16 +23,31 @@ from .model import Architecture, Params
 from .npzfile import (WANT_LIST, WANT_OBJECT, BadContent, NpzReader, check_fields, file_errors,
                       want_int, want_str)
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_KEYS"]
+__all__ = ["save_checkpoint", "load_checkpoint", "data_fingerprint", "CHECKPOINT_KEYS"]
 
 #: Every key of a checkpoint's metadata and what it must be (no other keys are allowed).
 CHECKPOINT_KEYS = {"format": want_str(choices=("refnet-checkpoint",)),
                    "refnet_version": want_str(64), "architecture": WANT_OBJECT,
                    "config": WANT_OBJECT, "epochs_done": want_int(0, 10**9),
                    "history": WANT_LIST, "dtype": want_str(choices=("float32", "float64")),
-                   "sha256": want_str(64), "best_epoch": want_int(1, 10**9)}
-#: ``best_epoch`` (early stopping) is the only optional key.
-_REQUIRED = tuple(k for k in CHECKPOINT_KEYS if k != "best_epoch")
+                   "sha256": want_str(64), "best_epoch": want_int(1, 10**9),
+                   "data_sha256": want_str(64)}
+#: ``best_epoch`` (early stopping) and ``data_sha256`` (the training data's
+#: :func:`data_fingerprint`; absent in checkpoints of older refnet versions) are optional.
+_REQUIRED = tuple(k for k in CHECKPOINT_KEYS if k not in ("best_epoch", "data_sha256"))
+
+
+def data_fingerprint(*arrays) -> str:
+    """sha256 over each array's dtype, shape and bytes: which training data a checkpoint
+    belongs to (a resume on other data is refused)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
 
 
 def _fix(path) -> str:
@@ -41,11 +56,12 @@ def _fix(path) -> str:
 
 
 def save_checkpoint(path, arch: Architecture, params: Params, opt_state: dict, config,
-                    epoch_done: int, history, best=None) -> Path:
+                    epoch_done: int, history, best=None, data: str | None = None) -> Path:
     """Write the state after ``epoch_done`` epochs atomically, with its content hash.
 
     ``best = (epoch, arrays)``: early stopping's best epoch so far and its parameter arrays
-    (W1, b1, ...), stored as ``best/0``, ``best/1``, ...
+    (W1, b1, ...), stored as ``best/0``, ``best/1``, ... ``data``: the training data's
+    :func:`data_fingerprint`, stored as ``data_sha256``.
     """
     arrays = {}
     for l, (w, b) in enumerate(zip(params.W, params.b), start=1):
@@ -59,17 +75,21 @@ def save_checkpoint(path, arch: Architecture, params: Params, opt_state: dict, c
             "epochs_done": int(epoch_done), "history": list(history), "dtype": str(params.dtype)}
     if best:
         meta["best_epoch"] = int(best[0])
+    if data is not None:
+        meta["data_sha256"] = data
     return save_npz_atomic(path, arrays, meta, sha256=True)
 
 
 def load_checkpoint(path, arch: Architecture, config, template: list,
-                    with_best: bool = False) -> tuple:
+                    with_best: bool = False, data: str | None = None) -> tuple:
     """``(params, opt_state, epochs_done, history)`` from a checkpoint of this run (and, with
     ``with_best``, early stopping's ``(best_epoch, arrays)`` or None as a fifth item).
 
     ``config`` is the run's :class:`~refnet.train.TrainConfig` (the checkpoint must have been
     written with the same settings, ``epochs`` aside); ``template`` the run's parameter arrays
     (W1, b1, ...), whose fresh optimizer state fixes the expected ``opt/...`` arrays.
+    ``data``: this run's :func:`data_fingerprint`; a checkpoint that records another one is
+    refused (one without a record, from an older refnet, is taken as it is).
     Raises :class:`~refnet.errors.CheckpointError` naming the file and what to do.
     """
     path = Path(path)
@@ -88,6 +108,10 @@ def load_checkpoint(path, arch: Architecture, config, template: list,
         if meta["dtype"] != run_dtype:
             raise BadContent(f"checkpoint: holds {meta['dtype']} parameters, this run trains "
                              f"{run_dtype}")
+        if data is not None and meta.get("data_sha256", data) != data:
+            raise BadContent("checkpoint: was written while training on other data (the "
+                             "sha256 of the training arrays differs); resume with the data it "
+                             "was written for")
         names = expected_arrays(arch, z.headers, meta["dtype"])
         fresh = {f"opt/{k}": v for k, v in config.make_optimizer().init(
             [np.zeros(t.shape, np.dtype(meta["dtype"])) for t in template]).items()}

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ._blas import on_fixed_blas_threads
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
 from .draw_ahead import DrawAhead
 from .errors import ConfigError, TrainingDiverged
 from .losses import check_labels, get_loss
@@ -280,6 +280,8 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
     """
     check_params(arch, params)
     dtype = params.dtype
+    # which data a checkpoint belongs to: the arrays as given (before any dtype cast)
+    data_sha = None if checkpoint is None else data_fingerprint(np.asarray(X), np.asarray(y))
     X = check_input(X, arch.sizes[0]).astype(dtype, copy=False)
     loss_fn = get_loss(config.loss)
     classify = config.loss == "cross_entropy"
@@ -302,7 +304,7 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
     ckpt = None if checkpoint is None else Path(checkpoint)
     if ckpt is not None and ckpt.exists():
         p, opt_state, start, history, best = load_checkpoint(ckpt, arch, config, arrays,
-                                                             with_best=True)
+                                                             with_best=True, data=data_sha)
         arrays = [a.astype(dtype) for a in p.arrays()]
     # the loop updates these in place: its own writeable, contiguous copies
     arrays = [np.array(a, dtype=dtype, order="C") for a in arrays]
@@ -370,7 +372,8 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         if config.patience and (best is None or entry["val_loss"] < history[best[0] - 1]["val_loss"]):
             best = (epoch + 1, [a.copy() for a in arrays])
         if ckpt is not None:
-            save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history, best)
+            save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history, best,
+                            data_sha)
         if bar is not None:
             extra = "".join(f" {k} {v:.4f}" for k, v in entry.items() if k.startswith("val_"))
             bar.close(line=f"epoch {epoch + 1}/{config.epochs} loss {entry['train_loss']:.4f}"

@@ -436,3 +436,21 @@ def test_json_file_that_is_not_utf8_is_bad_content(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(npzfile.BadContent, match="not UTF-8 text"):
         npzfile.read_json_file(path, "the run record")
+
+
+def test_checkpoint_of_other_training_data_is_refused_and_kept(checkpointed):
+    arch, p, X, y, ckpt = checkpointed
+    before = ckpt.read_bytes()
+    with pytest.raises(CheckpointError, match="was written while training on other data"):
+        _resume(arch, p, X[::-1].copy(), y, ckpt)
+    assert ckpt.read_bytes() == before
+    assert _resume(arch, p, X, y, ckpt).resumed_from == 1  # the same data resumes
+
+
+def test_checkpoint_without_data_fingerprint_still_resumes(checkpointed):
+    from refnet.io import load_npz, save_npz_atomic
+    arch, p, X, y, ckpt = checkpointed
+    arrays, meta = load_npz(ckpt, error=CheckpointError)
+    del meta["data_sha256"], meta["sha256"]  # as written before the fingerprint existed
+    save_npz_atomic(ckpt, arrays, meta, sha256=True)
+    assert _resume(arch, p, X, y, ckpt).resumed_from == 1
