@@ -145,6 +145,28 @@ def existing_file(what: str):
     return check
 
 
+def check_output(path, flag: str, *, folder: bool = False) -> None:
+    """Refuse, before any work, an output ``path`` that cannot be written: a file where a
+    folder is wanted (``folder=True``) or the reverse, a path under an existing file, or a
+    folder without write permission. Raises :class:`ConfigError` naming ``flag``."""
+    import os
+
+    from ..errors import ConfigError
+
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise ConfigError(f"{flag}: {path} is {'a file' if folder else 'a folder'}; give "
+                          f"{'a folder (created if missing)' if folder else 'a file name'}")
+    above = path.absolute().parents  # a file's own folder first; a folder itself first
+    existing = next(p for p in ((path.absolute(), *above) if folder else above) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{flag}: {path} lies under the file {existing}, which cannot hold "
+                          f"{'a folder' if folder else 'files'}; give another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag}: cannot write in {existing} (permission denied); give a "
+                          "writable path")
+
+
 def retype(p: argparse.ArgumentParser, name: str, type_) -> None:
     """Give the option ``name`` (a flag, or a positional's dest), declared elsewhere, the
     checking type ``type_``."""
@@ -171,18 +193,31 @@ def read_npz_arrays(path, flag: str, required=(), optional=()) -> dict:
         raise DataError(f"{flag}: {e}") from None
 
 
-def check_rows(X, y, flag: str, path, names=("X", "y")):
+def check_rows(X, y, flag: str, path, names=("X", "y"), *, n_features: int | None = None,
+               n_classes: int | None = None, flat: bool = True):
     """Refuse non-numeric or non-finite inputs, bad class labels, labels of another length.
 
-    Row numbers are those of the user's file (counting from 0, before any split or shuffle).
+    ``X`` must hold rows, ``(n_samples, n_features)`` (``flat=False``: or
+    ``(n_samples, ...)``, each row flattened), at least one of each; ``n_features`` and
+    ``n_classes`` (those of a model) bound the row width and the labels. Row numbers are those
+    of the user's file (counting from 0, before any split or shuffle).
     """
     import numpy as np
 
     xname, yname = names
     X = np.asarray(X)
-    if X.dtype.kind not in "fiu" or X.ndim < 1:
-        raise DataError(f"{flag}: {path}: array {xname} must be numeric (n_samples, ...), got "
-                        f"dtype {X.dtype}, shape {X.shape}")
+    want = "(n_samples, n_features)" if flat else "(n_samples, ...)"
+    if X.dtype.kind not in "fiu" or X.ndim < 2 or (flat and X.ndim != 2):
+        raise DataError(f"{flag}: {path}: array {xname} must be numeric {want}, got dtype "
+                        f"{X.dtype}, shape {X.shape}"
+                        + ("; one feature per row is shape (n, 1)" if X.ndim == 1 else ""))
+    width = int(np.prod(X.shape[1:]))
+    if X.size == 0:
+        raise DataError(f"{flag}: {path}: array {xname} has shape {X.shape}, no data; give at "
+                        "least one row of at least one feature")
+    if n_features is not None and width != n_features:
+        raise DataError(f"{flag}: {path}: array {xname} has {width} features per row (shape "
+                        f"{X.shape}), the model takes {n_features}")
     _first_bad_row(np.isfinite(X.reshape(len(X), -1)).all(axis=1), flag, path, xname,
                    "holds NaN or inf")
     if y is None:
@@ -196,6 +231,9 @@ def check_rows(X, y, flag: str, path, names=("X", "y")):
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(y) & (y >= 0) & (y == np.round(y)) if y.dtype.kind == "f" else y >= 0
     _first_bad_row(ok, flag, path, yname, "is not a class label (an integer >= 0)")
+    if n_classes is not None:
+        _first_bad_row(y < n_classes, flag, path, yname,
+                       f"is not a class of the model (labels 0..{n_classes - 1})")
 
 
 def _first_bad_row(ok, flag, path, name, problem):

@@ -21,8 +21,9 @@ from ..datasets._cache import sha256_file
 from ..errors import ConfigError
 from ..noise import NOISE_TYPES
 from ..progress import Progress
-from ._common import (add_noise_preset, check_rows, dataset_name, existing_file, noise_type_list,
-                      positive_float, positive_int, read_npz_arrays, seed, variance_list)
+from ._common import (add_noise_preset, check_output, check_rows, dataset_name, existing_file,
+                      noise_type_list, positive_float, positive_int, read_npz_arrays, seed,
+                      variance_list)
 
 HELP = "accuracy of a trained model under each noise type alone, over a grid of noise variances"
 _FILES = ("accuracy.csv", "accuracy.json", "accuracy.png")
@@ -39,8 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-types", type=noise_type_list, default=NOISE_TYPES,
                    help="comma-separated subset of " + ",".join(NOISE_TYPES) + " (default: all)")
     lv = p.add_mutually_exclusive_group()
-    lv.add_argument("--variances", type=positive_int, default=100, metavar="N",
-                    help="number of log-spaced variances in [vmin, vmax] (default 100)")
+    lv.add_argument("--variances", type=_n_levels, default=100, metavar="N",
+                    help=f"number of log-spaced variances in [vmin, vmax], at most {MAX_LEVELS} "
+                         "(default 100)")
     lv.add_argument("--levels", type=variance_list,
                     help="explicit comma-separated variances, e.g. 0.01,0.1,1")
     p.add_argument("--vmin", type=positive_float, default=1e-3, help="smallest variance (default 1e-3)")
@@ -69,6 +71,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+#: The most noise variances one evaluation measures (each costs repetitions x the data).
+MAX_LEVELS = 10_000
+
+
+def _n_levels(text: str) -> int:
+    n = positive_int(text)
+    if n > MAX_LEVELS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_LEVELS} variances, got {n}; each one "
+                                         "is --repetitions passes over the data")
+    return n
+
+
 def _default_workers() -> int:
     try:
         n = len(os.sched_getaffinity(0))
@@ -79,25 +93,29 @@ def _default_workers() -> int:
 
 def _levels(args) -> np.ndarray:
     if args.levels is not None:
+        if len(args.levels) > MAX_LEVELS:
+            raise ConfigError(f"--levels: at most {MAX_LEVELS} variances, got {len(args.levels)}")
         return np.array(args.levels)  # checked by variance_list
     if args.vmin > args.vmax:  # each is checked > 0 and finite by its type
         raise ConfigError(f"--vmin/--vmax: need vmin <= vmax, got {args.vmin:g} > {args.vmax:g}")
     return np.logspace(np.log10(args.vmin), np.log10(args.vmax), args.variances)
 
 
-def _load_data(args):
-    """``(X, y, provenance)`` from ``--data`` or ``--dataset``."""
+def _load_data(args, arch):
+    """``(X, y, provenance)`` from ``--data`` or ``--dataset``, checked against the model."""
+    sizes = {"n_features": arch.sizes[0], "n_classes": arch.sizes[-1]}
     if args.data is not None:
         path = args.data
         z = read_npz_arrays(path, "--data", ("X", "y"))
         X, y = z["X"], z["y"]
-        check_rows(X, y, "--data", path)
+        check_rows(X, y, "--data", path, **sizes)
         return X, y, {"kind": "file", "path": str(path.resolve()), "sha256": sha256_file(path)}
     from refnet.datasets import load_dataset
 
     name = args.dataset
     data = load_dataset(name, split="test")
     X, y = (data.X, data.y) if hasattr(data, "X") else data
+    check_rows(X, y, "--dataset", f"{name} (test split)", **sizes)
     info = getattr(data, "info", {}) or {}
     return X, y, {"kind": "dataset", "name": name, "split": "test", "info": info}
 
@@ -133,6 +151,8 @@ def run(args) -> int:
     from ..reproduction.figures import accuracy_vs_variance, figure_png_bytes
 
     variances = _levels(args)
+    out = Path(args.out or f"evaluate_{Path(args.model).stem}")
+    check_output(out, "--out", folder=True)
     if args.threads is not None:
         from .._numba import max_threads, set_threads
 
@@ -141,10 +161,9 @@ def run(args) -> int:
                               "on this machine; 1 without numba)")
         set_threads(args.threads)
     arch, params, meta = load_model(args.model)
-    X, y, provenance = _load_data(args)
+    X, y, provenance = _load_data(args, arch)
     workers = 1 if args.backend == "numba-parallel" else args.workers
     cfg = noise_config(args.preset, None, arch.n_layers)
-    out = Path(args.out or f"evaluate_{Path(args.model).stem}")
     progress = None if args.no_progress else Progress("evaluate", unit="passes")
     t0 = time.perf_counter()
     shortcuts = DEFAULT_SHORTCUTS + (("triangular_draws",) if args.triangular_draws else ())

@@ -6,6 +6,10 @@ moments, next to the same quantities measured by Monte-Carlo (``--mc-trials``).
 """
 from __future__ import annotations
 
+import argparse
+
+import numpy as np
+
 from ..errors import ConfigError
 from ._common import (add_noise_preset, add_noise_type, check_rows, count, dataset_name,
                       existing_file, positive_int, read_npz_arrays, seed, variance)
@@ -37,9 +41,25 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spec", default=None,
                         help="several sources at once, e.g. 'add_unc=0.01,add_cor=0.01' "
                              "(VARIANCES); instead of --noise-type/--variance")
-    parser.add_argument("--mc-trials", type=count, default=300,
-                        help="Monte-Carlo repeats per input (0 = analytic only)")
+    parser.add_argument("--mc-trials", type=_mc_trials, default=300,
+                        help=f"Monte-Carlo repeats per input: 0 (analytic only) or 2.."
+                             f"{MAX_MC_TRIALS} (default 300)")
     parser.add_argument("--seed", type=seed, default=0)
+
+
+#: Ceilings of the Monte-Carlo check: repeats per input, and bytes of its sampled outputs
+#: (n_trials x inputs x outputs), checked before anything is drawn.
+MAX_MC_TRIALS = 1_000_000
+MAX_MC_BYTES = 1 << 30
+
+
+def _mc_trials(text: str) -> int:
+    n = count(text)
+    if n == 1 or n > MAX_MC_TRIALS:
+        raise argparse.ArgumentTypeError(
+            f"give 0 (analytic only) or 2..{MAX_MC_TRIALS} repeats (a variance needs two), "
+            f"got {n}")
+    return n
 
 
 def _noise_spec(args):
@@ -58,16 +78,21 @@ def _noise_spec(args):
                           f"{args.spec!r} ({e})") from None
 
 
-def _inputs(args):
-    """``(X, y)``: the first ``--n-inputs`` rows, checked as the user's file numbers them."""
+def _inputs(args, arch):
+    """``(X, y)``: the first ``--n-inputs`` rows, checked as the user's file numbers them
+    (row width and labels against the model ``arch``)."""
     if args.dataset:
         from ..datasets import load_dataset
 
         test = load_dataset(args.dataset, "test")
-        return test.X[: args.n_inputs], test.y[: args.n_inputs]
+        X, y = test.X[: args.n_inputs], test.y[: args.n_inputs]
+        check_rows(X, y, "--dataset", f"{args.dataset} (test split)", n_features=arch.sizes[0],
+                   n_classes=arch.sizes[-1], flat=False)
+        return X, y
     z = read_npz_arrays(args.inputs, "--inputs", (args.x_key,), (args.y_key,))
     X, y = z[args.x_key], z.get(args.y_key)
-    check_rows(X, y, "--inputs", args.inputs, (args.x_key, args.y_key))
+    check_rows(X, y, "--inputs", args.inputs, (args.x_key, args.y_key), n_features=arch.sizes[0],
+               n_classes=arch.sizes[-1], flat=False)
     return X[: args.n_inputs], None if y is None else y[: args.n_inputs]
 
 
@@ -78,12 +103,24 @@ def run(args) -> int:
 
     spec = _noise_spec(args)
     arch, params, _ = load_model(args.model)
-    X, y = _inputs(args)
+    X, y = _inputs(args, arch)
     X = X.reshape(len(X), -1).astype(params.dtype, copy=False)
+    mc_bytes = args.mc_trials * len(X) * arch.sizes[-1] * params.dtype.itemsize
+    if mc_bytes > MAX_MC_BYTES:
+        raise ConfigError(f"--mc-trials {args.mc_trials}: the Monte-Carlo outputs of {len(X)} "
+                          f"inputs x {arch.sizes[-1]} outputs would take {mc_bytes / 2**30:.3g} "
+                          f"GiB, more than {MAX_MC_BYTES / 2**30:g} GiB; lower --mc-trials or "
+                          "--n-inputs")
     cfg = noise_config(args.preset, spec, arch.n_layers)
     cfg = NoiseConfig(cfg.spec, cfg.layers, args.position)
-    report = sensitivity_report(arch, params, X, cfg, labels=y, n_trials=args.mc_trials,
-                                rng=args.seed)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below
+        report = sensitivity_report(arch, params, X, cfg, labels=y, n_trials=args.mc_trials,
+                                    rng=args.seed)
+    checked = [report.mc_variance, report.contributions, report.predicted_variance, report.predicted_flip]
+    if not all(np.isfinite(a).all() for a in checked if a is not None):
+        raise ConfigError(f"--variance/--spec: the noise variances {spec.as_dict()} overflow "
+                          f"{params.dtype} arithmetic (the output variances come out inf or "
+                          "NaN); give smaller variances")
     print(f"model {args.model}: sizes {list(arch.sizes)}, {len(X)} inputs, preset {args.preset}, "
           f"variances {spec.as_dict()} ({args.position}), seed {args.seed}")
     print(format_report(report))

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..noise import NOISE_TYPES
 from ..optim import OPTIMIZERS
 from ..regularizers import REGULARIZER_PRESETS
-from ._common import (add_noise_preset, add_noise_type, check_rows, count, dataset_name,
-                      existing_file, nonnegative_float, positive_float, positive_int,
+from ._common import (add_noise_preset, add_noise_type, check_output, check_rows, count,
+                      dataset_name, existing_file, nonnegative_float, positive_float, positive_int,
                       positive_int_list, read_npz_arrays, seed, variance)
 
 HELP = "train an MLP (standard, noise-aware or regularized) and report clean and noisy accuracy"
 _NPZ_KEYS = ("X_train", "y_train", "X_test", "y_test")
+_HIDDEN, _ACTIVATION = (300, 300), "sigmoid"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,9 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--data-npz", type=existing_file("a .npz with " + ", ".join(_NPZ_KEYS)),
                      metavar="FILE", help="train on FILE.npz with arrays " + ", ".join(_NPZ_KEYS)
                      + " instead")
-    p.add_argument("--hidden", type=positive_int_list, default=(300, 300),
-                   help="hidden layer sizes (default 300,300)")
-    p.add_argument("--activation", default="sigmoid", help="hidden activation (default sigmoid)")
+    p.add_argument("--hidden", type=positive_int_list,
+                   help=f"hidden layer sizes (default {','.join(map(str, _HIDDEN))}; with "
+                        "--init-from, the model's)")
+    p.add_argument("--activation",
+                   help=f"hidden activation (default {_ACTIVATION}; with --init-from, the model's)")
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--optimizer", default="adagrad", choices=tuple(OPTIMIZERS),
@@ -37,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-shuffle", action="store_true", help="keep batch order fixed (as the authors)")
     p.add_argument("--n-train", type=positive_int, help="use N training samples (seeded, every class in proportion)")
     p.add_argument("--n-val", type=count, default=12000,
-                   help="validation samples split off (default 12000, at most a fifth)")
+                   help="validation samples split off (default 12000, at most a fifth of the "
+                        "training rows; 0, or fewer than 5 rows, means none)")
     add_noise_type(p, help="noise-aware training with this noise type (needs --noise-variance)")
     p.add_argument("--noise-variance", type=variance,
                    help="variance (not std) of the --noise-type noise, > 0")
@@ -75,6 +79,58 @@ def check_settings(args) -> None:
     if args.lam is not None and not args.regularizer:
         raise ConfigError("--lam needs --regularizer PRESET (one of "
                           + ", ".join(REGULARIZER_PRESETS) + ")")
+    if args.hidden == ():
+        raise ConfigError("--hidden: no layer size given; give hidden layer sizes such as "
+                          "300,300 (refnet trains networks with at least one hidden layer)")
+    check_output(args.out, "--out")
+    if args.checkpoint is not None:
+        check_output(args.checkpoint, "--checkpoint")
+
+
+def architecture(args, X, y, y_test):
+    """``(arch, params or None)``: the loaded ``--init-from`` model (its inputs and classes
+    checked against the data; ``--hidden``/``--activation`` must agree with it), or the
+    architecture the flags and the data give, checked against what a model file may hold
+    before any training."""
+    from refnet import mlp
+    from refnet.io import check_savable, load_model
+    from refnet.model import MAX_WIDTH
+
+    where = args.data_npz or f"dataset {args.dataset or 'mnist'}"
+    flag = "--data-npz" if args.data_npz else "--dataset"
+    if args.init_from:
+        arch, params, _ = load_model(args.init_from)
+        hidden, act = arch.sizes[1:-1], arch.activations[:-1]
+        if args.hidden is not None and tuple(args.hidden) != hidden:
+            raise ConfigError(f"--hidden {','.join(map(str, args.hidden))} conflicts with "
+                              f"--init-from {args.init_from}, whose hidden layers are "
+                              f"{','.join(map(str, hidden))}; leave out --hidden")
+        if args.activation is not None and any(a != args.activation for a in act):
+            raise ConfigError(f"--activation {args.activation} conflicts with --init-from "
+                              f"{args.init_from}, whose hidden activations are "
+                              f"{','.join(act)}; leave out --activation")
+        if X.shape[1] != arch.sizes[0]:
+            raise DataError(f"{flag}: {where}: {X.shape[1]} features per row, the --init-from "
+                            f"model {args.init_from} takes {arch.sizes[0]}")
+        n_classes = arch.sizes[-1]
+        for name, labels in (("training", y), ("test", y_test)):
+            if np.issubdtype(labels.dtype, np.integer) and labels.max() >= n_classes:
+                raise DataError(f"{flag}: {where}: {name} label {int(labels.max())} is not a "
+                                f"class of the --init-from model {args.init_from} (labels "
+                                f"0..{n_classes - 1})")
+        return arch, params
+    n_classes = int(max(y.max(), y_test.max())) + 1
+    if n_classes > MAX_WIDTH:
+        raise DataError(f"{flag}: {where}: label {n_classes - 1} means {n_classes} classes, "
+                        f"more than the {MAX_WIDTH} outputs a refnet model may have; labels "
+                        "must be class indices 0..n_classes-1")
+    if X.shape[1] > MAX_WIDTH:
+        raise DataError(f"{flag}: {where}: {X.shape[1]} features per row, more than the "
+                        f"{MAX_WIDTH} inputs a refnet model may have")
+    hidden = _HIDDEN if args.hidden is None else tuple(args.hidden)
+    sizes = (X.shape[1],) + hidden + (n_classes,)
+    check_savable(sizes, args.dtype, "--hidden")
+    return mlp(sizes, args.activation or _ACTIVATION), None
 
 
 def load_train_test(args):
@@ -85,7 +141,8 @@ def load_train_test(args):
     if args.data_npz is not None:
         z = read_npz_arrays(args.data_npz, "--data-npz", _NPZ_KEYS)
         check_rows(z["X_train"], z["y_train"], "--data-npz", args.data_npz, ("X_train", "y_train"))
-        check_rows(z["X_test"], z["y_test"], "--data-npz", args.data_npz, ("X_test", "y_test"))
+        check_rows(z["X_test"], z["y_test"], "--data-npz", args.data_npz, ("X_test", "y_test"),
+                   n_features=z["X_train"].shape[1])
         return (*(z[k] for k in _NPZ_KEYS), {"source": str(args.data_npz)})
     from refnet.datasets import load_dataset
 
@@ -96,14 +153,15 @@ def load_train_test(args):
 
 
 def run(args) -> int:
-    from refnet import NoiseSpec, init_params, mlp, noise_config
-    from refnet.io import load_model, save_model
+    from refnet import NoiseSpec, init_params, noise_config
+    from refnet.io import save_model
     from refnet.regularizers import ExpectedLoss, regularizer_preset
     from refnet.train import TrainConfig, evaluate_accuracy, train
     from refnet.datasets.split import stratified_subset, train_val_split
 
     check_settings(args)
     X, y, X_test, y_test, provenance = load_train_test(args)
+    arch, params = architecture(args, X, y, y_test)
     classify = np.issubdtype(np.asarray(y).dtype, np.integer)
     if args.n_train is not None:
         if args.n_train > len(X):
@@ -115,15 +173,16 @@ def run(args) -> int:
                 else np.random.default_rng(args.seed).permutation(len(y))[:args.n_train])
         X, y = X[keep], y[keep]
     n_val = min(args.n_val, len(X) // 5)
-    X_tr, y_tr, X_val, y_val = train_val_split(X, y, n_val, rng=args.seed,
-                                               stratify=classify and args.dataset == "quickdraw")
-    n_classes = int(max(y.max(), y_test.max())) + 1
+    if n_val:
+        X_tr, y_tr, X_val, y_val = train_val_split(X, y, n_val, rng=args.seed,
+                                                   stratify=classify and args.dataset == "quickdraw")
+    else:  # no validation part (--n-val 0, or fewer than 5 rows): the rows in a seeded order
+        perm = np.random.default_rng(args.seed).permutation(len(X))
+        X_tr, y_tr, X_val, y_val = X[perm], y[perm], None, None
     dtype = np.dtype(args.dtype)
-    if args.init_from:
-        arch, params, _ = load_model(args.init_from)
+    if params is not None:
         params = params.astype(dtype)
     else:
-        arch = mlp((X.shape[1],) + args.hidden + (n_classes,), args.activation)
         params = init_params(arch, "torch", rng=args.seed, dtype=dtype)
     noise = None
     if args.noise_type:
@@ -136,8 +195,11 @@ def run(args) -> int:
                          lr=args.lr, noise=noise, regularizers=regs, shuffle=not args.no_shuffle,
                          seed=args.seed)
     stream = None if args.quiet else sys.stderr
-    result = train(arch, params, X_tr, y_tr, config, X_val, y_val, checkpoint=args.checkpoint,
-                   progress=stream)
+    # the trainer checks loss and parameters for NaN/inf after every step and stops with one
+    # line naming epoch and batch (TrainingDiverged); numpy's warnings on the way say less
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        result = train(arch, params, X_tr, y_tr, config, X_val, y_val,
+                       checkpoint=args.checkpoint, progress=stream)
     clean = evaluate_accuracy(arch, result.params, X_test, y_test)
     lines = [f"clean test accuracy: {clean:.4f}"]
     noisy = {}

@@ -35,6 +35,21 @@ def files(tmp_path):
     yf[11] = 1.5
     np.savez(f.setdefault("train_badlabel", tmp_path / "train_badlabel.npz"), X_train=X,
              y_train=yf, X_test=X[:10], y_test=y[:10])
+    np.savez(f.setdefault("train_1d", tmp_path / "train_1d.npz"), X_train=X[:, 0], y_train=y,
+             X_test=X[:10], y_test=y[:10])
+    np.savez(f.setdefault("train_feat", tmp_path / "train_feat.npz"), X_train=X, y_train=y,
+             X_test=X[:10, :5], y_test=y[:10])
+    np.savez(f.setdefault("train_empty", tmp_path / "train_empty.npz"), X_train=X[:0],
+             y_train=y[:0], X_test=X[:10], y_test=y[:10])
+    yh = y.copy()
+    yh[5] = 10 ** 9
+    np.savez(f.setdefault("train_yhuge", tmp_path / "train_yhuge.npz"), X_train=X, y_train=yh,
+             X_test=X[:10], y_test=y[:10])
+    np.savez(f.setdefault("train_onefeat", tmp_path / "train_onefeat.npz"), X_train=X[:, :1],
+             y_train=y, X_test=X[:10, :1], y_test=y[:10])
+    y9 = y.copy()
+    y9[4] = 9
+    np.savez(f.setdefault("labels9", tmp_path / "labels9.npz"), X=X, y=y9)
     np.save(f.setdefault("npy", tmp_path / "plain.npy"), X)
     (f.setdefault("garbage", tmp_path / "garbage.npz")).write_bytes(b"PK\x03\x04 not a zip")
     (f.setdefault("state", tmp_path / "rep" / "results" / "reproduce.json")).parent.mkdir(
@@ -76,6 +91,26 @@ CASES = {
         ("train --data-npz {train_short}", "X_train has 60 rows but y_train has shape (50,)"),
         ("train --data-npz {train_badlabel}", "y_train[11] (row 11 of the file"),
         ("train --data-npz {train} --dataset mnist", "not allowed with argument --data-npz"),
+        ("train --data-npz {train_1d}", "array X_train must be numeric (n_samples, n_features), "
+                                        "got dtype float64, shape (60,); one feature per row"),
+        ("train --data-npz {train_feat} --epochs 3", "train_feat.npz: array X_test has 5 "
+                                                     "features per row (shape (10, 5)), the model takes 6"),
+        ("train --data-npz {train_empty}", "train_empty.npz: array X_train has shape (0, 6), no data"),
+        ("train --data-npz {train_yhuge}", "train_yhuge.npz: label 1000000000 means 1000000001 classes"),
+        ("train --data-npz {train} --out {model}/x.npz", "--out: " + "{model}/x.npz lies under the file"),
+        ("train --data-npz {train} --out {dir}", "--out: {dir} is a folder; give a file name"),
+        ("train --data-npz {train} --checkpoint {model}/c", "--checkpoint: {model}/c lies under"),
+        ("train --data-npz {train_onefeat} --hidden 1048577",
+         "--hidden: a layer of width 1048577 (layer sizes [1, 1048577, 3]) is wider than the 1048576"),
+        ("train --data-npz {train} --hidden 40000,40000", "--hidden: layer sizes [6, 40000, 40000, 3] "
+                                                          "have 1600440003 weights and biases, 11.9 GiB"),
+        ("train --data-npz {train} --hidden " + ",".join(["2"] * 64), "--hidden: 65 weight layers"),
+        ("train --data-npz {train} --init-from {model} --hidden 50,50",
+         "--hidden 50,50 conflicts with --init-from {model}, whose hidden layers are 8"),
+        ("train --data-npz {train} --init-from {model} --activation cubic",
+         "--activation cubic conflicts with --init-from"),
+        ("train --data-npz {train_onefeat} --init-from {model}", "1 features per row, the --init-from"),
+        ("train --data-npz {train} --hidden ,", "--hidden: no layer size given"),
     ],
     "evaluate": [
         ("evaluate {model} --data {data} --levels -1,0.1", "--levels: variance must be >= 0"),
@@ -89,6 +124,11 @@ CASES = {
         ("evaluate {missing} --data {data}", "no such file"),
         ("evaluate {garbage} --data {data}", "garbage.npz"),
         ("evaluate {model}", "one of the arguments --dataset --data is required"),
+        ("evaluate {model} --data {data} --out {model}", "--out: {model} is a file; give a folder"),
+        ("evaluate {model} --data {data} --variances 100000000", "--variances: at most 10000 variances"),
+        ("evaluate {model} --data {labels9}", "labels9.npz: y[4] (row 4 of the file, counting from 0) "
+                                              "is not a class of the model (labels 0..2)"),
+        ("evaluate {model} --data {train_1d}", "lacks ['X', 'y']"),
     ],
     "sensitivity": [
         ("sensitivity {model} --inputs {data} --variance -0.1", "--variance: variance must be >= 0"),
@@ -101,6 +141,14 @@ CASES = {
         ("sensitivity {model} --inputs {data} --mc-trials -1", "--mc-trials: must be >= 0"),
         ("sensitivity {model} --dataset foo", "--dataset: unknown dataset 'foo'"),
         ("sensitivity {missing} --inputs {data}", "no such file"),
+        ("sensitivity {model} --inputs {labels9}", "--inputs: {labels9}: y[4] (row 4 of the file, "
+                                                   "counting from 0) is not a class of the model"),
+        ("sensitivity {model} --inputs {data} --mc-trials 1", "--mc-trials: give 0 (analytic only) or 2.."),
+        ("sensitivity {model} --inputs {data} --mc-trials 100000000000", "--mc-trials: give 0"),
+        ("sensitivity {model} --inputs {data} --mc-trials 1000000", "--mc-trials 1000000: the "
+                                                                    "Monte-Carlo outputs of 60 inputs"),
+        ("sensitivity {model} --inputs {data} --preset semenova --variance 1e308", "--variance/--spec: the noise "
+                                                                 "variances"),
     ],
     "sweep": [
         ("sweep {missing} --out {out}", "no such spec file"),
@@ -159,7 +207,7 @@ def test_bad_input_is_one_line_and_exit_2(template, expected, files, capsys):
     assert main(argv) == 2
     captured = capsys.readouterr()
     line = _one_clean_line(captured.err)
-    assert expected in line
+    assert expected.format(**files) in line
     assert line.startswith(f"refnet {argv[0]}: error: ")
 
 
@@ -215,3 +263,50 @@ def test_failure_and_interrupt_statuses(error, status, expected, monkeypatch, ca
     monkeypatch.setattr(info, "run", run)
     assert main(["info", __file__]) == status
     assert expected in _one_clean_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("template", [t for t, _ in CASES["train"] if "{train" in t])
+def test_train_refuses_bad_input_before_training_and_writes_nothing(template, files, tmp_path,
+                                                                    monkeypatch, capsys):
+    import refnet.train
+    monkeypatch.setattr(refnet.train, "train", lambda *a, **k: pytest.fail("training started"))
+    out = tmp_path / "new_model.npz"
+    argv = [a.format(**files) for a in template.split()]
+    if "--out" not in argv:
+        argv += ["--out", str(out)]
+    assert main(argv) == 2
+    _one_clean_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_evaluate_refuses_a_file_as_out_before_any_work(files, monkeypatch, capsys):
+    import refnet.montecarlo
+    monkeypatch.setattr(refnet.montecarlo, "accuracy_sweep", lambda *a, **k: pytest.fail("ran"))
+    before = open(files["model"], "rb").read()
+    assert main(["evaluate", files["model"], "--data", files["data"], "--out", files["model"]]) == 2
+    assert open(files["model"], "rb").read() == before
+
+
+def test_resuming_a_checkpoint_with_other_data_is_refused(files, tmp_path, capsys):
+    ck, out = str(tmp_path / "c.ckpt"), str(tmp_path / "m.npz")
+    common = ["--hidden", "4", "--quiet", "--checkpoint", ck, "--out", out]
+    assert main(["train", "--data-npz", files["train"], "--epochs", "1", *common]) == 0
+    capsys.readouterr()
+    np.savez(tmp_path / "other.npz", **{k: v[::-1] for k, v in np.load(files["train"]).items()})
+    assert main(["train", "--data-npz", str(tmp_path / "other.npz"), "--epochs", "2", *common]) == 2
+    assert "c.ckpt: checkpoint: was written while training on other data" in \
+        _one_clean_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("n", ["--n-val=0", "--n-train=1"])
+def test_no_validation_part_is_allowed(files, tmp_path, n, capsys):
+    out = tmp_path / "m.npz"
+    assert main(["train", "--data-npz", files["train"], "--hidden", "4", "--epochs", "1",
+                 "--quiet", n, "--out", str(out)]) == 0
+    assert out.is_file()
+
+
+def test_overflowing_learning_rate_is_one_line(files, tmp_path, capsys):
+    assert main(["train", "--data-npz", files["train"], "--hidden", "4", "--epochs", "1",
+                 "--quiet", "--lr", "1e308", "--out", str(tmp_path / "m.npz")]) == 1
+    assert "became non-finite" in _one_clean_line(capsys.readouterr().err)
