@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..reproduction.registry import ENVELOPE_SCRIPTS, PRESET_SCRIPTS, SCRIPTS
-from ._common import seed
+from ._common import check_output, seed
 
 HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
 
@@ -50,7 +50,8 @@ DEFAULT_ENVELOPE = Path(__file__).resolve().parents[2] / "validation" / "reports
 
 
 def _envelope(args) -> dict | None:
-    """The envelope summary (``envelope.json``) the verdicts use, or None."""
+    """The envelope summary (``envelope.json``) the verdicts use, or None; read and checked
+    before any work (:func:`read_envelope`)."""
     path = args.envelope
     if path is None:
         path = DEFAULT_ENVELOPE if DEFAULT_ENVELOPE.is_file() else None
@@ -60,7 +61,37 @@ def _envelope(args) -> dict | None:
         raise ConfigError(f"--envelope: {path} not found; run `refnet reproduce --preset "
                           "envelope` first or leave --envelope out")
     shown = os.path.relpath(path) if Path(path).is_absolute() else str(path)
-    return {**json.loads(Path(path).read_text()), "_path": shown}
+    return read_envelope(path, shown, "--envelope")
+
+
+def read_envelope(path, shown: str, flag: str) -> dict:
+    """An ``envelope.json``: a JSON object mapping each quantity ("<dataset>/<quantity>") to
+    an object with numbers ``lo`` and ``hi`` and ``cells``, a list of [setting, value,
+    number]. Anything else is a :class:`ConfigError` naming ``flag`` and the file."""
+    fix = ("give the envelope.json written by `refnet reproduce --preset envelope`, or leave "
+           f"{flag} out")
+    try:
+        envelope = _checked_envelope(path, fix)
+    except ConfigError as e:  # lead with the flag, as every other CLI message does
+        raise ConfigError(f"{flag}: {e}") from None
+    return {**envelope, "_path": shown}
+
+
+def _checked_envelope(path, fix: str) -> dict:
+    from ..npzfile import WANT_LIST, check_fields, file_errors, read_json_file, want_number
+
+    number = want_number(-1e300, 1e300)
+    with file_errors(path, ConfigError, fix):
+        envelope = read_json_file(path, "the envelope summary")
+        for key, entry in envelope.items():
+            check_fields(entry, {"lo": number, "hi": number, "cells": WANT_LIST},
+                         f"entry {key!r}", required=("lo", "hi", "cells"), extra=True)
+            if not all(isinstance(c, list) and len(c) == 3 and isinstance(c[0], str)
+                       and isinstance(c[2], (int, float)) and not isinstance(c[2], bool)
+                       for c in entry["cells"]):
+                raise ConfigError(f"{path}: entry {key!r}: 'cells' must be [setting, value, "
+                                  f"number] lists; {fix}")
+    return envelope
 
 
 def apply_envelope(check, envelope, preset=None):
@@ -100,9 +131,16 @@ def run(args) -> int:
         raise ConfigError(f"--only: unknown {unknown} for preset {args.preset}; known: "
                           f"{', '.join(known)}")
     preset = get_preset(args.preset, args.seed)
+    if args.envelope is not None and preset.name != "full":
+        raise ConfigError(f"--envelope: only --preset full uses an envelope (preset "
+                          f"{preset.name!r} {'reads its own envelope.json' if preset.name == 'envelope' else 'has no verdicts against it'}); "
+                          "leave --envelope out or use --preset full")
     out = args.out or Path("runs") / f"reproduce-{preset.name}"
+    check_output(out, "--out", folder=True)
     state_path = out / "results" / "reproduce.json"
     state = _load_state(state_path, preset)
+    # read before any work: a bad envelope must not cost the computation
+    envelope = _envelope(args) if preset.name == "full" else None  # measured for full's settings
     t0 = time.perf_counter()
     stages = []   # (stage, seconds) of this run, printed at the end: where the time went
     for name in todo:
@@ -122,7 +160,6 @@ def run(args) -> int:
     elapsed = t_report - t0
     # the report covers every script computed into this folder, by this run or earlier ones
     checks, figures = [], []
-    envelope = _envelope(args) if preset.name == "full" else None  # measured for full's settings
     for name in (s for s in known if s in state["scripts"]):
         c, f = figure_module(name).report(out, preset)
         checks += [apply_envelope(x, envelope, preset) for x in c]
@@ -130,7 +167,7 @@ def run(args) -> int:
     # the envelope preset's own summary backs its header's "chosen by outcome" ranges
     own = out / "envelope.json"
     header = report_header(preset, state, elapsed,
-                           {**json.loads(own.read_text()), "_path": "envelope.json (beside this report)"}
+                           read_envelope(own, "envelope.json (beside this report)", "--out")
                            if preset.name == "envelope" and own.is_file() else envelope, known)
     write_report(out, checks, figures, header,
                  title=f"refnet reproduction report ({preset.name} preset)")

@@ -50,6 +50,9 @@ def files(tmp_path):
     y9 = y.copy()
     y9[4] = 9
     np.savez(f.setdefault("labels9", tmp_path / "labels9.npz"), X=X, y=y9)
+    (f.setdefault("env_list", tmp_path / "env_list.json")).write_text("[1, 2]")
+    (f.setdefault("env_cells", tmp_path / "env_cells.json")).write_text(
+        '{"mnist/std_clean": {"lo": 1, "hi": 2, "cells": [[1, 2]]}}')
     np.save(f.setdefault("npy", tmp_path / "plain.npy"), X)
     (f.setdefault("garbage", tmp_path / "garbage.npz")).write_bytes(b"PK\x03\x04 not a zip")
     (f.setdefault("state", tmp_path / "rep" / "results" / "reproduce.json")).parent.mkdir(
@@ -69,6 +72,16 @@ CASES = {
         ("reproduce --seed -1", "--seed: must be >= 0"),
         ("reproduce --preset huge", "argument --preset: invalid choice: 'huge'"),
         ("reproduce --only semenova_fig4 --out {rep}", "the run record must be a JSON object, got list"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {env_list} --out {out}",
+         "--envelope: {env_list}: the envelope summary must be a JSON object, got list"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {env_cells} --out {out}",
+         "--envelope: {env_cells}: entry 'mnist/std_clean': 'cells' must be [setting, value, number]"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {data} --out {out}",
+         "--envelope: {data}: cannot be read (UnicodeDecodeError"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {missing} --out {out}",
+         "--envelope: {missing} not found"),
+        ("reproduce --preset quick --envelope {env_list}", "--envelope: only --preset full uses"),
+        ("reproduce --out {model}", "--out: {model} is a file; give a folder"),
     ],
     "train": [
         ("train --dataset foo", "--dataset: unknown dataset 'foo'"),
@@ -310,3 +323,13 @@ def test_overflowing_learning_rate_is_one_line(files, tmp_path, capsys):
     assert main(["train", "--data-npz", files["train"], "--hidden", "4", "--epochs", "1",
                  "--quiet", "--lr", "1e308", "--out", str(tmp_path / "m.npz")]) == 1
     assert "became non-finite" in _one_clean_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("template", [t for t, _ in CASES["reproduce"] if "--envelope" in t
+                                      or "--out {model}" in t])
+def test_reproduce_refuses_envelope_and_out_before_computing(template, files, monkeypatch, capsys):
+    import refnet.reproduction.registry
+    monkeypatch.setattr(refnet.reproduction.registry, "figure_module",
+                        lambda name: pytest.fail("computation started"))
+    assert main([a.format(**files) for a in template.split()]) == 2
+    _one_clean_line(capsys.readouterr().err)
