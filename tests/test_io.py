@@ -86,3 +86,19 @@ def test_metadata_is_json(tmp_path, model):
     path = save_model(tmp_path / "m.npz", *model, metadata={"history": [{"epoch": 1}]})
     with np.load(path, allow_pickle=False) as z:
         assert json.loads(str(z["metadata"]))["history"] == [{"epoch": 1}]
+
+
+def test_save_model_never_writes_what_load_model_refuses(tmp_path):
+    from refnet.errors import ConfigError
+    from refnet.io import check_savable
+    from refnet.model import MAX_LAYERS, MAX_WIDTH, init_params, mlp
+    arch = mlp((1,) * (MAX_LAYERS + 2))  # one weight layer more than a file may hold
+    with pytest.raises(ConfigError, match=f"{MAX_LAYERS + 1} weight layers, more than the {MAX_LAYERS}"):
+        save_model(tmp_path / "deep.npz", arch, init_params(arch, rng=0))
+    assert not (tmp_path / "deep.npz").exists()
+    with pytest.raises(ConfigError, match=f"--hidden: a layer of width {MAX_WIDTH + 1}"):
+        check_savable((2, MAX_WIDTH + 1, 2), what="--hidden")
+    with pytest.raises(ConfigError, match="GiB as float32, more than"):
+        check_savable((784, 200_000, 784), "float32")
+    check_savable((784, 300, 300, 10))
+    check_savable((1, MAX_WIDTH, 2))
