@@ -77,7 +77,7 @@ CASES = {
         ("reproduce --preset full --only semenova_fig6 --envelope {env_cells} --out {out}",
          "--envelope: {env_cells}: entry 'mnist/std_clean': 'cells' must be [setting, value, number]"),
         ("reproduce --preset full --only semenova_fig6 --envelope {data} --out {out}",
-         "--envelope: {data}: cannot be read (UnicodeDecodeError"),
+         "--envelope: {data}: the envelope summary is not UTF-8 text"),
         ("reproduce --preset full --only semenova_fig6 --envelope {missing} --out {out}",
          "--envelope: {missing} not found"),
         ("reproduce --preset quick --envelope {env_list}", "--envelope: only --preset full uses"),
