@@ -137,8 +137,9 @@ class DaskCluster:
         else:
             try:
                 self.client, self._own = Client(self.address, timeout="20s"), True
-            except OSError as e:
-                raise ConfigError(f"--scheduler {self.address}: cannot connect ({e}); start "
+            except (OSError, ValueError) as e:  # ValueError: not an address dask can parse
+                raise ConfigError(f"--scheduler {self.address}: cannot connect ({e}); give the "
+                                  "address `dask scheduler` prints (tcp://HOST:PORT), or start "
                                   "one with `dask scheduler` and `dask worker ADDRESS`") from None
         self.name = f"Dask cluster at {self.client.scheduler.address}"
         return self

@@ -352,6 +352,15 @@ def test_dask_local_cluster_gives_the_same_store(tmp_path, reference, monkeypatc
     assert len(list((tmp_path / "baselines").glob("*.npz"))) == 2
 
 
+def test_dask_address_that_is_not_one_is_a_config_error_naming_the_flag():
+    pytest.importorskip("dask.distributed")
+    from refnet.sweep.executors import DaskCluster
+
+    with pytest.raises(ConfigError, match="--scheduler notanaddress: cannot connect"):
+        with DaskCluster("notanaddress"):
+            pass
+
+
 # --- report ------------------------------------------------------------------------------------
 def _pt(name, clean, noisy, base=0.9):
     from refnet.sweep.report import Point
