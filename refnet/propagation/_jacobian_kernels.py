@@ -50,9 +50,9 @@ def rows_scaled(d: Array, W: Array) -> Array:
     return out
 
 
-def columns_scaled_numpy(G: Array, d: Array) -> Array:
+def columns_scaled_numpy(G: Array, d: Array, out: Array | None = None) -> Array:
     """``out[b] = G[b] diag(d[b])``: G (B, K, n), d (B, n) -> (B, K, n)."""
-    return G * d[:, None, :]
+    return np.multiply(G, d[:, None, :], out=out)
 
 
 def _columns_scaled_body(G, d, out):
@@ -66,11 +66,13 @@ def _columns_scaled_body(G, d, out):
 _columns_scaled = njit(_columns_scaled_body, parallel=True, cache=True)
 
 
-def columns_scaled(G: Array, d: Array) -> Array:
-    """``G[b] diag(d[b])`` for every input: G (B, K, n), d (B, n) of one dtype -> (B, K, n);
-    the twin's bits (:func:`columns_scaled_numpy`)."""
-    if not _numba.HAVE_NUMBA or G.dtype != d.dtype:
-        return columns_scaled_numpy(G, d)
-    out = np.empty(G.shape, G.dtype)
+def columns_scaled(G: Array, d: Array, out: Array | None = None) -> Array:
+    """``G[b] diag(d[b])`` for every input: G (B, K, n), d (B, n) of one dtype -> (B, K, n),
+    into ``out`` if given (``out=G`` scales in place); the twin's bits
+    (:func:`columns_scaled_numpy`)."""
+    if not _numba.HAVE_NUMBA or G.dtype != d.dtype or (out is not None and out.dtype != G.dtype):
+        return columns_scaled_numpy(G, d, out)
+    if out is None:
+        out = np.empty(G.shape, G.dtype)
     _columns_scaled(G, d, out)
     return out

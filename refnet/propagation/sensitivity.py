@@ -322,14 +322,13 @@ def _variances_block(arch, params, X, noise, factors):
             contrib[k, 0] = s_AU * (1.0 if d is None else d * d)
         elif s_AU:  # G_l = M W_{l+1}, M = G_{l+1} diag(f'_{l+1})
             if l + 1 in jac:
-                M = (jac[l + 1] * d1s[l + 1][:, None, :]).reshape(n_b * n_out, -1)
+                M = columns_scaled(jac[l + 1], d1s[l + 1]).reshape(n_b * n_out, -1)
             else:  # l + 1 = L - 1: M = diag(f_L') W_L diag(f_{L-1}') in one array, the
                 # values of the product route (whose other terms are exact zeros), without
                 # its 10-column product, whose time varied with what ran before it (1,000
                 # inputs: 37-50 ms for the whole add_unc call, against 30 ms this way)
-                M = np.multiply(d1s[L][:, :, None], params.W[L - 1][None])
-                M *= d1s[l + 1][:, None, :]
-                M = M.reshape(n_b * n_out, -1)
+                M = rows_scaled(d1s[L], params.W[L - 1])
+                M = columns_scaled(M, d1s[l + 1], out=M).reshape(n_b * n_out, -1)
             if l in factors:
                 sq = _row_sums_of_squares_times_factor(M, factors[l])
             else:

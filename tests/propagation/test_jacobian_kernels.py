@@ -34,6 +34,9 @@ def test_columns_scaled_is_its_twin(dtype, B, K, n):
     assert got.dtype == dtype and got.shape == (B, K, n)
     np.testing.assert_array_equal(got, columns_scaled_numpy(G, d))
     np.testing.assert_array_equal(got, G * d[:, None, :])
+    inplace = G.copy()
+    assert columns_scaled(inplace, d, out=inplace) is inplace     # out=G scales in place
+    np.testing.assert_array_equal(inplace, got)
 
 
 def test_mixed_dtypes_take_numpys_promotion():
