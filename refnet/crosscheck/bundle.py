@@ -185,8 +185,8 @@ _VARIANCES = {t: want_number(0, 1e6) for t in NOISE_TYPES}
 def read_bundle(path) -> tuple[dict, dict]:
     """``(arrays, metadata)`` of a bundle, validated: :class:`ModelFileError` naming the file if
     it is not one, or if what ``check`` and ``stat`` read from it is missing or invalid (the
-    metadata's ``architecture``, ``param_keys`` and ``noise``; the arrays ``input``, ``label``
-    and ``params.*``, which must be finite and fit the architecture)."""
+    metadata's ``architecture``, ``param_keys`` and ``noise``; the arrays ``input``, ``label``,
+    ``params.*`` and the noise draws, which must be finite and fit the architecture)."""
     arrays, meta = load_tensors(path, "a refnet cross-check bundle")
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a refnet cross-check bundle (metadata format "
@@ -238,6 +238,29 @@ def _check_bundle(arrays: dict, meta: dict, source: str) -> None:
     except (TypeError, ValueError) as e:
         raise BadContent(str(e)) from None
     bundle_model(arrays, meta, source)  # the params: present, shaped and finite
+    if cfg is not None:
+        _check_draws(arrays, bundle_noise(meta), arch, len(X))
+
+
+def _check_draws(arrays: dict, noise: NoiseConfig, arch: Architecture, n: int) -> None:
+    """The standard-normal draws ``noise.<l>.<type>`` of every noisy layer's sources with a
+    nonzero variance: present, float, of :class:`~refnet.noise.LayerNoise`'s shapes, finite
+    (:func:`bundle_draws` hands them to a framework's replay as they are)."""
+    L = arch.n_layers
+    for l in noise.resolved_layers(L):
+        spec = noise.spec_for(l, L)
+        for t in NOISE_TYPES:
+            if not getattr(spec, t):
+                continue
+            key, want = f"noise.{l}.{t}", (n, arch.sizes[l] if t.endswith("_unc") else 1)
+            if key not in arrays:
+                raise BadContent(f"lacks the array {key!r} (layer {l}'s {t} draws, {want})")
+            a = arrays[key]
+            if a.dtype.kind != "f" or a.shape != want:
+                raise BadContent(f"array {key!r} is {a.dtype} {a.shape}; layer {l}'s {t} draws "
+                                 f"are floats of shape {want}")
+            if not np.all(np.isfinite(a)):
+                raise BadContent(f"array {key!r} holds NaN or inf")
 
 
 def bundle_model(arrays: dict, meta: dict, source: str = "bundle") -> tuple[Architecture, Params]:

@@ -226,7 +226,7 @@ def test_stat_refuses_non_finite_samples(bundle, tmp_path, capsys):
 
 def _mutated(arrays, meta, case):
     arrays, meta = dict(arrays), dict(meta)
-    if case.startswith("no "):
+    if case.startswith("no ") and not case.endswith(" draws"):
         key = case[3:]
         (meta if key in meta else arrays).pop(key)
     elif case == "param_keys 5":
@@ -241,6 +241,14 @@ def _mutated(arrays, meta, case):
         arrays["input"] = arrays["input"][:, :5]
     elif case == "label 50":
         arrays["label"] = np.full_like(arrays["label"], 50)
+    elif case.endswith(" draws"):   # the first noisy layer's first source
+        key = sorted(k for k in arrays if k.startswith("noise."))[0]
+        if case == "no draws":
+            arrays.pop(key)
+        elif case == "nan draws":
+            arrays[key] = np.full_like(arrays[key], np.nan)
+        else:
+            arrays[key] = arrays[key][:-1]
     return arrays, meta
 
 
@@ -250,7 +258,9 @@ BAD_BUNDLES = [("no architecture", "lacks ['architecture']"), ("no param_keys", 
                ("noise config bogus", "'config'"), ("nan params", "non-finite"),
                ("nan input", "array 'input': contains NaN"),
                ("narrow input", "array 'input': expected shape"),
-               ("label 50", "array 'label': labels must lie in 0..2")]
+               ("label 50", "array 'label': labels must lie in 0..2"),
+               ("no draws", "lacks the array 'noise."), ("nan draws", "holds NaN or inf"),
+               ("short draws", "draws are floats of shape")]
 
 
 @pytest.mark.parametrize("case, message", BAD_BUNDLES)
