@@ -83,6 +83,20 @@ def positive_int(text: str) -> int:
     return _integer(text, 1, "a count")
 
 
+#: The most worker threads or processes a command starts (each costs memory up front).
+MAX_WORKERS = 1024
+
+
+def int_between(low: int, high: int, what: str):
+    """An argparse type: an integer in ``low..high`` (``what`` says what it counts)."""
+    def parse(text: str) -> int:
+        n = _integer(text, low, what)
+        if n > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high} ({what}), got {n}")
+        return n
+    return parse
+
+
 def count(text: str) -> int:
     """An integer >= 0."""
     return _integer(text, 0, "a count; 0 means none")

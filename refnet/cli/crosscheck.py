@@ -16,8 +16,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import existing_file, nonnegative_float, positive_float, positive_int, seed
+from ._common import existing_file, int_between, nonnegative_float, positive_float, seed
 
+#: The largest batch a bundle holds (its inputs, every layer's outputs and draws stay well
+#: inside the 1 GiB a tensor file may hold for a 784-300-300-10 net).
+MAX_BUNDLE_BATCH = 10_000
+#: The most repeats ``stat`` draws (the values are also capped by the library).
+MAX_STAT_REPEATS = 100_000
 HELP = "cross-check a framework against refnet: make a check bundle, check its results, or " \
        "compare noisy outputs statistically"
 
@@ -30,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("-o", "--out", type=Path, required=True, help="bundle file (.safetensors or .npz)")
     m.add_argument("--seed", type=seed, default=0, help="seed of the inputs (when synthetic) and "
                                                        "of the noise draws (default 0)")
-    m.add_argument("--batch", type=positive_int, default=32, help="batch size N (default 32)")
+    m.add_argument("--batch", type=int_between(1, MAX_BUNDLE_BATCH, "the bundle's batch size"),
+                   default=32, help=f"batch size N (default 32, at most {MAX_BUNDLE_BATCH})")
     m.add_argument("--data", type=existing_file(".npz with arrays X and y"), help=".npz with arrays X (n, n_in) and y (n,): the "
                                              "first N rows are used (default: inputs uniform in "
                                              "[0, 1) and random labels from --seed)")
@@ -59,7 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--samples", type=existing_file("the framework's samples file"), required=True,
                    help="file with samples.layer.<l> arrays (K, T, n_l) (or samples.output), "
                         "optional input (T, n_in) (default: the bundle's) and label (T,)")
-    s.add_argument("--repeats", type=positive_int, help="refnet's repeats (default: the framework's K)")
+    s.add_argument("--repeats", type=int_between(2, MAX_STAT_REPEATS, "refnet's repeats"),
+                   help=f"refnet's repeats, 2..{MAX_STAT_REPEATS} (default: the framework's K)")
     s.add_argument("--seed", type=seed, default=0, help="refnet's Monte-Carlo seed (default 0)")
     s.add_argument("--alpha", type=positive_float, default=0.01, help="error rate of the verdict (0.01)")
     s.add_argument("--method", choices=("holm", "bh"), default="holm",

@@ -21,9 +21,9 @@ from ..datasets._cache import sha256_file
 from ..errors import ConfigError
 from ..noise import NOISE_TYPES
 from ..progress import Progress
-from ._common import (add_noise_preset, check_output, check_rows, dataset_name, existing_file,
-                      noise_type_list, positive_float, positive_int, read_npz_arrays, seed,
-                      variance_list)
+from ._common import (MAX_WORKERS, add_noise_preset, check_output, check_rows, dataset_name,
+                      existing_file, int_between, noise_type_list, positive_float, positive_int,
+                      read_npz_arrays, seed, variance_list)
 
 HELP = "accuracy of a trained model under each noise type alone, over a grid of noise variances"
 _FILES = ("accuracy.csv", "accuracy.json", "accuracy.png")
@@ -47,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="explicit comma-separated variances, e.g. 0.01,0.1,1")
     p.add_argument("--vmin", type=positive_float, default=1e-3, help="smallest variance (default 1e-3)")
     p.add_argument("--vmax", type=positive_float, default=1.0, help="largest variance (default 1)")
-    p.add_argument("--repetitions", type=positive_int, default=3, help="passes per level (default 3)")
+    p.add_argument("--repetitions", type=int_between(1, MAX_REPETITIONS, "passes per level"),
+                   default=3, help=f"passes per level (default 3, at most {MAX_REPETITIONS})")
     add_noise_preset(p)
     p.add_argument("--batch-size", type=positive_int, default=1000,
                    help="rows per batch; fresh noise per batch (default 1000)")
@@ -59,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the thread count")
     p.add_argument("--threads", type=positive_int,
                    help="numba threads for --backend numba-parallel (default: numba's default)")
-    p.add_argument("--workers", type=positive_int, default=_default_workers(),
+    p.add_argument("--workers", type=int_between(1, MAX_WORKERS, "worker threads"),
+                   default=_default_workers(),
                    help="threads working on whole batches (backend numba or numpy; default: "
                         "the available cores, at most 4); results do not depend on it")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
@@ -73,6 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 #: The most noise variances one evaluation measures (each costs repetitions x the data).
 MAX_LEVELS = 10_000
+#: The most passes per level (the result holds levels x repetitions x noise types numbers,
+#: and each pass is a full pass over the data).
+MAX_REPETITIONS = 10_000
 
 
 def _n_levels(text: str) -> int:

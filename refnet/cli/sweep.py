@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import positive_int
+from ._common import MAX_WORKERS, int_between
 
 HELP = "grid over training settings (lambdas, noise-aware variance, ...): resumable, Pareto report"
 
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="set or override a spec key, e.g. --set eq4_lambda=0,1e-3,6e-3 "
                         "--set seed=0,1 --set data.dataset=mnist (repeatable; JSON values allowed)")
-    p.add_argument("--workers", type=positive_int,
+    p.add_argument("--workers", type=int_between(1, MAX_WORKERS, "worker processes"),
                    help="local worker processes (default: all cores; 1 = in this process)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run the cells on the Dask cluster at ADDRESS (needs refnet[dask])")

@@ -98,6 +98,13 @@ def make_bundle(arch: Architecture, params: Params, X, y, *, noise: NoiseConfig 
     plus ``step_regularizers`` (names of :data:`BUNDLE_REGULARIZERS`). Everything float64.
     """
     check_params(arch, params, finite=True)
+    if noise is not None and not noise.is_zero:
+        for l in noise.resolved_layers(arch.n_layers):
+            big = {t: v for t, v in noise.spec_for(l, arch.n_layers).as_dict().items()
+                   if v > MAX_BUNDLE_VARIANCE}
+            if big:
+                raise ConfigError(f"noise: layer {l}'s variances {big} exceed the "
+                                  f"{MAX_BUNDLE_VARIANCE:g} a bundle records; choose smaller ones")
     params = params.astype(np.float64)
     X = check_input(X, arch.sizes[0]).astype(np.float64)
     y = check_labels(y, len(X), arch.sizes[-1]).astype(np.int64)
@@ -179,7 +186,9 @@ _NOISE_META = {"layers": WANT_LIST, "position": want_str(choices=("pre", "post")
                "config": Want("null or a JSON object", lambda v: v is None or isinstance(v, dict))}
 _NOISE_CONFIG = {"spec": WANT_OBJECT, "layers": WANT_LIST,
                  "position": want_str(choices=("pre", "post")), "layer_specs": WANT_OBJECT}
-_VARIANCES = {t: want_number(0, 1e6) for t in NOISE_TYPES}
+#: The largest noise variance a bundle records (what ``make`` writes, ``check`` reads).
+MAX_BUNDLE_VARIANCE = 1e6
+_VARIANCES = {t: want_number(0, MAX_BUNDLE_VARIANCE) for t in NOISE_TYPES}
 
 
 def read_bundle(path) -> tuple[dict, dict]:

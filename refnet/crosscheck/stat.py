@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special, stats
 
+from ..errors import ConfigError
 from ..losses import check_labels
 from ..model import Architecture, Params, check_input
 from ..montecarlo import confidence_intervals, layer_samples
@@ -42,6 +43,8 @@ __all__ = ["LayerComparison", "StatComparison", "compare_samples", "holm", "form
 
 Array = np.ndarray
 METHODS = ("holm", "bh")
+#: Most values refnet's reference samples may hold (repeats x inputs x widest layer): 1 GiB.
+MAX_REFERENCE_VALUES = 1 << 27
 
 
 def holm(p: Array) -> Array:
@@ -220,6 +223,12 @@ def compare_samples(arch: Architecture, params: Params, X, noise: NoiseConfig, s
         raise ValueError("samples: need at least one layer's outputs")
     K = min(len(Y) for Y in fw.values())
     K_ref = K if K_ref is None else int(K_ref)
+    if K_ref < 2:   # one repeat has no variance: every test's statistic is NaN, p = 1
+        raise ConfigError(f"K_ref: refnet's repeats must be >= 2, got {K_ref}")
+    width = max(arch.sizes[l] for l in fw)
+    if K_ref * T * width > MAX_REFERENCE_VALUES:   # checked before layer_samples allocates
+        raise ConfigError(f"K_ref: {K_ref} repeats x {T} inputs x {width} neurons is more than "
+                          f"{MAX_REFERENCE_VALUES} values (1 GiB); use fewer repeats or inputs")
     ref, seed = layer_samples(arch, params, X, noise, K_ref, rng, tuple(fw), backend=backend)
     layers = {l: _compare_layer(l, fw[l], ref[l], confidence) for l in sorted(fw)}
     names, ps = [], []

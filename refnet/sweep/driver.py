@@ -142,6 +142,10 @@ def run_sweep(spec: SweepSpec, folder, *, workers: int | None = None, scheduler=
     folder = Path(folder)
     t0 = time.perf_counter()
     check_cells(spec.cells())
+    if halving is not None:  # refused before the store and the baselines are made
+        from .halving import halving_rungs
+
+        halving_rungs(spec, halving.get("eta", 3), halving.get("min_epochs", 1))
     store = SweepStore.create_or_open(folder, spec)
     try:
         cells = spec.cells()

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from .cells import run_cell
 from .store import canonical_json
 
-__all__ = ["rung_schedule", "successive_halving"]
+__all__ = ["rung_schedule", "halving_rungs", "successive_halving"]
 
 
 def rung_schedule(full_epochs: int, eta: int, min_epochs: int) -> list[int]:
@@ -41,6 +41,16 @@ def rung_schedule(full_epochs: int, eta: int, min_epochs: int) -> list[int]:
     return out
 
 
+def halving_rungs(spec, eta: int, min_epochs: int) -> list[int]:
+    """The rungs of ``spec``'s one ``grid.epochs`` value (:func:`rung_schedule`); a
+    :class:`ConfigError` for a grid or schedule halving cannot run, checked by the driver
+    before the store or any baseline is made."""
+    if len(spec.grid["epochs"]) != 1:
+        raise ConfigError("--halving: grid.epochs has several values; successive halving "
+                          "allocates epochs itself: give one value (the full budget)")
+    return rung_schedule(spec.grid["epochs"][0], eta, min_epochs)
+
+
 def rung_score(result: dict, report: dict) -> float:
     """A rung's ranking score: predicted accuracy at the report's noise type and variance
     (a diverged cell ranks last)."""
@@ -54,10 +64,7 @@ def successive_halving(ex, store, spec, cells, ids, baselines, *, eta: int = 3,
     """Run the rungs; return (surviving cell positions, info with their checkpoints)."""
     from .driver import _cell_task, progress_bar
 
-    if len(spec.grid["epochs"]) != 1:
-        raise ConfigError("--halving: grid.epochs has several values; successive halving "
-                          "allocates epochs itself: give one value (the full budget)")
-    rungs = rung_schedule(spec.grid["epochs"][0], eta, min_epochs)
+    rungs = halving_rungs(spec, eta, min_epochs)
     alive, ckpts, log = list(range(len(cells))), {}, []
     for r in rungs:
         need = [i for i in alive if store.rung(ids[i], r) is None]

@@ -26,6 +26,7 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import ConfigError, ResultFileError
+from ..npzfile import BadContent, parse_json
 from .spec import SweepSpec, cell_id, parse_spec
 
 __all__ = ["SweepStore", "canonical_json", "STORE_NAME"]
@@ -90,8 +91,9 @@ class SweepStore:
         elif meta.get("spec_sha256") != spec.digest():
             conn.close()
             try:
-                changed = _spec_difference(json.loads(meta.get("spec", "{}")), spec.as_dict())
-            except json.JSONDecodeError:
+                changed = _spec_difference(parse_json(meta.get("spec", "{}"), "stored spec"),
+                                           spec.as_dict())
+            except BadContent:
                 changed = ["(unreadable stored spec)"]
             raise ConfigError(f"{folder}: this sweep folder was made with a different spec "
                               f"(changed: {', '.join(changed) or 'format'}); run the new spec with "
@@ -111,8 +113,8 @@ class SweepStore:
             raise ResultFileError(f"{path}: format {meta.get('format')!r}, expected {FORMAT}; "
                                   "rerun the sweep into a new folder")
         try:
-            spec = parse_spec(json.loads(meta["spec"]), str(path))
-        except (KeyError, json.JSONDecodeError, ConfigError) as e:
+            spec = parse_spec(parse_json(meta["spec"], "stored spec"), str(path))
+        except (KeyError, BadContent, ConfigError) as e:
             raise ResultFileError(f"{path}: stored spec unreadable ({e}); rerun the sweep into "
                                   "a new folder") from None
         return cls(folder, conn, spec)

@@ -129,6 +129,9 @@ CASES = {
         ("evaluate {model} --data {data} --levels -1,0.1", "--levels: variance must be >= 0"),
         ("evaluate {model} --data {data} --levels 0.1,nan", "variance must be finite"),
         ("evaluate {model} --data {data} --variances 0", "--variances: must be >= 1"),
+        ("evaluate {model} --data {data} --repetitions 100000000000",
+         "--repetitions: must be <= 10000"),
+        ("evaluate {model} --data {data} --workers 100000000000", "--workers: must be <= 1024"),
         ("evaluate {model} --data {data} --noise-types add_unk", "--noise-types: unknown noise type"),
         ("evaluate {model} --data {data} --vmin 1 --vmax 0.1", "--vmin/--vmax"),
         ("evaluate {model} --data {nan}", f"X[{NAN_ROW}] (row {NAN_ROW} of the file"),
@@ -170,6 +173,7 @@ CASES = {
         ("sweep --out {out} --best drop<1pp", "--best 'drop<1pp': not a constraint"),
         ("sweep --out {out} --halving x", "--halving 'x': expected ETA"),
         ("sweep --out {out} --workers 0", "--workers: must be >= 1"),
+        ("sweep --out {out} --workers 100000000000", "--workers: must be <= 1024"),
         ("sweep --out {dir}", "no sweep store here"),
     ],
     "fetch": [

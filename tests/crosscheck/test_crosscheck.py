@@ -11,7 +11,7 @@ from refnet.cli import main
 from refnet.crosscheck import (TOLERANCES, bundle_draws, bundle_model, bundle_noise,
                                check_results, compare_samples, holm, make_bundle, read_bundle,
                                write_bundle)
-from refnet.errors import ModelFileError
+from refnet.errors import ConfigError, ModelFileError
 from refnet.io import save_model
 from refnet.model import forward
 from refnet.montecarlo import layer_samples
@@ -177,11 +177,38 @@ def test_cli_argument_errors_are_one_line(tmp_path, capsys):
     for argv, text in ((["make", str(tmp_path / "absent.npz"), "-o", "b.npz"], "no such file"),
                        (["check", str(tmp_path)], "is a folder"),
                        (["stat", str(tmp_path / "x.npz")], "argument bundle: no such file"),
-                       (["make", model, "-o", "b.npz", "--batch", "0"], "--batch: must be >= 1")):
+                       (["make", model, "-o", "b.npz", "--batch", "0"], "--batch: must be >= 1"),
+                       # sizes before allocation: 1e11 rows asked for 570 TiB (a traceback)
+                       (["make", model, "-o", "b.npz", "--batch", "100000000000"],
+                        "--batch: must be <= 10000"),
+                       # one repeat has no variance: NaN statistics gave "consistent"
+                       (["stat", model, "--samples", model, "--repeats", "1"],
+                        "--repeats: must be >= 2"),
+                       (["stat", model, "--samples", model, "--repeats", "100000000000"],
+                        "--repeats: must be <= 100000")):
         assert main(["crosscheck", *argv]) == 2
         err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
         assert len(err) == 1 and err[0].startswith(f"refnet crosscheck {argv[0]}: error: ")
         assert text in err[0]
+
+
+def test_compare_samples_refuses_one_repeat_and_oversized_references(bundle):
+    p, (arrays, meta) = bundle
+    X = arrays["input"]
+    Y = np.random.default_rng(0).standard_normal((5, len(X), 8))
+    with pytest.raises(ConfigError, match="repeats must be >= 2"):
+        compare_samples(ARCH, p, X, NOISE, {1: Y}, K_ref=1)
+    with pytest.raises(ConfigError, match="more than 134217728 values"):
+        compare_samples(ARCH, p, X, NOISE, {1: Y}, K_ref=10**9)
+
+
+def test_make_refuses_variances_a_bundle_cannot_record():
+    """make wrote add_unc = 2e6, which check then refused ('write the bundle again')."""
+    p = rn.init_params(ARCH, rng=0)
+    X = np.random.default_rng(1).random((4, ARCH.sizes[0]))
+    with pytest.raises(ConfigError, match="exceed the 1e\\+06 a bundle records"):
+        make_bundle(ARCH, p, X, np.zeros(4, int), noise=NoiseConfig(NoiseSpec(add_unc=2e6), (1, 2), "post"),
+                    seed=0)
 
 
 def test_two_layer_net_leaves_out_the_code_variants_that_do_not_fit():

@@ -315,6 +315,29 @@ def test_damaged_halving_record_is_a_result_file_error(tmp_path, reference):
         write_report(folder)
 
 
+def test_stored_spec_nested_too_deep_is_a_result_file_error(tmp_path, reference):
+    """The stored spec was read with json.loads: 100,000 nested brackets were a RecursionError
+    on report and on resume (a changed spec too)."""
+    from refnet.sweep.report import write_report
+    folder = _copy(reference, tmp_path / "copy")
+    with sqlite3.connect(folder / STORE_NAME) as c:
+        c.execute("UPDATE meta SET value = ? WHERE key = 'spec'", ("[" * 100000 + "]" * 100000,))
+    with pytest.raises(ResultFileError, match="stored spec unreadable.*nests deeper"):
+        write_report(folder)
+    with sqlite3.connect(folder / STORE_NAME) as c:
+        c.execute("UPDATE meta SET value = 'x' WHERE key = 'spec_sha256'")
+    with pytest.raises(ConfigError, match="unreadable stored spec"):
+        run_sweep(parse_spec(SMALL), folder, workers=1, progress=None)
+
+
+@pytest.mark.parametrize("halving", [{"eta": 1, "min_epochs": 1}, {"eta": 2, "min_epochs": 1}])
+def test_halving_that_cannot_run_is_refused_before_any_work(tmp_path, halving):
+    """--halving 1, or a grid of one epoch, was refused after the store and the baselines."""
+    with pytest.raises(ConfigError, match="--halving"):
+        run_sweep(parse_spec(SMALL), tmp_path / "h", workers=1, progress=None, halving=halving)
+    assert not (tmp_path / "h").exists()
+
+
 def test_changed_spec_for_a_folder_is_an_error(tmp_path, reference):
     changed = json.loads(json.dumps(SMALL))
     changed["grid"]["eq4_lambda"] = [0.0, 2e-3, 1e-2]
