@@ -145,7 +145,7 @@ def run_sweep(spec: SweepSpec, folder, *, workers: int | None = None, scheduler=
     if halving is not None:  # refused before the store and the baselines are made
         from .halving import halving_rungs
 
-        halving_rungs(spec, halving.get("eta", 3), halving.get("min_epochs", 1))
+        halving_rungs(spec, **halving)
     store = SweepStore.create_or_open(folder, spec)
     try:
         cells = spec.cells()

@@ -41,7 +41,7 @@ def rung_schedule(full_epochs: int, eta: int, min_epochs: int) -> list[int]:
     return out
 
 
-def halving_rungs(spec, eta: int, min_epochs: int) -> list[int]:
+def halving_rungs(spec, *, eta: int = 3, min_epochs: int = 1) -> list[int]:
     """The rungs of ``spec``'s one ``grid.epochs`` value (:func:`rung_schedule`); a
     :class:`ConfigError` for a grid or schedule halving cannot run, checked by the driver
     before the store or any baseline is made."""
@@ -64,7 +64,7 @@ def successive_halving(ex, store, spec, cells, ids, baselines, *, eta: int = 3,
     """Run the rungs; return (surviving cell positions, info with their checkpoints)."""
     from .driver import _cell_task, progress_bar
 
-    rungs = halving_rungs(spec, eta, min_epochs)
+    rungs = halving_rungs(spec, eta=eta, min_epochs=min_epochs)
     alive, ckpts, log = list(range(len(cells))), {}, []
     for r in rungs:
         need = [i for i in alive if store.rung(ids[i], r) is None]
