@@ -258,7 +258,9 @@ def parse_json(text: str, what: str) -> dict:
         raise BadContent(f"{what} is longer than the ceiling of {MAX_METADATA_CHARS} characters")
     try:
         obj = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except json.JSONDecodeError as e:
+    except BadContent:   # a repeated key (_no_duplicate_keys)
+        raise
+    except ValueError as e:  # JSONDecodeError, or an integer past Python's digit limit
         raise BadContent(f"{what} is not valid JSON ({e})") from e
     except RecursionError:
         raise BadContent(f"{what} nests deeper than {MAX_JSON_DEPTH} levels") from None

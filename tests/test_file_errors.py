@@ -454,3 +454,10 @@ def test_checkpoint_without_data_fingerprint_still_resumes(checkpointed):
     del meta["data_sha256"], meta["sha256"]  # as written before the fingerprint existed
     save_npz_atomic(ckpt, arrays, meta, sha256=True)
     assert _resume(arch, p, X, y, ckpt).resumed_from == 1
+
+
+def test_json_integer_past_pythons_digit_limit_is_bad_content():
+    """json.loads raises a plain ValueError (not JSONDecodeError) for an integer of more than
+    4300 digits: it escaped parse_json, the reader of every file's metadata."""
+    with pytest.raises(npzfile.BadContent, match="metadata is not valid JSON .*digits"):
+        npzfile.parse_json('{"a": ' + "1" * 5000 + "}", "metadata")
