@@ -20,8 +20,8 @@ from . import __version__
 from .errors import CheckpointError
 from .io import expected_arrays, save_npz_atomic, verify_sha256
 from .model import Architecture, Params
-from .npzfile import (WANT_LIST, WANT_OBJECT, BadContent, NpzReader, check_fields, file_errors,
-                      want_int, want_str)
+from .npzfile import (WANT_LIST, WANT_OBJECT, WANT_SHA256, BadContent, NpzReader, check_fields,
+                      file_errors, want_int, want_str)
 
 __all__ = ["save_checkpoint", "load_checkpoint", "data_fingerprint", "CHECKPOINT_KEYS"]
 
@@ -31,7 +31,7 @@ CHECKPOINT_KEYS = {"format": want_str(choices=("refnet-checkpoint",)),
                    "config": WANT_OBJECT, "epochs_done": want_int(0, 10**9),
                    "history": WANT_LIST, "dtype": want_str(choices=("float32", "float64")),
                    "sha256": want_str(64), "best_epoch": want_int(1, 10**9),
-                   "data_sha256": want_str(64)}
+                   "data_sha256": WANT_SHA256}
 #: ``best_epoch`` (early stopping) and ``data_sha256`` (the training data's
 #: :func:`data_fingerprint`; absent in checkpoints of older refnet versions) are optional.
 _REQUIRED = tuple(k for k in CHECKPOINT_KEYS if k not in ("best_epoch", "data_sha256"))

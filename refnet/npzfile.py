@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import struct
 import tokenize
 import zipfile
@@ -30,7 +31,7 @@ from .errors import RefnetError
 
 __all__ = ["NpzReader", "ArrayHeader", "BadContent", "file_errors", "parse_json", "read_json_file",
            "read_arrays",
-           "content_sha256", "check_fields", "Want", "MAX_MEMBERS",
+           "content_sha256", "check_fields", "Want", "WANT_SHA256", "MAX_MEMBERS",
            "MAX_TOTAL_BYTES", "MAX_METADATA_CHARS", "MAX_JSON_DEPTH", "DEFLATE_MAX_RATIO",
            "PARSER_ERRORS"]
 
@@ -330,6 +331,9 @@ def want_str(max_len: int = 256, choices=None) -> Want:
                 lambda v: isinstance(v, str) and len(v) <= max_len)
 
 
+#: A sha256 as ``hashlib``'s ``hexdigest()`` writes it: 64 lowercase hexadecimal digits.
+WANT_SHA256 = Want("a sha256 (64 lowercase hexadecimal digits)",
+                   lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None)
 WANT_BOOL = Want("true or false (a JSON boolean, not a string or number)", lambda v: type(v) is bool)
 WANT_OBJECT = Want("a JSON object", lambda v: isinstance(v, dict))
 WANT_LIST = Want("a JSON list", lambda v: isinstance(v, list))

@@ -447,6 +447,40 @@ def test_checkpoint_of_other_training_data_is_refused_and_kept(checkpointed):
     assert _resume(arch, p, X, y, ckpt).resumed_from == 1  # the same data resumes
 
 
+def _with_data_sha256(ckpt, value):
+    """Rewrite ``ckpt`` with ``data_sha256`` set to ``value`` (content hash recomputed)."""
+    from refnet.io import load_npz, save_npz_atomic
+    arrays, meta = load_npz(ckpt, error=CheckpointError)
+    meta["data_sha256"] = value
+    save_npz_atomic(ckpt, arrays, meta, sha256=True)
+    return ckpt.read_bytes()
+
+
+@pytest.mark.parametrize("bad", ["ab" * 31, "AB" * 32, "zz" * 32, "ab" * 32 + "\n", "", 7])
+def test_checkpoint_with_malformed_data_fingerprint_is_damaged_not_other_data(checkpointed, bad):
+    """A data_sha256 that is no sha256 was compared with the run's before its form was
+    checked, and blamed on the training data; it is a damaged checkpoint's metadata."""
+    arch, p, X, y, ckpt = checkpointed
+    before = _with_data_sha256(ckpt, bad)
+    with pytest.raises(CheckpointError) as e:
+        _resume(arch, p, X, y, ckpt)  # the data it was written with
+    message = str(e.value)
+    assert str(ckpt) in message and "delete or move" in message
+    assert "'data_sha256' must be a sha256 (64 lowercase hexadecimal digits)" in message
+    assert "other data" not in message
+    assert ckpt.read_bytes() == before
+
+
+def test_checkpoint_with_well_formed_other_data_fingerprint_is_other_data(checkpointed):
+    import hashlib
+    arch, p, X, y, ckpt = checkpointed
+    before = _with_data_sha256(ckpt, hashlib.sha256(b"other training data").hexdigest())
+    with pytest.raises(CheckpointError, match="was written while training on other data") as e:
+        _resume(arch, p, X, y, ckpt)
+    assert str(ckpt) in str(e.value) and "must be a sha256" not in str(e.value)
+    assert ckpt.read_bytes() == before
+
+
 def test_checkpoint_without_data_fingerprint_still_resumes(checkpointed):
     from refnet.io import load_npz, save_npz_atomic
     arch, p, X, y, ckpt = checkpointed
