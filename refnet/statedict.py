@@ -41,8 +41,8 @@ import numpy as np
 from . import __version__
 from .errors import ConfigError, ModelFileError
 from .model import Architecture, Params, check_params
-from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, BadContent, NpzReader, file_errors,
-                      parse_json, read_json_file)
+from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, WANT_SHA256, BadContent, NpzReader,
+                      check_fields, file_errors, parse_json, read_json_file)
 
 __all__ = ["STATE_DICT_NAMINGS", "STATE_DICT_SUFFIXES", "to_state_dict", "from_state_dict",
            "save_state_dict", "load_state_dict", "save_tensors", "load_tensors",
@@ -300,6 +300,28 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _check_digest(path: Path, side: Path, metadata: dict) -> None:
+    """Refuse an ``.npz.json`` whose ``tensors_sha256`` is not the sha256 of its ``.npz``.
+
+    The key is taken out of ``metadata``. An ``.npz.json`` without it (written by refnet
+    before it recorded the digest, before 6 December 2026, or by hand beside an ``np.savez``)
+    is read unchecked; a key that is present must be a sha256: ``null`` or a malformed value
+    would otherwise turn the check off unnoticed.
+    """
+    if _DIGEST_KEY not in metadata:
+        return
+    fix = f"write both again, or delete {side.name} to read the tensors without metadata"
+    try:
+        check_fields(metadata, {_DIGEST_KEY: WANT_SHA256}, f"its metadata file {side}",
+                     extra=True)
+    except BadContent as e:
+        raise BadContent(f"{e} (refnet records the sha256 of the .npz there); {fix}") from None
+    if metadata.pop(_DIGEST_KEY) != _file_sha256(path):
+        raise BadContent(f"its metadata file {side} belongs to another version of it "
+                         f"({_DIGEST_KEY} differs: the pair was not written together, e.g. an "
+                         f"interrupted write or one file replaced on its own); {fix}")
+
+
 def _check_real(dtypes: dict) -> None:
     """Refuse arrays that are not real numbers (``dtypes``: name -> dtype)."""
     bad = {k: d for k, d in dtypes.items() if np.dtype(d).kind not in "biuf"}
@@ -315,7 +337,9 @@ def load_tensors(path, expected: str = "a tensors-only file") -> tuple[dict, dic
     A missing ``.npz.json`` or a safetensors header without refnet's entry gives ``{}``. Read
     with the checks and ceilings of :mod:`refnet.npzfile` (sizes before allocation, no
     pickle); the metadata must be a JSON object; arrays must be real numbers (bool, integer,
-    float); an ``.npz.json`` whose ``tensors_sha256`` does not match its ``.npz`` is refused.
+    float); an ``.npz.json`` whose ``tensors_sha256`` does not match its ``.npz``, or is not a
+    sha256 (``null`` included), is refused; one without the key (written before refnet recorded
+    it, or by hand) is read without that check.
     Every problem is a :class:`~refnet.errors.ModelFileError` naming the file; ``expected``
     names the kind of file wanted in the message for a refnet model given instead.
     """
@@ -335,13 +359,7 @@ def load_tensors(path, expected: str = "a tensors-only file") -> tuple[dict, dic
                 metadata = read_json_file(side, "refnet metadata")
             except BadContent as e:
                 raise BadContent(f"its metadata file {side}: {e}") from None
-            want = metadata.pop(_DIGEST_KEY, None)
-            if want is not None and want != _file_sha256(path):
-                raise BadContent(f"its metadata file {side} belongs to another version of it "
-                                 f"({_DIGEST_KEY} differs: the pair was not written together, "
-                                 "e.g. an interrupted write or one file replaced on its own); "
-                                 f"write both again, or delete {side.name} to read the "
-                                 "tensors without metadata")
+            _check_digest(path, side, metadata)
         with NpzReader(path) as z:
             if "metadata" in z.headers and z.headers["metadata"].dtype.kind == "U":
                 raise BadContent(f"a refnet model or checkpoint (it has a text 'metadata' "

@@ -266,6 +266,27 @@ def test_npz_pair_is_all_or_nothing(tmp_path, model, monkeypatch, capsys):
         load_tensors(path)
 
 
+@pytest.mark.parametrize("digest", [None, "", "ab" * 31, "AB" * 32, 7, ["ab" * 32]])
+def test_npz_digest_null_or_not_a_sha256_is_refused_a_missing_one_read(tmp_path, model, digest):
+    """'"tensors_sha256": null' turned the pair check off: the tensors were read unchecked."""
+    arch, p = model
+    path = save_state_dict(tmp_path / "w.npz", arch, p)
+    side = metadata_path(path)
+    meta = json.loads(side.read_text())
+    meta["tensors_sha256"] = digest
+    side.write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError) as e:
+        load_state_dict(path)
+    message = str(e.value)
+    assert str(path) in message and f"{side}: 'tensors_sha256' must be a sha256" in message
+    assert "delete w.npz.json" in message
+    del meta["tensors_sha256"]  # no key: an .npz.json of an older refnet, or written by hand
+    side.write_text(json.dumps(meta))
+    a2, p2, meta2 = load_state_dict(path)
+    assert a2 == arch and "tensors_sha256" not in meta2 and meta2["format"] == "refnet-state-dict"
+    _same(p2, p)
+
+
 @pytest.mark.parametrize("dest, message", [("m.npz/x.npz", "m.npz is a file, not a folder"),
                                            ("d.npz", "d.npz is a folder")])
 def test_export_destination_checked_before_work(tmp_path, model, capsys, dest, message):
