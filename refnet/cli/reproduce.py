@@ -66,7 +66,7 @@ def _envelope(args) -> dict | None:
 
 def read_envelope(path, shown: str, flag: str) -> dict:
     """An ``envelope.json``: a JSON object mapping each quantity ("<dataset>/<quantity>") to
-    an object with numbers ``lo`` and ``hi`` and ``cells``, a list of [setting, value,
+    an object with finite numbers ``lo <= hi`` and ``cells``, a list of [setting, value,
     number]. Anything else is a :class:`ConfigError` naming ``flag`` and the file."""
     fix = ("give the envelope.json written by `refnet reproduce --preset envelope`, or leave "
            f"{flag} out")
@@ -78,14 +78,19 @@ def read_envelope(path, shown: str, flag: str) -> dict:
 
 
 def _checked_envelope(path, fix: str) -> dict:
-    from ..npzfile import WANT_LIST, check_fields, file_errors, read_json_file, want_number
+    from ..npzfile import (WANT_LIST, BadContent, check_fields, file_errors, read_json_file,
+                           want_number)
 
-    number = want_number(-1e300, 1e300)
+    number = want_number(-1e300, 1e300)  # finite: NaN, Infinity and 1e999 are refused
     with file_errors(path, ConfigError, fix):
         envelope = read_json_file(path, "the envelope summary")
         for key, entry in envelope.items():
             check_fields(entry, {"lo": number, "hi": number, "cells": WANT_LIST},
                          f"entry {key!r}", required=("lo", "hi", "cells"), extra=True)
+            if entry["lo"] > entry["hi"]:  # an empty range: every paper value "outside"
+                raise BadContent(f"entry {key!r}: the range lo = {entry['lo']!r} > hi = "
+                                 f"{entry['hi']!r} is empty (lo is the smallest cell's value, "
+                                 "hi the largest)")
             if not all(isinstance(c, list) and len(c) == 3 and isinstance(c[0], str)
                        and isinstance(c[2], (int, float)) and not isinstance(c[2], bool)
                        for c in entry["cells"]):

@@ -53,6 +53,10 @@ def files(tmp_path):
     (f.setdefault("env_list", tmp_path / "env_list.json")).write_text("[1, 2]")
     (f.setdefault("env_cells", tmp_path / "env_cells.json")).write_text(
         '{"mnist/std_clean": {"lo": 1, "hi": 2, "cells": [[1, 2]]}}')
+    for name, lo, hi in (("env_reversed", "2.5", "1"), ("env_nan", "NaN", "1"),
+                         ("env_inf", "0", "Infinity"), ("env_huge", "-1e999", "1")):
+        (f.setdefault(name, tmp_path / f"{name}.json")).write_text(
+            '{"mnist/std_clean": {"lo": %s, "hi": %s, "cells": []}}' % (lo, hi))
     np.save(f.setdefault("npy", tmp_path / "plain.npy"), X)
     (f.setdefault("garbage", tmp_path / "garbage.npz")).write_bytes(b"PK\x03\x04 not a zip")
     (f.setdefault("state", tmp_path / "rep" / "results" / "reproduce.json")).parent.mkdir(
@@ -76,6 +80,15 @@ CASES = {
          "--envelope: {env_list}: the envelope summary must be a JSON object, got list"),
         ("reproduce --preset full --only semenova_fig6 --envelope {env_cells} --out {out}",
          "--envelope: {env_cells}: entry 'mnist/std_clean': 'cells' must be [setting, value, number]"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {env_reversed} --out {out}",
+         "--envelope: {env_reversed}: entry 'mnist/std_clean': the range lo = 2.5 > hi = 1 is "
+         "empty"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {env_nan} --out {out}",
+         "--envelope: {env_nan}: entry 'mnist/std_clean': 'lo' must be a finite number"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {env_inf} --out {out}",
+         "--envelope: {env_inf}: entry 'mnist/std_clean': 'hi' must be a finite number"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {env_huge} --out {out}",
+         "--envelope: {env_huge}: entry 'mnist/std_clean': 'lo' must be a finite number"),
         ("reproduce --preset full --only semenova_fig6 --envelope {data} --out {out}",
          "--envelope: {data}: the envelope summary is not UTF-8 text"),
         ("reproduce --preset full --only semenova_fig6 --envelope {missing} --out {out}",
