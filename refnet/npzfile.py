@@ -29,7 +29,8 @@ import numpy as np
 
 from .errors import RefnetError
 
-__all__ = ["NpzReader", "ArrayHeader", "BadContent", "file_errors", "parse_json", "read_json_file",
+__all__ = ["NpzReader", "ArrayHeader", "BadContent", "JsonTooDeep", "file_errors", "parse_json",
+           "parse_json_value", "check_json_depth", "read_json_file",
            "read_arrays",
            "content_sha256", "check_fields", "Want", "WANT_SHA256", "MAX_MEMBERS",
            "MAX_TOTAL_BYTES", "MAX_METADATA_CHARS", "MAX_JSON_DEPTH", "DEFLATE_MAX_RATIO",
@@ -229,6 +230,14 @@ class NpzReader:
         return parse_json(str(self.array("metadata")), "metadata")
 
 
+class JsonTooDeep(BadContent):
+    """JSON (or TOML read like it) nested deeper than ``MAX_JSON_DEPTH``; its own type so that
+    a caller can suggest its own fix."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what}: nests deeper than {MAX_JSON_DEPTH} levels")
+
+
 def _no_duplicate_keys(pairs):
     d = dict(pairs)
     if len(d) != len(pairs):
@@ -237,38 +246,45 @@ def _no_duplicate_keys(pairs):
     return d
 
 
-def _depth(obj) -> int:
-    """Nesting depth of a parsed JSON value, without recursion."""
-    deepest, stack = 0, [(obj, 1)]
+def check_json_depth(obj, what: str):
+    """``obj`` (a parsed JSON or TOML value) if it nests at most ``MAX_JSON_DEPTH`` deep, else
+    :class:`JsonTooDeep` naming ``what``. Walks without recursion."""
+    stack = [(obj, 1)]
     while stack:
         o, d = stack.pop()
         if isinstance(o, (dict, list)):
-            deepest = max(deepest, d)
             if d > MAX_JSON_DEPTH:
-                break
+                raise JsonTooDeep(what)
             stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
-    return deepest
+    return obj
 
 
-def parse_json(text: str, what: str) -> dict:
-    """``text`` as a JSON object: no duplicate keys, nesting at most ``MAX_JSON_DEPTH``.
+def parse_json_value(text: str, what: str):
+    """``text`` as a JSON value of any type: how refnet reads the JSON of its files and specs.
 
-    ``what`` names the text in messages (e.g. ``"metadata"``).
+    Refused, as :class:`BadContent` whose message names ``what`` (e.g. ``"metadata"``, a spec
+    file's path): more than ``MAX_METADATA_CHARS`` characters; invalid JSON (also an integer
+    past Python's digit limit, a plain ``ValueError``); a key given twice in an object;
+    nesting deeper than ``MAX_JSON_DEPTH`` (:class:`JsonTooDeep`).
     """
     if len(text) > MAX_METADATA_CHARS:
         raise BadContent(f"{what} is longer than the ceiling of {MAX_METADATA_CHARS} characters")
     try:
         obj = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except BadContent:   # a repeated key (_no_duplicate_keys)
-        raise
+    except BadContent as e:  # a repeated key (_no_duplicate_keys)
+        raise BadContent(f"{what}: {e}") from None
     except ValueError as e:  # JSONDecodeError, or an integer past Python's digit limit
         raise BadContent(f"{what} is not valid JSON ({e})") from e
     except RecursionError:
-        raise BadContent(f"{what} nests deeper than {MAX_JSON_DEPTH} levels") from None
+        raise JsonTooDeep(what) from None
+    return check_json_depth(obj, what)
+
+
+def parse_json(text: str, what: str) -> dict:
+    """``text`` as a JSON object, read by :func:`parse_json_value` (``what`` names it)."""
+    obj = parse_json_value(text, what)
     if not isinstance(obj, dict):
         raise BadContent(f"{what} must be a JSON object, got {type(obj).__name__}")
-    if _depth(obj) > MAX_JSON_DEPTH:
-        raise BadContent(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
     return obj
 
 

@@ -48,6 +48,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..noise import NOISE_TYPES
+from ..npzfile import BadContent, JsonTooDeep, check_json_depth, parse_json_value
 
 __all__ = ["SweepSpec", "load_spec", "parse_spec", "parse_cli_value", "cell_id", "DATA_DEFAULTS",
            "GRID_DEFAULTS", "EVALUATE_DEFAULTS", "REPORT_DEFAULTS"]
@@ -279,46 +280,27 @@ def parse_cli_value(text: str):
     each a JSON number/bool or a bare string. ``0,1e-3`` -> ``[0, 0.001]``."""
     text = text.strip()
     if text[:1] in "[{":
-        return _json(text, f"value {text[:40]!r}", "quote it for the shell")
+        try:
+            return parse_json_value(text, f"value {text[:40]!r}")
+        except BadContent as e:  # a key given twice, too deep, not JSON
+            raise _refused(e, "quote it for the shell") from None
     items = []
     for part in text.split(","):
         part = part.strip()
         try:
-            items.append(json.loads(part))
-        except json.JSONDecodeError:
+            items.append(parse_json_value(part, f"item {part[:40]!r}"))
+        except JsonTooDeep as e:
+            raise _refused(e, "quote it for the shell") from None
+        except BadContent:  # not JSON (an integer past Python's digit limit too): a string
             items.append(part)
     return items if len(items) > 1 else items[0]
 
 
-def _json(text: str, where: str, fix: str):
-    """``text`` parsed as JSON as every refnet reader does (:mod:`refnet.npzfile`): a key
-    given twice in an object or nesting deeper than ``MAX_JSON_DEPTH`` is refused."""
-    from ..npzfile import BadContent, _no_duplicate_keys
-
-    try:
-        return _shallow(json.loads(text, object_pairs_hook=_no_duplicate_keys), where)
-    except RecursionError:
-        raise _too_deep(where) from None
-    except ConfigError:
-        raise
-    except ValueError as e:  # JSONDecodeError, BadContent (a repeated key), int digits limit
-        what = str(e) if isinstance(e, BadContent) else f"not valid JSON ({e})"
-        raise _err(where, what, fix) from None
-
-
-def _too_deep(where: str) -> ConfigError:
-    from ..npzfile import MAX_JSON_DEPTH
-
-    return _err(where, f"nests deeper than {MAX_JSON_DEPTH} levels",
-                "a spec needs at most a list of tables or lists")
-
-
-def _shallow(obj, where: str):
-    from ..npzfile import MAX_JSON_DEPTH, _depth
-
-    if _depth(obj) > MAX_JSON_DEPTH:
-        raise _too_deep(where)
-    return obj
+def _refused(e, fix: str) -> ConfigError:
+    """The :class:`ConfigError` for a JSON (or TOML) text that :mod:`refnet.npzfile` refused
+    (``e`` names the text); ``fix`` unless it nests too deep."""
+    deep = isinstance(e, JsonTooDeep)
+    return ConfigError(f"{e}; {'a spec needs at most a list of tables or lists' if deep else fix}")
 
 
 def load_spec(path=None, overrides=()) -> SweepSpec:
@@ -339,14 +321,15 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
             if path.suffix == ".toml":
                 import tomllib
 
-                raw = _shallow(tomllib.loads(text), source)
+                try:
+                    raw = check_json_depth(tomllib.loads(text), source)
+                except RecursionError:  # tomllib recurses once per level
+                    raise JsonTooDeep(source) from None
             else:
-                raw = _json(text, source, "fix the syntax (each key once)")
-        except RecursionError:
-            raise _too_deep(source) from None
+                raw = parse_json_value(text, source)
+        except BadContent as e:  # a key given twice, too deep, not JSON
+            raise _refused(e, "fix the syntax (each key once)") from None
         except (OSError, ValueError) as e:  # TOMLDecodeError, UnicodeDecodeError, unreadable
-            if isinstance(e, ConfigError):
-                raise
             raise _err(source, f"cannot be parsed ({e})", "fix the syntax") from None
     for item in overrides:
         key, sep, value = item.partition("=")

@@ -152,6 +152,39 @@ def test_ambiguous_or_too_deep_command_line_keys_are_refused():
         load_spec(None, ['eq4_lambda={"2": 1e-3, "2": 1e-2}'])
 
 
+@pytest.mark.parametrize("text, problem", [
+    ('{"grid": {"seed": [0]}, "grid": {}}', "a JSON object repeats the key 'grid'"),
+    ('{"grid": {"seed": ' + "[" * 40 + "]" * 40 + "}}", "nests deeper than 32 levels"),
+    ("[" * 100_000 + "]" * 100_000, "nests deeper than 32 levels"),
+    ('{"grid": {"seed": [' + "1" * 5000 + "]}}", "is not valid JSON (Exceeds the limit"),
+    ('{"grid": ', "is not valid JSON (Expecting value"),
+])
+def test_spec_and_file_metadata_share_one_json_reader(tmp_path, text, problem):
+    """A spec's JSON and a refnet file's metadata are refused by the same rules
+    (npzfile.parse_json_value); the spec's message names the spec file and the fix."""
+    from refnet.npzfile import BadContent, parse_json
+    with pytest.raises(BadContent) as e:
+        parse_json(text, "metadata")
+    assert str(e.value).startswith("metadata") and problem in str(e.value)
+    spec = tmp_path / "s.json"
+    spec.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_spec(spec)
+    assert str(e.value).startswith(f"{spec}") and problem in str(e.value)
+    assert str(e.value).endswith(("fix the syntax (each key once)",
+                                  "a spec needs at most a list of tables or lists"))
+
+
+def test_command_line_items_past_the_digit_limit_or_nested_too_deep_are_config_errors():
+    """parse_cli_value read comma-separated items with json.loads and caught only
+    JSONDecodeError: a 5000-digit integer (a plain ValueError) and a deeply nested item
+    (RecursionError) escaped as tracebacks."""
+    with pytest.raises(ConfigError, match=r"grid\.seed\[1\]: expected an integer >= 0"):
+        load_spec(None, ["seed=0," + "1" * 5000])
+    with pytest.raises(ConfigError, match="nests deeper than 32 levels; a spec needs at most"):
+        load_spec(None, ["seed=0," + "[" * 100_000 + "]" * 100_000])
+
+
 def test_cli_nested_noise_types_is_one_line(tmp_path, capsys):
     from refnet.cli import main
     spec = tmp_path / "s.toml"
