@@ -43,6 +43,7 @@ from .errors import ConfigError, ModelFileError
 from .model import Architecture, Params, check_params
 from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, WANT_SHA256, BadContent, NpzReader,
                       check_fields, file_errors, parse_json, read_json_file)
+from .paths import check_output_path
 
 __all__ = ["STATE_DICT_NAMINGS", "STATE_DICT_SUFFIXES", "to_state_dict", "from_state_dict",
            "save_state_dict", "load_state_dict", "save_tensors", "load_tensors",
@@ -203,39 +204,21 @@ def _safetensors_numpy(path: Path):
 def check_destination(path, flag: str | None = None) -> Path:
     """Refuse an output ``path`` (and, for ``.npz``, its metadata file) that cannot be written.
 
-    Checked before any work or write: a known suffix; neither destination is a folder or
-    another non-regular file; the nearest existing parent is a writable folder (missing
-    folders are created on writing). Raises :class:`~refnet.errors.ConfigError` naming the
-    path, what is wrong and what to do, led by the command-line ``flag`` if given.
+    Checked before any work or write: a known suffix, then both destinations as
+    :func:`refnet.paths.check_output_path` checks files (neither a folder nor another
+    non-regular file, not under a file, in a writable folder; missing folders are created on
+    writing). Raises :class:`~refnet.errors.ConfigError` naming the path, what is wrong and
+    what to do, led by the command-line ``flag`` if given.
     """
+    path = Path(path)
     try:
-        return _check_destination(Path(path))
+        kind = _suffix(path)
     except ConfigError as e:
         if flag is None:
             raise
         raise ConfigError(f"{flag}: {e}") from None
-
-
-def _check_destination(path: Path) -> Path:
-    kind = _suffix(path)
-    targets = [(path, "")]
-    if kind == ".npz":
-        targets.append((metadata_path(path), f" (the metadata file written beside {path.name})"))
-    for target, role in targets:
-        if target.is_dir():
-            raise ConfigError(f"{target}{role} is a folder; remove it or choose another file name")
-        if target.exists() and not target.is_file():
-            raise ConfigError(f"{target}{role} exists and is not a regular file; remove it or "
-                              "choose another file name")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{path}: cannot create the folder {path.parent}: {parent} is a file, "
-                          "not a folder; choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{path}: the folder {parent} is not writable; choose another path")
-    return path
+    beside = {metadata_path(path): "the metadata file"} if kind == ".npz" else None
+    return check_output_path(path, flag, beside=beside)
 
 
 def save_tensors(path, tensors: Mapping[str, np.ndarray], metadata: dict | None = None) -> Path:

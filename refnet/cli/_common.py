@@ -159,28 +159,6 @@ def existing_file(what: str):
     return check
 
 
-def check_output(path, flag: str, *, folder: bool = False) -> None:
-    """Refuse, before any work, an output ``path`` that cannot be written: a file where a
-    folder is wanted (``folder=True``) or the reverse, a path under an existing file, or a
-    folder without write permission. Raises :class:`ConfigError` naming ``flag``."""
-    import os
-
-    from ..errors import ConfigError
-
-    path = Path(path)
-    if path.exists() and path.is_dir() != folder:
-        raise ConfigError(f"{flag}: {path} is {'a file' if folder else 'a folder'}; give "
-                          f"{'a folder (created if missing)' if folder else 'a file name'}")
-    above = path.absolute().parents  # a file's own folder first; a folder itself first
-    existing = next(p for p in ((path.absolute(), *above) if folder else above) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"{flag}: {path} lies under the file {existing}, which cannot hold "
-                          f"{'a folder' if folder else 'files'}; give another path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag}: cannot write in {existing} (permission denied); give a "
-                          "writable path")
-
-
 def retype(p: argparse.ArgumentParser, name: str, type_) -> None:
     """Give the option ``name`` (a flag, or a positional's dest), declared elsewhere, the
     checking type ``type_``."""

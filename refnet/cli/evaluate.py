@@ -20,9 +20,10 @@ import numpy as np
 from ..datasets._cache import sha256_file
 from ..errors import ConfigError
 from ..noise import NOISE_TYPES
+from ..paths import check_output_path
 from ..progress import Progress
-from ._common import (MAX_WORKERS, add_noise_preset, check_output, check_rows, dataset_name,
-                      existing_file, int_between, noise_type_list, positive_float, positive_int,
+from ._common import (MAX_WORKERS, add_noise_preset, check_rows, dataset_name, existing_file,
+                      int_between, noise_type_list, positive_float, positive_int,
                       read_npz_arrays, seed, variance_list)
 
 HELP = "accuracy of a trained model under each noise type alone, over a grid of noise variances"
@@ -157,7 +158,7 @@ def run(args) -> int:
 
     variances = _levels(args)
     out = Path(args.out or f"evaluate_{Path(args.model).stem}")
-    check_output(out, "--out", folder=True)
+    check_output_path(out, "--out", folder=True)
     if args.threads is not None:
         from .._numba import max_threads, set_threads
 

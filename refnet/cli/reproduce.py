@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..paths import check_output_path
 from ..reproduction.registry import ENVELOPE_SCRIPTS, PRESET_SCRIPTS, SCRIPTS
-from ._common import check_output, seed
+from ._common import seed
 
 HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
 
@@ -141,7 +142,7 @@ def run(args) -> int:
                           f"{preset.name!r} {'reads its own envelope.json' if preset.name == 'envelope' else 'has no verdicts against it'}); "
                           "leave --envelope out or use --preset full")
     out = args.out or Path("runs") / f"reproduce-{preset.name}"
-    check_output(out, "--out", folder=True)
+    check_output_path(out, "--out", folder=True)
     state_path = out / "results" / "reproduce.json"
     state = _load_state(state_path, preset)
     # read before any work: a bad envelope must not cost the computation

@@ -10,9 +10,10 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..noise import NOISE_TYPES
 from ..optim import OPTIMIZERS
+from ..paths import check_output_path
 from ..regularizers import REGULARIZER_PRESETS
-from ._common import (add_noise_preset, add_noise_type, check_output, check_rows, count,
-                      dataset_name, existing_file, nonnegative_float, positive_float, positive_int,
+from ._common import (add_noise_preset, add_noise_type, check_rows, count, dataset_name,
+                      existing_file, nonnegative_float, positive_float, positive_int,
                       positive_int_list, read_npz_arrays, seed, variance)
 
 HELP = "train an MLP (standard, noise-aware or regularized) and report clean and noisy accuracy"
@@ -82,9 +83,9 @@ def check_settings(args) -> None:
     if args.hidden == ():
         raise ConfigError("--hidden: no layer size given; give hidden layer sizes such as "
                           "300,300 (refnet trains networks with at least one hidden layer)")
-    check_output(args.out, "--out")
+    check_output_path(args.out, "--out")
     if args.checkpoint is not None:
-        check_output(args.checkpoint, "--checkpoint")
+        check_output_path(args.checkpoint, "--checkpoint")
 
 
 def architecture(args, X, y, y_test):

@@ -349,7 +349,7 @@ def test_check_refuses_complex_results(bundle, tmp_path, capsys):
     (["--noise", "none", "--layers", "1"], "--layers: no effect with --noise none"),
     (["--step-regularizers", "eq7,eq7"], "--step-regularizers: 'eq7,eq7' names a regularizer"),
     (["--layers", "1,1"], "--layers: '1,1' names a layer twice"),
-    (["-o", "{tmp}/m.npz/b.npz"], "-o/--out: {tmp}/m.npz/b.npz: cannot create the folder"),
+    (["-o", "{tmp}/m.npz/b.npz"], "-o/--out: {tmp}/m.npz/b.npz lies under the file {tmp}/m.npz"),
     (["-o", "{tmp}/d.npz"], "-o/--out: {tmp}/d.npz is a folder"),
 ])
 def test_make_refuses_ignored_or_repeated_flags(tmp_path, capsys, flags, message):

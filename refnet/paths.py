@@ -1,0 +1,54 @@
+"""Output paths checked before any work (``train``, ``evaluate`` and ``reproduce`` ``--out``,
+state dict and bundle files through :func:`refnet.statedict.check_destination`).
+
+A run that computes for an hour and then cannot write its result wastes the hour, and a
+half-done write (tensors without their metadata file) is worse; so an output path is checked
+up front by :func:`check_output_path`, the one place that says what "cannot be written" means.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ConfigError
+
+__all__ = ["check_output_path"]
+
+
+def check_output_path(path, flag: str | None = None, *, folder: bool = False,
+                      beside: Mapping | None = None) -> Path:
+    """Refuse, before any work, an output ``path`` that cannot be written.
+
+    ``folder``: ``path`` is a folder to write into (created if missing), else a file. Refused:
+    a folder where a file is wanted or the reverse, an existing non-regular file (a device, a
+    pipe) where a file is wanted, a path under an existing file, and a nearest existing folder
+    without write permission. ``beside`` maps further files written next to ``path`` (e.g. an
+    ``.npz``'s metadata file) to what they are; each is checked as a file too.
+    Raises :class:`~refnet.errors.ConfigError` naming the path, what is wrong and what to do,
+    led by the command-line ``flag`` if given. Returns ``path`` as a :class:`Path`.
+    """
+    path = Path(path)
+    lead = f"{flag}: " if flag else ""
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"{lead}{path} is a file; give a folder (created if missing)")
+    files = ([] if folder else [(path, "")]) + [
+        (Path(p), f" ({what} written beside {path.name})") for p, what in (beside or {}).items()]
+    for target, role in files:
+        if target.is_dir():
+            raise ConfigError(f"{lead}{target}{role} is a folder; give a file name (or remove "
+                              "the folder)")
+        if target.exists() and not target.is_file():
+            raise ConfigError(f"{lead}{target}{role} exists and is not a regular file; give "
+                              "another file name (or remove it)")
+    candidates = path.absolute().parents  # a file's own folder first; a folder itself first
+    existing = next(p for p in ((path.absolute(), *candidates) if folder else candidates)
+                    if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{lead}{path} lies under the file {existing}: {existing.name} is a "
+                          f"file, not a folder, and cannot hold {'a folder' if folder else 'files'}"
+                          "; give another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{lead}{path}: cannot write in the folder {existing} (permission "
+                          "denied); give a writable path")
+    return path
