@@ -36,12 +36,44 @@ class UsageError(Exception):
         self.prog = prog
 
 
+#: Actions that collect every occurrence (``action="append"`` ...): the only flags that may
+#: be given more than once; their help says "repeatable".
+_REPEATABLE = (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is raised (one line, printed by :func:`main`), not printed
-    as the usage block plus a message and ``sys.exit(2)``."""
+    as the usage block plus a message and ``sys.exit(2)``; and a flag given twice is a usage
+    error unless it collects its values (argparse would keep the last one silently)."""
 
     def error(self, message):
         raise UsageError(self.prog, message)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = {}  # flag action -> its words, for this parse (a sub-command has its own)
+        return super().parse_known_args(args, namespace)
+
+    def _get_values(self, action, arg_strings):
+        # argparse's one call per occurrence of a flag, with the words as typed (after
+        # "=" splitting and prefix matching, so --var=1 and --variances 2 are the same flag)
+        if action.option_strings and not isinstance(action, _REPEATABLE):
+            if action in self._given:
+                self.error(_given_twice(action, self._given[action], arg_strings))
+            self._given[action] = list(arg_strings)
+        return super()._get_values(action, arg_strings)
+
+
+#: The rule :class:`_Parser` enforces, for the help of every command.
+_ONCE = ('Each flag may be given once, except those whose help says "repeatable"; a flag given '
+         'twice is an error, not a silent override')
+
+
+def _given_twice(action, first: list, second: list) -> str:
+    flag = "/".join(action.option_strings)
+    if not first and not second:  # a switch: nothing to choose between
+        return f"{flag} given twice; give it once"
+    words = ", then ".join(repr(" ".join(w)) for w in (first, second))
+    return f"{flag} given twice ({words}); give it once"
 
 
 def _available():
@@ -61,13 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="refnet",
         description="Reference implementation of noisy analog neural networks "
-                    "(Duque et al. 2024; Semenova et al. 2022).")
+                    "(Duque et al. 2024; Semenova et al. 2022).",
+        epilog=_ONCE)
     parser.add_argument("--version", action="version", version=f"refnet {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="on an error, show the Python traceback too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in _available().items():
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, epilog=_ONCE)
         mod.add_arguments(p)
         # SUPPRESS: a missing sub-command --debug must not reset a top-level one to False
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

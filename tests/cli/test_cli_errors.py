@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from refnet.cli import COMMANDS, main
+from refnet.cli import COMMANDS, build_parser, main
 from refnet.io import save_model
 from refnet.model import init_params, mlp
 
@@ -350,3 +350,72 @@ def test_reproduce_refuses_envelope_and_out_before_computing(template, files, mo
                         lambda name: pytest.fail("computation started"))
     assert main([a.format(**files) for a in template.split()]) == 2
     _one_clean_line(capsys.readouterr().err)
+
+
+# --- a flag given twice: argparse kept the last value without a word ----------------------------
+@pytest.mark.parametrize("template, prog, flag, words", [
+    ("crosscheck make {model} -o {out}.npz --variances add_unc=0.1 --variances add_cor=0.2",
+     "crosscheck make", "--variances", ("add_unc=0.1", "add_cor=0.2")),
+    ("crosscheck make {model} -o {out}.npz --out {out}2.npz", "crosscheck make", "-o/--out",
+     ("{out}.npz", "{out}2.npz")),
+    ("sensitivity {model} --inputs {data} --spec add_unc=0.1 --spec=add_cor=0.2", "sensitivity",
+     "--spec", ("add_unc=0.1", "add_cor=0.2")),          # the --flag=value form
+    ("evaluate {model} --data {data} --levels 0.1 --lev 0.2", "evaluate", "--levels",
+     ("0.1", "0.2")),                                    # an abbreviation is the same flag
+    ("evaluate {model} --data {data} --variances 3 --variances=4", "evaluate", "--variances",
+     ("3", "4")),
+    ("evaluate {model} --data {data} --vmin 0.1 --vmin 0.2", "evaluate", "--vmin", ("0.1", "0.2")),
+    ("train --data-npz {train} --epochs 1 --epochs 2", "train", "--epochs", ("1", "2")),
+    ("train --data-npz {train} --noise-variance 0.5 --noise-variance -1", "train",
+     "--noise-variance", ("0.5", "-1")),                 # a negative value glued to its flag
+    ("sweep --out {out} --workers 1 --workers 2", "sweep", "--workers", ("1", "2")),
+    ("reproduce --only a b --only c", "reproduce", "--only", ("a b", "c")),
+    ("fetch --timeout 1 --timeout 2", "fetch", "--timeout", ("1", "2")),
+    ("info {model} --naming fc --naming h", "info", "--naming", ("fc", "h")),
+    ("info {model} --json --json", "info", "--json", ()),  # a switch: refused too, one rule
+    ("--debug --debug info {model}", "", "--debug", ()),
+])
+def test_a_flag_given_twice_is_one_line_naming_it(template, prog, flag, words, files, capsys,
+                                                  tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a command the check misses writes its default outputs here
+    assert main([a.format(**files) for a in template.split()]) == 2
+    line = _one_clean_line(capsys.readouterr().err)
+    said = " (" + ", then ".join(repr(w.format(**files)) for w in words) + ")" if words else ""
+    prog = f"refnet {prog}".rstrip()
+    assert line == f"{prog}: error: {flag} given twice{said}; give it once (see `{prog} --help`)"
+
+
+def test_repeatable_flags_still_collect_every_value(files):
+    parser = build_parser()
+    args = parser.parse_args(["sweep", "--out", "o", "--set", "seed=0", "--set=epochs=1"])
+    assert args.overrides == ["seed=0", "epochs=1"]
+    args = parser.parse_args(["train", "--regularizer", "eq4", "--regularizer", "eq7"])
+    assert args.regularizer == ["eq4", "eq7"]
+    args = parser.parse_args(["crosscheck", "make", files["model"], "-o", "b.npz",
+                              "--layer-variances", "1:add_unc=0.1",
+                              "--layer-variances", "2:add_unc=0.2"])
+    assert args.layer_variances == ["1:add_unc=0.1", "2:add_unc=0.2"]
+    # each parse starts afresh: the same parser takes the flag again
+    assert parser.parse_args(["train", "--epochs", "3"]).epochs == 3
+    assert parser.parse_args(["train", "--epochs", "4"]).epochs == 4
+
+
+def _parsers(parser):
+    """``parser`` and every sub-command parser below it."""
+    yield parser
+    for action in parser._actions:
+        for sub in getattr(action, "choices", None) or ():
+            if isinstance(action.choices, dict):
+                yield from _parsers(action.choices[sub])
+
+
+def test_the_help_marks_every_repeatable_flag():
+    """The help says: a flag may be given once unless its help says "repeatable"."""
+    from refnet.cli import _REPEATABLE
+
+    parser = build_parser()
+    assert "repeatable" in parser.format_help()
+    collecting = [a for p in _parsers(parser) for a in p._actions if isinstance(a, _REPEATABLE)]
+    assert len(collecting) >= 3  # sweep --set, train --regularizer, crosscheck --layer-variances
+    for action in collecting:
+        assert "repeatable" in action.help, action.option_strings

@@ -26,9 +26,9 @@ def model_and_data(tmp_path):
     return arch, params, X, y, str(model), str(data)
 
 
-def _args(model, data, out, *extra):
-    return ["evaluate", model, "--data", data, "--variances", "3", "--vmin", "0.01", "--vmax",
-            "1", "--repetitions", "2", "--batch-size", "50", "--seed", "7", "--out", str(out),
+def _args(model, data, out, *extra, vmin="0.01", vmax="1"):
+    return ["evaluate", model, "--data", data, "--variances", "3", "--vmin", vmin, "--vmax",
+            vmax, "--repetitions", "2", "--batch-size", "50", "--seed", "7", "--out", str(out),
             *extra]
 
 
@@ -117,9 +117,9 @@ def test_evaluate_triangular_draws_is_opt_in_and_recorded(model_and_data, tmp_pa
 
     arch, params, X, y, model, data = model_and_data
     plain, tri = tmp_path / "plain", tmp_path / "tri"
-    assert main(_args(model, data, plain, "--no-progress", "--vmin", "1", "--vmax", "4")) == 0
-    assert main(_args(model, data, tri, "--no-progress", "--vmin", "1", "--vmax", "4",
-                      "--triangular-draws")) == 0
+    assert main(_args(model, data, plain, "--no-progress", vmin="1", vmax="4")) == 0
+    assert main(_args(model, data, tri, "--no-progress", "--triangular-draws", vmin="1",
+                      vmax="4")) == 0
     m_plain, m_tri = (json.load(open(d / "accuracy.json")) for d in (plain, tri))
     assert "triangular_draws" in m_tri["settings"]["shortcuts"]
     assert "triangular_draws" not in m_plain["settings"]["shortcuts"]
