@@ -27,6 +27,9 @@ from ._common import (MAX_WORKERS, add_noise_preset, check_rows, dataset_name, e
                       read_npz_arrays, seed, variance_list)
 
 HELP = "accuracy of a trained model under each noise type alone, over a grid of noise variances"
+
+#: The default variance range of ``--variances N`` (the paper's figures span it).
+VMIN, VMAX = 1e-3, 1.0
 _FILES = ("accuracy.csv", "accuracy.json", "accuracy.png")
 
 
@@ -46,8 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          "(default 100)")
     lv.add_argument("--levels", type=variance_list,
                     help="explicit comma-separated variances, e.g. 0.01,0.1,1")
-    p.add_argument("--vmin", type=positive_float, default=1e-3, help="smallest variance (default 1e-3)")
-    p.add_argument("--vmax", type=positive_float, default=1.0, help="largest variance (default 1)")
+    # default None, not the number: so that --vmin/--vmax given with --levels is seen and refused
+    p.add_argument("--vmin", type=positive_float,
+                   help=f"smallest variance (default {VMIN:g}; not with --levels)")
+    p.add_argument("--vmax", type=positive_float,
+                   help=f"largest variance (default {VMAX:g}; not with --levels)")
     p.add_argument("--repetitions", type=int_between(1, MAX_REPETITIONS, "passes per level"),
                    default=3, help=f"passes per level (default 3, at most {MAX_REPETITIONS})")
     add_noise_preset(p)
@@ -98,13 +104,22 @@ def _default_workers() -> int:
 
 
 def _levels(args) -> np.ndarray:
+    """The variances to evaluate: ``--levels``, else ``--variances`` log-spaced in
+    [``--vmin``, ``--vmax``]."""
     if args.levels is not None:
+        given = [f for f, v in (("--vmin", args.vmin), ("--vmax", args.vmax)) if v is not None]
+        if given:  # it would be ignored: the user meant a range or a list, not both
+            raise ConfigError(f"{'/'.join(given)}: not used with --levels, which lists the "
+                              "variances; give --levels alone, or --vmin/--vmax (and "
+                              "--variances N) without it")
         if len(args.levels) > MAX_LEVELS:
             raise ConfigError(f"--levels: at most {MAX_LEVELS} variances, got {len(args.levels)}")
         return np.array(args.levels)  # checked by variance_list
-    if args.vmin > args.vmax:  # each is checked > 0 and finite by its type
-        raise ConfigError(f"--vmin/--vmax: need vmin <= vmax, got {args.vmin:g} > {args.vmax:g}")
-    return np.logspace(np.log10(args.vmin), np.log10(args.vmax), args.variances)
+    vmin = VMIN if args.vmin is None else args.vmin
+    vmax = VMAX if args.vmax is None else args.vmax
+    if vmin > vmax:  # each is checked > 0 and finite by its type
+        raise ConfigError(f"--vmin/--vmax: need vmin <= vmax, got {vmin:g} > {vmax:g}")
+    return np.logspace(np.log10(vmin), np.log10(vmax), args.variances)
 
 
 def _load_data(args, arch):

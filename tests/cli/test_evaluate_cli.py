@@ -73,6 +73,19 @@ def test_evaluate_same_seed_same_csv_and_explicit_levels(model_and_data, tmp_pat
     assert json.load(open(c / "accuracy.json"))["settings"]["dtype"] == "float32"
 
 
+def test_evaluate_default_range_fills_in_what_is_not_given(model_and_data, tmp_path):
+    """--vmin/--vmax default to 1e-3 and 1 (their defaults are None only to see them given)."""
+    *_, model, data = model_and_data
+    for extra, want in (([], [1e-3, 10 ** -1.5, 1.0]), (["--vmax", "10"], [1e-3, 0.1, 10.0]),
+                        (["--vmin", "0.1"], [0.1, 10 ** -0.5, 1.0])):
+        out = tmp_path / "-".join(["d", *extra])
+        assert main(["evaluate", model, "--data", data, "--variances", "3", "--noise-types",
+                     "add_unc", "--repetitions", "1", "--out", str(out), "--no-progress",
+                     *extra]) == 0
+        got = [float(r["variance"]) for r in csv.DictReader(open(out / "accuracy.csv"))]
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_evaluate_bad_inputs_give_clear_errors(model_and_data, tmp_path, capsys):
     *_, model, data = model_and_data
     out = tmp_path / "o"
