@@ -7,6 +7,7 @@ moments, next to the same quantities measured by Monte-Carlo (``--mc-trials``).
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
@@ -28,8 +29,11 @@ def add_arguments(parser) -> None:
     src.add_argument("--dataset", type=dataset_name,
                      help="test split of a named dataset (mnist, fashion-mnist, ...), "
                           "normalised as refnet's loaders do")
-    parser.add_argument("--x-key", default="X", help="name of the input array in --inputs")
-    parser.add_argument("--y-key", default="y", help="name of the label array (optional)")
+    # defaults None, not the names: so that a key given with --dataset, or a --y-key the
+    # file lacks, is seen and refused rather than ignored
+    parser.add_argument("--x-key", help="name of the input array in --inputs (default X)")
+    parser.add_argument("--y-key", help="name of the label array in --inputs; if not given, "
+                                        "labels are read from y when the file has it")
     parser.add_argument("--n-inputs", type=positive_int, default=1000,
                         help="use the first N inputs")
     add_noise_preset(parser)
@@ -84,14 +88,27 @@ def _inputs(args, arch):
     if args.dataset:
         from ..datasets import load_dataset
 
+        given = [f for f, v in (("--x-key", args.x_key), ("--y-key", args.y_key)) if v]
+        if given:  # they name arrays of an --inputs file; a named dataset has its own
+            raise ConfigError(f"{'/'.join(given)}: name arrays of an --inputs file, not of "
+                              "--dataset; leave them out or give --inputs")
+
         test = load_dataset(args.dataset, "test")
         X, y = test.X[: args.n_inputs], test.y[: args.n_inputs]
         check_rows(X, y, "--dataset", f"{args.dataset} (test split)", n_features=arch.sizes[0],
                    n_classes=arch.sizes[-1], flat=False)
         return X, y
-    z = read_npz_arrays(args.inputs, "--inputs", (args.x_key,), (args.y_key,))
-    X, y = z[args.x_key], z.get(args.y_key)
-    check_rows(X, y, "--inputs", args.inputs, (args.x_key, args.y_key), n_features=arch.sizes[0],
+    x_key = args.x_key or "X"
+    if args.y_key:  # asked for: a file without it is an error (listing the arrays it has)
+        z = read_npz_arrays(args.inputs, "--inputs", (x_key, args.y_key))
+    else:           # labels are optional: y if the file has it
+        z = read_npz_arrays(args.inputs, "--inputs", (x_key,), ("y",))
+    y_key = args.y_key or "y"
+    X, y = z[x_key], z.get(y_key)
+    if y is None:
+        print(f"note: {args.inputs} has no labels (no array 'y'), so no accuracy is reported; "
+              "give --y-key NAME if they are stored under another name", file=sys.stderr)
+    check_rows(X, y, "--inputs", args.inputs, (x_key, y_key), n_features=arch.sizes[0],
                n_classes=arch.sizes[-1], flat=False)
     return X[: args.n_inputs], None if y is None else y[: args.n_inputs]
 

@@ -77,3 +77,29 @@ def test_train_missing_array_is_named(tmp_path, capsys):
     assert main(["train", "--data-npz", str(bad)]) == 2
     assert re.search(r"--data-npz: .* lacks \['y_train', 'X_test', 'y_test'\]",
                      capsys.readouterr().err)
+
+
+def test_sensitivity_labels_from_y_or_y_key_and_a_note_without(tmp_path, capsys):
+    """Labels: the array named by --y-key (an error if missing: tested in test_cli_errors),
+    else y if the file has it; a file without labels gives the report without accuracy and a
+    note on stderr saying why."""
+    from refnet.io import save_model
+    from refnet.model import init_params, mlp
+
+    arch = mlp((6, 8, 3))
+    model = tmp_path / "m.npz"
+    save_model(model, arch, init_params(arch, rng=0))
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
+    np.savez(tmp_path / "y.npz", X=X, y=y)
+    np.savez(tmp_path / "labels.npz", X=X, labels=y)
+    np.savez(tmp_path / "none.npz", X=X)
+    run = ["sensitivity", str(model), "--mc-trials", "0", "--inputs"]
+    outs = {}
+    for name, extra in (("y", []), ("labels", ["--y-key", "labels"]), ("none", [])):
+        assert main([*run, str(tmp_path / f"{name}.npz"), *extra]) == 0
+        outs[name] = capsys.readouterr()
+    assert "accuracy clean" in outs["y"].out and "note:" not in outs["y"].err
+    assert outs["labels"].out.split("\n", 1)[1] == outs["y"].out.split("\n", 1)[1]
+    assert "accuracy clean" not in outs["none"].out
+    assert "has no labels (no array 'y')" in outs["none"].err and "--y-key" in outs["none"].err
