@@ -45,7 +45,15 @@ from .regularizers import ExpectedLoss, regularizer_from_dict
 from .step import loss_and_grad
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate_accuracy",
-           "epoch_rng"]
+           "epoch_rng", "MAX_EPOCHS", "MAX_BATCH_SIZE", "MAX_SEED"]
+
+#: Ceilings of a :class:`TrainConfig`, the same for the settings accepted (library, ``refnet
+#: train``, ``refnet sweep``) and for the configs read back from checkpoints and model files:
+#: a run must never write a file that refnet then refuses to read. ``MAX_SEED``: numpy's
+#: seeds are non-negative, and 64 bits is what every other framework's seed holds.
+MAX_EPOCHS = 10**9
+MAX_BATCH_SIZE = 10**9
+MAX_SEED = 2**64 - 1
 
 Array = np.ndarray
 
@@ -87,12 +95,15 @@ class TrainConfig:
     patience: int = 0
 
     def __post_init__(self):
-        if int(self.epochs) < 0:
-            raise ValueError(f"epochs: must be >= 0, got {self.epochs}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if int(self.patience) < 0:
-            raise ValueError(f"patience: must be >= 0 (0: no early stopping), got {self.patience}")
+        if not 0 <= int(self.epochs) <= MAX_EPOCHS:
+            raise ValueError(f"epochs: must be in 0..{MAX_EPOCHS}, got {self.epochs}")
+        if not 1 <= int(self.batch_size) <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size: must be in 1..{MAX_BATCH_SIZE}, got {self.batch_size}")
+        if not 0 <= int(self.patience) <= MAX_EPOCHS:
+            raise ValueError(f"patience: must be in 0..{MAX_EPOCHS} (0: no early stopping), got "
+                             f"{self.patience}")
+        if not 0 <= int(self.seed) <= MAX_SEED:
+            raise ValueError(f"seed: must be in 0..{MAX_SEED} (2**64 - 1), got {self.seed}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr: must be finite and > 0, got {self.lr}")
         get_loss(self.loss)
@@ -147,12 +158,12 @@ class TrainConfig:
             raise ConfigError(f"config: {e}" if not str(e).startswith("config") else str(e)) from e
 
 
-_CONFIG_FIELDS = {"epochs": want_int(0, 10**9), "batch_size": want_int(1, 10**9),
+_CONFIG_FIELDS = {"epochs": want_int(0, MAX_EPOCHS), "batch_size": want_int(1, MAX_BATCH_SIZE),
                   "optimizer": want_str(32), "lr": want_number(0, 1e300),
                   "optimizer_options": WANT_LIST, "loss": want_str(32),
                   "noise": Want("null or an object", lambda v: v is None or isinstance(v, dict)),
-                  "regularizers": WANT_LIST, "shuffle": WANT_BOOL, "seed": want_int(-2**63, 2**64 - 1),
-                  "patience": want_int(0, 10**9)}
+                  "regularizers": WANT_LIST, "shuffle": WANT_BOOL, "seed": want_int(0, MAX_SEED),
+                  "patience": want_int(0, MAX_EPOCHS)}
 _NOISE_FIELDS = {"spec": WANT_OBJECT, "layers": WANT_LIST, "position": want_str(choices=("pre", "post"))}
 
 

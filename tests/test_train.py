@@ -5,7 +5,8 @@ import pytest
 import refnet as rn
 from refnet.io import load_npz, save_npz_atomic
 from refnet.regularizers import regularizer_preset
-from refnet.train import TrainConfig, TrainingDiverged, evaluate_accuracy, train
+from refnet.train import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED, TrainConfig, TrainingDiverged,
+                          evaluate_accuracy, train)
 
 
 def _blobs(rng, n=600, d=6, k=3):
@@ -140,3 +141,17 @@ def test_progress_display_writes_to_the_stream(problem, capsys):
     train(arch, p, X, y, TrainConfig(epochs=1), progress=sys.stderr)
     err = capsys.readouterr().err
     assert "epoch 1/1 loss" in err  # the per-epoch summary line (no bar: not a TTY)
+
+
+@pytest.mark.parametrize("field, low, high", [("epochs", 0, MAX_EPOCHS), ("patience", 0, MAX_EPOCHS),
+                                              ("batch_size", 1, MAX_BATCH_SIZE),
+                                              ("seed", 0, MAX_SEED)])
+def test_a_config_accepted_is_a_config_read_back(field, low, high):
+    """TrainConfig takes exactly what its reader (checkpoints, model files) takes: a run
+    must not write a file refnet then refuses (a seed of 2**70 did)."""
+    for ok in (low, high):
+        config = TrainConfig(**{field: ok})
+        assert TrainConfig.from_dict(config.as_dict()) == config
+    for bad in (low - 1, high + 1):
+        with pytest.raises(ValueError, match=f"{field}: must be in {low}\\.\\.{high}"):
+            TrainConfig(**{field: bad})

@@ -103,8 +103,11 @@ def count(text: str) -> int:
 
 
 def seed(text: str) -> int:
-    """A random seed: an integer >= 0 (numpy's seeds are non-negative)."""
-    return _integer(text, 0, "a random seed")
+    """A random seed: an integer in ``0..MAX_SEED`` (numpy's seeds are non-negative; 64 bits
+    is what a training config, and so a checkpoint, holds: :data:`refnet.train.MAX_SEED`)."""
+    from ..train import MAX_SEED
+
+    return int_between(0, MAX_SEED, "a random seed, 0 to 2**64 - 1")(text)
 
 
 def positive_int_list(text: str) -> tuple[int, ...]:

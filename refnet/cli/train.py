@@ -12,9 +12,10 @@ from ..noise import NOISE_TYPES
 from ..optim import OPTIMIZERS
 from ..paths import check_output_path
 from ..regularizers import REGULARIZER_PRESETS
+from ..train import MAX_BATCH_SIZE, MAX_EPOCHS
 from ._common import (add_noise_preset, add_noise_type, check_rows, count, dataset_name,
-                      existing_file, nonnegative_float, positive_float, positive_int,
-                      positive_int_list, read_npz_arrays, seed, variance)
+                      existing_file, int_between, nonnegative_float, positive_float,
+                      positive_int, positive_int_list, read_npz_arrays, seed, variance)
 
 HELP = "train an MLP (standard, noise-aware or regularized) and report clean and noisy accuracy"
 _NPZ_KEYS = ("X_train", "y_train", "X_test", "y_test")
@@ -33,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--init-from, the model's)")
     p.add_argument("--activation",
                    help=f"hidden activation (default {_ACTIVATION}; with --init-from, the model's)")
-    p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--epochs", type=int_between(1, MAX_EPOCHS, "epochs"), default=10)
+    p.add_argument("--batch-size", type=int_between(1, MAX_BATCH_SIZE, "rows per batch"),
+                   default=128)
     p.add_argument("--optimizer", default="adagrad", choices=tuple(OPTIMIZERS),
                    help="default adagrad")
     p.add_argument("--lr", type=positive_float, default=0.01)

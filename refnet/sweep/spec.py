@@ -49,6 +49,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..noise import NOISE_TYPES
 from ..npzfile import BadContent, JsonTooDeep, check_json_depth, parse_json_value
+from ..train import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
 
 __all__ = ["SweepSpec", "load_spec", "parse_spec", "parse_cli_value", "cell_id", "DATA_DEFAULTS",
            "GRID_DEFAULTS", "EVALUATE_DEFAULTS", "REPORT_DEFAULTS"]
@@ -76,11 +77,13 @@ def _err(where: str, what: str, fix: str) -> ConfigError:
     return ConfigError(f"{where}: {what}; {fix}")
 
 
-def _int(where, v, lo=None, none_ok=False):
+def _int(where, v, lo=None, none_ok=False, hi=None):
     if v is None and none_ok:
         return None
-    if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
-        raise _err(where, f"expected an integer >= {lo}, got {v!r}", "write a whole number")
+    if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo) \
+            or (hi is not None and v > hi):
+        bound = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+        raise _err(where, f"expected an integer {bound}, got {v!r}", "write a whole number")
     return v
 
 
@@ -120,10 +123,11 @@ def _layer_lambdas(where, v, n_layers):
 
 
 def _grid_value(key, where, v, n_layers):
+    # the ceilings of a training config (refnet.train), which each cell's model file records
     if key == "seed":
-        return _int(where, v, 0)
+        return _int(where, v, 0, hi=MAX_SEED)
     if key == "epochs":
-        return _int(where, v, 0)
+        return _int(where, v, 0, hi=MAX_EPOCHS)
     if key == "lr":
         return _float(where, v, positive=True)
     if key in ("eq7_lambda", "noise_aware_variance"):
@@ -157,9 +161,9 @@ def _check_data(d: dict) -> dict:
     # at least one feature and two classes otherwise), against what a model file may hold
     n_in = 784 if out["dataset"] in ("mnist", "fashion-mnist", "quickdraw") else 1
     check_savable((n_in, *out["hidden"], 2), "float64", "data.hidden")
-    out["baseline_epochs"] = _int("data.baseline_epochs", d["baseline_epochs"], 0)
+    out["baseline_epochs"] = _int("data.baseline_epochs", d["baseline_epochs"], 0, hi=MAX_EPOCHS)
     out["baseline_lr"] = _float("data.baseline_lr", d["baseline_lr"], positive=True)
-    out["batch_size"] = _int("data.batch_size", d["batch_size"], 1)
+    out["batch_size"] = _int("data.batch_size", d["batch_size"], 1, hi=MAX_BATCH_SIZE)
     out["n_train"] = _int("data.n_train", d["n_train"], 10, none_ok=True)
     out["n_val"] = _int("data.n_val", d["n_val"], 1)
     return out

@@ -179,7 +179,7 @@ def test_command_line_items_past_the_digit_limit_or_nested_too_deep_are_config_e
     """parse_cli_value read comma-separated items with json.loads and caught only
     JSONDecodeError: a 5000-digit integer (a plain ValueError) and a deeply nested item
     (RecursionError) escaped as tracebacks."""
-    with pytest.raises(ConfigError, match=r"grid\.seed\[1\]: expected an integer >= 0"):
+    with pytest.raises(ConfigError, match=r"grid\.seed\[1\]: expected an integer in 0\.\."):
         load_spec(None, ["seed=0," + "1" * 5000])
     with pytest.raises(ConfigError, match="nests deeper than 32 levels; a spec needs at most"):
         load_spec(None, ["seed=0," + "[" * 100_000 + "]" * 100_000])
@@ -566,3 +566,19 @@ def test_a_cell_the_network_cannot_take_is_a_config_error_before_any_work(tmp_pa
     with pytest.raises(ConfigError, match=r"eq7_lambda=0.006 \(addunc_sigm_mnist\).*hidden"):
         run_sweep(parse_spec(raw), tmp_path / "x", workers=1, progress=None)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("override, where", [
+    ("seed=0,18446744073709551616", r"grid\.seed\[1\]"),
+    ("epochs=1000000001", r"grid\.epochs\[0\]"),
+    ("data.baseline_epochs=1000000001", r"data\.baseline_epochs"),
+    ("data.batch_size=1000000001", r"data\.batch_size"),
+])
+def test_spec_ceilings_are_a_training_configs(override, where):
+    """A cell's settings past what a training config holds (refnet.train's MAX_*) would train
+    and then write a model file refnet refuses to read: refused in the spec."""
+    with pytest.raises(ConfigError, match=where + r": expected an integer in \d+\.\.\d+, got"):
+        load_spec(None, [override])
+    key, _, value = override.partition("=")
+    at_ceiling = str(int(value.split(",")[-1]) - 1)  # the largest value allowed is taken
+    load_spec(None, [f"{key}={at_ceiling}"])
