@@ -329,3 +329,16 @@ def test_trainer_layers_are_the_nonzero_part_of_the_full_gradient(regs):
         else:
             assert not np.any(g)
     assert not any(np.any(b) for b in full.b)
+
+
+@pytest.mark.parametrize("lambdas, L, message", [
+    ({-1: 0.1, 2: 0.2}, 2, "layers -1 and 2 are the same layer 2 of a network with 2 weight"),
+    ({3: 0.1, -1: 0.2}, 3, "layers -1 and 3 are the same layer 3"),
+    ({4: 0.1}, 3, "layer 4 does not exist in a network with 3 weight layers"),
+])
+def test_layer_lambdas_that_collide_or_do_not_exist_are_named(lambdas, L, message):
+    from refnet.regularizers.lambdas import resolve_layer_lambdas
+
+    with pytest.raises(ValueError, match=message):
+        resolve_layer_lambdas(lambdas, L)
+    assert resolve_layer_lambdas({-1: 0.1, 1: 0.2}, L) == {L: 0.1, 1: 0.2}

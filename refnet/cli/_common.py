@@ -137,6 +137,17 @@ def positive_float(text: str) -> float:
     return v
 
 
+def open_fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (an error rate ...)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < v < 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text!r}")
+    return v
+
+
 def add_noise_type(p: argparse.ArgumentParser, flag: str = "--noise-type", **kw) -> None:
     """A single noise type, one of ``NOISE_TYPES``."""
     p.add_argument(flag, choices=NOISE_TYPES, **kw)

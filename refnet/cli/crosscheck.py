@@ -16,11 +16,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import existing_file, int_between, nonnegative_float, positive_float, seed
+from ._common import (existing_file, int_between, nonnegative_float, open_fraction,
+                      positive_float, seed)
 
 #: The largest batch a bundle holds (its inputs, every layer's outputs and draws stay well
 #: inside the 1 GiB a tensor file may hold for a 784-300-300-10 net).
 MAX_BUNDLE_BATCH = 10_000
+#: The batch of a bundle when --batch is not given.
+DEFAULT_BUNDLE_BATCH = 32
 #: The most repeats ``stat`` draws (the values are also capped by the library).
 MAX_STAT_REPEATS = 100_000
 HELP = "cross-check a framework against refnet: make a check bundle, check its results, or " \
@@ -36,8 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--seed", type=seed, default=0, help="seed of the inputs (when synthetic) and "
                                                        "of the noise draws (default 0)")
     m.add_argument("--batch", type=int_between(1, MAX_BUNDLE_BATCH, "the bundle's batch size"),
-                   default=32, help=f"batch size N (default 32, at most {MAX_BUNDLE_BATCH})")
-    m.add_argument("--data", type=existing_file(".npz with arrays X and y"), help=".npz with arrays X (n, n_in) and y (n,): the "
+                   help=f"batch size N (default {DEFAULT_BUNDLE_BATCH}, or all rows of a "
+                        f"shorter --data; at most {MAX_BUNDLE_BATCH})")
+    m.add_argument("--data", type=existing_file(".npz with arrays X and y"), help=".npz with arrays X (n, n_in) and y (n,) in the model's classes: the "
                                              "first N rows are used (default: inputs uniform in "
                                              "[0, 1) and random labels from --seed)")
     _noise_arguments(m)
@@ -68,7 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--repeats", type=int_between(2, MAX_STAT_REPEATS, "refnet's repeats"),
                    help=f"refnet's repeats, 2..{MAX_STAT_REPEATS} (default: the framework's K)")
     s.add_argument("--seed", type=seed, default=0, help="refnet's Monte-Carlo seed (default 0)")
-    s.add_argument("--alpha", type=positive_float, default=0.01, help="error rate of the verdict (0.01)")
+    s.add_argument("--alpha", type=open_fraction, default=0.01,
+                   help="error rate of the verdict, between 0 and 1 (default 0.01)")
     s.add_argument("--method", choices=("holm", "bh"), default="holm",
                    help="multiple-testing control: holm (family-wise, default) or bh (FDR)")
 
@@ -180,10 +185,16 @@ def _make(args) -> int:
     check_destination(args.out, "-o/--out")
     steps = _step_regularizers(args.step_regularizers)
     arch, params = _load_model(args)
-    N = int(args.batch)
+    N = DEFAULT_BUNDLE_BATCH if args.batch is None else int(args.batch)
     if args.data is not None:
         data = read_npz_arrays(args.data, "--data", required=("X", "y"))
-        check_rows(data["X"], data["y"], "--data", args.data)  # row numbers of the file
+        check_rows(data["X"], data["y"], "--data", args.data, n_features=arch.sizes[0],
+                   n_classes=arch.sizes[-1], flat=False)  # row numbers of the file
+        rows = len(data["X"])
+        if args.batch is not None and rows < N:  # asked for N inputs: not fewer in silence
+            raise ConfigError(f"--batch {N}: --data {args.data} has only {rows} rows; give "
+                              f"--batch {rows} or fewer, or a file with more rows")
+        N = min(N, rows)
         X, y = data["X"][:N], data["y"][:N]
         X = X.reshape(len(X), -1)
     else:

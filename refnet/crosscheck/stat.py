@@ -20,6 +20,9 @@ weights and noise (:func:`refnet.montecarlo.layer_samples`). Per compared layer:
   units of their standard error;
 * with labels: accuracy of both, and their difference with its standard error (per-input
   differences, independent across inputs).
+* a neuron without noise on either side (all repeats equal, as in a layer before the first
+  noisy one) has nothing to sample: its values must agree to float32 rounding (the float32
+  tolerances of :mod:`refnet.crosscheck.check`), else its mean test rejects (p = 0).
 
 Every p-value of every layer goes into one family, controlled by Holm's step-down method
 (family-wise error, valid under any dependence; default) or Benjamini-Hochberg (false
@@ -38,6 +41,7 @@ from ..losses import check_labels
 from ..model import Architecture, Params, check_input
 from ..montecarlo import confidence_intervals, layer_samples
 from ..noise import NoiseConfig
+from .check import TOLERANCES
 
 __all__ = ["LayerComparison", "StatComparison", "compare_samples", "holm", "format_report"]
 
@@ -127,12 +131,21 @@ def _pooled(d: Array) -> tuple[float, float, float]:
 def _compare_layer(l: int, Y_fw: Array, Y_ref: Array, confidence: float) -> LayerComparison:
     K_fw, K_ref = len(Y_fw), len(Y_ref)
     m_f, m_r = Y_fw.mean(0), Y_ref.mean(0)
-    v_f, v_r = Y_fw.var(0, ddof=1), Y_ref.var(0, ddof=1)
+    # a neuron whose repeats are all equal has no noise on that side; its computed variance
+    # can still be a few ulp^2 (the mean's rounding), which is not noise to test
+    still_f, still_r = (Y_fw == Y_fw[0]).all(axis=0), (Y_ref == Y_ref[0]).all(axis=0)
+    v_f = np.where(still_f, 0.0, Y_fw.var(0, ddof=1))
+    v_r = np.where(still_r, 0.0, Y_ref.var(0, ddof=1))
     _, mci_f, vci_f, _ = confidence_intervals(m_f, v_f, K_fw, confidence)
     _, mci_r, vci_r, _ = confidence_intervals(m_r, v_r, K_ref, confidence)
-    live = (v_f > 0) | (v_r > 0)  # neurons with noise on either side (else nothing to test)
+    live = ~(still_f & still_r)  # neurons with noise on either side: the tests below
     shape = m_f.shape
     p_mean, p_var, p_dist = np.ones(shape), np.ones(shape), np.ones(shape)
+    # noiseless on both sides (a layer before the first noisy one): no test has anything to
+    # sample, so the values themselves must agree, to float32 rounding (a framework in
+    # float32 passes), else the means differ for certain
+    rtol, atol = TOLERANCES["float32"]
+    p_mean[~live & (np.abs(m_f - m_r) > atol + rtol * np.abs(m_r))] = 0.0
     if live.any():
         a, b = Y_fw[:, live], Y_ref[:, live]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -141,7 +154,7 @@ def _compare_layer(l: int, Y_fw: Array, Y_ref: Array, confidence: float) -> Laye
         p_dist[live] = stats.ks_2samp(a, b, axis=0).pvalue
         for p in (p_mean, p_var, p_dist):
             p[~np.isfinite(p)] = 1.0  # constant columns on both sides: nothing differs
-    both = (v_f > 0) & (v_r > 0)
+    both = ~still_f & ~still_r
     cols = both.all(axis=0)  # neurons noisy for every input: the pooled statistics use these
     if cols.any():
         d_var = (np.log(v_f[:, cols] / v_r[:, cols]) - (_log_var_bias(K_fw) - _log_var_bias(K_ref))
@@ -264,6 +277,11 @@ def format_report(res: StatComparison) -> str:
              f"{'Holm' if res.method == 'holm' else 'Benjamini-Hochberg'} at {res.alpha:g}"]
     pct = int(round(100 * s["confidence"]))
     for l, c in res.layers.items():
+        if not (c.var_fw.any() or c.var_ref.any()):
+            lines.append(f"layer {l}: no noise on either side; largest |value difference| "
+                         f"{np.abs(c.mean_fw - c.mean_ref).max():.3g}, smallest p "
+                         f"{c.p_mean.min():.2g}")
+            continue
         lo, hi = c.variance_ratio_ci
         lines.append(f"layer {l}: variance ratio framework/refnet {c.variance_ratio:.4f} "
                      f"({pct} % CI {lo:.4f}..{hi:.4f}), mean shift {c.mean_shift:+.3f} s.e.; "

@@ -66,15 +66,16 @@ def layers_of(canonical: CanonicalLambdas, n_layers: int, name: str) -> dict[int
     L = int(n_layers)
     if isinstance(canonical, float):
         return {l: canonical for l in range(2, L + 1)}
-    out = {}
+    out, given_as = {}, {}
     for l, lam in canonical:
         r = l + L + 1 if l < 0 else l
         if not 1 <= r <= L:
             raise ValueError(f"{name}: layer {l} does not exist in a network with {L} weight "
                              f"layers (valid: 1..{L} or -1..-{L})")
-        if r in out:
-            raise ValueError(f"{name}: layer {l} is layer {r}, which is given twice")
-        out[r] = lam
+        if r in out:  # a negative number counts from the output: -1 is layer L
+            raise ValueError(f"{name}: layers {given_as[r]} and {l} are the same layer {r} "
+                             f"of a network with {L} weight layers")
+        out[r], given_as[r] = lam, l
     return out
 
 

@@ -50,6 +50,7 @@ def files(tmp_path):
     y9 = y.copy()
     y9[4] = 9
     np.savez(f.setdefault("labels9", tmp_path / "labels9.npz"), X=X, y=y9)
+    np.savez(f.setdefault("narrow", tmp_path / "narrow.npz"), X=X[:, :5], y=y)
     (f.setdefault("env_list", tmp_path / "env_list.json")).write_text("[1, 2]")
     (f.setdefault("env_cells", tmp_path / "env_cells.json")).write_text(
         '{"mnist/std_clean": {"lo": 1, "hi": 2, "cells": [[1, 2]]}}')
@@ -221,6 +222,13 @@ CASES = {
         ("crosscheck make {model} -o {out}.npz --layer-variances 5:add_unc=0.1",
          "--layers/--layer-variances: layer_specs: layer 5"),
         ("crosscheck make {model} -o {out}.npz --data {nan}", f"X[{NAN_ROW}] (row {NAN_ROW} of"),
+        ("crosscheck make {model} -o {out}.npz --data {narrow}",
+         "--data: {narrow}: array X has 5 features per row (shape (60, 5)), the model takes 6"),
+        ("crosscheck make {model} -o {out}.npz --data {labels9}",
+         "--data: {labels9}: y[4] (row 4 of the file, counting from 0) is not a class of the "
+         "model (labels 0..2)"),
+        ("crosscheck make {model} -o {out}.npz --data {data} --batch 61",
+         "--batch 61: --data {data} has only 60 rows; give --batch 60 or fewer"),
         ("crosscheck make {garbage} -o {out}.npz", "garbage.npz"),
         ("crosscheck check {model}", "not a refnet cross-check bundle"),
         ("crosscheck stat {model} --samples {data}", "not a refnet cross-check bundle"),

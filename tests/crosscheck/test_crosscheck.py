@@ -172,6 +172,28 @@ def test_cli_make_check_stat_exit_codes(tmp_path, capsys):
     assert "no samples.layer" in err and "--variances" in err
 
 
+def test_cli_make_takes_a_short_data_file_whole_without_batch(tmp_path, capsys):
+    """Without --batch a --data file of fewer rows than the default batch is used whole, its
+    rows in order; an explicit --batch larger than the file is refused (exit 2, no bundle)."""
+    from refnet.cli.crosscheck import DEFAULT_BUNDLE_BATCH
+
+    save_model(tmp_path / "m.npz", ARCH, rn.init_params(ARCH, rng=0))
+    g = np.random.default_rng(3)
+    n = DEFAULT_BUNDLE_BATCH - 7
+    X, y = g.random((n, 6)), g.integers(0, 3, n)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    b = tmp_path / "b.npz"
+    assert main(["crosscheck", "make", str(tmp_path / "m.npz"), "-o", str(b), "--data",
+                 str(tmp_path / "d.npz")]) == 0
+    arrays, _ = read_bundle(b)
+    np.testing.assert_array_equal(arrays["input"], X)
+    np.testing.assert_array_equal(arrays["label"], y)
+    b.unlink()
+    assert main(["crosscheck", "make", str(tmp_path / "m.npz"), "-o", str(b), "--data",
+                 str(tmp_path / "d.npz"), "--batch", str(n + 1)]) == 2
+    assert f"has only {n} rows" in capsys.readouterr().err and not b.exists()
+
+
 def test_cli_argument_errors_are_one_line(tmp_path, capsys):
     model = str(save_model(tmp_path / "m.npz", ARCH, rn.init_params(ARCH, rng=0)))
     for argv, text in ((["make", str(tmp_path / "absent.npz"), "-o", "b.npz"], "no such file"),
@@ -185,7 +207,12 @@ def test_cli_argument_errors_are_one_line(tmp_path, capsys):
                        (["stat", model, "--samples", model, "--repeats", "1"],
                         "--repeats: must be >= 2"),
                        (["stat", model, "--samples", model, "--repeats", "100000000000"],
-                        "--repeats: must be <= 100000")):
+                        "--repeats: must be <= 100000"),
+                       # an error rate outside (0, 1) was blamed on --samples
+                       (["stat", model, "--samples", model, "--alpha", "2"],
+                        "--alpha: must lie strictly between 0 and 1, got '2'"),
+                       (["stat", model, "--samples", model, "--alpha", "nan"],
+                        "--alpha: must lie strictly between 0 and 1, got 'nan'")):
         assert main(["crosscheck", *argv]) == 2
         err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
         assert len(err) == 1 and err[0].startswith(f"refnet crosscheck {argv[0]}: error: ")
@@ -363,3 +390,29 @@ def test_make_refuses_ignored_or_repeated_flags(tmp_path, capsys, flags, message
     with pytest.raises(ValueError, match="eq7 given twice"):
         make_bundle(ARCH, rn.init_params(ARCH, rng=0), np.zeros((2, 6)), np.zeros(2, int),
                     noise=None, seed=0, step_regularizers=("eq7", "eq7"))
+
+
+def test_stat_compares_a_noiseless_layer_by_its_values_without_warnings():
+    """Layer 0 (the input, before the first noisy layer) is the same in every repeat: no test
+    can sample it (SciPy warned of catastrophic cancellation and the report showed variances of
+    1e-31); its values are compared instead, and a framework that changes one of them differs."""
+    import warnings
+
+    p = rn.init_params(ARCH, rng=3)
+    X = np.random.default_rng(4).random((10, 6))
+    K = 60
+    _, cache = forward(ARCH, p, np.tile(X, (K, 1)), NOISE, rng=np.random.default_rng(9))
+    samples = {l: cache.A[l].reshape(K, 10, -1) for l in (0, 1, 3)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = compare_samples(ARCH, p, X, NOISE, samples, rng=1)
+    assert res.verdict == "consistent"
+    c = res.layers[0]
+    assert not c.var_fw.any() and not c.var_ref.any() and (c.p_mean == 1).all()
+    assert "layer 0: no noise on either side" in rn.crosscheck.format_report(res)
+    samples[0] = samples[0].copy()
+    samples[0][:, 2, 4] += 1e-3      # a framework that shifts one input value, in every repeat
+    res = compare_samples(ARCH, p, X, NOISE, samples, rng=1)
+    assert res.verdict == "differ" and res.rejected[0] == "layer 0 mean input 2 neuron 4"
+    samples[0][:, 2, 4] -= 1e-3 - 1e-7   # float32 rounding of the value: still the same
+    assert compare_samples(ARCH, p, X, NOISE, samples, rng=1).verdict == "consistent"
