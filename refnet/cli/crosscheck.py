@@ -62,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                 "(keys result.<name> or <name>)")
     c.add_argument("--dtype", choices=("float32", "float64"),
                    help="tolerances to apply (default: from each result's dtype)")
-    c.add_argument("--strict", action="store_true", help="a result not provided also fails")
+    c.add_argument("--strict", action="store_true",
+                   help="a result not provided, or one matching no expected tensor, also fails")
     s = sub.add_parser("stat", help="compare a framework's noisy outputs with refnet's "
                                     "Monte-Carlo (exit 0 consistent, 1 differ)")
     s.add_argument("bundle", type=existing_file("a bundle of 'refnet crosscheck make'"), help="bundle with the weights and noise settings")
@@ -223,12 +224,19 @@ def _check(args) -> int:
     if args.results is not None:
         arrays = merge_results(arrays, load_tensors(args.results)[0])
     rows = check_results(arrays, dtype=args.dtype, source=str(args.results or args.bundle))
-    if all(r.status == "missing" for r in rows):
-        raise ModelFileError(f"{args.results or args.bundle}: no result.<name> tensors, nothing "
-                             "to check; write the framework's answers into the bundle (or give "
-                             "--results FILE)")
+    if all(r.status in ("missing", "unknown") for r in rows):
+        unknown = [r.name for r in rows if r.status == "unknown"]
+        raise ModelFileError(
+            f"{args.results or args.bundle}: " + (
+                f"no result matches an expected tensor (it has {', '.join(unknown[:3])}"
+                f"{', ...' if len(unknown) > 3 else ''}; the expected names are those of the "
+                f"bundle's expected.<name>, e.g. {rows[0].name})" if unknown else
+                "no result.<name> tensors, nothing to check") +
+            "; write the framework's answers into the bundle as result.<name> (or give "
+            "--results FILE)")
     print(format_table(rows))
-    bad = [r for r in rows if r.status == "FAIL" or (args.strict and r.status == "missing")]
+    bad = [r for r in rows if r.status == "FAIL"
+           or (args.strict and r.status in ("missing", "unknown"))]
     return 1 if bad else 0
 
 

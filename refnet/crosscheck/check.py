@@ -34,7 +34,9 @@ TOLERANCES = {"float64": (1e-9, 1e-12), "float32": (1e-4, 1e-6)}
 
 @dataclass(frozen=True)
 class TensorCheck:
-    """One row of the table. ``status``: ``"pass"``, ``"FAIL"`` or ``"missing"``."""
+    """One row of the table. ``status``: ``"pass"``, ``"FAIL"``, ``"missing"`` (no result for
+    an expected tensor) or ``"unknown"`` (a result that matches no expected tensor: a misspelt
+    or extra name, which would otherwise go unnoticed)."""
 
     name: str
     shape: tuple
@@ -100,20 +102,29 @@ def check_results(arrays: dict, *, dtype: str | None = None, source: str = "bund
         rel = err / scale if scale > 0 else (0.0 if err == 0 else np.inf)
         rows.append(TensorCheck(name, x.shape, kind, err, rel, tol,
                                 "pass" if err <= tol else "FAIL"))
+    expected = {k[len("expected."):] for k in arrays if k.startswith("expected.")}
+    for key in sorted(k for k in arrays if k.startswith("result.")):
+        if key[len("result."):] not in expected:
+            rows.append(TensorCheck(key[len("result."):], np.shape(arrays[key]), "-", np.nan,
+                                    np.nan, np.nan, "unknown"))
     return rows
 
 
 def format_table(rows: list[TensorCheck]) -> str:
     """A plain-text table: tensor, shape, max abs and rel error, tolerance, status."""
     head = ("tensor", "shape", "dtype", "max abs err", "max rel err", "tolerance", "status")
+    none = ("missing", "unknown")
     body = [(r.name, "x".join(map(str, r.shape)) or "scalar", r.dtype,
-             "-" if r.status == "missing" else f"{r.max_abs:.3e}",
-             "-" if r.status == "missing" else f"{r.max_rel:.3e}",
-             "-" if r.status == "missing" else f"{r.tolerance:.1e}", r.status) for r in rows]
+             "-" if r.status in none else f"{r.max_abs:.3e}",
+             "-" if r.status in none else f"{r.max_rel:.3e}",
+             "-" if r.status in none else f"{r.tolerance:.1e}", r.status) for r in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in [head] + body]
     n_pass = sum(r.status == "pass" for r in rows)
     n_fail = sum(r.status == "FAIL" for r in rows)
     n_miss = sum(r.status == "missing" for r in rows)
-    lines.append(f"{n_pass} tensors within tolerance, {n_fail} outside, {n_miss} not provided")
+    n_unknown = sum(r.status == "unknown" for r in rows)
+    lines.append(f"{n_pass} tensors within tolerance, {n_fail} outside, {n_miss} not provided"
+                 + (f"; {n_unknown} results match no expected tensor (status unknown: a "
+                    "misspelt name?)" if n_unknown else ""))
     return "\n".join(lines)

@@ -9,8 +9,8 @@ import pytest
 import refnet as rn
 from refnet.cli import main
 from refnet.crosscheck import (TOLERANCES, bundle_draws, bundle_model, bundle_noise,
-                               check_results, compare_samples, holm, make_bundle, read_bundle,
-                               write_bundle)
+                               check_results, compare_samples, format_table, holm, make_bundle,
+                               merge_results, read_bundle, write_bundle)
 from refnet.errors import ConfigError, ModelFileError
 from refnet.io import save_model
 from refnet.model import forward
@@ -416,3 +416,29 @@ def test_stat_compares_a_noiseless_layer_by_its_values_without_warnings():
     assert res.verdict == "differ" and res.rejected[0] == "layer 0 mean input 2 neuron 4"
     samples[0][:, 2, 4] -= 1e-3 - 1e-7   # float32 rounding of the value: still the same
     assert compare_samples(ARCH, p, X, NOISE, samples, rng=1).verdict == "consistent"
+
+
+def test_check_reports_results_that_match_no_expected_tensor(bundle, tmp_path, capsys):
+    """A misspelt or extra result name was ignored in silence (its tensor merely 'missing');
+    it is now a row of status 'unknown', fails under --strict, and a results file whose names
+    all miss is refused naming them."""
+    p, (arrays, meta) = bundle
+    good = {k[9:]: v for k, v in arrays.items() if k.startswith("expected.")}
+    name = sorted(good)[0]
+    rows = check_results(merge_results(arrays, {**good, "layer.99": np.zeros(2),
+                                                "layr.1": np.zeros(3)}))
+    unknown = [r for r in rows if r.status == "unknown"]
+    assert [r.name for r in unknown] == ["layer.99", "layr.1"] and unknown[1].shape == (3,)
+    assert all(r.status == "pass" for r in rows if r.status != "unknown")
+    assert "2 results match no expected tensor" in format_table(rows)
+    b = tmp_path / "b.npz"
+    write_bundle(b, arrays, meta)
+    write_bundle(tmp_path / "r.npz", {**good, "layr.1": np.zeros(3)}, {})
+    assert main(["crosscheck", "check", str(b), "--results", str(tmp_path / "r.npz")]) == 0
+    assert main(["crosscheck", "check", str(b), "--results", str(tmp_path / "r.npz"),
+                 "--strict"]) == 1
+    write_bundle(tmp_path / "typo.npz", {"x" + name: good[name]}, {})
+    capsys.readouterr()
+    assert main(["crosscheck", "check", str(b), "--results", str(tmp_path / "typo.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"no result matches an expected tensor (it has x{name};" in err[0]
