@@ -32,7 +32,7 @@ from .model import MAX_LAYERS, MAX_WIDTH, Architecture, Params, check_params
 from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, BadContent, NpzReader, WANT_OBJECT,
                       check_fields, content_sha256, file_errors, want_str)
 
-__all__ = ["save_model", "load_model", "check_savable", "atomic_write_bytes", "save_npz_atomic",
+__all__ = ["save_model", "load_model", "load_cached_model", "check_savable", "atomic_write_bytes", "save_npz_atomic",
            "load_npz", "MODEL_KEYS", "expected_arrays", "verify_sha256",
            "to_state_dict", "from_state_dict", "STATE_DICT_NAMINGS", "ModelFileError"]
 
@@ -189,6 +189,27 @@ def load_model(path) -> tuple[Architecture, Params, dict]:
         except ValueError as e:
             raise BadContent(str(e)) from None
     return arch, params, meta
+
+
+def load_cached_model(path, log=None) -> tuple[Architecture, Params, dict] | None:
+    """A model a run keeps in its own folder to resume from (a baseline, a fine-tuned model),
+    or ``None`` when the file is absent or damaged, so that the caller trains it again.
+
+    A damaged file (:class:`~refnet.errors.ModelFileError`) is not deleted but renamed to
+    ``<name>.damaged`` (replacing an earlier one), and ``log`` says so: stopping with "train it
+    again" would leave the user to do by hand what the run does anyway, and nothing is lost."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return load_model(path)
+    except ModelFileError as e:
+        aside = path.with_name(path.name + ".damaged")
+        os.replace(path, aside)
+        if log is not None:
+            log(f"{path}: unusable ({str(e).split('; ')[0].removeprefix(f'{path}: ')}); "
+                f"kept as {aside.name}, training it again")
+        return None
 
 
 def expected_arrays(arch: Architecture, headers: dict, dtype: str | None) -> list[str]:

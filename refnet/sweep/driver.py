@@ -59,15 +59,16 @@ def baseline_path(folder, settings: dict) -> Path:
 
 def _baselines(ex, spec: SweepSpec, folder: Path, seeds, log) -> tuple[dict, int]:
     """``{seed: baseline}`` for ``seeds``: loaded from the folder or trained on the executor."""
-    from ..io import load_model, save_model
+    from ..io import load_cached_model, save_model
     from ..model import Architecture, Params
 
     out, todo = {}, []
     for seed in seeds:
         settings = {**spec.data, "seed": seed}
         path = baseline_path(folder, settings)
-        if path.exists():
-            arch, params, meta = load_model(path)
+        cached = load_cached_model(path, log)  # a damaged one is set aside and trained again
+        if cached is not None:
+            arch, params, meta = cached
             out[seed] = {"arch": arch.as_dict(), "W": list(params.W), "b": list(params.b),
                          "meta": meta}
         else:

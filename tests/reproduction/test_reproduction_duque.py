@@ -4,6 +4,8 @@ import math
 import numpy as np
 import pytest
 
+from refnet.io import load_model
+from refnet.reproduction import duque as dq
 from refnet.reproduction.duque import DuqueSetup
 from refnet.reproduction.presets import Preset, get_preset
 from refnet.reproduction.registry import figure_module
@@ -40,6 +42,18 @@ def test_duque_fig4_compute_plot_report(tiny, out):
     assert len(models) == 5 and not any("ckpt" in m for m in models)
     mod.compute(tiny, out, log=lambda *a: None)  # cached: nothing retrained
     assert sorted(p.name for p in (out / "models").glob("*.npz")) == models
+    # a damaged cached model is kept aside as .damaged and trained again, to the same bits
+    victim = next(p for p in (out / "models").glob("*.npz") if "-standard-" in p.name)
+    before = load_model(victim)[1]
+    victim.write_bytes(victim.read_bytes()[:100])
+    lines, setup = [], tiny.duque[0]
+    models = dq.train_models(setup, dq.load_data(setup), out / "models", log=lines.append,
+                             progress=None)
+    for a, b in zip(models["standard"][1].arrays(), before.arrays()):
+        np.testing.assert_array_equal(a, b)
+    assert (out / "models" / (victim.name + ".damaged")).stat().st_size == 100
+    assert any("unusable" in ln and victim.name in ln for ln in lines)
+    assert sum(": training " in ln for ln in lines) == 1   # only the damaged one
 
 
 def test_duque_fig2_uses_the_same_models(tiny, out):

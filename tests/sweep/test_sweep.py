@@ -289,6 +289,24 @@ def test_corrupt_row_is_redone_and_only_it(tmp_path, reference, counting):
     assert fingerprint(folder) == fingerprint(reference)
 
 
+def test_damaged_baseline_is_set_aside_and_trained_again(tmp_path, reference, counting):
+    """A truncated cached baseline stopped the sweep with advice to train it again by hand; it
+    is now kept as <name>.damaged and retrained (the same bits: the store is unchanged)."""
+    folder = _copy(reference, tmp_path / "copy")
+    with sqlite3.connect(folder / STORE_NAME) as c:
+        victim = c.execute("SELECT cell_id FROM cells ORDER BY position LIMIT 1").fetchone()[0]
+        c.execute("DELETE FROM cells WHERE cell_id = ?", (victim,))  # one cell needs it
+    base = sorted((folder / "baselines").glob("*.npz"))[0]
+    good = base.read_bytes()
+    base.write_bytes(good[:len(good) // 2])
+    lines = []
+    s = run_sweep(parse_spec(SMALL), folder, workers=1, progress=None, log=lines.append)
+    assert s.baselines_trained == 1 and s.computed == (victim,)
+    assert base.with_name(base.name + ".damaged").read_bytes() == good[:len(good) // 2]
+    assert any(f"{base}: unusable (" in ln and "training it again" in ln for ln in lines)
+    assert fingerprint(folder) == fingerprint(reference)
+
+
 def _copy(reference, folder):
     folder.mkdir()
     (folder / STORE_NAME).write_bytes((reference / STORE_NAME).read_bytes())

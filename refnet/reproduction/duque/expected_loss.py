@@ -100,14 +100,15 @@ def _finetuned(setup, data, folder, base, mode, spec, *, tag="", log=print):
     The fine-tuning settings are those of the noise-aware and Eq. 7 models with ``spec`` as the
     only regularizer. ``tag`` goes into the file name (settings the setup's key does not hold).
     """
-    from ...io import load_model, save_model
+    from ...io import load_cached_model, load_model, save_model
     from ...train import evaluate_accuracy, train
 
     arch, params, _ = base
     path = Path(folder) / f"{setup.dataset}-{mode}{tag}-{setup.key()}.npz"
-    if path.exists():
+    cached = load_cached_model(path, log)  # a damaged one is set aside and trained again
+    if cached is not None:
         log(f"  {setup.dataset} {mode}: cached ({path.name})")
-        return load_model(path)
+        return cached
     config = replace(dq.mode_config(setup, "regularized_unc", arch.n_layers), regularizers=(spec,))
     log(f"  {setup.dataset} {mode}: training {config.epochs} epochs")
     res = train(arch, params, data.X_train, data.y_train, config, data.X_val, data.y_val,

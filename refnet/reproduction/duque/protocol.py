@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...io import load_model, save_model
+from ...io import load_cached_model, load_model, save_model
 from ...model import init_params, mlp
 from ...noise import NoiseSpec, noise_config
 from ...regularizers import regularizer_preset
@@ -200,8 +200,9 @@ def train_models(setup: DuqueSetup, data: DuqueData, folder, modes=MODES, progre
     for mode in need:
         key = setup.mode_key(mode)
         path = folder / f"{setup.dataset}-{mode}-{key}.npz"
-        if path.exists():
-            out[mode] = load_model(path)
+        cached = load_cached_model(path, log)  # a damaged one is set aside and trained again
+        if cached is not None:
+            out[mode] = cached
             log(f"  {setup.dataset} {mode}: cached ({path.name})")
             continue
         if mode == "standard":

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...io import load_model, save_model
+from ...io import load_cached_model, load_model, save_model
 from ...model import Params, forward, init_params, mlp, predict
 from ...train import TrainConfig, train
 
@@ -230,9 +230,10 @@ def train_network(setup: SemenovaSetup, data: SemenovaData, folder, progress=sys
     epoch, so an interrupted run resumes. ``meta["errors"]`` holds :func:`task_errors`.
     """
     path = Path(folder) / f"semenova-{setup.network}-{setup.dataset}-{setup.key()}.npz"
-    if path.exists():
+    cached = load_cached_model(path, log)  # a damaged one is set aside and trained again
+    if cached is not None:
         log(f"  Semenova network {setup.network}: cached ({path.name})")
-        return load_model(path)
+        return cached
     n_out = 1 if setup.regression else int(max(data.y_train.max(), data.y_test.max())) + 1
     arch = mlp((data.X_train.shape[1],) + tuple(setup.hidden) + (n_out,),
                setup.hidden_activation, setup.output_activation, setup.train_biases)
