@@ -18,8 +18,42 @@ HELP = "download and verify MNIST, Fashion-MNIST and QuickDraw into the cache"
 DATASETS = ("mnist", "fashion-mnist", "quickdraw")
 
 
+class _ScriptParser(argparse.ArgumentParser):
+    """``data/fetch.py``'s parser: a usage error is one line and exit status 2, as for every
+    ``refnet`` command (argparse prints its usage block first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _dataset(text: str) -> str:
+    if text not in DATASETS:
+        raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; fetchable: "
+                                         f"{', '.join(DATASETS)} (Mackey-Glass is generated)")
+    return text
+
+
+def _checked(cast, ok, rule: str):
+    """An argparse type: ``cast(text)``, refused unless ``ok`` (the refnet CLI's own types
+    need numpy's imports, which this script may not have)."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {rule}: {text!r}") from None
+        if not ok(value):  # NaN fails every comparison
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+        return value
+    return parse
+
+
+_rows_per_class = _checked(int, lambda n: n >= 1, "an integer >= 1")
+_seconds = _checked(float, lambda t: 0 < t < float("inf"), "a finite number > 0")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("datasets", nargs="*", metavar="DATASET", default=list(DATASETS),
+                        type=_dataset,
                         help=f"any of {', '.join(DATASETS)} (default: all). Mackey-Glass is "
                              "generated, not fetched.")
     parser.add_argument("--mirror", metavar="DIR",
@@ -32,9 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="QuickDraw classes: paper-20 (default), mirror-19, or a "
                              "comma-separated list of Google category names; 'paper-20' is "
                              + ", ".join(CLASS_SETS["paper-20"]))
-    parser.add_argument("--per-class", type=int, default=1000, metavar="N",
+    parser.add_argument("--per-class", type=_rows_per_class, default=1000, metavar="N",
                         help="QuickDraw rows per class (default 1000)")
-    parser.add_argument("--timeout", type=float, default=HOST_TIMEOUT, metavar="S",
+    parser.add_argument("--timeout", type=_seconds, default=HOST_TIMEOUT, metavar="S",
                         help=f"seconds before an original host counts as unreachable "
                              f"(default {HOST_TIMEOUT:g})")
 
@@ -68,17 +102,14 @@ def format_table(rows) -> str:
 
 
 def run(args) -> int:
+    """Fetch ``args.datasets``; 0, or 1 when one failed. A usage error (an unknown dataset, an
+    unusable cache folder) is a :class:`~refnet.errors.ConfigError`, raised before any fetch;
+    the caller prints it as one line under its own name."""
     unknown = [d for d in args.datasets if d not in DATASETS]
     if unknown:
-        print(f"datasets: unknown {unknown}; expected any of {', '.join(DATASETS)}",
-              file=sys.stderr)
-        return 2
+        raise ConfigError(f"DATASET: unknown {unknown}; expected any of {', '.join(DATASETS)}")
     rows, failed = [], 0
-    try:
-        root = cache_root(args.cache_dir)
-    except ConfigError as e:
-        print(f"fetch: error: {e}", file=sys.stderr)
-        return 2
+    root = cache_root(args.cache_dir)
     print(f"cache: {root}", file=sys.stderr)
     for name in dict.fromkeys(args.datasets):
         try:
@@ -99,6 +130,12 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="data/fetch.py", description=HELP)
+    """``python data/fetch.py``: usage errors are one line on stderr and exit status 2."""
+    parser = _ScriptParser(prog="data/fetch.py", description=HELP)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ConfigError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2

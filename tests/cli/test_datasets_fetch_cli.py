@@ -88,9 +88,28 @@ def test_failure_is_a_row_and_exit_status_1(mirror, tmp_path, monkeypatch, capsy
     assert "sun: mirror: LookupError" in captured.err and '--classes "cat"' in captured.err
 
 
-def test_unknown_dataset_is_named(capsys):
-    assert main(["mnits"]) == 2
-    assert "unknown ['mnits']" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, text", [
+    (["mnits"], "argument DATASET: unknown dataset 'mnits'; fetchable: mnist"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["quickdraw", "--per-class", "0"], "argument --per-class: must be an integer >= 1, got"),
+    (["mnist", "--timeout", "nan"], "argument --timeout: must be a finite number > 0"),
+])
+def test_script_usage_errors_are_one_line_and_exit_2(argv, text, capsys):
+    """data/fetch.py (no numpy, so not refnet's CLI parser) printed argparse's usage block and,
+    for an unknown dataset, an unprefixed line; now one line, as every refnet command."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("data/fetch.py: error: ") and text in err
+
+
+def test_script_cache_dir_under_a_file_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
+    (tmp_path / "m.npz").write_bytes(b"x")
+    assert main(["mnist", "--cache-dir", str(tmp_path / "m.npz" / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("data/fetch.py: error: --cache-dir")
 
 
 def test_cache_dir_under_a_file_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
