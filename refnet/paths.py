@@ -13,7 +13,19 @@ from typing import Mapping
 
 from .errors import ConfigError
 
-__all__ = ["check_output_path"]
+__all__ = ["check_output_path", "shown_path"]
+
+#: Longest path shown whole in a message; a longer one keeps its start and its end.
+SHOWN_CHARS = 120
+
+
+def shown_path(path) -> str:
+    """``path`` for a one-line message: whole up to :data:`SHOWN_CHARS` characters, else its
+    start and end around ``...`` (a 3000-character path would bury the message)."""
+    text = str(path)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS // 2]}...{text[-(SHOWN_CHARS // 3):]} ({len(text)} characters)"
 
 
 def check_output_path(path, flag: str | None = None, *, folder: bool = False,
@@ -30,6 +42,14 @@ def check_output_path(path, flag: str | None = None, *, folder: bool = False,
     """
     path = Path(path)
     lead = f"{flag}: " if flag else ""
+    try:
+        return _check_output_path(path, lead, folder, beside)
+    except OSError as e:  # a name too long for the file system, a path the system refuses
+        raise ConfigError(f"{lead}{shown_path(path)} cannot be used ({e.strerror or e}); give "
+                          "another path") from None
+
+
+def _check_output_path(path: Path, lead: str, folder: bool, beside: Mapping | None) -> Path:
     if folder and path.exists() and not path.is_dir():
         raise ConfigError(f"{lead}{path} is a file; give a folder (created if missing)")
     files = ([] if folder else [(path, "")]) + [

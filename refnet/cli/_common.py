@@ -14,6 +14,7 @@ from pathlib import Path
 from ..datasets import DATASET_NAMES
 from ..errors import DataError
 from ..noise import NOISE_PRESETS, NOISE_TYPES
+from ..paths import shown_path
 
 #: Exit statuses of every subcommand.
 EXIT_OK = 0            #: done
@@ -165,10 +166,13 @@ def existing_file(what: str):
     """An argparse type: the path of an existing file; ``what`` says which file is wanted."""
     def check(text: str) -> Path:
         path = Path(text)
-        if not path.is_file():
+        try:
+            if path.is_file():
+                return path
             problem = "is a folder, not a file" if path.is_dir() else "no such file"
-            raise argparse.ArgumentTypeError(f"{problem}: {text} (give {what})")
-        return path
+        except OSError as e:  # e.g. a name too long for the file system (is_file raises it)
+            problem = f"cannot be used ({e.strerror or e})"
+        raise argparse.ArgumentTypeError(f"{problem}: {shown_path(text)} (give {what})")
     check.__name__ = "file"
     return check
 
