@@ -283,7 +283,7 @@ def parse_cli_value(text: str):
     """A command-line value: JSON if it starts with ``[`` or ``{``, else comma-separated items,
     each a JSON number/bool or a bare string. ``0,1e-3`` -> ``[0, 0.001]``."""
     text = text.strip()
-    if text[:1] in "[{":
+    if text[:1] and text[:1] in "[{":  # ("" is in every string: an empty text is no JSON)
         try:
             return parse_json_value(text, f"value {text[:40]!r}")
         except BadContent as e:  # a key given twice, too deep, not JSON
@@ -339,6 +339,8 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
         key, sep, value = item.partition("=")
         if not sep:
             raise _err(f"override {item!r}", "missing '='", "write key=value, e.g. seed=0,1")
+        if not value.strip():
+            raise _err(f"override {item!r}", "no value after '='", "write key=value, e.g. seed=0,1")
         table, dot, name = key.strip().rpartition(".")
         if not dot:
             owners = [t for t, d in _TABLES.items() if name in d]

@@ -185,6 +185,16 @@ def test_command_line_items_past_the_digit_limit_or_nested_too_deep_are_config_e
         load_spec(None, ["seed=0," + "[" * 100_000 + "]" * 100_000])
 
 
+def test_an_override_without_a_value_says_so():
+    """'--set eq4_lambda=' was read as JSON ('' is in every string, so it passed the '[{'
+    test) and refused as "value '' is not valid JSON; quote it for the shell"."""
+    for item in ("eq4_lambda=", "eq4_lambda=  "):
+        with pytest.raises(ConfigError, match=f"override {item!r}: no value after '='"):
+            load_spec(None, [item])
+    from refnet.sweep.spec import parse_cli_value
+    assert parse_cli_value("") == "" and parse_cli_value("[1, 2]") == [1, 2]
+
+
 def test_cli_nested_noise_types_is_one_line(tmp_path, capsys):
     from refnet.cli import main
     spec = tmp_path / "s.toml"
