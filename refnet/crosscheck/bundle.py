@@ -238,6 +238,11 @@ def _check_bundle(arrays: dict, meta: dict, source: str) -> None:
     if noise["layers"] != resolved:
         raise BadContent(f"metadata 'noise' 'layers' {str(noise['layers'])[:80]} does not match "
                          f"its 'config' (noisy layers {resolved})")
+    derived = _noise_meta(None if cfg is None else bundle_noise(meta), L)
+    for key in ("position", "specs"):  # what make printed and a reader may show: the config's
+        if noise[key] != derived[key]:
+            raise BadContent(f"metadata 'noise' {key!r} {str(noise[key])[:80]} does not match "
+                             f"its 'config' ({str(derived[key])[:80]})")
     missing = [k for k in ("input", "label") if k not in arrays]
     if missing:
         raise BadContent(f"lacks the arrays {missing} (the batch)")
@@ -247,16 +252,23 @@ def _check_bundle(arrays: dict, meta: dict, source: str) -> None:
     except (TypeError, ValueError) as e:
         raise BadContent(str(e)) from None
     bundle_model(arrays, meta, source)  # the params: present, shaped and finite
-    if cfg is not None:
-        _check_draws(arrays, bundle_noise(meta), arch, len(X))
+    _check_draws(arrays, None if cfg is None else bundle_noise(meta), arch, len(X))
 
 
-def _check_draws(arrays: dict, noise: NoiseConfig, arch: Architecture, n: int) -> None:
+def _check_draws(arrays: dict, noise: NoiseConfig | None, arch: Architecture, n: int) -> None:
     """The standard-normal draws ``noise.<l>.<type>`` of every noisy layer's sources with a
     nonzero variance: present, float, of :class:`~refnet.noise.LayerNoise`'s shapes, finite
-    (:func:`bundle_draws` hands them to a framework's replay as they are)."""
+    (:func:`bundle_draws` hands them to a framework's replay as they are); and no other
+    ``noise.*`` array (a draw the noise does not use would be replayed by no one)."""
     L = arch.n_layers
-    for l in noise.resolved_layers(L):
+    layers = () if noise is None else noise.resolved_layers(L)
+    used = {f"noise.{l}.{t}" for l in layers for t in NOISE_TYPES
+            if getattr(noise.spec_for(l, L), t)}
+    stray = sorted(k for k in arrays if k.startswith("noise.") and k not in used)
+    if stray:
+        raise BadContent(f"arrays {stray[:3]} are not draws of the bundle's noise (its draws: "
+                         f"{sorted(used)[:4] or 'none'}); remove them or fix the 'noise' metadata")
+    for l in layers:
         spec = noise.spec_for(l, L)
         for t in NOISE_TYPES:
             if not getattr(spec, t):

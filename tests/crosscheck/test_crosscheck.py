@@ -295,6 +295,12 @@ def _mutated(arrays, meta, case):
         arrays["input"] = arrays["input"][:, :5]
     elif case == "label 50":
         arrays["label"] = np.full_like(arrays["label"], 50)
+    elif case == "specs edited":  # what make printed no longer says what the config does
+        meta["noise"]["specs"]["1"]["add_unc"] = 0.5
+    elif case == "position edited":
+        meta["noise"]["position"] = "pre"
+    elif case == "stray draws":   # a draw of a layer the noise does not reach
+        arrays["noise.0.add_unc"] = np.zeros_like(arrays["input"])
     elif case.endswith(" draws"):   # the first noisy layer's first source
         key = sorted(k for k in arrays if k.startswith("noise."))[0]
         if case == "no draws":
@@ -314,7 +320,10 @@ BAD_BUNDLES = [("no architecture", "lacks ['architecture']"), ("no param_keys", 
                ("narrow input", "array 'input': expected shape"),
                ("label 50", "array 'label': labels must lie in 0..2"),
                ("no draws", "lacks the array 'noise."), ("nan draws", "holds NaN or inf"),
-               ("short draws", "draws are floats of shape")]
+               ("short draws", "draws are floats of shape"),
+               ("specs edited", "metadata 'noise' 'specs' {'1': {'add_cor': 0.0, 'add_unc': 0.5"),
+               ("position edited", "metadata 'noise' 'position' pre does not match its 'config'"),
+               ("stray draws", "arrays ['noise.0.add_unc'] are not draws of the bundle's noise")]
 
 
 @pytest.mark.parametrize("case, message", BAD_BUNDLES)
