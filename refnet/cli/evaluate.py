@@ -30,6 +30,10 @@ HELP = "accuracy of a trained model under each noise type alone, over a grid of 
 
 #: The default variance range of ``--variances N`` (the paper's figures span it).
 VMIN, VMAX = 1e-3, 1.0
+#: The largest variance evaluated: noise of standard deviation 1000 on layer outputs in (0, 1)
+#: already leaves chance accuracy (and a log axis reaching 1e300 broke matplotlib's plot:
+#: an overflow warning, the axis drawn from 1 to 10 without the data).
+MAX_VARIANCE = 1e6
 _FILES = ("accuracy.csv", "accuracy.json", "accuracy.png")
 
 
@@ -48,12 +52,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help=f"number of log-spaced variances in [vmin, vmax], at most {MAX_LEVELS} "
                          "(default 100)")
     lv.add_argument("--levels", type=variance_list,
-                    help="explicit comma-separated variances, e.g. 0.01,0.1,1")
+                    help=f"explicit comma-separated variances, e.g. 0.01,0.1,1 (each at most "
+                         f"{MAX_VARIANCE:g})")
     # default None, not the number: so that --vmin/--vmax given with --levels is seen and refused
     p.add_argument("--vmin", type=positive_float,
                    help=f"smallest variance (default {VMIN:g}; not with --levels)")
     p.add_argument("--vmax", type=positive_float,
-                   help=f"largest variance (default {VMAX:g}; not with --levels)")
+                   help=f"largest variance (default {VMAX:g}, at most {MAX_VARIANCE:g}; not "
+                        "with --levels)")
     p.add_argument("--repetitions", type=int_between(1, MAX_REPETITIONS, "passes per level"),
                    default=3, help=f"passes per level (default 3, at most {MAX_REPETITIONS})")
     add_noise_preset(p)
@@ -114,11 +120,17 @@ def _levels(args) -> np.ndarray:
                               "--variances N) without it")
         if len(args.levels) > MAX_LEVELS:
             raise ConfigError(f"--levels: at most {MAX_LEVELS} variances, got {len(args.levels)}")
+        if max(args.levels) > MAX_VARIANCE:
+            raise ConfigError(f"--levels: variances of at most {MAX_VARIANCE:g}, got "
+                              f"{max(args.levels):g}")
         return np.array(args.levels)  # checked by variance_list
     vmin = VMIN if args.vmin is None else args.vmin
     vmax = VMAX if args.vmax is None else args.vmax
     if vmin > vmax:  # each is checked > 0 and finite by its type
         raise ConfigError(f"--vmin/--vmax: need vmin <= vmax, got {vmin:g} > {vmax:g}")
+    if vmax > MAX_VARIANCE:
+        raise ConfigError(f"--vmax: at most {MAX_VARIANCE:g} (noise of standard deviation "
+                          f"{MAX_VARIANCE ** 0.5:g}), got {vmax:g}")
     return np.logspace(np.log10(vmin), np.log10(vmax), args.variances)
 
 

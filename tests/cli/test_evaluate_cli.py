@@ -95,6 +95,11 @@ def test_evaluate_bad_inputs_give_clear_errors(model_and_data, tmp_path, capsys)
         (_args(model, data, out, "--noise-types", "add_unk"), "--noise-types"),
         (["evaluate", model, "--data", data, "--levels", "0.1,x"], "--levels"),
         (["evaluate", model, "--data", data, "--vmin", "0"], "--vmin"),
+        # a log axis reaching 1e308 broke the plot (an overflow warning, the axis at 1..10)
+        (_args(model, data, out, vmax="1e308"), "--vmax: at most 1e+06 (noise of standard "
+                                               "deviation 1000), got 1e+308"),
+        (["evaluate", model, "--data", data, "--levels", "0.1,2e6"],
+         "--levels: variances of at most 1e+06, got 2e+06"),
     ]
     bad = tmp_path / "bad.npz"
     np.savez(bad, X=np.zeros((3, 6)))
