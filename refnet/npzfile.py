@@ -336,8 +336,10 @@ def want_int(lo: int, hi: int) -> Want:
 
 
 def want_number(lo: float, hi: float) -> Want:
+    # an int is compared as it is: math.isfinite(10**400) converts it and overflows
     return Want(f"a finite number in [{lo:g}, {hi:g}]",
-                lambda v: type(v) in (int, float) and math.isfinite(v) and lo <= v <= hi)
+                lambda v: (type(v) is int or type(v) is float and math.isfinite(v))
+                and lo <= v <= hi)
 
 
 def want_str(max_len: int = 256, choices=None) -> Want:

@@ -377,6 +377,19 @@ def test_run_record_of_wrong_types_is_refused(tmp_path):
     _refused(path, "'seconds' must be a finite number", ResultFileError, read_run_state)
 
 
+@pytest.mark.parametrize("seconds", ["1" + "0" * 400, "-1" + "0" * 400])
+def test_run_record_with_a_huge_integer_is_out_of_range_not_unreadable(tmp_path, seconds):
+    """want_number passed a JSON integer past a float's range to math.isfinite, whose
+    OverflowError made the message "cannot be read (OverflowError ...)"."""
+    from refnet.reproduction.results import read_run_state
+    path = tmp_path / "reproduce.json"
+    path.write_text('{"preset": "quick", "seed": 0, "scripts": {"a": {"seconds": %s}}}' % seconds)
+    error = _refused(path, "'seconds' must be a finite number in \\[0, 1e\\+09\\]",
+                     ResultFileError, read_run_state)
+    assert "OverflowError" not in str(error)
+    assert npzfile.want_number(0, 10.0).ok(10) and not npzfile.want_number(0, 10.0).ok(11)
+
+
 def test_training_config_is_strict():
     with pytest.raises(ConfigError, match="'shuffle' must be true or false"):
         TrainConfig.from_dict({"shuffle": "no"})
