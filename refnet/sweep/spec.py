@@ -88,11 +88,15 @@ def _int(where, v, lo=None, none_ok=False, hi=None):
 
 
 def _float(where, v, lo=0.0, positive=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-            or v < lo or (positive and v <= 0):
+    number = isinstance(v, (int, float)) and not isinstance(v, bool)
+    try:
+        x = float(v) if number else math.nan
+    except OverflowError:  # an integer past a float's range, such as 10**400
+        x = math.nan
+    if not math.isfinite(x) or x < lo or (positive and x <= 0):
         bound = "> 0" if positive else f">= {lo:g}"
         raise _err(where, f"expected a finite number {bound}, got {v!r}", "write a number")
-    return float(v)
+    return x
 
 
 def _choice(where, v, options):

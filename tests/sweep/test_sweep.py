@@ -92,6 +92,9 @@ def reference(tmp_path_factory):
     ({"data": {"hidden": [10 ** 11]}}, "data.hidden: a layer of width 100000000000"),
     ({"data": {"hidden": [100_000, 100_000]}}, "data.hidden: layer sizes [784, 100000, 100000, 2]"),
     ({"data": {"hidden": [2] * 64}}, "data.hidden: 65 weight layers"),
+    # an integer past a float's range: float() and math.isfinite raised OverflowError
+    ({"grid": {"eq4_lambda": [10 ** 400]}}, "grid.eq4_lambda[0]: expected a finite number"),
+    ({"evaluate": {"variances": [-10 ** 400]}}, "evaluate.variances: expected a finite number"),
 ])
 def test_spec_errors_name_the_key(raw, key):
     with pytest.raises(ConfigError) as e:
