@@ -30,7 +30,7 @@ CHECKPOINT_KEYS = {"format": want_str(choices=("refnet-checkpoint",)),
                    "refnet_version": want_str(64), "architecture": WANT_OBJECT,
                    "config": WANT_OBJECT, "epochs_done": want_int(0, 10**9),
                    "history": WANT_LIST, "dtype": want_str(choices=("float32", "float64")),
-                   "sha256": want_str(64), "best_epoch": want_int(1, 10**9),
+                   "sha256": WANT_SHA256, "best_epoch": want_int(1, 10**9),
                    "data_sha256": WANT_SHA256}
 #: ``best_epoch`` (early stopping) and ``data_sha256`` (the training data's
 #: :func:`data_fingerprint`; absent in checkpoints of older refnet versions) are optional.

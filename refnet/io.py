@@ -29,8 +29,8 @@ import numpy as np
 from . import __version__
 from .errors import ConfigError, ModelFileError
 from .model import MAX_LAYERS, MAX_WIDTH, Architecture, Params, check_params
-from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, BadContent, NpzReader, WANT_OBJECT,
-                      check_fields, content_sha256, file_errors, want_str)
+from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, WANT_OBJECT, WANT_SHA256, BadContent,
+                      NpzReader, check_fields, content_sha256, file_errors, want_str)
 
 __all__ = ["save_model", "load_model", "load_cached_model", "check_savable", "atomic_write_bytes", "save_npz_atomic",
            "load_npz", "MODEL_KEYS", "expected_arrays", "verify_sha256",
@@ -153,7 +153,7 @@ def save_model(path, arch: Architecture, params: Params, metadata: dict | None =
 MODEL_KEYS = {"format": want_str(choices=("refnet-model", "refnet-checkpoint")),
               "refnet_version": want_str(64), "architecture": WANT_OBJECT,
               "dtype": want_str(choices=("float32", "float64")), "saved": want_str(64),
-              "sha256": want_str(64)}
+              "sha256": WANT_SHA256}
 _MODEL_FIX = ("the file is truncated or corrupted, or not a refnet model: save or train it "
               "again (PyTorch weights: convert them with refnet.io.from_state_dict)")
 

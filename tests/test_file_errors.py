@@ -469,7 +469,11 @@ def _with_data_sha256(ckpt, value):
     return ckpt.read_bytes()
 
 
-@pytest.mark.parametrize("bad", ["ab" * 31, "AB" * 32, "zz" * 32, "ab" * 32 + "\n", "", 7])
+#: Values of a sha256 field that are no sha256 (hashlib writes 64 lowercase hex digits).
+MALFORMED_SHA256 = ["ab" * 31, "AB" * 32, "zz" * 32, "ab" * 32 + "\n", "", 7]
+
+
+@pytest.mark.parametrize("bad", MALFORMED_SHA256)
 def test_checkpoint_with_malformed_data_fingerprint_is_damaged_not_other_data(checkpointed, bad):
     """A data_sha256 that is no sha256 was compared with the run's before its form was
     checked, and blamed on the training data; it is a damaged checkpoint's metadata."""
@@ -508,3 +512,40 @@ def test_json_integer_past_pythons_digit_limit_is_bad_content():
     4300 digits: it escaped parse_json, the reader of every file's metadata."""
     with pytest.raises(npzfile.BadContent, match="metadata is not valid JSON .*digits"):
         npzfile.parse_json('{"a": ' + "1" * 5000 + "}", "metadata")
+
+
+def _with_content_hash(path, value):
+    """Rewrite ``path`` with its content hash ``sha256`` replaced by ``value``."""
+    from refnet.io import load_npz
+    arrays, meta = load_npz(path, error=RefnetError)
+    save_npz_atomic(path, arrays, {**meta, "sha256": value})
+    return path
+
+
+def _malformed_not_mismatched(error):
+    assert "'sha256' must be a sha256 (64 lowercase hexadecimal digits)" in str(error)
+    assert "does not match" not in str(error)
+
+
+@pytest.mark.parametrize("bad", MALFORMED_SHA256 + ["its own hash in upper case"])
+def test_model_or_result_with_malformed_content_hash_is_malformed_metadata(tmp_path, model, bad):
+    """A content hash that is no sha256 (declared as any string of up to 64 characters) was
+    compared with the content and reported as a damaged or edited file."""
+    from refnet.reproduction.results import read_results, save_results
+    path = save_model(tmp_path / "m.npz", *model)
+    if bad == "its own hash in upper case":
+        bad = load_model(path)[2]["sha256"].upper()
+    _malformed_not_mismatched(_refused(_with_content_hash(path, bad), "'sha256'"))
+    path = save_results(tmp_path, "r", {"a": np.arange(3.0)}, {"seed": 0})
+    _malformed_not_mismatched(_refused(_with_content_hash(path, bad), "'sha256'",
+                                       ResultFileError, read_results))
+
+
+@pytest.mark.parametrize("bad", MALFORMED_SHA256)
+def test_checkpoint_with_malformed_content_hash_is_malformed_metadata(checkpointed, bad):
+    arch, p, X, y, ckpt = checkpointed
+    before = _with_content_hash(ckpt, bad).read_bytes()
+    with pytest.raises(CheckpointError) as e:
+        _resume(arch, p, X, y, ckpt)
+    _malformed_not_mismatched(e.value)
+    assert str(ckpt) in str(e.value) and ckpt.read_bytes() == before

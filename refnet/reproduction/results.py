@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import ResultFileError
 from ..io import save_npz_atomic, verify_sha256
-from ..npzfile import (WANT_OBJECT, BadContent, NpzReader, check_fields, file_errors,
+from ..npzfile import (WANT_OBJECT, WANT_SHA256, BadContent, NpzReader, check_fields, file_errors,
                        read_json_file, want_int, want_number, want_str)
 
 __all__ = ["save_results", "load_results", "read_results", "read_run_state", "RESULT_KEYS",
@@ -22,7 +22,7 @@ __all__ = ["save_results", "load_results", "read_results", "read_run_state", "RE
 #: The record keys refnet reads from a result file (the rest is the script's own record,
 #: protected like everything else by the content hash).
 RESULT_KEYS = {"format": want_str(choices=("refnet-results",)), "refnet_version": want_str(64),
-               "sha256": want_str(64)}
+               "sha256": WANT_SHA256}
 
 
 def save_results(out, name: str, arrays: dict, record: dict) -> Path:
