@@ -108,10 +108,6 @@ def load_checkpoint(path, arch: Architecture, config, template: list,
         if meta["dtype"] != run_dtype:
             raise BadContent(f"checkpoint: holds {meta['dtype']} parameters, this run trains "
                              f"{run_dtype}")
-        if data is not None and meta.get("data_sha256", data) != data:
-            raise BadContent("checkpoint: was written while training on other data (the "
-                             "sha256 of the training arrays differs); resume with the data it "
-                             "was written for")
         names = expected_arrays(arch, z.headers, meta["dtype"])
         fresh = {f"opt/{k}": v for k, v in config.make_optimizer().init(
             [np.zeros(t.shape, np.dtype(meta["dtype"])) for t in template]).items()}
@@ -130,6 +126,11 @@ def load_checkpoint(path, arch: Architecture, config, template: list,
                 raise BadContent(f"array {k} holds NaN or inf")
         if (arrays["opt/step"] < 0).any():
             raise BadContent("array opt/step holds a negative step count")
+        # after the content checks: an edited or damaged checkpoint is that, not "other data"
+        if data is not None and meta.get("data_sha256", data) != data:
+            raise BadContent("checkpoint: was written while training on other data (the "
+                             "sha256 of the training arrays differs); resume with the data it "
+                             "was written for")
     L = arch.n_layers
     params = Params(tuple(arrays[f"W{l}"] for l in range(1, L + 1)),
                     tuple(arrays[f"b{l}"] for l in range(1, L + 1)))

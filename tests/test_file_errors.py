@@ -284,17 +284,32 @@ def test_truncated_checkpoint_is_refused_and_kept(checkpointed):
     assert ckpt.read_bytes() == before
 
 
-def test_edited_checkpoint_fails_its_content_hash(checkpointed):
-    arch, p, X, y, ckpt = checkpointed
+def _edit_a_weight(ckpt):
+    """Change W1[0, 0] of ``ckpt`` slightly, its content hash left as it was."""
     with zipfile.ZipFile(ckpt) as z:
         members = [(i.filename, z.read(i)) for i in z.infolist()]
     W = np.load(io.BytesIO(dict(members)["W1.npy"]))
     W[0, 0] += 1e-9  # a plausible, finite edit: only the hash can tell
     _write(ckpt, [(n, _npy(W) if n == "W1.npy" else d) for n, d in members])
-    before = ckpt.read_bytes()
+    return ckpt.read_bytes()
+
+
+def test_edited_checkpoint_fails_its_content_hash(checkpointed):
+    arch, p, X, y, ckpt = checkpointed
+    before = _edit_a_weight(ckpt)
     with pytest.raises(CheckpointError, match="does not match its sha256"):
         _resume(arch, p, X, y, ckpt)
     assert ckpt.read_bytes() == before
+
+
+def test_edited_checkpoint_resumed_on_other_data_is_damaged_not_other_data(checkpointed):
+    """The recorded data fingerprint was compared before the content hash was verified, so
+    an edited checkpoint resumed on other data was blamed on the data."""
+    arch, p, X, y, ckpt = checkpointed
+    before = _edit_a_weight(ckpt)
+    with pytest.raises(CheckpointError, match="does not match its sha256") as e:
+        _resume(arch, p, X[::-1].copy(), y, ckpt)
+    assert "other data" not in str(e.value) and ckpt.read_bytes() == before
 
 
 def test_checkpoint_without_content_hash_is_refused(checkpointed):
