@@ -68,7 +68,8 @@ def _envelope(args) -> dict | None:
 def read_envelope(path, shown: str, flag: str) -> dict:
     """An ``envelope.json``: a JSON object mapping each quantity ("<dataset>/<quantity>") to
     an object with finite numbers ``lo <= hi`` and ``cells``, a list of [setting, value,
-    number]. Anything else is a :class:`ConfigError` naming ``flag`` and the file."""
+    number], each number finite and in ``[lo, hi]`` (the list may be empty). Anything else is
+    a :class:`ConfigError` naming ``flag`` and the file."""
     fix = ("give the envelope.json written by `refnet reproduce --preset envelope`, or leave "
            f"{flag} out")
     try:
@@ -92,11 +93,17 @@ def _checked_envelope(path, fix: str) -> dict:
                 raise BadContent(f"entry {key!r}: the range lo = {entry['lo']!r} > hi = "
                                  f"{entry['hi']!r} is empty (lo is the smallest cell's value, "
                                  "hi the largest)")
-            if not all(isinstance(c, list) and len(c) == 3 and isinstance(c[0], str)
-                       and isinstance(c[2], (int, float)) and not isinstance(c[2], bool)
-                       for c in entry["cells"]):
-                raise ConfigError(f"{path}: entry {key!r}: 'cells' must be [setting, value, "
-                                  f"number] lists; {fix}")
+            for i, c in enumerate(entry["cells"]):
+                if not (isinstance(c, list) and len(c) == 3 and isinstance(c[0], str)
+                        and number.ok(c[2])):
+                    raise BadContent(f"entry {key!r}: 'cells' must be [setting, value, number] "
+                                     f"lists, the number finite; cell {i} is not")
+                # the range is the cells' span: a cell outside it is an edited or mixed file
+                if not entry["lo"] <= c[2] <= entry["hi"]:
+                    raise BadContent(f"entry {key!r}: cell {i} ({c[0]} = {c[1]!r:.40}) has the "
+                                     f"value {c[2]!r}, outside the range lo = {entry['lo']!r} "
+                                     f"to hi = {entry['hi']!r} (lo is the smallest cell's value, "
+                                     "hi the largest)")
     return envelope
 
 

@@ -58,6 +58,13 @@ def files(tmp_path):
                          ("env_inf", "0", "Infinity"), ("env_huge", "-1e999", "1")):
         (f.setdefault(name, tmp_path / f"{name}.json")).write_text(
             '{"mnist/std_clean": {"lo": %s, "hi": %s, "cells": []}}' % (lo, hi))
+    for name, cell in (("env_cell_nan", '["eq4_lambda", 0.006, NaN]'),
+                       ("env_cell_inf", '["eq4_lambda", 0.006, -1e999]'),
+                       ("env_cell_huge", '["eq4_lambda", 0.006, 1%s]' % ("0" * 400)),
+                       ("env_cell_outside", '["baseline_epochs", 150, 2.5]')):
+        (f.setdefault(name, tmp_path / f"{name}.json")).write_text(
+            '{"mnist/std_clean": {"lo": 1, "hi": 2, "cells": [["eq4_lambda", 0, 1.5], %s]}}'
+            % cell)
     np.save(f.setdefault("npy", tmp_path / "plain.npy"), X)
     (f.setdefault("garbage", tmp_path / "garbage.npz")).write_bytes(b"PK\x03\x04 not a zip")
     (f.setdefault("state", tmp_path / "rep" / "results" / "reproduce.json")).parent.mkdir(
@@ -90,6 +97,18 @@ CASES = {
          "--envelope: {env_inf}: entry 'mnist/std_clean': 'hi' must be a finite number"),
         ("reproduce --preset full --only semenova_fig6 --envelope {env_huge} --out {out}",
          "--envelope: {env_huge}: entry 'mnist/std_clean': 'lo' must be a finite number"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {env_cell_nan} --out {out}",
+         "--envelope: {env_cell_nan}: entry 'mnist/std_clean': 'cells' must be [setting, value, "
+         "number] lists, the number finite; cell 1 is not"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {env_cell_inf} --out {out}",
+         "entry 'mnist/std_clean': 'cells' must be [setting, value, number] lists, the number "
+         "finite; cell 1 is not"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {env_cell_huge} --out {out}",
+         "entry 'mnist/std_clean': 'cells' must be [setting, value, number] lists, the number "
+         "finite; cell 1 is not"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {env_cell_outside} --out {out}",
+         "--envelope: {env_cell_outside}: entry 'mnist/std_clean': cell 1 (baseline_epochs = "
+         "150) has the value 2.5, outside the range lo = 1 to hi = 2"),
         ("reproduce --preset full --only semenova_fig6 --envelope {data} --out {out}",
          "--envelope: {data}: the envelope summary is not UTF-8 text"),
         ("reproduce --preset full --only semenova_fig6 --envelope {missing} --out {out}",
