@@ -13,19 +13,20 @@ from typing import Mapping
 
 from .errors import ConfigError
 
-__all__ = ["check_output_path", "shown_path"]
+__all__ = ["check_output_path", "short_path"]
 
-#: Longest path shown whole in a message; a longer one keeps its start and its end.
-SHOWN_CHARS = 120
+#: The most characters of a path a message shows (a 3000-character path would bury it).
+SHOWN_PATH_CHARS = 120
 
 
-def shown_path(path) -> str:
-    """``path`` for a one-line message: whole up to :data:`SHOWN_CHARS` characters, else its
-    start and end around ``...`` (a 3000-character path would bury the message)."""
+def short_path(path) -> str:
+    """``path`` as a message shows it: whole up to :data:`SHOWN_PATH_CHARS` characters, else
+    its beginning and end around "..." (the end names the file)."""
     text = str(path)
-    if len(text) <= SHOWN_CHARS:
+    if len(text) <= SHOWN_PATH_CHARS:
         return text
-    return f"{text[:SHOWN_CHARS // 2]}...{text[-(SHOWN_CHARS // 3):]} ({len(text)} characters)"
+    half = (SHOWN_PATH_CHARS - 3) // 2
+    return f"{text[:half]}...{text[-half:]}"
 
 
 def check_output_path(path, flag: str | None = None, *, folder: bool = False,
@@ -34,22 +35,27 @@ def check_output_path(path, flag: str | None = None, *, folder: bool = False,
 
     ``folder``: ``path`` is a folder to write into (created if missing), else a file. Refused:
     a folder where a file is wanted or the reverse, an existing non-regular file (a device, a
-    pipe) where a file is wanted, a path under an existing file, and a nearest existing folder
-    without write permission. ``beside`` maps further files written next to ``path`` (e.g. an
-    ``.npz``'s metadata file) to what they are; each is checked as a file too.
+    pipe) where a file is wanted, a path under an existing file, a nearest existing folder
+    without write permission, and a path the file system refuses to look up (a name too long,
+    a symlink loop: shown shortened by :func:`short_path`). ``beside`` maps further files
+    written next to ``path`` (e.g. an ``.npz``'s metadata file) to what they are; each is
+    checked as a file too.
     Raises :class:`~refnet.errors.ConfigError` naming the path, what is wrong and what to do,
     led by the command-line ``flag`` if given. Returns ``path`` as a :class:`Path`.
     """
     path = Path(path)
     lead = f"{flag}: " if flag else ""
     try:
-        return _check_output_path(path, lead, folder, beside)
-    except OSError as e:  # a name too long for the file system, a path the system refuses
-        raise ConfigError(f"{lead}{shown_path(path)} cannot be used ({e.strerror or e}); give "
+        _check_kinds(path, lead, folder, beside)
+    except OSError as e:  # a name too long, a symlink loop, a folder that may not be searched
+        name = path if e.filename is None else e.filename  # a file beside it, maybe
+        raise ConfigError(f"{lead}{short_path(name)} cannot be used ({e.strerror or e}); give "
                           "another path") from None
+    return path
 
 
-def _check_output_path(path: Path, lead: str, folder: bool, beside: Mapping | None) -> Path:
+def _check_kinds(path: Path, lead: str, folder: bool, beside: Mapping | None) -> None:
+    """check_output_path's checks; the file system's own errors (OSError) pass through."""
     if folder and path.exists() and not path.is_dir():
         raise ConfigError(f"{lead}{path} is a file; give a folder (created if missing)")
     files = ([] if folder else [(path, "")]) + [
@@ -71,4 +77,3 @@ def _check_output_path(path: Path, lead: str, folder: bool, beside: Mapping | No
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{lead}{path}: cannot write in the folder {existing} (permission "
                           "denied); give a writable path")
-    return path

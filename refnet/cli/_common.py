@@ -8,13 +8,15 @@ no subcommand spells these lists out. The ``argparse`` types here raise
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import stat
 from pathlib import Path
 
 from ..datasets import DATASET_NAMES
 from ..errors import DataError
 from ..noise import NOISE_PRESETS, NOISE_TYPES
-from ..paths import shown_path
+from ..paths import short_path
 
 #: Exit statuses of every subcommand.
 EXIT_OK = 0            #: done
@@ -166,13 +168,16 @@ def existing_file(what: str):
     """An argparse type: the path of an existing file; ``what`` says which file is wanted."""
     def check(text: str) -> Path:
         path = Path(text)
-        try:
-            if path.is_file():
+        try:  # stat, not is_file: a name too long raises OSError, a traceback from argparse
+            mode = path.stat().st_mode
+        except OSError as e:
+            problem = ("no such file" if e.errno in (errno.ENOENT, errno.ENOTDIR)
+                       else f"cannot be used ({e.strerror or e})")
+        else:
+            if stat.S_ISREG(mode):
                 return path
-            problem = "is a folder, not a file" if path.is_dir() else "no such file"
-        except OSError as e:  # e.g. a name too long for the file system (is_file raises it)
-            problem = f"cannot be used ({e.strerror or e})"
-        raise argparse.ArgumentTypeError(f"{problem}: {shown_path(text)} (give {what})")
+            problem = "is a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file"
+        raise argparse.ArgumentTypeError(f"{problem}: {short_path(text)} (give {what})")
     check.__name__ = "file"
     return check
 

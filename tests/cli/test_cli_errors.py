@@ -1,5 +1,7 @@
 """The command-line contract (issue #12): for every subcommand, bad input gives exit status 2,
 exactly one line on stderr naming the flag or file, and no traceback (``--debug`` shows it)."""
+import errno
+import os
 import subprocess
 import sys
 
@@ -11,6 +13,7 @@ from refnet.io import save_model
 from refnet.model import init_params, mlp
 
 NAN_ROW = 37  # a row the internal train/validation split would renumber
+TOO_LONG = f"cannot be used ({os.strerror(errno.ENAMETOOLONG)})"  # as the messages say it
 
 
 @pytest.fixture
@@ -72,6 +75,8 @@ def files(tmp_path):
     f["state"].write_text("[1, 2]")
     f["rep"] = tmp_path / "rep"
     f["missing"] = tmp_path / "missing.npz"
+    f["long"] = tmp_path / ("x" * 3000)  # stat raises OSError (ENAMETOOLONG), not "missing"
+    os.mkfifo(f.setdefault("fifo", tmp_path / "fifo.npz"))
     f["dir"] = tmp_path
     f["out"] = tmp_path / "out"
     return {k: str(v) for k, v in f.items()}
@@ -115,6 +120,7 @@ CASES = {
          "--envelope: {missing} not found"),
         ("reproduce --preset quick --envelope {env_list}", "--envelope: only --preset full uses"),
         ("reproduce --out {model}", "--out: {model} is a file; give a folder"),
+        ("reproduce --out {long}", f"xxx {TOO_LONG}; give another path"),
     ],
     "train": [
         ("train --dataset foo", "--dataset: unknown dataset 'foo'"),
@@ -134,6 +140,9 @@ CASES = {
         ("evaluate {model} --data {data} --seed 18446744073709551616", "--seed: must be <= "),
         ("train --lr 0", "--lr: must be a finite number > 0"),
         ("train --data-npz {missing}", "--data-npz: no such file"),
+        ("train --data-npz {long}", f"argument --data-npz: {TOO_LONG}: "),
+        ("train --data-npz {train} --out {long}", f"xxx {TOO_LONG}; give another path"),
+        ("train --data-npz {train} --init-from {fifo}", "--init-from: not a regular file: {fifo}"),
         ("train --data-npz {garbage}", "cannot be read (BadZipFile"),
         ("train --data-npz {npy}", "a plain .npy array"),
         ("train --data-npz {data}", "lacks ['X_train', 'y_train', 'X_test', 'y_test']"),
@@ -178,6 +187,8 @@ CASES = {
         ("evaluate {model} --data {short_labels}", "X has 60 rows but y has shape (53,)"),
         ("evaluate {model} --dataset cifar", "--dataset: unknown dataset 'cifar'"),
         ("evaluate {missing} --data {data}", "no such file"),
+        ("evaluate {model} --data {long}", f"argument --data: {TOO_LONG}: "),
+        ("evaluate {model} --data {data} --out {long}", f"xxx {TOO_LONG}; give another path"),
         ("evaluate {garbage} --data {data}", "garbage.npz"),
         ("evaluate {model}", "one of the arguments --dataset --data is required"),
         ("evaluate {model} --data {data} --out {model}", "--out: {model} is a file; give a folder"),
@@ -227,6 +238,8 @@ CASES = {
     "info": [
         ("info {missing}", "no such file"),
         ("info {dir}", "is a folder"),
+        ("info {long}", f"argument model: {TOO_LONG}: "),
+        ("info {fifo}", "argument model: not a regular file: {fifo} (give a model .npz"),
         ("info {garbage}", "garbage.npz"),
         ("info {model} --naming fc", "--naming needs --export-state-dict"),
         ("info {model} --export-state-dict {out} --naming xyz", "--naming: invalid choice: 'xyz'"),
@@ -251,6 +264,7 @@ CASES = {
         ("crosscheck make {garbage} -o {out}.npz", "garbage.npz"),
         ("crosscheck check {model}", "not a refnet cross-check bundle"),
         ("crosscheck stat {model} --samples {data}", "not a refnet cross-check bundle"),
+        ("crosscheck make {model} -o {long}.npz", f"xxx.npz {TOO_LONG}; give another path"),
     ],
 }
 
@@ -276,6 +290,15 @@ def test_bad_input_is_one_line_and_exit_2(template, expected, files, capsys):
     line = _one_clean_line(captured.err)
     assert expected.format(**files) in line
     assert line.startswith(f"refnet {argv[0]}: error: ")
+
+
+@pytest.mark.parametrize("template", [t for n in CASES for t, _ in CASES[n] if "{long}" in t])
+def test_a_path_too_long_is_shown_shortened(template, files, capsys):
+    """A 3000-character path raised OSError from is_file/exists: a traceback, or a line
+    holding all of it."""
+    assert main([a.format(**files) for a in template.split()]) == 2
+    line = _one_clean_line(capsys.readouterr().err)
+    assert len(line) < 400 and "x" * 60 not in line, line
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
