@@ -55,6 +55,20 @@ def _halving(text):
     return {"eta": vals[0], "min_epochs": vals[1] if len(vals) == 2 else 1}
 
 
+def _check_folders(args, computing: bool) -> None:
+    """Refuse, before the store or any baseline is made, an --out or --report-dir that cannot
+    be written (:func:`refnet.paths.check_output_path`). Reporting on a finished sweep into
+    another --report-dir only reads --out: it need not be writable then."""
+    from ..paths import check_output_path
+
+    if computing:
+        check_output_path(args.out, "--out", folder=True)  # the store and the baselines
+    if args.report_dir is not None:
+        check_output_path(args.report_dir, "--report-dir", folder=True)
+    else:
+        check_output_path(args.out / "report", "--out", folder=True)
+
+
 def run(args) -> int:
     from ..sweep import load_spec, run_sweep
     from ..sweep.report import parse_constraint, write_report
@@ -63,7 +77,9 @@ def run(args) -> int:
         parse_constraint(args.best)  # fail before any work
     halving = _halving(args.halving) if args.halving else None
     stream = None if args.no_progress else sys.stderr
-    if args.spec is not None or args.overrides:
+    computing = args.spec is not None or bool(args.overrides)
+    _check_folders(args, computing)
+    if computing:
         spec = load_spec(args.spec, args.overrides)
         s = run_sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler,
                       progress=stream, halving=halving)

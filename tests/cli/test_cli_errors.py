@@ -229,6 +229,12 @@ CASES = {
         ("sweep --out {out} --workers 0", "--workers: must be >= 1"),
         ("sweep --out {out} --workers 100000000000", "--workers: must be <= 1024"),
         ("sweep --out {dir}", "no sweep store here"),
+        ("sweep --out {model} --set eq4_lambda=0", "--out: {model} is a file; give a folder"),
+        ("sweep --out {out} --set eq4_lambda=0 --report-dir {model}",
+         "--report-dir: {model} is a file; give a folder"),
+        ("sweep --out {long} --set eq4_lambda=0", f"xxx {TOO_LONG}; give another path"),
+        ("sweep --out {model}", "--out: {model}/report lies under the file {model}"),
+        ("sweep --out {dir} --report-dir {model}", "--report-dir: {model} is a file; give a"),
     ],
     "fetch": [
         ("fetch mnits", "argument DATASET: unknown dataset 'mnits'"),
@@ -408,6 +414,20 @@ def test_reproduce_refuses_envelope_and_out_before_computing(template, files, mo
     import refnet.reproduction.registry
     monkeypatch.setattr(refnet.reproduction.registry, "figure_module",
                         lambda name: pytest.fail("computation started"))
+    assert main([a.format(**files) for a in template.split()]) == 2
+    _one_clean_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("template", [t for t, _ in CASES["sweep"] if "{model}" in t
+                                      or "{long}" in t])
+def test_sweep_refuses_out_and_report_dir_before_any_work(template, files, monkeypatch, capsys):
+    """--out and --report-dir were first used when the store was made (a traceback for a
+    name too long) or when the report was written, after every cell had been computed."""
+    import refnet.sweep
+    import refnet.sweep.report
+    monkeypatch.setattr(refnet.sweep, "run_sweep", lambda *a, **k: pytest.fail("sweep ran"))
+    monkeypatch.setattr(refnet.sweep.report, "write_report",
+                        lambda *a, **k: pytest.fail("report written"))
     assert main([a.format(**files) for a in template.split()]) == 2
     _one_clean_line(capsys.readouterr().err)
 

@@ -513,6 +513,24 @@ def test_report_files_and_cli_best(reference, capsys):
     assert "--best 'drop<1pp'" in capsys.readouterr().err
 
 
+def test_a_report_into_another_folder_only_reads_out(reference, tmp_path, monkeypatch, capsys):
+    """--out and --report-dir are checked before any work; reporting on a finished sweep into
+    another --report-dir only reads --out, so a sweep folder that may not be written is fine."""
+    import refnet.paths
+    from refnet.cli import main
+
+    real = refnet.paths.os.access
+    monkeypatch.setattr(refnet.paths.os, "access", lambda p, mode: reference not in (
+        Path(p), *Path(p).parents) and real(p, mode))  # root may write anyway
+    rep = tmp_path / "rep"
+    assert main(["sweep", "--out", str(reference), "--report-dir", str(rep), "--no-progress"]) == 0
+    assert (rep / "front.md").is_file() and (rep / "pareto.png").is_file()
+    assert main(["sweep", "--out", str(reference), "--no-progress"]) == 2  # into OUT/report
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"--out: {reference / 'report'}: cannot write in the folder {reference}" in err
+
+
 # --- successive halving ------------------------------------------------------------------------
 def test_halving_then_full_grid_gives_the_grid_store(tmp_path, counting):
     """Survivors resumed from their rung checkpoints are the very cells of a full run."""
