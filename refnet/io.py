@@ -32,8 +32,8 @@ from .model import MAX_LAYERS, MAX_WIDTH, Architecture, Params, check_params
 from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, WANT_OBJECT, WANT_SHA256, BadContent,
                       NpzReader, check_fields, content_sha256, file_errors, want_str)
 
-__all__ = ["save_model", "load_model", "load_cached_model", "check_savable", "atomic_write_bytes", "save_npz_atomic",
-           "load_npz", "MODEL_KEYS", "expected_arrays", "verify_sha256",
+__all__ = ["save_model", "load_model", "load_cached_model", "check_savable", "atomic_write_bytes",
+           "save_npz_atomic", "load_npz", "MODEL_KEYS", "expected_arrays", "verify_sha256",
            "to_state_dict", "from_state_dict", "STATE_DICT_NAMINGS", "ModelFileError"]
 
 

@@ -41,9 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--batch", type=int_between(1, MAX_BUNDLE_BATCH, "the bundle's batch size"),
                    help=f"batch size N (default {DEFAULT_BUNDLE_BATCH}, or all rows of a "
                         f"shorter --data; at most {MAX_BUNDLE_BATCH})")
-    m.add_argument("--data", type=existing_file(".npz with arrays X and y"), help=".npz with arrays X (n, n_in) and y (n,) in the model's classes: the "
-                                             "first N rows are used (default: inputs uniform in "
-                                             "[0, 1) and random labels from --seed)")
+    m.add_argument("--data", type=existing_file(".npz with arrays X and y"),
+                   help=".npz with arrays X (n, n_in) and y (n,) in the model's classes: the "
+                        "first N rows are used (default: inputs uniform in [0, 1) and random "
+                        "labels from --seed)")
     _noise_arguments(m)
     m.add_argument("--lam", type=nonnegative_float, default=0.01,
                    help="lambda of eq4, eq4_code and eq7, which have no published value "

@@ -60,13 +60,12 @@ def _check_folders(args, computing: bool) -> None:
     be written (:func:`refnet.paths.check_output_path`). Reporting on a finished sweep into
     another --report-dir only reads --out: it need not be writable then."""
     from ..paths import check_output_path
+    from ..sweep.report import report_folder
 
     if computing:
         check_output_path(args.out, "--out", folder=True)  # the store and the baselines
-    if args.report_dir is not None:
-        check_output_path(args.report_dir, "--report-dir", folder=True)
-    else:
-        check_output_path(args.out / "report", "--out", folder=True)
+    check_output_path(report_folder(args.out, args.report_dir),
+                      "--out" if args.report_dir is None else "--report-dir", folder=True)
 
 
 def run(args) -> int:

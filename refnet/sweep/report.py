@@ -237,8 +237,13 @@ def halving_summary(store: SweepStore, pts: list[Point]) -> str | None:
     return "\n".join(lines)
 
 
+def report_folder(folder, out=None) -> Path:
+    """Where :func:`write_report` writes: ``out``, or by default ``<folder>/report``."""
+    return Path(folder) / "report" if out is None else Path(out)
+
+
 def write_report(folder, constraint: str | None = None, out=None) -> dict:
-    """Write ``pareto.png`` and ``front.md`` into ``out`` (default ``<folder>/report``);
+    """Write ``pareto.png`` and ``front.md`` into ``out`` (default :func:`report_folder`);
     returns what it wrote and chose."""
     from ..reproduction.figures import figure_png_bytes
 
@@ -257,7 +262,7 @@ def write_report(folder, constraint: str | None = None, out=None) -> dict:
             raise ConfigError(f"{folder}: no finished cells to report; run the sweep first")
         front = pareto_front(pts)
         chosen = best_cell(pts, constraint) if constraint else None
-        out = Path(folder) / "report" if out is None else Path(out)
+        out = report_folder(folder, out)
         png = atomic_write_bytes(out / "pareto.png",
                                  figure_png_bytes(pareto_figure(pts, front, store.spec, chosen)))
         text = [f"# Sweep report: {store.spec.data['dataset']}",
