@@ -154,15 +154,23 @@ def test_layer_draws_are_numpys_standard_normals_and_leave_the_same_state(dtype)
     assert mine.standard_normal() == ref.standard_normal()
 
 
-def test_float64_draws_stay_numpys_over_millions_of_values():
-    """The numba path of training's float64 draws follows NumPy's ziggurat through its rare
-    branches too (rejections, the tail): five million values in training-sized blocks, then
-    the generators' next draw. (numba's float32 normals left NumPy's stream after about 20
-    million values, so float32 draws are NumPy's own; refnet/_random_kernels.py.)"""
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kernel_draws_stay_numpys_over_millions_of_values(dtype):
+    """The numba path of training's draws follows NumPy's ziggurat (float64, and the float32
+    one of ``standard_normal(dtype=np.float32)``) through its rare branches too: five million
+    values in training-sized blocks, among them the tail's (beyond the ziggurat's last strip,
+    about 3.65; about 1,300 of them here), then the generators' next draw of that dtype.
+    numba's own float32 ``standard_normal`` leaves NumPy's stream after about 20 million values;
+    ``benchmarks/check_normal_streams.py`` compares billions."""
     from refnet._random_kernels import standard_normal
 
     mine, ref = np.random.default_rng(2024), np.random.default_rng(2024)
+    tail = 0
     for i in range(260):                           # 130 x 128 x 300 = 5.0 million
         shape = (128, 300) if i % 2 else (37, 1)
-        assert np.array_equal(standard_normal(mine, shape), ref.standard_normal(shape)), i
-    assert mine.standard_normal() == ref.standard_normal()
+        got = standard_normal(mine, shape, dtype)
+        assert got.dtype == dtype
+        assert np.array_equal(got, ref.standard_normal(shape, dtype=dtype)), i
+        tail += int(np.count_nonzero(np.abs(got) > 3.66))
+    assert tail > 500
+    assert mine.standard_normal(dtype=dtype) == ref.standard_normal(dtype=dtype)

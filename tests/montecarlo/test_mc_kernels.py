@@ -145,6 +145,23 @@ def test_fill_normal_kernel_reproduces_numpy_stream_and_state(dtype):
     assert g1.standard_normal() == g2.standard_normal()   # the generators advanced alike
 
 
+def test_fill_normal_f32_kernel_is_numpys_float32_stream():
+    """Training's float32 draws (:func:`refnet._random_kernels.fill_normal_f32`, NumPy's
+    float32 ziggurat rewritten for numba) against the twin, which is NumPy's own call; 20,000
+    values take every branch but the tail here (about 300 rejection tests), the tail is in
+    ``tests/test_noise.py``'s five million. Small enough to run with the JIT off."""
+    from refnet._random_kernels import fill_normal_f32, fill_normal_f32_numpy
+
+    if fill_normal_f32 is None:
+        pytest.skip("no numba (or its bit-generator calls moved): float32 draws are NumPy's")
+    a, b = np.empty(20000, dtype=np.float32), np.empty(20000, dtype=np.float32)
+    g1, g2 = np.random.default_rng(22), np.random.default_rng(22)
+    fill_normal_f32(g1, a)
+    fill_normal_f32_numpy(g2, b)
+    assert np.array_equal(a, b)
+    assert g1.standard_normal(dtype=np.float32) == g2.standard_normal(dtype=np.float32)
+
+
 @pytest.mark.parametrize("name", ACTS)
 def test_tail_count_equals_twin_and_argmax_of_the_activation(name):
     """The fused output-layer kernel (activation, argmax, count) against its twin and against
