@@ -68,8 +68,9 @@ def _envelope(args) -> dict | None:
 def read_envelope(path, shown: str, flag: str) -> dict:
     """An ``envelope.json``: a JSON object mapping each quantity ("<dataset>/<quantity>") to
     an object with finite numbers ``lo <= hi`` and ``cells``, a list of [setting, value,
-    number], each number finite and in ``[lo, hi]`` (the list may be empty). Anything else is
-    a :class:`ConfigError` naming ``flag`` and the file."""
+    number], each number finite and in ``[lo, hi]`` (the list may be empty), each setting one
+    the envelope run moves and each value of a kind that setting's grid holds. Anything else
+    is a :class:`ConfigError` naming ``flag`` and the file."""
     fix = ("give the envelope.json written by `refnet reproduce --preset envelope`, or leave "
            f"{flag} out")
     try:
@@ -84,6 +85,7 @@ def _checked_envelope(path, fix: str) -> dict:
                            want_number)
 
     number = want_number(-1e300, 1e300)  # finite: NaN, Infinity and 1e999 are refused
+    kinds = _setting_kinds()
     with file_errors(path, ConfigError, fix):
         envelope = read_json_file(path, "the envelope summary")
         for key, entry in envelope.items():
@@ -98,6 +100,15 @@ def _checked_envelope(path, fix: str) -> dict:
                         and number.ok(c[2])):
                     raise BadContent(f"entry {key!r}: 'cells' must be [setting, value, number] "
                                      f"lists, the number finite; cell {i} is not")
+                # the report sorts a setting's cells by value: a kind its grid never holds
+                # (null among epochs) is an edited file and would fail after the whole run
+                if c[0] not in kinds:
+                    raise BadContent(f"entry {key!r}: cell {i} names the setting {c[0]!r:.40}, "
+                                     f"not one the envelope run moves ({', '.join(kinds)})")
+                if _JSON_KINDS.get(type(c[1])) not in kinds[c[0]]:
+                    raise BadContent(f"entry {key!r}: cell {i} gives the setting {c[0]} the "
+                                     f"value {c[1]!r:.40} ({_JSON_KINDS.get(type(c[1]))}); "
+                                     f"{c[0]} takes {' or '.join(sorted(kinds[c[0]]))}")
                 # the range is the cells' span: a cell outside it is an edited or mixed file
                 if not entry["lo"] <= c[2] <= entry["hi"]:
                     raise BadContent(f"entry {key!r}: cell {i} ({c[0]} = {c[1]!r:.40}) has the "
@@ -105,6 +116,25 @@ def _checked_envelope(path, fix: str) -> dict:
                                      f"to hi = {entry['hi']!r} (lo is the smallest cell's value, "
                                      "hi the largest)")
     return envelope
+
+
+#: The kind of each value JSON gives, as messages say it.
+_JSON_KINDS = {type(None): "null", bool: "a boolean", int: "a number", float: "a number",
+               str: "a string", list: "a list", dict: "an object"}
+
+
+def _setting_kinds() -> dict:
+    """Each envelope setting -> the kinds of value its grid holds over the full preset's
+    datasets (the cells the envelope run measures): quickdraw_per_class is a number or null
+    (every mirror row), baseline_epochs a number, eq7_preset a string."""
+    from ..reproduction.duque.envelope import SETTINGS, cells
+    from ..reproduction.presets import get_preset
+
+    kinds = {setting: set() for setting in SETTINGS}
+    for setup in get_preset("full").duque:
+        for cell in cells(setup):
+            kinds[cell.setting].add(_JSON_KINDS[type(cell.value)])
+    return kinds
 
 
 def apply_envelope(check, envelope, preset=None):

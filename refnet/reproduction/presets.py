@@ -124,7 +124,9 @@ def chosen_by_outcome_lines(preset: Preset, envelope: dict | None) -> list:
         ranges = []
         for q in SETTINGS[setting][0]:
             e = (envelope or {}).get(f"{ds}/{q}")
-            cells = sorted(c for c in (e or {}).get("cells", []) if c[0] == setting)
+            # null (every row, quickdraw_per_class) sorts last, as its grid lists it
+            cells = sorted((c for c in (e or {}).get("cells", []) if c[0] == setting),
+                           key=lambda c: (c[1] is None, () if c[1] is None else c[1], c[2]))
             what, _, unit = QUANTITIES[q]
             if not cells:
                 ranges.append(f"{what}: not measured")

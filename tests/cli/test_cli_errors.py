@@ -68,6 +68,13 @@ def files(tmp_path):
         (f.setdefault(name, tmp_path / f"{name}.json")).write_text(
             '{"mnist/std_clean": {"lo": 1, "hi": 2, "cells": [["eq4_lambda", 0, 1.5], %s]}}'
             % cell)
+    # a hand-edited setting value: null among baseline_epochs' numbers (the header's sort of
+    # that setting's cells raised TypeError after the whole run)
+    (f.setdefault("env_cell_mixed", tmp_path / "env_cell_mixed.json")).write_text(
+        '{"fashion-mnist/std_clean": {"lo": 1, "hi": 2, "cells": [["baseline_epochs", 50, 1.5],'
+        ' ["baseline_epochs", null, 1.6]]}}')
+    (f.setdefault("env_cell_setting", tmp_path / "env_cell_setting.json")).write_text(
+        '{"mnist/std_clean": {"lo": 1, "hi": 2, "cells": [["epochs", 50, 1.5]]}}')
     np.save(f.setdefault("npy", tmp_path / "plain.npy"), X)
     (f.setdefault("garbage", tmp_path / "garbage.npz")).write_bytes(b"PK\x03\x04 not a zip")
     (f.setdefault("state", tmp_path / "rep" / "results" / "reproduce.json")).parent.mkdir(
@@ -114,6 +121,12 @@ CASES = {
         ("reproduce --preset full --only semenova_fig6 --envelope {env_cell_outside} --out {out}",
          "--envelope: {env_cell_outside}: entry 'mnist/std_clean': cell 1 (baseline_epochs = "
          "150) has the value 2.5, outside the range lo = 1 to hi = 2"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {env_cell_mixed} --out {out}",
+         "--envelope: {env_cell_mixed}: entry 'fashion-mnist/std_clean': cell 1 gives the setting "
+         "baseline_epochs the value None (null); baseline_epochs takes a number"),
+        ("reproduce --preset full --only semenova_fig6 --envelope {env_cell_setting} --out {out}",
+         "--envelope: {env_cell_setting}: entry 'mnist/std_clean': cell 0 names the setting "
+         "'epochs', not one the envelope run moves (baseline_epochs, "),
         ("reproduce --preset full --only semenova_fig6 --envelope {data} --out {out}",
          "--envelope: {data}: the envelope summary is not UTF-8 text"),
         ("reproduce --preset full --only semenova_fig6 --envelope {missing} --out {out}",

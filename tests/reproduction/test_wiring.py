@@ -219,6 +219,40 @@ def test_chosen_by_outcome_marks_only_the_quantities_its_setting_moves():
                                                     None, ())
 
 
+def test_a_setting_whose_grid_holds_null_reads_and_heads_the_report(tmp_path):
+    """quickdraw_per_class's grid is 1000 and null (every mirror row): a file holding both is
+    read, and the header sorts the cells with null last instead of raising TypeError;
+    null among baseline_epochs' numbers is refused when the file is read."""
+    import json
+    from dataclasses import replace as dc_replace
+
+    from refnet.cli.reproduce import read_envelope
+    from refnet.errors import ConfigError
+    from refnet.reproduction.presets import chosen_by_outcome_lines
+
+    cells = [["quickdraw_per_class", None, 60.0], ["quickdraw_per_class", 1000, 50.0]]
+    path = tmp_path / "envelope.json"
+    path.write_text(json.dumps({"quickdraw/std_clean": {"lo": 50.0, "hi": 60.0, "cells": cells}}))
+    env = read_envelope(path, "e.json", "--envelope")
+    p = dc_replace(get_preset("full"),
+                   chosen_by_outcome=(("quickdraw", "quickdraw_per_class", "why"),))
+    line, = chosen_by_outcome_lines(p, env)
+    assert "50.00-60.00 % over quickdraw_per_class = 1000, None (at None: 60.00 %)" in line
+    cells[1][0] = cells[0][0] = "baseline_epochs"
+    path.write_text(json.dumps({"quickdraw/std_clean": {"lo": 50.0, "hi": 60.0, "cells": cells}}))
+    with pytest.raises(ConfigError, match="cell 0 gives the setting baseline_epochs the value "
+                                          "None"):
+        read_envelope(path, "e.json", "--envelope")
+
+
+def test_the_committed_envelope_summary_reads():
+    from refnet.cli.reproduce import DEFAULT_ENVELOPE, read_envelope
+
+    assert DEFAULT_ENVELOPE.is_file()
+    env = read_envelope(DEFAULT_ENVELOPE, "envelope.json", "--envelope")
+    assert any(c[1] is None for e in env.values() if isinstance(e, dict) for c in e["cells"])
+
+
 def test_quickdraw_note_reads_classes_and_rows_from_the_run():
     from refnet.reproduction.duque.fig4 import quickdraw_data_note
 
