@@ -4,16 +4,20 @@ state dict and bundle files through :func:`refnet.statedict.check_destination`).
 A run that computes for an hour and then cannot write its result wastes the hour, and a
 half-done write (tensors without their metadata file) is worse; so an output path is checked
 up front by :func:`check_output_path`, the one place that says what "cannot be written" means.
+An input file is looked at by :func:`file_problem` (the command line's file flags, sweep specs
+and stores): one stat, whose failure is a message, not an OSError holding the whole path.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 from typing import Mapping
 
 from .errors import ConfigError
 
-__all__ = ["check_output_path", "short_path"]
+__all__ = ["check_output_path", "file_problem", "short_path"]
 
 #: The most characters of a path a message shows (a 3000-character path would bury it).
 SHOWN_PATH_CHARS = 120
@@ -27,6 +31,25 @@ def short_path(path) -> str:
         return text
     half = (SHOWN_PATH_CHARS - 3) // 2
     return f"{text[:half]}...{text[-half:]}"
+
+
+#: What :func:`file_problem` says of a path where nothing is.
+NO_SUCH_FILE = "no such file"
+
+
+def file_problem(path) -> str | None:
+    """Why ``path`` cannot be read as a file, as a message says it, or None if it can:
+    :data:`NO_SUCH_FILE`, "is a folder, not a file", "not a regular file" (a device, a pipe)
+    or "cannot be used (<the system's reason>)" (a name too long, a symlink loop). One stat,
+    not is_file: that raises OSError for a name too long, whose text holds the whole path."""
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError as e:
+        return (NO_SUCH_FILE if e.errno in (errno.ENOENT, errno.ENOTDIR)
+                else f"cannot be used ({e.strerror or e})")
+    if stat.S_ISREG(mode):
+        return None
+    return "is a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file"
 
 
 def check_output_path(path, flag: str | None = None, *, folder: bool = False,

@@ -8,15 +8,13 @@ no subcommand spells these lists out. The ``argparse`` types here raise
 from __future__ import annotations
 
 import argparse
-import errno
 import math
-import stat
 from pathlib import Path
 
 from ..datasets import DATASET_NAMES
 from ..errors import DataError
 from ..noise import NOISE_PRESETS, NOISE_TYPES
-from ..paths import short_path
+from ..paths import file_problem, short_path
 
 #: Exit statuses of every subcommand.
 EXIT_OK = 0            #: done
@@ -167,16 +165,9 @@ def add_noise_preset(p: argparse.ArgumentParser, flag: str = "--preset", *,
 def existing_file(what: str):
     """An argparse type: the path of an existing file; ``what`` says which file is wanted."""
     def check(text: str) -> Path:
-        path = Path(text)
-        try:  # stat, not is_file: a name too long raises OSError, a traceback from argparse
-            mode = path.stat().st_mode
-        except OSError as e:
-            problem = ("no such file" if e.errno in (errno.ENOENT, errno.ENOTDIR)
-                       else f"cannot be used ({e.strerror or e})")
-        else:
-            if stat.S_ISREG(mode):
-                return path
-            problem = "is a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file"
+        problem = file_problem(text)  # not is_file: a traceback from argparse for a long name
+        if problem is None:
+            return Path(text)
         raise argparse.ArgumentTypeError(f"{problem}: {short_path(text)} (give {what})")
     check.__name__ = "file"
     return check

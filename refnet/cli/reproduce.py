@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..paths import check_output_path
 from ..reproduction.registry import ENVELOPE_SCRIPTS, PRESET_SCRIPTS, SCRIPTS
-from ._common import seed
+from ._common import existing_file, seed
 
 HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
 
@@ -21,7 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="quick: MNIST only, a smoke run of about a minute, not a reproduction; "
                         "full: everything; envelope: Duque 2024's unrecorded settings, one "
                         "training run per cell (default quick)")
-    p.add_argument("--envelope", type=Path, metavar="JSON",
+    p.add_argument("--envelope", metavar="JSON",
+                   type=existing_file("the envelope.json of `refnet reproduce --preset "
+                                      "envelope`, or leave --envelope out"),
                    help="envelope.json of an envelope run: its ranges decide the verdict "
                         "'outside the envelope' (default: validation/reports/envelope/"
                         "envelope.json when present)")
@@ -53,14 +55,11 @@ DEFAULT_ENVELOPE = Path(__file__).resolve().parents[2] / "validation" / "reports
 def _envelope(args) -> dict | None:
     """The envelope summary (``envelope.json``) the verdicts use, or None; read and checked
     before any work (:func:`read_envelope`)."""
-    path = args.envelope
+    path = args.envelope  # an existing file (existing_file), or None
     if path is None:
         path = DEFAULT_ENVELOPE if DEFAULT_ENVELOPE.is_file() else None
     if path is None:
         return None
-    if not Path(path).is_file():
-        raise ConfigError(f"--envelope: {path} not found; run `refnet reproduce --preset "
-                          "envelope` first or leave --envelope out")
     shown = os.path.relpath(path) if Path(path).is_absolute() else str(path)
     return read_envelope(path, shown, "--envelope")
 

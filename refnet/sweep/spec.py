@@ -49,6 +49,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..noise import NOISE_TYPES
 from ..npzfile import BadContent, JsonTooDeep, check_json_depth, parse_json_value
+from ..paths import NO_SUCH_FILE, file_problem, short_path
 from ..train import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
 
 __all__ = ["SweepSpec", "load_spec", "parse_spec", "parse_cli_value", "cell_id", "DATA_DEFAULTS",
@@ -318,9 +319,10 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
     source = "command line"
     if path is not None:
         path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise _err(source, "a folder, not a spec file" if path.is_dir() else "no such spec file",
+        source = short_path(path)
+        problem = file_problem(path)
+        if problem is not None:
+            raise _err(source, "no such spec file" if problem == NO_SUCH_FILE else problem,
                        "give the path of a .toml or .json spec")
         if path.suffix not in (".toml", ".json"):
             raise _err(source, "unknown spec format", "name it .toml or .json")

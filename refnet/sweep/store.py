@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, ResultFileError
 from ..npzfile import BadContent, parse_json
+from ..paths import NO_SUCH_FILE, file_problem, short_path
 from .spec import SweepSpec, cell_id, parse_spec
 
 __all__ = ["SweepStore", "canonical_json", "STORE_NAME"]
@@ -104,9 +105,12 @@ class SweepStore:
     def open(cls, folder) -> "SweepStore":
         """Open an existing sweep folder for reading (its spec comes from the store)."""
         path = Path(folder) / STORE_NAME
-        if not path.is_file():
-            raise ResultFileError(f"{path}: no sweep store here; run `refnet sweep SPEC --out "
-                                  f"{folder}` first")
+        problem = file_problem(path)
+        if problem == NO_SUCH_FILE:
+            raise ResultFileError(f"{short_path(path)}: no sweep store here; run `refnet sweep "
+                                  f"SPEC --out {short_path(folder)}` first")
+        if problem is not None:  # a folder named like the store, a name too long ...
+            raise ResultFileError(f"{short_path(path)} {problem}; give the folder of a sweep")
         conn = cls._connect(path)
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         if meta.get("format") != FORMAT:

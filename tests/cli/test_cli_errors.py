@@ -130,7 +130,8 @@ CASES = {
         ("reproduce --preset full --only semenova_fig6 --envelope {data} --out {out}",
          "--envelope: {data}: the envelope summary is not UTF-8 text"),
         ("reproduce --preset full --only semenova_fig6 --envelope {missing} --out {out}",
-         "--envelope: {missing} not found"),
+         "argument --envelope: no such file: {missing} (give the envelope.json of `refnet "
+         "reproduce --preset envelope`, or leave --envelope out)"),
         ("reproduce --preset quick --envelope {env_list}", "--envelope: only --preset full uses"),
         ("reproduce --out {model}", "--out: {model} is a file; give a folder"),
         ("reproduce --out {long}", f"xxx {TOO_LONG}; give another path"),

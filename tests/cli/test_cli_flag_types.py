@@ -4,10 +4,14 @@ returns a value or raises what argparse turns into one usage line (``ArgumentTyp
 path made ``Path.is_file`` raise ``OSError: File name too long`` (found by fuzzing the command
 line)."""
 import argparse
+import errno
+import os
+import re
 
 import pytest
 
-from refnet.cli import build_parser
+from refnet.cli import build_parser, main
+from refnet.paths import SHOWN_PATH_CHARS, short_path
 
 #: Text a user (or a script with a bug) may pass: empty, signs, non-finite and huge numbers,
 #: separators alone, a path too long for the file system, names under pseudo-file systems,
@@ -56,3 +60,38 @@ def test_every_flag_type_refuses_hostile_text_cleanly(parse, tmp_path, monkeypat
             parse(text)
         except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
             assert "\n" not in str(e).strip() or text == "\n", (text[:40], str(e)[:200])
+
+
+# --- a path too long for the file system, where it is first used, not parsed ----------------
+TOO_LONG = f"cannot be used ({os.strerror(errno.ENAMETOOLONG)})"  # as the messages say it
+
+
+@pytest.mark.parametrize("template", [
+    "reproduce --preset full --only semenova_fig6 --envelope {long} --out {tmp}/o",
+    "sweep {long} --out {tmp}/o",                          # the spec file
+    "sweep --out {long} --report-dir {tmp}/rep",           # reporting only: --out is read
+])
+def test_a_path_too_long_is_one_line_showing_it_shortened(template, tmp_path, capsys,
+                                                          monkeypatch):
+    """These printed the raw OSError: one line, but holding all 3000 characters."""
+    import refnet.reproduction.registry
+    monkeypatch.setattr(refnet.reproduction.registry, "figure_module",
+                        lambda name: pytest.fail("computation started"))
+    long = str(tmp_path / ("x" * 3000))
+    assert main(template.format(long=long, tmp=tmp_path).split()) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert TOO_LONG in err and "x" * (SHOWN_PATH_CHARS // 2 + 1) not in err, err[:300]
+    assert short_path(long)[:40] in err
+
+
+def test_the_sweep_loaders_refuse_a_path_too_long_with_their_own_error(tmp_path):
+    from refnet.errors import RefnetError
+    from refnet.sweep import load_spec
+    from refnet.sweep.store import SweepStore
+
+    long = tmp_path / ("x" * 3000)
+    for load in (load_spec, SweepStore.open):
+        with pytest.raises(RefnetError, match=re.escape(TOO_LONG)) as e:
+            load(long)
+        assert "x" * (SHOWN_PATH_CHARS // 2 + 1) not in str(e.value)
