@@ -284,10 +284,24 @@ def _check_draws(arrays: dict, noise: NoiseConfig | None, arch: Architecture, n:
                 raise BadContent(f"array {key!r} holds NaN or inf")
 
 
+def _meta_field(meta, *keys: str, caller: str):
+    """``meta[keys[0]][keys[1]]...``; metadata that did not come through :func:`read_bundle`
+    (written by hand, edited) may lack it: a :class:`ConfigError` naming ``caller`` and the
+    missing key, not a KeyError."""
+    value = meta
+    for depth, key in enumerate(keys):
+        if not isinstance(value, dict) or key not in value:
+            where = "".join(f"[{k!r}]" for k in keys[:depth + 1])
+            raise ConfigError(f"{caller}: the metadata lacks {where}; pass the metadata "
+                              "read_bundle(path) returns (it reads and checks a bundle)")
+        value = value[key]
+    return value
+
+
 def bundle_model(arrays: dict, meta: dict, source: str = "bundle") -> tuple[Architecture, Params]:
     """The network stored in a bundle (of :func:`read_bundle`: its metadata is checked there)."""
-    arch = Architecture.from_dict(meta["architecture"])
-    keys = meta["param_keys"]
+    arch = Architecture.from_dict(_meta_field(meta, "architecture", caller="bundle_model"))
+    keys = _meta_field(meta, "param_keys", caller="bundle_model")
     state = {k: arrays[f"params.{k}"] for k in keys if f"params.{k}" in arrays}
     naming = {f"{'Wb'[i % 2]}{i // 2 + 1}": k for i, k in enumerate(keys)}
     return from_state_dict(state, arch, naming, source=source)
@@ -295,14 +309,14 @@ def bundle_model(arrays: dict, meta: dict, source: str = "bundle") -> tuple[Arch
 
 def bundle_noise(meta: dict) -> NoiseConfig | None:
     """The bundle's :class:`NoiseConfig` (``None`` for a clean bundle); of :func:`read_bundle`."""
-    cfg = meta["noise"].get("config")
+    cfg = _meta_field(meta, "noise", "config", caller="bundle_noise")  # None: a clean bundle
     return None if cfg is None else NoiseConfig.from_dict(cfg)
 
 
 def bundle_draws(arrays: dict, meta: dict) -> list:
     """The bundle's draws as one :class:`LayerNoise` (or ``None``) per layer 0..L."""
-    L = len(meta["architecture"]["sizes"]) - 1
-    noisy = set(meta["noise"]["layers"])
+    L = len(_meta_field(meta, "architecture", "sizes", caller="bundle_draws")) - 1
+    noisy = set(_meta_field(meta, "noise", "layers", caller="bundle_draws"))
     return [LayerNoise(**{t: arrays[f"noise.{l}.{t}"] for t in NOISE_TYPES
                           if f"noise.{l}.{t}" in arrays}) if l in noisy else None
             for l in range(L + 1)]

@@ -66,6 +66,26 @@ def test_bundle_contents_agree_with_independent_paths(bundle, tmp_path):
     np.testing.assert_allclose(arrays["expected.step.0.weight"], p.W[0] - 0.1 * g, rtol=1e-15)
 
 
+@pytest.mark.parametrize("drop, missing", [
+    (("architecture",), "['architecture']"), (("param_keys",), "['param_keys']"),
+    (("noise",), "['noise']"), (("noise", "layers"), "['noise']['layers']"),
+    (("noise", "config"), "['noise']['config']")])
+def test_bundle_readers_name_what_metadata_not_from_read_bundle_lacks(bundle, drop, missing):
+    """bundle_model, bundle_noise and bundle_draws raised KeyError on metadata that did not
+    come through read_bundle (written by hand, or a bundle's metadata edited)."""
+    _, (arrays, meta) = bundle
+    meta = {**meta, "noise": dict(meta["noise"])}
+    (meta if len(drop) == 1 else meta[drop[0]]).pop(drop[-1])
+    calls = {"architecture": [bundle_model, bundle_draws], "param_keys": [bundle_model],
+             "noise": [bundle_noise, bundle_draws], "layers": [bundle_draws],
+             "config": [bundle_noise]}[drop[-1]]
+    for call in calls:
+        args = (meta,) if call is bundle_noise else (arrays, meta)
+        with pytest.raises(ConfigError, match=re.escape(f"{call.__name__}: the metadata lacks "
+                                                        f"{missing}") + ".*read_bundle"):
+            call(*args)
+
+
 def test_check_passes_rounding_and_flags_real_errors(bundle):
     _, (arrays, _) = bundle
     rows = check_results(_results_from_expected(arrays))
