@@ -38,25 +38,46 @@ MIRROR_19 = ("airplane", "apple", "banana", "bicycle", "bird", "book", "cat", "c
 PAPER_20 = tuple(sorted(MIRROR_19 + ("sun",)))
 CLASS_SETS = {"paper-20": PAPER_20, "mirror-19": MIRROR_19}
 PIXELS = 784
+#: The most rows of one class a fetch or a load asks for: more than any of Google's 345 class
+#: files holds (50 million drawings, about 145,000 a class; the largest files hold a few
+#: hundred thousand), so a larger count could never be delivered; it also bounds what one
+#: class's download holds in memory (784 MB).
+MAX_PER_CLASS = 1_000_000
 
 
 class QuickDrawError(DataError, RuntimeError):
     """Some requested classes or rows are not available; the message says which and what to do."""
 
 
-def resolve_classes(classes) -> tuple:
-    """"paper-20", "mirror-19", "a,b,c" or a sequence of Google category names -> tuple."""
+def resolve_classes(classes, what: str = "classes") -> tuple:
+    """"paper-20", "mirror-19", "a,b,c" or a sequence of Google category names -> tuple.
+    ``what`` names the argument (or flag) in the :class:`ConfigError` for anything else."""
     if isinstance(classes, str):
         names = CLASS_SETS.get(classes) or tuple(c.strip() for c in classes.split(","))
     else:
         names = tuple(classes)
-    if not names or any(not isinstance(c, str) or not c for c in names):
-        raise ConfigError("classes: expected 'paper-20', 'mirror-19' or category names, "
-                         f"got {classes!r}")
+    if not names or any(not isinstance(c, str) for c in names):
+        raise ConfigError(f"{what}: expected 'paper-20', 'mirror-19' or category names, "
+                          f"got {classes!r}")
+    if not all(names):
+        raise ConfigError(f"{what}: an empty class name in {classes!r}; give 'paper-20', "
+                          "'mirror-19' or category names separated by single commas")
     dup = sorted({c for c in names if names.count(c) > 1})
     if dup:
-        raise ConfigError(f"classes: duplicated {dup}")
+        raise ConfigError(f"{what}: duplicated {dup}")
     return names
+
+
+def check_per_class(per_class, *, none_ok: bool = False) -> None:
+    """Refuse a ``per_class`` that is not an int in 1..:data:`MAX_PER_CLASS` (``none_ok``:
+    or None, every row) before anything is fetched or allocated."""
+    if per_class is None and none_ok:
+        return
+    if (isinstance(per_class, bool) or not isinstance(per_class, int)
+            or not 1 <= per_class <= MAX_PER_CLASS):
+        raise ConfigError(f"per_class: expected an int from 1 to at most {MAX_PER_CLASS} (no "
+                          f"Google class file holds more){' or None (every row)' * none_ok}, "
+                          f"got {per_class!r}")
 
 
 def class_file(name: str) -> str:
@@ -165,8 +186,7 @@ def fetch_quickdraw(classes="paper-20", per_class: int = 1000, cache_dir=None, m
     stored, sha256, source and Google row indices; ``cached`` lists classes needing no fetch.
     """
     names = resolve_classes(classes)
-    if not isinstance(per_class, int) or per_class < 1:
-        raise ConfigError(f"per_class: expected a positive int, got {per_class!r}")
+    check_per_class(per_class)
     folder = cache_root(cache_dir) / "quickdraw"
     record = {"dataset": "quickdraw", "classes": cached_classes(folder)}
     mirror = mirror_folder(mirror)

@@ -11,7 +11,8 @@ import sys
 from ..errors import ConfigError
 from . import _registry as reg
 from ._cache import cache_root
-from ._quickdraw_sources import CLASS_SETS, QuickDrawError, fetch_quickdraw
+from ._quickdraw_sources import (CLASS_SETS, MAX_PER_CLASS, QuickDrawError, fetch_quickdraw,
+                                 resolve_classes)
 from ._sources import HOST_TIMEOUT, FetchError, fetch_idx
 
 HELP = "download and verify MNIST, Fashion-MNIST and QuickDraw into the cache"
@@ -47,7 +48,8 @@ def _checked(cast, ok, rule: str):
     return parse
 
 
-_rows_per_class = _checked(int, lambda n: n >= 1, "an integer >= 1")
+_rows_per_class = _checked(int, lambda n: 1 <= n <= MAX_PER_CLASS,
+                          f"an integer from 1 to {MAX_PER_CLASS}")
 _seconds = _checked(float, lambda t: 0 < t < float("inf"), "a finite number > 0")
 
 
@@ -67,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "comma-separated list of Google category names; 'paper-20' is "
                              + ", ".join(CLASS_SETS["paper-20"]))
     parser.add_argument("--per-class", type=_rows_per_class, default=1000, metavar="N",
-                        help="QuickDraw rows per class (default 1000)")
+                        help=f"QuickDraw rows per class, at most {MAX_PER_CLASS} (no Google "
+                             "class file holds more) (default 1000)")
     parser.add_argument("--timeout", type=_seconds, default=HOST_TIMEOUT, metavar="S",
                         help=f"seconds before an original host counts as unreachable "
                              f"(default {HOST_TIMEOUT:g})")
@@ -108,6 +111,7 @@ def run(args) -> int:
     unknown = [d for d in args.datasets if d not in DATASETS]
     if unknown:
         raise ConfigError(f"DATASET: unknown {unknown}; expected any of {', '.join(DATASETS)}")
+    resolve_classes(args.classes, "--classes")  # a usage error, not a failed fetch
     rows, failed = [], 0
     root = cache_root(args.cache_dir)
     print(f"cache: {root}", file=sys.stderr)

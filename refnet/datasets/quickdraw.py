@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
 from ._cache import cache_root, sha256_file
-from ._quickdraw_sources import PIXELS, QuickDrawError, cached_classes, fetch_quickdraw, \
-    resolve_classes
+from ._quickdraw_sources import PIXELS, QuickDrawError, cached_classes, check_per_class, \
+    fetch_quickdraw, resolve_classes
 from .dataset import Dataset, check_dtype, check_split
 from .split import per_class_split
 
@@ -49,7 +48,8 @@ def load_quickdraw(split: str = "train", classes="paper-20", per_class: int | No
     classes : "paper-20" (default), "mirror-19", "a,b,c" or a sequence of Google category names
         Label k is ``classes[k]``.
     per_class : int or None
-        The first ``per_class`` rows of each class file (Google's row order) are used; ``None``
+        The first ``per_class`` rows (1 to ``MAX_PER_CLASS``, 1,000,000: more than any Google
+        class file holds) of each class file (Google's row order) are used; ``None``
         uses every row of each cached class file (at least :data:`MIN_ROWS_ALL` are fetched;
         the offline mirror holds 1000 to 4960), so the classes may differ in size.
     test_fraction, seed : float, int
@@ -65,10 +65,7 @@ def load_quickdraw(split: str = "train", classes="paper-20", per_class: int | No
     check_split(split)
     dt = check_dtype(dtype)
     names = resolve_classes(classes)
-    if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int)
-                                  or per_class < 1):
-        raise ConfigError(f"per_class: expected a positive int or None (every row), got "
-                         f"{per_class!r}")
+    check_per_class(per_class, none_ok=True)
     need = MIN_ROWS_ALL if per_class is None else per_class
     record = (fetch_quickdraw(names, need, cache_dir, mirror) if fetch
               else _cached_record(names, need, cache_dir))

@@ -91,7 +91,7 @@ def test_failure_is_a_row_and_exit_status_1(mirror, tmp_path, monkeypatch, capsy
 @pytest.mark.parametrize("argv, text", [
     (["mnits"], "argument DATASET: unknown dataset 'mnits'; fetchable: mnist"),
     (["--bogus"], "unrecognized arguments: --bogus"),
-    (["quickdraw", "--per-class", "0"], "argument --per-class: must be an integer >= 1, got"),
+    (["quickdraw", "--per-class", "0"], "argument --per-class: must be an integer from 1 to "),
     (["mnist", "--timeout", "nan"], "argument --timeout: must be a finite number > 0"),
 ])
 def test_script_usage_errors_are_one_line_and_exit_2(argv, text, capsys):
@@ -132,3 +132,41 @@ def test_script_runs_without_numpy(mirror, tmp_path):
                        cwd=tmp_path, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "quickdraw  mirror" in p.stdout and "2 classes x 6 rows" in p.stdout
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["quickdraw", "--classes", ",,"], ("--classes: an empty class name in ',,'",)),
+    (["quickdraw", "--classes", "cat,,dog"], ("--classes: an empty class name in 'cat,,dog'",)),
+    (["mnist", "--classes", " , "], ("--classes: an empty class name in ' , '",)),
+    (["quickdraw", "--per-class", "99999999999"],
+     ("argument --per-class: must be ", "1000000", "99999999999")),
+])
+@pytest.mark.parametrize("command", ["refnet fetch", "data/fetch.py"])
+def test_empty_class_names_and_huge_row_counts_are_usage_errors(command, argv, words, tmp_path,
+                                                               monkeypatch, capsys):
+    """--classes ,, was a failed fetch (exit 1), and --per-class 99999999999 tried the mirror
+    and every host before failing: both are usage errors (exit 2) before any download."""
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
+    argv = argv + ["--cache-dir", str(tmp_path / "c")]
+    try:
+        status = refnet_main(["fetch", *argv]) if command == "refnet fetch" else main(argv)
+    except SystemExit as stop:  # the script's argparse exits
+        status = stop.code
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and err.startswith(f"{command}: error: "), err
+    assert all(w in err for w in words), err
+    assert not (tmp_path / "c" / "quickdraw").exists()
+
+
+def test_the_loaders_bound_the_rows_per_class_before_any_download(tmp_path, monkeypatch):
+    from refnet.datasets import load_quickdraw
+    from refnet.datasets._quickdraw_sources import MAX_PER_CLASS, fetch_quickdraw
+    from refnet.errors import ConfigError
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
+    for load in (fetch_quickdraw, load_quickdraw):
+        with pytest.raises(ConfigError, match=f"per_class: .*at most {MAX_PER_CLASS}"):
+            load(classes="cat", per_class=MAX_PER_CLASS + 1, cache_dir=tmp_path / "c")
+        with pytest.raises(ConfigError, match="classes: an empty class name in 'cat,'"):
+            load(classes="cat,", per_class=5, cache_dir=tmp_path / "c")
+    assert not (tmp_path / "c" / "quickdraw").exists()
