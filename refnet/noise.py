@@ -141,10 +141,17 @@ class NoiseConfig:
     def resolved_layers(self, n_weight_layers: int) -> tuple[int, ...]:
         """The noisy layer numbers in 0..L for a network with ``L = n_weight_layers``."""
         out = {self._resolve(l, n_weight_layers, "layers") for l in self.layers}
+        named = {}  # resolved layer -> its number in layer_specs: -1 and L are one layer
         for l, _ in self.layer_specs:
-            if self._resolve(l, n_weight_layers, "layer_specs") not in out:
+            r = self._resolve(l, n_weight_layers, "layer_specs")
+            if r not in out:
                 raise ValueError(f"layer_specs: layer {l} is not a noisy layer (layers "
                                  f"{self.layers}); add it to layers or drop its spec")
+            if r in named:  # spec_for would take the first without a word
+                raise ValueError(f"layer_specs: layers {named[r]} and {l} are the same layer "
+                                 f"{r} of a network with {n_weight_layers} weight layers; give "
+                                 "its variances once")
+            named[r] = l
         return tuple(sorted(out))
 
     @staticmethod

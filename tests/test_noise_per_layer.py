@@ -32,6 +32,10 @@ def test_config_resolution_serialisation_and_errors():
         NoiseConfig(S1, (1,), layer_specs={3: S2}).resolved_layers(3)
     with pytest.raises(TypeError, match=r"layer_specs\[1\]: expected a NoiseSpec"):
         NoiseConfig(S1, (1,), layer_specs={1: 0.1})
+    # -1 and 3 are one layer of a 3-layer net: spec_for took the first without a word
+    with pytest.raises(ValueError, match="layers -1 and 3 are the same layer 3 of a network "
+                                         "with 3 weight layers"):
+        NoiseConfig(S1, (1, 3), layer_specs={3: S1, -1: S2}).resolved_layers(3)
 
 
 @pytest.mark.parametrize("pos", ["pre", "post"])

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from ..datasets import DATASET_NAMES
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..noise import NOISE_PRESETS, NOISE_TYPES
 from ..paths import file_problem, short_path
 
@@ -42,12 +42,38 @@ def variance(text: str) -> float:
 
 
 def variance_list(text: str) -> tuple[float, ...]:
-    """Comma-separated noise variances, e.g. ``0.01,0.1,1`` (at least one)."""
+    """Comma-separated noise variances, e.g. ``0.01,0.1,1`` (at least one, each once)."""
     items = [s.strip() for s in text.split(",") if s.strip()]
     if not items:
         raise argparse.ArgumentTypeError(f"need comma-separated variances such as 0.01,0.1,1, "
                                          f"got {text!r}")
-    return tuple(variance(s) for s in items)
+    first = {}  # variance -> how it was first written (0.1 and 1e-1 are one variance)
+    for s in items:
+        v = variance(s)
+        if v in first:
+            raise argparse.ArgumentTypeError(f"{v:g} given twice ({first[v]!r}, then {s!r}); "
+                                             "give each variance once")
+        first[v] = s
+    return tuple(first)
+
+
+def variances_spec(text: str, flag: str):
+    """A :class:`~refnet.noise.NoiseSpec` from VARIANCES such as ``add_unc=0.01,mul_cor=0.001``,
+    each noise type once; anything else is a :class:`ConfigError` naming ``flag``."""
+    from ..noise import NoiseSpec
+
+    items = [item.strip() for item in text.split(",")]
+    keys = [item.partition("=")[0].strip() for item in items]
+    for i, key in enumerate(keys):
+        if key in keys[:i]:  # a dict would keep the last one without a word
+            raise ConfigError(f"{flag}: {key} given twice ({items[keys.index(key)]!r}, then "
+                              f"{items[i]!r}); give each noise type once")
+    try:
+        pairs = dict(item.split("=") for item in items)
+        return NoiseSpec(**{k.strip(): float(v) for k, v in pairs.items()})
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{flag}: expected VARIANCES like 'add_unc=0.01,mul_cor=0.001', got "
+                          f"{text!r} ({e})") from None
 
 
 def noise_type_list(text: str) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from ._common import (existing_file, int_between, nonnegative_float, open_fraction,
-                      positive_float, seed)
+                      positive_float, seed, variances_spec)
 
 #: The largest batch a bundle holds (its inputs, every layer's outputs and draws stay well
 #: inside the 1 GiB a tensor file may hold for a 784-300-300-10 net).
@@ -94,17 +94,6 @@ def _noise_arguments(p) -> None:
                    help="one layer's own variances, e.g. '1:add_unc=0.02' (repeatable)")
 
 
-def _spec(text: str, flag: str):
-    from ..errors import ConfigError
-    from ..noise import NoiseSpec
-
-    try:
-        pairs = dict(item.split("=") for item in text.split(","))
-        return NoiseSpec(**{k.strip(): float(v) for k, v in pairs.items()})
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"{flag}: expected 'add_unc=0.01,mul_cor=0.001', got {text!r} ({e})") from None
-
-
 def _noise_config(args, L: int):
     from ..errors import ConfigError
     from ..noise import NoiseConfig, noise_config
@@ -117,14 +106,20 @@ def _noise_config(args, L: int):
             raise ConfigError(f"{', '.join(given)}: no effect with --noise none (no layer is "
                               f"noisy); drop {'it' if len(given) == 1 else 'them'}, or choose "
                               "--noise duque or semenova")
-    cfg = noise_config(args.noise, _spec(args.variances or "add_unc=0.01", "--variances"), L)
-    per = {}
+    cfg = noise_config(args.noise, variances_spec(args.variances or "add_unc=0.01",
+                                                  "--variances"), L)
+    per, first = {}, {}
     for item in args.layer_variances:
         layer, _, text = item.partition(":")
         try:
-            per[int(layer)] = _spec(text, "--layer-variances")
+            n = int(layer)
+            per[n] = variances_spec(text, "--layer-variances")
         except ValueError as e:
             raise ConfigError(f"--layer-variances: expected 'L:add_unc=0.02', got {item!r} ({e})") from None
+        if n in first:  # the dict kept the last one without a word
+            raise ConfigError(f"--layer-variances: layer {n} given twice ({first[n]!r}, then "
+                              f"{item!r}); give each layer once")
+        first[n] = item
     layers = cfg.layers
     if args.layers:
         try:

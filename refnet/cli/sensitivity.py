@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ._common import (add_noise_preset, add_noise_type, check_rows, count, dataset_name,
-                      existing_file, positive_int, read_npz_arrays, seed, variance)
+                      existing_file, positive_int, read_npz_arrays, seed, variance,
+                      variances_spec)
 
 HELP = "analytic noise sensitivity report of a saved model, with its Monte-Carlo check"
 
@@ -74,12 +75,7 @@ def _noise_spec(args):
                                 _DEFAULT_VARIANCE if args.variance is None else args.variance)
     if args.noise_type is not None or args.variance is not None:
         raise ConfigError("--spec replaces --noise-type/--variance; give one or the other")
-    try:
-        pairs = dict(item.split("=") for item in args.spec.split(","))
-        return NoiseSpec(**{k.strip(): float(v) for k, v in pairs.items()})
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"--spec: expected VARIANCES like 'add_unc=0.01,mul_cor=0.001', got "
-                          f"{args.spec!r} ({e})") from None
+    return variances_spec(args.spec, "--spec")
 
 
 def _inputs(args, arch):

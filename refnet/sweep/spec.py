@@ -341,6 +341,7 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
             raise _refused(e, "fix the syntax (each key once)") from None
         except (OSError, ValueError) as e:  # TOMLDecodeError, UnicodeDecodeError, unreadable
             raise _err(source, f"cannot be parsed ({e})", "fix the syntax") from None
+    first = {}  # (table, key) -> the override that set it
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
@@ -358,6 +359,11 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
                            + " and ".join(f"[{t}]" for t in owners),
                            "say which: " + " or ".join(f"--set {t}.{name}=..." for t in owners))
             table = owners[0]
+        if (table, name) in first:  # the last one won without a word
+            raise _err("--set", f"the key {table}.{name} given twice ({first[table, name]!r}, "
+                       f"then {item!r})", "give each key once, several values as one list "
+                       "(e.g. seed=0,1)")
+        first[table, name] = item
         raw.setdefault(table, {})
         if not isinstance(raw[table], dict):
             raise _err(source, f"[{table}] must be a table", "write key = value lines")

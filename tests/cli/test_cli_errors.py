@@ -479,6 +479,39 @@ def test_a_flag_given_twice_is_one_line_naming_it(template, prog, flag, words, f
     assert line == f"{prog}: error: {flag} given twice{said}; give it once (see `{prog} --help`)"
 
 
+# --- a value repeated inside one flag, or a repeatable flag setting one thing twice: the last
+# one silently won
+@pytest.mark.parametrize("template, expected", [
+    ("crosscheck make {model} -o {out}.npz --variances add_unc=0.1,add_unc=0.2",
+     "--variances: add_unc given twice ('add_unc=0.1', then 'add_unc=0.2'); give each noise "
+     "type once"),
+    ("crosscheck make {model} -o {out}.npz --layer-variances 1:add_unc=0.1 "
+     "--layer-variances 1:mul_unc=0.2",
+     "--layer-variances: layer 1 given twice ('1:add_unc=0.1', then '1:mul_unc=0.2'); give "
+     "each layer once"),
+    ("crosscheck make {model} -o {out}.npz --layers 1,2 --layer-variances 2:add_unc=0.1 "
+     "--layer-variances -1:add_unc=0.2",
+     "--layers/--layer-variances: layer_specs: layers -1 and 2 are the same layer 2"),
+    ("sensitivity {model} --inputs {data} --spec add_unc=0.1,add_cor=0,add_unc=0.2",
+     "--spec: add_unc given twice ('add_unc=0.1', then 'add_unc=0.2')"),
+    ("sweep --out {out} --set seed=1 --set seed=2",
+     "--set: the key grid.seed given twice ('seed=1', then 'seed=2'); give each key once"),
+    ("sweep --out {out} --set seed=1 --set grid.seed=2",
+     "--set: the key grid.seed given twice ('seed=1', then 'grid.seed=2')"),
+    ("evaluate {model} --data {data} --levels 0.1,0.2,1e-1",
+     "argument --levels: 0.1 given twice ('0.1', then '1e-1'); give each variance once"),
+])
+def test_a_value_given_twice_is_one_line_naming_the_flag_and_the_key(template, expected, files,
+                                                                     monkeypatch, capsys,
+                                                                     tmp_path):
+    import refnet.sweep
+    monkeypatch.chdir(tmp_path)  # a command the check misses writes its default outputs here
+    monkeypatch.setattr(refnet.sweep, "run_sweep", lambda *a, **k: pytest.fail("sweep ran"))
+    assert main([a.format(**files) for a in template.split()]) == 2
+    assert expected in _one_clean_line(capsys.readouterr().err)
+    assert not os.path.exists(files["out"] + ".npz") and not os.path.exists(files["out"])
+
+
 def test_repeatable_flags_still_collect_every_value(files):
     parser = build_parser()
     args = parser.parse_args(["sweep", "--out", "o", "--set", "seed=0", "--set=epochs=1"])
