@@ -193,7 +193,8 @@ def _check_evaluate(e: dict) -> dict:
     out["repetitions"] = _int("evaluate.repetitions", e["repetitions"], 1)
     out["n_test"] = _int("evaluate.n_test", e["n_test"], 1, none_ok=True)
     out["analytic_inputs"] = _int("evaluate.analytic_inputs", e["analytic_inputs"], 1)
-    out["batch_size"] = _int("evaluate.batch_size", e["batch_size"], 1)
+    # rows per batch, as a training batch: the same ceiling (10**20 was read)
+    out["batch_size"] = _int("evaluate.batch_size", e["batch_size"], 1, hi=MAX_BATCH_SIZE)
     return out
 
 

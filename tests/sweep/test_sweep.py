@@ -622,10 +622,12 @@ def test_a_cell_the_network_cannot_take_is_a_config_error_before_any_work(tmp_pa
     ("epochs=1000000001", r"grid\.epochs\[0\]"),
     ("data.baseline_epochs=1000000001", r"data\.baseline_epochs"),
     ("data.batch_size=1000000001", r"data\.batch_size"),
+    ("evaluate.batch_size=1000000001", r"evaluate\.batch_size"),  # rows per batch, as data's
 ])
 def test_spec_ceilings_are_a_training_configs(override, where):
     """A cell's settings past what a training config holds (refnet.train's MAX_*) would train
-    and then write a model file refnet refuses to read: refused in the spec."""
+    and then write a model file refnet refuses to read: refused in the spec. The evaluation's
+    batch size (rows per batch, 1e20 was read) takes the training batch's ceiling."""
     with pytest.raises(ConfigError, match=where + r": expected an integer in \d+\.\.\d+, got"):
         load_spec(None, [override])
     key, _, value = override.partition("=")
