@@ -113,29 +113,39 @@ class _Optimizer:
         return new_arrays, new_state
 
     def step_inplace(self, arrays: Sequence[Array], grads: Sequence[Array | None],
-                     state: State, trainable: Sequence[bool] | None = None) -> None:
+                     state: State, trainable: Sequence[bool] | None = None, *,
+                     limit: float = math.inf) -> int | None:
         """:meth:`step` writing into ``arrays`` and ``state`` instead of returning new ones.
 
         The same numbers as :meth:`step` (tested); a training loop that owns its arrays uses
         it to skip allocating and copying every parameter and buffer each batch. ``arrays``
-        and every state array must be writeable.
+        and every state array must be writeable. Returns how many of the updated values lie
+        outside ``+-limit`` (by default: are NaN or infinite) when every update counted them
+        on its way (Adagrad's fused kernel), else None (then the caller checks the arrays
+        itself); arrays left alone (frozen, or without a gradient) are not counted.
         """
         trainable = self._check(arrays, grads, state, trainable)
         steps = state["step"]
+        bad = 0
         for k, (p, g) in enumerate(zip(arrays, grads)):
             if not trainable[k] or g is None:
                 continue
             steps[k] += 1
             g = np.asarray(g, dtype=p.dtype)
-            self._update_inplace(p, g, {s: state[f"{s}.{k}"] for s in self.slots()},
-                                 int(steps[k]))
+            n = self._update_inplace(p, g, {s: state[f"{s}.{k}"] for s in self.slots()},
+                                     int(steps[k]), limit)
+            bad = None if bad is None or n is None else bad + n
+        return bad
 
-    def _update_inplace(self, p, g, slots, step) -> None:
-        """Generic: :meth:`_update`'s results copied back (optimizers override to fuse)."""
+    def _update_inplace(self, p, g, slots, step, limit=math.inf) -> int | None:
+        """Generic: :meth:`_update`'s results copied back (optimizers override to fuse). Returns
+        how many values of the new ``p`` lie outside ``+-limit`` when the update counts them (a
+        fused kernel), else None."""
         new_p, new = self._update(p, g, slots, step)
         p[...] = new_p
         for s, v in new.items():
             slots[s][...] = v
+        return None
 
     def as_dict(self) -> dict:
         """Name and hyperparameters, for JSON metadata."""
@@ -221,13 +231,13 @@ class Adagrad(_Optimizer):
         update(p, g, s_old, clr, self.eps, p_new, s_new)
         return p_new, {"sum": s_new}
 
-    def _update_inplace(self, p, g, slots, step):
+    def _update_inplace(self, p, g, slots, step, limit=math.inf):
         s = slots["sum"]
         if (self.weight_decay != 0 or s.dtype != p.dtype
                 or not all(a.flags.c_contiguous for a in (p, g, s))):
             return super()._update_inplace(p, g, slots, step)
         clr = self.lr / (1 + (step - 1) * self.lr_decay)
-        adagrad_update_inplace(p, g, s, clr, self.eps)
+        return adagrad_update_inplace(p, g, s, clr, self.eps, limit)
 
 
 @dataclass(frozen=True)

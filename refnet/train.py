@@ -322,6 +322,12 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
     opt_state = {k: np.array(v, order="C") for k, v in opt_state.items()}
     grads_out = Params.from_arrays([np.empty_like(a) for a in arrays])
     trainable = [True, arch.train_biases] * arch.n_layers
+    # With every parameter within +-sum_limit, |the sum of all| <= half the dtype's largest
+    # number: the per-step check below needs no pass of its own. Frozen arrays (not counted
+    # by the update) are looked at once.
+    sum_limit = float(np.finfo(dtype).max) / (2.0 * max(1, sum(a.size for a in arrays)))
+    frozen_large = any(not np.all(np.abs(a) <= sum_limit)
+                       for a, t in zip(arrays, trainable) if not t)
     noisy = config.noise is not None and not config.noise.is_zero
     resumed_from = start
     n = len(X)
@@ -357,12 +363,16 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
                 total = value + reg_value
                 if not math.isfinite(total):
                     raise _stop(bar, epoch, bi, f"loss is {total}", total, ckpt)
-                opt.step_inplace(arrays, res.grads.arrays(), opt_state, trainable)
+                large = opt.step_inplace(arrays, res.grads.arrays(), opt_state, trainable,
+                                         limit=sum_limit)
                 sum_loss += value * len(idx)
                 sum_reg += reg_value * len(idx)
                 # One reduction per array: a NaN/inf anywhere in the updated parameters (from
-                # a non-finite gradient or an overflowing step) makes the sum non-finite.
-                param_sum = sum(float(a.sum()) for a in arrays)
+                # a non-finite gradient or an overflowing step) makes the sum non-finite. It
+                # is skipped when the update counted no value beyond sum_limit on its way
+                # (Adagrad's kernel): then no sum of the parameters can overflow, in any order.
+                param_sum = (0.0 if large == 0 and not frozen_large
+                             else sum(float(a.sum()) for a in arrays))
                 if not math.isfinite(param_sum + sum_loss + sum_reg):
                     what = ("the parameters became non-finite or overflowed after the update"
                             if not math.isfinite(param_sum) else "the summed loss overflowed")

@@ -343,14 +343,18 @@ def test_sgd_with_huge_learning_rate_stops(rng):
     assert e.value.epoch == 1 and e.value.batch >= 1
 
 
+# adagrad: the fused update counts non-finite values; sgd, adam: the trainer's own reduction
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "adam"])
 def test_non_finite_gradient_stops_with_parameters_named_and_checkpoint_kept(rng, tmp_path,
-                                                                            monkeypatch):
+                                                                            monkeypatch,
+                                                                            optimizer):
     import refnet.step as rt   # the training step's backward pass
     X, y = rng.normal(size=(100, 4)), rng.integers(0, 2, 100)
     arch = rn.mlp((4, 3, 2))
     p = rn.init_params(arch, rng=0)
     ckpt = tmp_path / "c.npz"
-    train(arch, p, X, y, TrainConfig(epochs=1, batch_size=25, optimizer="sgd", lr=0.1), checkpoint=ckpt)
+    train(arch, p, X, y, TrainConfig(epochs=1, batch_size=25, optimizer=optimizer, lr=0.1),
+          checkpoint=ckpt)
     saved = ckpt.read_bytes()
     calls = []
 
@@ -365,7 +369,7 @@ def test_non_finite_gradient_stops_with_parameters_named_and_checkpoint_kept(rng
     monkeypatch.setattr(rt, "backward", backward_with_inf_at_third_call)
     with pytest.raises(TrainingDiverged, match=r"parameters became non-finite .* at epoch 2, "
                                                r"batch 3; the last good checkpoint"):
-        train(arch, p, X, y, TrainConfig(epochs=2, batch_size=25, optimizer="sgd", lr=0.1),
+        train(arch, p, X, y, TrainConfig(epochs=2, batch_size=25, optimizer=optimizer, lr=0.1),
               checkpoint=ckpt)
     assert ckpt.read_bytes() == saved
 

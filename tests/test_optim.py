@@ -3,6 +3,7 @@
 The bit-for-bit comparison with torch.optim is in test_torch_crosscheck_reg_optim.py; here the
 expected values come from the published update rules evaluated by hand in the test.
 """
+import contextlib
 import math
 
 import numpy as np
@@ -254,7 +255,10 @@ def test_step_inplace_writes_the_bits_of_step(opt, dtype):
     buffers = [id(a) for a in mine] + [id(v) for v in my_state.values()]
     for g in grads:
         arrays, state = opt.step(arrays, g, state, trainable=[True, True])
-        assert opt.step_inplace(mine, g, my_state, trainable=[True, True]) is None
+        counted = isinstance(opt, Adagrad) and opt.weight_decay == 0 and all(
+            x.flags.c_contiguous for x in g)   # only Adagrad's fused kernel counts
+        assert opt.step_inplace(mine, g, my_state, trainable=[True, True]) == (
+            0 if counted else None)
     assert [id(a) for a in mine] + [id(v) for v in my_state.values()] == buffers
     for a, b in zip(mine, arrays):
         assert a.dtype == dtype
@@ -274,3 +278,33 @@ def test_step_inplace_leaves_frozen_arrays_alone():
     assert not np.array_equal(arrays[0], before[0])
     np.testing.assert_array_equal(arrays[1], before[1])
     assert list(state["step"]) == [1, 0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("numba_off", [False, True])
+def test_adagrad_step_inplace_counts_values_beyond_the_limit(dtype, numba_off, monkeypatch):
+    """The fused update returns how many updated values lie outside +-limit (the trainer's
+    divergence check): by default the non-finite ones (a NaN gradient, an infinite one, a
+    finite step that overflows), with a limit also large finite ones; counted alike by the
+    parallel and serial kernels and the NumPy path without numba."""
+    from refnet import _optim_kernels as K
+    from refnet._blas import fixed_blas_threads
+
+    if numba_off:
+        monkeypatch.setattr(K._numba, "HAVE_NUMBA", False)
+        monkeypatch.setattr(K._numba, "_warned", True)
+    big = np.finfo(dtype).max
+    p = np.array([[1.0, 2.0, big], [3.0, 4.0, 5.0]], dtype=dtype)
+    g = np.array([[np.nan, np.inf, -1.0], [0.5, 0.0, -0.5]], dtype=dtype)
+    for limit, want_count in ((math.inf, 3), (10.0, 5)):
+        want = None
+        for parallel in (False, True):
+            arrays, opt = [p.copy()], Adagrad(lr=big)    # big - (-1 -> +big) overflows
+            state = opt.init(arrays)
+            with (fixed_blas_threads() if parallel else contextlib.nullcontext()):
+                with np.errstate(all="ignore"):
+                    n = opt.step_inplace(arrays, [g], state, limit=limit)
+            assert n == np.count_nonzero(~(np.abs(arrays[0]) <= min(limit, big))) == want_count, (
+                parallel, limit, arrays[0])
+            want = arrays[0] if want is None else want
+            np.testing.assert_array_equal(arrays[0], want)
