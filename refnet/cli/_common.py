@@ -77,12 +77,16 @@ def variances_spec(text: str, flag: str):
 
 
 def noise_type_list(text: str) -> tuple[str, ...]:
-    """Comma-separated noise types, a subset of ``NOISE_TYPES``."""
+    """Comma-separated noise types, a subset of ``NOISE_TYPES``, each named once."""
     items = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [t for t in items if t not in NOISE_TYPES]
     if bad or not items:
         raise argparse.ArgumentTypeError(f"unknown noise type(s) {', '.join(bad) or repr(text)}; "
                                          f"choose from {','.join(NOISE_TYPES)}")
+    twice = sorted({t for t in items if items.count(t) > 1})
+    if twice:   # a type twice would be measured twice and shown as two curves of one name
+        raise argparse.ArgumentTypeError(f"{', '.join(twice)} given twice; name each noise type "
+                                         "once")
     return items
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..datasets._cache import sha256_file
 from ..errors import ConfigError
+from ..limits import MAX_LEVELS, MAX_REPETITIONS
 from ..noise import NOISE_TYPES
 from ..paths import check_output_path
 from ..progress import Progress
@@ -86,11 +87,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-#: The most noise variances one evaluation measures (each costs repetitions x the data).
-MAX_LEVELS = 10_000
-#: The most passes per level (the result holds levels x repetitions x noise types numbers,
-#: and each pass is a full pass over the data).
-MAX_REPETITIONS = 10_000
 
 
 def _n_levels(text: str) -> int:

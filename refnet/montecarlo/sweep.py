@@ -16,6 +16,7 @@ import numpy as np
 
 from .._blas import on_fixed_blas_threads
 from ..errors import ConfigError
+from ..limits import MAX_LEVELS, MAX_REPETITIONS
 from ..losses import check_labels
 from ..model import Architecture, Params, check_input
 from ..noise import NOISE_TYPES, NoiseSpec
@@ -65,9 +66,13 @@ class SweepSettings:
         v = np.asarray(self.variances, dtype=np.float64)
         if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)) or np.any(v < 0):
             raise ConfigError("variances: need a non-empty 1-D array of finite variances >= 0")
+        if v.size > MAX_LEVELS:
+            raise ConfigError(f"variances: at most {MAX_LEVELS}, got {v.size}")
         for name in ("repetitions", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if int(self.repetitions) > MAX_REPETITIONS:   # before the results array is allocated
+            raise ConfigError(f"repetitions: at most {MAX_REPETITIONS}, got {self.repetitions}")
         backend = check_backend(self.backend)
         normal = dict(noise_types=types, variances=tuple(v.tolist()),
                       repetitions=int(self.repetitions), batch_size=int(self.batch_size),

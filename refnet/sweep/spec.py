@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..limits import MAX_LEVELS, MAX_REPETITIONS
 from ..noise import NOISE_TYPES
 from ..npzfile import BadContent, JsonTooDeep, check_json_depth, parse_json_value
 from ..paths import NO_SUCH_FILE, file_problem, short_path
@@ -189,8 +190,11 @@ def _check_evaluate(e: dict) -> dict:
     if not isinstance(v, list) or not v:
         raise _err("evaluate.variances", f"expected a non-empty list, got {v!r}",
                    "write e.g. [0.01, 0.1, 1.0]")
+    if len(v) > MAX_LEVELS:
+        raise _err("evaluate.variances", f"{len(v)} variances, at most {MAX_LEVELS}",
+                   "measure fewer levels")
     out["variances"] = sorted({_float("evaluate.variances", x, positive=True) for x in v})
-    out["repetitions"] = _int("evaluate.repetitions", e["repetitions"], 1)
+    out["repetitions"] = _int("evaluate.repetitions", e["repetitions"], 1, hi=MAX_REPETITIONS)
     out["n_test"] = _int("evaluate.n_test", e["n_test"], 1, none_ok=True)
     out["analytic_inputs"] = _int("evaluate.analytic_inputs", e["analytic_inputs"], 1)
     # rows per batch, as a training batch: the same ceiling (10**20 was read)

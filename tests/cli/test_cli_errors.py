@@ -193,6 +193,8 @@ CASES = {
          "--repetitions: must be <= 10000"),
         ("evaluate {model} --data {data} --workers 100000000000", "--workers: must be <= 1024"),
         ("evaluate {model} --data {data} --noise-types add_unk", "--noise-types: unknown noise type"),
+        ("evaluate {model} --data {data} --noise-types add_unc,mul_cor,add_unc",
+         "--noise-types: add_unc given twice"),
         ("evaluate {model} --data {data} --vmin 1 --vmax 0.1", "--vmin/--vmax"),
         ("evaluate {model} --data {data} --levels 0.1 --vmin 0.01", "--vmin: not used with --levels"),
         ("evaluate {model} --data {data} --vmax 2 --levels 0.1 --vmin 0.5",

@@ -87,6 +87,8 @@ def test_sweep_settings_keyword_only_checked_once_and_overridable(classifier):
     (dict(variances=[-1.0]), "variances"),
     (dict(variances=[]), "variances"),
     (dict(repetitions=0), "repetitions"),
+    (dict(repetitions=10 ** 11), "repetitions: at most 10000"),   # before 1.46 TiB
+    (dict(variances=np.ones(10_001)), "variances: at most 10000"),
     (dict(batch_size=0), "batch_size"),
     (dict(backend="cuda"), "backend"),
     (dict(dtype=np.int64), "dtype"),

@@ -95,6 +95,11 @@ def reference(tmp_path_factory):
     # an integer past a float's range: float() and math.isfinite raised OverflowError
     ({"grid": {"eq4_lambda": [10 ** 400]}}, "grid.eq4_lambda[0]: expected a finite number"),
     ({"evaluate": {"variances": [-10 ** 400]}}, "evaluate.variances: expected a finite number"),
+    # sizes refused when the spec is read, not when the results array is allocated after the
+    # baselines (10**11 repetitions: a MemoryError traceback for 1.46 TiB)
+    ({"evaluate": {"repetitions": 10 ** 11}}, "evaluate.repetitions: expected an integer in"),
+    ({"evaluate": {"variances": [1.0 + i for i in range(10_001)]}},
+     "evaluate.variances: 10001 variances, at most"),
 ])
 def test_spec_errors_name_the_key(raw, key):
     with pytest.raises(ConfigError) as e:
