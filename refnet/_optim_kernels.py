@@ -13,7 +13,8 @@ import numpy as np
 from . import _numba
 from ._blas import in_fixed_blas_threads
 
-__all__ = ["adagrad_update", "adagrad_update_inplace", "adagrad_update_numpy"]
+__all__ = ["adagrad_update", "adagrad_update_inplace", "adagrad_update_numpy",
+           "adam_update_inplace"]
 
 
 def _adagrad_inplace_body(p, g, s, clr, eps, limit):
@@ -91,3 +92,48 @@ def adagrad_update_inplace(p, g, s, clr, eps, limit=np.inf) -> int:
     dt = p.dtype.type
     kernel = _adagrad_inplace if in_fixed_blas_threads() else _adagrad_inplace_serial
     return int(kernel(p.reshape(-1), g.reshape(-1), s.reshape(-1), dt(clr), dt(eps), lim))
+
+
+def _adam_inplace_body(p, g, m, v, w, from_g, c2, beta2, neg_step, sqrt_bc2, eps, limit):
+    # Flat views, one pass, the operations of refnet.optim.Adam._update (its NumPy twin: the
+    # tests compare their bits) per element in its order: m by PyTorch's lerp (from m when
+    # the weight 1 - beta1 is below 1/2, else from g: ``w`` is then beta1), v = (g c2) g +
+    # v beta2, p + (m (-step)) / (sqrt(v) / sqrt(bc2) + eps). Returns the count of updated
+    # values beyond +-limit, as the Adagrad kernel does.
+    bad = 0
+    for i in _numba.prange(p.size):
+        gi = g[i]
+        mi = gi + (m[i] - gi) * w if from_g else (gi - m[i]) * w + m[i]
+        vi = (gi * c2) * gi + v[i] * beta2
+        pi = (mi * neg_step) / (np.sqrt(vi) / sqrt_bc2 + eps) + p[i]
+        m[i] = mi
+        v[i] = vi
+        p[i] = pi
+        bad += 0 if abs(pi) <= limit else 1
+    return bad
+
+
+_adam_inplace = _numba.njit(_adam_inplace_body, parallel=True, cache=True,
+                            error_model="numpy")
+_adam_inplace_serial = _numba.njit(_numba.variant(_adam_inplace_body, "_serial"), cache=True,
+                                   error_model="numpy")
+
+
+def adam_update_inplace(p, g, m, v, *, beta1, beta2, step_size, bias_correction2, eps,
+                        limit=np.inf) -> int | None:
+    """One Adam step (no weight decay, no AMSGrad) on C-contiguous arrays of one dtype, writing
+    ``p``, ``m`` (exp_avg) and ``v`` (exp_avg_sq) in place with the bits of
+    :meth:`refnet.optim.Adam._update`. Returns how many values of the new ``p`` lie beyond
+    ``+-limit`` (by default: are NaN or infinite), or None without numba (the caller then runs
+    ``_update``, the NumPy twin). Scalars are cast to the arrays' dtype first, as NumPy casts
+    a Python float against a float32 array."""
+    if not _numba.HAVE_NUMBA:
+        return None
+    dt = p.dtype.type
+    w = 1 - beta1
+    from_g = not w < 0.5
+    kernel = _adam_inplace if in_fixed_blas_threads() else _adam_inplace_serial
+    return int(kernel(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                      dt(1 - w if from_g else w), from_g, dt(1 - beta2), dt(beta2),
+                      dt(-step_size), dt(bias_correction2 ** 0.5), dt(eps),
+                      dt(min(limit, np.finfo(p.dtype).max))))

@@ -27,7 +27,8 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from ._optim_kernels import adagrad_update, adagrad_update_inplace, adagrad_update_numpy
+from ._optim_kernels import (adagrad_update, adagrad_update_inplace, adagrad_update_numpy,
+                             adam_update_inplace)
 
 __all__ = ["SGD", "Adagrad", "Adam", "OPTIMIZERS", "get_optimizer", "optimizer_from_dict"]
 
@@ -265,6 +266,19 @@ class Adam(_Optimizer):
 
     def slots(self):
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
+
+    def _update_inplace(self, p, g, slots, step, limit=math.inf):
+        # the fused kernel for the plain case; AMSGrad, weight decay, mixed dtypes or layouts
+        # (and no numba) take the generic copy-back of _update, the kernel's twin
+        m, v = slots["exp_avg"], slots["exp_avg_sq"]
+        if (self.amsgrad or self.weight_decay != 0 or m.dtype != p.dtype or v.dtype != p.dtype
+                or not all(a.flags.c_contiguous for a in (p, g, m, v))):
+            return super()._update_inplace(p, g, slots, step)
+        beta1, beta2 = self.betas
+        bad = adam_update_inplace(p, g, m, v, beta1=beta1, beta2=beta2,
+                                  step_size=self.lr / (1 - beta1 ** step),
+                                  bias_correction2=1 - beta2 ** step, eps=self.eps, limit=limit)
+        return super()._update_inplace(p, g, slots, step) if bad is None else bad
 
     def _update(self, p, g, old, step):
         beta1, beta2 = self.betas

@@ -255,8 +255,9 @@ def test_step_inplace_writes_the_bits_of_step(opt, dtype):
     buffers = [id(a) for a in mine] + [id(v) for v in my_state.values()]
     for g in grads:
         arrays, state = opt.step(arrays, g, state, trainable=[True, True])
-        counted = isinstance(opt, Adagrad) and opt.weight_decay == 0 and all(
-            x.flags.c_contiguous for x in g)   # only Adagrad's fused kernel counts
+        fused = (isinstance(opt, Adagrad) or isinstance(opt, Adam) and not opt.amsgrad)
+        counted = fused and opt.weight_decay == 0 and all(
+            x.flags.c_contiguous for x in g)   # only the fused kernels count
         assert opt.step_inplace(mine, g, my_state, trainable=[True, True]) == (
             0 if counted else None)
     assert [id(a) for a in mine] + [id(v) for v in my_state.values()] == buffers
@@ -308,3 +309,27 @@ def test_adagrad_step_inplace_counts_values_beyond_the_limit(dtype, numba_off, m
                 parallel, limit, arrays[0])
             want = arrays[0] if want is None else want
             np.testing.assert_array_equal(arrays[0], want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_fused_update_counts_and_matches_on_both_builds(dtype):
+    """Adam's fused kernel (the plain case) counts the non-finite and the large updated values
+    like Adagrad's, with the same bits from its serial and parallel builds; without numba (or
+    for AMSGrad) the generic path counts nothing (None)."""
+    from refnet._blas import fixed_blas_threads
+
+    p = np.array([[1.0, 2.0, 3.0], [3.0, 4.0, 5.0]], dtype=dtype)
+    g = np.array([[np.nan, np.inf, -1.0], [0.5, 0.0, -0.5]], dtype=dtype)
+    results = []
+    for parallel in (False, True):
+        arrays, opt = [p.copy()], Adam(lr=10.0)
+        state = opt.init(arrays)
+        with (fixed_blas_threads() if parallel else contextlib.nullcontext()):
+            with np.errstate(invalid="ignore"):
+                n = opt.step_inplace(arrays, [g], state, limit=5.5)
+        assert n == np.count_nonzero(~(np.abs(arrays[0]) <= 5.5)) >= 2, (parallel, arrays[0])
+        results.append(arrays[0])
+    np.testing.assert_array_equal(results[0], results[1])
+    arrays, opt = [p.copy()], Adam(lr=10.0, amsgrad=True)
+    with np.errstate(invalid="ignore"):
+        assert opt.step_inplace(arrays, [g], opt.init(arrays)) is None
