@@ -80,11 +80,17 @@ def adagrad_update(p, g, s_old, clr, eps, p_new, s_new):
     adagrad_update_inplace(p_new, g, s_new, clr, eps)
 
 
+def _count_limit(dtype, limit):
+    """The kernels' ``limit`` in ``dtype``, at most its largest number: ``abs(x) <= limit``
+    then fails for inf as it does for NaN, so both are counted."""
+    return np.dtype(dtype).type(min(limit, np.finfo(dtype).max))
+
+
 def adagrad_update_inplace(p, g, s, clr, eps, limit=np.inf) -> int:
     """:func:`adagrad_update` writing ``p`` and ``s`` in place (the same numbers, tested).
     Returns how many values of the updated ``p`` are not within ``+-limit`` (by default: how
     many are NaN or infinite)."""
-    lim = p.dtype.type(min(limit, np.finfo(p.dtype).max))   # inf counts as beyond, as NaN
+    lim = _count_limit(p.dtype, limit)
     if not _numba.HAVE_NUMBA:
         _numba.warn_fallback("the fused Adagrad update")
         adagrad_update_numpy(p, g, s, clr, eps, p, s)
@@ -136,4 +142,4 @@ def adam_update_inplace(p, g, m, v, *, beta1, beta2, step_size, bias_correction2
     return int(kernel(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
                       dt(1 - w if from_g else w), from_g, dt(1 - beta2), dt(beta2),
                       dt(-step_size), dt(bias_correction2 ** 0.5), dt(eps),
-                      dt(min(limit, np.finfo(p.dtype).max))))
+                      _count_limit(p.dtype, limit)))

@@ -122,7 +122,7 @@ class _Optimizer:
         it to skip allocating and copying every parameter and buffer each batch. ``arrays``
         and every state array must be writeable. Returns how many of the updated values lie
         outside ``+-limit`` (by default: are NaN or infinite) when every update counted them
-        on its way (Adagrad's fused kernel), else None (then the caller checks the arrays
+        on its way (the fused Adagrad and Adam kernels), else None (then the caller checks the arrays
         itself); arrays left alone (frozen, or without a gradient) are not counted.
         """
         trainable = self._check(arrays, grads, state, trainable)

@@ -370,7 +370,8 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
                 # One reduction per array: a NaN/inf anywhere in the updated parameters (from
                 # a non-finite gradient or an overflowing step) makes the sum non-finite. It
                 # is skipped when the update counted no value beyond sum_limit on its way
-                # (Adagrad's kernel): then no sum of the parameters can overflow, in any order.
+                # (the Adagrad and Adam kernels): then no sum of the parameters can overflow,
+                # in any order.
                 param_sum = (0.0 if large == 0 and not frozen_large
                              else sum(float(a.sum()) for a in arrays))
                 if not math.isfinite(param_sum + sum_loss + sum_reg):

@@ -87,8 +87,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-
-
 def _n_levels(text: str) -> int:
     n = positive_int(text)
     if n > MAX_LEVELS:
