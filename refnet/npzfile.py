@@ -66,6 +66,15 @@ class BadContent(ValueError):
     """Internal: a validation failure; :func:`file_errors` adds the file name and the fix."""
 
 
+class MissingArrays(BadContent):
+    """Internal: :func:`read_arrays` found the file without some of the arrays asked for
+    (``missing``; the file has ``has``), so that a caller can name the flag that asked."""
+
+    def __init__(self, message: str, missing: list, has: list):
+        super().__init__(message)
+        self.missing, self.has = missing, has
+
+
 @contextlib.contextmanager
 def file_errors(path, error: type, fix: str):
     """Turn anything a parser raises on a malformed ``path`` into ``error`` naming the file.
@@ -391,8 +400,8 @@ def read_arrays(path, names, *, error: type, fix: str, optional=()) -> dict:
     with file_errors(path, error, fix), NpzReader(path) as z:
         missing = [n for n in names if n not in z.headers]
         if missing:
-            raise BadContent(f"needs arrays {list(names)}, lacks {missing} (has "
-                             f"{sorted(z.headers)[:8]})")
+            raise MissingArrays(f"needs arrays {list(names)}, lacks {missing} (has "
+                                f"{sorted(z.headers)[:8]})", missing, sorted(z.headers))
         out = {}
         for n in list(names) + [o for o in optional if o in z.headers]:
             if z.headers[n].dtype.kind not in "biuf":

@@ -34,6 +34,7 @@ from ._blas import on_fixed_blas_threads
 from .checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
 from .draw_ahead import DrawAhead
 from .errors import ConfigError, TrainingDiverged
+from .limits import MAX_BATCH_SIZE
 from .losses import check_labels, get_loss
 from .model import Architecture, Params, check_input, check_params, forward
 from .noise import NOISE_TYPES, NoiseConfig
@@ -52,7 +53,6 @@ __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate_
 #: a run must never write a file that refnet then refuses to read. ``MAX_SEED``: numpy's
 #: seeds are non-negative, and 64 bits is what every other framework's seed holds.
 MAX_EPOCHS = 10**9
-MAX_BATCH_SIZE = 10**9
 MAX_SEED = 2**64 - 1
 
 Array = np.ndarray

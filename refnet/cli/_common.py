@@ -212,20 +212,29 @@ def retype(p: argparse.ArgumentParser, name: str, type_) -> None:
 
 # --- the user's own data files --------------------------------------------------------------
 
-def read_npz_arrays(path, flag: str, required=(), optional=()) -> dict:
+def read_npz_arrays(path, flag: str, required=(), optional=(), *, named_by=None) -> dict:
     """The arrays ``required`` (all) and ``optional`` (those present) of a user's .npz file.
 
     Read by :func:`refnet.npzfile.read_arrays` (sizes and headers checked before any data is
     read, pickled arrays refused); any failure is a :class:`DataError` naming ``flag``, the
-    file and what to do.
+    file and what to do. ``named_by`` maps a required array's name to the flag the user
+    named it with (e.g. ``{"labels": "--y-key"}``): a file without that array is then that
+    flag's error, listing the arrays the file has.
     """
-    from ..npzfile import read_arrays
+    from ..npzfile import MissingArrays, read_arrays
 
     try:
         return read_arrays(path, tuple(required), error=DataError, optional=tuple(optional),
                            fix=f"write it with numpy.savez, arrays "
                                f"{', '.join((*required, *optional))}")
     except DataError as e:  # lead with the flag, as every other CLI message does
+        cause = e.__cause__
+        asked = [n for n in getattr(cause, "missing", ()) if n in (named_by or {})]
+        if isinstance(cause, MissingArrays) and asked:
+            n = asked[0]
+            raise DataError(f"{named_by[n]} {n}: {path} has no array {n!r} (its arrays: "
+                            f"{', '.join(cause.has[:8]) or 'none'}); give {named_by[n]} one of "
+                            "those") from None
         raise DataError(f"{flag}: {e}") from None
 
 

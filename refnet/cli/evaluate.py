@@ -19,7 +19,7 @@ import numpy as np
 
 from ..datasets._cache import sha256_file
 from ..errors import ConfigError
-from ..limits import MAX_LEVELS, MAX_REPETITIONS
+from ..limits import MAX_BATCH_SIZE, MAX_LEVELS, MAX_REPETITIONS
 from ..noise import NOISE_TYPES
 from ..paths import check_output_path
 from ..progress import Progress
@@ -64,8 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repetitions", type=int_between(1, MAX_REPETITIONS, "passes per level"),
                    default=3, help=f"passes per level (default 3, at most {MAX_REPETITIONS})")
     add_noise_preset(p)
-    p.add_argument("--batch-size", type=positive_int, default=1000,
-                   help="rows per batch; fresh noise per batch (default 1000)")
+    p.add_argument("--batch-size", type=int_between(1, MAX_BATCH_SIZE, "rows per batch"),
+                   default=1000, help="rows per batch; fresh noise per batch (default 1000, "
+                                      "at most the data's rows are used)")
     p.add_argument("--seed", type=seed, default=0, help="root random seed (default 0)")
     p.add_argument("--out", help="output folder (default: evaluate_<model name>)")
     p.add_argument("--backend", default="numba", choices=("numba", "numba-parallel", "numpy"),

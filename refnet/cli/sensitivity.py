@@ -78,6 +78,11 @@ def _noise_spec(args):
     return variances_spec(args.spec, "--spec")
 
 
+def _key_flags(args) -> dict:
+    """The array names the user gave, each with its flag (its error leads with that flag)."""
+    return {v: f for f, v in (("--x-key", args.x_key), ("--y-key", args.y_key)) if v}
+
+
 def _inputs(args, arch):
     """``(X, y)``: the first ``--n-inputs`` rows, checked as the user's file numbers them
     (row width and labels against the model ``arch``)."""
@@ -96,9 +101,10 @@ def _inputs(args, arch):
         return X, y
     x_key = args.x_key or "X"
     if args.y_key:  # asked for: a file without it is an error (listing the arrays it has)
-        z = read_npz_arrays(args.inputs, "--inputs", (x_key, args.y_key))
+        z = read_npz_arrays(args.inputs, "--inputs", (x_key, args.y_key),
+                            named_by=_key_flags(args))
     else:           # labels are optional: y if the file has it
-        z = read_npz_arrays(args.inputs, "--inputs", (x_key,), ("y",))
+        z = read_npz_arrays(args.inputs, "--inputs", (x_key,), ("y",), named_by=_key_flags(args))
     y_key = args.y_key or "y"
     X, y = z[x_key], z.get(y_key)
     if y is None:

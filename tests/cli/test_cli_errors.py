@@ -212,13 +212,17 @@ CASES = {
         ("evaluate {model} --data {labels9}", "labels9.npz: y[4] (row 4 of the file, counting from 0) "
                                               "is not a class of the model (labels 0..2)"),
         ("evaluate {model} --data {train_1d}", "lacks ['X', 'y']"),
+        ("evaluate {model} --data {data} --batch-size 1000000001", "--batch-size: must be <= "
+                                                                   "1000000000 (rows per batch)"),
     ],
     "sensitivity": [
         ("sensitivity {model} --inputs {data} --variance -0.1", "--variance: variance must be >= 0"),
         ("sensitivity {model} --inputs {short_labels}", "X has 60 rows but y has shape (53,)"),
         ("sensitivity {model} --inputs {nan} --n-inputs 50", f"X[{NAN_ROW}] (row {NAN_ROW} of the file"),
-        ("sensitivity {model} --inputs {data} --x-key Z", "lacks ['Z']"),
-        ("sensitivity {model} --inputs {data} --y-key labels", "lacks ['labels'] (has "),
+        ("sensitivity {model} --inputs {data} --x-key Z", "--x-key Z: {data} has no array 'Z' "
+                                                          "(its arrays: X, y); give --x-key one"),
+        ("sensitivity {model} --inputs {data} --y-key labels", "--y-key labels: {data} has no "
+                                                               "array 'labels' (its arrays: X, y)"),
         ("sensitivity {model} --dataset mnist --y-key y", "--y-key: name arrays of an --inputs"),
         ("sensitivity {model} --dataset mnist --x-key X --y-key y", "--x-key/--y-key: name arrays"),
         ("sensitivity {model} --inputs {data} --spec add_unc=x", "--spec: expected VARIANCES"),
