@@ -179,7 +179,7 @@ def _make(args) -> int:
     if args.out.suffix not in STATE_DICT_SUFFIXES:  # before any work
         raise ConfigError(f"{args.out}: unknown bundle file type {args.out.suffix!r}; use "
                           f"{' or '.join(STATE_DICT_SUFFIXES)}")
-    check_destination(args.out, "-o/--out")
+    check_destination(args.out, "-o/--out", inputs={args.model: "model", args.data: "--data"})
     steps = _step_regularizers(args.step_regularizers)
     arch, params = _load_model(args)
     N = DEFAULT_BUNDLE_BATCH if args.batch is None else int(args.batch)

@@ -85,9 +85,11 @@ def check_settings(args) -> None:
     if args.hidden == ():
         raise ConfigError("--hidden: no layer size given; give hidden layer sizes such as "
                           "300,300 (refnet trains networks with at least one hidden layer)")
-    check_output_path(args.out, "--out")
+    reads = {args.data_npz: "--data-npz", args.init_from: "--init-from"}
+    # the checkpoint is read too (resumed); the model written over it would end the resuming
+    check_output_path(args.out, "--out", inputs={**reads, args.checkpoint: "--checkpoint"})
     if args.checkpoint is not None:
-        check_output_path(args.checkpoint, "--checkpoint")
+        check_output_path(args.checkpoint, "--checkpoint", inputs=reads)
 
 
 def architecture(args, X, y, y_test):

@@ -184,6 +184,15 @@ CASES = {
          "--activation cubic conflicts with --init-from"),
         ("train --data-npz {train_onefeat} --init-from {model}", "1 features per row, the --init-from"),
         ("train --data-npz {train} --hidden ,", "--hidden: no layer size given"),
+        # an output that is an input: replaced by the model, or read back as a checkpoint
+        ("train --data-npz {train} --out {train}", "--out: {train} is also the --data-npz file, "
+                                                   "which this command reads"),
+        ("train --data-npz {train} --init-from {model} --out {model}",
+         "--out: {model} is also the --init-from file"),
+        ("train --data-npz {train} --checkpoint {train}", "--checkpoint: {train} is also the "
+                                                          "--data-npz file"),
+        ("train --data-npz {train} --checkpoint {out}.npz --out {out}.npz",
+         "--out: {out}.npz is also the --checkpoint file"),
     ],
     "evaluate": [
         ("evaluate {model} --data {data} --levels -1,0.1", "--levels: variance must be >= 0"),
@@ -266,6 +275,8 @@ CASES = {
         ("info {model} --naming fc", "--naming needs --export-state-dict"),
         ("info {model} --export-state-dict {out} --naming xyz", "--naming: invalid choice: 'xyz'"),
         ("info {model} --export-state-dict {out}", "unknown weight file type ''"),
+        ("info {model} --export-state-dict {model}", "--export-state-dict: {model} is also the "
+                                                     "model file, which this command reads"),
     ],
     # errors found when the mode runs; argparse's own (refnet crosscheck MODE: error: ...) are
     # in tests/crosscheck/test_crosscheck.py
@@ -287,6 +298,9 @@ CASES = {
         ("crosscheck check {model}", "not a refnet cross-check bundle"),
         ("crosscheck stat {model} --samples {data}", "not a refnet cross-check bundle"),
         ("crosscheck make {model} -o {long}.npz", f"xxx.npz {TOO_LONG}; give another path"),
+        ("crosscheck make {model} -o {model}", "-o/--out: {model} is also the model file"),
+        ("crosscheck make {model} -o {data} --data {data}", "-o/--out: {data} is also the --data "
+                                                            "file"),
     ],
 }
 
@@ -389,6 +403,15 @@ def test_train_refuses_bad_input_before_training_and_writes_nothing(template, fi
     assert main(argv) == 2
     _one_clean_line(capsys.readouterr().err)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("template", [t for n in CASES for t, e in CASES[n] if "is also the" in e])
+def test_an_output_that_is_an_input_leaves_the_input_untouched(template, files, capsys):
+    """The model (or state dict, or bundle) was written over the data or model it came from."""
+    before = {k: open(files[k], "rb").read() for k in ("train", "model", "data")}
+    assert main([a.format(**files) for a in template.split()]) == 2
+    _one_clean_line(capsys.readouterr().err)
+    assert before == {k: open(files[k], "rb").read() for k in before}
 
 
 def test_evaluate_refuses_a_file_as_out_before_any_work(files, monkeypatch, capsys):
