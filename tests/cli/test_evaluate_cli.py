@@ -149,3 +149,17 @@ def test_evaluate_triangular_draws_is_opt_in_and_recorded(model_and_data, tmp_pa
     a_plain, a_tri = np.array(m_plain["accuracy"]), got
     assert not np.array_equal(a_plain[0], a_tri[0])            # add_unc: other draws
     assert np.array_equal(a_plain[1:], a_tri[1:])              # the other types: the same
+
+
+def test_evaluate_at_variance_zero_alone_writes_its_results(model_and_data, tmp_path, capsys):
+    """--levels 0 computed every pass, then the log axis of the figure had no data and
+    matplotlib raised "Data cannot be log-scaled": exit 2, a message naming no flag, no file."""
+    arch, params, X, y, model, data = model_and_data
+    out = tmp_path / "res"
+    assert main(["evaluate", model, "--data", data, "--levels", "0", "--repetitions", "1",
+                 "--out", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out / "accuracy.csv")))
+    assert {float(r["variance"]) for r in rows} == {0.0}
+    clean = json.load(open(out / "accuracy.json"))["clean_accuracy"]
+    assert all(float(r["mean"]) == clean for r in rows)  # no noise: the clean accuracy
+    assert (out / "accuracy.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
