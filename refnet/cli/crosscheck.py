@@ -113,9 +113,10 @@ def _noise_config(args, L: int):
         layer, _, text = item.partition(":")
         try:
             n = int(layer)
-            per[n] = variances_spec(text, "--layer-variances")
-        except ValueError as e:
-            raise ConfigError(f"--layer-variances: expected 'L:add_unc=0.02', got {item!r} ({e})") from None
+        except ValueError:
+            raise ConfigError(f"--layer-variances: expected 'L:add_unc=0.02', got {item!r} "
+                              f"(the layer {layer!r} is not an integer)") from None
+        per[n] = variances_spec(text, f"--layer-variances {item!r}")
         if n in first:  # the dict kept the last one without a word
             raise ConfigError(f"--layer-variances: layer {n} given twice ({first[n]!r}, then "
                               f"{item!r}); give each layer once")

@@ -231,6 +231,15 @@ CASES = {
         ("sensitivity {model} --dataset mnist --y-key y", "--y-key: name arrays of an --inputs"),
         ("sensitivity {model} --dataset mnist --x-key X --y-key y", "--x-key/--y-key: name arrays"),
         ("sensitivity {model} --inputs {data} --spec add_unc=x", "--spec: expected VARIANCES"),
+        # Python's words were the reason: "dictionary update sequence element #0 has length 1"
+        # and "NoiseSpec.__init__() got an unexpected keyword argument 'bogus'"
+        ("sensitivity {model} --inputs {data} --spec add_unc=x", "(add_unc: not a number: 'x')"),
+        ("sensitivity {model} --inputs {data} --spec bogus=1", "got 'bogus=1' (unknown noise "
+         "type 'bogus'; the types are add_unc, add_cor, mul_unc, mul_cor)"),
+        ("sensitivity {model} --inputs {data} --spec add_unc", "got 'add_unc' ('add_unc' is not "
+                                                               "one TYPE=VARIANCE)"),
+        ("sensitivity {model} --inputs {data} --spec add_unc=1=2", "('add_unc=1=2' is not one "
+                                                                   "TYPE=VARIANCE)"),
         ("sensitivity {model} --inputs {data} --spec add_unc=-1", "must be >= 0"),
         ("sensitivity {model} --inputs {data} --spec add_unc=0.1 --variance 0.1", "--spec replaces"),
         ("sensitivity {model} --inputs {data} --mc-trials -1", "--mc-trials: must be >= 0"),
@@ -284,6 +293,11 @@ CASES = {
         ("crosscheck make {model} -o {dir}/b.pt", "b.pt: unknown bundle file type '.pt'"),
         ("crosscheck make {model} -o {out}.npz --variances add_unc=x", "--variances: expected"),
         ("crosscheck make {model} -o {out}.npz --variances add_unc=-1", "must be >= 0"),
+        ("crosscheck make {model} -o {out}.npz --layer-variances 1:",
+         "--layer-variances '1:': expected VARIANCES like 'add_unc=0.01,mul_cor=0.001', got ''"),
+        ("crosscheck make {model} -o {out}.npz --layer-variances x:add_unc=0.1",
+         "--layer-variances: expected 'L:add_unc=0.02', got 'x:add_unc=0.1' (the layer 'x' is "
+         "not an integer)"),
         ("crosscheck make {model} -o {out}.npz --layer-variances 5:add_unc=0.1",
          "--layers/--layer-variances: layer_specs: layer 5"),
         ("crosscheck make {model} -o {out}.npz --data {nan}", f"X[{NAN_ROW}] (row {NAN_ROW} of"),
