@@ -269,6 +269,13 @@ CASES = {
         ("sweep --out {long} --set eq4_lambda=0", f"xxx {TOO_LONG}; give another path"),
         ("sweep --out {model}", "--out: {model}/report lies under the file {model}"),
         ("sweep --out {dir} --report-dir {model}", "--report-dir: {model} is a file; give a"),
+        # flags of computing, ignored without a word when there was nothing to compute
+        ("sweep --out {dir} --halving 3", "--halving: no effect without a SPEC (or --set): this "
+                                          "only reports on the sweep in {dir}"),
+        ("sweep --out {dir} --workers 2 --scheduler tcp://127.0.0.1:1",
+         "--workers/--scheduler: no effect without a SPEC"),
+        ("sweep --out {out} --set eq4_lambda=0 --workers 2 --scheduler tcp://127.0.0.1:1",
+         "--workers: local worker processes, no effect with --scheduler"),
     ],
     "fetch": [
         ("fetch mnits", "argument DATASET: unknown dataset 'mnits'"),
