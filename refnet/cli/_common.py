@@ -239,6 +239,16 @@ def read_npz_arrays(path, flag: str, required=(), optional=()) -> dict:
         raise DataError(f"{flag}: {e}") from None
 
 
+def check_classes(data, flag: str, name: str) -> None:
+    """Refuse a named dataset without classes (Mackey-Glass's targets are real numbers): the
+    commands classify, and training on it failed after loading with "y: class labels must be
+    integers", naming no flag."""
+    if hasattr(data, "classes") and not data.classes:
+        raise DataError(f"{flag} {name}: its targets are real numbers (a regression dataset), "
+                        "not class labels; this command needs a classification dataset such "
+                        "as mnist")
+
+
 def check_rows(X, y, flag: str, path, names=("X", "y"), *, n_features: int | None = None,
                n_classes: int | None = None, flat: bool = True):
     """Refuse non-numeric or non-finite inputs, bad class labels, labels of another length.

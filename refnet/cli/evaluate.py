@@ -23,9 +23,9 @@ from ..limits import MAX_LEVELS, MAX_REPETITIONS
 from ..noise import NOISE_TYPES
 from ..paths import check_output_path
 from ..progress import Progress
-from ._common import (MAX_WORKERS, add_noise_preset, check_rows, dataset_name, existing_file,
-                      int_between, noise_type_list, positive_float, positive_int,
-                      read_npz_arrays, seed, variance_list)
+from ._common import (MAX_WORKERS, add_noise_preset, check_classes, check_rows, dataset_name,
+                      existing_file, int_between, noise_type_list, positive_float,
+                      positive_int, read_npz_arrays, seed, variance_list)
 
 HELP = "accuracy of a trained model under each noise type alone, over a grid of noise variances"
 
@@ -141,6 +141,7 @@ def _load_data(args, arch):
 
     name = args.dataset
     data = load_dataset(name, split="test")
+    check_classes(data, "--dataset", name)
     X, y = (data.X, data.y) if hasattr(data, "X") else data
     check_rows(X, y, "--dataset", f"{name} (test split)", **sizes)
     info = getattr(data, "info", {}) or {}

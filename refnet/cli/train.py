@@ -13,9 +13,10 @@ from ..optim import OPTIMIZERS
 from ..paths import check_output_path
 from ..regularizers import REGULARIZER_PRESETS
 from ..train import MAX_BATCH_SIZE, MAX_EPOCHS
-from ._common import (add_noise_preset, add_noise_type, check_rows, count, dataset_name,
-                      existing_file, int_between, nonnegative_float, positive_float,
-                      positive_int, positive_int_list, read_npz_arrays, seed, variance)
+from ._common import (add_noise_preset, add_noise_type, check_classes, check_rows, count,
+                      dataset_name, existing_file, int_between, nonnegative_float,
+                      positive_float, positive_int, positive_int_list, read_npz_arrays, seed,
+                      variance)
 
 HELP = "train an MLP (standard, noise-aware or regularized) and report clean and noisy accuracy"
 _NPZ_KEYS = ("X_train", "y_train", "X_test", "y_test")
@@ -119,7 +120,9 @@ def architecture(args, X, y, y_test):
                             f"model {args.init_from} takes {arch.sizes[0]}")
         n_classes = arch.sizes[-1]
         for name, labels in (("training", y), ("test", y_test)):
-            if np.issubdtype(labels.dtype, np.integer) and labels.max() >= n_classes:
+            # all labels: float ones too (whole numbers, as check_rows made sure); a test label
+            # the model lacks failed after the whole training, naming no flag
+            if labels.max() >= n_classes:
                 raise DataError(f"{flag}: {where}: {name} label {int(labels.max())} is not a "
                                 f"class of the --init-from model {args.init_from} (labels "
                                 f"0..{n_classes - 1})")
@@ -153,6 +156,7 @@ def load_train_test(args):
 
     name = args.dataset or "mnist"
     train = load_dataset(name, "train", dtype=args.dtype)
+    check_classes(train, "--dataset", name)
     test = load_dataset(name, "test", dtype=args.dtype)
     return train.X, train.y, test.X, test.y, {"train": train.info, "test": test.info}
 

@@ -50,6 +50,11 @@ def files(tmp_path):
              X_test=X[:10], y_test=y[:10])
     np.savez(f.setdefault("train_onefeat", tmp_path / "train_onefeat.npz"), X_train=X[:, :1],
              y_train=y, X_test=X[:10, :1], y_test=y[:10])
+    # whole-number float labels (allowed), one test label beyond the model's 3 classes
+    yt = y[:10].astype(float)
+    yt[3] = 5.0
+    np.savez(f.setdefault("train_float_labels", tmp_path / "train_float_labels.npz"), X_train=X,
+             y_train=y.astype(float), X_test=X[:10], y_test=yt)
     y9 = y.copy()
     y9[4] = 9
     np.savez(f.setdefault("labels9", tmp_path / "labels9.npz"), X=X, y=y9)
@@ -184,6 +189,11 @@ CASES = {
          "--activation cubic conflicts with --init-from"),
         ("train --data-npz {train_onefeat} --init-from {model}", "1 features per row, the --init-from"),
         ("train --data-npz {train} --hidden ,", "--hidden: no layer size given"),
+        # float labels went unchecked against the model; training ran, then failed
+        ("train --data-npz {train_float_labels} --init-from {model}",
+         "--data-npz: {train_float_labels}: test label 5 is not a class of the --init-from model"),
+        ("train --dataset mackey-glass --hidden 4", "--dataset mackey-glass: its targets are real "
+                                                    "numbers (a regression dataset)"),
         # an output that is an input: replaced by the model, or read back as a checkpoint
         ("train --data-npz {train} --out {train}", "--out: {train} is also the --data-npz file, "
                                                    "which this command reads"),
@@ -221,6 +231,8 @@ CASES = {
         ("evaluate {model} --data {labels9}", "labels9.npz: y[4] (row 4 of the file, counting from 0) "
                                               "is not a class of the model (labels 0..2)"),
         ("evaluate {model} --data {train_1d}", "lacks ['X', 'y']"),
+        ("evaluate {model} --dataset mackey-glass", "--dataset mackey-glass: its targets are real "
+                                                    "numbers"),
     ],
     "sensitivity": [
         ("sensitivity {model} --inputs {data} --variance -0.1", "--variance: variance must be >= 0"),
@@ -412,7 +424,8 @@ def test_failure_and_interrupt_statuses(error, status, expected, monkeypatch, ca
     assert expected in _one_clean_line(capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("template", [t for t, _ in CASES["train"] if "{train" in t])
+@pytest.mark.parametrize("template", [t for t, _ in CASES["train"]
+                                      if "{train" in t or "mackey" in t])
 def test_train_refuses_bad_input_before_training_and_writes_nothing(template, files, tmp_path,
                                                                     monkeypatch, capsys):
     import refnet.train
