@@ -98,6 +98,8 @@ def files(tmp_path):
 CASES = {
     "reproduce": [
         ("reproduce --only fig99", "--only: unknown ['fig99']"),
+        ("reproduce --only duque_fig4 semenova_fig3 duque_fig4 --out {out}",
+         "--only: duque_fig4 given twice; name each script once"),
         ("reproduce --seed -1", "--seed: must be >= 0"),
         ("reproduce --preset huge", "argument --preset: invalid choice: 'huge'"),
         ("reproduce --only semenova_fig4 --out {rep}", "the run record must be a JSON object, got list"),
@@ -481,8 +483,8 @@ def test_overflowing_learning_rate_is_one_line(files, tmp_path, capsys):
     assert "became non-finite" in _one_clean_line(capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("template", [t for t, _ in CASES["reproduce"] if "--envelope" in t
-                                      or "--out {model}" in t])
+@pytest.mark.parametrize("template", [t for t, e in CASES["reproduce"] if "--envelope" in t
+                                      or "--out {model}" in t or "given twice" in e])
 def test_reproduce_refuses_envelope_and_out_before_computing(template, files, monkeypatch, capsys):
     import refnet.reproduction.registry
     monkeypatch.setattr(refnet.reproduction.registry, "figure_module",
