@@ -123,3 +123,17 @@ def test_an_output_that_is_one_of_the_inputs_is_refused(place):
     # other files and folders pass
     assert check_output_path(place / "new.npz", "--out", inputs={data: "--data-npz", None: "x"})
     assert check_output_path(place, "--out", folder=True, inputs={data: "--data"})
+
+
+def test_a_nul_character_is_refused_by_name(place):
+    """pathlib's exists() says False for such a path: the checks passed, and the write after
+    all the work failed with Python's "embedded null byte", naming no flag or file."""
+    from refnet.paths import file_problem
+
+    _refused("--out: '" + str(place / "a\x00b.npz").replace("\x00", "\\x00")
+             + "' cannot be used (a NUL character in the name); give another path",
+             place / "a\x00b.npz", "--out")
+    _refused("a NUL character", place / "d", "--out", folder=True,
+             beside={place / "d\x00.json": "the metadata file"})
+    _refused("a NUL character", place / "new\x00", folder=True)
+    assert file_problem(place / "a\x00b") == "cannot be used (a NUL character in the name)"

@@ -196,6 +196,14 @@ CASES = {
          "--data-npz: {train_float_labels}: test label 5 is not a class of the --init-from model"),
         ("train --dataset mackey-glass --hidden 4", "--dataset mackey-glass: its targets are real "
                                                     "numbers (a regression dataset)"),
+        # a NUL character (main(argv) from Python): exists() said False, the checks passed and
+        # the model was not written after the whole training ("embedded null byte")
+        ("train --data-npz {train} --out {out}\x00.npz", "--out: '{out}\\x00.npz' cannot be used "
+                                                         "(a NUL character in the name)"),
+        ("train --data-npz {train} --checkpoint {out}\x00", "--checkpoint: '{out}\\x00' cannot be "
+                                                            "used (a NUL character"),
+        ("train --data-npz {out}\x00", "argument --data-npz: cannot be used (a NUL character in the "
+                                       "name)"),
         # an output that is an input: replaced by the model, or read back as a checkpoint
         ("train --data-npz {train} --out {train}", "--out: {train} is also the --data-npz file, "
                                                    "which this command reads"),
@@ -235,6 +243,8 @@ CASES = {
         ("evaluate {model} --data {train_1d}", "lacks ['X', 'y']"),
         ("evaluate {model} --dataset mackey-glass", "--dataset mackey-glass: its targets are real "
                                                     "numbers"),
+        ("evaluate {model} --data {data} --out {out}\x00", "--out: '{out}\\x00' cannot be used (a "
+                                                           "NUL character in the name)"),
     ],
     "sensitivity": [
         ("sensitivity {model} --inputs {data} --variance -0.1", "--variance: variance must be >= 0"),
@@ -283,6 +293,8 @@ CASES = {
         ("sweep --out {long} --set eq4_lambda=0", f"xxx {TOO_LONG}; give another path"),
         ("sweep --out {model}", "--out: {model}/report lies under the file {model}"),
         ("sweep --out {dir} --report-dir {model}", "--report-dir: {model} is a file; give a"),
+        ("sweep {out}\x00.toml --out {out}", "\x00.toml: cannot be used (a NUL character in the "
+                                            "name); give the path of a .toml or .json spec"),
         # flags of computing, ignored without a word when there was nothing to compute
         ("sweep --out {dir} --halving 3", "--halving: no effect without a SPEC (or --set): this "
                                           "only reports on the sweep in {dir}"),
@@ -295,6 +307,8 @@ CASES = {
         ("fetch mnits", "argument DATASET: unknown dataset 'mnits'"),
         ("fetch --per-class 0", "--per-class: must be >= 1"),
         ("fetch --timeout x", "--timeout: not a number"),
+        ("fetch mnist --cache-dir {out}\x00", "--cache-dir (cache_dir): the cache folder "
+                                              "'{out}\\x00' has a NUL character in its name"),
     ],
     "info": [
         ("info {missing}", "no such file"),
