@@ -141,6 +141,39 @@ def architecture(args, X, y, y_test):
     return mlp(sizes, args.activation or _ACTIVATION), None
 
 
+def regularizers(args, arch) -> tuple:
+    """The ``--regularizer`` presets with ``--lam``, checked before any training: each named
+    once (a preset given twice added its penalty twice), a lambda where the preset has none
+    published, and every penalty evaluated once on a tiny network of ``arch``'s depth (a code
+    set naming W^(2) and W^(L) apart failed at the first step of a one-hidden-layer net with
+    "weight_lambdas: layers -1 and 2 are the same layer", naming no flag)."""
+    from refnet import init_params, mlp
+    from refnet.regularizers import regularizer_preset, value
+
+    names = args.regularizer
+    twice = sorted({r for r in names if names.count(r) > 1})
+    if twice:
+        raise ConfigError(f"--regularizer: {', '.join(twice)} given twice (its penalty would be "
+                          "added twice); name each preset once")
+    regs = []
+    for name in names:
+        try:
+            regs.append(regularizer_preset(name, args.lam))
+        except ValueError as e:
+            if args.lam is None:  # the library's words are "pass lam="
+                raise ConfigError(f"--regularizer {name}: the preset has no published lambda; "
+                                  "give one with --lam") from None
+            raise ConfigError(f"--regularizer {name} --lam {args.lam:g}: {e}") from None
+    small = mlp((2,) * (arch.n_layers + 1), arch.activations[0], arch.activations[-1])
+    try:
+        value(small, init_params(small, rng=0), np.zeros((1, 2)), regs)
+    except ValueError as e:
+        raise ConfigError(f"--regularizer {','.join(names)}: does not fit a network of "
+                          f"{arch.n_layers} weight layers ({e}); choose presets for this depth "
+                          "or other --hidden layers") from None
+    return tuple(regs)
+
+
 def load_train_test(args):
     """``(X_train, y_train, X_test, y_test, provenance)`` from ``--data-npz`` or ``--dataset``.
 
@@ -164,13 +197,14 @@ def load_train_test(args):
 def run(args) -> int:
     from refnet import NoiseSpec, init_params, noise_config
     from refnet.io import save_model
-    from refnet.regularizers import ExpectedLoss, regularizer_preset
+    from refnet.regularizers import ExpectedLoss
     from refnet.train import TrainConfig, evaluate_accuracy, train
     from refnet.datasets.split import stratified_subset, train_val_split
 
     check_settings(args)
     X, y, X_test, y_test, provenance = load_train_test(args)
     arch, params = architecture(args, X, y, y_test)
+    regs = regularizers(args, arch)
     classify = np.issubdtype(np.asarray(y).dtype, np.integer)
     if args.n_train is not None:
         if args.n_train > len(X):
@@ -197,7 +231,6 @@ def run(args) -> int:
     if args.noise_type:
         noise = noise_config(args.noise_preset, NoiseSpec.single(args.noise_type, args.noise_variance),
                              arch.n_layers)
-    regs = tuple(regularizer_preset(name, args.lam) for name in args.regularizer)
     if args.expected_loss:  # the noise enters through the objective, none is drawn
         regs, noise = regs + (ExpectedLoss(noise),), None
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,

@@ -196,6 +196,13 @@ CASES = {
          "--data-npz: {train_float_labels}: test label 5 is not a class of the --init-from model"),
         ("train --dataset mackey-glass --hidden 4", "--dataset mackey-glass: its targets are real "
                                                     "numbers (a regression dataset)"),
+        # a penalty added twice; a code set for two hidden layers failing at the first step
+        ("train --data-npz {train} --regularizer eq4 --regularizer eq4 --lam 0.1",
+         "--regularizer: eq4 given twice (its penalty would be added twice)"),
+        ("train --data-npz {train} --hidden 4 --regularizer addunc_sigm_mnist",
+         "--regularizer addunc_sigm_mnist: does not fit a network of 2 weight layers"),
+        ("train --data-npz {train} --regularizer eq4", "--regularizer eq4: the preset has no "
+                                                       "published lambda; give one with --lam"),
         # a NUL character (main(argv) from Python): exists() said False, the checks passed and
         # the model was not written after the whole training ("embedded null byte")
         ("train --data-npz {train} --out {out}\x00.npz", "--out: '{out}\\x00.npz' cannot be used "
