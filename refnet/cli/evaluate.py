@@ -181,6 +181,10 @@ def run(args) -> int:
     variances = _levels(args)
     out = Path(args.out or f"evaluate_{Path(args.model).stem}")
     check_output_path(out, "--out", folder=True)
+    if args.threads is not None and args.backend != "numba-parallel":  # it was ignored
+        raise ConfigError(f"--threads: numba's threads over rows of --backend numba-parallel, "
+                          f"no effect with --backend {args.backend}; give --workers for threads "
+                          "over whole batches, or --backend numba-parallel")
     if args.threads is not None:
         from .._numba import max_threads, set_threads
 

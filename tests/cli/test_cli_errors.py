@@ -250,6 +250,11 @@ CASES = {
         ("evaluate {model} --data {train_1d}", "lacks ['X', 'y']"),
         ("evaluate {model} --dataset mackey-glass", "--dataset mackey-glass: its targets are real "
                                                     "numbers"),
+        ("evaluate {model} --data {data} --threads 1", "--threads: numba's threads over rows of "
+                                                       "--backend numba-parallel, no effect with "
+                                                       "--backend numba"),
+        ("evaluate {model} --data {data} --backend numpy --threads 1", "no effect with --backend "
+                                                                       "numpy"),
         ("evaluate {model} --data {data} --out {out}\x00", "--out: '{out}\\x00' cannot be used (a "
                                                            "NUL character in the name)"),
     ],

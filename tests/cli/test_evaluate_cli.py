@@ -61,7 +61,7 @@ def test_evaluate_same_seed_same_csv_and_explicit_levels(model_and_data, tmp_pat
     *_, model, data = model_and_data
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(_args(model, data, a, "--no-progress")) == 0
-    assert main(_args(model, data, b, "--no-progress", "--threads", "1", "--workers", "2")) == 0
+    assert main(_args(model, data, b, "--no-progress", "--workers", "2")) == 0
     assert (a / "accuracy.csv").read_bytes() == (b / "accuracy.csv").read_bytes()
     c = tmp_path / "c"
     assert main(["evaluate", model, "--data", data, "--levels", "0.1,0.5", "--noise-types",
