@@ -55,10 +55,11 @@ def accuracy_vs_variance(result, title: str | None = None, n_std: float = 2.0) -
     return fig
 
 
-def figure_png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG bytes (checked to start with the PNG signature)."""
+def figure_png_bytes(fig: Figure, *, dpi=None) -> bytes:
+    """The figure as PNG bytes (checked to start with the PNG signature); ``dpi`` as
+    matplotlib's ``savefig`` takes it (None: its default)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", dpi=dpi)
     data = buf.getvalue()
     if not data.startswith(_PNG_MAGIC):
         raise RuntimeError("figure_png_bytes: matplotlib did not produce a PNG")
