@@ -125,7 +125,13 @@ def _levels(args) -> np.ndarray:
     if vmax > MAX_VARIANCE:
         raise ConfigError(f"--vmax: at most {MAX_VARIANCE:g} (noise of standard deviation "
                           f"{MAX_VARIANCE ** 0.5:g}), got {vmax:g}")
-    return np.logspace(np.log10(vmin), np.log10(vmax), args.variances)
+    levels = np.logspace(np.log10(vmin), np.log10(vmax), args.variances)
+    distinct = len(np.unique(levels))
+    if distinct < len(levels):  # repeats were measured again, as --levels 0.1,0.1 is refused
+        raise ConfigError(f"--variances {args.variances}: from --vmin {vmin:g} to --vmax "
+                          f"{vmax:g} there are {distinct} distinct variance(s), not "
+                          f"{args.variances}; give a wider range or fewer --variances")
+    return levels
 
 
 def _load_data(args, arch):

@@ -232,6 +232,8 @@ CASES = {
         ("evaluate {model} --data {data} --noise-types add_unc,mul_cor,add_unc",
          "--noise-types: add_unc given twice"),
         ("evaluate {model} --data {data} --vmin 1 --vmax 0.1", "--vmin/--vmax"),
+        ("evaluate {model} --data {data} --vmin 0.5 --vmax 0.5 --variances 3",
+         "--variances 3: from --vmin 0.5 to --vmax 0.5 there are 1 distinct variance(s), not 3"),
         ("evaluate {model} --data {data} --levels 0.1 --vmin 0.01", "--vmin: not used with --levels"),
         ("evaluate {model} --data {data} --vmax 2 --levels 0.1 --vmin 0.5",
          "--vmin/--vmax: not used with --levels"),
