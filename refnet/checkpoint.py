@@ -86,7 +86,9 @@ def load_checkpoint(path, arch: Architecture, config, template: list,
     ``with_best``, early stopping's ``(best_epoch, arrays)`` or None as a fifth item).
 
     ``config`` is the run's :class:`~refnet.train.TrainConfig` (the checkpoint must have been
-    written with the same settings, ``epochs`` aside); ``template`` the run's parameter arrays
+    written with the same settings, ``epochs`` aside, and hold at most ``config.epochs``
+    epochs: one with more was returned as it was, a model trained longer than asked and
+    recorded as trained ``config.epochs`` epochs); ``template`` the run's parameter arrays
     (W1, b1, ...), whose fresh optimizer state fixes the expected ``opt/...`` arrays.
     ``data``: this run's :func:`data_fingerprint`; a checkpoint that records another one is
     refused (one without a record, from an older refnet, is taken as it is).
@@ -95,6 +97,10 @@ def load_checkpoint(path, arch: Architecture, config, template: list,
     path = Path(path)
     with file_errors(path, CheckpointError, _fix(path)), NpzReader(path) as z:
         meta = z.metadata()
+        if meta.get("format") == "refnet-model":  # not "delete or move it": it is a model
+            raise CheckpointError(f"{path}: a refnet model, not a training checkpoint; pass "
+                                  "another checkpoint path (to fine-tune this model, give it "
+                                  "as the initial parameters: refnet train --init-from)")
         check_fields(meta, CHECKPOINT_KEYS, "metadata", required=_REQUIRED)
         if Architecture.from_dict(meta["architecture"]) != arch:
             raise BadContent("checkpoint: holds a different architecture")
@@ -104,6 +110,10 @@ def load_checkpoint(path, arch: Architecture, config, template: list,
         mine.pop("epochs")
         if json.dumps(saved, sort_keys=True) != json.dumps(mine, sort_keys=True):
             raise BadContent("checkpoint: was written with other settings")
+        if meta["epochs_done"] > config.epochs:  # resumed, it gave a longer-trained model
+            raise BadContent(f"checkpoint: {meta['epochs_done']} epochs done, more than the "
+                             f"{config.epochs} this run trains; ask for at least "
+                             f"{meta['epochs_done']} epochs to resume it")
         run_dtype = str(np.asarray(template[0]).dtype)
         if meta["dtype"] != run_dtype:
             raise BadContent(f"checkpoint: holds {meta['dtype']} parameters, this run trains "

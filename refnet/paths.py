@@ -33,6 +33,10 @@ def short_path(path) -> str:
     return f"{text[:half]}...{text[-half:]}"
 
 
+#: Why a path holding a NUL character cannot be used (no file system takes one; pathlib's
+#: exists() says False for it, so the checks passed and the write at the end failed).
+NUL_IN_NAME = "a NUL character in the name"
+
 #: What :func:`file_problem` says of a path where nothing is.
 NO_SUCH_FILE = "no such file"
 
@@ -40,36 +44,48 @@ NO_SUCH_FILE = "no such file"
 def file_problem(path) -> str | None:
     """Why ``path`` cannot be read as a file, as a message says it, or None if it can:
     :data:`NO_SUCH_FILE`, "is a folder, not a file", "not a regular file" (a device, a pipe)
-    or "cannot be used (<the system's reason>)" (a name too long, a symlink loop). One stat,
+    or "cannot be used (<the system's reason>)" (a name too long, a symlink loop, a NUL
+    character). One stat,
     not is_file: that raises OSError for a name too long, whose text holds the whole path."""
     try:
         mode = Path(path).stat().st_mode
     except OSError as e:
         return (NO_SUCH_FILE if e.errno in (errno.ENOENT, errno.ENOTDIR)
                 else f"cannot be used ({e.strerror or e})")
+    except ValueError:  # Python's "embedded null byte", naming no file
+        return f"cannot be used ({NUL_IN_NAME})"
     if stat.S_ISREG(mode):
         return None
     return "is a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file"
 
 
 def check_output_path(path, flag: str | None = None, *, folder: bool = False,
-                      beside: Mapping | None = None) -> Path:
+                      beside: Mapping | None = None, inputs: Mapping | None = None) -> Path:
     """Refuse, before any work, an output ``path`` that cannot be written.
 
     ``folder``: ``path`` is a folder to write into (created if missing), else a file. Refused:
     a folder where a file is wanted or the reverse, an existing non-regular file (a device, a
     pipe) where a file is wanted, a path under an existing file, a nearest existing folder
     without write permission, and a path the file system refuses to look up (a name too long,
-    a symlink loop: shown shortened by :func:`short_path`). ``beside`` maps further files
-    written next to ``path`` (e.g. an ``.npz``'s metadata file) to what they are; each is
-    checked as a file too.
+    a symlink loop, a NUL character: shown shortened by :func:`short_path`). ``beside`` maps
+    further files written next to ``path`` (e.g. an ``.npz``'s metadata file) to what they
+    are; each is checked as a file too. ``inputs`` maps the files the same command reads (``None``
+    entries are skipped) to what they are (a flag); an output file that is one of them is
+    refused, since writing it would replace what the command reads (``train --data-npz d.npz
+    --out d.npz`` overwrote the training data with the model).
     Raises :class:`~refnet.errors.ConfigError` naming the path, what is wrong and what to do,
     led by the command-line ``flag`` if given. Returns ``path`` as a :class:`Path`.
     """
     path = Path(path)
     lead = f"{flag}: " if flag else ""
+    for name in (path, *(beside or {})):
+        if "\x00" in str(name):
+            raise ConfigError(f"{lead}{short_path(repr(str(name)))} cannot be used ({NUL_IN_NAME}); "
+                              "give another path")
     try:
         _check_kinds(path, lead, folder, beside)
+        if not folder:
+            _check_not_input(path, lead, beside, inputs)
     except OSError as e:  # a name too long, a symlink loop, a folder that may not be searched
         name = path if e.filename is None else e.filename  # a file beside it, maybe
         raise ConfigError(f"{lead}{short_path(name)} cannot be used ({e.strerror or e}); give "
@@ -100,3 +116,22 @@ def _check_kinds(path: Path, lead: str, folder: bool, beside: Mapping | None) ->
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{lead}{path}: cannot write in the folder {existing} (permission "
                           "denied); give a writable path")
+
+
+def _check_not_input(path: Path, lead: str, beside: Mapping | None,
+                     inputs: Mapping | None) -> None:
+    """check_output_path's refusal of an output file that is one of the command's ``inputs``;
+    the file system's own errors (OSError) pass through."""
+    for target in (path, *(Path(p) for p in (beside or {}))):
+        for source, what in (inputs or {}).items():
+            if source is not None and _same_file(target, Path(source)):
+                raise ConfigError(f"{lead}{target} is also the {what} file, which this command "
+                                  "reads: writing it would replace it; give another path")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same inode if both exist (a link, another
+    spelling of the path), else the same absolute path (two outputs not written yet)."""
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return os.path.normpath(a.absolute()) == os.path.normpath(b.absolute())

@@ -201,14 +201,16 @@ def _safetensors_numpy(path: Path):
     return st
 
 
-def check_destination(path, flag: str | None = None) -> Path:
+def check_destination(path, flag: str | None = None, *, inputs: Mapping | None = None) -> Path:
     """Refuse an output ``path`` (and, for ``.npz``, its metadata file) that cannot be written.
 
     Checked before any work or write: a known suffix, then both destinations as
     :func:`refnet.paths.check_output_path` checks files (neither a folder nor another
     non-regular file, not under a file, in a writable folder; missing folders are created on
-    writing). Raises :class:`~refnet.errors.ConfigError` naming the path, what is wrong and
-    what to do, led by the command-line ``flag`` if given.
+    writing), and neither one of the files the command reads (``inputs``, as
+    :func:`~refnet.paths.check_output_path` takes them). Raises
+    :class:`~refnet.errors.ConfigError` naming the path, what is wrong and what to do, led by
+    the command-line ``flag`` if given.
     """
     path = Path(path)
     try:
@@ -218,7 +220,7 @@ def check_destination(path, flag: str | None = None) -> Path:
             raise
         raise ConfigError(f"{flag}: {e}") from None
     beside = {metadata_path(path): "the metadata file"} if kind == ".npz" else None
-    return check_output_path(path, flag, beside=beside)
+    return check_output_path(path, flag, beside=beside, inputs=inputs)
 
 
 def save_tensors(path, tensors: Mapping[str, np.ndarray], metadata: dict | None = None) -> Path:

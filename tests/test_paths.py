@@ -102,3 +102,38 @@ def test_a_path_the_system_refuses_is_a_config_error_showing_it_shortened(place,
     assert message.startswith(f"--out: {str(place)[:20]}") and message.endswith(
         "; give another path") and "\n" not in message
     assert len(message) < 300 and "x" * 60 not in message, message
+
+
+def test_an_output_that_is_one_of_the_inputs_is_refused(place):
+    """``train --data-npz d.npz --out d.npz`` replaced the training data with the model, and
+    ``info M --export-state-dict M`` the model with its state dict, without a word."""
+    data = place / "file.npz"
+    _refused(f"--out: {data} is also the --data-npz file, which this command reads: writing it "
+             "would replace it; give another path", data, "--out",
+             inputs={data: "--data-npz", None: "--init-from"})
+    os.symlink(data, place / "link.npz")      # another name of the same file
+    _refused("is also the model file", place / "link.npz", inputs={data: "model"})
+    # two outputs neither of which exists yet (--out and --checkpoint)
+    _refused("is also the --checkpoint file", place / "new.npz", "--out",
+             inputs={place / "sub" / ".." / "new.npz": "--checkpoint"})
+    # a file written beside it (an .npz state dict's metadata file)
+    (place / "w.npz.json").write_bytes(b"{}")
+    with pytest.raises(ConfigError, match=r"w\.npz\.json is also the model file"):
+        check_destination(place / "w.npz", "-o", inputs={place / "w.npz.json": "model"})
+    # other files and folders pass
+    assert check_output_path(place / "new.npz", "--out", inputs={data: "--data-npz", None: "x"})
+    assert check_output_path(place, "--out", folder=True, inputs={data: "--data"})
+
+
+def test_a_nul_character_is_refused_by_name(place):
+    """pathlib's exists() says False for such a path: the checks passed, and the write after
+    all the work failed with Python's "embedded null byte", naming no flag or file."""
+    from refnet.paths import file_problem
+
+    _refused("--out: '" + str(place / "a\x00b.npz").replace("\x00", "\\x00")
+             + "' cannot be used (a NUL character in the name); give another path",
+             place / "a\x00b.npz", "--out")
+    _refused("a NUL character", place / "d", "--out", folder=True,
+             beside={place / "d\x00.json": "the metadata file"})
+    _refused("a NUL character", place / "new\x00", folder=True)
+    assert file_problem(place / "a\x00b") == "cannot be used (a NUL character in the name)"

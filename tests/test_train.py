@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import refnet as rn
-from refnet.io import load_npz, save_npz_atomic
+from refnet.errors import CheckpointError
+from refnet.io import load_npz, save_model, save_npz_atomic
 from refnet.regularizers import regularizer_preset
 from refnet.train import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED, TrainConfig, TrainingDiverged,
                           evaluate_accuracy, train)
@@ -69,6 +70,34 @@ def test_checkpoint_with_other_settings_is_refused(problem, tmp_path):
     train(arch, p, X, y, TrainConfig(epochs=1, lr=0.01), checkpoint=ckpt)
     with pytest.raises(ValueError, match="checkpoint: .* other settings"):
         train(arch, p, X, y, TrainConfig(epochs=2, lr=0.02), checkpoint=ckpt)
+
+
+def test_checkpoint_with_more_epochs_than_asked_is_refused(problem, tmp_path):
+    """It was returned as it was: 3 epochs of training reported as 1 (epochs_done 1, and the
+    model file's train_config said epochs 1)."""
+    arch, p, X, y = problem
+    ckpt = tmp_path / "c.npz"
+    train(arch, p, X, y, TrainConfig(epochs=3, lr=0.01), checkpoint=ckpt)
+    saved = ckpt.read_bytes()
+    with pytest.raises(CheckpointError, match=r"c\.npz: checkpoint: 3 epochs done, more than "
+                                              r"the 1 this run trains; ask for at least 3 "
+                                              r"epochs to resume it; delete or move"):
+        train(arch, p, X, y, TrainConfig(epochs=1, lr=0.01), checkpoint=ckpt)
+    assert ckpt.read_bytes() == saved
+    again = train(arch, p, X, y, TrainConfig(epochs=3, lr=0.01), checkpoint=ckpt)
+    assert again.epochs_done == 3 and again.resumed_from == 3  # as many: nothing left to do
+
+
+def test_a_model_file_as_checkpoint_is_named_so_and_left_alone(problem, tmp_path):
+    """The message said the model lacked 'config' and 'epochs_done': "delete or move" it."""
+    arch, p, X, y = problem
+    model = save_model(tmp_path / "m.npz", arch, p)
+    saved = model.read_bytes()
+    with pytest.raises(CheckpointError) as e:
+        train(arch, p, X, y, TrainConfig(epochs=1), checkpoint=model)
+    assert str(e.value).startswith(f"{model}: a refnet model, not a training checkpoint; pass "
+                                   "another checkpoint path")
+    assert "delete" not in str(e.value) and model.read_bytes() == saved
 
 
 def test_divergence_names_epoch_and_batch_and_keeps_last_checkpoint(rng, tmp_path):

@@ -43,8 +43,9 @@ _REPEATABLE = (argparse._AppendAction, argparse._AppendConstAction, argparse._Co
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is raised (one line, printed by :func:`main`), not printed
-    as the usage block plus a message and ``sys.exit(2)``; and a flag given twice is a usage
-    error unless it collects its values (argparse would keep the last one silently)."""
+    as the usage block plus a message and ``sys.exit(2)``; a flag given twice is a usage
+    error unless it collects its values (argparse would keep the last one silently); and an
+    empty value is a usage error (the commands took ``--activation ''`` for "the default")."""
 
     def error(self, message):
         raise UsageError(self.prog, message)
@@ -60,6 +61,10 @@ class _Parser(argparse.ArgumentParser):
             if action in self._given:
                 self.error(_given_twice(action, self._given[action], arg_strings))
             self._given[action] = list(arg_strings)
+        # a sub-command's action gets its name and all the words after it: check the name only
+        own = arg_strings[:1] if action.nargs == argparse.PARSER else arg_strings
+        if "" in own:  # the commands read `args.x or default`: '' meant the default, silently
+            self.error(_empty_value(action))
         return super()._get_values(action, arg_strings)
 
 
@@ -74,6 +79,13 @@ def _given_twice(action, first: list, second: list) -> str:
         return f"{flag} given twice; give it once"
     words = ", then ".join(repr(" ".join(w)) for w in (first, second))
     return f"{flag} given twice ({words}); give it once"
+
+
+def _empty_value(action) -> str:
+    name = "/".join(action.option_strings) or action.metavar or action.dest
+    if action.required or not action.option_strings:
+        return f"argument {name}: an empty value; give one"
+    return f"argument {name}: an empty value; give one, or leave {name} out for its default"
 
 
 def _available():

@@ -59,21 +59,31 @@ def variance_list(text: str) -> tuple[float, ...]:
 
 def variances_spec(text: str, flag: str):
     """A :class:`~refnet.noise.NoiseSpec` from VARIANCES such as ``add_unc=0.01,mul_cor=0.001``,
-    each noise type once; anything else is a :class:`ConfigError` naming ``flag``."""
+    each noise type once; anything else is a :class:`ConfigError` naming ``flag`` and the item
+    at fault (the messages were Python's: "dictionary update sequence element #0 has length
+    1", "NoiseSpec.__init__() got an unexpected keyword argument 'bogus'")."""
     from ..noise import NoiseSpec
 
-    items = [item.strip() for item in text.split(",")]
-    keys = [item.partition("=")[0].strip() for item in items]
-    for i, key in enumerate(keys):
-        if key in keys[:i]:  # a dict would keep the last one without a word
-            raise ConfigError(f"{flag}: {key} given twice ({items[keys.index(key)]!r}, then "
-                              f"{items[i]!r}); give each noise type once")
+    lead = f"{flag}: expected VARIANCES like 'add_unc=0.01,mul_cor=0.001', got {text!r}"
+    values, first = {}, {}  # noise type -> its variance, and the item that gave it
+    for item in (item.strip() for item in text.split(",")):
+        key, _, value = (part.strip() for part in item.partition("="))
+        if "=" not in item or "=" in value:
+            raise ConfigError(f"{lead} ({item!r} is not one TYPE=VARIANCE)")
+        if key not in NOISE_TYPES:
+            raise ConfigError(f"{lead} (unknown noise type {key!r}; the types are "
+                              f"{', '.join(NOISE_TYPES)})")
+        if key in first:  # a dict would keep the last one without a word
+            raise ConfigError(f"{flag}: {key} given twice ({first[key]!r}, then {item!r}); give "
+                              "each noise type once")
+        try:
+            values[key], first[key] = float(value), item
+        except ValueError:
+            raise ConfigError(f"{lead} ({key}: not a number: {value!r})") from None
     try:
-        pairs = dict(item.split("=") for item in items)
-        return NoiseSpec(**{k.strip(): float(v) for k, v in pairs.items()})
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"{flag}: expected VARIANCES like 'add_unc=0.01,mul_cor=0.001', got "
-                          f"{text!r} ({e})") from None
+        return NoiseSpec(**values)
+    except ValueError as e:  # a negative or non-finite variance
+        raise ConfigError(f"{lead} ({e})") from None
 
 
 def noise_type_list(text: str) -> tuple[str, ...]:
@@ -236,6 +246,16 @@ def read_npz_arrays(path, flag: str, required=(), optional=(), *, named_by=None)
                             f"{', '.join(cause.has[:8]) or 'none'}); give {named_by[n]} one of "
                             "those") from None
         raise DataError(f"{flag}: {e}") from None
+
+
+def check_classes(data, flag: str, name: str) -> None:
+    """Refuse a named dataset without classes (Mackey-Glass's targets are real numbers): the
+    commands classify, and training on it failed after loading with "y: class labels must be
+    integers", naming no flag."""
+    if hasattr(data, "classes") and not data.classes:
+        raise DataError(f"{flag} {name}: its targets are real numbers (a regression dataset), "
+                        "not class labels; this command needs a classification dataset such "
+                        "as mnist")
 
 
 def check_rows(X, y, flag: str, path, names=("X", "y"), *, n_features: int | None = None,

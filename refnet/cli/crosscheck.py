@@ -113,9 +113,10 @@ def _noise_config(args, L: int):
         layer, _, text = item.partition(":")
         try:
             n = int(layer)
-            per[n] = variances_spec(text, "--layer-variances")
-        except ValueError as e:
-            raise ConfigError(f"--layer-variances: expected 'L:add_unc=0.02', got {item!r} ({e})") from None
+        except ValueError:
+            raise ConfigError(f"--layer-variances: expected 'L:add_unc=0.02', got {item!r} "
+                              f"(the layer {layer!r} is not an integer)") from None
+        per[n] = variances_spec(text, f"--layer-variances {item!r}")
         if n in first:  # the dict kept the last one without a word
             raise ConfigError(f"--layer-variances: layer {n} given twice ({first[n]!r}, then "
                               f"{item!r}); give each layer once")
@@ -179,7 +180,7 @@ def _make(args) -> int:
     if args.out.suffix not in STATE_DICT_SUFFIXES:  # before any work
         raise ConfigError(f"{args.out}: unknown bundle file type {args.out.suffix!r}; use "
                           f"{' or '.join(STATE_DICT_SUFFIXES)}")
-    check_destination(args.out, "-o/--out")
+    check_destination(args.out, "-o/--out", inputs={args.model: "model", args.data: "--data"})
     steps = _step_regularizers(args.step_regularizers)
     arch, params = _load_model(args)
     N = DEFAULT_BUNDLE_BATCH if args.batch is None else int(args.batch)

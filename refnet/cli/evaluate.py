@@ -23,9 +23,9 @@ from ..limits import MAX_BATCH_SIZE, MAX_LEVELS, MAX_REPETITIONS
 from ..noise import NOISE_TYPES
 from ..paths import check_output_path
 from ..progress import Progress
-from ._common import (MAX_WORKERS, add_noise_preset, check_rows, dataset_name, existing_file,
-                      int_between, noise_type_list, positive_float, positive_int,
-                      read_npz_arrays, seed, variance_list)
+from ._common import (MAX_WORKERS, add_noise_preset, check_classes, check_rows, dataset_name,
+                      existing_file, int_between, noise_type_list, positive_float,
+                      positive_int, read_npz_arrays, seed, variance_list)
 
 HELP = "accuracy of a trained model under each noise type alone, over a grid of noise variances"
 
@@ -126,7 +126,13 @@ def _levels(args) -> np.ndarray:
     if vmax > MAX_VARIANCE:
         raise ConfigError(f"--vmax: at most {MAX_VARIANCE:g} (noise of standard deviation "
                           f"{MAX_VARIANCE ** 0.5:g}), got {vmax:g}")
-    return np.logspace(np.log10(vmin), np.log10(vmax), args.variances)
+    levels = np.logspace(np.log10(vmin), np.log10(vmax), args.variances)
+    distinct = len(np.unique(levels))
+    if distinct < len(levels):  # repeats were measured again, as --levels 0.1,0.1 is refused
+        raise ConfigError(f"--variances {args.variances}: from --vmin {vmin:g} to --vmax "
+                          f"{vmax:g} there are {distinct} distinct variance(s), not "
+                          f"{args.variances}; give a wider range or fewer --variances")
+    return levels
 
 
 def _load_data(args, arch):
@@ -142,6 +148,7 @@ def _load_data(args, arch):
 
     name = args.dataset
     data = load_dataset(name, split="test")
+    check_classes(data, "--dataset", name)
     X, y = (data.X, data.y) if hasattr(data, "X") else data
     check_rows(X, y, "--dataset", f"{name} (test split)", **sizes)
     info = getattr(data, "info", {}) or {}
@@ -181,6 +188,10 @@ def run(args) -> int:
     variances = _levels(args)
     out = Path(args.out or f"evaluate_{Path(args.model).stem}")
     check_output_path(out, "--out", folder=True)
+    if args.threads is not None and args.backend != "numba-parallel":  # it was ignored
+        raise ConfigError(f"--threads: numba's threads over rows of --backend numba-parallel, "
+                          f"no effect with --backend {args.backend}; give --workers for threads "
+                          "over whole batches, or --backend numba-parallel")
     if args.threads is not None:
         from .._numba import max_threads, set_threads
 

@@ -35,7 +35,8 @@ def run(args) -> int:
         raise ConfigError("--naming needs --export-state-dict FILE (it names the exported keys)")
     naming = args.naming or "sequential"
     if args.export_state_dict:  # before any work: a folder or an unwritable place is refused
-        check_destination(args.export_state_dict, "--export-state-dict")
+        check_destination(args.export_state_dict, "--export-state-dict",
+                          inputs={args.model: "model"})
     arch, params, meta = load_model(args.model)
     if args.json:
         print(json.dumps(meta, indent=2, sort_keys=True))

@@ -172,6 +172,9 @@ def run(args) -> int:
     if unknown:
         raise ConfigError(f"--only: unknown {unknown} for preset {args.preset}; known: "
                           f"{', '.join(known)}")
+    twice = sorted({s for s in todo if todo.count(s) > 1})
+    if twice:  # it ran twice (and was timed and reported as two runs of one name)
+        raise ConfigError(f"--only: {', '.join(twice)} given twice; name each script once")
     preset = get_preset(args.preset, args.seed)
     if args.envelope is not None and preset.name != "full":
         raise ConfigError(f"--envelope: only --preset full uses an envelope (preset "

@@ -55,6 +55,23 @@ def _halving(text):
     return {"eta": vals[0], "min_epochs": vals[1] if len(vals) == 2 else 1}
 
 
+def _check_unused(args, computing: bool) -> None:
+    """Flags that would have no effect are an error, not a silent no-op: those of computing
+    when there is nothing to compute (no SPEC, no --set: a report on --out), and --workers
+    (local processes) beside --scheduler (the cluster's workers run the cells)."""
+    from ..errors import ConfigError
+
+    given = [flag for flag, value in (("--workers", args.workers), ("--scheduler", args.scheduler),
+                                      ("--halving", args.halving)) if value is not None]
+    if given and not computing:
+        raise ConfigError(f"{'/'.join(given)}: no effect without a SPEC (or --set): this only "
+                          f"reports on the sweep in {args.out}; give the SPEC to compute, or "
+                          f"leave out {'/'.join(given)}")
+    if args.workers is not None and args.scheduler is not None:
+        raise ConfigError("--workers: local worker processes, no effect with --scheduler (the "
+                          "cluster's own workers run the cells); give one or the other")
+
+
 def _check_folders(args, computing: bool) -> None:
     """Refuse, before the store or any baseline is made, an --out or --report-dir that cannot
     be written (:func:`refnet.paths.check_output_path`). Reporting on a finished sweep into
@@ -77,6 +94,7 @@ def run(args) -> int:
     halving = _halving(args.halving) if args.halving else None
     stream = None if args.no_progress else sys.stderr
     computing = args.spec is not None or bool(args.overrides)
+    _check_unused(args, computing)
     _check_folders(args, computing)
     if computing:
         spec = load_spec(args.spec, args.overrides)

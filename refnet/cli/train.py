@@ -13,9 +13,10 @@ from ..optim import OPTIMIZERS
 from ..paths import check_output_path
 from ..regularizers import REGULARIZER_PRESETS
 from ..train import MAX_BATCH_SIZE, MAX_EPOCHS
-from ._common import (add_noise_preset, add_noise_type, check_rows, count, dataset_name,
-                      existing_file, int_between, nonnegative_float, positive_float,
-                      positive_int, positive_int_list, read_npz_arrays, seed, variance)
+from ._common import (add_noise_preset, add_noise_type, check_classes, check_rows, count,
+                      dataset_name, existing_file, int_between, nonnegative_float,
+                      positive_float, positive_int, positive_int_list, read_npz_arrays, seed,
+                      variance)
 
 HELP = "train an MLP (standard, noise-aware or regularized) and report clean and noisy accuracy"
 _NPZ_KEYS = ("X_train", "y_train", "X_test", "y_test")
@@ -85,9 +86,11 @@ def check_settings(args) -> None:
     if args.hidden == ():
         raise ConfigError("--hidden: no layer size given; give hidden layer sizes such as "
                           "300,300 (refnet trains networks with at least one hidden layer)")
-    check_output_path(args.out, "--out")
+    reads = {args.data_npz: "--data-npz", args.init_from: "--init-from"}
+    # the checkpoint is read too (resumed); the model written over it would end the resuming
+    check_output_path(args.out, "--out", inputs={**reads, args.checkpoint: "--checkpoint"})
     if args.checkpoint is not None:
-        check_output_path(args.checkpoint, "--checkpoint")
+        check_output_path(args.checkpoint, "--checkpoint", inputs=reads)
 
 
 def architecture(args, X, y, y_test):
@@ -117,7 +120,9 @@ def architecture(args, X, y, y_test):
                             f"model {args.init_from} takes {arch.sizes[0]}")
         n_classes = arch.sizes[-1]
         for name, labels in (("training", y), ("test", y_test)):
-            if np.issubdtype(labels.dtype, np.integer) and labels.max() >= n_classes:
+            # all labels: float ones too (whole numbers, as check_rows made sure); a test label
+            # the model lacks failed after the whole training, naming no flag
+            if labels.max() >= n_classes:
                 raise DataError(f"{flag}: {where}: {name} label {int(labels.max())} is not a "
                                 f"class of the --init-from model {args.init_from} (labels "
                                 f"0..{n_classes - 1})")
@@ -136,6 +141,39 @@ def architecture(args, X, y, y_test):
     return mlp(sizes, args.activation or _ACTIVATION), None
 
 
+def regularizers(args, arch) -> tuple:
+    """The ``--regularizer`` presets with ``--lam``, checked before any training: each named
+    once (a preset given twice added its penalty twice), a lambda where the preset has none
+    published, and every penalty evaluated once on a tiny network of ``arch``'s depth (a code
+    set naming W^(2) and W^(L) apart failed at the first step of a one-hidden-layer net with
+    "weight_lambdas: layers -1 and 2 are the same layer", naming no flag)."""
+    from refnet import init_params, mlp
+    from refnet.regularizers import regularizer_preset, value
+
+    names = args.regularizer
+    twice = sorted({r for r in names if names.count(r) > 1})
+    if twice:
+        raise ConfigError(f"--regularizer: {', '.join(twice)} given twice (its penalty would be "
+                          "added twice); name each preset once")
+    regs = []
+    for name in names:
+        try:
+            regs.append(regularizer_preset(name, args.lam))
+        except ValueError as e:
+            if args.lam is None:  # the library's words are "pass lam="
+                raise ConfigError(f"--regularizer {name}: the preset has no published lambda; "
+                                  "give one with --lam") from None
+            raise ConfigError(f"--regularizer {name} --lam {args.lam:g}: {e}") from None
+    small = mlp((2,) * (arch.n_layers + 1), arch.activations[0], arch.activations[-1])
+    try:
+        value(small, init_params(small, rng=0), np.zeros((1, 2)), regs)
+    except ValueError as e:
+        raise ConfigError(f"--regularizer {','.join(names)}: does not fit a network of "
+                          f"{arch.n_layers} weight layers ({e}); choose presets for this depth "
+                          "or other --hidden layers") from None
+    return tuple(regs)
+
+
 def load_train_test(args):
     """``(X_train, y_train, X_test, y_test, provenance)`` from ``--data-npz`` or ``--dataset``.
 
@@ -151,6 +189,7 @@ def load_train_test(args):
 
     name = args.dataset or "mnist"
     train = load_dataset(name, "train", dtype=args.dtype)
+    check_classes(train, "--dataset", name)
     test = load_dataset(name, "test", dtype=args.dtype)
     return train.X, train.y, test.X, test.y, {"train": train.info, "test": test.info}
 
@@ -158,13 +197,14 @@ def load_train_test(args):
 def run(args) -> int:
     from refnet import NoiseSpec, init_params, noise_config
     from refnet.io import save_model
-    from refnet.regularizers import ExpectedLoss, regularizer_preset
+    from refnet.regularizers import ExpectedLoss
     from refnet.train import TrainConfig, evaluate_accuracy, train
     from refnet.datasets.split import stratified_subset, train_val_split
 
     check_settings(args)
     X, y, X_test, y_test, provenance = load_train_test(args)
     arch, params = architecture(args, X, y, y_test)
+    regs = regularizers(args, arch)
     classify = np.issubdtype(np.asarray(y).dtype, np.integer)
     if args.n_train is not None:
         if args.n_train > len(X):
@@ -191,7 +231,6 @@ def run(args) -> int:
     if args.noise_type:
         noise = noise_config(args.noise_preset, NoiseSpec.single(args.noise_type, args.noise_variance),
                              arch.n_layers)
-    regs = tuple(regularizer_preset(name, args.lam) for name in args.regularizer)
     if args.expected_loss:  # the noise enters through the objective, none is drawn
         regs, noise = regs + (ExpectedLoss(noise),), None
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,

@@ -45,6 +45,9 @@ def cache_root(cache_dir=None) -> Path:
         xdg = os.environ.get("XDG_CACHE_HOME")
         root = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "refnet"
         origin = "$XDG_CACHE_HOME" if xdg else "the default cache folder"
+    if "\x00" in str(root):  # exists() says False for it: every source then failed on it
+        raise ConfigError(f"{origin}: the cache folder {str(root)!r} has a NUL character in "
+                          "its name; give another folder")
     existing = next((p for p in (root, *root.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         where = "is a file" if existing == root else f"lies under the file {existing}"

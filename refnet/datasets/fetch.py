@@ -104,6 +104,23 @@ def format_table(rows) -> str:
     return "\n".join([line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])
 
 
+def check_mirror(mirror) -> None:
+    """Refuse a ``--mirror`` that is no folder: it was tried, found lacking every file, and
+    the fetch went on to the hosts and registries (or, with the files cached, it was never
+    looked at), so a mistyped mirror went unnoticed."""
+    from pathlib import Path
+
+    from ..paths import NO_SUCH_FILE, file_problem, short_path
+
+    if mirror is None:
+        return
+    problem = file_problem(Path(mirror).expanduser())  # one stat: a name too long is a message
+    if problem != "is a folder, not a file":
+        what = {None: "a file, not a folder", NO_SUCH_FILE: "no such folder"}.get(problem, problem)
+        raise ConfigError(f"--mirror: {short_path(mirror)}: {what}; give the folder holding "
+                          "the dataset files (or a subfolder per dataset)")
+
+
 def run(args) -> int:
     """Fetch ``args.datasets``; 0, or 1 when one failed. A usage error (an unknown dataset, an
     unusable cache folder) is a :class:`~refnet.errors.ConfigError`, raised before any fetch;
@@ -112,6 +129,7 @@ def run(args) -> int:
     if unknown:
         raise ConfigError(f"DATASET: unknown {unknown}; expected any of {', '.join(DATASETS)}")
     resolve_classes(args.classes, "--classes")  # a usage error, not a failed fetch
+    check_mirror(args.mirror)
     rows, failed = [], 0
     root = cache_root(args.cache_dir)
     print(f"cache: {root}", file=sys.stderr)

@@ -25,10 +25,13 @@ def accuracy_vs_variance(result, title: str | None = None, n_std: float = 2.0) -
 
     ``result`` is a :class:`refnet.montecarlo.SweepResult` (or anything with ``noise_types``,
     ``variances`` (n_levels,), ``mean`` and ``std`` (n_types, n_levels), ``clean_accuracy``).
-    Variances of 0 cannot be shown on the log axis and are left out.
+    Variances of 0 cannot be shown on the log axis and are left out; when every variance is 0
+    the axis is linear (a log axis without data raised matplotlib's "Data cannot be
+    log-scaled" after the whole computation of ``refnet evaluate --levels 0``).
     """
     v = np.asarray(result.variances, dtype=float)
-    show = v > 0
+    log = bool((v > 0).any())
+    show = v > 0 if log else np.ones(v.shape, dtype=bool)
     fig = Figure(figsize=(6.4, 4.4), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -40,7 +43,8 @@ def accuracy_vs_variance(result, title: str | None = None, n_std: float = 2.0) -
                         color=line.get_color(), alpha=0.2, lw=0)
     if np.isfinite(result.clean_accuracy):
         ax.axhline(result.clean_accuracy, color="0.4", ls="--", lw=1, label="no noise")
-    ax.set_xscale("log")
+    if log:
+        ax.set_xscale("log")
     ax.set_xlabel("noise variance")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.02)
@@ -51,10 +55,11 @@ def accuracy_vs_variance(result, title: str | None = None, n_std: float = 2.0) -
     return fig
 
 
-def figure_png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG bytes (checked to start with the PNG signature)."""
+def figure_png_bytes(fig: Figure, *, dpi=None) -> bytes:
+    """The figure as PNG bytes (checked to start with the PNG signature); ``dpi`` as
+    matplotlib's ``savefig`` takes it (None: its default)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", dpi=dpi)
     data = buf.getvalue()
     if not data.startswith(_PNG_MAGIC):
         raise RuntimeError("figure_png_bytes: matplotlib did not produce a PNG")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import ResultFileError
-from ..io import save_npz_atomic, verify_sha256
+from ..io import atomic_write_bytes, save_npz_atomic, verify_sha256
 from ..npzfile import (WANT_OBJECT, WANT_SHA256, BadContent, NpzReader, check_fields, file_errors,
                        read_json_file, want_int, want_number, want_str)
 
@@ -87,10 +87,13 @@ def save_figure(fig, out, name: str, dpi: int = 100, *, layout: bool = True) -> 
         # leave room for a suptitle (tight_layout alone lets it overlap the top panels' titles)
         top = 1 - 0.35 / fig.get_figheight() if getattr(fig, "_suptitle", None) is not None else 1
         fig.tight_layout(rect=(0, 0, 1, top))
-    path = figure_path(out, name)
-    fig.savefig(path, dpi=dpi)
+    from .figures import figure_png_bytes
+
+    # as bytes, then one atomic write: savefig wrote the file in place, and an interrupted
+    # run left a truncated PNG that the report showed
+    data = figure_png_bytes(fig, dpi=dpi)
     plt.close(fig)
-    return path
+    return atomic_write_bytes(figure_path(out, name), data)
 
 
 def script_main(module, argv=None, *, description: str | None = None) -> int:

@@ -332,7 +332,7 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
         if path.suffix not in (".toml", ".json"):
             raise _err(source, "unknown spec format", "name it .toml or .json")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a BOM was "Invalid statement"
             if path.suffix == ".toml":
                 import tomllib
 
@@ -346,6 +346,9 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
             raise _refused(e, "fix the syntax (each key once)") from None
         except (OSError, ValueError) as e:  # TOMLDecodeError, UnicodeDecodeError, unreadable
             raise _err(source, f"cannot be parsed ({e})", "fix the syntax") from None
+        if raw == {}:  # every default: a 30-epoch MNIST baseline and its cell, without a word
+            raise _err(source, "the spec file is empty (no table, no key)",
+                       "write at least the [grid] to sweep, e.g. [grid] eq4_lambda = [0, 1e-3]")
     first = {}  # (table, key) -> the override that set it
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -364,6 +367,9 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
                            + " and ".join(f"[{t}]" for t in owners),
                            "say which: " + " or ".join(f"--set {t}.{name}=..." for t in owners))
             table = owners[0]
+        elif table not in _TABLES:  # it was reported as an unknown table of the spec file
+            raise _err(f"override {item!r}", f"unknown table {table!r}",
+                       f"use {', '.join(_TABLES)} (e.g. data.hidden=300,300)")
         if (table, name) in first:  # the last one won without a word
             raise _err("--set", f"the key {table}.{name} given twice ({first[table, name]!r}, "
                        f"then {item!r})", "give each key once, several values as one list "

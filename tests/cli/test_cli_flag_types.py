@@ -95,3 +95,33 @@ def test_the_sweep_loaders_refuse_a_path_too_long_with_their_own_error(tmp_path)
         with pytest.raises(RefnetError, match=re.escape(TOO_LONG)) as e:
             load(long)
         assert "x" * (SHOWN_PATH_CHARS // 2 + 1) not in str(e.value)
+
+
+# --- an empty value: the commands read `args.x or default`, so '' silently meant the default ---
+def _valued_options():
+    out = []
+    for name, p in _parsers(build_parser()):
+        for action in p._actions:
+            if action.option_strings and action.nargs != 0 and action.dest != "help":
+                flag = action.option_strings[-1]
+                out.append(pytest.param(name.split()[1:], flag, "/".join(action.option_strings),
+                                        id=f"{name} {flag}"))
+    return out
+
+
+@pytest.mark.parametrize("command, flag, shown", _valued_options())
+def test_every_flag_refuses_an_empty_value(command, flag, shown, capsys):
+    """``train --activation ''`` trained sigmoid, ``sweep --halving ''`` ran without halving,
+    ``fetch --cache-dir ''`` used $REFNET_DATA_DIR, ``info ''`` said "is a folder": each
+    without a word. The flag is refused before anything else is looked at."""
+    assert main([*command, flag, ""]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"argument {shown}: an empty value" in err, err
+
+
+@pytest.mark.parametrize("argv, name", [(["info", ""], "model"), (["fetch", "mnist", ""], "DATASET"),
+                                        (["crosscheck", ""], "MODE"), ([""], "COMMAND")])
+def test_an_empty_positional_is_refused(argv, name, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"argument {name}: an empty value; give one" in err, err

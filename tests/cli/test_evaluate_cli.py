@@ -61,7 +61,7 @@ def test_evaluate_same_seed_same_csv_and_explicit_levels(model_and_data, tmp_pat
     *_, model, data = model_and_data
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(_args(model, data, a, "--no-progress")) == 0
-    assert main(_args(model, data, b, "--no-progress", "--threads", "1", "--workers", "2")) == 0
+    assert main(_args(model, data, b, "--no-progress", "--workers", "2")) == 0
     assert (a / "accuracy.csv").read_bytes() == (b / "accuracy.csv").read_bytes()
     c = tmp_path / "c"
     assert main(["evaluate", model, "--data", data, "--levels", "0.1,0.5", "--noise-types",
@@ -149,3 +149,17 @@ def test_evaluate_triangular_draws_is_opt_in_and_recorded(model_and_data, tmp_pa
     a_plain, a_tri = np.array(m_plain["accuracy"]), got
     assert not np.array_equal(a_plain[0], a_tri[0])            # add_unc: other draws
     assert np.array_equal(a_plain[1:], a_tri[1:])              # the other types: the same
+
+
+def test_evaluate_at_variance_zero_alone_writes_its_results(model_and_data, tmp_path, capsys):
+    """--levels 0 computed every pass, then the log axis of the figure had no data and
+    matplotlib raised "Data cannot be log-scaled": exit 2, a message naming no flag, no file."""
+    arch, params, X, y, model, data = model_and_data
+    out = tmp_path / "res"
+    assert main(["evaluate", model, "--data", data, "--levels", "0", "--repetitions", "1",
+                 "--out", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out / "accuracy.csv")))
+    assert {float(r["variance"]) for r in rows} == {0.0}
+    clean = json.load(open(out / "accuracy.json"))["clean_accuracy"]
+    assert all(float(r["mean"]) == clean for r in rows)  # no noise: the clean accuracy
+    assert (out / "accuracy.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

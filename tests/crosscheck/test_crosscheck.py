@@ -450,6 +450,21 @@ def test_stat_compares_a_noiseless_layer_by_its_values_without_warnings():
     assert compare_samples(ARCH, p, X, NOISE, samples, rng=1).verdict == "consistent"
 
 
+def test_stat_of_a_framework_without_noise_differs_without_warnings():
+    """Outputs constant over the repeats where refnet's are noisy (a framework that drew no
+    noise) made SciPy print "Precision loss occurred in moment calculation" on stderr."""
+    import warnings
+
+    p = rn.init_params(ARCH, rng=3)
+    X = np.random.default_rng(4).random((10, 6))
+    _, cache = forward(ARCH, p, X, None)
+    samples = {3: np.broadcast_to(cache.A[3], (60, *cache.A[3].shape)).copy()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = compare_samples(ARCH, p, X, NOISE, samples, rng=1)
+    assert res.verdict == "differ"
+
+
 def test_check_reports_results_that_match_no_expected_tensor(bundle, tmp_path, capsys):
     """A misspelt or extra result name was ignored in silence (its tensor merely 'missing');
     it is now a row of status 'unknown', fails under --strict, and a results file whose names

@@ -92,3 +92,27 @@ def test_presets_and_errors():
         get_preset("medium")
     with pytest.raises(ValueError, match="figure 'nope': unknown"):
         figure_module("nope")
+
+
+def test_figures_are_written_atomically(tmp_path, monkeypatch):
+    """save_figure let matplotlib write the PNG in place: an interrupted run left a truncated
+    figure under its final name, which the report showed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import refnet.io
+    from refnet.reproduction.results import figure_path, save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    assert save_figure(fig, tmp_path, "ok").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(refnet.io.os, "replace", interrupted)
+    fig, ax = plt.subplots()
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(fig, tmp_path, "cut")
+    assert not figure_path(tmp_path, "cut").exists()
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["ok.png"]

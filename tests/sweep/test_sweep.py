@@ -148,6 +148,33 @@ def test_spec_files_nested_too_deep_or_with_repeated_keys_are_refused(tmp_path, 
         load_spec(tmp_path / name)
 
 
+@pytest.mark.parametrize("name, text", [("empty.toml", ""), ("comments.toml", "# later\n"),
+                                        ("empty.json", "{}")])
+def test_an_empty_spec_file_is_refused(tmp_path, name, text):
+    """It ran every default, a 30-epoch MNIST baseline and its cell, without a word."""
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=f"{name}: the spec file is empty"):
+        load_spec(tmp_path / name)
+    with pytest.raises(ConfigError, match="the spec file is empty"):  # not made up by --set
+        load_spec(tmp_path / name, ["seed=0"])
+
+
+def test_a_spec_file_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows editors write one: "cannot be parsed (Invalid statement (at line 1, column 1))"."""
+    for name, text in (("s.toml", '[data]\ndataset = "synthetic"\n'),
+                       ("s.json", '{"data": {"dataset": "synthetic"}}')):
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
+        assert load_spec(tmp_path / name).data["dataset"] == "synthetic"
+
+
+def test_an_override_of_an_unknown_table_names_the_override(tmp_path):
+    """It was reported as an unknown table of the spec file: "s.toml: [data.hidden]"."""
+    (tmp_path / "s.toml").write_text("[grid]\nseed = [0]\n")
+    with pytest.raises(ConfigError, match=r"override 'data\.hidden\.x=1': unknown table "
+                                          r"'data\.hidden'; use data, grid, evaluate, report"):
+        load_spec(tmp_path / "s.toml", ["data.hidden.x=1"])
+
+
 def test_ambiguous_or_too_deep_command_line_keys_are_refused():
     with pytest.raises(ConfigError, match=r"'batch_size' is in \[data\] and \[evaluate\]; say "
                                           r"which: --set data.batch_size=\.\.\. or "
