@@ -107,11 +107,11 @@ def _inputs(args, arch):
         z = read_npz_arrays(args.inputs, "--inputs", (x_key,), ("y",), named_by=_key_flags(args))
     y_key = args.y_key or "y"
     X, y = z[x_key], z.get(y_key)
-    if y is None:
-        print(f"note: {args.inputs} has no labels (no array 'y'), so no accuracy is reported; "
-              "give --y-key NAME if they are stored under another name", file=sys.stderr)
     check_rows(X, y, "--inputs", args.inputs, (x_key, y_key), n_features=arch.sizes[0],
                n_classes=arch.sizes[-1], flat=False)
+    if y is None:  # after the checks: a refused file gets its one line of error, no note
+        print(f"note: {args.inputs} has no labels (no array 'y'), so no accuracy is reported; "
+              "give --y-key NAME if they are stored under another name", file=sys.stderr)
     return X[: args.n_inputs], None if y is None else y[: args.n_inputs]
 
 

@@ -28,6 +28,7 @@ def files(tmp_path):
     Xn = X.copy()
     Xn[NAN_ROW, 2] = np.nan
     np.savez(f.setdefault("nan", tmp_path / "nan.npz"), X=Xn, y=y)
+    np.savez(f.setdefault("nan_unlabelled", tmp_path / "nan_unlabelled.npz"), X=Xn)
     np.savez(f.setdefault("train", tmp_path / "train.npz"), X_train=X, y_train=y, X_test=X[:10],
              y_test=y[:10])
     np.savez(f.setdefault("train_nan", tmp_path / "train_nan.npz"), X_train=Xn, y_train=y,
@@ -266,6 +267,8 @@ CASES = {
         ("sensitivity {model} --inputs {data} --variance -0.1", "--variance: variance must be >= 0"),
         ("sensitivity {model} --inputs {short_labels}", "X has 60 rows but y has shape (53,)"),
         ("sensitivity {model} --inputs {nan} --n-inputs 50", f"X[{NAN_ROW}] (row {NAN_ROW} of the file"),
+        # no labels and a bad row: the error alone, not the no-labels note before it
+        ("sensitivity {model} --inputs {nan_unlabelled}", f"X[{NAN_ROW}] (row {NAN_ROW} of the file"),
         ("sensitivity {model} --inputs {data} --x-key Z", "--x-key Z: {data} has no array 'Z' "
                                                           "(its arrays: X, y); give --x-key one"),
         ("sensitivity {model} --inputs {data} --y-key labels", "--y-key labels: {data} has no "
