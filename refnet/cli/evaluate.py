@@ -19,7 +19,7 @@ import numpy as np
 
 from ..datasets._cache import sha256_file
 from ..errors import ConfigError
-from ..limits import MAX_BATCH_SIZE, MAX_LEVELS, MAX_REPETITIONS
+from ..limits import MAX_BATCH_SIZE, MAX_LEVELS, MAX_REPETITIONS, passes_problem
 from ..noise import NOISE_TYPES
 from ..paths import check_output_path
 from ..progress import Progress
@@ -186,6 +186,10 @@ def run(args) -> int:
     from ..reproduction.figures import accuracy_vs_variance, figure_png_bytes
 
     variances = _levels(args)
+    problem = passes_problem(len(variances), args.repetitions, len(args.noise_types))
+    if problem:  # before the model and the data are read
+        flag = "--levels" if args.levels is not None else "--variances"
+        raise ConfigError(f"{flag}/--repetitions/--noise-types: {problem}")
     out = Path(args.out or f"evaluate_{Path(args.model).stem}")
     check_output_path(out, "--out", folder=True)
     if args.threads is not None and args.backend != "numba-parallel":  # it was ignored

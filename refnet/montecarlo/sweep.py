@@ -16,7 +16,7 @@ import numpy as np
 
 from .._blas import on_fixed_blas_threads
 from ..errors import ConfigError
-from ..limits import MAX_LEVELS, MAX_REPETITIONS
+from ..limits import MAX_LEVELS, MAX_REPETITIONS, passes_problem
 from ..losses import check_labels
 from ..model import Architecture, Params, check_input
 from ..noise import NOISE_TYPES, NoiseSpec
@@ -73,6 +73,9 @@ class SweepSettings:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if int(self.repetitions) > MAX_REPETITIONS:   # before the results array is allocated
             raise ConfigError(f"repetitions: at most {MAX_REPETITIONS}, got {self.repetitions}")
+        problem = passes_problem(v.size, int(self.repetitions), len(types))
+        if problem:
+            raise ConfigError(f"variances/repetitions/noise_types: {problem}")
         backend = check_backend(self.backend)
         normal = dict(noise_types=types, variances=tuple(v.tolist()),
                       repetitions=int(self.repetitions), batch_size=int(self.batch_size),

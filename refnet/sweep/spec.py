@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..limits import MAX_LEVELS, MAX_REPETITIONS
+from ..limits import MAX_LEVELS, MAX_REPETITIONS, passes_problem
 from ..noise import NOISE_TYPES
 from ..npzfile import BadContent, JsonTooDeep, check_json_depth, parse_json_value
 from ..paths import NO_SUCH_FILE, file_problem, short_path
@@ -195,6 +195,9 @@ def _check_evaluate(e: dict) -> dict:
                    "measure fewer levels")
     out["variances"] = sorted({_float("evaluate.variances", x, positive=True) for x in v})
     out["repetitions"] = _int("evaluate.repetitions", e["repetitions"], 1, hi=MAX_REPETITIONS)
+    problem = passes_problem(len(out["variances"]), out["repetitions"], len(out["noise_types"]))
+    if problem:  # each cell's evaluation: refused here, not cell by cell after training
+        raise ConfigError(f"evaluate.variances/evaluate.repetitions: {problem}")
     out["n_test"] = _int("evaluate.n_test", e["n_test"], 1, none_ok=True)
     out["analytic_inputs"] = _int("evaluate.analytic_inputs", e["analytic_inputs"], 1)
     # rows per batch, as a training batch: the same ceiling (10**20 was read)

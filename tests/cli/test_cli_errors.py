@@ -248,6 +248,9 @@ CASES = {
         ("evaluate {model}", "one of the arguments --dataset --data is required"),
         ("evaluate {model} --data {data} --out {model}", "--out: {model} is a file; give a folder"),
         ("evaluate {model} --data {data} --variances 100000000", "--variances: at most 10000 variances"),
+        ("evaluate {model} --data {data} --variances 10000 --repetitions 10000",
+         "--variances/--repetitions/--noise-types: 10000 variances x 10000 repetitions x 4 noise "
+         "types = 400,000,000 passes, at most 10,000,000"),
         ("evaluate {model} --data {labels9}", "labels9.npz: y[4] (row 4 of the file, counting from 0) "
                                               "is not a class of the model (labels 0..2)"),
         ("evaluate {model} --data {train_1d}", "lacks ['X', 'y']"),

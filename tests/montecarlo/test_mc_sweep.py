@@ -89,6 +89,9 @@ def test_sweep_settings_keyword_only_checked_once_and_overridable(classifier):
     (dict(repetitions=0), "repetitions"),
     (dict(repetitions=10 ** 11), "repetitions: at most 10000"),   # before 1.46 TiB
     (dict(variances=np.ones(10_001)), "variances: at most 10000"),
+    # each within its ceiling, their product not: 4e8 passes, a 3.2 GB result
+    (dict(variances=np.ones(10_000), repetitions=10_000), "= 400,000,000 passes, at most "
+                                                          "10,000,000"),
     (dict(batch_size=0), "batch_size"),
     (dict(backend="cuda"), "backend"),
     (dict(dtype=np.int64), "dtype"),

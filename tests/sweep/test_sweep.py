@@ -100,6 +100,8 @@ def reference(tmp_path_factory):
     ({"evaluate": {"repetitions": 10 ** 11}}, "evaluate.repetitions: expected an integer in"),
     ({"evaluate": {"variances": [1.0 + i for i in range(10_001)]}},
      "evaluate.variances: 10001 variances, at most"),
+    ({"evaluate": {"variances": [1.0 + i for i in range(10_000)], "repetitions": 10_000}},
+     "evaluate.variances/evaluate.repetitions: 10000 variances x 10000 repetitions"),
 ])
 def test_spec_errors_name_the_key(raw, key):
     with pytest.raises(ConfigError) as e:
