@@ -86,6 +86,12 @@ def variances_spec(text: str, flag: str):
         raise ConfigError(f"{lead} ({e})") from None
 
 
+def repeated(items) -> list:
+    """The items a list names more than once, sorted: a flag's list that names one thing twice
+    is refused (it ran, added or drew that thing twice, without a word)."""
+    return sorted({x for x in items if items.count(x) > 1})
+
+
 def noise_type_list(text: str) -> tuple[str, ...]:
     """Comma-separated noise types, a subset of ``NOISE_TYPES``, each named once."""
     items = tuple(s.strip() for s in text.split(",") if s.strip())
@@ -93,7 +99,7 @@ def noise_type_list(text: str) -> tuple[str, ...]:
     if bad or not items:
         raise argparse.ArgumentTypeError(f"unknown noise type(s) {', '.join(bad) or repr(text)}; "
                                          f"choose from {','.join(NOISE_TYPES)}")
-    twice = sorted({t for t in items if items.count(t) > 1})
+    twice = repeated(items)
     if twice:   # a type twice would be measured twice and shown as two curves of one name
         raise argparse.ArgumentTypeError(f"{', '.join(twice)} given twice; name each noise type "
                                          "once")
@@ -239,8 +245,9 @@ def read_npz_arrays(path, flag: str, required=(), optional=(), *, named_by=None)
                                f"{', '.join((*required, *optional))}")
     except DataError as e:  # lead with the flag, as every other CLI message does
         cause = e.__cause__
-        asked = [n for n in getattr(cause, "missing", ()) if n in (named_by or {})]
-        if isinstance(cause, MissingArrays) and asked:
+        asked = ([n for n in cause.missing if n in (named_by or {})]
+                 if isinstance(cause, MissingArrays) else [])
+        if asked:
             n = asked[0]
             raise DataError(f"{named_by[n]} {n}: {path} has no array {n!r} (its arrays: "
                             f"{', '.join(cause.has[:8]) or 'none'}); give {named_by[n]} one of "

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..paths import check_output_path
 from ..reproduction.registry import ENVELOPE_SCRIPTS, PRESET_SCRIPTS, SCRIPTS
-from ._common import existing_file, seed
+from ._common import existing_file, repeated, seed
 
 HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
 
@@ -172,7 +172,7 @@ def run(args) -> int:
     if unknown:
         raise ConfigError(f"--only: unknown {unknown} for preset {args.preset}; known: "
                           f"{', '.join(known)}")
-    twice = sorted({s for s in todo if todo.count(s) > 1})
+    twice = repeated(todo)
     if twice:  # it ran twice (and was timed and reported as two runs of one name)
         raise ConfigError(f"--only: {', '.join(twice)} given twice; name each script once")
     preset = get_preset(args.preset, args.seed)

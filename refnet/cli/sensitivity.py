@@ -100,11 +100,11 @@ def _inputs(args, arch):
                    n_classes=arch.sizes[-1], flat=False)
         return X, y
     x_key = args.x_key or "X"
+    named = _key_flags(args)
     if args.y_key:  # asked for: a file without it is an error (listing the arrays it has)
-        z = read_npz_arrays(args.inputs, "--inputs", (x_key, args.y_key),
-                            named_by=_key_flags(args))
+        z = read_npz_arrays(args.inputs, "--inputs", (x_key, args.y_key), named_by=named)
     else:           # labels are optional: y if the file has it
-        z = read_npz_arrays(args.inputs, "--inputs", (x_key,), ("y",), named_by=_key_flags(args))
+        z = read_npz_arrays(args.inputs, "--inputs", (x_key,), ("y",), named_by=named)
     y_key = args.y_key or "y"
     X, y = z[x_key], z.get(y_key)
     check_rows(X, y, "--inputs", args.inputs, (x_key, y_key), n_features=arch.sizes[0],

@@ -15,8 +15,8 @@ from ..regularizers import REGULARIZER_PRESETS
 from ..train import MAX_BATCH_SIZE, MAX_EPOCHS
 from ._common import (add_noise_preset, add_noise_type, check_classes, check_rows, count,
                       dataset_name, existing_file, int_between, nonnegative_float,
-                      positive_float, positive_int, positive_int_list, read_npz_arrays, seed,
-                      variance)
+                      positive_float, positive_int, positive_int_list, read_npz_arrays, repeated,
+                      seed, variance)
 
 HELP = "train an MLP (standard, noise-aware or regularized) and report clean and noisy accuracy"
 _NPZ_KEYS = ("X_train", "y_train", "X_test", "y_test")
@@ -151,7 +151,7 @@ def regularizers(args, arch) -> tuple:
     from refnet.regularizers import regularizer_preset, value
 
     names = args.regularizer
-    twice = sorted({r for r in names if names.count(r) > 1})
+    twice = repeated(names)
     if twice:
         raise ConfigError(f"--regularizer: {', '.join(twice)} given twice (its penalty would be "
                           "added twice); name each preset once")
