@@ -512,6 +512,23 @@ def test_resuming_a_checkpoint_with_other_data_is_refused(files, tmp_path, capsy
         _one_clean_line(capsys.readouterr().err)
 
 
+def test_resuming_a_checkpoint_from_another_init_model_is_refused(files, tmp_path, capsys):
+    """--init-from B resumed the checkpoint of a run fine-tuning model A."""
+    ck, out, other = str(tmp_path / "c.ckpt"), str(tmp_path / "m.npz"), str(tmp_path / "b.npz")
+    arch = mlp((6, 8, 3), "sigmoid", "identity")
+    save_model(other, arch, init_params(arch, "normal", rng=1))
+    common = ["train", "--data-npz", files["train"], "--quiet", "--checkpoint", ck, "--out", out]
+    assert main([*common, "--init-from", str(files["model"]), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    before = open(ck, "rb").read()
+    assert main([*common, "--init-from", other, "--epochs", "2"]) == 2
+    line = _one_clean_line(capsys.readouterr().err)
+    assert f"{ck}: checkpoint: was started from other parameters" in line
+    assert f"--init-from {other}" in line and "delete or move" in line
+    assert open(ck, "rb").read() == before
+    assert main([*common, "--init-from", str(files["model"]), "--epochs", "2"]) == 0
+
+
 @pytest.mark.parametrize("n", ["--n-val=0", "--n-train=1"])
 def test_no_validation_part_is_allowed(files, tmp_path, n, capsys):
     out = tmp_path / "m.npz"
