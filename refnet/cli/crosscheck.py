@@ -173,7 +173,7 @@ def _make(args) -> int:
 
     from ..crosscheck import make_bundle, write_bundle
     from ..errors import ConfigError
-    from ._common import check_rows, read_npz_arrays
+    from ._common import check_rows, enough_rows, read_npz_arrays
 
     from ..statedict import STATE_DICT_SUFFIXES, check_destination
 
@@ -189,9 +189,8 @@ def _make(args) -> int:
         check_rows(data["X"], data["y"], "--data", args.data, n_features=arch.sizes[0],
                    n_classes=arch.sizes[-1], flat=False)  # row numbers of the file
         rows = len(data["X"])
-        if args.batch is not None and rows < N:  # asked for N inputs: not fewer in silence
-            raise ConfigError(f"--batch {N}: --data {args.data} has only {rows} rows; give "
-                              f"--batch {rows} or fewer, or a file with more rows")
+        if args.batch is not None:  # asked for N inputs: not fewer in silence
+            enough_rows(N, rows, flag="--batch", source=f"--data {args.data}")
         N = min(N, rows)
         X, y = data["X"][:N], data["y"][:N]
         X = X.reshape(len(X), -1)

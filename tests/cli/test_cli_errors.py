@@ -295,6 +295,9 @@ CASES = {
         ("sensitivity {missing} --inputs {data}", "no such file"),
         ("sensitivity {model} --inputs {labels9}", "--inputs: {labels9}: y[4] (row 4 of the file, "
                                                    "counting from 0) is not a class of the model"),
+        # the first 60 rows were used in silence
+        ("sensitivity {model} --inputs {data} --n-inputs 61", "--n-inputs 61: --inputs {data} "
+         "has only 60 rows; give --n-inputs 60 or fewer"),
         ("sensitivity {model} --inputs {data} --mc-trials 1", "--mc-trials: give 0 (analytic only) or 2.."),
         ("sensitivity {model} --inputs {data} --mc-trials 100000000000", "--mc-trials: give 0"),
         ("sensitivity {model} --inputs {data} --mc-trials 1000000", "--mc-trials 1000000: the "
@@ -527,6 +530,22 @@ def test_resuming_a_checkpoint_from_another_init_model_is_refused(files, tmp_pat
     assert f"--init-from {other}" in line and "delete or move" in line
     assert open(ck, "rb").read() == before
     assert main([*common, "--init-from", str(files["model"]), "--epochs", "2"]) == 0
+
+
+def test_sensitivity_n_inputs_past_a_datasets_test_split_is_refused(files, monkeypatch, capsys):
+    """--n-inputs past the test split's rows used the split's rows in silence."""
+    import types
+    import refnet.datasets
+    X, y = np.load(files["data"])["X"], np.load(files["data"])["y"]
+    split = types.SimpleNamespace(X=X, y=y)
+    monkeypatch.setattr(refnet.datasets, "load_dataset", lambda name, part, **kw: split)
+    assert main(["sensitivity", str(files["model"]), "--dataset", "mnist", "--n-inputs", "61",
+                 "--mc-trials", "0"]) == 2
+    assert _one_clean_line(capsys.readouterr().err).endswith(
+        "--n-inputs 61: --dataset mnist (test split) has only 60 rows; give --n-inputs 60 or "
+        "fewer")
+    assert main(["sensitivity", str(files["model"]), "--dataset", "mnist", "--mc-trials", "0"]) == 0
+    assert ", 60 inputs," in capsys.readouterr().out  # no --n-inputs: every row there is
 
 
 @pytest.mark.parametrize("n", ["--n-val=0", "--n-train=1"])
