@@ -6,7 +6,8 @@ alone writes the store. Results are the same bits on every executor: a cell's ra
 from its seed, never from the worker, and each cell runs single-threaded.
 
 * :class:`InProcess` (``workers=1``): no pool, nothing to start.
-* :class:`LocalPool` (default): a ``spawn`` process pool with one worker per core. The workers
+* :class:`LocalPool` (default): a ``spawn`` process pool with one worker per core, never more
+  workers than cells left to run (each costs a process and its memory). The workers
   start with ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and
   ``NUMBA_NUM_THREADS`` set to 1 in their environment, before NumPy loads, so that ``n`` workers
   use ``n`` cores, not ``n x n``.
@@ -62,15 +63,23 @@ class InProcess:
 
 
 class LocalPool:
-    """A process pool of ``workers`` single-threaded processes on this machine."""
+    """A process pool of ``workers`` single-threaded processes on this machine.
+
+    ``tasks``: the most tasks one ``map`` call will be given; the pool starts no more workers
+    than that (``--workers 1024`` started 1024 processes for 2 cells, each idle but holding
+    NumPy's memory).
+    """
 
     shares_files = True
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, *, tasks: int | None = None):
         self.workers = available_cores() if workers is None else int(workers)
         if self.workers < 1:
             raise ConfigError(f"--workers: must be >= 1, got {workers}")
-        self.name = f"local pool ({self.workers} processes)"
+        if tasks is not None:
+            self.workers = max(1, min(self.workers, int(tasks)))
+        self.name = (f"local pool ({self.workers} "
+                     f"{'process' if self.workers == 1 else 'processes'})")
         self.pool = None
 
     def __enter__(self):
@@ -167,11 +176,12 @@ class DaskCluster:
             self.client.cancel([f for f in futures if not f.done()])
 
 
-def make_executor(workers: int | None = None, scheduler=None):
+def make_executor(workers: int | None = None, scheduler=None, *, tasks: int | None = None):
     """The executor of the command-line options: Dask if ``scheduler`` is given, in-process for
-    ``workers == 1``, else a local pool of ``workers`` (default: all cores)."""
+    ``workers == 1``, else a local pool of ``workers`` (default: all cores), at most ``tasks``
+    of them (the cells left to run)."""
     if scheduler is not None:
         return DaskCluster(scheduler)
     if workers is not None and int(workers) == 1:
         return InProcess()
-    return LocalPool(workers)
+    return LocalPool(workers, tasks=tasks)
