@@ -492,6 +492,60 @@ def test_cli_workers_beyond_the_usable_cores_is_a_usage_error(tmp_path, monkeypa
     assert "give at most 2" in err and not (tmp_path / "out").exists()
 
 
+#: A sweep driver's pool, its workers busy on long cells (a parent-death watch of ``poll``
+#: instead of LocalPool's, for the fallback of systems without prctl).
+_POOL_DRIVER = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from refnet.sweep import executors
+
+if __name__ == "__main__":
+    if sys.argv[1] == "poll":
+        pool = ProcessPoolExecutor(2, mp_context=get_context("spawn"),
+                                   initializer=executors._watch_parent, initargs=(os.getpid(),))
+        list(pool.map(int, range(2)))
+    else:
+        ex = executors.LocalPool(2).__enter__()
+        pool = ex.pool
+    print(*sorted(pool._processes), flush=True)
+    list(pool.map(time.sleep, [60, 60]))
+"""
+
+
+def _running(pid: int) -> bool:
+    """``pid`` exists and is no zombie (an orphan killed under a PID 1 that reaps nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("watch", ["prctl", "poll"])
+def test_local_pool_workers_exit_when_the_driver_is_killed(tmp_path, watch):
+    """The workers of a SIGKILLed driver ran on orphaned (busy, then idle forever)."""
+    script = tmp_path / "driver.py"
+    script.write_text(_POOL_DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    driver = subprocess.Popen([sys.executable, str(script), watch], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    workers = [int(p) for p in driver.stdout.readline().split()]
+    try:
+        assert len(workers) == 2 and all(map(_running, workers))
+        time.sleep(0.3)  # the sleeps handed out: the workers are busy
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 10
+        while any(map(_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_running, workers))
+    finally:
+        for pid in filter(_running, workers):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_dask_local_cluster_gives_the_same_store(tmp_path, reference, monkeypatch):
     distributed = pytest.importorskip("dask.distributed")
     from refnet.sweep.executors import DaskCluster
