@@ -375,6 +375,12 @@ CASES = {
          "model (labels 0..2)"),
         ("crosscheck make {model} -o {out}.npz --data {data} --batch 61",
          "--batch 61: --data {data} has only 60 rows; give --batch 60 or fewer"),
+        # the activations of a bare state dict: a refnet model records its own (they were
+        # ignored without a word)
+        ("crosscheck make {model} -o {out}.npz --hidden relu", "--hidden: no effect: {model} "
+         "records its activations (a refnet model); leave out --hidden"),
+        ("crosscheck make {model} -o {out}.npz --hidden sigmoid --output identity",
+         "--hidden/--output: no effect: {model} records its activations"),
         ("crosscheck make {garbage} -o {out}.npz", "garbage.npz"),
         ("crosscheck check {model}", "not a refnet cross-check bundle"),
         ("crosscheck stat {model} --samples {data}", "not a refnet cross-check bundle"),
