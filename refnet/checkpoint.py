@@ -31,15 +31,17 @@ CHECKPOINT_KEYS = {"format": want_str(choices=("refnet-checkpoint",)),
                    "config": WANT_OBJECT, "epochs_done": want_int(0, 10**9),
                    "history": WANT_LIST, "dtype": want_str(choices=("float32", "float64")),
                    "sha256": WANT_SHA256, "best_epoch": want_int(1, 10**9),
-                   "data_sha256": WANT_SHA256}
-#: ``best_epoch`` (early stopping) and ``data_sha256`` (the training data's
-#: :func:`data_fingerprint`; absent in checkpoints of older refnet versions) are optional.
-_REQUIRED = tuple(k for k in CHECKPOINT_KEYS if k not in ("best_epoch", "data_sha256"))
+                   "data_sha256": WANT_SHA256, "start_sha256": WANT_SHA256}
+#: ``best_epoch`` (early stopping), ``data_sha256`` (the training data's
+#: :func:`data_fingerprint`) and ``start_sha256`` (the starting parameters' fingerprint) are
+#: optional: the last two are absent in checkpoints of older refnet versions.
+_OPTIONAL = ("best_epoch", "data_sha256", "start_sha256")
+_REQUIRED = tuple(k for k in CHECKPOINT_KEYS if k not in _OPTIONAL)
 
 
 def data_fingerprint(*arrays) -> str:
-    """sha256 over each array's dtype, shape and bytes: which training data a checkpoint
-    belongs to (a resume on other data is refused)."""
+    """sha256 over each array's dtype, shape and bytes: which training data (or starting
+    parameters) a checkpoint belongs to (a resume on other ones is refused)."""
     import hashlib
 
     h = hashlib.sha256()
@@ -56,12 +58,14 @@ def _fix(path) -> str:
 
 
 def save_checkpoint(path, arch: Architecture, params: Params, opt_state: dict, config,
-                    epoch_done: int, history, best=None, data: str | None = None) -> Path:
+                    epoch_done: int, history, best=None, data: str | None = None, *,
+                    start: str | None = None) -> Path:
     """Write the state after ``epoch_done`` epochs atomically, with its content hash.
 
     ``best = (epoch, arrays)``: early stopping's best epoch so far and its parameter arrays
     (W1, b1, ...), stored as ``best/0``, ``best/1``, ... ``data``: the training data's
-    :func:`data_fingerprint`, stored as ``data_sha256``.
+    :func:`data_fingerprint`, stored as ``data_sha256``; ``start``: the starting parameters'
+    (the arrays the run began from, epoch 0), stored as ``start_sha256``.
     """
     arrays = {}
     for l, (w, b) in enumerate(zip(params.W, params.b), start=1):
@@ -77,11 +81,14 @@ def save_checkpoint(path, arch: Architecture, params: Params, opt_state: dict, c
         meta["best_epoch"] = int(best[0])
     if data is not None:
         meta["data_sha256"] = data
+    if start is not None:
+        meta["start_sha256"] = start
     return save_npz_atomic(path, arrays, meta, sha256=True)
 
 
 def load_checkpoint(path, arch: Architecture, config, template: list,
-                    with_best: bool = False, data: str | None = None) -> tuple:
+                    with_best: bool = False, data: str | None = None, *,
+                    start: str | None = None, start_from: str | None = None) -> tuple:
     """``(params, opt_state, epochs_done, history)`` from a checkpoint of this run (and, with
     ``with_best``, early stopping's ``(best_epoch, arrays)`` or None as a fifth item).
 
@@ -91,7 +98,9 @@ def load_checkpoint(path, arch: Architecture, config, template: list,
     recorded as trained ``config.epochs`` epochs); ``template`` the run's parameter arrays
     (W1, b1, ...), whose fresh optimizer state fixes the expected ``opt/...`` arrays.
     ``data``: this run's :func:`data_fingerprint`; a checkpoint that records another one is
-    refused (one without a record, from an older refnet, is taken as it is).
+    refused (one without a record, from an older refnet, is taken as it is). ``start``: the
+    fingerprint of this run's starting parameters, checked the same way; ``start_from`` says
+    where they come from (e.g. ``--init-from model.npz``), for the message.
     Raises :class:`~refnet.errors.CheckpointError` naming the file and what to do.
     """
     path = Path(path)
@@ -141,6 +150,8 @@ def load_checkpoint(path, arch: Architecture, config, template: list,
             raise BadContent("checkpoint: was written while training on other data (the "
                              "sha256 of the training arrays differs); resume with the data it "
                              "was written for")
+        if start is not None and meta.get("start_sha256", start) != start:
+            raise BadContent(_other_start(start_from))
     L = arch.n_layers
     params = Params(tuple(arrays[f"W{l}"] for l in range(1, L + 1)),
                     tuple(arrays[f"b{l}"] for l in range(1, L + 1)))
@@ -151,6 +162,15 @@ def load_checkpoint(path, arch: Architecture, config, template: list,
     best = ((meta["best_epoch"], [arrays[f"best/{i}"] for i in range(n_best)])
             if n_best else None)
     return out + (best,)
+
+
+def _other_start(start_from: str | None) -> str:
+    """A checkpoint started from other parameters: resumed, it would continue a run this one
+    never was (fine-tuning model A, its checkpoint resumed under --init-from B)."""
+    this = f"{start_from}; " if start_from else ""
+    return (f"checkpoint: was started from other parameters than this run starts from ({this}"
+            "the sha256 of the starting arrays differs); resume it with the ones it was "
+            "started from (the same --init-from model, or none if it had none)")
 
 
 def _check_opt_headers(headers: dict, fresh: dict, weights: set) -> None:

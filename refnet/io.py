@@ -30,7 +30,8 @@ from . import __version__
 from .errors import ConfigError, ModelFileError
 from .model import MAX_LAYERS, MAX_WIDTH, Architecture, Params, check_params
 from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, WANT_OBJECT, WANT_SHA256, BadContent,
-                      NpzReader, check_fields, content_sha256, file_errors, want_str)
+                      NpzReader, check_fields, content_sha256, file_errors, first_nonfinite,
+                      want_str)
 
 __all__ = ["save_model", "load_model", "load_cached_model", "check_savable", "atomic_write_bytes",
            "save_npz_atomic", "load_npz", "MODEL_KEYS", "expected_arrays", "verify_sha256",
@@ -137,6 +138,11 @@ def save_model(path, arch: Architecture, params: Params, metadata: dict | None =
     meta.update({"format": "refnet-model", "refnet_version": __version__,
                  "architecture": arch.as_dict(), "dtype": str(params.dtype),
                  "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    bad = first_nonfinite(meta)
+    if bad is not None:  # written as NaN/Infinity: `refnet info --json` then printed no JSON
+        raise ConfigError(f"metadata: {bad[0]} is {bad[1]}, which JSON cannot hold; store a "
+                          "finite number, or None or a string such as 'nan' for a missing "
+                          "value")
     chars = len(json.dumps(meta, sort_keys=True)) + 100  # + the content hash save_npz adds
     if chars > min(MAX_METADATA_CHARS, METADATA_RESERVE // 4):
         raise ConfigError(f"metadata: {chars} characters of JSON, more than a refnet model file "

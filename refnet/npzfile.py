@@ -268,6 +268,23 @@ def check_json_depth(obj, what: str):
     return obj
 
 
+def first_nonfinite(obj):
+    """``(key path, value)`` of the first NaN or infinite float in the JSON-like ``obj``
+    (path as ``history[2].val_loss``), or None. JSON has no such numbers: Python's json writes
+    them as ``NaN``/``Infinity``, which strict readers refuse. Walks without recursion."""
+    stack = [("", obj)]
+    while stack:
+        where, o = stack.pop()
+        if isinstance(o, float) and not math.isfinite(o):
+            return where, o
+        if isinstance(o, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v)
+                         for k, v in reversed(list(o.items())))
+        elif isinstance(o, (list, tuple)):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(o))))
+    return None
+
+
 def parse_json_value(text: str, what: str):
     """``text`` as a JSON value of any type: how refnet reads the JSON of its files and specs.
 

@@ -156,7 +156,10 @@ def from_state_dict(state: Mapping, arch: Architecture | None = None, naming="se
                                  f"present: {sorted(state)[:12]})")
         a = _to_numpy(state[key])
         if a.dtype.kind != "f":
-            raise ModelFileError(f"{source}: {key!r} has dtype {a.dtype}, expected floats")
+            raise ModelFileError(f"{source}: {key!r} has dtype {a.dtype}, expected floats; "
+                                 "convert the weights to float32 or float64 before saving "
+                                 "(PyTorch: {k: v.float() for k, v in sd.items()}; NumPy: "
+                                 "a.astype(np.float32))")
         ndim = 2 if name[0] == "W" else 1
         if a.ndim != ndim or 0 in a.shape:
             raise ModelFileError(f"{source}: {key!r} ({name}) has shape {a.shape}; expected "
@@ -356,6 +359,21 @@ def load_tensors(path, expected: str = "a tensors-only file") -> tuple[dict, dic
     return arrays, metadata
 
 
+def _check_safetensors_length(data: bytes) -> None:
+    """A safetensors file starts with its header's length (8 bytes, little-endian), then the
+    header: an empty or cut-short file was "header length -1", which said nothing useful."""
+    if not data:
+        raise BadContent("the file is empty (0 bytes), not a safetensors file (an interrupted "
+                         "save, or the wrong path)")
+    if len(data) < 8:
+        raise BadContent(f"truncated: {len(data)} bytes, shorter than the 8-byte header length "
+                         "every safetensors file starts with")
+    n = int.from_bytes(data[:8], "little")
+    if not 0 < n <= len(data) - 8:
+        raise BadContent(f"truncated or not a safetensors file (its first 8 bytes give a "
+                         f"header of {n} bytes, the file has {len(data) - 8} after them)")
+
+
 def _load_safetensors(path: Path, st) -> tuple[dict, dict]:
     """A safetensors file (``st``: ``safetensors.numpy``), its size and header checked before
     the tensors are read."""
@@ -364,10 +382,8 @@ def _load_safetensors(path: Path, st) -> tuple[dict, dict]:
         raise BadContent(f"{size} bytes, more than the ceiling of {MAX_TOTAL_BYTES} bytes of "
                          "tensors plus header")
     data = path.read_bytes()
-    n = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
-    if not 0 < n <= len(data) - 8:
-        raise BadContent(f"truncated or not a safetensors file (its header length {n} does not "
-                         f"fit the file's {len(data)} bytes)")
+    _check_safetensors_length(data)
+    n = int.from_bytes(data[:8], "little")
     header = parse_json(data[8:8 + n].decode("utf-8"), "safetensors header")
     extra = header.get("__metadata__", {})
     text = extra.get("refnet") if isinstance(extra, dict) else None

@@ -256,7 +256,7 @@ def _batch_draws(draws, epoch: int, batch: int, rows: Array):
 @on_fixed_blas_threads   # every product on one BLAS thread: the bits do not depend on it
 def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=None, y_val=None,
           checkpoint=None, progress=None, log=None, draws=None, *,
-          draw_ahead: bool = False) -> TrainResult:
+          draw_ahead: bool = False, start_from: str | None = None) -> TrainResult:
     """Train ``params`` (not modified; a new :class:`Params` is returned).
 
     Parameters
@@ -264,7 +264,8 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
     X : array (n_samples, sizes[0]);  y : labels (n_samples,) or regression targets (n_samples, n_out)
     X_val, y_val : optional validation data, scored after every epoch (clean accuracy and loss)
     checkpoint : path or None
-        Written atomically after every epoch; an existing one with the same settings is resumed.
+        Written atomically after every epoch; an existing one with the same settings, data and
+        starting ``params`` is resumed (one of other starting parameters is refused).
     progress : text stream or None
         Where to draw a progress bar (e.g. ``sys.stderr``); ``None`` for silence.
     log : callable(dict) or None
@@ -282,6 +283,9 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         matrix products already keep every core busy, and on 2 cores the helper thread made
         noise-aware epochs 1-5 % (float64) and 1-12 % (float32) slower than drawing in line
         (7 interleaved pairs each, all in favour of drawing in line).
+    start_from : str or None
+        Where ``params`` come from (e.g. ``"--init-from model.npz"``), named when a checkpoint
+        started from other parameters is refused.
 
     Each step is :func:`refnet.step.train_step`'s computation, done on buffers this run owns:
     gradients written into arrays allocated once, the optimizer updating the parameters and
@@ -293,6 +297,9 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
     dtype = params.dtype
     # which data a checkpoint belongs to: the arrays as given (before any dtype cast)
     data_sha = None if checkpoint is None else data_fingerprint(np.asarray(X), np.asarray(y))
+    # and which starting parameters: a checkpoint of model A's fine-tuning was resumed when
+    # fine-tuning model B
+    start_sha = None if checkpoint is None else data_fingerprint(*params.arrays())
     X = check_input(X, arch.sizes[0]).astype(dtype, copy=False)
     loss_fn = get_loss(config.loss)
     classify = config.loss == "cross_entropy"
@@ -314,8 +321,9 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
         raise ValueError("patience: early stopping needs validation data (X_val, y_val)")
     ckpt = None if checkpoint is None else Path(checkpoint)
     if ckpt is not None and ckpt.exists():
-        p, opt_state, start, history, best = load_checkpoint(ckpt, arch, config, arrays,
-                                                             with_best=True, data=data_sha)
+        p, opt_state, start, history, best = load_checkpoint(
+            ckpt, arch, config, arrays, with_best=True, data=data_sha, start=start_sha,
+            start_from=start_from)
         arrays = [a.astype(dtype) for a in p.arrays()]
     # the loop updates these in place: its own writeable, contiguous copies
     arrays = [np.array(a, dtype=dtype, order="C") for a in arrays]
@@ -395,7 +403,7 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
             best = (epoch + 1, [a.copy() for a in arrays])
         if ckpt is not None:
             save_checkpoint(ckpt, arch, p, opt_state, config, epoch + 1, history, best,
-                            data_sha)
+                            data_sha, start=start_sha)
         if bar is not None:
             extra = "".join(f" {k} {v:.4f}" for k, v in entry.items() if k.startswith("val_"))
             bar.close(line=f"epoch {epoch + 1}/{config.epochs} loss {entry['train_loss']:.4f}"

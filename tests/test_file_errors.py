@@ -528,6 +528,33 @@ def test_checkpoint_without_data_fingerprint_still_resumes(checkpointed):
     assert _resume(arch, p, X, y, ckpt).resumed_from == 1
 
 
+def test_checkpoint_of_other_starting_parameters_is_refused_and_kept(checkpointed):
+    """The checkpoint recorded nothing of where its run started: one of fine-tuning model A
+    was resumed when fine-tuning model B."""
+    arch, p, X, y, ckpt = checkpointed
+    before = ckpt.read_bytes()
+    other = rn.init_params(arch, rng=1)
+    with pytest.raises(CheckpointError, match="was started from other parameters") as e:
+        train(arch, other, X, y, TrainConfig(epochs=2, batch_size=20), checkpoint=ckpt,
+              start_from="--init-from b.npz")
+    assert f"{ckpt}: " in str(e.value) and "--init-from b.npz" in str(e.value)
+    assert ckpt.read_bytes() == before
+    assert _resume(arch, p, X, y, ckpt).resumed_from == 1  # the same start resumes
+
+
+def test_checkpoint_without_start_fingerprint_still_resumes(checkpointed):
+    """Checkpoints of older refnet versions record no starting parameters: taken as they
+    are, like those without a data fingerprint (their run cannot be told apart)."""
+    from refnet.io import load_npz, save_npz_atomic
+    arch, p, X, y, ckpt = checkpointed
+    arrays, meta = load_npz(ckpt, error=CheckpointError)
+    del meta["start_sha256"], meta["sha256"]
+    save_npz_atomic(ckpt, arrays, meta, sha256=True)
+    other = rn.init_params(arch, rng=1)
+    res = train(arch, other, X, y, TrainConfig(epochs=2, batch_size=20), checkpoint=ckpt)
+    assert res.resumed_from == 1
+
+
 def test_json_integer_past_pythons_digit_limit_is_bad_content():
     """json.loads raises a plain ValueError (not JSONDecodeError) for an integer of more than
     4300 digits: it escaped parse_json, the reader of every file's metadata."""

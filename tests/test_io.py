@@ -88,6 +88,17 @@ def test_metadata_is_json(tmp_path, model):
         assert json.loads(str(z["metadata"]))["history"] == [{"epoch": 1}]
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), np.float64("nan")])
+def test_non_finite_metadata_is_refused_naming_its_key(tmp_path, model, bad):
+    """Written as NaN/Infinity, which is not JSON: `refnet info --json` printed no JSON."""
+    from refnet.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"metadata: history\[1\]\.val_loss is -?(nan|inf), "
+                                          "which JSON cannot hold; store a finite number"):
+        save_model(tmp_path / "m.npz", *model, {"history": [{"val_loss": 1.0},
+                                                            {"val_loss": bad}]})
+    assert not (tmp_path / "m.npz").exists()
+
+
 def test_save_model_never_writes_what_load_model_refuses(tmp_path):
     from refnet.errors import ConfigError
     from refnet.io import check_savable

@@ -55,8 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'none' (default eq7)")
     m.add_argument("--naming", default="sequential", choices=("sequential", "fc", "h"),
                    help="state-dict keys of the bundle's params (default sequential)")
-    m.add_argument("--hidden", default="sigmoid", help="hidden activation of a bare state dict")
-    m.add_argument("--output", default="identity", help="output activation of a bare state dict")
+    # defaults None, not the names: given with a model that records its activations, they
+    # would have no effect, and are refused (see _load_model)
+    m.add_argument("--hidden", help="hidden activation of a bare state dict (default sigmoid)")
+    m.add_argument("--output", help="output activation of a bare state dict (default identity)")
     c = sub.add_parser("check", help="compare a framework's results with refnet's (exit 0/1)")
     c.add_argument("bundle", type=existing_file("a bundle of 'refnet crosscheck make'"))
     c.add_argument("--results", type=existing_file("the framework's results file"), help="a separate file of the framework's results "
@@ -155,17 +157,38 @@ def _step_regularizers(text: str) -> tuple:
 
 
 def _load_model(args):
+    """``(arch, params)`` of the model: a refnet model, or a state dict (whose activations are
+    ``--hidden``/``--output`` unless the file records refnet's architecture)."""
     from ..errors import ModelFileError
     from ..io import load_model
     from ..statedict import load_state_dict
 
     if args.model.suffix == ".npz":
         try:
-            return load_model(args.model)[:2]
+            arch, params, _ = load_model(args.model)
         except (ModelFileError, ValueError) as e:
             if "not a refnet" not in str(e):
                 raise
-    return load_state_dict(args.model, hidden=args.hidden, output=args.output)[:2]
+        else:
+            _refuse_activations(args, "a refnet model")
+            return arch, params
+    arch, params, meta = load_state_dict(args.model, hidden=args.hidden or "sigmoid",
+                                         output=args.output or "identity")
+    if "architecture" in meta:  # load_state_dict took the activations from there
+        _refuse_activations(args, "a state dict with refnet's architecture in its metadata")
+    return arch, params
+
+
+def _refuse_activations(args, what: str) -> None:
+    """--hidden/--output name the activations of a bare state dict: given with a model that
+    records its own, they were ignored without a word."""
+    from ..errors import ConfigError
+
+    given = [f for f, v in (("--hidden", args.hidden), ("--output", args.output)) if v is not None]
+    if given:
+        raise ConfigError(f"{'/'.join(given)}: no effect: {args.model} records its "
+                          f"activations ({what}); leave out {'/'.join(given)}, which set "
+                          "those of a bare PyTorch state dict")
 
 
 def _make(args) -> int:
@@ -173,7 +196,7 @@ def _make(args) -> int:
 
     from ..crosscheck import make_bundle, write_bundle
     from ..errors import ConfigError
-    from ._common import check_rows, read_npz_arrays
+    from ._common import check_rows, enough_rows, read_npz_arrays
 
     from ..statedict import STATE_DICT_SUFFIXES, check_destination
 
@@ -189,9 +212,8 @@ def _make(args) -> int:
         check_rows(data["X"], data["y"], "--data", args.data, n_features=arch.sizes[0],
                    n_classes=arch.sizes[-1], flat=False)  # row numbers of the file
         rows = len(data["X"])
-        if args.batch is not None and rows < N:  # asked for N inputs: not fewer in silence
-            raise ConfigError(f"--batch {N}: --data {args.data} has only {rows} rows; give "
-                              f"--batch {rows} or fewer, or a file with more rows")
+        if args.batch is not None:  # asked for N inputs: not fewer in silence
+            enough_rows(N, rows, flag="--batch", source=f"--data {args.data}")
         N = min(N, rows)
         X, y = data["X"][:N], data["y"][:N]
         X = X.reshape(len(X), -1)

@@ -25,6 +25,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default), fc (fc1., ...) or h (h1., ...)")
 
 
+def _strict_json(meta: dict, path) -> str:
+    """``meta`` as JSON that any reader accepts: a NaN or infinity (saved by an older refnet)
+    was printed as ``NaN``/``Infinity``, which is not JSON."""
+    from ..errors import ModelFileError
+    from ..npzfile import first_nonfinite
+
+    bad = first_nonfinite(meta)
+    if bad is not None:
+        raise ModelFileError(f"{path}: metadata {bad[0]} is {bad[1]}, which JSON cannot hold, "
+                             "so --json cannot print it; run refnet info without --json, or "
+                             "save the model again with a finite value there")
+    return json.dumps(meta, indent=2, sort_keys=True, allow_nan=False)
+
+
 def run(args) -> int:
     import numpy as np
 
@@ -39,7 +53,7 @@ def run(args) -> int:
                           inputs={args.model: "model"})
     arch, params, meta = load_model(args.model)
     if args.json:
-        print(json.dumps(meta, indent=2, sort_keys=True))
+        print(_strict_json(meta, args.model))
     else:
         print(f"{args.model}: refnet {meta.get('refnet_version')} model, dtype {meta.get('dtype')}")
         print(f"  layers {'-'.join(map(str, arch.sizes))}, activations {', '.join(arch.activations)}"

@@ -13,12 +13,13 @@ import numpy as np
 
 from ..errors import ConfigError
 from ._common import (add_noise_preset, add_noise_type, check_rows, count, dataset_name,
-                      existing_file, positive_int, read_npz_arrays, seed, variance,
+                      enough_rows, existing_file, positive_int, read_npz_arrays, seed, variance,
                       variances_spec)
 
 HELP = "analytic noise sensitivity report of a saved model, with its Monte-Carlo check"
 
 _DEFAULT_TYPE, _DEFAULT_VARIANCE = "add_unc", 0.01
+_DEFAULT_N_INPUTS = 1000
 
 
 def add_arguments(parser) -> None:
@@ -35,8 +36,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--x-key", help="name of the input array in --inputs (default X)")
     parser.add_argument("--y-key", help="name of the label array in --inputs; if not given, "
                                         "labels are read from y when the file has it")
-    parser.add_argument("--n-inputs", type=positive_int, default=1000,
-                        help="use the first N inputs")
+    # default None: a count the user asked for must be there, the default takes what is
+    parser.add_argument("--n-inputs", type=positive_int,
+                        help=f"use the first N inputs (default {_DEFAULT_N_INPUTS}, or all rows "
+                             "of a shorter source)")
     add_noise_preset(parser)
     parser.add_argument("--position", default="post", choices=("post", "pre"))
     add_noise_type(parser, help=f"the noise source (default {_DEFAULT_TYPE})")
@@ -83,6 +86,15 @@ def _key_flags(args) -> dict:
     return {v: f for f, v in (("--x-key", args.x_key), ("--y-key", args.y_key)) if v}
 
 
+def _n_inputs(args, rows: int, source: str, *, a_file: bool = True) -> int:
+    """How many rows to use: ``--n-inputs`` (refused if ``source`` has fewer), or the default
+    capped at ``rows``."""
+    if args.n_inputs is None:
+        return min(_DEFAULT_N_INPUTS, rows)
+    enough_rows(args.n_inputs, rows, flag="--n-inputs", source=source, a_file=a_file)
+    return args.n_inputs
+
+
 def _inputs(args, arch):
     """``(X, y)``: the first ``--n-inputs`` rows, checked as the user's file numbers them
     (row width and labels against the model ``arch``)."""
@@ -95,7 +107,8 @@ def _inputs(args, arch):
                               "--dataset; leave them out or give --inputs")
 
         test = load_dataset(args.dataset, "test")
-        X, y = test.X[: args.n_inputs], test.y[: args.n_inputs]
+        n = _n_inputs(args, len(test.X), f"--dataset {args.dataset} (test split)", a_file=False)
+        X, y = test.X[:n], test.y[:n]
         check_rows(X, y, "--dataset", f"{args.dataset} (test split)", n_features=arch.sizes[0],
                    n_classes=arch.sizes[-1], flat=False)
         return X, y
@@ -109,10 +122,11 @@ def _inputs(args, arch):
     X, y = z[x_key], z.get(y_key)
     check_rows(X, y, "--inputs", args.inputs, (x_key, y_key), n_features=arch.sizes[0],
                n_classes=arch.sizes[-1], flat=False)
+    n = _n_inputs(args, len(X), f"--inputs {args.inputs}")
     if y is None:  # after the checks: a refused file gets its one line of error, no note
         print(f"note: {args.inputs} has no labels (no array 'y'), so no accuracy is reported; "
               "give --y-key NAME if they are stored under another name", file=sys.stderr)
-    return X[: args.n_inputs], None if y is None else y[: args.n_inputs]
+    return X[:n], None if y is None else y[:n]
 
 
 def run(args) -> int:

@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="set or override a spec key, e.g. --set eq4_lambda=0,1e-3,6e-3 "
                         "--set seed=0,1 --set data.dataset=mnist (repeatable; JSON values allowed)")
     p.add_argument("--workers", type=int_between(1, MAX_WORKERS, "worker processes"),
-                   help="local worker processes (default: all cores; 1 = in this process)")
+                   help="local worker processes (default: all cores; 1 = in this process; at "
+                        "most the usable cores; never more than the cells left to run)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run the cells on the Dask cluster at ADDRESS (needs refnet[dask])")
     p.add_argument("--halving", metavar="ETA[,MIN_EPOCHS]",
@@ -72,6 +73,20 @@ def _check_unused(args, computing: bool) -> None:
                           "cluster's own workers run the cells); give one or the other")
 
 
+def _check_workers(args) -> None:
+    """Each local worker is one single-threaded process running one cell at a time: more of
+    them than the cores this process may use only adds processes, memory and time-slicing
+    (--workers 1024 on 2 cores started 1024 processes)."""
+    from ..errors import ConfigError
+    from ..sweep.executors import available_cores
+
+    cores = available_cores()
+    if args.workers is not None and args.workers > cores:
+        raise ConfigError(f"--workers {args.workers}: this machine lets refnet use {cores} "
+                          f"core(s), one cell per worker process; give at most {cores}, or "
+                          "leave --workers out for all of them")
+
+
 def _check_folders(args, computing: bool) -> None:
     """Refuse, before the store or any baseline is made, an --out or --report-dir that cannot
     be written (:func:`refnet.paths.check_output_path`). Reporting on a finished sweep into
@@ -95,6 +110,7 @@ def run(args) -> int:
     stream = None if args.no_progress else sys.stderr
     computing = args.spec is not None or bool(args.overrides)
     _check_unused(args, computing)
+    _check_workers(args)
     _check_folders(args, computing)
     if computing:
         spec = load_spec(args.spec, args.overrides)

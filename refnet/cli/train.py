@@ -241,7 +241,9 @@ def run(args) -> int:
     # line naming epoch and batch (TrainingDiverged); numpy's warnings on the way say less
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         result = train(arch, params, X_tr, y_tr, config, X_val, y_val,
-                       checkpoint=args.checkpoint, progress=stream)
+                       checkpoint=args.checkpoint, progress=stream,
+                       start_from=(f"--init-from {args.init_from}" if args.init_from
+                                   else f"fresh weights of --seed {args.seed}"))
     clean = evaluate_accuracy(arch, result.params, X_test, y_test)
     lines = [f"clean test accuracy: {clean:.4f}"]
     noisy = {}

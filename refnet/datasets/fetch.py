@@ -48,6 +48,9 @@ def _checked(cast, ok, rule: str):
     return parse
 
 
+#: QuickDraw's flags and their defaults.
+_DEFAULTS = {"classes": "paper-20", "per_class": 1000}
+
 _rows_per_class = _checked(int, lambda n: 1 <= n <= MAX_PER_CLASS,
                           f"an integer from 1 to {MAX_PER_CLASS}")
 _seconds = _checked(float, lambda t: 0 < t < float("inf"), "a finite number > 0")
@@ -64,11 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where verified files are kept (default: $REFNET_DATA_DIR, else "
                              "$XDG_CACHE_HOME/refnet or ~/.cache/refnet)")
-    parser.add_argument("--classes", default="paper-20",
+    # QuickDraw's two: defaults None (_DEFAULTS), so that one given without quickdraw is seen
+    # and refused rather than ignored
+    parser.add_argument("--classes",
                         help="QuickDraw classes: paper-20 (default), mirror-19, or a "
                              "comma-separated list of Google category names; 'paper-20' is "
                              + ", ".join(CLASS_SETS["paper-20"]))
-    parser.add_argument("--per-class", type=_rows_per_class, default=1000, metavar="N",
+    parser.add_argument("--per-class", type=_rows_per_class, metavar="N",
                         help=f"QuickDraw rows per class, at most {MAX_PER_CLASS} (no Google "
                              "class file holds more) (default 1000)")
     parser.add_argument("--timeout", type=_seconds, default=HOST_TIMEOUT, metavar="S",
@@ -121,6 +126,23 @@ def check_mirror(mirror) -> None:
                           "the dataset files (or a subfolder per dataset)")
 
 
+def _quickdraw_options(args) -> tuple:
+    """``(classes, per_class)``, checked against the datasets: a dataset named twice (it was
+    fetched once, without a word) and QuickDraw's flags without quickdraw (ignored) are usage
+    errors. The refnet CLI's ``repeated`` needs numpy's imports, which this script may not
+    have: the same test is spelled here."""
+    twice = sorted({d for d in args.datasets if args.datasets.count(d) > 1})
+    if twice:
+        raise ConfigError(f"DATASET: {', '.join(twice)} given twice; name each dataset once")
+    given = [f"--{k.replace('_', '-')}" for k in _DEFAULTS if getattr(args, k) is not None]
+    if given and "quickdraw" not in args.datasets:
+        raise ConfigError(f"{'/'.join(given)}: QuickDraw's, no effect on "
+                          f"{', '.join(args.datasets)}; add quickdraw to the datasets, or leave "
+                          f"out {'/'.join(given)}")
+    return tuple(_DEFAULTS[k] if getattr(args, k) is None else getattr(args, k)
+                 for k in _DEFAULTS)
+
+
 def run(args) -> int:
     """Fetch ``args.datasets``; 0, or 1 when one failed. A usage error (an unknown dataset, an
     unusable cache folder) is a :class:`~refnet.errors.ConfigError`, raised before any fetch;
@@ -128,15 +150,16 @@ def run(args) -> int:
     unknown = [d for d in args.datasets if d not in DATASETS]
     if unknown:
         raise ConfigError(f"DATASET: unknown {unknown}; expected any of {', '.join(DATASETS)}")
-    resolve_classes(args.classes, "--classes")  # a usage error, not a failed fetch
+    classes, per_class = _quickdraw_options(args)
+    resolve_classes(classes, "--classes")  # a usage error, not a failed fetch
     check_mirror(args.mirror)
     rows, failed = [], 0
     root = cache_root(args.cache_dir)
     print(f"cache: {root}", file=sys.stderr)
-    for name in dict.fromkeys(args.datasets):
+    for name in args.datasets:
         try:
             if name == "quickdraw":
-                rec = fetch_quickdraw(args.classes, args.per_class, args.cache_dir, args.mirror,
+                rec = fetch_quickdraw(classes, per_class, args.cache_dir, args.mirror,
                                       args.timeout)
                 rows.append(_quickdraw_row(rec))
             else:

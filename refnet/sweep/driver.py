@@ -154,7 +154,10 @@ def run_sweep(spec: SweepSpec, folder, *, workers: int | None = None, scheduler=
         finished = store.finished()
         todo = [i for i, cid in enumerate(ids) if cid not in finished]
         computed, n_base, halving_info = [], 0, None
-        ex = executor or make_executor(workers, scheduler)
+        # no more local workers than tasks in the largest map: the cells left, or with
+        # halving its first rung (every cell); the baselines are at most one per cell
+        most = len(cells) if halving is not None else len(todo)
+        ex = executor or make_executor(workers, scheduler, tasks=most)
         if todo:
             with ex:
                 n_base, halving_info = _compute(ex, store, spec, folder, todo, finished, computed,

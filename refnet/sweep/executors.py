@@ -6,10 +6,12 @@ alone writes the store. Results are the same bits on every executor: a cell's ra
 from its seed, never from the worker, and each cell runs single-threaded.
 
 * :class:`InProcess` (``workers=1``): no pool, nothing to start.
-* :class:`LocalPool` (default): a ``spawn`` process pool with one worker per core. The workers
+* :class:`LocalPool` (default): a ``spawn`` process pool with one worker per core, never more
+  workers than cells left to run (each costs a process and its memory). The workers
   start with ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and
   ``NUMBA_NUM_THREADS`` set to 1 in their environment, before NumPy loads, so that ``n`` workers
-  use ``n`` cores, not ``n x n``.
+  use ``n`` cores, not ``n x n``. Each worker ends when the driver process dies, even by
+  SIGKILL (:func:`_exit_with_parent`), rather than running on orphaned.
 * :class:`DaskCluster` (``--scheduler ADDRESS``): an existing Dask distributed cluster, through
   the optional extra ``refnet[dask]``. Dask's nanny already starts workers with those
   variables at 1; each cell also limits its own numba and BLAS threads
@@ -20,7 +22,12 @@ stored with pickle (the store is SQLite + JSON + ``.npz`` bytes).
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from ..errors import ConfigError
@@ -38,6 +45,48 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+#: prctl's option "send me this signal when my parent dies" (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Pool initializer, run in each worker: end the worker when the driver ``parent`` dies.
+
+    A driver killed by SIGKILL runs no clean-up: its workers ran on orphaned, busy with a
+    cell nobody would store, then idle on the task queue forever (they hold its pipe's write
+    end too, so they never see end-of-file).
+    """
+    if not _parent_death_signal():
+        _watch_parent(parent)
+    if os.getppid() != parent:  # the driver died before the signal was armed
+        os._exit(1)
+
+
+def _parent_death_signal() -> bool:
+    """Linux: have the kernel SIGKILL this process when its parent dies (prctl
+    PR_SET_PDEATHSIG); False where that is not available. The kernel sends it when the
+    parent's thread that started the worker exits: :class:`LocalPool` starts every worker
+    from the thread that then runs the whole ``with`` block."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # no libc to load, or no prctl in it
+        return False
+
+
+def _watch_parent(parent: int, interval: float = 0.5) -> None:
+    """Elsewhere: a daemon thread polls the parent's pid and ends the worker once it changes
+    (an orphan is adopted by another process)."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="refnet-parent-watch", daemon=True).start()
 
 
 class InProcess:
@@ -62,15 +111,23 @@ class InProcess:
 
 
 class LocalPool:
-    """A process pool of ``workers`` single-threaded processes on this machine."""
+    """A process pool of ``workers`` single-threaded processes on this machine.
+
+    ``tasks``: the most tasks one ``map`` call will be given; the pool starts no more workers
+    than that (``--workers 1024`` started 1024 processes for 2 cells, each idle but holding
+    NumPy's memory).
+    """
 
     shares_files = True
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, *, tasks: int | None = None):
         self.workers = available_cores() if workers is None else int(workers)
         if self.workers < 1:
             raise ConfigError(f"--workers: must be >= 1, got {workers}")
-        self.name = f"local pool ({self.workers} processes)"
+        if tasks is not None:
+            self.workers = max(1, min(self.workers, int(tasks)))
+        self.name = (f"local pool ({self.workers} "
+                     f"{'process' if self.workers == 1 else 'processes'})")
         self.pool = None
 
     def __enter__(self):
@@ -81,7 +138,9 @@ class LocalPool:
         os.environ.update({k: "1" for k in THREAD_VARIABLES})
         try:
             self.pool = ProcessPoolExecutor(self.workers,
-                                            mp_context=multiprocessing.get_context("spawn"))
+                                            mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_exit_with_parent,
+                                            initargs=(os.getpid(),))
             # start every worker now, while the variables are set (the pool spawns lazily)
             list(self.pool.map(int, range(self.workers)))
         finally:
@@ -167,11 +226,12 @@ class DaskCluster:
             self.client.cancel([f for f in futures if not f.done()])
 
 
-def make_executor(workers: int | None = None, scheduler=None):
+def make_executor(workers: int | None = None, scheduler=None, *, tasks: int | None = None):
     """The executor of the command-line options: Dask if ``scheduler`` is given, in-process for
-    ``workers == 1``, else a local pool of ``workers`` (default: all cores)."""
+    ``workers == 1``, else a local pool of ``workers`` (default: all cores), at most ``tasks``
+    of them (the cells left to run)."""
     if scheduler is not None:
         return DaskCluster(scheduler)
     if workers is not None and int(workers) == 1:
         return InProcess()
-    return LocalPool(workers)
+    return LocalPool(workers, tasks=tasks)

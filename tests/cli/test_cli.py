@@ -51,6 +51,28 @@ def test_train_then_info_on_a_small_npz(tmp_path, capsys):
         assert "0.weight" in z.files and z["0.weight"].shape == (16, 8)
 
 
+def test_info_json_is_strict_json_and_refuses_a_saved_nan(tmp_path, capsys):
+    """A model saved with a NaN in its metadata (refnet accepted it until save_model checked)
+    made `info --json` print NaN, which is not JSON."""
+    import json
+    from refnet.io import load_npz, save_model, save_npz_atomic
+    from refnet.model import init_params, mlp
+    arch = mlp((3, 2, 2))
+    model = save_model(tmp_path / "m.npz", arch, init_params(arch, rng=0), {"acc": 0.5})
+    assert main(["info", str(model), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out, parse_constant=pytest.fail)["acc"] == 0.5
+    arrays, meta = load_npz(model)
+    meta["noisy"] = {"add_unc": float("nan")}
+    del meta["sha256"]
+    save_npz_atomic(model, arrays, meta, sha256=True)  # as an older refnet wrote it
+    assert main(["info", str(model), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert (f"{model}: metadata noisy.add_unc is nan, which JSON cannot hold, so --json cannot "
+            "print it; run refnet info without --json") in err
+    assert main(["info", str(model)]) == 0
+
+
 def test_train_with_the_expected_loss_objective(tmp_path, capsys):
     from refnet.io import load_model
 

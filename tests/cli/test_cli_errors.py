@@ -295,6 +295,9 @@ CASES = {
         ("sensitivity {missing} --inputs {data}", "no such file"),
         ("sensitivity {model} --inputs {labels9}", "--inputs: {labels9}: y[4] (row 4 of the file, "
                                                    "counting from 0) is not a class of the model"),
+        # the first 60 rows were used in silence
+        ("sensitivity {model} --inputs {data} --n-inputs 61", "--n-inputs 61: --inputs {data} "
+         "has only 60 rows; give --n-inputs 60 or fewer"),
         ("sensitivity {model} --inputs {data} --mc-trials 1", "--mc-trials: give 0 (analytic only) or 2.."),
         ("sensitivity {model} --inputs {data} --mc-trials 100000000000", "--mc-trials: give 0"),
         ("sensitivity {model} --inputs {data} --mc-trials 1000000", "--mc-trials 1000000: the "
@@ -372,6 +375,12 @@ CASES = {
          "model (labels 0..2)"),
         ("crosscheck make {model} -o {out}.npz --data {data} --batch 61",
          "--batch 61: --data {data} has only 60 rows; give --batch 60 or fewer"),
+        # the activations of a bare state dict: a refnet model records its own (they were
+        # ignored without a word)
+        ("crosscheck make {model} -o {out}.npz --hidden relu", "--hidden: no effect: {model} "
+         "records its activations (a refnet model); leave out --hidden"),
+        ("crosscheck make {model} -o {out}.npz --hidden sigmoid --output identity",
+         "--hidden/--output: no effect: {model} records its activations"),
         ("crosscheck make {garbage} -o {out}.npz", "garbage.npz"),
         ("crosscheck check {model}", "not a refnet cross-check bundle"),
         ("crosscheck stat {model} --samples {data}", "not a refnet cross-check bundle"),
@@ -510,6 +519,39 @@ def test_resuming_a_checkpoint_with_other_data_is_refused(files, tmp_path, capsy
     assert main(["train", "--data-npz", str(tmp_path / "other.npz"), "--epochs", "2", *common]) == 2
     assert "c.ckpt: checkpoint: was written while training on other data" in \
         _one_clean_line(capsys.readouterr().err)
+
+
+def test_resuming_a_checkpoint_from_another_init_model_is_refused(files, tmp_path, capsys):
+    """--init-from B resumed the checkpoint of a run fine-tuning model A."""
+    ck, out, other = str(tmp_path / "c.ckpt"), str(tmp_path / "m.npz"), str(tmp_path / "b.npz")
+    arch = mlp((6, 8, 3), "sigmoid", "identity")
+    save_model(other, arch, init_params(arch, "normal", rng=1))
+    common = ["train", "--data-npz", files["train"], "--quiet", "--checkpoint", ck, "--out", out]
+    assert main([*common, "--init-from", str(files["model"]), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    before = open(ck, "rb").read()
+    assert main([*common, "--init-from", other, "--epochs", "2"]) == 2
+    line = _one_clean_line(capsys.readouterr().err)
+    assert f"{ck}: checkpoint: was started from other parameters" in line
+    assert f"--init-from {other}" in line and "delete or move" in line
+    assert open(ck, "rb").read() == before
+    assert main([*common, "--init-from", str(files["model"]), "--epochs", "2"]) == 0
+
+
+def test_sensitivity_n_inputs_past_a_datasets_test_split_is_refused(files, monkeypatch, capsys):
+    """--n-inputs past the test split's rows used the split's rows in silence."""
+    import types
+    import refnet.datasets
+    X, y = np.load(files["data"])["X"], np.load(files["data"])["y"]
+    split = types.SimpleNamespace(X=X, y=y)
+    monkeypatch.setattr(refnet.datasets, "load_dataset", lambda name, part, **kw: split)
+    assert main(["sensitivity", str(files["model"]), "--dataset", "mnist", "--n-inputs", "61",
+                 "--mc-trials", "0"]) == 2
+    assert _one_clean_line(capsys.readouterr().err).endswith(
+        "--n-inputs 61: --dataset mnist (test split) has only 60 rows; give --n-inputs 60 or "
+        "fewer")
+    assert main(["sensitivity", str(files["model"]), "--dataset", "mnist", "--mc-trials", "0"]) == 0
+    assert ", 60 inputs," in capsys.readouterr().out  # no --n-inputs: every row there is
 
 
 @pytest.mark.parametrize("n", ["--n-val=0", "--n-train=1"])

@@ -137,9 +137,16 @@ def test_script_runs_without_numpy(mirror, tmp_path):
 @pytest.mark.parametrize("argv, words", [
     (["quickdraw", "--classes", ",,"], ("--classes: an empty class name in ',,'",)),
     (["quickdraw", "--classes", "cat,,dog"], ("--classes: an empty class name in 'cat,,dog'",)),
-    (["mnist", "--classes", " , "], ("--classes: an empty class name in ' , '",)),
+    (["quickdraw", "--classes", " , "], ("--classes: an empty class name in ' , '",)),
     (["quickdraw", "--per-class", "99999999999"],
      ("argument --per-class: must be ", "1000000", "99999999999")),
+    # QuickDraw's flags without quickdraw, and a dataset named twice, were ignored in silence
+    (["mnist", "--per-class", "5"], ("--per-class: QuickDraw's, no effect on mnist; add "
+                                     "quickdraw to the datasets, or leave out --per-class",)),
+    (["mnist", "fashion-mnist", "--classes", "cat"],
+     ("--classes: QuickDraw's, no effect on mnist, fashion-mnist",)),
+    (["mnist", "--classes", " , ", "--per-class", "5"], ("--classes/--per-class: QuickDraw's",)),
+    (["mnist", "quickdraw", "mnist"], ("DATASET: mnist given twice; name each dataset once",)),
 ])
 @pytest.mark.parametrize("command", ["refnet fetch", "data/fetch.py"])
 def test_empty_class_names_and_huge_row_counts_are_usage_errors(command, argv, words, tmp_path,

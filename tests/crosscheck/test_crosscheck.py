@@ -214,6 +214,24 @@ def test_cli_make_takes_a_short_data_file_whole_without_batch(tmp_path, capsys):
     assert f"has only {n} rows" in capsys.readouterr().err and not b.exists()
 
 
+def test_cli_make_activation_flags_apply_to_a_bare_state_dict_only(tmp_path, capsys):
+    """--hidden/--output were ignored in silence for a model that records its activations."""
+    from refnet.statedict import save_state_dict, to_state_dict
+    p = rn.init_params(ARCH, rng=0)
+    np.savez(tmp_path / "bare.npz", **to_state_dict(ARCH, p))  # weights, no metadata
+    b = tmp_path / "b.npz"
+    assert main(["crosscheck", "make", str(tmp_path / "bare.npz"), "-o", str(b),
+                 "--hidden", "cubic", "--output", "sigmoid"]) == 0
+    assert bundle_model(*read_bundle(b))[0].activations == ("cubic", "cubic", "sigmoid")
+    b.unlink()
+    save_state_dict(tmp_path / "sd.npz", ARCH, p)  # records refnet's architecture
+    assert main(["crosscheck", "make", str(tmp_path / "sd.npz"), "-o", str(b),
+                 "--output", "sigmoid"]) == 2
+    err = capsys.readouterr().err
+    assert "--output: no effect: " in err and "refnet's architecture in its metadata" in err
+    assert not b.exists()
+
+
 def test_cli_argument_errors_are_one_line(tmp_path, capsys):
     model = str(save_model(tmp_path / "m.npz", ARCH, rn.init_params(ARCH, rng=0)))
     for argv, text in ((["make", str(tmp_path / "absent.npz"), "-o", "b.npz"], "no such file"),

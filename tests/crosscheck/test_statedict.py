@@ -115,6 +115,31 @@ def test_file_errors_name_the_file(tmp_path, model):
     assert a2 == other and meta == {}
 
 
+@needs_safetensors
+@pytest.mark.parametrize("size, words", [
+    (0, "the file is empty (0 bytes), not a safetensors file"),
+    (5, "truncated: 5 bytes, shorter than the 8-byte header length"),
+    (40, "truncated or not a safetensors file (its first 8 bytes give a header of "),
+])
+def test_empty_or_cut_safetensors_says_so(tmp_path, model, size, words):
+    """An empty file was "its header length -1 does not fit the file's 0 bytes"."""
+    path = save_state_dict(tmp_path / "w.safetensors", *model)
+    path.write_bytes(path.read_bytes()[:size])
+    with pytest.raises(ModelFileError) as e:
+        load_state_dict(path)
+    assert str(e.value).startswith(f"{path}: {words}") and "write it again" in str(e.value)
+    assert "-1" not in str(e.value)
+
+
+def test_integer_weights_say_how_to_convert(model):
+    """"expected floats" named no way out."""
+    state = {k: v.astype(np.int64) for k, v in to_state_dict(*model).items()}
+    with pytest.raises(ModelFileError, match=r"^sd\.npz: '0\.weight' has dtype int64, expected "
+                                             r"floats; convert the weights to float32 or "
+                                             r"float64 before saving \(PyTorch: "):
+        from_state_dict(state, source="sd.npz")
+
+
 def test_missing_safetensors_package_is_a_clear_error(tmp_path, model, monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)

@@ -453,6 +453,99 @@ def test_local_pool_gives_the_same_store(tmp_path, reference):
     assert fingerprint(tmp_path) == fingerprint(reference)
 
 
+def test_local_pool_starts_no_more_workers_than_tasks():
+    from refnet.sweep.executors import make_executor
+    assert make_executor(8, tasks=2).workers == 2  # nothing started before `with`
+    assert make_executor(8, tasks=2).name == "local pool (2 processes)"
+    assert make_executor(None, tasks=1).name == "local pool (1 process)"
+    assert make_executor(3, tasks=10).workers == 3
+
+
+def test_sweep_starts_no_more_local_workers_than_cells_left(tmp_path, reference, monkeypatch):
+    """--workers 1024 started 1024 processes however few cells were left."""
+    import shutil
+    from refnet.sweep.executors import InProcess
+    folder = tmp_path / "s"
+    shutil.copytree(reference, folder)
+    with sqlite3.connect(folder / STORE_NAME) as c:  # two cells left to run
+        c.execute("DELETE FROM cells WHERE rowid IN (SELECT rowid FROM cells LIMIT 2)")
+    sized, real = [], sweep_driver.make_executor
+
+    def sized_in_process(workers, scheduler, **kw):
+        sized.append(real(workers, scheduler, **kw).workers)  # the pool it would start
+        return InProcess()
+
+    monkeypatch.setattr(sweep_driver, "make_executor", sized_in_process)
+    s = run_sweep(parse_spec(SMALL), folder, workers=64, progress=None)
+    assert sized == [2] and len(s.computed) == 2
+
+
+def test_cli_workers_beyond_the_usable_cores_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    from refnet.cli import main
+    from refnet.sweep import executors
+    monkeypatch.setattr(executors, "available_cores", lambda: 2)
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps(SMALL))
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--workers", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--workers 3: this machine lets refnet use 2 core(s)" in err
+    assert "give at most 2" in err and not (tmp_path / "out").exists()
+
+
+#: A sweep driver's pool, its workers busy on long cells (a parent-death watch of ``poll``
+#: instead of LocalPool's, for the fallback of systems without prctl).
+_POOL_DRIVER = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from refnet.sweep import executors
+
+if __name__ == "__main__":
+    if sys.argv[1] == "poll":
+        pool = ProcessPoolExecutor(2, mp_context=get_context("spawn"),
+                                   initializer=executors._watch_parent, initargs=(os.getpid(),))
+        list(pool.map(int, range(2)))
+    else:
+        ex = executors.LocalPool(2).__enter__()
+        pool = ex.pool
+    print(*sorted(pool._processes), flush=True)
+    list(pool.map(time.sleep, [60, 60]))
+"""
+
+
+def _running(pid: int) -> bool:
+    """``pid`` exists and is no zombie (an orphan killed under a PID 1 that reaps nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("watch", ["prctl", "poll"])
+def test_local_pool_workers_exit_when_the_driver_is_killed(tmp_path, watch):
+    """The workers of a SIGKILLed driver ran on orphaned (busy, then idle forever)."""
+    script = tmp_path / "driver.py"
+    script.write_text(_POOL_DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    driver = subprocess.Popen([sys.executable, str(script), watch], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    workers = [int(p) for p in driver.stdout.readline().split()]
+    try:
+        assert len(workers) == 2 and all(map(_running, workers))
+        time.sleep(0.3)  # the sleeps handed out: the workers are busy
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 10
+        while any(map(_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_running, workers))
+    finally:
+        for pid in filter(_running, workers):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_dask_local_cluster_gives_the_same_store(tmp_path, reference, monkeypatch):
     distributed = pytest.importorskip("dask.distributed")
     from refnet.sweep.executors import DaskCluster
