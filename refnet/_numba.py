@@ -16,8 +16,8 @@ try:  # pragma: no branch - which branch runs depends on the environment
 except ImportError:  # numba is optional at run time
     _numba = None
 
-__all__ = ["HAVE_NUMBA", "njit", "prange", "warn_fallback", "max_threads", "threads", "set_threads",
-           "variant"]
+__all__ = ["HAVE_NUMBA", "njit", "prange", "warn_fallback", "jit_disabled", "max_threads",
+           "threads", "set_threads", "variant"]
 
 HAVE_NUMBA = _numba is not None
 _warned = False
@@ -44,6 +44,12 @@ def warn_fallback(what: str) -> None:
         warnings.warn(f"numba is not installed: {what} and the other kernels run on their "
                       "NumPy twins (same results, slower). `pip install numba` to speed "
                       "them up.", RuntimeWarning, stacklevel=3)
+
+
+def jit_disabled() -> bool:
+    """True under ``NUMBA_DISABLE_JIT=1``: the kernels then run as Python (how coverage sees
+    their bodies), correct but far too slow for whole layers."""
+    return HAVE_NUMBA and bool(_numba.config.DISABLE_JIT)
 
 
 def max_threads() -> int:

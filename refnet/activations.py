@@ -26,10 +26,14 @@ from typing import Callable
 import numpy as np
 from scipy.special import logit
 
-__all__ = ["Activation", "get_activation", "ACTIVATION_NAMES", "sigmoid", "sigmoid_prime",
-           "sigmoid_second", "shifted_sigmoid", "shifted_sigmoid_prime",
+from ._activation_kernels import (sigmoid_float64, sigmoid_prime_and_second_float64,
+                                  sigmoid_prime_float64)
+
+__all__ = ["Activation", "get_activation", "ACTIVATION_NAMES", "sigmoid", "sigmoid_numpy",
+           "sigmoid_prime", "sigmoid_second", "shifted_sigmoid", "shifted_sigmoid_prime",
            "shifted_sigmoid_second", "shifted_sigmoid_inverse", "cubic", "cubic_prime",
-           "cubic_second", "cubic_inverse", "sigmoid_prime_and_second"]
+           "cubic_second", "cubic_inverse", "sigmoid_prime_and_second", "sigmoid_prime_numpy",
+           "sigmoid_prime_and_second_numpy"]
 
 Array = np.ndarray
 
@@ -48,9 +52,17 @@ def sigmoid(z: Array) -> Array:
 
     Each step is correctly rounded, so the result is within a few ulp of the true value for
     every ``z``; for very negative ``z``, ``exp(-z)`` overflows to inf (silenced) and the result
-    is 0, where the true value is below the smallest normal number.
+    is 0, where the true value is below the smallest normal number. Large float64 arrays take
+    the same four operations in one numba pass where that gives these bits
+    (:mod:`refnet._activation_kernels`, checked once per process).
     """
     z = _as_float(z)
+    out = sigmoid_float64(z)  # the same passes in one numba loop, where that gives these bits
+    return sigmoid_numpy(z) if out is None else out
+
+
+def sigmoid_numpy(z: Array) -> Array:
+    """:func:`sigmoid` as NumPy passes, always (the numba pass's twin). ``z``: a float array."""
     out = np.negative(z, out=np.empty_like(z))  # an array even for 0-d input; no temporary
     with np.errstate(over="ignore"):
         np.exp(out, out=out)
@@ -76,7 +88,15 @@ def _second(z: Array, a: Array, e: Array, r: Array) -> Array:
 
 
 def sigmoid_prime(z: Array) -> Array:
-    """``sigma'(z) = sigma(z) sigma(-z) = e / (1 + e)^2`` with ``e = exp(-|z|)`` (even in z)."""
+    """``sigma'(z) = sigma(z) sigma(-z) = e / (1 + e)^2`` with ``e = exp(-|z|)`` (even in z).
+    Large float64 arrays: one numba pass where it gives these bits (as :func:`sigmoid`)."""
+    z = _as_float(z)
+    out = sigmoid_prime_float64(z)
+    return sigmoid_prime_numpy(z) if out is None else out
+
+
+def sigmoid_prime_numpy(z: Array) -> Array:
+    """:func:`sigmoid_prime` as NumPy passes, always (the numba pass's twin)."""
     _, _, e, r = _sigmoid_terms(z)
     return _prime(e, r)
 
@@ -89,7 +109,15 @@ def sigmoid_second(z: Array) -> Array:
 def sigmoid_prime_and_second(z: Array) -> tuple[Array, Array]:
     """``(sigmoid_prime(z), sigmoid_second(z))`` with their shared ``e = exp(-|z|)`` and
     ``r = 1 / (1 + e)`` computed once: the same operations on the same numbers, so the same
-    bits as the two functions (tested). Eq. 7's derivative term needs both for every batch."""
+    bits as the two functions (tested). Eq. 7's derivative term needs both for every batch.
+    Large float64 arrays: one numba pass where it gives these bits (as :func:`sigmoid`)."""
+    z = _as_float(z)
+    out = sigmoid_prime_and_second_float64(z)
+    return sigmoid_prime_and_second_numpy(z) if out is None else out
+
+
+def sigmoid_prime_and_second_numpy(z: Array) -> tuple[Array, Array]:
+    """:func:`sigmoid_prime_and_second` as NumPy passes, always (the numba pass's twin)."""
     z, a, e, r = _sigmoid_terms(z)
     return _prime(e, r), _second(z, a, e, r)
 
