@@ -128,7 +128,7 @@ def test_empty_or_cut_safetensors_says_so(tmp_path, model, size, words):
     with pytest.raises(ModelFileError) as e:
         load_state_dict(path)
     assert str(e.value).startswith(f"{path}: {words}") and "write it again" in str(e.value)
-    assert "-1" not in str(e.value)
+    assert "-1" not in str(e.value)[len(str(path)):]   # the tmp path may hold "-1" itself
 
 
 def test_integer_weights_say_how_to_convert(model):
