@@ -21,6 +21,9 @@ EXIT_OK = 0            #: done
 EXIT_FAILURE = 1       #: the work ran and failed (a fetch failed, training diverged)
 EXIT_USAGE = 2         #: bad input: a flag, a value or a file (argparse's convention)
 EXIT_INTERRUPTED = 130  #: Ctrl-C (128 + SIGINT)
+#: stdout's reader went away (``refnet ... | head -1``): what a shell shows for a tool that
+#: SIGPIPE killed (128 + SIGPIPE), so that ``set -o pipefail`` sees the output was cut short
+EXIT_BROKEN_PIPE = 141
 
 #: Where noise can act; "none" (no noisy layer) is not a choice where the command measures noise.
 NOISY_PRESETS = tuple(p for p in NOISE_PRESETS if p != "none")
