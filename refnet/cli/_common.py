@@ -118,6 +118,19 @@ def dataset_name(text: str) -> str:
     return name
 
 
+def activation(text: str) -> str:
+    """An activation of :mod:`refnet.activations` (``sigmoid``, ``shifted_sigmoid(alpha=4)``
+    ...), returned as typed. Checked here, at the flag: the loader that uses it only knew the
+    activation was "hidden/output"."""
+    from ..activations import get_activation
+
+    try:
+        get_activation(text)
+    except ValueError as e:  # its message lists the names; the flag leads instead of its own
+        raise argparse.ArgumentTypeError(str(e).removeprefix("activation: ")) from None
+    return text
+
+
 def _integer(text: str, low: int, what: str) -> int:
     try:
         n = int(text)

@@ -377,7 +377,7 @@ CASES = {
          "--batch 61: --data {data} has only 60 rows; give --batch 60 or fewer"),
         # the activations of a bare state dict: a refnet model records its own (they were
         # ignored without a word)
-        ("crosscheck make {model} -o {out}.npz --hidden relu", "--hidden: no effect: {model} "
+        ("crosscheck make {model} -o {out}.npz --hidden cubic", "--hidden: no effect: {model} "
          "records its activations (a refnet model); leave out --hidden"),
         ("crosscheck make {model} -o {out}.npz --hidden sigmoid --output identity",
          "--hidden/--output: no effect: {model} records its activations"),
