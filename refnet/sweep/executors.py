@@ -11,7 +11,8 @@ from its seed, never from the worker, and each cell runs single-threaded.
   start with ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and
   ``NUMBA_NUM_THREADS`` set to 1 in their environment, before NumPy loads, so that ``n`` workers
   use ``n`` cores, not ``n x n``. Each worker ends when the driver process dies, even by
-  SIGKILL (:func:`_exit_with_parent`), rather than running on orphaned.
+  SIGKILL (:func:`_exit_with_parent`), rather than running on orphaned. Ctrl-C stops the
+  task a worker is running and nothing else (:func:`_interrupt_task`).
 * :class:`DaskCluster` (``--scheduler ADDRESS``): an existing Dask distributed cluster, through
   the optional extra ``refnet[dask]``. Dask's nanny already starts workers with those
   variables at 1; each cell also limits its own numba and BLAS threads
@@ -22,6 +23,7 @@ stored with pickle (the store is SQLite + JSON + ``.npz`` bytes).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -93,8 +95,47 @@ def _cpus(quota: str, period: str) -> int | None:
 _PR_SET_PDEATHSIG = 1
 
 
+def _start_worker(parent: int) -> None:
+    """Pool initializer, run in each worker: Ctrl-C, then the driver's death."""
+    _take_ctrl_c()
+    _exit_with_parent(parent)
+
+
+#: In a pool worker: whether it is running a task (see :func:`_interrupt_task`).
+_task_running = False
+
+
+def _run_task(fn, task):
+    """``fn(task)`` in a pool worker, marked as running for :func:`_interrupt_task`."""
+    global _task_running
+    _task_running = True
+    try:
+        return fn(task)
+    finally:
+        _task_running = False
+
+
+def _interrupt_task(signum, frame) -> None:
+    """A worker's SIGINT handler. A terminal's Ctrl-C reaches the driver and every worker
+    (one process group): a running task stops, its clean-up runs, and the driver stops the
+    sweep; an idle worker ignores it, the driver ends it. (Python's KeyboardInterrupt in an
+    idle worker printed a traceback per worker under the driver's one line.)"""
+    global _task_running
+    if _task_running:
+        _task_running = False  # once: a second Ctrl-C must not cut the first one's clean-up
+        raise KeyboardInterrupt
+
+
+def _take_ctrl_c() -> None:
+    """Install :func:`_interrupt_task`, then let SIGINT in: the worker started with it blocked
+    (:meth:`LocalPool.__enter__`), and one that came meanwhile is handled now."""
+    signal.signal(signal.SIGINT, _interrupt_task)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _exit_with_parent(parent: int) -> None:
-    """Pool initializer, run in each worker: end the worker when the driver ``parent`` dies.
+    """End this pool worker when the driver ``parent`` dies.
 
     A driver killed by SIGKILL runs no clean-up: its workers ran on orphaned, busy with a
     cell nobody would store, then idle on the task queue forever (they hold its pipe's write
@@ -129,6 +170,23 @@ def _watch_parent(parent: int, interval: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="refnet-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT held back from this thread, and so from the workers it starts (a child inherits
+    the mask; the worker lets it in once its handler is set, :func:`_take_ctrl_c`). A Ctrl-C
+    while a worker imported refnet printed its KeyboardInterrupt traceback; here it waits,
+    and reaches the driver when the block ends. Enter it once the pool is made: starting the
+    pool's resource tracker blocks SIGINT for that child and unblocks it after, undoing this."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class InProcess:
@@ -181,10 +239,15 @@ class LocalPool:
         try:
             self.pool = ProcessPoolExecutor(self.workers,
                                             mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_exit_with_parent,
+                                            initializer=_start_worker,
                                             initargs=(os.getpid(),))
             # start every worker now, while the variables are set (the pool spawns lazily)
-            list(self.pool.map(int, range(self.workers)))
+            with _sigint_blocked():
+                list(self.pool.map(int, range(self.workers)))
+        except BaseException:  # Ctrl-C while the workers started: no __exit__ to end them
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+            raise
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -194,9 +257,20 @@ class LocalPool:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        # Ctrl-C: do not wait for running cells (the workers got the signal too)
-        self.pool.shutdown(wait=exc_type is not KeyboardInterrupt, cancel_futures=True)
+        if exc_type is KeyboardInterrupt:
+            self._interrupt_workers()
+        # waits for the running tasks, which Ctrl-C has stopped. Not waiting left the pool to
+        # the interpreter's exit, which joins it anyway, and there it raced the pool's own
+        # clean-up: "Exception ignored ... OSError: [Errno 9] Bad file descriptor" at times
+        self.pool.shutdown(cancel_futures=True)
         return False
+
+    def _interrupt_workers(self) -> None:
+        """Pass a Ctrl-C on to the workers: a terminal's reached them already (then this one is
+        ignored), a ``kill -INT`` of the driver did not, and their running cells ran on."""
+        for pid in list(getattr(self.pool, "_processes", None) or {}):
+            with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+                os.kill(pid, signal.SIGINT)
 
     def share(self, obj):
         """``obj`` as tasks should carry it (here: itself, copied to a worker with each task
@@ -204,7 +278,7 @@ class LocalPool:
         return obj
 
     def map(self, fn, tasks):
-        futures = {self.pool.submit(fn, t): i for i, t in enumerate(tasks)}
+        futures = {self.pool.submit(_run_task, fn, t): i for i, t in enumerate(tasks)}
         pending = set(futures)
         try:
             while pending:
