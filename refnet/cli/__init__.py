@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 import traceback
 
-from ._common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
+from ._common import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 
 #: subcommand -> module; the order is the order of ``refnet --help``.
 COMMANDS = {name: f"refnet.cli.{name}"
@@ -49,6 +50,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(self.prog, message)
+
+    def _print_message(self, message, file=None):
+        # argparse ignores a failed write, and --help/--version then exit: a closed stdout
+        # surfaced at interpreter shutdown ("Exception ignored ... BrokenPipeError"), or not
+        # at all. Written and flushed here, main() sees it as it sees any other
+        if message:
+            file = file or sys.stderr
+            file.write(message)
+            file.flush()
 
     def parse_known_args(self, args=None, namespace=None):
         self._given = {}  # flag action -> its words, for this parse (a sub-command has its own)
@@ -145,8 +155,31 @@ def _one_line(e: BaseException) -> str:
     return text
 
 
+def _stdout_closed() -> int:
+    """The exit status when stdout's reader went away (``refnet info --json M | head -1``):
+    not the user's error, so no message, as Unix tools do. stdout is pointed at the null
+    device first, so that the interpreter's last flush of what is still buffered does not
+    fail again at shutdown."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout replaced by an object without a file descriptor
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv=None) -> int:
     """Run ``refnet ARGV``; returns the exit status (``--help``/``--version`` exit with 0)."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # what is still buffered: a closed pipe fails here, not at shutdown
+    except BrokenPipeError:
+        return _stdout_closed()
+    return status
+
+
+def _main(argv) -> int:
     from ..errors import RefnetError, TrainingDiverged
 
     argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
@@ -167,6 +200,8 @@ def main(argv=None) -> int:
         print("\ninterrupted; completed work is kept (checkpoints and caches are written "
               "atomically). Run the same command again to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # an OSError, but no error of the user's input: see main()
+        raise
     # refnet's own errors, and what file opening and the array loaders raise on bad input
     except (RefnetError, ValueError, OSError) as e:
         if args.debug:

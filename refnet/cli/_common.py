@@ -21,6 +21,9 @@ EXIT_OK = 0            #: done
 EXIT_FAILURE = 1       #: the work ran and failed (a fetch failed, training diverged)
 EXIT_USAGE = 2         #: bad input: a flag, a value or a file (argparse's convention)
 EXIT_INTERRUPTED = 130  #: Ctrl-C (128 + SIGINT)
+#: stdout's reader went away (``refnet ... | head -1``): what a shell shows for a tool that
+#: SIGPIPE killed (128 + SIGPIPE), so that ``set -o pipefail`` sees the output was cut short
+EXIT_BROKEN_PIPE = 141
 
 #: Where noise can act; "none" (no noisy layer) is not a choice where the command measures noise.
 NOISY_PRESETS = tuple(p for p in NOISE_PRESETS if p != "none")
@@ -113,6 +116,19 @@ def dataset_name(text: str) -> str:
         raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose one of "
                                          f"{', '.join(DATASET_NAMES)}")
     return name
+
+
+def activation(text: str) -> str:
+    """An activation of :mod:`refnet.activations` (``sigmoid``, ``shifted_sigmoid(alpha=4)``
+    ...), returned as typed. Checked here, at the flag: the loader that uses it only knew the
+    activation was "hidden/output"."""
+    from ..activations import get_activation
+
+    try:
+        get_activation(text)
+    except ValueError as e:  # its message lists the names; the flag leads instead of its own
+        raise argparse.ArgumentTypeError(str(e).removeprefix("activation: ")) from None
+    return text
 
 
 def _integer(text: str, low: int, what: str) -> int:

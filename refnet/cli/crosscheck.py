@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import (existing_file, int_between, nonnegative_float, open_fraction,
+from ._common import (activation, existing_file, int_between, nonnegative_float, open_fraction,
                       positive_float, seed, variances_spec)
 
 #: The largest batch a bundle holds (its inputs, every layer's outputs and draws stay well
@@ -57,8 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="state-dict keys of the bundle's params (default sequential)")
     # defaults None, not the names: given with a model that records its activations, they
     # would have no effect, and are refused (see _load_model)
-    m.add_argument("--hidden", help="hidden activation of a bare state dict (default sigmoid)")
-    m.add_argument("--output", help="output activation of a bare state dict (default identity)")
+    m.add_argument("--hidden", type=activation,
+                   help="hidden activation of a bare state dict (default sigmoid)")
+    m.add_argument("--output", type=activation,
+                   help="output activation of a bare state dict (default identity)")
     c = sub.add_parser("check", help="compare a framework's results with refnet's (exit 0/1)")
     c.add_argument("bundle", type=existing_file("a bundle of 'refnet crosscheck make'"))
     c.add_argument("--results", type=existing_file("the framework's results file"), help="a separate file of the framework's results "

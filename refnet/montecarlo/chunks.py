@@ -71,7 +71,14 @@ def worker_pool(workers: int, backend: str):
             yield None
             return
         with ThreadPoolExecutor(workers, thread_name_prefix="refnet-mc") as pool:
-            yield pool
+            try:
+                yield pool
+            except BaseException:
+                # Ctrl-C or an error: drop the chunks not started. Leaving the block waits for
+                # every chunk queued, and Ctrl-C while they were being queued (seconds, for a
+                # long evaluation) ran them all before the command could stop
+                pool.shutdown(cancel_futures=True)
+                raise
 
 
 def map_chunks(fn, items, pool) -> list:

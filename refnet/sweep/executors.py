@@ -11,7 +11,8 @@ from its seed, never from the worker, and each cell runs single-threaded.
   start with ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and
   ``NUMBA_NUM_THREADS`` set to 1 in their environment, before NumPy loads, so that ``n`` workers
   use ``n`` cores, not ``n x n``. Each worker ends when the driver process dies, even by
-  SIGKILL (:func:`_exit_with_parent`), rather than running on orphaned.
+  SIGKILL (:func:`_exit_with_parent`), rather than running on orphaned. Ctrl-C stops the
+  task a worker is running and nothing else (:func:`_interrupt_task`).
 * :class:`DaskCluster` (``--scheduler ADDRESS``): an existing Dask distributed cluster, through
   the optional extra ``refnet[dask]``. Dask's nanny already starts workers with those
   variables at 1; each cell also limits its own numba and BLAS threads
@@ -22,6 +23,7 @@ stored with pickle (the store is SQLite + JSON + ``.npz`` bytes).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -40,19 +42,100 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
                     "NUMBA_NUM_THREADS")
 
 
-def available_cores() -> int:
+#: A container's CPU quota, where the container sees its own cgroup: cgroup v2's one file
+#: ("QUOTA PERIOD", or "max PERIOD" for none), else cgroup v1's pair (a quota of -1 is none).
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
+CGROUP_V1_QUOTA = ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+def available_cores(cpu_max: str = CGROUP_CPU_MAX, v1_quota=CGROUP_V1_QUOTA) -> int:
+    """The cores this process may keep busy: those it may run on (its CPU affinity), fewer if
+    its cgroup has a CPU quota. The affinity alone took a container given 2 CPUs of a 64-core
+    host for 64 cores: 64 workers time-sliced on 2 CPUs. The paths are the quota's files."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpus(cpu_max, v1_quota)
+    return cores if quota is None else min(cores, quota)
+
+
+def _cgroup_cpus(cpu_max: str, v1_quota) -> int | None:
+    """ceil(quota / period) of the cgroup's CPU bandwidth limit, or None when there is none
+    (the files absent or unreadable, "max", -1, or text that is not two positive integers)."""
+    words = _words(cpu_max)
+    if words is not None:  # cgroup v2: the v1 files, if any, are not the limit
+        return _cpus(*words) if len(words) == 2 else None
+    quota, period = (_words(path) for path in v1_quota)
+    if quota and period and len(quota) == len(period) == 1:
+        return _cpus(quota[0], period[0])
+    return None
+
+
+def _words(path: str) -> list[str] | None:
+    """The words of a small kernel file, or None if it cannot be read."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read(256).split()
+    except (OSError, ValueError):  # absent, a folder, no permission; not ASCII text
+        return None
+
+
+def _cpus(quota: str, period: str) -> int | None:
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:  # "max": no quota
+        return None
+    if q <= 0 or p <= 0:  # -1: no quota (cgroup v1)
+        return None
+    return -(-q // p)  # rounded up: 1.5 CPUs are used in full only by 2 workers
 
 
 #: prctl's option "send me this signal when my parent dies" (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
 
 
+def _start_worker(parent: int) -> None:
+    """Pool initializer, run in each worker: Ctrl-C, then the driver's death."""
+    _take_ctrl_c()
+    _exit_with_parent(parent)
+
+
+#: In a pool worker: whether it is running a task (see :func:`_interrupt_task`).
+_task_running = False
+
+
+def _run_task(fn, task):
+    """``fn(task)`` in a pool worker, marked as running for :func:`_interrupt_task`."""
+    global _task_running
+    _task_running = True
+    try:
+        return fn(task)
+    finally:
+        _task_running = False
+
+
+def _interrupt_task(signum, frame) -> None:
+    """A worker's SIGINT handler. A terminal's Ctrl-C reaches the driver and every worker
+    (one process group): a running task stops, its clean-up runs, and the driver stops the
+    sweep; an idle worker ignores it, the driver ends it. (Python's KeyboardInterrupt in an
+    idle worker printed a traceback per worker under the driver's one line.)"""
+    global _task_running
+    if _task_running:
+        _task_running = False  # once: a second Ctrl-C must not cut the first one's clean-up
+        raise KeyboardInterrupt
+
+
+def _take_ctrl_c() -> None:
+    """Install :func:`_interrupt_task`, then let SIGINT in: the worker started with it blocked
+    (:meth:`LocalPool.__enter__`), and one that came meanwhile is handled now."""
+    signal.signal(signal.SIGINT, _interrupt_task)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _exit_with_parent(parent: int) -> None:
-    """Pool initializer, run in each worker: end the worker when the driver ``parent`` dies.
+    """End this pool worker when the driver ``parent`` dies.
 
     A driver killed by SIGKILL runs no clean-up: its workers ran on orphaned, busy with a
     cell nobody would store, then idle on the task queue forever (they hold its pipe's write
@@ -87,6 +170,23 @@ def _watch_parent(parent: int, interval: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="refnet-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT held back from this thread, and so from the workers it starts (a child inherits
+    the mask; the worker lets it in once its handler is set, :func:`_take_ctrl_c`). A Ctrl-C
+    while a worker imported refnet printed its KeyboardInterrupt traceback; here it waits,
+    and reaches the driver when the block ends. Enter it once the pool is made: starting the
+    pool's resource tracker blocks SIGINT for that child and unblocks it after, undoing this."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class InProcess:
@@ -139,10 +239,15 @@ class LocalPool:
         try:
             self.pool = ProcessPoolExecutor(self.workers,
                                             mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_exit_with_parent,
+                                            initializer=_start_worker,
                                             initargs=(os.getpid(),))
             # start every worker now, while the variables are set (the pool spawns lazily)
-            list(self.pool.map(int, range(self.workers)))
+            with _sigint_blocked():
+                list(self.pool.map(int, range(self.workers)))
+        except BaseException:  # Ctrl-C while the workers started: no __exit__ to end them
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+            raise
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -152,9 +257,20 @@ class LocalPool:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        # Ctrl-C: do not wait for running cells (the workers got the signal too)
-        self.pool.shutdown(wait=exc_type is not KeyboardInterrupt, cancel_futures=True)
+        if exc_type is KeyboardInterrupt:
+            self._interrupt_workers()
+        # waits for the running tasks, which Ctrl-C has stopped. Not waiting left the pool to
+        # the interpreter's exit, which joins it anyway, and there it raced the pool's own
+        # clean-up: "Exception ignored ... OSError: [Errno 9] Bad file descriptor" at times
+        self.pool.shutdown(cancel_futures=True)
         return False
+
+    def _interrupt_workers(self) -> None:
+        """Pass a Ctrl-C on to the workers: a terminal's reached them already (then this one is
+        ignored), a ``kill -INT`` of the driver did not, and their running cells ran on."""
+        for pid in list(getattr(self.pool, "_processes", None) or {}):
+            with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+                os.kill(pid, signal.SIGINT)
 
     def share(self, obj):
         """``obj`` as tasks should carry it (here: itself, copied to a worker with each task
@@ -162,7 +278,7 @@ class LocalPool:
         return obj
 
     def map(self, fn, tasks):
-        futures = {self.pool.submit(fn, t): i for i, t in enumerate(tasks)}
+        futures = {self.pool.submit(_run_task, fn, t): i for i, t in enumerate(tasks)}
         pending = set(futures)
         try:
             while pending:

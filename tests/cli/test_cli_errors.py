@@ -377,7 +377,7 @@ CASES = {
          "--batch 61: --data {data} has only 60 rows; give --batch 60 or fewer"),
         # the activations of a bare state dict: a refnet model records its own (they were
         # ignored without a word)
-        ("crosscheck make {model} -o {out}.npz --hidden relu", "--hidden: no effect: {model} "
+        ("crosscheck make {model} -o {out}.npz --hidden cubic", "--hidden: no effect: {model} "
          "records its activations (a refnet model); leave out --hidden"),
         ("crosscheck make {model} -o {out}.npz --hidden sigmoid --output identity",
          "--hidden/--output: no effect: {model} records its activations"),
@@ -452,6 +452,36 @@ def _refnet(*argv):
 def test_no_traceback_from_the_real_process(template, expected, files):
     r = _refnet(*(a.format(**files) for a in template.split()))
     assert r.returncode == 2 and expected in _one_clean_line(r.stderr), r.stderr
+
+
+@pytest.fixture
+def chatty_model(tmp_path):
+    """A model whose ``info --json`` is far longer than a pipe's buffer (64 KiB on Linux)."""
+    arch = mlp((6, 8, 3), "sigmoid", "identity")
+    return str(save_model(tmp_path / "chatty.npz", arch, init_params(arch, "normal", rng=0),
+                          {"notes": ["x" * 100] * 5000}))
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("argv", [
+    ("info", "--json", "{chatty}"),   # fails while printing, inside the command
+    ("info", "{model}"),              # fits the buffer: fails at the last flush
+    ("--help",),                      # argparse prints it and exits
+], ids=["long-output", "short-output", "help"])
+def test_a_closed_stdout_ends_quietly_with_141(argv, buffered, files, chatty_model):
+    """``refnet ... | head -1``: the reader closing its end is not an error of the user's. It
+    printed "refnet info: error: [Errno 32] Broken pipe", or, for output still buffered,
+    "Exception ignored ... BrokenPipeError" at shutdown with exit status 120; --help
+    unbuffered ended 0, as if all of it had been read."""
+    argv = [a.format(chatty=chatty_model, **files) for a in argv]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen([sys.executable, "-m", "refnet.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    proc.stdout.close()  # before Python has even started: no reader for anything it prints
+    _, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (141, "")
 
 
 def test_debug_shows_the_traceback(files):

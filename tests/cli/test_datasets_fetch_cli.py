@@ -149,10 +149,13 @@ def test_script_runs_without_numpy(mirror, tmp_path):
     (["mnist", "quickdraw", "mnist"], ("DATASET: mnist given twice; name each dataset once",)),
 ])
 @pytest.mark.parametrize("command", ["refnet fetch", "data/fetch.py"])
-def test_empty_class_names_and_huge_row_counts_are_usage_errors(command, argv, words, tmp_path,
-                                                               monkeypatch, capsys):
-    """--classes ,, was a failed fetch (exit 1), and --per-class 99999999999 tried the mirror
-    and every host before failing: both are usage errors (exit 2) before any download."""
+def test_bad_fetch_arguments_are_usage_errors_before_any_download(command, argv, words, tmp_path,
+                                                                 monkeypatch, capsys):
+    """Each is one line, exit 2, before any download, in refnet fetch and data/fetch.py alike:
+    an empty class name (--classes ,, was a failed fetch, exit 1), a row count past the
+    ceiling (--per-class 99999999999 tried the mirror and every host before failing),
+    QuickDraw's --classes/--per-class without quickdraw, and a dataset named twice (both
+    were ignored in silence)."""
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
     argv = argv + ["--cache-dir", str(tmp_path / "c")]
     try:

@@ -163,3 +163,64 @@ def test_evaluate_at_variance_zero_alone_writes_its_results(model_and_data, tmp_
     clean = json.load(open(out / "accuracy.json"))["clean_accuracy"]
     assert all(float(r["mean"]) == clean for r in rows)  # no noise: the clean accuracy
     assert (out / "accuracy.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+
+
+#: ``refnet ARGV`` in a child process that counts the tasks handed to its worker threads (1 ms
+#: each) and the Monte-Carlo chunks they compute (50 ms each): it touches MARKER at the 100th
+#: task, while the tasks are still being handed out, and writes both counts to COUNTS at the end.
+_COUNTING_CHILD = """
+import pathlib, sys, time
+from concurrent.futures import ThreadPoolExecutor
+import refnet.montecarlo.sweep as mc_sweep
+from refnet.cli import main
+marker, counts, argv = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3:]
+submitted, computed = [], []
+real_submit, real_chunk = ThreadPoolExecutor.submit, mc_sweep.count_correct
+def submit(self, *a, **k):
+    submitted.append(1)
+    if len(submitted) == 100:
+        marker.touch()
+    time.sleep(0.001)
+    return real_submit(self, *a, **k)
+def chunk(*a, **k):
+    time.sleep(0.05)
+    computed.append(1)
+    return real_chunk(*a, **k)
+ThreadPoolExecutor.submit, mc_sweep.count_correct = submit, chunk
+try:
+    status = main(argv)
+finally:
+    counts.write_text(f"{len(submitted)} {len(computed)}")
+sys.exit(status)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process is POSIX")
+def test_ctrl_c_ends_evaluate_without_running_the_queued_chunks(model_and_data, tmp_path):
+    """Ctrl-C while the chunks were being handed to the worker threads (seconds, for a long
+    evaluation) waited for every chunk handed out so far to run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, _, _, _, model, data = model_and_data
+    marker, counts, out = tmp_path / "started", tmp_path / "counts", tmp_path / "res"
+    argv = ["evaluate", model, "--data", data, "--levels", "0.1", "--repetitions", "250",
+            "--batch-size", "10", "--workers", "2", "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", _COUNTING_CHILD, str(marker), str(counts),
+                             *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a test run in the background inherits an ignored SIGINT
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=600)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0], err
+    submitted, computed = map(int, counts.read_text().split())
+    assert computed < submitted // 2  # those running end; those waiting do not start
+    assert not out.exists()

@@ -232,6 +232,20 @@ def test_cli_make_activation_flags_apply_to_a_bare_state_dict_only(tmp_path, cap
     assert not b.exists()
 
 
+@pytest.mark.parametrize("flag", ["--hidden", "--output"])
+def test_cli_make_unknown_activation_names_its_flag_and_the_choices(flag, tmp_path, capsys):
+    """It said "hidden/output: activation: unknown activation 'tanh'", naming neither flag."""
+    from refnet.statedict import to_state_dict
+    np.savez(tmp_path / "bare.npz", **to_state_dict(ARCH, rn.init_params(ARCH, rng=0)))
+    b = tmp_path / "b.npz"
+    assert main(["crosscheck", "make", str(tmp_path / "bare.npz"), "-o", str(b),
+                 flag, "tanh"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and not b.exists()
+    assert f"argument {flag}: unknown activation 'tanh'; known: 'sigmoid', " in err
+    assert "'shifted_sigmoid(alpha=A)', 'cubic', 'identity'" in err
+
+
 def test_cli_argument_errors_are_one_line(tmp_path, capsys):
     model = str(save_model(tmp_path / "m.npz", ARCH, rn.init_params(ARCH, rng=0)))
     for argv, text in ((["make", str(tmp_path / "absent.npz"), "-o", "b.npz"], "no such file"),

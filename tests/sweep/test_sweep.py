@@ -5,6 +5,7 @@ synthetic data runs, is interrupted (an exception after k cells; a subprocess ki
 SIGKILL), resumes without redoing finished cells, and gives the same store as an uninterrupted
 run; a local Dask cluster gives the same store as the local pool.
 """
+import contextlib
 import json
 import os
 import signal
@@ -544,6 +545,56 @@ def test_local_pool_workers_exit_when_the_driver_is_killed(tmp_path, watch):
     finally:
         for pid in filter(_running, workers):
             os.kill(pid, signal.SIGKILL)
+
+
+def _a_worker_is_starting(driver: int, folder: Path) -> bool:
+    """A pool worker of ``driver`` has loaded NumPy: it is importing refnet (before, Python
+    may not have set up its own SIGINT handler, and the signal ends it without a word)."""
+    try:
+        children = Path(f"/proc/{driver}/task/{driver}/children").read_text().split()
+        return any(b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+                   and "_multiarray_umath" in Path(f"/proc/{c}/maps").read_text()
+                   for c in children)
+    except (FileNotFoundError, ProcessLookupError):  # a child gone meanwhile
+        return False
+
+
+def _one_worker_trains_the_other_waits(driver: int, folder: Path) -> bool:
+    """One baseline on two workers: its checkpoint is there once one of them is at work."""
+    return any((folder / "baselines").glob("*.ckpt.npz"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+@pytest.mark.parametrize("when, whom", [(_a_worker_is_starting, os.killpg),
+                                        (_one_worker_trains_the_other_waits, os.killpg),
+                                        (_one_worker_trains_the_other_waits, os.kill)],
+                         ids=["workers-starting", "a-worker-idle", "kill-INT-the-driver"])
+def test_ctrl_c_stops_a_local_pool_with_one_line(tmp_path, when, whom):
+    """A terminal's Ctrl-C reaches the driver and its workers (one process group). A worker
+    still importing, or idle on the task queue, printed "Process SpawnProcess-1: Traceback
+    ... KeyboardInterrupt" under the driver's one line. ``kill -INT`` of the driver alone
+    left the running cells to run to their end (here minutes) before it could exit."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SMALL, "data": {**SMALL["data"], "baseline_epochs": 5000},
+                                "grid": {**SMALL["grid"], "seed": [0]}}))
+    folder = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "refnet.cli", "sweep", str(spec), "--out",
+                             str(folder), "--workers", "2", "--no-progress"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,  # its own group, as a terminal's job
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not when(proc.pid, folder) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        whom(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)  # the baseline alone takes minutes
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0], err
 
 
 def test_dask_local_cluster_gives_the_same_store(tmp_path, reference, monkeypatch):
