@@ -13,8 +13,8 @@ from ..optim import OPTIMIZERS
 from ..paths import check_output_path
 from ..regularizers import REGULARIZER_PRESETS
 from ..train import MAX_BATCH_SIZE, MAX_EPOCHS
-from ._common import (add_noise_preset, add_noise_type, check_classes, check_rows, count,
-                      dataset_name, existing_file, int_between, nonnegative_float,
+from ._common import (activation, add_noise_preset, add_noise_type, check_classes, check_rows,
+                      count, dataset_name, existing_file, int_between, nonnegative_float,
                       positive_float, positive_int, positive_int_list, read_npz_arrays, repeated,
                       seed, variance)
 
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=positive_int_list,
                    help=f"hidden layer sizes (default {','.join(map(str, _HIDDEN))}; with "
                         "--init-from, the model's)")
-    p.add_argument("--activation",
+    p.add_argument("--activation", type=activation,
                    help=f"hidden activation (default {_ACTIVATION}; with --init-from, the model's)")
     p.add_argument("--epochs", type=int_between(1, MAX_EPOCHS, "epochs"), default=10)
     p.add_argument("--batch-size", type=int_between(1, MAX_BATCH_SIZE, "rows per batch"),

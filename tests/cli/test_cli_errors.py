@@ -190,6 +190,9 @@ CASES = {
          "--hidden 50,50 conflicts with --init-from {model}, whose hidden layers are 8"),
         ("train --data-npz {train} --init-from {model} --activation cubic",
          "--activation cubic conflicts with --init-from"),
+        # named the activation but not the flag ("activation: unknown activation 'tanh'")
+        ("train --data-npz {train} --activation tanh",
+         "argument --activation: unknown activation 'tanh'; known: 'sigmoid'"),
         ("train --data-npz {train_onefeat} --init-from {model}", "1 features per row, the --init-from"),
         ("train --data-npz {train} --hidden ,", "--hidden: no layer size given"),
         # float labels went unchecked against the model; training ran, then failed
