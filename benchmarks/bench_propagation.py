@@ -3,8 +3,9 @@
 Issue #15, item 3. For a trained 784-300-300-10 and 784-200-200-10 (``benchmarks/_nets.py``:
 a few epochs of MNIST, cached in ``--cache``), over the first 1000 MNIST test images, each
 noise type alone (variance ``--variance``), against the straightforward NumPy Monte-Carlo
-(:func:`refnet.montecarlo.monte_carlo_outputs`, K = 300 repeated forward passes) on the same
-inputs and the same noise placement:
+(:func:`refnet.montecarlo.monte_carlo_outputs`, K = 300 repeated forward passes, its sigmoids
+as NumPy passes: :func:`refnet._activation_kernels.numpy_passes_only`) on the same inputs and
+the same noise placement:
 
 * ``first order``: the Jacobian method (:func:`refnet.propagation.sensitivity.
   output_variance_contributions`, variances only), Duque's placement (after both hidden
@@ -58,6 +59,7 @@ from scipy.linalg.blas import get_blas_funcs
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_nets.py
 
 from refnet.model import forward  # noqa: E402
+from refnet._activation_kernels import numpy_passes_only  # noqa: E402
 from refnet.montecarlo import monte_carlo_outputs  # noqa: E402
 from refnet.noise import NOISE_TYPES, NoiseSpec, noise_config  # noqa: E402
 from refnet.propagation.sensitivity import output_variance_contributions  # noqa: E402
@@ -131,6 +133,14 @@ def paired_rounds(method, monte_carlo, floor, args) -> dict:
             "ratios": [r[1] / r[0] for r in rounds]}
 
 
+def numpy_monte_carlo(arch, P, X, cfg, trials, rng):
+    """The straightforward NumPy Monte-Carlo: refnet's reference loop of forward passes with
+    NumPy's sigmoid passes (where refnet's forward would take its numba pass, which gives the
+    same bits faster on machines without AVX-512, :mod:`refnet._activation_kernels`)."""
+    with numpy_passes_only():
+        return monte_carlo_outputs(arch, P, X, cfg, trials, rng)
+
+
 def median_rel(a, b) -> float:
     ok = b > 0
     return float(np.median(np.abs(a[ok] / b[ok] - 1)))
@@ -149,7 +159,7 @@ def first_order_row(arch, P, X, noise_type, args, rng) -> dict:
         return fl["forward"] + (fl[extra[0]] if extra else 0.0), how
 
     r = paired_rounds(lambda: output_variance_contributions(arch, P, X, cfg, covariance=False),
-                      lambda: monte_carlo_outputs(arch, P, X, cfg, args.trials, rng), floor, args)
+                      lambda: numpy_monte_carlo(arch, P, X, cfg, args.trials, rng), floor, args)
     mean, contrib, _, _ = r.pop("result")
     Y = r.pop("Y")
     var = contrib.sum((0, 1))
@@ -178,7 +188,7 @@ def weight_stats_row(arch, P, X, noise_type, args, rng) -> dict:
         return fl["forward"], f"forward {fl['forward'] * 1e3:.1f} ms"
 
     cfg = noise_config("semenova", NoiseSpec.single(noise_type, args.variance), arch.n_layers)
-    r = paired_rounds(per_input, lambda: monte_carlo_outputs(arch, P, X, cfg, args.trials, rng),
+    r = paired_rounds(per_input, lambda: numpy_monte_carlo(arch, P, X, cfg, args.trials, rng),
                       floor, args)
     y, var = r.pop("result")
     Y = r.pop("Y")

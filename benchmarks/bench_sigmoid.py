@@ -34,8 +34,6 @@ from refnet.model import forward
 from refnet.train import TrainConfig, train
 
 PAUSE = 0.25
-#: the three public functions and their numba entry points, which the "NumPy" side switches off
-ENTRIES = ("sigmoid_float64", "sigmoid_prime_float64", "sigmoid_prime_and_second_float64")
 
 
 def best(fn, n: int) -> float:
@@ -45,19 +43,6 @@ def best(fn, n: int) -> float:
         fn()
         ts.append(time.perf_counter() - t0)
     return min(ts)
-
-
-class passes_off:
-    """Within the block refnet.activations runs NumPy's passes only."""
-
-    def __enter__(self):
-        self.saved = {k: getattr(A, k) for k in ENTRIES}
-        for k in ENTRIES:
-            setattr(A, k, lambda z: None)
-
-    def __exit__(self, *exc):
-        for k, v in self.saved.items():
-            setattr(A, k, v)
 
 
 def digest(arrays) -> str:
@@ -116,7 +101,7 @@ def whole_rows(rounds: int, samples: int) -> bool:
                     t[on].append(best(fn, n))
                     out = fn()
                 else:
-                    with passes_off():
+                    with K.numpy_passes_only():
                         t[on].append(best(fn, n))
                         out = fn()
                 arrays = out.params.arrays() if hasattr(out, "params") else (out[0],)

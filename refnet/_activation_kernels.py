@@ -21,8 +21,10 @@ pass instead of several.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import threading
 
 import numpy as np
 
@@ -30,10 +32,23 @@ from . import _numba
 from ._blas import in_fixed_blas_threads
 
 __all__ = ["sigmoid_float64", "sigmoid_prime_float64", "sigmoid_prime_and_second_float64",
-           "same_bits_as_numpy", "MIN_SIZE"]
+           "same_bits_as_numpy", "numpy_passes_only", "MIN_SIZE"]
 
 #: Smaller arrays take the NumPy passes (a handful of values gains nothing).
 MIN_SIZE = 1024
+_off = threading.local()   # numpy_passes_only() of this thread
+
+
+@contextlib.contextmanager
+def numpy_passes_only():
+    """Within the block this thread runs the NumPy passes only (the same bits, the NumPy
+    speed): what the benchmarks time as "straightforward NumPy", and a way to compare."""
+    before = getattr(_off, "on", False)
+    _off.on = True
+    try:
+        yield
+    finally:
+        _off.on = before
 
 
 # Each body: NumPy's operations in their order (float64 only: the literals are float64).
@@ -107,7 +122,7 @@ def _run(name: str, z, n_out: int):
     passes must run (another dtype or layout, a small array, no numba, or a build that does
     not give NumPy's bits here)."""
     if (not _numba.HAVE_NUMBA or z.dtype != np.float64 or z.size < MIN_SIZE
-            or not z.flags.c_contiguous):
+            or not z.flags.c_contiguous or getattr(_off, "on", False)):
         return None
     parallel = in_fixed_blas_threads()
     if not same_bits_as_numpy(name, parallel):

@@ -92,3 +92,13 @@ def test_bodies_on_small_arrays(name):
     if not PYTHON_BODIES and not K.same_bits_as_numpy(name, False):
         pytest.skip("this machine's NumPy exp is not the C library's: the pass does not run")
     assert _bits(got) == _bits(want)
+
+
+def test_numpy_passes_only_switches_the_pass_off_in_its_block_and_thread():
+    z = _values(3, (64, 300))
+    with K.numpy_passes_only():
+        assert K._run("sigmoid", z, 1) is None
+        inner = A.sigmoid(z)
+    assert _bits(inner) == _bits(A.sigmoid_numpy(z))
+    if not PYTHON_BODIES and K.same_bits_as_numpy("sigmoid", False):
+        assert K._run("sigmoid", z, 1) is not None   # on again after the block
