@@ -36,12 +36,16 @@ else:
     prange = range
 
 
+#: How the warning below begins (a ``-W ignore:...`` filter matches it).
+FALLBACK_MESSAGE = "numba is not installed"
+
+
 def warn_fallback(what: str) -> None:
     """Warn once per process that ``what`` runs on its NumPy twin because numba is absent."""
     global _warned
     if not _warned:
         _warned = True
-        warnings.warn(f"numba is not installed: {what} and the other kernels run on their "
+        warnings.warn(f"{FALLBACK_MESSAGE}: {what} and the other kernels run on their "
                       "NumPy twins (same results, slower). `pip install numba` to speed "
                       "them up.", RuntimeWarning, stacklevel=3)
 
