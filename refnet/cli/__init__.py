@@ -155,6 +155,24 @@ def _one_line(e: BaseException) -> str:
     return text
 
 
+#: Commands that pick up where an interrupted run stopped (caches, the sweep's store, verified
+#: downloads); ``train`` does with ``--checkpoint``.
+RESUMING = ("reproduce", "sweep", "fetch")
+
+
+def _interrupted(args) -> str:
+    """The one line after Ctrl-C (a new line first: the terminal's ^C, or a progress bar, may
+    stand at the start of the current one). "Run the same command again to resume" was said
+    after commands that resume nothing."""
+    if args.command in RESUMING or getattr(args, "checkpoint", None):
+        return ("\ninterrupted; completed work is kept (checkpoints and caches are written "
+                "atomically). Run the same command again to resume.")
+    if args.command == "train":
+        return ("\ninterrupted; without --checkpoint nothing of the run is kept: give "
+                "--checkpoint FILE, and the same command resumes after its last finished epoch.")
+    return "\ninterrupted; no file was left half-written (each is written atomically)."
+
+
 def _stdout_closed() -> int:
     """The exit status when stdout's reader went away (``refnet info --json M | head -1``):
     not the user's error, so no message, as Unix tools do. stdout is pointed at the null
@@ -197,8 +215,7 @@ def _main(argv) -> int:
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
-        print("\ninterrupted; completed work is kept (checkpoints and caches are written "
-              "atomically). Run the same command again to resume.", file=sys.stderr)
+        print(_interrupted(args), file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # an OSError, but no error of the user's input: see main()
         raise

@@ -495,7 +495,8 @@ def test_debug_shows_the_traceback(files):
 
 @pytest.mark.parametrize("error, status, expected", [
     ("diverged", 1, "training diverged at epoch 2"),   # the work failed: not a usage error
-    ("interrupt", 130, "interrupted; completed work is kept"),
+    # info resumes nothing: it was told "Run the same command again to resume"
+    ("interrupt", 130, "interrupted; no file was left half-written"),
 ])
 def test_failure_and_interrupt_statuses(error, status, expected, monkeypatch, capsys):
     from refnet.cli import info
@@ -508,6 +509,29 @@ def test_failure_and_interrupt_statuses(error, status, expected, monkeypatch, ca
 
     monkeypatch.setattr(info, "run", run)
     assert main(["info", __file__]) == status
+    assert expected in _one_clean_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("command, flags, expected", [
+    ("sweep", [], "Run the same command again to resume"),
+    ("train", ["--checkpoint", "c.npz"], "Run the same command again to resume"),
+    ("train", [], "without --checkpoint nothing of the run is kept"),
+    ("evaluate", [], "no file was left half-written"),
+])
+def test_the_interrupt_line_says_resume_only_where_a_run_resumes(command, flags, expected,
+                                                                 monkeypatch, capsys, files):
+    import importlib
+
+    module = importlib.import_module(f"refnet.cli.{command}")
+
+    def run(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "run", run)
+    argv = {"sweep": ["sweep", "--out", "somewhere"],
+            "train": ["train", "--data-npz", files["train"]],
+            "evaluate": ["evaluate", files["model"], "--data", files["data"]]}[command]
+    assert main(argv + flags) == 130
     assert expected in _one_clean_line(capsys.readouterr().err)
 
 
