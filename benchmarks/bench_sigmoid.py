@@ -55,8 +55,7 @@ def kernel_rows(rounds: int) -> None:
           f" {'ser/NumPy':>10} {'par/NumPy':>10}")
     for name in ("sigmoid", "sigmoid_prime", "sigmoid_prime_and_second"):
         twin = getattr(A, name + "_numpy")
-        par, ser = K._KERNELS[name]
-        n_out = 2 if name.endswith("second") else 1
+        par, ser, n_out = K._KERNELS[name]
         for shape in ((128, 300), (1000, 300)):
             z = rng.standard_normal(shape) * 4.0
             outs = [np.empty(z.size) for _ in range(n_out)]

@@ -75,15 +75,17 @@ def _prime_and_second_body(z, prime, second):
         second[i] = sign * (e * math.expm1(a)) * (r * r * r)
 
 
-def _builds(body):
+def _builds(body, n_out: int):
     """The parallel and the serial build of one body (own cache entries: see
-    :func:`refnet._numba.variant`)."""
+    :func:`refnet._numba.variant`), and how many arrays it writes."""
     return (_numba.njit(body, parallel=True, cache=True, error_model="numpy"),
-            _numba.njit(_numba.variant(body, "_serial"), cache=True, error_model="numpy"))
+            _numba.njit(_numba.variant(body, "_serial"), cache=True, error_model="numpy"),
+            n_out)
 
 
-_KERNELS = {"sigmoid": _builds(_sigmoid_body), "sigmoid_prime": _builds(_prime_body),
-            "sigmoid_prime_and_second": _builds(_prime_and_second_body)}
+#: name -> (parallel build, serial build, arrays written); the twin is ``activations.<name>_numpy``
+_KERNELS = {"sigmoid": _builds(_sigmoid_body, 1), "sigmoid_prime": _builds(_prime_body, 1),
+            "sigmoid_prime_and_second": _builds(_prime_and_second_body, 2)}
 
 
 def _probe() -> np.ndarray:
@@ -117,33 +119,34 @@ def same_bits_as_numpy(name: str, parallel: bool) -> bool:
     return all(np.array_equal(g.view(np.uint64), w.view(np.uint64)) for g, w in zip(got, want))
 
 
-def _run(name: str, z, n_out: int):
-    """``n_out`` new arrays from the numba pass of ``name`` over ``z``, or None when the NumPy
-    passes must run (another dtype or layout, a small array, no numba, or a build that does
-    not give NumPy's bits here)."""
+def _run(name: str, z):
+    """The new arrays the numba pass of ``name`` writes over ``z`` (a tuple), or None when the
+    NumPy passes must run (another dtype or layout, a small array, no numba, or a build that
+    does not give NumPy's bits here)."""
     if (not _numba.HAVE_NUMBA or z.dtype != np.float64 or z.size < MIN_SIZE
             or not z.flags.c_contiguous or getattr(_off, "on", False)):
         return None
     parallel = in_fixed_blas_threads()
     if not same_bits_as_numpy(name, parallel):
         return None
+    *builds, n_out = _KERNELS[name]
     out = tuple(np.empty_like(z) for _ in range(n_out))
-    _KERNELS[name][0 if parallel else 1](z.reshape(-1), *(o.reshape(-1) for o in out))
+    builds[0 if parallel else 1](z.reshape(-1), *(o.reshape(-1) for o in out))
     return out
 
 
 def sigmoid_float64(z):
     """``1 / (1 + exp(-z))`` (a new array) by the numba pass, or None (see :func:`_run`)."""
-    out = _run("sigmoid", z, 1)
+    out = _run("sigmoid", z)
     return None if out is None else out[0]
 
 
 def sigmoid_prime_float64(z):
     """``sigma'(z) = e / (1 + e)^2``, ``e = exp(-|z|)``, by the numba pass, or None."""
-    out = _run("sigmoid_prime", z, 1)
+    out = _run("sigmoid_prime", z)
     return None if out is None else out[0]
 
 
 def sigmoid_prime_and_second_float64(z):
     """``(sigma'(z), sigma''(z))`` by the numba pass, or None."""
-    return _run("sigmoid_prime_and_second", z, 2)
+    return _run("sigmoid_prime_and_second", z)
