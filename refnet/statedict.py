@@ -359,9 +359,9 @@ def load_tensors(path, expected: str = "a tensors-only file") -> tuple[dict, dic
     return arrays, metadata
 
 
-def _check_safetensors_length(data: bytes) -> None:
-    """A safetensors file starts with its header's length (8 bytes, little-endian), then the
-    header: an empty or cut-short file was "header length -1", which said nothing useful."""
+def _header_length(data: bytes) -> int:
+    """The header's length: a safetensors file starts with it (8 bytes, little-endian), then
+    the header. An empty or cut-short file was "header length -1", which said nothing useful."""
     if not data:
         raise BadContent("the file is empty (0 bytes), not a safetensors file (an interrupted "
                          "save, or the wrong path)")
@@ -372,6 +372,7 @@ def _check_safetensors_length(data: bytes) -> None:
     if not 0 < n <= len(data) - 8:
         raise BadContent(f"truncated or not a safetensors file (its first 8 bytes give a "
                          f"header of {n} bytes, the file has {len(data) - 8} after them)")
+    return n
 
 
 def _load_safetensors(path: Path, st) -> tuple[dict, dict]:
@@ -382,8 +383,7 @@ def _load_safetensors(path: Path, st) -> tuple[dict, dict]:
         raise BadContent(f"{size} bytes, more than the ceiling of {MAX_TOTAL_BYTES} bytes of "
                          "tensors plus header")
     data = path.read_bytes()
-    _check_safetensors_length(data)
-    n = int.from_bytes(data[:8], "little")
+    n = _header_length(data)
     header = parse_json(data[8:8 + n].decode("utf-8"), "safetensors header")
     extra = header.get("__metadata__", {})
     text = extra.get("refnet") if isinstance(extra, dict) else None
