@@ -17,7 +17,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["check_grad", "call_in_child"]
+from ._numba import FALLBACK_MESSAGE
+
+__all__ = ["check_grad", "call_in_child", "NO_FALLBACK_WARNING"]
+
+#: ``PYTHONWARNINGS`` for a child whose stderr a test reads line by line: without numba (CI's
+#: no-numba run) each process warns once that its kernels run on their NumPy twins.
+NO_FALLBACK_WARNING = f"ignore:{FALLBACK_MESSAGE}"
 
 Array = np.ndarray
 

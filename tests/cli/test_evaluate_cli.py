@@ -7,16 +7,12 @@ import os
 import numpy as np
 import pytest
 
-from refnet._numba import FALLBACK_MESSAGE
 from refnet.cli import main
 from refnet.io import save_model
 from refnet.model import init_params, mlp, predict
 from refnet.montecarlo import accuracy_sweep
 from refnet.noise import NOISE_TYPES
-
-#: for the child whose stderr the Ctrl-C test reads: without numba (CI's no-numba run) each
-#: process warns once that its kernels run on their NumPy twins
-NO_FALLBACK_WARNING = f"ignore:{FALLBACK_MESSAGE}"
+from refnet.testing import NO_FALLBACK_WARNING
 
 
 @pytest.fixture

@@ -17,16 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from refnet._numba import FALLBACK_MESSAGE
 from refnet.errors import ConfigError, ResultFileError
 from refnet.sweep import SweepStore, cell_id, load_spec, parse_spec, run_sweep
 from refnet.sweep import driver as sweep_driver
 from refnet.sweep.store import STORE_NAME
+from refnet.testing import NO_FALLBACK_WARNING
 
 ROOT = Path(__file__).resolve().parents[2]
-#: for the children whose stderr a test reads line by line: without numba (CI's no-numba run)
-#: each process warns once that its kernels run on their NumPy twins
-NO_FALLBACK_WARNING = f"ignore:{FALLBACK_MESSAGE}"
 #: 3 x 3 lambdas x 2 seeds = 18 cells, each well under a second once numba has compiled.
 SMALL = {
     "data": {"dataset": "synthetic", "hidden": [12, 12], "baseline_epochs": 2, "n_val": 100},
