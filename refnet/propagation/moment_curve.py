@@ -42,7 +42,11 @@ approximation of the noise model, only numerical ones, each with its bound):
   inputs still open condition on up to ``directions`` (default 2) of them and average the
   conditional probabilities over a fifth-degree cubature rule, instead of carrying that part
   of the noise to the logits linearly (:mod:`~refnet.propagation.conditioned`, where the
-  derivation is); ``directions=0`` turns it off (then the curve is ``method="full"``'s).
+  derivation is); ``directions=0`` turns it off (then the curve is ``method="full"``'s). The
+  points share one covariance of the logit differences, formed at the unshifted mean; each
+  point takes its own logit means (its neurons' Gauss-Hermite means at the shifted mean, the
+  ``exp`` of the shift once per point) and its own settling, and integrates the argmax on
+  rotated points in proportion to its weight (:func:`_conditional_level`).
 * **Correlated noise: one grid over the shared draw** (:mod:`~refnet.propagation.correlated_curve`).
 
 Anything else (other placements, depths or mixed sources) runs ``method="full"``.
@@ -60,10 +64,11 @@ from ..activations import get_activation
 from ..noise import NoiseConfig
 from ._curve_kernels import hermite_level, hermite_sums, output_variances
 from .conditioned import (MAX_DIRECTIONS, conditioned_directions, conditioned_probability,
-                          deflate)
+                          deflate, deflated_variance)
 from .correlated_curve import GRID_POINTS, correlated_curve, rank_one_shared_slope  # noqa: F401
 from .gaussian_argmax import orthant_probability_and_variance
-from .lowrank_cov import class_forms, class_projector, lowrank_kept_probability, ppca_gram
+from .lowrank_cov import (class_forms, class_projector, lowrank_kept_covariance,
+                          lowrank_kept_probability, ppca_gram, total_variation_bound)
 from .neuron_moments import gauss_hermite_activation_moments, hermite_rule
 from .settle_bounds import CleanSettleBound, DenseBound, pair_diagonal, pair_forms
 
@@ -160,13 +165,14 @@ def _sigmoid_hermite_block(mean: Array, sd: Array, n_nodes: int) -> tuple[Array,
     return m1, m2, m1 - m2
 
 
-def _sigmoid_hermite_factors(mean: Array, sd: Array, n_nodes: int):
-    """``E = exp(-mean)`` (B, n), ``C = exp(-sd x_k)`` of the positive nodes (half, 1 or B,
-    n), their weights and the middle node's weight (None for an even rule)."""
+def _sigmoid_hermite_factors(mean: Array, sd: Array, n_nodes: int, E: Array | None = None):
+    """``E = exp(-mean)`` (B, n; or the one given), ``C = exp(-sd x_k)`` of the positive
+    nodes (half, 1 or B, n), their weights and the middle node's weight (None for an even
+    rule)."""
     x, w = hermite_rule(int(n_nodes))
     half = len(x) // 2
     with np.errstate(over="ignore"):
-        E = np.exp(-mean)
+        E = np.exp(-mean) if E is None else E
         xs = x[len(x) - half:]                                     # the positive nodes
         sdx = sd[None] * xs.reshape((-1,) + (1,) * np.ndim(sd))
         C = np.exp(-np.minimum(sdx, 700.0))                        # (half, n) or (half, B, n)
@@ -175,14 +181,16 @@ def _sigmoid_hermite_factors(mean: Array, sd: Array, n_nodes: int):
 
 
 def _level_moments(act: str, n_nodes: int, mean: Array, var_z: Array, s: float, *, mul: bool,
-                   block_rows: int = 256) -> tuple[Array, Array, Array]:
+                   exp_neg_mean: Array | None = None, block_rows: int = 256
+                   ) -> tuple[Array, Array, Array]:
     """``(E f, E f', v2)`` per neuron, z ~ N(mean, var_z), by the level's Gauss-Hermite rule,
     with ``v2`` the neuron's own output variance of
     :func:`~refnet.propagation._curve_kernels.output_variances` (layer-2 noise ``s``). For
     the sigmoid: :func:`sigmoid_hermite_moments`' sums in the fused kernel
     :func:`~refnet.propagation._curve_kernels.hermite_level`, blocks of ``block_rows`` rows
     (the same bits as sums, then ``m1 - m2``, then ``output_variances``). mean (B, n); var_z
-    (n,) or (B, n)."""
+    (n,) or (B, n); ``exp_neg_mean``: ``exp(-mean)`` where the caller has it (the sigmoid
+    takes it instead of its own ``exp``; other activations do not use it)."""
     sd = np.sqrt(var_z)
     if get_activation(act).spec != "sigmoid":   # (sd^2: the variance this path always took)
         m1, m2, d = gauss_hermite_activation_moments(act, mean, sd * sd, n_nodes=n_nodes)
@@ -191,7 +199,8 @@ def _level_moments(act: str, n_nodes: int, mean: Array, var_z: Array, s: float, 
     for i in range(0, len(mean), block_rows):
         rows = slice(i, i + block_rows)
         vz, sdr = (var_z, sd) if np.ndim(var_z) == 1 else (var_z[rows], sd[rows])
-        E, C, w_pos, w0 = _sigmoid_hermite_factors(mean[rows], sdr, n_nodes)
+        E, C, w_pos, w0 = _sigmoid_hermite_factors(
+            mean[rows], sdr, n_nodes, None if exp_neg_mean is None else exp_neg_mean[rows])
         hermite_level(E, C, w_pos, w0, np.reshape(vz, (-1, mean.shape[1])), s, mul,
                       m1[rows], d[rows], v2[rows])
     return m1, d, v2
@@ -214,21 +223,32 @@ def _kept_classes(tails: Array, y: Array, tol: float) -> tuple[Array, Array]:
     return kept, dropped
 
 
+def _dense_kept_covariance(v2, d, g1, s, W2, W3, y, S, *, uniform: bool):
+    """Covariance (n, m, m) of the differences ``D_k = Y_y - Y_k``, k the columns of ``S``
+    (n, m): ``A diag(v2) A^T + s (A D W2) diag(g1) (A D W2)^T`` with ``A`` the rows
+    ``W3[y] - W3[k]``. ``E = (A D) W2`` is the one large product; it and the Gram matrix
+    ``E diag(g1) E^T`` run in float32 (each within ``n u32`` of the absolute values'
+    product, ``n u32 <= 2e-5`` for 300 neurons: Higham, *Accuracy and Stability of Numerical
+    Algorithms*, 2nd ed., SIAM 2002, Sec. 3.5), formed from the differences so that no
+    variance is a float32 cancellation. ``uniform``: ``g1`` is all ones (additive noise)."""
+    A = W3[y][:, None, :] - W3[S]                                  # (n, m, n2)
+    m = S.shape[1]
+    E = ((A * d[:, None, :]).astype(np.float32).reshape(-1, W2.shape[0])
+         @ W2.astype(np.float32)).reshape(len(y), m, -1)           # (n, m, n1), float32
+    Eg = E if uniform else E * g1[:, None, :].astype(np.float32)
+    cov = s * (Eg @ E.transpose(0, 2, 1)).astype(np.float64)
+    cov += (A * v2[:, None, :]) @ A.transpose(0, 2, 1)
+    return cov
+
+
 def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, *, uniform: bool,
                       shifts=None, chunk_elems=1 << 22):
     """``P(argmax = y)`` over the kept classes only, from the exact covariance of the
-    differences ``D_k = Y_y - Y_k``: ``A diag(v2) A^T + s (A D W2) diag(g1) (A D W2)^T`` with
-    ``A`` the rows ``W3[y] - W3[k]``. ``E = (A D) W2`` is the one large product; it and the
-    Gram matrix ``E diag(g1) E^T`` run in float32 (each within ``n u32`` of the absolute
-    values' product, ``n u32 <= 2e-5`` for 300 neurons: Higham, *Accuracy and Stability of
-    Numerical Algorithms*, 2nd ed., SIAM 2002, Sec. 3.5), formed from the differences so that
-    no variance is a float32 cancellation. Returns (B,) and the integration variance of
-    :func:`~refnet.propagation.gaussian_argmax.orthant_probability_and_variance` (B,)."""
+    differences (:func:`_dense_kept_covariance`). Returns (B,) and the integration variance
+    of :func:`~refnet.propagation.gaussian_argmax.orthant_probability_and_variance` (B,)."""
     B, K = mu.shape
     p, var = np.empty(B), np.empty(B)
     m_of = kept.sum(axis=1) - 1                                # kept classes besides the label
-    W2s = W2.astype(np.float32)
-    pairs = W3[:, None, :] - W3[None, :, :]                    # (K, K, n2): W3[y] - W3[k]
     for m in np.unique(m_of):
         idx = np.flatnonzero(m_of == m)
         others = np.where(kept[idx], np.arange(K), K)
@@ -237,12 +257,8 @@ def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, *, uniform
         step = max(1, chunk_elems // (int(m) * W2.shape[1]))
         for i in range(0, len(idx), step):
             b, Sb = idx[i:i + step], S[i:i + step]
-            A = pairs[y[b][:, None], Sb]                          # (n, m, n2)
-            E = ((A * d[b][:, None, :]).astype(np.float32).reshape(-1, W2.shape[0]) @ W2s)
-            E = E.reshape(len(b), m, -1)                          # (n, m, n1), float32
-            Eg = E if uniform else E * g1[b][:, None, :].astype(np.float32)
-            cov = s * (Eg @ E.transpose(0, 2, 1)).astype(np.float64)
-            cov += (A * v2[b][:, None, :]) @ A.transpose(0, 2, 1)
+            cov = _dense_kept_covariance(v2[b], d[b], None if uniform else g1[b], s, W2, W3,
+                                         y[b], Sb, uniform=uniform)
             md = mu[b, y[b]][:, None] - np.take_along_axis(mu[b], Sb, axis=1)
             p[b], var[b] = orthant_probability_and_variance(
                 md, cov, log2_points=log2_points, shifts=None if shifts is None else shifts[b])
@@ -273,42 +289,104 @@ def _settle(mu, v2, d, s, y, bound, *, rows, settle_tol):
     return p, ~lost & (kept.sum(axis=1) > 1), kept, dropped, Qv, Qd
 
 
-def _conditional_level(s, W3, b3, y, n_pts, shifts, moments, *, settle_tol=SETTLE_TOL):
-    """``level_probability`` of :func:`~refnet.propagation.conditioned.
-    conditioned_probability` for additive noise: the level's own steps at the conditional
-    mean and variance, through the deflated ``W2`` (its PPCA form when it has one): neuron
-    moments, logit moments, :func:`_settle` with the deflated ``W2``'s bound (an input settled
-    at one cubature point is integrated only at the others), the argmax over the classes kept
-    there. Returns ``P(argmax = y | t)`` with the dropped classes' half-sum taken off, as the
-    level's own ``p``."""
-    forms = {}
-    ones = np.ones((1, W3.shape[1]))
+def _other_classes(y: Array, K: int) -> Array:
+    """(B, K - 1): each input's classes other than its label, ascending."""
+    rest = np.broadcast_to(np.arange(K), (len(y), K))
+    return rest[rest != np.asarray(y)[:, None]].reshape(len(y), K - 1)
 
-    def level(z2, var_z, deflation):
-        if id(deflation) not in forms:
-            U_r = None if deflation.gram is None else deflation.gram.U_r
-            forms[id(deflation)] = (
-                DenseBound(deflation.W_rest, W3, ones, svd=deflation.svd),
-                None if U_r is None else class_projector(W3, U_r))
-        bound, WU = forms[id(deflation)]
-        m1, d, v2 = moments(z2, var_z, s, mul=False)
+
+def _conditional_level(s, W3, b3, y, z2, var_z, deflation, n_pts, shifts, moments, *,
+                       settle_tol=SETTLE_TOL, chunk_elems=1 << 22):
+    """``level_probability`` of :func:`~refnet.propagation.conditioned.
+    conditioned_probability` for additive noise, with one covariance of the logit
+    differences shared by the cubature points (the one approximation beyond the level's own:
+    see :mod:`~refnet.propagation.conditioned`): formed once, from the neurons' moments at the
+    unshifted mean ``z2`` (B, n2) and the deflated variances ``var_z`` (n2,), through the
+    deflated ``W2`` (its PPCA form when it has one, whose total-variation bound, taken on
+    all the differences, bounds every marginal the points integrate). A point computes only
+    its neurons' means at its shifted mean, the logit means, and then, with the shared
+    covariance's own standard deviations, the level's settle rules
+    (:func:`_settled_orthant`): it cannot move more than ``settle_tol / 2`` by them. Returns
+    ``level(shift, var_z, deflation, share) -> (p, tv, var)``, each (B,)."""
+    K = W3.shape[0]
+    others = _other_classes(y, K)                              # (B, K - 1)
+    _, d, v2 = moments(z2, var_z, s, mul=False)
+    if deflation.gram is None:
+        step = max(1, chunk_elems // ((K - 1) * deflation.W_rest.shape[1]))
+        cov = np.concatenate([_dense_kept_covariance(
+            v2[i:i + step], d[i:i + step], None, s, deflation.W_rest, W3, y[i:i + step],
+            others[i:i + step], uniform=True) for i in range(0, max(len(y), 1), step)])
+        tv = np.zeros(len(y))
+    else:
+        R = (d @ class_projector(W3, deflation.gram.U_r)).reshape(len(y), K, -1)
+        cov, C_perp = lowrank_kept_covariance(class_forms(v2, W3), class_forms(d * d, W3), R,
+                                              s, deflation.gram, y, others)
+        tv = total_variation_bound(cov, C_perp, s, deflation.gram.eta)
+    sd = np.sqrt(np.clip(np.einsum("nkk->nk", cov), 0.0, None))
+    rows = np.arange(len(y))
+    with np.errstate(over="ignore"):
+        exp_neg_z2 = np.exp(-z2)
+
+    def level(shift, var_t, deflation_t, share=1.0):
+        if deflation_t is not deflation or not np.array_equal(var_t, var_z):
+            raise ValueError("this level's covariance is that of another deflation")
+        z2_t = z2 + shift
+        m1 = moments(z2_t, var_z, s, mul=False,
+                     exp_neg_mean=_shifted_exp(exp_neg_z2, shift, z2_t))[0]
         mu = m1 @ W3.T + b3
-        p, rest, kept, dropped, Qv, Qd = _settle(mu, v2, d, s, y, bound, rows=slice(None),
-                                                 settle_tol=settle_tol)
-        tv, var = np.zeros(len(p)), np.zeros(len(p))
-        if rest.any():
-            sh = None if shifts is None else shifts[rest]
-            if deflation.gram is None:
-                pk, var[rest] = _kept_probability(mu[rest], v2[rest], d[rest], None, s,
-                                                  deflation.W_rest, W3, y[rest], kept[rest],
-                                                  n_pts, uniform=True, shifts=sh)
-            else:
-                pk, tv[rest], var[rest] = lowrank_kept_probability(
-                    mu[rest], Qv[rest], Qd[rest], d[rest] @ WU, s, deflation.gram, y[rest],
-                    kept[rest], log2_points=n_pts, shifts=sh)
-            p[rest] = pk - 0.5 * dropped[rest]
+        md = mu[rows, y][:, None] - np.take_along_axis(mu, others, axis=1)
+        # rotated points: 2**n_pts times the point's share of the largest weight, rounded up
+        # to a power of two (at least 2): points in proportion to the weights minimise the
+        # weighted sum of the points' integration variances for a given total. The fixed
+        # rule keeps its points (its error is a bias, which fewer points would not average)
+        n = n_pts if shifts is None else max(1, n_pts - int(np.floor(np.log2(1.0 / share))))
+        p, var = _settled_orthant(md, cov, sd, shifts, n, settle_tol)
         return p, tv, var
     return level
+
+
+def _shifted_exp(exp_neg_z, shift, z_t):
+    """``exp(-z_t)`` (B, n) for ``z_t = z + shift``, ``shift`` (n,) shared by all inputs:
+    ``exp(-z) exp(-shift)``, one multiply per value instead of an ``exp`` (within a few ulp
+    of it); values the product cannot give (an overflow, or 0 times inf) take ``exp``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        E = exp_neg_z * np.exp(-shift)
+        redo = ~(E < np.inf) | (E == 0.0)
+        if redo.any():
+            E[redo] = np.exp(-z_t[redo])
+    return E
+
+
+def _settled_orthant(md, cov, sd, shifts, log2_points, settle_tol):
+    """``P(D > 0)`` for ``D ~ N(md, cov)`` per row (md (B, m), cov (B, m, m), ``sd`` its
+    diagonal's roots), with :func:`_settle`'s rules on the exact marginals: a row with some
+    ``P(D_k > 0) <= settle_tol`` takes half of the smallest (``P(D > 0)`` is below it);
+    differences whose ``P(D_k <= 0)`` sum to at most ``settle_tol`` (ascending) leave the
+    integral, which then takes half their sum off (error ``<= settle_tol / 2`` either way).
+    Returns ``p`` and the integration variance (B,) of the rows integrated."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sd > 0, md / sd, np.where(md > 0, np.inf, -np.inf))
+    right_up = ndtr(z).min(axis=1)
+    lost = right_up <= settle_tol
+    tails = ndtr(-z)
+    order = np.argsort(tails, axis=1)
+    drop_sorted = np.cumsum(np.take_along_axis(tails, order, axis=1), axis=1) <= settle_tol
+    kept = np.ones_like(tails, dtype=bool)
+    np.put_along_axis(kept, order, ~drop_sorted, axis=1)
+    dropped = np.where(kept, 0.0, tails).sum(axis=1)
+    p = np.where(lost, 0.5 * right_up, 1.0 - 0.5 * dropped)
+    var = np.zeros(len(md))
+    m_of = kept.sum(axis=1)
+    open_ = ~lost & (m_of > 0)
+    for m in np.unique(m_of[open_]):
+        idx = np.flatnonzero(open_ & (m_of == m))
+        S = np.sort(np.where(kept[idx], np.arange(md.shape[1]), md.shape[1]), axis=1)[:, :m]
+        C = cov[idx[:, None, None], S[:, :, None], S[:, None, :]]
+        pk, var[idx] = orthant_probability_and_variance(
+            np.take_along_axis(md[idx], S, axis=1), C, log2_points=log2_points,
+            shifts=None if shifts is None else shifts[idx])
+        p[idx] = pk - 0.5 * dropped[idx]
+    return p, var
 
 
 def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array, *,
@@ -386,12 +464,14 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
             defl = deflations[k_dir]   # its narrower variances may need fewer nodes
             n_c = hermite_nodes_for_variance(act, s * float((q2[0] - defl.q_drop).max()),
                                              max_nodes=hermite_nodes)
-            cond = _conditional_level(s, W3, b3, yi[rest], n_pts, sh,
+            z_open = z2[idx[rest]]
+            cond = _conditional_level(s, W3, b3, yi[rest], z_open,
+                                      deflated_variance(s, q2[0], defl), defl, n_pts, sh,
                                       functools.partial(_level_moments, act, n_c),
                                       settle_tol=settle_tol)
-            # each point settles and drops classes on its own bounds: the level's kept
-            # classes and dropped sum do not enter
-            p[rest], tv, var = conditioned_probability(z2[idx[rest]], s, q2[0], defl, cond)
+            # each point settles and drops classes on its own: the level's kept classes
+            # and dropped sum do not enter
+            p[rest], tv, var = conditioned_probability(s, q2[0], defl, cond)
         elif rest.any() and gram is not None:
             pk, tv, var = lowrank_kept_probability(mu[rest], Qv[rest], Qd[rest], d[rest] @ WU,
                                                    s, gram, yi[rest], kept[rest],

@@ -195,3 +195,22 @@ def test_rank_one_with_a_shared_slope_is_the_general_rank_one():
                                       np.tile(y, M)).reshape(M, B)
     np.testing.assert_array_equal(rank_one_shared_slope(c, u, y), ref)
     assert 0 < ref.mean() < 1 and np.any(ref == 0)
+
+
+def test_shifted_exp_is_exp_of_the_shifted_values_and_takes_exp_where_the_product_fails():
+    """exp(-z) exp(-shift) for a shift shared by the rows, within a few ulp of exp(-(z +
+    shift)); where the product overflows, underflows to 0 or is inf times 0, exp itself."""
+    from refnet.propagation.moment_curve import _shifted_exp
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(scale=8.0, size=(50, 7))
+    shift = rng.normal(scale=5.0, size=7)
+    with np.errstate(over="ignore"):
+        got = _shifted_exp(np.exp(-z), shift, z + shift)
+    np.testing.assert_allclose(got, np.exp(-(z + shift)), rtol=1e-14)
+    z = np.array([[-800.0, 800.0, -800.0, 10.0]])
+    shift = np.array([100.0, -100.0, 900.0, 0.0])
+    with np.errstate(over="ignore"):
+        got = _shifted_exp(np.exp(-z), shift, z + shift)
+    np.testing.assert_array_equal(got, np.exp(-(z + shift)))
+    assert np.all(np.isfinite(got)) and np.all(got > 0)
