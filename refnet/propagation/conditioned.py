@@ -25,12 +25,11 @@ with a fifth-degree cubature rule (:func:`cubature_rule`: 3 points for one direc
 two). Per point the neurons' means (and so the logit means) are exact; the covariance of the
 logit differences is the one at ``t = 0``, shared by the points (a second approximation,
 measured: it moves the MNIST and Fashion-MNIST curves by at most 0.09 pp against each point's
-own covariance, ``benchmarks/diag_shared_covariance.py``; it halves a level's cost, since
-forming a covariance was half of a point's work). The first
-directions conditioned on are those whose standard deviation in ``z2``, ``sqrt(s) sigma_i``, is
-at least :data:`MIN_SD` (= 3: a Gaussian of that width spans the sigmoid's nonlinear range), at
-most :data:`MAX_DIRECTIONS` (= 2: seven points, so such a level costs about seven times the
-linearised one; the nine-point rule of the general shape, used first, gave curves within 0.003
+own covariance, ``benchmarks/diag_shared_covariance.py``; forming a covariance was about
+half of a point's work). The first directions conditioned on are those whose standard
+deviation in ``z2``, ``sqrt(s) sigma_i``, is at least :data:`MIN_SD` (= 3: a Gaussian of that
+width spans the sigmoid's nonlinear range), at most :data:`MAX_DIRECTIONS` (= 2: seven
+points; the nine-point rule of the general shape, used first, gave curves within 0.003
 pp of the seven-point one on the benchmark nets, at 1.2x the cost). A third-degree rule (``2k``
 points) was tried first and is not enough: on the small blobs net of the tests it moved the
 curve away from Monte-Carlo. How the two numbers were chosen, and the errors and costs measured

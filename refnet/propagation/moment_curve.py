@@ -307,7 +307,10 @@ def _conditional_level(s, W3, b3, y, z2, var_z, deflation, n_pts, shifts, moment
     its neurons' means at its shifted mean, the logit means, and then, with the shared
     covariance's own standard deviations, the level's settle rules
     (:func:`_settled_orthant`): it cannot move more than ``settle_tol / 2`` by them. Returns
-    ``level(shift, var_z, deflation, share) -> (p, tv, var)``, each (B,)."""
+    ``level(shift, var_z, deflation, share) -> (p, tv, var)``, each (B,); after the call for
+    the rule's heaviest point (its origin, ``share = 1``), ``level.origin`` holds which rows
+    it integrated and how many classes each kept there (the label included), for the curve's
+    diagnostics."""
     K = W3.shape[0]
     others = _other_classes(y, K)                              # (B, K - 1)
     _, d, v2 = moments(z2, var_z, s, mul=False)
@@ -340,7 +343,9 @@ def _conditional_level(s, W3, b3, y, z2, var_z, deflation, n_pts, shifts, moment
         # weighted sum of the points' integration variances for a given total. The fixed
         # rule keeps its points (its error is a bias, which fewer points would not average)
         n = n_pts if shifts is None else max(1, n_pts - int(np.floor(np.log2(1.0 / share))))
-        p, var = _settled_orthant(md, cov, sd, shifts, n, settle_tol)
+        p, var, open_, n_kept = _settled_orthant(md, cov, sd, shifts, n, settle_tol)
+        if share == 1.0:   # the rule's heaviest point, its origin: the level's diagnostics
+            level.origin = (open_, n_kept + 1)
         return p, tv, var
     return level
 
@@ -363,7 +368,8 @@ def _settled_orthant(md, cov, sd, shifts, log2_points, settle_tol):
     ``P(D_k > 0) <= settle_tol`` takes half of the smallest (``P(D > 0)`` is below it);
     differences whose ``P(D_k <= 0)`` sum to at most ``settle_tol`` (ascending) leave the
     integral, which then takes half their sum off (error ``<= settle_tol / 2`` either way).
-    Returns ``p`` and the integration variance (B,) of the rows integrated."""
+    Returns ``p``, the integration variance, which rows were integrated and how many
+    differences each kept, each (B,)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(sd > 0, md / sd, np.where(md > 0, np.inf, -np.inf))
     right_up = ndtr(z).min(axis=1)
@@ -386,7 +392,7 @@ def _settled_orthant(md, cov, sd, shifts, log2_points, settle_tol):
             np.take_along_axis(md[idx], S, axis=1), C, log2_points=log2_points,
             shifts=None if shifts is None else shifts[idx])
         p[idx] = pk - 0.5 * dropped[idx]
-    return p, var
+    return p, var, open_, m_of
 
 
 def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array, *,
@@ -450,29 +456,36 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
         var_z = s * (q2 if not mul else q2[idx])
         if not mul:
             var_z = var_z[0]
-        m1, d, v2 = _level_moments(act, n_gh, z2[idx], var_z, s, mul=mul)
-        mu = m1 @ W3.T + b3
-        p, rest, kept, dropped, Qv, Qd = _settle(mu, v2, d, s, yi, bound, rows=idx,
-                                                 settle_tol=settle_tol)
-        tv, var = np.zeros(1), np.zeros(1)
-        sh = None if shifts is None else shifts[idx[rest]]
         k_dir = 0 if mul else conditioned_directions(svd[1], s, max_directions=directions)
         n_dirs.append(k_dir)
-        if rest.any() and k_dir:
+        tv, var = np.zeros(1), np.zeros(1)
+        if k_dir and len(idx):
+            # every open input is conditioned on, and each point settles and drops classes
+            # on its own (the linearised level's own moments and bounds would not enter)
             if k_dir not in deflations:
                 deflations[k_dir] = deflate(svd, k_dir, gram_rank=gram_rank)
             defl = deflations[k_dir]   # its narrower variances may need fewer nodes
             n_c = hermite_nodes_for_variance(act, s * float((q2[0] - defl.q_drop).max()),
                                              max_nodes=hermite_nodes)
-            z_open = z2[idx[rest]]
-            cond = _conditional_level(s, W3, b3, yi[rest], z_open,
-                                      deflated_variance(s, q2[0], defl), defl, n_pts, sh,
+            cond = _conditional_level(s, W3, b3, yi, z2[idx], deflated_variance(s, q2[0], defl),
+                                      defl, n_pts, None if shifts is None else shifts[idx],
                                       functools.partial(_level_moments, act, n_c),
                                       settle_tol=settle_tol)
-            # each point settles and drops classes on its own: the level's kept classes
-            # and dropped sum do not enter
-            p[rest], tv, var = conditioned_probability(s, q2[0], defl, cond)
-        elif rest.any() and gram is not None:
+            p, tv, var = conditioned_probability(s, q2[0], defl, cond)
+            open_at_origin, kept_at_origin = cond.origin
+            tv_mean.append(float(tv.sum() / len(a1)))
+            se.append(float(np.sqrt(var.sum()) / len(a1)))
+            per[j, idx] = p
+            settled.append(float(1.0 - open_at_origin.sum() / len(a1)))
+            n_kept.append(float(kept_at_origin[open_at_origin].mean())
+                          if open_at_origin.any() else 1.0)
+            continue
+        m1, d, v2 = _level_moments(act, n_gh, z2[idx], var_z, s, mul=mul)
+        mu = m1 @ W3.T + b3
+        p, rest, kept, dropped, Qv, Qd = _settle(mu, v2, d, s, yi, bound, rows=idx,
+                                                 settle_tol=settle_tol)
+        sh = None if shifts is None else shifts[idx[rest]]
+        if rest.any() and gram is not None:
             pk, tv, var = lowrank_kept_probability(mu[rest], Qv[rest], Qd[rest], d[rest] @ WU,
                                                    s, gram, yi[rest], kept[rest],
                                                    log2_points=n_pts, shifts=sh)
