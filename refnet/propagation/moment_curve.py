@@ -62,15 +62,16 @@ from scipy.special import ndtr
 
 from ..activations import get_activation
 from ..noise import NoiseConfig
-from ._curve_kernels import hermite_level, hermite_sums, output_variances
+from ._curve_kernels import hermite_level, hermite_sums, neuron_table_means, output_variances
 from .conditioned import (MAX_DIRECTIONS, conditioned_directions, conditioned_probability,
-                          deflate, deflated_variance)
+                          cubature_rule, deflate, deflated_variance)
 from .correlated_curve import GRID_POINTS, correlated_curve, rank_one_shared_slope  # noqa: F401
 from .gaussian_argmax import orthant_probability_and_variance
 from .lowrank_cov import (class_forms, class_projector, lowrank_kept_covariance,
                           lowrank_kept_probability, ppca_gram, total_variation_bound)
 from .neuron_moments import gauss_hermite_activation_moments, hermite_rule
-from .settle_bounds import CleanSettleBound, DenseBound, pair_diagonal, pair_forms
+from .settle_bounds import (SIGMOID_D4_MAX, CleanSettleBound, DenseBound, pair_diagonal,
+                            pair_forms)
 
 __all__ = ["fast_path", "hermite_nodes_for_variance", "sigmoid_hermite_moments",
            "rank_one_shared_slope",
@@ -165,14 +166,13 @@ def _sigmoid_hermite_block(mean: Array, sd: Array, n_nodes: int) -> tuple[Array,
     return m1, m2, m1 - m2
 
 
-def _sigmoid_hermite_factors(mean: Array, sd: Array, n_nodes: int, E: Array | None = None):
-    """``E = exp(-mean)`` (B, n; or the one given), ``C = exp(-sd x_k)`` of the positive
-    nodes (half, 1 or B, n), their weights and the middle node's weight (None for an even
-    rule)."""
+def _sigmoid_hermite_factors(mean: Array, sd: Array, n_nodes: int):
+    """``E = exp(-mean)`` (B, n), ``C = exp(-sd x_k)`` of the positive nodes (half, 1 or B,
+    n), their weights and the middle node's weight (None for an even rule)."""
     x, w = hermite_rule(int(n_nodes))
     half = len(x) // 2
     with np.errstate(over="ignore"):
-        E = np.exp(-mean) if E is None else E
+        E = np.exp(-mean)
         xs = x[len(x) - half:]                                     # the positive nodes
         sdx = sd[None] * xs.reshape((-1,) + (1,) * np.ndim(sd))
         C = np.exp(-np.minimum(sdx, 700.0))                        # (half, n) or (half, B, n)
@@ -181,16 +181,14 @@ def _sigmoid_hermite_factors(mean: Array, sd: Array, n_nodes: int, E: Array | No
 
 
 def _level_moments(act: str, n_nodes: int, mean: Array, var_z: Array, s: float, *, mul: bool,
-                   exp_neg_mean: Array | None = None, block_rows: int = 256
-                   ) -> tuple[Array, Array, Array]:
+                   block_rows: int = 256) -> tuple[Array, Array, Array]:
     """``(E f, E f', v2)`` per neuron, z ~ N(mean, var_z), by the level's Gauss-Hermite rule,
     with ``v2`` the neuron's own output variance of
     :func:`~refnet.propagation._curve_kernels.output_variances` (layer-2 noise ``s``). For
     the sigmoid: :func:`sigmoid_hermite_moments`' sums in the fused kernel
     :func:`~refnet.propagation._curve_kernels.hermite_level`, blocks of ``block_rows`` rows
     (the same bits as sums, then ``m1 - m2``, then ``output_variances``). mean (B, n); var_z
-    (n,) or (B, n); ``exp_neg_mean``: ``exp(-mean)`` where the caller has it (the sigmoid
-    takes it instead of its own ``exp``; other activations do not use it)."""
+    (n,) or (B, n)."""
     sd = np.sqrt(var_z)
     if get_activation(act).spec != "sigmoid":   # (sd^2: the variance this path always took)
         m1, m2, d = gauss_hermite_activation_moments(act, mean, sd * sd, n_nodes=n_nodes)
@@ -199,8 +197,7 @@ def _level_moments(act: str, n_nodes: int, mean: Array, var_z: Array, s: float, 
     for i in range(0, len(mean), block_rows):
         rows = slice(i, i + block_rows)
         vz, sdr = (var_z, sd) if np.ndim(var_z) == 1 else (var_z[rows], sd[rows])
-        E, C, w_pos, w0 = _sigmoid_hermite_factors(
-            mean[rows], sdr, n_nodes, None if exp_neg_mean is None else exp_neg_mean[rows])
+        E, C, w_pos, w0 = _sigmoid_hermite_factors(mean[rows], sdr, n_nodes)
         hermite_level(E, C, w_pos, w0, np.reshape(vz, (-1, mean.shape[1])), s, mul,
                       m1[rows], d[rows], v2[rows])
     return m1, d, v2
@@ -289,6 +286,26 @@ def _settle(mu, v2, d, s, y, bound, *, rows, settle_tol):
     return p, ~lost & (kept.sum(axis=1) > 1), kept, dropped, Qv, Qd
 
 
+def sigmoid_mean_table(lo: Array, hi: Array, var_z: Array, n_nodes: int, *,
+                       tol: float = HERMITE_TOL) -> tuple[Array, Array, Array, Array]:
+    """Each sigmoid neuron's mean ``h_j(mu) = E s(mu + sqrt(var_z_j) x)`` as a table on
+    ``[lo_j, hi_j]`` (n,) for :func:`~refnet.propagation._curve_kernels.neuron_table_means`:
+    ``(lo, step, values, slopes)``, the values ``h_j`` and slopes ``h_j' = E s'`` at
+    ``N`` knots per neuron (n, N) by :func:`sigmoid_hermite_moments` with ``n_nodes``.
+    Cubic Hermite interpolation errs by at most ``step^4 / 384 sup |h^(4)|`` (de Boor 1978,
+    Ch. IV), and ``sup |h^(4)| <= sup |s^(4)|`` (:data:`~refnet.propagation.settle_bounds.
+    SIGMOID_D4_MAX`: ``h^(4)`` is an average of ``s^(4)``), so the steps are at most
+    ``(384 tol / sup |s^(4)|)^(1/4)`` (0.042 for ``tol = 1e-9``): the interpolated means are
+    within ``tol`` of the Gauss-Hermite sums, whose own error is that of ``n_nodes``."""
+    width = hi - lo
+    n_knots = max(2, int(np.ceil(width.max(initial=0.0)
+                                 / (384.0 * tol / SIGMOID_D4_MAX) ** 0.25)) + 1)
+    step = np.where(width > 0, width / (n_knots - 1), 1.0)
+    knots = lo + step * np.arange(n_knots)[:, None]               # (N, n)
+    m1, _, d = sigmoid_hermite_moments(knots, np.sqrt(var_z), n_nodes)
+    return lo, step, np.ascontiguousarray(m1.T), np.ascontiguousarray(d.T)
+
+
 def _other_classes(y: Array, K: int) -> Array:
     """(B, K - 1): each input's classes other than its label, ascending."""
     rest = np.broadcast_to(np.arange(K), (len(y), K))
@@ -296,7 +313,8 @@ def _other_classes(y: Array, K: int) -> Array:
 
 
 def _conditional_level(s, W3, b3, y, z2, var_z, deflation, n_pts, shifts, moments, *,
-                       settle_tol=SETTLE_TOL, chunk_elems=1 << 22):
+                       table_nodes: int | None = None, settle_tol=SETTLE_TOL,
+                       chunk_elems=1 << 22):
     """``level_probability`` of :func:`~refnet.propagation.conditioned.
     conditioned_probability` for additive noise, with one covariance of the logit
     differences shared by the cubature points (the one approximation beyond the level's own:
@@ -306,7 +324,10 @@ def _conditional_level(s, W3, b3, y, z2, var_z, deflation, n_pts, shifts, moment
     all the differences, bounds every marginal the points integrate). A point computes only
     its neurons' means at its shifted mean, the logit means, and then, with the shared
     covariance's own standard deviations, the level's settle rules
-    (:func:`_settled_orthant`): it cannot move more than ``settle_tol / 2`` by them. Returns
+    (:func:`_settled_orthant`): it cannot move more than ``settle_tol / 2`` by them.
+    ``table_nodes`` (sigmoid neurons): the points' means come from one table per neuron
+    (:func:`sigmoid_mean_table`, that many Gauss-Hermite nodes) over the range of every
+    point's shifted means, instead of a Gauss-Hermite sum per point. Returns
     ``level(shift, var_z, deflation, share) -> (p, tv, var)``, each (B,); after the call for
     the rule's heaviest point (its origin, ``share = 1``), ``level.origin`` holds which rows
     it integrated and how many classes each kept there (the label included), for the curve's
@@ -327,16 +348,23 @@ def _conditional_level(s, W3, b3, y, z2, var_z, deflation, n_pts, shifts, moment
         tv = total_variation_bound(cov, C_perp, s, deflation.gram.eta)
     sd = np.sqrt(np.clip(np.einsum("nkk->nk", cov), 0.0, None))
     rows = np.arange(len(y))
-    with np.errstate(over="ignore"):
-        exp_neg_z2 = np.exp(-z2)
+    table = None
+    if table_nodes is not None:   # the sigmoid's means at every point, from one table
+        # the shifts conditioned_probability hands the points, computed as it does, so that
+        # every mean a point asks for lies in its neuron's range (rounding is monotone)
+        moved = [np.sqrt(s) * (deflation.US @ t) for t in cubature_rule(deflation.US.shape[1])[0]]
+        table = sigmoid_mean_table(np.min([z2.min(axis=0) + sh for sh in moved], axis=0),
+                                   np.max([z2.max(axis=0) + sh for sh in moved], axis=0),
+                                   var_z, table_nodes)
+        z2T = np.ascontiguousarray(z2.T)
 
     def level(shift, var_t, deflation_t, share=1.0):
         if deflation_t is not deflation or not np.array_equal(var_t, var_z):
             raise ValueError("this level's covariance is that of another deflation")
-        z2_t = z2 + shift
-        m1 = moments(z2_t, var_z, s, mul=False,
-                     exp_neg_mean=_shifted_exp(exp_neg_z2, shift, z2_t))[0]
-        mu = m1 @ W3.T + b3
+        if table is None:
+            mu = moments(z2 + shift, var_z, s, mul=False)[0] @ W3.T + b3
+        else:   # neuron-major (n2, B): each neuron's table stays in cache
+            mu = (W3 @ neuron_table_means(*table, z2T, shift, np.empty_like(z2T))).T + b3
         md = mu[rows, y][:, None] - np.take_along_axis(mu, others, axis=1)
         # rotated points: 2**n_pts times the point's share of the largest weight, rounded up
         # to a power of two (at least 2): points in proportion to the weights minimise the
@@ -348,18 +376,6 @@ def _conditional_level(s, W3, b3, y, z2, var_z, deflation, n_pts, shifts, moment
             level.origin = (open_, n_kept + 1)
         return p, tv, var
     return level
-
-
-def _shifted_exp(exp_neg_z, shift, z_t):
-    """``exp(-z_t)`` (B, n) for ``z_t = z + shift``, ``shift`` (n,) shared by all inputs:
-    ``exp(-z) exp(-shift)``, one multiply per value instead of an ``exp`` (within a few ulp
-    of it); values the product cannot give (an overflow, or 0 times inf) take ``exp``."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        E = exp_neg_z * np.exp(-shift)
-        redo = ~(E < np.inf) | (E == 0.0)
-        if redo.any():
-            E[redo] = np.exp(-z_t[redo])
-    return E
 
 
 def _settled_orthant(md, cov, sd, shifts, log2_points, settle_tol):
@@ -470,6 +486,7 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
             cond = _conditional_level(s, W3, b3, yi, z2[idx], deflated_variance(s, q2[0], defl),
                                       defl, n_pts, None if shifts is None else shifts[idx],
                                       functools.partial(_level_moments, act, n_c),
+                                      table_nodes=n_c if sigmoid else None,
                                       settle_tol=settle_tol)
             p, tv, var = conditioned_probability(s, q2[0], defl, cond)
             open_at_origin, kept_at_origin = cond.origin
