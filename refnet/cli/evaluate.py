@@ -11,12 +11,12 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..cores import available_cores
 from ..datasets._cache import sha256_file
 from ..errors import ConfigError
 from ..limits import MAX_BATCH_SIZE, MAX_LEVELS, MAX_REPETITIONS, passes_problem
@@ -97,11 +97,10 @@ def _n_levels(text: str) -> int:
 
 
 def _default_workers() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n = os.cpu_count() or 1
-    return max(1, min(4, n))
+    """The cores this process may use (:func:`refnet.cores.available_cores`, as the sweep
+    counts them), at most 4. The CPU affinity alone took a container given 2 CPUs of a
+    64-core host for 64 cores: 4 threads time-sliced on 2 CPUs."""
+    return max(1, min(4, available_cores()))
 
 
 def _levels(args) -> np.ndarray:

@@ -226,3 +226,22 @@ def test_ctrl_c_ends_evaluate_without_running_the_queued_chunks(model_and_data, 
     submitted, computed = map(int, counts.read_text().split())
     assert computed < submitted // 2  # those running end; those waiting do not start
     assert not out.exists()
+
+
+def test_default_workers_count_the_cgroup_quota_as_the_sweep_does(model_and_data, tmp_path,
+                                                                  monkeypatch):
+    """--workers defaulted to the CPU affinity (64 here), at most 4, in a container given 1
+    CPU: 4 threads time-sliced on one core. It counts what refnet.cores.available_cores
+    counts, as refnet sweep does."""
+    import refnet.cores
+    from refnet.cli import build_parser
+
+    *_, model, data = model_and_data
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    (tmp_path / "cgroup").write_text("0::/job\n")
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "cpu.max").write_text("100000 100000\n")
+    monkeypatch.setattr(refnet.cores, "PROC_SELF_CGROUP", str(tmp_path / "cgroup"))
+    monkeypatch.setattr(refnet.cores, "CGROUP_ROOT", str(tmp_path))
+    args = build_parser().parse_args(["evaluate", model, "--data", data])
+    assert args.workers == refnet.cores.available_cores() == 1
