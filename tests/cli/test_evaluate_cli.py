@@ -168,9 +168,9 @@ def test_evaluate_at_variance_zero_alone_writes_its_results(model_and_data, tmp_
 
 
 
-#: ``refnet ARGV`` in a child process that counts the tasks handed to its worker threads (1 ms
-#: each) and the Monte-Carlo chunks they compute (50 ms each): it touches MARKER at the 100th
-#: task, while the tasks are still being handed out, and writes both counts to COUNTS at the end.
+#: ``refnet ARGV`` in a child process that counts the Monte-Carlo chunks handed to its worker
+#: threads (1 ms each) and those they compute (50 ms each): it touches MARKER at the 30th chunk
+#: handed out, and writes both counts to COUNTS at the end.
 _COUNTING_CHILD = """
 import pathlib, sys, time
 from concurrent.futures import ThreadPoolExecutor
@@ -179,12 +179,13 @@ from refnet.cli import main
 marker, counts, argv = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3:]
 submitted, computed = [], []
 real_submit, real_chunk = ThreadPoolExecutor.submit, mc_sweep.count_correct
-def submit(self, *a, **k):
-    submitted.append(1)
-    if len(submitted) == 100:
-        marker.touch()
-    time.sleep(0.001)
-    return real_submit(self, *a, **k)
+def submit(self, fn, *a, **k):
+    if fn.__name__ == "n_correct":  # not the clean pass's tasks
+        submitted.append(1)
+        if len(submitted) == 30:
+            marker.touch()
+        time.sleep(0.001)
+    return real_submit(self, fn, *a, **k)
 def chunk(*a, **k):
     time.sleep(0.05)
     computed.append(1)
@@ -201,16 +202,20 @@ sys.exit(status)
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process is POSIX")
 def test_ctrl_c_ends_evaluate_without_running_the_queued_chunks(model_and_data, tmp_path):
     """Ctrl-C while the chunks were being handed to the worker threads (seconds, for a long
-    evaluation) waited for every chunk handed out so far to run."""
+    evaluation) waited for every chunk handed out so far to run. The chunks are handed out a
+    few per worker ahead of the results taken: those queued at Ctrl-C are dropped."""
     import signal
     import subprocess
     import sys
     import time
 
+    from refnet.montecarlo.chunks import CHUNKS_AHEAD_PER_WORKER
+
     _, _, _, _, model, data = model_and_data
     marker, counts, out = tmp_path / "started", tmp_path / "counts", tmp_path / "res"
+    workers = 2
     argv = ["evaluate", model, "--data", data, "--levels", "0.1", "--repetitions", "250",
-            "--batch-size", "10", "--workers", "2", "--no-progress", "--out", str(out)]
+            "--batch-size", "10", "--workers", str(workers), "--no-progress", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-c", _COUNTING_CHILD, str(marker), str(counts),
                              *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONWARNINGS": NO_FALLBACK_WARNING},
@@ -224,7 +229,11 @@ def test_ctrl_c_ends_evaluate_without_running_the_queued_chunks(model_and_data, 
     lines = [line for line in err.splitlines() if line.strip()]
     assert proc.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0], err
     submitted, computed = map(int, counts.read_text().split())
-    assert computed < submitted // 2  # those running end; those waiting do not start
+    # at Ctrl-C, CHUNKS_AHEAD_PER_WORKER x workers chunks handed out, one of them awaited: the
+    # running ones end (and each worker may just have taken one more), the others do not start
+    dropped = submitted - computed
+    assert workers < dropped <= CHUNKS_AHEAD_PER_WORKER * workers, (submitted, computed)
+    assert submitted < 250 * 12  # 120 rows in batches of 10, 250 passes
     assert not out.exists()
 
 
