@@ -254,3 +254,34 @@ def test_default_workers_count_the_cgroup_quota_as_the_sweep_does(model_and_data
     monkeypatch.setattr(refnet.cores, "CGROUP_ROOT", str(tmp_path))
     args = build_parser().parse_args(["evaluate", model, "--data", data])
     assert args.workers == refnet.cores.available_cores() == 1
+
+
+@pytest.mark.parametrize("failing", ["accuracy.png", "accuracy.json"])
+@pytest.mark.parametrize("error, status", [(OSError(28, "No space left on device"), 2),
+                                           (KeyboardInterrupt(), 130)])
+def test_result_files_land_as_a_set_or_not_at_all(failing, error, status, model_and_data,
+                                                  tmp_path, monkeypatch, capsys):
+    """The three files were written one after another: a full disk or Ctrl-C while writing
+    the png or the json left the new csv (and png) beside the old json, which vouched for
+    other files. Now none of the old files changes, and no temporary file is left."""
+    import tempfile
+
+    *_, model, data = model_and_data
+    out = tmp_path / "res"
+    assert main(_args(model, data, out, "--no-progress")) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["accuracy.csv", "accuracy.json", "accuracy.png"]
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*a, prefix="", **k):
+        if prefix.startswith(f".{failing}."):  # the write of this file fails
+            raise error
+        return real_mkstemp(*a, prefix=prefix, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    capsys.readouterr()
+    assert main(_args(model, data, out, "--no-progress", vmin="0.02")) == status  # new numbers
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    expected = "interrupted" if status == 130 else "No space left on device"
+    assert len(lines) == 1 and expected in lines[0], lines
