@@ -108,7 +108,7 @@ def iter_chunks(fn, items, pool: ChunkPool | None):
     if pool is None:
         yield from map(fn, items)
         return
-    ahead, items = CHUNKS_AHEAD_PER_WORKER * pool.workers, iter(items)
+    ahead = CHUNKS_AHEAD_PER_WORKER * pool.workers
     pending = deque()
     try:
         for x in items:
