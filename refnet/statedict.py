@@ -25,14 +25,11 @@ converted with ``.detach().cpu().numpy()``).
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -240,7 +237,8 @@ def save_tensors(path, tensors: Mapping[str, np.ndarray], metadata: dict | None 
     the two renames (new metadata beside the old tensors) or a tensors file replaced on its
     own is detected, never read as one file. The key is removed from the metadata returned.
     """
-    from .io import atomic_write_bytes  # io re-exports this module: import here, not at the top
+    # io re-exports this module: import here, not at the top
+    from .io import atomic_write_bytes, atomic_write_files
 
     path = check_destination(path)
     # C order for safetensors; not np.ascontiguousarray, which turns a scalar into shape (1,)
@@ -255,22 +253,8 @@ def save_tensors(path, tensors: Mapping[str, np.ndarray], metadata: dict | None 
     data = buf.getvalue()
     meta[_DIGEST_KEY] = hashlib.sha256(data).hexdigest()
     side = metadata_path(path)
-    staged = []
-    try:  # stage both complete files (each written atomically under a fresh name), then rename
-        for target, content in ((side, (json.dumps(meta, sort_keys=True) + "\n").encode()),
-                                (path, data)):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".staged",
-                                        dir=target.parent)
-            os.close(fd)
-            staged.append((name, target))
-            atomic_write_bytes(name, content)
-        for name, target in staged:
-            os.replace(name, target)
-    finally:
-        for name, _ in staged:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
+    # both staged complete under temporary names, then renamed, the .npz.json first
+    atomic_write_files({side: (json.dumps(meta, sort_keys=True) + "\n").encode(), path: data})
     return path
 
 

@@ -487,6 +487,57 @@ def test_a_closed_stdout_ends_quietly_with_141(argv, buffered, files, chatty_mod
     assert (proc.returncode, err) == (141, "")
 
 
+@pytest.mark.parametrize("code", [errno.EPIPE, errno.ESHUTDOWN])
+def test_a_broken_pipe_of_the_work_is_an_error_in_process(code, monkeypatch, capsys):
+    """A BrokenPipeError from anything but stdout (a worker's pipe, the socket to a Dask
+    scheduler) ended the command silently with 141, as if stdout's reader had gone."""
+    from refnet.cli import info
+
+    def run(args):
+        print("some output")
+        raise BrokenPipeError(code, os.strerror(code))
+
+    monkeypatch.setattr(info, "run", run)
+    assert main(["info", __file__]) == 1
+    captured = capsys.readouterr()
+    line = _one_clean_line(captured.err)
+    assert line.startswith("refnet info: error: ") and os.strerror(code) in line
+    assert captured.out == "some output\n"
+
+
+#: ``refnet info`` in a child process whose run writes to a pipe of its own whose reader has
+#: gone (as a worker's pipe or a scheduler's socket breaks) after printing a line to stdout.
+_WORK_PIPE_BREAKS = """
+import os, sys
+from refnet.cli import info, main
+def run(args):
+    print("some output")
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "wb") as pipe:
+        pipe.write(b"x")
+        pipe.flush()
+info.run = run
+sys.exit(main(["info", sys.argv[1]]))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGPIPE and poll are POSIX")
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+def test_a_broken_pipe_of_the_work_is_an_error_in_a_real_process(buffered, files):
+    """Real pipes: stdout open and read, another pipe's reader gone. Exit 1 and the one line;
+    the output printed before is there."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    r = subprocess.run([sys.executable, "-c", _WORK_PIPE_BREAKS, files["model"]],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 1, r.stderr
+    expected = f"refnet info: error: [Errno {errno.EPIPE}] {os.strerror(errno.EPIPE)}"
+    assert _one_clean_line(r.stderr) == expected
+    assert r.stdout == "some output\n"
+
+
 def test_debug_shows_the_traceback(files):
     r = _refnet("--debug", "evaluate", files["model"], "--data", files["nan"])
     assert r.returncode == 2 and "Traceback" in r.stderr
