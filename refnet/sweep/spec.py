@@ -49,7 +49,8 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..limits import MAX_LEVELS, MAX_REPETITIONS, passes_problem
 from ..noise import NOISE_TYPES
-from ..npzfile import BadContent, JsonTooDeep, check_json_depth, parse_json_value
+from ..npzfile import MAX_METADATA_CHARS, BadContent, JsonTooDeep, check_json_depth, \
+    parse_json_value
 from ..paths import NO_SUCH_FILE, file_problem, short_path
 from ..train import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
 
@@ -71,6 +72,8 @@ EVALUATE_DEFAULTS = {"noise_types": list(NOISE_TYPES), "variances": [1e-3, 1e-2,
                      "batch_size": 1000}
 REPORT_DEFAULTS = {"noise_type": "add_unc", "variance": 1.0}
 _LIST_KEYS = (("data", "hidden"), ("evaluate", "noise_types"), ("evaluate", "variances"))
+#: The largest spec file read (it is read whole; a JSON text is held to as many characters).
+MAX_SPEC_BYTES = MAX_METADATA_CHARS
 _TABLES = {"data": DATA_DEFAULTS, "grid": GRID_DEFAULTS, "evaluate": EVALUATE_DEFAULTS,
            "report": REPORT_DEFAULTS}
 
@@ -334,6 +337,10 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
                        "give the path of a .toml or .json spec")
         if path.suffix not in (".toml", ".json"):
             raise _err(source, "unknown spec format", "name it .toml or .json")
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:  # read whole below: a 200 GB file was a MemoryError traceback
+            raise _err(source, f"{size} bytes, more than a spec's ceiling of {MAX_SPEC_BYTES}",
+                       "give the sweep's spec (a few lines of TOML or JSON), not another file")
         try:
             text = path.read_text(encoding="utf-8-sig")  # a BOM was "Invalid statement"
             if path.suffix == ".toml":

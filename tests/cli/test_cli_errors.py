@@ -95,6 +95,8 @@ def files(tmp_path):
     os.symlink(f["loop"], tmp_path / "loop_b")
     os.symlink(tmp_path / "nowhere" / "dir", f.setdefault("dangling", tmp_path / "dangling"))
     f["loop_to"], f["dangling_to"] = tmp_path / "loop_b", tmp_path / "nowhere" / "dir"
+    with open(f.setdefault("huge_spec", tmp_path / "huge.toml"), "wb") as h:
+        h.truncate(1 << 40)  # sparse: 1 TiB declared, nothing written
     f["dir"] = tmp_path
     f["out"] = tmp_path / "out"
     return {k: str(v) for k, v in f.items()}
@@ -329,6 +331,9 @@ CASES = {
     ],
     "sweep": [
         ("sweep {missing} --out {out}", "no such spec file"),
+        # read whole before any check: a MemoryError traceback (or all the memory it fits in)
+        ("sweep {huge_spec} --out {out}", "{huge_spec}: 1099511627776 bytes, more than a spec's "
+                                          "ceiling of 16777216; give the sweep's spec"),
         ("sweep --out {out} --set nonsense=1", "unknown key 'nonsense'"),
         ("sweep --out {out} --set eq4_lambda=-1", "grid.eq4_lambda[0]: expected a finite number"),
         ("sweep --out {out} --best drop<1pp", "--best 'drop<1pp': not a constraint"),
