@@ -101,7 +101,7 @@ def _float(where, v, lo=0.0, positive=False):
     if not math.isfinite(x) or x < lo or (positive and x <= 0):
         bound = "> 0" if positive else f">= {lo:g}"
         raise _err(where, f"expected a finite number {bound}, got {v!r}", "write a number")
-    return x
+    return x + 0.0  # -0.0 as 0.0: [0.0, -0.0] passed as two values (two cells, one setting)
 
 
 def _choice(where, v, options):
@@ -116,14 +116,17 @@ def _layer_lambdas(where, v, n_layers):
         return _float(where, v)
     from ..regularizers import resolve_layer_lambdas
 
-    out = {}
+    out, keys = {}, {}
     for k, lam in v.items():
         try:
             layer = int(k)
         except (TypeError, ValueError):
             raise _err(where, f"layer {k!r} is not an integer",
                        "key per-layer lambdas by layer number, e.g. {2 = 1e-3}") from None
-        out[layer] = _float(f"{where}[{k}]", lam)
+        if layer in out:  # "2" and "02" (or " 2"): the last one was kept without a word
+            raise _err(where, f"the keys {keys[layer]!r} and {k!r} are both layer {layer}",
+                       "give each layer once")
+        out[layer], keys[layer] = _float(f"{where}[{k}]", lam), k
     try:
         resolve_layer_lambdas(out, n_layers, where)
     except ValueError as e:

@@ -77,6 +77,11 @@ def reference(tmp_path_factory):
     ({"grid": {"eq4_lambda": [{"7": 1e-3}]}}, "grid.eq4_lambda[0]"),
     ({"grid": {"eq4_lambda": [{"x": 1e-3}]}}, "grid.eq4_lambda[0]"),
     ({"grid": {"seed": [0, 0]}}, "grid.seed"),
+    # one setting twice: two cells computing the same thing, shown as two points
+    ({"grid": {"eq4_lambda": [0.0, -0.0]}}, "grid.eq4_lambda: a value is given twice"),
+    ({"grid": {"eq7_lambda": [-0.0, 0]}}, "grid.eq7_lambda: a value is given twice"),
+    ({"grid": {"eq4_lambda": [{"2": 1e-3, "02": 5e-3}]}},  # the last one was kept, silently
+     "grid.eq4_lambda[0]: the keys '2' and '02' are both layer 2; give each layer once"),
     ({"grid": {"eq7_variant": ["eq8"]}}, "grid.eq7_variant[0]"),
     ({"grid": {"eq7_coefficients": [[1, 2]]}}, "grid.eq7_coefficients[0]"),
     ({"grid": {"eq7_variant": ["eq7"], "eq7_coefficients": [[1, 2, 3]]}}, "grid.eq7_coefficients"),
