@@ -95,6 +95,8 @@ def files(tmp_path):
     os.symlink(f["loop"], tmp_path / "loop_b")
     os.symlink(tmp_path / "nowhere" / "dir", f.setdefault("dangling", tmp_path / "dangling"))
     f["loop_to"], f["dangling_to"] = tmp_path / "loop_b", tmp_path / "nowhere" / "dir"
+    (f.setdefault("sweep_baselines_file", tmp_path / "swb")).mkdir()
+    (f["sweep_baselines_file"] / "baselines").write_text("")
     with open(f.setdefault("huge_spec", tmp_path / "huge.toml"), "wb") as h:
         h.truncate(1 << 40)  # sparse: 1 TiB declared, nothing written
     f["dir"] = tmp_path
@@ -346,6 +348,10 @@ CASES = {
          "--report-dir: {model} is a file; give a folder"),
         ("sweep --out {long} --set eq4_lambda=0", f"xxx {TOO_LONG}; give another path"),
         ("sweep --out {dangling} --set eq4_lambda=0", "--out: {dangling} is a symbolic link"),
+        # the baseline was trained, then not saved: "[Errno 17] File exists: '.../baselines'"
+        ("sweep --out {sweep_baselines_file} --set data.dataset=synthetic --set data.hidden=4 "
+         "--set data.baseline_epochs=1 --set epochs=1",
+         "--out: {sweep_baselines_file}/baselines is a file; give a folder"),
         ("sweep --out {out} --set eq4_lambda=0 --report-dir {loop}/r",
          "--report-dir: {loop}/r lies under {loop}, which is a symbolic link"),
         ("sweep --out {model}", "--out: {model}/report lies under the file {model}"),
