@@ -17,7 +17,8 @@ from typing import Mapping
 
 from .errors import ConfigError
 
-__all__ = ["check_output_path", "file_problem", "short_path", "broken_link_problem"]
+__all__ = ["check_output_path", "check_output_folder", "file_problem", "short_path",
+           "broken_link_problem"]
 
 #: The most characters of a path a message shows (a 3000-character path would bury it).
 SHOWN_PATH_CHARS = 120
@@ -122,6 +123,19 @@ def check_output_path(path, flag: str | None = None, *, folder: bool = False,
         name = path if e.filename is None else e.filename  # a file beside it, maybe
         raise ConfigError(f"{lead}{short_path(name)} cannot be used ({e.strerror or e}); give "
                           "another path") from None
+    return path
+
+
+def check_output_folder(path, flag: str | None = None, *, folders=(), files=()) -> Path:
+    """:func:`check_output_path` of the folder ``path`` and of what a command writes in it:
+    the sub-folders named ``folders`` and the files named ``files``. In an existing folder, a
+    file where a sub-folder goes (or a folder where a file goes) failed the write after the
+    work ("File exists", "Is a directory"), naming no flag."""
+    path = check_output_path(path, flag, folder=True)
+    for name in folders:
+        check_output_path(path / name, flag, folder=True)
+    for name in files:
+        check_output_path(path / name, flag)
     return path
 
 

@@ -97,6 +97,10 @@ def files(tmp_path):
     f["loop_to"], f["dangling_to"] = tmp_path / "loop_b", tmp_path / "nowhere" / "dir"
     (f.setdefault("sweep_baselines_file", tmp_path / "swb")).mkdir()
     (f["sweep_baselines_file"] / "baselines").write_text("")
+    (f.setdefault("sweep_front_dir", tmp_path / "swf") / "report" / "front.md").mkdir(parents=True)
+    (f.setdefault("evaluate_png_dir", tmp_path / "evo") / "accuracy.png").mkdir(parents=True)
+    (f.setdefault("rep_results_file", tmp_path / "repo")).mkdir()
+    (f["rep_results_file"] / "results").write_text("")
     with open(f.setdefault("huge_spec", tmp_path / "huge.toml"), "wb") as h:
         h.truncate(1 << 40)  # sparse: 1 TiB declared, nothing written
     f["dir"] = tmp_path
@@ -155,6 +159,10 @@ CASES = {
         # broken links were taken for free names: the folder was not made, after the work
         ("reproduce --out {dangling} --only semenova_fig4",
          "--out: {dangling} is a symbolic link to {dangling_to} that leads nowhere"),
+        # what a run writes in --out, checked too: the script ran, then its results were not
+        # saved ("[Errno 17] File exists: '.../results'")
+        ("reproduce --out {rep_results_file} --only semenova_fig4",
+         "--out: {rep_results_file}/results is a file; give a folder"),
     ],
     "train": [
         ("train --dataset foo", "--dataset: unknown dataset 'foo'"),
@@ -273,6 +281,9 @@ CASES = {
         ("evaluate {model} --data {data} --out {loop}", "--out: {loop} is a symbolic link to "
                                                         "{loop_to} that leads nowhere"),
         ("evaluate {model} --data {data} --out {loop}/x", "--out: {loop}/x lies under {loop}"),
+        # the passes ran, accuracy.csv was written, then "[Errno 21] Is a directory"
+        ("evaluate {model} --data {data} --out {evaluate_png_dir}",
+         "--out: {evaluate_png_dir}/accuracy.png is a folder; give a file name"),
         ("evaluate {model} --data {data} --variances 100000000", "--variances: at most 10000 variances"),
         ("evaluate {model} --data {data} --variances 10000 --repetitions 10000",
          "--variances/--repetitions/--noise-types: 10000 variances x 10000 repetitions x 4 noise "
@@ -352,6 +363,10 @@ CASES = {
         ("sweep --out {sweep_baselines_file} --set data.dataset=synthetic --set data.hidden=4 "
          "--set data.baseline_epochs=1 --set epochs=1",
          "--out: {sweep_baselines_file}/baselines is a file; give a folder"),
+        # the whole sweep ran, then its report was not written ("Is a directory")
+        ("sweep --out {sweep_front_dir} --set data.dataset=synthetic --set data.hidden=4 "
+         "--set data.baseline_epochs=1 --set epochs=1",
+         "--out: {sweep_front_dir}/report/front.md is a folder; give a file name"),
         ("sweep --out {out} --set eq4_lambda=0 --report-dir {loop}/r",
          "--report-dir: {loop}/r lies under {loop}, which is a symbolic link"),
         ("sweep --out {model}", "--out: {model}/report lies under the file {model}"),
