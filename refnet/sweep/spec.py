@@ -357,7 +357,10 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
                 raw = parse_json_value(text, source)
         except BadContent as e:  # a key given twice, too deep, not JSON
             raise _refused(e, "fix the syntax (each key once)") from None
-        except (OSError, ValueError) as e:  # TOMLDecodeError, UnicodeDecodeError, unreadable
+        except OSError as e:  # no permission to read it, an I/O error: its syntax is not at fault
+            raise _err(source, f"cannot be read ({e.strerror or e})",
+                       "make it readable (its permissions), or give another spec") from None
+        except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError
             raise _err(source, f"cannot be parsed ({e})", "fix the syntax") from None
         if raw == {}:  # every default: a 30-epoch MNIST baseline and its cell, without a word
             raise _err(source, "the spec file is empty (no table, no key)",

@@ -176,6 +176,22 @@ def test_a_spec_file_with_a_byte_order_mark_is_read(tmp_path):
         assert load_spec(tmp_path / name).data["dataset"] == "synthetic"
 
 
+def test_a_spec_file_that_cannot_be_read_says_so_not_fix_the_syntax(tmp_path, monkeypatch):
+    """A spec without read permission was "cannot be parsed ([Errno 13] Permission denied:
+    ...); fix the syntax" (the tests may run as root, who reads every file: the error is made)."""
+    spec = tmp_path / "s.toml"
+    spec.write_text('[data]\ndataset = "synthetic"\n')
+
+    def unreadable(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", unreadable)
+    with pytest.raises(ConfigError) as e:
+        load_spec(spec)
+    assert str(e.value) == (f"{spec}: cannot be read (Permission denied); make it readable "
+                            "(its permissions), or give another spec")
+
+
 def test_an_override_of_an_unknown_table_names_the_override(tmp_path):
     """It was reported as an unknown table of the spec file: "s.toml: [data.hidden]"."""
     (tmp_path / "s.toml").write_text("[grid]\nseed = [0]\n")
