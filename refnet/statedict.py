@@ -359,6 +359,24 @@ def _header_length(data: bytes) -> int:
     return n
 
 
+#: The safetensors dtypes ``safetensors.numpy`` turns into arrays; PyTorch's bfloat16 and
+#: float8 types (``BF16``, ``F8_E4M3`` ...) have no NumPy dtype.
+_NUMPY_SAFETENSORS_DTYPES = ("F64", "F32", "F16", "I64", "U64", "I32", "U32", "I16", "U16",
+                             "I8", "U8", "BOOL")
+
+
+def _check_safetensors_dtypes(header: dict, path: Path) -> None:
+    """Refuse a tensor of a dtype NumPy cannot hold by its name and dtype, before reading: the
+    reader raised "KeyError: 'BF16'", which named neither the tensor nor what to do (a bfloat16
+    model is common in PyTorch). Malformed entries are left to the reader's own checks."""
+    for key, entry in header.items():
+        dtype = entry.get("dtype") if isinstance(entry, dict) and key != "__metadata__" else None
+        if isinstance(dtype, str) and dtype not in _NUMPY_SAFETENSORS_DTYPES:
+            raise ModelFileError(f"{path}: tensor {key!r} has dtype {dtype}, which NumPy cannot "
+                                 "hold; convert the tensors to float32 or float64 before saving "
+                                 "(PyTorch: {k: v.float() for k, v in sd.items()})")
+
+
 def _load_safetensors(path: Path, st) -> tuple[dict, dict]:
     """A safetensors file (``st``: ``safetensors.numpy``), its size and header checked before
     the tensors are read."""
@@ -369,6 +387,7 @@ def _load_safetensors(path: Path, st) -> tuple[dict, dict]:
     data = path.read_bytes()
     n = _header_length(data)
     header = parse_json(data[8:8 + n].decode("utf-8"), "safetensors header")
+    _check_safetensors_dtypes(header, path)
     extra = header.get("__metadata__", {})
     text = extra.get("refnet") if isinstance(extra, dict) else None
     metadata = parse_json(text, "refnet metadata") if isinstance(text, str) else {}

@@ -22,7 +22,7 @@ from ..datasets._cache import sha256_file
 from ..errors import ConfigError
 from ..limits import MAX_BATCH_SIZE, MAX_LEVELS, MAX_REPETITIONS, passes_problem
 from ..noise import NOISE_TYPES
-from ..paths import check_output_path
+from ..paths import check_output_folder
 from ..progress import Progress
 from ._common import (MAX_WORKERS, add_noise_preset, check_classes, check_rows, dataset_name,
                       existing_file, int_between, noise_type_list, positive_float,
@@ -180,7 +180,7 @@ def run(args) -> int:
         flag = "--levels" if args.levels is not None else "--variances"
         raise ConfigError(f"{flag}/--repetitions/--noise-types: {problem}")
     out = Path(args.out or f"evaluate_{Path(args.model).stem}")
-    check_output_path(out, "--out", folder=True)
+    check_output_folder(out, "--out", files=_FILES)
     if args.threads is not None and args.backend != "numba-parallel":  # it was ignored
         raise ConfigError(f"--threads: numba's threads over rows of --backend numba-parallel, "
                           f"no effect with --backend {args.backend}; give --workers for threads "
