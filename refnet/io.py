@@ -17,6 +17,7 @@ PyTorch interchange (``state_dict`` key names, ``.safetensors``) is :mod:`refnet
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
 import json
@@ -34,13 +35,48 @@ from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, WANT_OBJECT, WANT_SHA
                       want_str)
 
 __all__ = ["save_model", "load_model", "load_cached_model", "check_savable", "atomic_write_bytes",
-           "save_npz_atomic", "load_npz", "MODEL_KEYS", "expected_arrays", "verify_sha256",
-           "to_state_dict", "from_state_dict", "STATE_DICT_NAMINGS", "ModelFileError"]
+           "atomic_write_files", "save_npz_atomic", "load_npz", "MODEL_KEYS", "expected_arrays",
+           "verify_sha256", "to_state_dict", "from_state_dict", "STATE_DICT_NAMINGS",
+           "ModelFileError"]
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
+    return atomic_write_files({path: data})[0]
+
+
+def atomic_write_files(files: dict, *, verify: bool = False) -> list[Path]:
+    """Write several files ({path: bytes}) so that they land as a set, as far as POSIX allows.
+
+    Each is written to a temporary file in its own folder first (flushed, fsynced); only when
+    all are complete are they renamed into place, one after another in the order given (put
+    last the file that vouches for the others). A failure or Ctrl-C before the renames changes
+    no target and leaves no temporary file: written one after another, an error between them
+    left a mix of new and old files. POSIX renames one file at a time, so the renames' own
+    window (no data is written in it) remains. ``verify``: each temporary file is read back
+    and compared with its data before any rename (an ``OSError`` if it differs).
+    Returns the paths, in order.
+    """
+    staged = {}  # target -> temporary file
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            staged[path] = _staged_copy(path, data)
+            if verify and Path(staged[path]).read_bytes() != data:
+                raise OSError(f"{path}: read-back differs from what was written")
+        for path, tmp in staged.items():
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in staged.values():
+            with contextlib.suppress(FileNotFoundError):  # those renamed are gone already
+                os.unlink(tmp)
+        raise
+    return list(staged)
+
+
+def _staged_copy(path: Path, data: bytes) -> str:
+    """``data`` in a new temporary file beside ``path`` (flushed and fsynced, an ordinary
+    file's permissions); its name. Removed again if writing it fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -51,14 +87,10 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        os.unlink(tmp)
         raise
-    return path
+    return tmp
 
 
 def save_npz_atomic(path, arrays: dict, metadata: dict, *, sha256: bool = False) -> Path:

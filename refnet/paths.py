@@ -17,7 +17,8 @@ from typing import Mapping
 
 from .errors import ConfigError
 
-__all__ = ["check_output_path", "file_problem", "short_path"]
+__all__ = ["check_output_path", "check_output_folder", "file_problem", "short_path",
+           "broken_link_problem"]
 
 #: The most characters of a path a message shows (a 3000-character path would bury it).
 SHOWN_PATH_CHARS = 120
@@ -59,6 +60,36 @@ def file_problem(path) -> str | None:
     return "is a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file"
 
 
+def broken_link(path) -> Path | None:
+    """The first of ``path`` and the folders above it that is a symbolic link leading nowhere
+    (its target missing, or links in a loop), or None. ``exists()`` says False for such a link
+    as for a free name, so the checks passed, and creating the folder (or a file under it)
+    after the work failed with "File exists" or "Too many levels of symbolic links"."""
+    for p in (Path(path), *Path(path).parents):
+        if p.exists():  # resolved: so are the folders above it
+            return None
+        if p.is_symlink():
+            return p
+    return None
+
+
+def broken_link_problem(path, *, itself: bool = True) -> str | None:
+    """What :func:`broken_link` found at or above ``path``, as a message says it, or None;
+    ``itself=False`` looks only above it (a file that is a broken link is replaced by a write,
+    a folder that is one cannot be created)."""
+    link = broken_link(path)
+    if link is None or (not itself and link == Path(path)):
+        return None
+    try:
+        target = os.readlink(link)
+    except OSError:  # removed since: say what was seen
+        target = "?"
+    where = "is" if link == Path(path) else f"lies under {short_path(link)}, which is"
+    return (f"{short_path(path)} {where} a symbolic link to {short_path(target)} that leads "
+            "nowhere (its target is missing, or the links form a loop); give another path, "
+            "or fix or remove the link")
+
+
 def check_output_path(path, flag: str | None = None, *, folder: bool = False,
                       beside: Mapping | None = None, inputs: Mapping | None = None) -> Path:
     """Refuse, before any work, an output ``path`` that cannot be written.
@@ -66,10 +97,12 @@ def check_output_path(path, flag: str | None = None, *, folder: bool = False,
     ``folder``: ``path`` is a folder to write into (created if missing), else a file. Refused:
     a folder where a file is wanted or the reverse, an existing non-regular file (a device, a
     pipe) where a file is wanted, a path under an existing file, a nearest existing folder
-    without write permission, and a path the file system refuses to look up (a name too long,
-    a symlink loop, a NUL character: shown shortened by :func:`short_path`). ``beside`` maps
-    further files written next to ``path`` (e.g. an ``.npz``'s metadata file) to what they
-    are; each is checked as a file too. ``inputs`` maps the files the same command reads (``None``
+    without write permission, a path the file system refuses to look up (a name too long, a
+    symlink loop, a NUL character: shown shortened by :func:`short_path`), and a folder to
+    create, or one above the path, that is a broken symbolic link (:func:`broken_link`: the
+    write after the work failed on it). ``beside`` maps further files written next to ``path``
+    (e.g. an ``.npz``'s metadata file) to what they are; each is checked as a file too.
+    ``inputs`` maps the files the same command reads (``None``
     entries are skipped) to what they are (a flag); an output file that is one of them is
     refused, since writing it would replace what the command reads (``train --data-npz d.npz
     --out d.npz`` overwrote the training data with the model).
@@ -93,10 +126,26 @@ def check_output_path(path, flag: str | None = None, *, folder: bool = False,
     return path
 
 
+def check_output_folder(path, flag: str | None = None, *, folders=(), files=()) -> Path:
+    """:func:`check_output_path` of the folder ``path`` and of what a command writes in it:
+    the sub-folders named ``folders`` and the files named ``files``. In an existing folder, a
+    file where a sub-folder goes (or a folder where a file goes) failed the write after the
+    work ("File exists", "Is a directory"), naming no flag."""
+    path = check_output_path(path, flag, folder=True)
+    for name in folders:
+        check_output_path(path / name, flag, folder=True)
+    for name in files:
+        check_output_path(path / name, flag)
+    return path
+
+
 def _check_kinds(path: Path, lead: str, folder: bool, beside: Mapping | None) -> None:
     """check_output_path's checks; the file system's own errors (OSError) pass through."""
     if folder and path.exists() and not path.is_dir():
         raise ConfigError(f"{lead}{path} is a file; give a folder (created if missing)")
+    problem = broken_link_problem(path, itself=folder)
+    if problem is not None:
+        raise ConfigError(f"{lead}{problem}")
     files = ([] if folder else [(path, "")]) + [
         (Path(p), f" ({what} written beside {path.name})") for p, what in (beside or {}).items()]
     for target, role in files:

@@ -25,14 +25,11 @@ converted with ``.detach().cpu().numpy()``).
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -240,7 +237,8 @@ def save_tensors(path, tensors: Mapping[str, np.ndarray], metadata: dict | None 
     the two renames (new metadata beside the old tensors) or a tensors file replaced on its
     own is detected, never read as one file. The key is removed from the metadata returned.
     """
-    from .io import atomic_write_bytes  # io re-exports this module: import here, not at the top
+    # io re-exports this module: import here, not at the top
+    from .io import atomic_write_bytes, atomic_write_files
 
     path = check_destination(path)
     # C order for safetensors; not np.ascontiguousarray, which turns a scalar into shape (1,)
@@ -255,22 +253,8 @@ def save_tensors(path, tensors: Mapping[str, np.ndarray], metadata: dict | None 
     data = buf.getvalue()
     meta[_DIGEST_KEY] = hashlib.sha256(data).hexdigest()
     side = metadata_path(path)
-    staged = []
-    try:  # stage both complete files (each written atomically under a fresh name), then rename
-        for target, content in ((side, (json.dumps(meta, sort_keys=True) + "\n").encode()),
-                                (path, data)):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".staged",
-                                        dir=target.parent)
-            os.close(fd)
-            staged.append((name, target))
-            atomic_write_bytes(name, content)
-        for name, target in staged:
-            os.replace(name, target)
-    finally:
-        for name, _ in staged:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
+    # both staged complete under temporary names, then renamed, the .npz.json first
+    atomic_write_files({side: (json.dumps(meta, sort_keys=True) + "\n").encode(), path: data})
     return path
 
 
@@ -375,6 +359,24 @@ def _header_length(data: bytes) -> int:
     return n
 
 
+#: The safetensors dtypes ``safetensors.numpy`` turns into arrays; PyTorch's bfloat16 and
+#: float8 types (``BF16``, ``F8_E4M3`` ...) have no NumPy dtype.
+_NUMPY_SAFETENSORS_DTYPES = ("F64", "F32", "F16", "I64", "U64", "I32", "U32", "I16", "U16",
+                             "I8", "U8", "BOOL")
+
+
+def _check_safetensors_dtypes(header: dict, path: Path) -> None:
+    """Refuse a tensor of a dtype NumPy cannot hold by its name and dtype, before reading: the
+    reader raised "KeyError: 'BF16'", which named neither the tensor nor what to do (a bfloat16
+    model is common in PyTorch). Malformed entries are left to the reader's own checks."""
+    for key, entry in header.items():
+        dtype = entry.get("dtype") if isinstance(entry, dict) and key != "__metadata__" else None
+        if isinstance(dtype, str) and dtype not in _NUMPY_SAFETENSORS_DTYPES:
+            raise ModelFileError(f"{path}: tensor {key!r} has dtype {dtype}, which NumPy cannot "
+                                 "hold; convert the tensors to float32 or float64 before saving "
+                                 "(PyTorch: {k: v.float() for k, v in sd.items()})")
+
+
 def _load_safetensors(path: Path, st) -> tuple[dict, dict]:
     """A safetensors file (``st``: ``safetensors.numpy``), its size and header checked before
     the tensors are read."""
@@ -385,6 +387,7 @@ def _load_safetensors(path: Path, st) -> tuple[dict, dict]:
     data = path.read_bytes()
     n = _header_length(data)
     header = parse_json(data[8:8 + n].decode("utf-8"), "safetensors header")
+    _check_safetensors_dtypes(header, path)
     extra = header.get("__metadata__", {})
     text = extra.get("refnet") if isinstance(extra, dict) else None
     metadata = parse_json(text, "refnet metadata") if isinstance(text, str) else {}

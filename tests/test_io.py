@@ -113,3 +113,42 @@ def test_save_model_never_writes_what_load_model_refuses(tmp_path):
         check_savable((784, 200_000, 784), "float32")
     check_savable((784, 300, 300, 10))
     check_savable((1, MAX_WIDTH, 2))
+
+
+@pytest.mark.parametrize("step", ["write", "read-back"])
+def test_atomic_write_files_changes_no_target_when_one_fails(step, tmp_path, monkeypatch):
+    """Files written one after another left the first new beside the others old when the
+    second failed; the set is staged in full (and read back) before any rename."""
+    import os
+
+    from refnet import io as rio
+
+    old = {tmp_path / name: f"old {name}".encode() for name in ("a.csv", "b.png", "c.json")}
+    for path, data in old.items():
+        path.write_bytes(data)
+    new = {path: b"new " + data for path, data in old.items()}
+    real_fsync, real_read = os.fsync, type(tmp_path).read_bytes
+    if step == "write":
+        calls = []
+
+        def fsync(fd):  # the disk fills up while the third file is written
+            calls.append(fd)
+            if len(calls) == 3:
+                raise OSError(28, "No space left on device")
+            return real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        match = "No space left"
+    else:
+        def read_bytes(self):  # the second file reads back other bytes than were written
+            data = real_read(self)
+            return data[:-1] if self.name.startswith(".b.png.") else data
+
+        monkeypatch.setattr(type(tmp_path), "read_bytes", read_bytes)
+        match = "b.png: read-back differs"
+    with pytest.raises(OSError, match=match):
+        rio.atomic_write_files(new, verify=True)
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == old  # no temporaries either
+    assert rio.atomic_write_files(new, verify=True) == list(new)
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == new

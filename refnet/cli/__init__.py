@@ -15,9 +15,11 @@ Exit statuses are in :mod:`refnet.cli._common`.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import re
+import select
 import sys
 import traceback
 
@@ -187,12 +189,40 @@ def _stdout_closed() -> int:
     return EXIT_BROKEN_PIPE
 
 
+def _stdout_broken(error: BrokenPipeError) -> bool:
+    """Whether ``error`` is stdout's reader gone, not a pipe or socket of the work's own (a
+    worker's pipe, a Dask scheduler's connection), which is an error of the run.
+
+    EPIPE, and stdout fails too: what is still buffered does not flush (a failed write leaves
+    its bytes in the buffer), or, with nothing buffered (``python -u``), the system reports an
+    error on stdout's descriptor (a pipe whose reader is gone polls as POLLERR)."""
+    if error.errno != errno.EPIPE:  # ESHUTDOWN: a socket's, never stdout's
+        return False
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):  # closed, or no descriptor: not a reader that went away
+        return False
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):  # replaced by an object without one
+        return False
+    if not hasattr(select, "poll"):  # not POSIX: the flush above is all there is
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
 def main(argv=None) -> int:
     """Run ``refnet ARGV``; returns the exit status (``--help``/``--version`` exit with 0)."""
     try:
         status = _main(argv)
         sys.stdout.flush()  # what is still buffered: a closed pipe fails here, not at shutdown
     except BrokenPipeError:
+        # stdout's reader went away (_main passes on no other), or stderr's, where no message
+        # can go either
         return _stdout_closed()
     return status
 
@@ -217,11 +247,21 @@ def _main(argv) -> int:
     except KeyboardInterrupt:
         print(_interrupted(args), file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # an OSError, but no error of the user's input: see main()
-        raise
+    except BrokenPipeError as e:  # an OSError, but no error of the user's input
+        if _stdout_broken(e):  # its reader went away: no message, see main()
+            raise
+        # a pipe or socket of the work's own broke (a worker's, a Dask scheduler's): the run
+        # failed. Taken for a closed stdout before, it ended the command without a word
+        return _report(prog, e, EXIT_FAILURE, debug=args.debug)
     # refnet's own errors, and what file opening and the array loaders raise on bad input
     except (RefnetError, ValueError, OSError) as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
-        return EXIT_FAILURE if isinstance(e, TrainingDiverged) else EXIT_USAGE
+        return _report(prog, e, EXIT_FAILURE if isinstance(e, TrainingDiverged) else EXIT_USAGE,
+                       debug=args.debug)
+
+
+def _report(prog: str, error: BaseException, status: int, *, debug: bool) -> int:
+    """One line on stderr for ``error`` (the traceback before it with ``--debug``); ``status``."""
+    if debug:
+        traceback.print_exc()
+    print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+    return status

@@ -2,8 +2,9 @@
 
 Writes ``accuracy.csv`` (one row per noise type and variance: mean, std, every repetition),
 ``accuracy.json`` (settings, seed, refnet version, model and data provenance, sha256 of the
-other files) and ``accuracy.png`` (accuracy against variance, log axis, mean +- 2 std), each
-atomically, into ``--out``. A progress bar goes to stderr.
+other files) and ``accuracy.png`` (accuracy against variance, log axis, mean +- 2 std) into
+``--out``, as a set: each is written to a temporary file and read back before any is renamed
+into place (:func:`refnet.io.atomic_write_files`). A progress bar goes to stderr.
 """
 from __future__ import annotations
 
@@ -11,17 +12,17 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..cores import available_cores
 from ..datasets._cache import sha256_file
 from ..errors import ConfigError
 from ..limits import MAX_BATCH_SIZE, MAX_LEVELS, MAX_REPETITIONS, passes_problem
 from ..noise import NOISE_TYPES
-from ..paths import check_output_path
+from ..paths import check_output_folder
 from ..progress import Progress
 from ._common import (MAX_WORKERS, add_noise_preset, check_classes, check_rows, dataset_name,
                       existing_file, int_between, noise_type_list, positive_float,
@@ -97,11 +98,10 @@ def _n_levels(text: str) -> int:
 
 
 def _default_workers() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n = os.cpu_count() or 1
-    return max(1, min(4, n))
+    """The cores this process may use (:func:`refnet.cores.available_cores`, as the sweep
+    counts them), at most 4. The CPU affinity alone took a container given 2 CPUs of a
+    64-core host for 64 cores: 4 threads time-sliced on 2 CPUs."""
+    return max(1, min(4, available_cores()))
 
 
 def _levels(args) -> np.ndarray:
@@ -167,20 +167,9 @@ def _csv_bytes(result) -> bytes:
     return out.getvalue().encode()
 
 
-def _write_verified(path: Path, data: bytes) -> str:
-    """Atomic write, then read back and compare checksums; returns the sha256."""
-    from ..io import atomic_write_bytes
-
-    atomic_write_bytes(path, data)
-    digest = hashlib.sha256(data).hexdigest()
-    if sha256_file(path) != digest:
-        raise OSError(f"{path}: read-back checksum differs from what was written")
-    return digest
-
-
 def run(args) -> int:
     from .. import __version__
-    from ..io import load_model
+    from ..io import atomic_write_files, load_model
     from ..montecarlo import DEFAULT_SHORTCUTS, SweepSettings, accuracy_sweep
     from ..noise import noise_config
     from ..reproduction.figures import accuracy_vs_variance, figure_png_bytes
@@ -191,7 +180,7 @@ def run(args) -> int:
         flag = "--levels" if args.levels is not None else "--variances"
         raise ConfigError(f"{flag}/--repetitions/--noise-types: {problem}")
     out = Path(args.out or f"evaluate_{Path(args.model).stem}")
-    check_output_path(out, "--out", folder=True)
+    check_output_folder(out, "--out", files=_FILES)
     if args.threads is not None and args.backend != "numba-parallel":  # it was ignored
         raise ConfigError(f"--threads: numba's threads over rows of --backend numba-parallel, "
                           f"no effect with --backend {args.backend}; give --workers for threads "
@@ -221,8 +210,8 @@ def run(args) -> int:
              f"{result.accuracy.shape[2]} repetitions, noise on layers {result.settings['layers']}")
     fig = accuracy_vs_variance(result, title=title)
     png = figure_png_bytes(fig)
-    files = {"accuracy.csv": _write_verified(out / "accuracy.csv", csv),
-             "accuracy.png": _write_verified(out / "accuracy.png", png)}
+    files = {"accuracy.csv": hashlib.sha256(csv).hexdigest(),
+             "accuracy.png": hashlib.sha256(png).hexdigest()}
     record = {
         "refnet_version": __version__, "command": "evaluate", "seed": result.seed,
         "model": {"path": str(Path(args.model).resolve()), "sha256": sha256_file(args.model),
@@ -235,6 +224,10 @@ def run(args) -> int:
         "mean": result.mean.tolist(), "std": result.std.tolist(),
         "accuracy": result.accuracy.tolist(), "seconds": round(seconds, 3), "files": files,
     }
-    _write_verified(out / "accuracy.json", (json.dumps(record, indent=1) + "\n").encode())
+    # the three land as a set: all written, read back, then renamed (the json, which records
+    # the others' sha256, last); an error or Ctrl-C before the renames changes none of them
+    atomic_write_files({out / "accuracy.csv": csv, out / "accuracy.png": png,
+                        out / "accuracy.json": (json.dumps(record, indent=1) + "\n").encode()},
+                       verify=True)
     print(f"clean accuracy {result.clean_accuracy:.4f}; wrote {', '.join(_FILES)} to {out}")
     return 0

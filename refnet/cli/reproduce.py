@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..paths import check_output_path
+from ..paths import check_output_folder
 from ..reproduction.registry import ENVELOPE_SCRIPTS, PRESET_SCRIPTS, SCRIPTS
 from ._common import existing_file, repeated, seed
 
@@ -48,6 +48,10 @@ def _load_state(path: Path, preset) -> dict:
     return state
 
 
+#: What a run writes into --out: the scripts' results, figures and trained models
+#: (refnet.reproduction), and the report; each checked before any work.
+_FOLDERS = ("results", "figures", "models")
+_FILES = ("report.md", "report.html")
 #: Where a checkout keeps the committed envelope summary (used when --envelope is not given).
 DEFAULT_ENVELOPE = Path(__file__).resolve().parents[2] / "validation" / "reports" / "envelope" / "envelope.json"
 
@@ -181,7 +185,7 @@ def run(args) -> int:
                           f"{preset.name!r} {'reads its own envelope.json' if preset.name == 'envelope' else 'has no verdicts against it'}); "
                           "leave --envelope out or use --preset full")
     out = args.out or Path("runs") / f"reproduce-{preset.name}"
-    check_output_path(out, "--out", folder=True)
+    check_output_folder(out, "--out", folders=_FOLDERS, files=_FILES)
     state_path = out / "results" / "reproduce.json"
     state = _load_state(state_path, preset)
     # read before any work: a bad envelope must not cost the computation

@@ -89,15 +89,18 @@ def _check_workers(args) -> None:
 
 def _check_folders(args, computing: bool) -> None:
     """Refuse, before the store or any baseline is made, an --out or --report-dir that cannot
-    be written (:func:`refnet.paths.check_output_path`). Reporting on a finished sweep into
-    another --report-dir only reads --out: it need not be writable then."""
-    from ..paths import check_output_path
-    from ..sweep.report import report_folder
+    be written (:func:`refnet.paths.check_output_folder`), or whose baselines folder or
+    report files cannot be (a baseline was trained, then not saved: "File exists"). Reporting
+    on a finished sweep into another --report-dir only reads --out: it need not be writable
+    then."""
+    from ..paths import check_output_folder
+    from ..sweep.driver import BASELINES
+    from ..sweep.report import REPORT_FILES, report_folder
 
     if computing:
-        check_output_path(args.out, "--out", folder=True)  # the store and the baselines
-    check_output_path(report_folder(args.out, args.report_dir),
-                      "--out" if args.report_dir is None else "--report-dir", folder=True)
+        check_output_folder(args.out, "--out", folders=(BASELINES,))  # and the store
+    check_output_folder(report_folder(args.out, args.report_dir),
+                        "--out" if args.report_dir is None else "--report-dir", files=REPORT_FILES)
 
 
 def run(args) -> int:

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from ..paths import broken_link_problem
 from ..progress import Progress
 
 CHUNK = 1 << 20
@@ -34,7 +35,8 @@ def cache_root(cache_dir=None) -> Path:
     """The cache folder: the argument, else $REFNET_DATA_DIR, $XDG_CACHE_HOME/refnet,
     ~/.cache/refnet.
 
-    A path that is (or lies under) an existing file is refused at once with a
+    A path that is (or lies under) an existing file, or a broken symbolic link (every source
+    then failed to create it, "File exists"), is refused at once with a
     :class:`~refnet.errors.ConfigError` naming where it came from, before any source is tried.
     """
     if cache_dir:
@@ -53,6 +55,9 @@ def cache_root(cache_dir=None) -> Path:
         where = "is a file" if existing == root else f"lies under the file {existing}"
         raise ConfigError(f"{origin}: the cache folder {root} {where}, not a folder; give a "
                           "folder (it is created if missing)")
+    problem = broken_link_problem(root)
+    if problem is not None:
+        raise ConfigError(f"{origin}: the cache folder {problem}")
     return root
 
 

@@ -21,7 +21,7 @@ module           what lives there
 numba is an accelerator: without it the numba backends fall back to the NumPy twins (one
 warning, same draws, results equal to rounding).
 """
-from .chunks import (check_workers, chunk_generator, map_chunks, resolve_seed,
+from .chunks import (check_workers, chunk_generator, iter_chunks, map_chunks, resolve_seed,
                      single_threaded_blas, worker_pool)
 from .engine import (BACKENDS, DEFAULT_SHORTCUTS, OPT_IN_SHORTCUTS, SHORTCUTS, CleanState, Engine,
                      Workspace, clean_state, count_correct, draw_noise, parse_shortcuts, prepare,
@@ -38,5 +38,6 @@ __all__ = ["SweepSettings", "SweepResult", "accuracy_sweep", "DEFAULT_VARIANCES"
            "OPT_IN_SHORTCUTS", "parse_shortcuts", "count_correct", "Workspace", "Engine",
            "CleanState", "prepare",
            "clean_state", "draw_noise", "propagate", "resolve_config", "chunk_generator",
-           "resolve_seed", "check_workers", "worker_pool", "map_chunks", "single_threaded_blas",
+           "resolve_seed", "check_workers", "worker_pool", "iter_chunks", "map_chunks",
+           "single_threaded_blas",
            "monte_carlo_outputs", "layer_samples"]

@@ -4,11 +4,13 @@ Every chunk of work (a batch of one sweep pass, a block of repeats of some input
 generator, ``np.random.SeedSequence(seed, spawn_key=key)`` (identical to the ``key``-th nested
 ``SeedSequence(seed).spawn`` child), and fixed chunk sizes, so results depend only on the seed
 and the chunk sizes, never on the number of threads or their scheduling: chunks may run on any
-thread of :func:`worker_pool` in any order, and :func:`map_chunks` returns their results in
-chunk order.
+thread of :func:`worker_pool` in any order, and :func:`iter_chunks` and :func:`map_chunks`
+return their results in chunk order. They hand a pool a few chunks per worker at a time, not
+all of them: an evaluation of millions of chunks holds a few futures, not millions.
 """
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -17,8 +19,13 @@ import numpy as np
 from .._blas import fixed_blas_threads
 from ..errors import ConfigError
 
-__all__ = ["resolve_seed", "chunk_generator", "check_workers", "worker_pool", "map_chunks",
-           "single_threaded_blas"]
+__all__ = ["resolve_seed", "chunk_generator", "check_workers", "worker_pool", "ChunkPool",
+           "iter_chunks", "map_chunks", "single_threaded_blas", "CHUNKS_AHEAD_PER_WORKER"]
+
+#: Chunks handed to a pool per worker thread, counting the one whose result is awaited: enough
+#: that no worker idles while results are taken in order, few enough that memory does not grow
+#: with the number of chunks (``Executor.map`` submits every item before the first result).
+CHUNKS_AHEAD_PER_WORKER = 4
 
 
 def resolve_seed(rng) -> int:
@@ -70,20 +77,55 @@ def worker_pool(workers: int, backend: str):
         if workers == 1:
             yield None
             return
-        with ThreadPoolExecutor(workers, thread_name_prefix="refnet-mc") as pool:
+        with ChunkPool(workers) as pool:
             try:
                 yield pool
             except BaseException:
                 # Ctrl-C or an error: drop the chunks not started. Leaving the block waits for
-                # every chunk queued, and Ctrl-C while they were being queued (seconds, for a
-                # long evaluation) ran them all before the command could stop
+                # every chunk queued, and a Ctrl-C ran them all before the command could stop
                 pool.shutdown(cancel_futures=True)
                 raise
 
 
-def map_chunks(fn, items, pool) -> list:
-    """``[fn(x) for x in items]``, on ``pool``'s threads when given; results in order."""
-    return list(pool.map(fn, items)) if pool is not None else [fn(x) for x in items]
+class ChunkPool(ThreadPoolExecutor):
+    """The thread pool of :func:`worker_pool`: ``workers`` threads, a number
+    :func:`iter_chunks` reads to bound the chunks it hands out."""
+
+    def __init__(self, workers: int):
+        super().__init__(workers, thread_name_prefix="refnet-mc")
+        self.workers = workers
+
+
+def iter_chunks(fn, items, pool: ChunkPool | None):
+    """``fn(x) for x in items``, lazily and in order, on ``pool``'s threads when given.
+
+    At most :data:`CHUNKS_AHEAD_PER_WORKER` x ``pool.workers`` chunks are submitted and not yet
+    taken: the next is submitted as the oldest result is taken, so ``items`` may be a lazy
+    iterable of any length. A result, or an error, comes out in the place its chunk has.
+    Leaving early (an error, Ctrl-C, the caller closing the iterator) cancels the chunks not
+    started.
+    """
+    if pool is None:
+        yield from map(fn, items)
+        return
+    ahead = CHUNKS_AHEAD_PER_WORKER * pool.workers
+    pending = deque()
+    try:
+        for x in items:
+            pending.append(pool.submit(fn, x))
+            if len(pending) == ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def map_chunks(fn, items, pool: ChunkPool | None) -> list:
+    """``[fn(x) for x in items]``, on ``pool``'s threads when given; results in order
+    (:func:`iter_chunks`)."""
+    return list(iter_chunks(fn, items, pool))
 
 
 def single_threaded_blas():

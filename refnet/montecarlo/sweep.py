@@ -9,6 +9,7 @@ with independent noisy :func:`refnet.model.forward` passes.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass, fields, replace
 
@@ -20,7 +21,7 @@ from ..limits import MAX_LEVELS, MAX_REPETITIONS, passes_problem
 from ..losses import check_labels
 from ..model import Architecture, Params, check_input
 from ..noise import NOISE_TYPES, NoiseSpec
-from .chunks import check_workers, chunk_generator, resolve_seed, worker_pool
+from .chunks import check_workers, chunk_generator, iter_chunks, resolve_seed, worker_pool
 from .engine import (Workspace, check_backend, check_dtype, clean_state, count_correct,
                      draw_noise, parse_shortcuts, prepare, propagate, resolve_config)
 
@@ -162,10 +163,10 @@ def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
     starts = range(0, len(X), bs)
     engines = {(i, j): engine.with_spec(NoiseSpec.single(t, var))
                for i, t in enumerate(types) for j, var in enumerate(v)}
-    # every chunk of every pass at once: a pool never idles at the end of a pass; results come
-    # back in chunk order, so the counts (and the numbers) are those of one chunk at a time
-    chunks = [(i, j, k, c) for i in range(len(types)) for j in range(len(v))
-              for k in range(reps) for c in range(len(starts))]
+    # the chunks of every pass in one stream: a pool never idles at the end of a pass; results
+    # come back in chunk order, so the counts (and the numbers) are those of one chunk at a
+    # time. Lazy: (i, j, k, c) in this order, a few per worker in flight (iter_chunks)
+    chunks = itertools.product(range(len(types)), range(len(v)), range(reps), range(len(starts)))
 
     local = threading.local()      # one Workspace per thread of this call, freed with it
     state = None
@@ -188,7 +189,7 @@ def accuracy_sweep(arch: Architecture, params: Params, X, y, noise="duque",
         # the clean pass is one more task: it runs beside the first noisy chunks
         clean = pool.submit(clean_accuracy) if pool is not None else None
         clean_acc = clean_accuracy() if pool is None else None
-        counts = pool.map(n_correct, chunks) if pool is not None else map(n_correct, chunks)
+        counts = iter_chunks(n_correct, chunks, pool)
         for p in range(total):
             correct = sum(next(counts) for _ in starts)
             acc.flat[p] = correct / len(X) if len(X) else float("nan")

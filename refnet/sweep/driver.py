@@ -15,7 +15,10 @@ from .executors import make_executor
 from .spec import SweepSpec, cell_id
 from .store import SweepStore
 
-__all__ = ["SweepSummary", "run_sweep", "progress_bar", "baseline_path"]
+__all__ = ["SweepSummary", "run_sweep", "progress_bar", "baseline_path", "BASELINES"]
+
+#: The sub-folder of a sweep folder holding its baselines.
+BASELINES = "baselines"
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ def baseline_path(folder, settings: dict) -> Path:
     """Where the baseline of ``settings``' (dataset, seed) is kept: the file name
     :func:`refnet.reproduction.duque.train_models` gives its standard model."""
     setup = duque_setup(settings)
-    return Path(folder) / "baselines" / f"{setup.dataset}-standard-{setup.key()}.npz"
+    return Path(folder) / BASELINES / f"{setup.dataset}-standard-{setup.key()}.npz"
 
 
 def _baselines(ex, spec: SweepSpec, folder: Path, seeds, log) -> tuple[dict, int]:
@@ -76,7 +79,7 @@ def _baselines(ex, spec: SweepSpec, folder: Path, seeds, log) -> tuple[dict, int
     if todo:
         log(f"training {len(todo)} baseline(s) ({spec.data['dataset']}, "
             f"{spec.data['baseline_epochs']} epochs) on {ex.name}")
-        cache = str(Path(folder) / "baselines") if ex.shares_files else None
+        cache = str(Path(folder) / BASELINES) if ex.shares_files else None
         tasks = [(s, cache) for s in todo]
         for i, base in ex.map(_train_baseline_task, tasks):
             settings = todo[i]

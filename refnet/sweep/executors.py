@@ -32,6 +32,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+from ..cores import available_cores
 from ..errors import ConfigError
 
 __all__ = ["InProcess", "LocalPool", "DaskCluster", "make_executor", "available_cores",
@@ -40,55 +41,6 @@ __all__ = ["InProcess", "LocalPool", "DaskCluster", "make_executor", "available_
 #: Thread-count variables set to 1 in local workers before NumPy loads.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "NUMBA_NUM_THREADS")
-
-
-#: A container's CPU quota, where the container sees its own cgroup: cgroup v2's one file
-#: ("QUOTA PERIOD", or "max PERIOD" for none), else cgroup v1's pair (a quota of -1 is none).
-CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
-CGROUP_V1_QUOTA = ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-
-
-def available_cores(cpu_max: str = CGROUP_CPU_MAX, v1_quota=CGROUP_V1_QUOTA) -> int:
-    """The cores this process may keep busy: those it may run on (its CPU affinity), fewer if
-    its cgroup has a CPU quota. The affinity alone took a container given 2 CPUs of a 64-core
-    host for 64 cores: 64 workers time-sliced on 2 CPUs. The paths are the quota's files."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    quota = _cgroup_cpus(cpu_max, v1_quota)
-    return cores if quota is None else min(cores, quota)
-
-
-def _cgroup_cpus(cpu_max: str, v1_quota) -> int | None:
-    """ceil(quota / period) of the cgroup's CPU bandwidth limit, or None when there is none
-    (the files absent or unreadable, "max", -1, or text that is not two positive integers)."""
-    words = _words(cpu_max)
-    if words is not None:  # cgroup v2: the v1 files, if any, are not the limit
-        return _cpus(*words) if len(words) == 2 else None
-    quota, period = (_words(path) for path in v1_quota)
-    if quota and period and len(quota) == len(period) == 1:
-        return _cpus(quota[0], period[0])
-    return None
-
-
-def _words(path: str) -> list[str] | None:
-    """The words of a small kernel file, or None if it cannot be read."""
-    try:
-        with open(path, encoding="ascii") as f:
-            return f.read(256).split()
-    except (OSError, ValueError):  # absent, a folder, no permission; not ASCII text
-        return None
-
-
-def _cpus(quota: str, period: str) -> int | None:
-    try:
-        q, p = int(quota), int(period)
-    except ValueError:  # "max": no quota
-        return None
-    if q <= 0 or p <= 0:  # -1: no quota (cgroup v1)
-        return None
-    return -(-q // p)  # rounded up: 1.5 CPUs are used in full only by 2 workers
 
 
 #: prctl's option "send me this signal when my parent dies" (linux/prctl.h).

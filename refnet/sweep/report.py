@@ -237,6 +237,10 @@ def halving_summary(store: SweepStore, pts: list[Point]) -> str | None:
     return "\n".join(lines)
 
 
+#: What :func:`write_report` writes into its folder.
+REPORT_FILES = ("pareto.png", "front.md")
+
+
 def report_folder(folder, out=None) -> Path:
     """Where :func:`write_report` writes: ``out``, or by default ``<folder>/report``."""
     return Path(folder) / "report" if out is None else Path(out)

@@ -49,7 +49,8 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..limits import MAX_LEVELS, MAX_REPETITIONS, passes_problem
 from ..noise import NOISE_TYPES
-from ..npzfile import BadContent, JsonTooDeep, check_json_depth, parse_json_value
+from ..npzfile import MAX_METADATA_CHARS, BadContent, JsonTooDeep, check_json_depth, \
+    parse_json_value
 from ..paths import NO_SUCH_FILE, file_problem, short_path
 from ..train import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
 
@@ -71,6 +72,8 @@ EVALUATE_DEFAULTS = {"noise_types": list(NOISE_TYPES), "variances": [1e-3, 1e-2,
                      "batch_size": 1000}
 REPORT_DEFAULTS = {"noise_type": "add_unc", "variance": 1.0}
 _LIST_KEYS = (("data", "hidden"), ("evaluate", "noise_types"), ("evaluate", "variances"))
+#: The largest spec file read (it is read whole; a JSON text is held to as many characters).
+MAX_SPEC_BYTES = MAX_METADATA_CHARS
 _TABLES = {"data": DATA_DEFAULTS, "grid": GRID_DEFAULTS, "evaluate": EVALUATE_DEFAULTS,
            "report": REPORT_DEFAULTS}
 
@@ -98,7 +101,7 @@ def _float(where, v, lo=0.0, positive=False):
     if not math.isfinite(x) or x < lo or (positive and x <= 0):
         bound = "> 0" if positive else f">= {lo:g}"
         raise _err(where, f"expected a finite number {bound}, got {v!r}", "write a number")
-    return x
+    return x + 0.0  # -0.0 as 0.0: [0.0, -0.0] passed as two values (two cells, one setting)
 
 
 def _choice(where, v, options):
@@ -113,14 +116,17 @@ def _layer_lambdas(where, v, n_layers):
         return _float(where, v)
     from ..regularizers import resolve_layer_lambdas
 
-    out = {}
+    out, keys = {}, {}
     for k, lam in v.items():
         try:
             layer = int(k)
         except (TypeError, ValueError):
             raise _err(where, f"layer {k!r} is not an integer",
                        "key per-layer lambdas by layer number, e.g. {2 = 1e-3}") from None
-        out[layer] = _float(f"{where}[{k}]", lam)
+        if layer in out:  # "2" and "02" (or " 2"): the last one was kept without a word
+            raise _err(where, f"the keys {keys[layer]!r} and {k!r} are both layer {layer}",
+                       "give each layer once")
+        out[layer], keys[layer] = _float(f"{where}[{k}]", lam), k
     try:
         resolve_layer_lambdas(out, n_layers, where)
     except ValueError as e:
@@ -334,6 +340,10 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
                        "give the path of a .toml or .json spec")
         if path.suffix not in (".toml", ".json"):
             raise _err(source, "unknown spec format", "name it .toml or .json")
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:  # read whole below: a 200 GB file was a MemoryError traceback
+            raise _err(source, f"{size} bytes, more than a spec's ceiling of {MAX_SPEC_BYTES}",
+                       "give the sweep's spec (a few lines of TOML or JSON), not another file")
         try:
             text = path.read_text(encoding="utf-8-sig")  # a BOM was "Invalid statement"
             if path.suffix == ".toml":
@@ -347,7 +357,10 @@ def load_spec(path=None, overrides=()) -> SweepSpec:
                 raw = parse_json_value(text, source)
         except BadContent as e:  # a key given twice, too deep, not JSON
             raise _refused(e, "fix the syntax (each key once)") from None
-        except (OSError, ValueError) as e:  # TOMLDecodeError, UnicodeDecodeError, unreadable
+        except OSError as e:  # no permission to read it, an I/O error: its syntax is not at fault
+            raise _err(source, f"cannot be read ({e.strerror or e})",
+                       "make it readable (its permissions), or give another spec") from None
+        except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError
             raise _err(source, f"cannot be parsed ({e})", "fix the syntax") from None
         if raw == {}:  # every default: a 30-epoch MNIST baseline and its cell, without a word
             raise _err(source, "the spec file is empty (no table, no key)",

@@ -90,6 +90,19 @@ def files(tmp_path):
     f["missing"] = tmp_path / "missing.npz"
     f["long"] = tmp_path / ("x" * 3000)  # stat raises OSError (ENAMETOOLONG), not "missing"
     os.mkfifo(f.setdefault("fifo", tmp_path / "fifo.npz"))
+    # symbolic links leading nowhere: exists() says False, as for a free name
+    os.symlink(tmp_path / "loop_b", f.setdefault("loop", tmp_path / "loop_a"))
+    os.symlink(f["loop"], tmp_path / "loop_b")
+    os.symlink(tmp_path / "nowhere" / "dir", f.setdefault("dangling", tmp_path / "dangling"))
+    f["loop_to"], f["dangling_to"] = tmp_path / "loop_b", tmp_path / "nowhere" / "dir"
+    (f.setdefault("sweep_baselines_file", tmp_path / "swb")).mkdir()
+    (f["sweep_baselines_file"] / "baselines").write_text("")
+    (f.setdefault("sweep_front_dir", tmp_path / "swf") / "report" / "front.md").mkdir(parents=True)
+    (f.setdefault("evaluate_png_dir", tmp_path / "evo") / "accuracy.png").mkdir(parents=True)
+    (f.setdefault("rep_results_file", tmp_path / "repo")).mkdir()
+    (f["rep_results_file"] / "results").write_text("")
+    with open(f.setdefault("huge_spec", tmp_path / "huge.toml"), "wb") as h:
+        h.truncate(1 << 40)  # sparse: 1 TiB declared, nothing written
     f["dir"] = tmp_path
     f["out"] = tmp_path / "out"
     return {k: str(v) for k, v in f.items()}
@@ -143,6 +156,13 @@ CASES = {
         ("reproduce --preset quick --envelope {env_list}", "--envelope: only --preset full uses"),
         ("reproduce --out {model}", "--out: {model} is a file; give a folder"),
         ("reproduce --out {long}", f"xxx {TOO_LONG}; give another path"),
+        # broken links were taken for free names: the folder was not made, after the work
+        ("reproduce --out {dangling} --only semenova_fig4",
+         "--out: {dangling} is a symbolic link to {dangling_to} that leads nowhere"),
+        # what a run writes in --out, checked too: the script ran, then its results were not
+        # saved ("[Errno 17] File exists: '.../results'")
+        ("reproduce --out {rep_results_file} --only semenova_fig4",
+         "--out: {rep_results_file}/results is a file; give a folder"),
     ],
     "train": [
         ("train --dataset foo", "--dataset: unknown dataset 'foo'"),
@@ -180,6 +200,12 @@ CASES = {
         ("train --data-npz {train_yhuge}", "train_yhuge.npz: label 1000000000 means 1000000001 classes"),
         ("train --data-npz {train} --out {model}/x.npz", "--out: " + "{model}/x.npz lies under the file"),
         ("train --data-npz {train} --out {dir}", "--out: {dir} is a folder; give a file name"),
+        ("train --data-npz {train} --out {loop}/m.npz", "--out: {loop}/m.npz lies under {loop}, "
+                                                        "which is a symbolic link to {loop_to} that "
+                                                        "leads nowhere (its target is missing, or "
+                                                        "the links form a loop)"),
+        ("train --data-npz {train} --checkpoint {dangling}/c.npz",
+         "--checkpoint: {dangling}/c.npz lies under {dangling}, which is a symbolic link"),
         ("train --data-npz {train} --checkpoint {model}/c", "--checkpoint: {model}/c lies under"),
         ("train --data-npz {train_onefeat} --hidden 1048577",
          "--hidden: a layer of width 1048577 (layer sizes [1, 1048577, 3]) is wider than the 1048576"),
@@ -250,6 +276,14 @@ CASES = {
         ("evaluate {garbage} --data {data}", "garbage.npz"),
         ("evaluate {model}", "one of the arguments --dataset --data is required"),
         ("evaluate {model} --data {data} --out {model}", "--out: {model} is a file; give a folder"),
+        ("evaluate {model} --data {data} --out {dangling}", "--out: {dangling} is a symbolic link "
+                                                            "to {dangling_to} that leads nowhere"),
+        ("evaluate {model} --data {data} --out {loop}", "--out: {loop} is a symbolic link to "
+                                                        "{loop_to} that leads nowhere"),
+        ("evaluate {model} --data {data} --out {loop}/x", "--out: {loop}/x lies under {loop}"),
+        # the passes ran, accuracy.csv was written, then "[Errno 21] Is a directory"
+        ("evaluate {model} --data {data} --out {evaluate_png_dir}",
+         "--out: {evaluate_png_dir}/accuracy.png is a folder; give a file name"),
         ("evaluate {model} --data {data} --variances 100000000", "--variances: at most 10000 variances"),
         ("evaluate {model} --data {data} --variances 10000 --repetitions 10000",
          "--variances/--repetitions/--noise-types: 10000 variances x 10000 repetitions x 4 noise "
@@ -310,6 +344,9 @@ CASES = {
     ],
     "sweep": [
         ("sweep {missing} --out {out}", "no such spec file"),
+        # read whole before any check: a MemoryError traceback (or all the memory it fits in)
+        ("sweep {huge_spec} --out {out}", "{huge_spec}: 1099511627776 bytes, more than a spec's "
+                                          "ceiling of 16777216; give the sweep's spec"),
         ("sweep --out {out} --set nonsense=1", "unknown key 'nonsense'"),
         ("sweep --out {out} --set eq4_lambda=-1", "grid.eq4_lambda[0]: expected a finite number"),
         ("sweep --out {out} --best drop<1pp", "--best 'drop<1pp': not a constraint"),
@@ -321,6 +358,17 @@ CASES = {
         ("sweep --out {out} --set eq4_lambda=0 --report-dir {model}",
          "--report-dir: {model} is a file; give a folder"),
         ("sweep --out {long} --set eq4_lambda=0", f"xxx {TOO_LONG}; give another path"),
+        ("sweep --out {dangling} --set eq4_lambda=0", "--out: {dangling} is a symbolic link"),
+        # the baseline was trained, then not saved: "[Errno 17] File exists: '.../baselines'"
+        ("sweep --out {sweep_baselines_file} --set data.dataset=synthetic --set data.hidden=4 "
+         "--set data.baseline_epochs=1 --set epochs=1",
+         "--out: {sweep_baselines_file}/baselines is a file; give a folder"),
+        # the whole sweep ran, then its report was not written ("Is a directory")
+        ("sweep --out {sweep_front_dir} --set data.dataset=synthetic --set data.hidden=4 "
+         "--set data.baseline_epochs=1 --set epochs=1",
+         "--out: {sweep_front_dir}/report/front.md is a folder; give a file name"),
+        ("sweep --out {out} --set eq4_lambda=0 --report-dir {loop}/r",
+         "--report-dir: {loop}/r lies under {loop}, which is a symbolic link"),
         ("sweep --out {model}", "--out: {model}/report lies under the file {model}"),
         ("sweep --out {dir} --report-dir {model}", "--report-dir: {model} is a file; give a"),
         ("sweep {out}\x00.toml --out {out}", "\x00.toml: cannot be used (a NUL character in the "
@@ -342,6 +390,10 @@ CASES = {
                                                              "give the folder holding the dataset"),
         ("fetch mnist --mirror {model} --cache-dir {out}", "--mirror: {model}: a file, not a "
                                                            "folder"),
+        # every source was tried and failed on it ("File exists"), each over the network
+        ("fetch mnist --cache-dir {dangling}", "--cache-dir (cache_dir): the cache folder "
+                                               "{dangling} is a symbolic link to {dangling_to} "
+                                               "that leads nowhere"),
         ("fetch mnist --cache-dir {out}\x00", "--cache-dir (cache_dir): the cache folder "
                                               "'{out}\\x00' has a NUL character in its name"),
     ],
@@ -354,6 +406,8 @@ CASES = {
         ("info {model} --naming fc", "--naming needs --export-state-dict"),
         ("info {model} --export-state-dict {out} --naming xyz", "--naming: invalid choice: 'xyz'"),
         ("info {model} --export-state-dict {out}", "unknown weight file type ''"),
+        ("info {model} --export-state-dict {loop}/x.safetensors",
+         "--export-state-dict: {loop}/x.safetensors lies under {loop}, which is a symbolic link"),
         ("info {model} --export-state-dict {model}", "--export-state-dict: {model} is also the "
                                                      "model file, which this command reads"),
     ],
@@ -389,6 +443,8 @@ CASES = {
         ("crosscheck stat {model} --samples {data}", "not a refnet cross-check bundle"),
         ("crosscheck make {model} -o {long}.npz", f"xxx.npz {TOO_LONG}; give another path"),
         ("crosscheck make {model} -o {model}", "-o/--out: {model} is also the model file"),
+        ("crosscheck make {model} -o {dangling}/b.npz", "-o/--out: {dangling}/b.npz lies under "
+                                                        "{dangling}, which is a symbolic link"),
         ("crosscheck make {model} -o {data} --data {data}", "-o/--out: {data} is also the --data "
                                                             "file"),
     ],
@@ -485,6 +541,57 @@ def test_a_closed_stdout_ends_quietly_with_141(argv, buffered, files, chatty_mod
     proc.stdout.close()  # before Python has even started: no reader for anything it prints
     _, err = proc.communicate(timeout=120)
     assert (proc.returncode, err) == (141, "")
+
+
+@pytest.mark.parametrize("code", [errno.EPIPE, errno.ESHUTDOWN])
+def test_a_broken_pipe_of_the_work_is_an_error_in_process(code, monkeypatch, capsys):
+    """A BrokenPipeError from anything but stdout (a worker's pipe, the socket to a Dask
+    scheduler) ended the command silently with 141, as if stdout's reader had gone."""
+    from refnet.cli import info
+
+    def run(args):
+        print("some output")
+        raise BrokenPipeError(code, os.strerror(code))
+
+    monkeypatch.setattr(info, "run", run)
+    assert main(["info", __file__]) == 1
+    captured = capsys.readouterr()
+    line = _one_clean_line(captured.err)
+    assert line.startswith("refnet info: error: ") and os.strerror(code) in line
+    assert captured.out == "some output\n"
+
+
+#: ``refnet info`` in a child process whose run writes to a pipe of its own whose reader has
+#: gone (as a worker's pipe or a scheduler's socket breaks) after printing a line to stdout.
+_WORK_PIPE_BREAKS = """
+import os, sys
+from refnet.cli import info, main
+def run(args):
+    print("some output")
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "wb") as pipe:
+        pipe.write(b"x")
+        pipe.flush()
+info.run = run
+sys.exit(main(["info", sys.argv[1]]))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGPIPE and poll are POSIX")
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+def test_a_broken_pipe_of_the_work_is_an_error_in_a_real_process(buffered, files):
+    """Real pipes: stdout open and read, another pipe's reader gone. Exit 1 and the one line;
+    the output printed before is there."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    r = subprocess.run([sys.executable, "-c", _WORK_PIPE_BREAKS, files["model"]],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 1, r.stderr
+    expected = f"refnet info: error: [Errno {errno.EPIPE}] {os.strerror(errno.EPIPE)}"
+    assert _one_clean_line(r.stderr) == expected
+    assert r.stdout == "some output\n"
 
 
 def test_debug_shows_the_traceback(files):

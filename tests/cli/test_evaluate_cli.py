@@ -168,9 +168,9 @@ def test_evaluate_at_variance_zero_alone_writes_its_results(model_and_data, tmp_
 
 
 
-#: ``refnet ARGV`` in a child process that counts the tasks handed to its worker threads (1 ms
-#: each) and the Monte-Carlo chunks they compute (50 ms each): it touches MARKER at the 100th
-#: task, while the tasks are still being handed out, and writes both counts to COUNTS at the end.
+#: ``refnet ARGV`` in a child process that counts the Monte-Carlo chunks handed to its worker
+#: threads (1 ms each) and those they compute (50 ms each): it touches MARKER at the 30th chunk
+#: handed out, and writes both counts to COUNTS at the end.
 _COUNTING_CHILD = """
 import pathlib, sys, time
 from concurrent.futures import ThreadPoolExecutor
@@ -179,12 +179,13 @@ from refnet.cli import main
 marker, counts, argv = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3:]
 submitted, computed = [], []
 real_submit, real_chunk = ThreadPoolExecutor.submit, mc_sweep.count_correct
-def submit(self, *a, **k):
-    submitted.append(1)
-    if len(submitted) == 100:
-        marker.touch()
-    time.sleep(0.001)
-    return real_submit(self, *a, **k)
+def submit(self, fn, *a, **k):
+    if fn.__name__ == "n_correct":  # not the clean pass's tasks
+        submitted.append(1)
+        if len(submitted) == 30:
+            marker.touch()
+        time.sleep(0.001)
+    return real_submit(self, fn, *a, **k)
 def chunk(*a, **k):
     time.sleep(0.05)
     computed.append(1)
@@ -201,16 +202,20 @@ sys.exit(status)
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process is POSIX")
 def test_ctrl_c_ends_evaluate_without_running_the_queued_chunks(model_and_data, tmp_path):
     """Ctrl-C while the chunks were being handed to the worker threads (seconds, for a long
-    evaluation) waited for every chunk handed out so far to run."""
+    evaluation) waited for every chunk handed out so far to run. The chunks are handed out a
+    few per worker ahead of the results taken: those queued at Ctrl-C are dropped."""
     import signal
     import subprocess
     import sys
     import time
 
+    from refnet.montecarlo.chunks import CHUNKS_AHEAD_PER_WORKER
+
     _, _, _, _, model, data = model_and_data
     marker, counts, out = tmp_path / "started", tmp_path / "counts", tmp_path / "res"
+    workers = 2
     argv = ["evaluate", model, "--data", data, "--levels", "0.1", "--repetitions", "250",
-            "--batch-size", "10", "--workers", "2", "--no-progress", "--out", str(out)]
+            "--batch-size", "10", "--workers", str(workers), "--no-progress", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-c", _COUNTING_CHILD, str(marker), str(counts),
                              *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONWARNINGS": NO_FALLBACK_WARNING},
@@ -224,5 +229,59 @@ def test_ctrl_c_ends_evaluate_without_running_the_queued_chunks(model_and_data, 
     lines = [line for line in err.splitlines() if line.strip()]
     assert proc.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0], err
     submitted, computed = map(int, counts.read_text().split())
-    assert computed < submitted // 2  # those running end; those waiting do not start
+    # at Ctrl-C, CHUNKS_AHEAD_PER_WORKER x workers chunks handed out, one of them awaited: the
+    # running ones end (and each worker may just have taken one more), the others do not start
+    dropped = submitted - computed
+    assert workers < dropped <= CHUNKS_AHEAD_PER_WORKER * workers, (submitted, computed)
+    assert submitted < 250 * 12  # 120 rows in batches of 10, 250 passes
     assert not out.exists()
+
+
+def test_default_workers_count_the_cgroup_quota_as_the_sweep_does(model_and_data, tmp_path,
+                                                                  monkeypatch):
+    """--workers defaulted to the CPU affinity (64 here), at most 4, in a container given 1
+    CPU: 4 threads time-sliced on one core. It counts what refnet.cores.available_cores
+    counts, as refnet sweep does."""
+    import refnet.cores
+    from refnet.cli import build_parser
+
+    *_, model, data = model_and_data
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    (tmp_path / "cgroup").write_text("0::/job\n")
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "cpu.max").write_text("100000 100000\n")
+    monkeypatch.setattr(refnet.cores, "PROC_SELF_CGROUP", str(tmp_path / "cgroup"))
+    monkeypatch.setattr(refnet.cores, "CGROUP_ROOT", str(tmp_path))
+    args = build_parser().parse_args(["evaluate", model, "--data", data])
+    assert args.workers == refnet.cores.available_cores() == 1
+
+
+@pytest.mark.parametrize("failing", ["accuracy.png", "accuracy.json"])
+@pytest.mark.parametrize("error, status", [(OSError(28, "No space left on device"), 2),
+                                           (KeyboardInterrupt(), 130)])
+def test_result_files_land_as_a_set_or_not_at_all(failing, error, status, model_and_data,
+                                                  tmp_path, monkeypatch, capsys):
+    """The three files were written one after another: a full disk or Ctrl-C while writing
+    the png or the json left the new csv (and png) beside the old json, which vouched for
+    other files. Now none of the old files changes, and no temporary file is left."""
+    import tempfile
+
+    *_, model, data = model_and_data
+    out = tmp_path / "res"
+    assert main(_args(model, data, out, "--no-progress")) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["accuracy.csv", "accuracy.json", "accuracy.png"]
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*a, prefix="", **k):
+        if prefix.startswith(f".{failing}."):  # the write of this file fails
+            raise error
+        return real_mkstemp(*a, prefix=prefix, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    capsys.readouterr()
+    assert main(_args(model, data, out, "--no-progress", vmin="0.02")) == status  # new numbers
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    expected = "interrupted" if status == 130 else "No space left on device"
+    assert len(lines) == 1 and expected in lines[0], lines

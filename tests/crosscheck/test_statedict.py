@@ -131,6 +131,26 @@ def test_empty_or_cut_safetensors_says_so(tmp_path, model, size, words):
     assert "-1" not in str(e.value)[len(str(path)):]   # the tmp path may hold "-1" itself
 
 
+@needs_safetensors
+@pytest.mark.parametrize("dtype", ["BF16", "F8_E4M3"])
+def test_bfloat16_safetensors_says_how_to_convert(tmp_path, dtype):
+    """PyTorch's bfloat16 (and float8) have no NumPy dtype: the reader's "KeyError: 'BF16'"
+    named neither the tensor nor the fix."""
+    import struct
+
+    size = 2 if dtype == "BF16" else 1
+    header = json.dumps({"0.weight": {"dtype": dtype, "shape": [4, 6],
+                                      "data_offsets": [0, 24 * size]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(24 * size))
+    with pytest.raises(ModelFileError) as e:
+        load_state_dict(path)
+    assert str(e.value) == (f"{path}: tensor '0.weight' has dtype {dtype}, which NumPy cannot "
+                            "hold; convert the tensors to float32 or float64 before saving "
+                            "(PyTorch: {k: v.float() for k, v in sd.items()})")
+
+
 def test_integer_weights_say_how_to_convert(model):
     """"expected floats" named no way out."""
     state = {k: v.astype(np.int64) for k, v in to_state_dict(*model).items()}

@@ -175,6 +175,89 @@ def test_results_independent_of_the_number_of_workers(classifier):
     assert all(np.array_equal(a, b) for a, b in zip(one, three))
 
 
+def _all_at_once(fn, items, pool):
+    """How the sweep handed out its chunks before: ``Executor.map``, every chunk submitted
+    before the first result is taken."""
+    return pool.map(fn, items) if pool is not None else map(fn, items)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(workers=1, batch_size=64),
+    dict(workers=2, batch_size=7, noise_types=("add_unc", "mul_cor")),
+    dict(workers=3, batch_size=50, dtype=np.float32, backend="numpy"),
+    dict(workers=2, batch_size=300, repetitions=5),   # one chunk per pass
+], ids=["serial", "2-workers", "3-workers-float32-numpy", "one-chunk-per-pass"])
+def test_chunks_handed_out_a_few_at_a_time_give_the_same_bits(settings, classifier,
+                                                              monkeypatch):
+    """The same chunks, seeds and order of sums as when every chunk was submitted at once."""
+    import refnet.montecarlo.sweep as mc_sweep
+
+    arch, p, X, y = classifier
+    kw = dict(variances=[0.01, 0.3, 2.0], repetitions=3, rng=11) | settings
+    bounded = accuracy_sweep(arch, p, X, y, "duque", **kw)
+    monkeypatch.setattr(mc_sweep, "iter_chunks", _all_at_once)
+    at_once = accuracy_sweep(arch, p, X, y, "duque", **kw)
+    assert np.array_equal(bounded.accuracy, at_once.accuracy)
+    assert bounded.clean_accuracy == at_once.clean_accuracy and bounded.seed == at_once.seed
+
+
+def test_chunks_in_flight_stay_bounded(classifier, monkeypatch):
+    """Every chunk of every pass was submitted before the first result was taken: memory grew
+    with levels x repetitions x batches (millions of futures for a long evaluation). Now at
+    most CHUNKS_AHEAD_PER_WORKER per worker are submitted and not yet taken, plus the clean
+    pass's task."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from refnet.montecarlo.chunks import CHUNKS_AHEAD_PER_WORKER
+
+    arch, p, X, y = classifier
+    outstanding, most, submitted = set(), [0], [0]
+    real_submit, real_result = ThreadPoolExecutor.submit, Future.result
+
+    def submit(self, *a, **k):
+        future = real_submit(self, *a, **k)
+        outstanding.add(future)
+        submitted[0] += 1
+        most[0] = max(most[0], len(outstanding))
+        return future
+
+    def result(self, *a, **k):
+        outstanding.discard(self)
+        return real_result(self, *a, **k)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
+    monkeypatch.setattr(Future, "result", result)
+    workers, batches = 2, 300 // 5
+    r = accuracy_sweep(arch, p, X, y, "duque", noise_types=("add_cor",), variances=[0.1, 1.0],
+                       repetitions=2, batch_size=5, workers=workers, rng=3)
+    assert r.accuracy.shape == (1, 2, 2)
+    assert submitted[0] == 1 * 2 * 2 * batches + 2  # the chunks, the clean state, the clean pass
+    assert most[0] <= CHUNKS_AHEAD_PER_WORKER * workers + 1, most[0]
+
+
+def test_iter_chunks_is_lazy_ordered_and_cancels_what_is_left(monkeypatch):
+    """Items may be endless; results come in order; closing it early drops the chunks queued
+    (at most CHUNKS_AHEAD_PER_WORKER per worker were handed out)."""
+    import itertools
+    import threading
+
+    from refnet.montecarlo.chunks import CHUNKS_AHEAD_PER_WORKER, iter_chunks, worker_pool
+
+    calls, lock = [], threading.Lock()
+
+    def square(x):
+        with lock:
+            calls.append(x)
+        return x * x
+
+    with worker_pool(2, "numba") as pool:
+        it = iter_chunks(square, itertools.count(), pool)
+        assert list(itertools.islice(it, 10)) == [x * x for x in range(10)]
+        it.close()
+    assert len(calls) <= 10 + CHUNKS_AHEAD_PER_WORKER * 2
+    assert list(iter_chunks(square, range(5), None)) == [0, 1, 4, 9, 16]
+
+
 _WITHOUT_NUMBA = """
 import sys, warnings
 sys.modules["numba"] = None          # import numba now raises ImportError

@@ -77,6 +77,11 @@ def reference(tmp_path_factory):
     ({"grid": {"eq4_lambda": [{"7": 1e-3}]}}, "grid.eq4_lambda[0]"),
     ({"grid": {"eq4_lambda": [{"x": 1e-3}]}}, "grid.eq4_lambda[0]"),
     ({"grid": {"seed": [0, 0]}}, "grid.seed"),
+    # one setting twice: two cells computing the same thing, shown as two points
+    ({"grid": {"eq4_lambda": [0.0, -0.0]}}, "grid.eq4_lambda: a value is given twice"),
+    ({"grid": {"eq7_lambda": [-0.0, 0]}}, "grid.eq7_lambda: a value is given twice"),
+    ({"grid": {"eq4_lambda": [{"2": 1e-3, "02": 5e-3}]}},  # the last one was kept, silently
+     "grid.eq4_lambda[0]: the keys '2' and '02' are both layer 2; give each layer once"),
     ({"grid": {"eq7_variant": ["eq8"]}}, "grid.eq7_variant[0]"),
     ({"grid": {"eq7_coefficients": [[1, 2]]}}, "grid.eq7_coefficients[0]"),
     ({"grid": {"eq7_variant": ["eq7"], "eq7_coefficients": [[1, 2, 3]]}}, "grid.eq7_coefficients"),
@@ -169,6 +174,22 @@ def test_a_spec_file_with_a_byte_order_mark_is_read(tmp_path):
                        ("s.json", '{"data": {"dataset": "synthetic"}}')):
         (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
         assert load_spec(tmp_path / name).data["dataset"] == "synthetic"
+
+
+def test_a_spec_file_that_cannot_be_read_says_so_not_fix_the_syntax(tmp_path, monkeypatch):
+    """A spec without read permission was "cannot be parsed ([Errno 13] Permission denied:
+    ...); fix the syntax" (the tests may run as root, who reads every file: the error is made)."""
+    spec = tmp_path / "s.toml"
+    spec.write_text('[data]\ndataset = "synthetic"\n')
+
+    def unreadable(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", unreadable)
+    with pytest.raises(ConfigError) as e:
+        load_spec(spec)
+    assert str(e.value) == (f"{spec}: cannot be read (Permission denied); make it readable "
+                            "(its permissions), or give another spec")
 
 
 def test_an_override_of_an_unknown_table_names_the_override(tmp_path):
