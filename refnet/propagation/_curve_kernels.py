@@ -32,8 +32,8 @@ from .gaussian_argmax import rank_one_argmax_probability
 
 __all__ = ["hermite_sums", "hermite_sums_numpy", "output_variances", "hermite_level",
            "hermite_level_numpy", "sigmoid_values_and_slopes", "sigmoid_values_and_slopes_numpy",
-           "hermite_interpolate", "rank_one_shared_slope", "level_probability",
-           "level_probability_numpy"]
+           "hermite_interpolate", "neuron_table_means", "neuron_table_means_numpy",
+           "rank_one_shared_slope", "level_probability", "level_probability_numpy"]
 
 Array = np.ndarray
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
@@ -237,6 +237,64 @@ def hermite_interpolate(H: Array, dH: Array, grid: Array, tau: Array) -> Array:
     c = [(2 * s3 - 3 * s2 + 1), h * (s3 - 2 * s2 + s), (-2 * s3 + 3 * s2), h * (s3 - s2)]
     c = [x[:, None, None] for x in c]
     return c[0] * H[i] + c[1] * dH[i] + c[2] * H[i + 1] + c[3] * dH[i + 1]
+
+
+def neuron_table_means_numpy(lo: Array, step: Array, values: Array, slopes: Array,
+                             z2T: Array, shift: Array, out: Array) -> Array:
+    """Each neuron's tabulated function at ``mu = z2 + shift``, by cubic Hermite interpolation
+    in its own table (de Boor 1978, Ch. IV): neuron ``j``'s knots ``lo_j + i step_j``,
+    ``i < N``, with ``values`` and ``slopes`` (n, N) there. Neuron-major: z2T (n, B) the
+    transposed ``z2``, out (n, B); shift, lo, step (n,). The interval is
+    ``floor((mu - lo) / step)`` kept in ``[0, N - 2]``. Writes and returns ``out``."""
+    N = values.shape[1]
+    lo, step, shift = lo[:, None], step[:, None], shift[:, None]
+    u = ((z2T + shift) - lo) / step
+    i = np.clip(np.floor(u), 0.0, N - 2.0)
+    f = u - i
+    f2 = f * f
+    f3 = f2 * f
+    i = i.astype(np.intp)
+    rows = np.arange(len(values))[:, None]
+    out[...] = ((2.0 * f3 - 3.0 * f2 + 1.0) * values[rows, i]
+                + step * (f3 - 2.0 * f2 + f) * slopes[rows, i]
+                + (-2.0 * f3 + 3.0 * f2) * values[rows, i + 1]
+                + step * (f3 - f2) * slopes[rows, i + 1])
+    return out
+
+
+def _neuron_table_means_body(lo, step, values, slopes, z2T, shift, out):
+    # the twin's operations per element, in its order; one neuron at a time, so that its
+    # table stays in cache while every input reads it (input-major: 16 ns a value, mostly
+    # cache misses; neuron-major: measured in docs/benchmarks.md)
+    n, B = z2T.shape
+    N = values.shape[1]
+    for j in range(n):
+        lj, sj, hj = lo[j], step[j], shift[j]
+        for b in range(B):
+            u = ((z2T[j, b] + hj) - lj) / sj
+            fi = min(max(math.floor(u), 0.0), N - 2.0)
+            f = u - fi
+            f2 = f * f
+            f3 = f2 * f
+            i = int(fi)
+            out[j, b] = ((2.0 * f3 - 3.0 * f2 + 1.0) * values[j, i]
+                         + sj * (f3 - 2.0 * f2 + f) * slopes[j, i]
+                         + (-2.0 * f3 + 3.0 * f2) * values[j, i + 1]
+                         + sj * (f3 - f2) * slopes[j, i + 1])
+
+
+_neuron_table_means = njit(cache=True, error_model="numpy")(_neuron_table_means_body)
+
+
+def neuron_table_means(lo: Array, step: Array, values: Array, slopes: Array, z2T: Array,
+                       shift: Array, out: Array) -> Array:
+    """The numba kernel of :func:`neuron_table_means_numpy`: one pass, no temporaries; the
+    twin's bits (tested). The twin runs without numba."""
+    if not _numba.HAVE_NUMBA:
+        _numba.warn_fallback("the tabulated neuron means")
+        return neuron_table_means_numpy(lo, step, values, slopes, z2T, shift, out)
+    _neuron_table_means(lo, step, values, slopes, z2T, shift, out)
+    return out
 
 
 def rank_one_shared_slope(c: Array, u: Array, y: Array) -> Array:

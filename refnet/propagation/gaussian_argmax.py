@@ -99,7 +99,9 @@ def _genz_probability(md: Array, Cd: Array, log2_n: int, shifts: Array | None = 
     w = sobol_points(max(m - 1, 1), log2_n)         # (N, m-1); the last variable needs none
     N = len(w)
     if shifts is not None:                          # (n, N, m-1): each row its own rotation
-        w = np.clip((w[None] + shifts[:, None, :w.shape[1]]) % 1.0, 1e-12, 1 - 1e-12)
+        w = w[None] + shifts[:, None, :w.shape[1]]  # in [0, 2): modulo 1 is minus 1 above 1,
+        w -= w >= 1.0                               # exact there (Sterbenz), as % gives it
+        np.clip(w, 1e-12, 1 - 1e-12, out=w)
     f = np.ones((n, N))
     e = np.zeros((n, N, m))                         # the standard normals chosen so far
     for i in range(m):

@@ -42,7 +42,11 @@ approximation of the noise model, only numerical ones, each with its bound):
   inputs still open condition on up to ``directions`` (default 2) of them and average the
   conditional probabilities over a fifth-degree cubature rule, instead of carrying that part
   of the noise to the logits linearly (:mod:`~refnet.propagation.conditioned`, where the
-  derivation is); ``directions=0`` turns it off (then the curve is ``method="full"``'s).
+  derivation is); ``directions=0`` turns it off (then the curve is ``method="full"``'s). The
+  points share one covariance of the logit differences, formed at the unshifted mean; each
+  point takes its own logit means (its neurons' Gauss-Hermite means at the shifted mean, the
+  ``exp`` of the shift once per point) and its own settling, and integrates the argmax on
+  rotated points in proportion to its weight (:func:`_conditional_level`).
 * **Correlated noise: one grid over the shared draw** (:mod:`~refnet.propagation.correlated_curve`).
 
 Anything else (other placements, depths or mixed sources) runs ``method="full"``.
@@ -58,14 +62,16 @@ from scipy.special import ndtr
 
 from ..activations import get_activation
 from ..noise import NoiseConfig
-from ._curve_kernels import hermite_level, hermite_sums, output_variances
+from ._curve_kernels import hermite_level, hermite_sums, neuron_table_means, output_variances
 from .conditioned import (MAX_DIRECTIONS, conditioned_directions, conditioned_probability,
-                          deflate)
+                          cubature_rule, deflate, deflated_variance)
 from .correlated_curve import GRID_POINTS, correlated_curve, rank_one_shared_slope  # noqa: F401
 from .gaussian_argmax import orthant_probability_and_variance
-from .lowrank_cov import class_forms, class_projector, lowrank_kept_probability, ppca_gram
+from .lowrank_cov import (class_forms, class_projector, lowrank_kept_covariance,
+                          lowrank_kept_probability, ppca_gram, total_variation_bound)
 from .neuron_moments import gauss_hermite_activation_moments, hermite_rule
-from .settle_bounds import CleanSettleBound, DenseBound, pair_diagonal, pair_forms
+from .settle_bounds import (SIGMOID_D4_MAX, CleanSettleBound, DenseBound, pair_diagonal,
+                            pair_forms)
 
 __all__ = ["fast_path", "hermite_nodes_for_variance", "sigmoid_hermite_moments",
            "rank_one_shared_slope",
@@ -214,21 +220,32 @@ def _kept_classes(tails: Array, y: Array, tol: float) -> tuple[Array, Array]:
     return kept, dropped
 
 
+def _dense_kept_covariance(v2, d, g1, s, W2, W3, y, S, *, uniform: bool):
+    """Covariance (n, m, m) of the differences ``D_k = Y_y - Y_k``, k the columns of ``S``
+    (n, m): ``A diag(v2) A^T + s (A D W2) diag(g1) (A D W2)^T`` with ``A`` the rows
+    ``W3[y] - W3[k]``. ``E = (A D) W2`` is the one large product; it and the Gram matrix
+    ``E diag(g1) E^T`` run in float32 (each within ``n u32`` of the absolute values'
+    product, ``n u32 <= 2e-5`` for 300 neurons: Higham, *Accuracy and Stability of Numerical
+    Algorithms*, 2nd ed., SIAM 2002, Sec. 3.5), formed from the differences so that no
+    variance is a float32 cancellation. ``uniform``: ``g1`` is all ones (additive noise)."""
+    A = W3[y][:, None, :] - W3[S]                                  # (n, m, n2)
+    m = S.shape[1]
+    E = ((A * d[:, None, :]).astype(np.float32).reshape(-1, W2.shape[0])
+         @ W2.astype(np.float32)).reshape(len(y), m, -1)           # (n, m, n1), float32
+    Eg = E if uniform else E * g1[:, None, :].astype(np.float32)
+    cov = s * (Eg @ E.transpose(0, 2, 1)).astype(np.float64)
+    cov += (A * v2[:, None, :]) @ A.transpose(0, 2, 1)
+    return cov
+
+
 def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, *, uniform: bool,
                       shifts=None, chunk_elems=1 << 22):
     """``P(argmax = y)`` over the kept classes only, from the exact covariance of the
-    differences ``D_k = Y_y - Y_k``: ``A diag(v2) A^T + s (A D W2) diag(g1) (A D W2)^T`` with
-    ``A`` the rows ``W3[y] - W3[k]``. ``E = (A D) W2`` is the one large product; it and the
-    Gram matrix ``E diag(g1) E^T`` run in float32 (each within ``n u32`` of the absolute
-    values' product, ``n u32 <= 2e-5`` for 300 neurons: Higham, *Accuracy and Stability of
-    Numerical Algorithms*, 2nd ed., SIAM 2002, Sec. 3.5), formed from the differences so that
-    no variance is a float32 cancellation. Returns (B,) and the integration variance of
-    :func:`~refnet.propagation.gaussian_argmax.orthant_probability_and_variance` (B,)."""
+    differences (:func:`_dense_kept_covariance`). Returns (B,) and the integration variance
+    of :func:`~refnet.propagation.gaussian_argmax.orthant_probability_and_variance` (B,)."""
     B, K = mu.shape
     p, var = np.empty(B), np.empty(B)
     m_of = kept.sum(axis=1) - 1                                # kept classes besides the label
-    W2s = W2.astype(np.float32)
-    pairs = W3[:, None, :] - W3[None, :, :]                    # (K, K, n2): W3[y] - W3[k]
     for m in np.unique(m_of):
         idx = np.flatnonzero(m_of == m)
         others = np.where(kept[idx], np.arange(K), K)
@@ -237,12 +254,8 @@ def _kept_probability(mu, v2, d, g1, s, W2, W3, y, kept, log2_points, *, uniform
         step = max(1, chunk_elems // (int(m) * W2.shape[1]))
         for i in range(0, len(idx), step):
             b, Sb = idx[i:i + step], S[i:i + step]
-            A = pairs[y[b][:, None], Sb]                          # (n, m, n2)
-            E = ((A * d[b][:, None, :]).astype(np.float32).reshape(-1, W2.shape[0]) @ W2s)
-            E = E.reshape(len(b), m, -1)                          # (n, m, n1), float32
-            Eg = E if uniform else E * g1[b][:, None, :].astype(np.float32)
-            cov = s * (Eg @ E.transpose(0, 2, 1)).astype(np.float64)
-            cov += (A * v2[b][:, None, :]) @ A.transpose(0, 2, 1)
+            cov = _dense_kept_covariance(v2[b], d[b], None if uniform else g1[b], s, W2, W3,
+                                         y[b], Sb, uniform=uniform)
             md = mu[b, y[b]][:, None] - np.take_along_axis(mu[b], Sb, axis=1)
             p[b], var[b] = orthant_probability_and_variance(
                 md, cov, log2_points=log2_points, shifts=None if shifts is None else shifts[b])
@@ -273,42 +286,129 @@ def _settle(mu, v2, d, s, y, bound, *, rows, settle_tol):
     return p, ~lost & (kept.sum(axis=1) > 1), kept, dropped, Qv, Qd
 
 
-def _conditional_level(s, W3, b3, y, n_pts, shifts, moments, *, settle_tol=SETTLE_TOL):
-    """``level_probability`` of :func:`~refnet.propagation.conditioned.
-    conditioned_probability` for additive noise: the level's own steps at the conditional
-    mean and variance, through the deflated ``W2`` (its PPCA form when it has one): neuron
-    moments, logit moments, :func:`_settle` with the deflated ``W2``'s bound (an input settled
-    at one cubature point is integrated only at the others), the argmax over the classes kept
-    there. Returns ``P(argmax = y | t)`` with the dropped classes' half-sum taken off, as the
-    level's own ``p``."""
-    forms = {}
-    ones = np.ones((1, W3.shape[1]))
+def sigmoid_mean_table(lo: Array, hi: Array, var_z: Array, n_nodes: int, *,
+                       tol: float = HERMITE_TOL) -> tuple[Array, Array, Array, Array]:
+    """Each sigmoid neuron's mean ``h_j(mu) = E s(mu + sqrt(var_z_j) x)`` as a table on
+    ``[lo_j, hi_j]`` (n,) for :func:`~refnet.propagation._curve_kernels.neuron_table_means`:
+    ``(lo, step, values, slopes)``, the values ``h_j`` and slopes ``h_j' = E s'`` at
+    ``N`` knots per neuron (n, N) by :func:`sigmoid_hermite_moments` with ``n_nodes``.
+    Cubic Hermite interpolation errs by at most ``step^4 / 384 sup |h^(4)|`` (de Boor 1978,
+    Ch. IV), and ``sup |h^(4)| <= sup |s^(4)|`` (:data:`~refnet.propagation.settle_bounds.
+    SIGMOID_D4_MAX`: ``h^(4)`` is an average of ``s^(4)``), so the steps are at most
+    ``(384 tol / sup |s^(4)|)^(1/4)`` (0.042 for ``tol = 1e-9``): the interpolated means are
+    within ``tol`` of the Gauss-Hermite sums, whose own error is that of ``n_nodes``."""
+    width = hi - lo
+    n_knots = max(2, int(np.ceil(width.max(initial=0.0)
+                                 / (384.0 * tol / SIGMOID_D4_MAX) ** 0.25)) + 1)
+    step = np.where(width > 0, width / (n_knots - 1), 1.0)
+    knots = lo + step * np.arange(n_knots)[:, None]               # (N, n)
+    m1, _, d = sigmoid_hermite_moments(knots, np.sqrt(var_z), n_nodes)
+    return lo, step, np.ascontiguousarray(m1.T), np.ascontiguousarray(d.T)
 
-    def level(z2, var_z, deflation):
-        if id(deflation) not in forms:
-            U_r = None if deflation.gram is None else deflation.gram.U_r
-            forms[id(deflation)] = (
-                DenseBound(deflation.W_rest, W3, ones, svd=deflation.svd),
-                None if U_r is None else class_projector(W3, U_r))
-        bound, WU = forms[id(deflation)]
-        m1, d, v2 = moments(z2, var_z, s, mul=False)
-        mu = m1 @ W3.T + b3
-        p, rest, kept, dropped, Qv, Qd = _settle(mu, v2, d, s, y, bound, rows=slice(None),
-                                                 settle_tol=settle_tol)
-        tv, var = np.zeros(len(p)), np.zeros(len(p))
-        if rest.any():
-            sh = None if shifts is None else shifts[rest]
-            if deflation.gram is None:
-                pk, var[rest] = _kept_probability(mu[rest], v2[rest], d[rest], None, s,
-                                                  deflation.W_rest, W3, y[rest], kept[rest],
-                                                  n_pts, uniform=True, shifts=sh)
-            else:
-                pk, tv[rest], var[rest] = lowrank_kept_probability(
-                    mu[rest], Qv[rest], Qd[rest], d[rest] @ WU, s, deflation.gram, y[rest],
-                    kept[rest], log2_points=n_pts, shifts=sh)
-            p[rest] = pk - 0.5 * dropped[rest]
+
+def _other_classes(y: Array, K: int) -> Array:
+    """(B, K - 1): each input's classes other than its label, ascending."""
+    rest = np.broadcast_to(np.arange(K), (len(y), K))
+    return rest[rest != np.asarray(y)[:, None]].reshape(len(y), K - 1)
+
+
+def _conditional_level(s, W3, b3, y, z2, var_z, deflation, n_pts, shifts, moments, *,
+                       table_nodes: int | None = None, settle_tol=SETTLE_TOL,
+                       chunk_elems=1 << 22):
+    """``level_probability`` of :func:`~refnet.propagation.conditioned.
+    conditioned_probability` for additive noise, with one covariance of the logit
+    differences shared by the cubature points (the one approximation beyond the level's own:
+    see :mod:`~refnet.propagation.conditioned`): formed once, from the neurons' moments at the
+    unshifted mean ``z2`` (B, n2) and the deflated variances ``var_z`` (n2,), through the
+    deflated ``W2`` (its PPCA form when it has one, whose total-variation bound, taken on
+    all the differences, bounds every marginal the points integrate). A point computes only
+    its neurons' means at its shifted mean, the logit means, and then, with the shared
+    covariance's own standard deviations, the level's settle rules
+    (:func:`_settled_orthant`): it cannot move more than ``settle_tol / 2`` by them.
+    ``table_nodes`` (sigmoid neurons): the points' means come from one table per neuron
+    (:func:`sigmoid_mean_table`, that many Gauss-Hermite nodes) over the range of every
+    point's shifted means, instead of a Gauss-Hermite sum per point. Returns
+    ``level(shift, var_z, deflation, share) -> (p, tv, var)``, each (B,); after the call for
+    the rule's heaviest point (its origin, ``share = 1``), ``level.origin`` holds which rows
+    it integrated and how many classes each kept there (the label included), for the curve's
+    diagnostics."""
+    K = W3.shape[0]
+    others = _other_classes(y, K)                              # (B, K - 1)
+    _, d, v2 = moments(z2, var_z, s, mul=False)
+    if deflation.gram is None:
+        step = max(1, chunk_elems // ((K - 1) * deflation.W_rest.shape[1]))
+        cov = np.concatenate([_dense_kept_covariance(
+            v2[i:i + step], d[i:i + step], None, s, deflation.W_rest, W3, y[i:i + step],
+            others[i:i + step], uniform=True) for i in range(0, max(len(y), 1), step)])
+        tv = np.zeros(len(y))
+    else:
+        R = (d @ class_projector(W3, deflation.gram.U_r)).reshape(len(y), K, -1)
+        cov, C_perp = lowrank_kept_covariance(class_forms(v2, W3), class_forms(d * d, W3), R,
+                                              s, deflation.gram, y, others)
+        tv = total_variation_bound(cov, C_perp, s, deflation.gram.eta)
+    sd = np.sqrt(np.clip(np.einsum("nkk->nk", cov), 0.0, None))
+    rows = np.arange(len(y))
+    table = None
+    if table_nodes is not None:   # the sigmoid's means at every point, from one table
+        # the shifts conditioned_probability hands the points, computed as it does, so that
+        # every mean a point asks for lies in its neuron's range (rounding is monotone)
+        moved = [np.sqrt(s) * (deflation.US @ t) for t in cubature_rule(deflation.US.shape[1])[0]]
+        table = sigmoid_mean_table(np.min([z2.min(axis=0) + sh for sh in moved], axis=0),
+                                   np.max([z2.max(axis=0) + sh for sh in moved], axis=0),
+                                   var_z, table_nodes)
+        z2T = np.ascontiguousarray(z2.T)
+
+    def level(shift, var_t, deflation_t, share=1.0):
+        if deflation_t is not deflation or not np.array_equal(var_t, var_z):
+            raise ValueError("this level's covariance is that of another deflation")
+        if table is None:
+            mu = moments(z2 + shift, var_z, s, mul=False)[0] @ W3.T + b3
+        else:   # neuron-major (n2, B): each neuron's table stays in cache
+            mu = (W3 @ neuron_table_means(*table, z2T, shift, np.empty_like(z2T))).T + b3
+        md = mu[rows, y][:, None] - np.take_along_axis(mu, others, axis=1)
+        # rotated points: 2**n_pts times the point's share of the largest weight, rounded up
+        # to a power of two (at least 2): points in proportion to the weights minimise the
+        # weighted sum of the points' integration variances for a given total. The fixed
+        # rule keeps its points (its error is a bias, which fewer points would not average)
+        n = n_pts if shifts is None else max(1, n_pts - int(np.floor(np.log2(1.0 / share))))
+        p, var, open_, n_kept = _settled_orthant(md, cov, sd, shifts, n, settle_tol)
+        if share == 1.0:   # the rule's heaviest point, its origin: the level's diagnostics
+            level.origin = (open_, n_kept + 1)
         return p, tv, var
     return level
+
+
+def _settled_orthant(md, cov, sd, shifts, log2_points, settle_tol):
+    """``P(D > 0)`` for ``D ~ N(md, cov)`` per row (md (B, m), cov (B, m, m), ``sd`` its
+    diagonal's roots), with :func:`_settle`'s rules on the exact marginals: a row with some
+    ``P(D_k > 0) <= settle_tol`` takes half of the smallest (``P(D > 0)`` is below it);
+    differences whose ``P(D_k <= 0)`` sum to at most ``settle_tol`` (ascending) leave the
+    integral, which then takes half their sum off (error ``<= settle_tol / 2`` either way).
+    Returns ``p``, the integration variance, which rows were integrated and how many
+    differences each kept, each (B,)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sd > 0, md / sd, np.where(md > 0, np.inf, -np.inf))
+    right_up = ndtr(z).min(axis=1)
+    lost = right_up <= settle_tol
+    tails = ndtr(-z)
+    order = np.argsort(tails, axis=1)
+    drop_sorted = np.cumsum(np.take_along_axis(tails, order, axis=1), axis=1) <= settle_tol
+    kept = np.ones_like(tails, dtype=bool)
+    np.put_along_axis(kept, order, ~drop_sorted, axis=1)
+    dropped = np.where(kept, 0.0, tails).sum(axis=1)
+    p = np.where(lost, 0.5 * right_up, 1.0 - 0.5 * dropped)
+    var = np.zeros(len(md))
+    m_of = kept.sum(axis=1)
+    open_ = ~lost & (m_of > 0)
+    for m in np.unique(m_of[open_]):
+        idx = np.flatnonzero(open_ & (m_of == m))
+        S = np.sort(np.where(kept[idx], np.arange(md.shape[1]), md.shape[1]), axis=1)[:, :m]
+        C = cov[idx[:, None, None], S[:, :, None], S[:, None, :]]
+        pk, var[idx] = orthant_probability_and_variance(
+            np.take_along_axis(md[idx], S, axis=1), C, log2_points=log2_points,
+            shifts=None if shifts is None else shifts[idx])
+        p[idx] = pk - 0.5 * dropped[idx]
+    return p, var, open_, m_of
 
 
 def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, variances: Array, *,
@@ -372,27 +472,37 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
         var_z = s * (q2 if not mul else q2[idx])
         if not mul:
             var_z = var_z[0]
-        m1, d, v2 = _level_moments(act, n_gh, z2[idx], var_z, s, mul=mul)
-        mu = m1 @ W3.T + b3
-        p, rest, kept, dropped, Qv, Qd = _settle(mu, v2, d, s, yi, bound, rows=idx,
-                                                 settle_tol=settle_tol)
-        tv, var = np.zeros(1), np.zeros(1)
-        sh = None if shifts is None else shifts[idx[rest]]
         k_dir = 0 if mul else conditioned_directions(svd[1], s, max_directions=directions)
         n_dirs.append(k_dir)
-        if rest.any() and k_dir:
+        tv, var = np.zeros(1), np.zeros(1)
+        if k_dir and len(idx):
+            # every open input is conditioned on, and each point settles and drops classes
+            # on its own (the linearised level's own moments and bounds would not enter)
             if k_dir not in deflations:
                 deflations[k_dir] = deflate(svd, k_dir, gram_rank=gram_rank)
             defl = deflations[k_dir]   # its narrower variances may need fewer nodes
             n_c = hermite_nodes_for_variance(act, s * float((q2[0] - defl.q_drop).max()),
                                              max_nodes=hermite_nodes)
-            cond = _conditional_level(s, W3, b3, yi[rest], n_pts, sh,
+            cond = _conditional_level(s, W3, b3, yi, z2[idx], deflated_variance(s, q2[0], defl),
+                                      defl, n_pts, None if shifts is None else shifts[idx],
                                       functools.partial(_level_moments, act, n_c),
+                                      table_nodes=n_c if sigmoid else None,
                                       settle_tol=settle_tol)
-            # each point settles and drops classes on its own bounds: the level's kept
-            # classes and dropped sum do not enter
-            p[rest], tv, var = conditioned_probability(z2[idx[rest]], s, q2[0], defl, cond)
-        elif rest.any() and gram is not None:
+            p, tv, var = conditioned_probability(s, q2[0], defl, cond)
+            open_at_origin, kept_at_origin = cond.origin
+            tv_mean.append(float(tv.sum() / len(a1)))
+            se.append(float(np.sqrt(var.sum()) / len(a1)))
+            per[j, idx] = p
+            settled.append(float(1.0 - open_at_origin.sum() / len(a1)))
+            n_kept.append(float(kept_at_origin[open_at_origin].mean())
+                          if open_at_origin.any() else 1.0)
+            continue
+        m1, d, v2 = _level_moments(act, n_gh, z2[idx], var_z, s, mul=mul)
+        mu = m1 @ W3.T + b3
+        p, rest, kept, dropped, Qv, Qd = _settle(mu, v2, d, s, yi, bound, rows=idx,
+                                                 settle_tol=settle_tol)
+        sh = None if shifts is None else shifts[idx[rest]]
+        if rest.any() and gram is not None:
             pk, tv, var = lowrank_kept_probability(mu[rest], Qv[rest], Qd[rest], d[rest] @ WU,
                                                    s, gram, yi[rest], kept[rest],
                                                    log2_points=n_pts, shifts=sh)

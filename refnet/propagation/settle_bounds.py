@@ -31,14 +31,19 @@ from scipy.special import ndtr
 
 from .lowrank_cov import class_forms, class_projector
 
-__all__ = ["SIGMOID_D2_MAX", "SIGMOID_D3_MAX", "CleanSettleBound", "DenseBound", "pair_forms",
-           "pair_diagonal"]
+__all__ = ["SIGMOID_D2_MAX", "SIGMOID_D3_MAX", "SIGMOID_D4_MAX", "CleanSettleBound",
+           "DenseBound", "pair_forms", "pair_diagonal"]
 
 Array = np.ndarray
 #: sup |s''| of the logistic sigmoid s (at s = 1/2 +- 1/sqrt(12)).
 SIGMOID_D2_MAX = 1.0 / (6.0 * np.sqrt(3.0))
 #: sup |s'''| of the logistic sigmoid (at 0).
 SIGMOID_D3_MAX = 1.0 / 8.0
+#: sup |s''''| of the logistic sigmoid. With ``p = s (1 - s)`` and ``u = 1 - 2 s``,
+#: ``s'''' = p u (1 - 12 p) = u (1 - u^2) (3 u^2 - 2) / 4``, extreme where
+#: ``15 u^4 - 15 u^2 + 2 = 0``: at ``u^2 = (15 - sqrt(105)) / 30``, where it is about 0.1277.
+_U4 = np.sqrt((15.0 - np.sqrt(105.0)) / 30.0)
+SIGMOID_D4_MAX = float(_U4 * (1.0 - _U4 ** 2) * (2.0 - 3.0 * _U4 ** 2) / 4.0)
 
 
 def _label_forms(x: Array, F: Array, y: Array) -> Array:

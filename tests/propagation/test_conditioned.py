@@ -81,14 +81,27 @@ def test_deflation_keeps_every_neurons_mean_and_variance(k, shape):
     np.testing.assert_allclose(d.gram.S_r, svd[1][k:k + 4], atol=1e-12)
 
 
+def _spy_on_integrals(monkeypatch):
+    """Record how many rows each argmax integral of the curve's conditional level takes."""
+    from refnet.propagation import moment_curve
+
+    rows, inner = [], moment_curve.orthant_probability_and_variance
+
+    def spy(md, cov, **kw):
+        rows.append(len(md))
+        return inner(md, cov, **kw)
+    monkeypatch.setattr(moment_curve, "orthant_probability_and_variance", spy)
+    return rows
+
+
 @pytest.mark.parametrize("s", [0.5, 0.01])
 def test_one_conditional_level_is_the_gaussian_of_its_shifted_network(blobs_net, s,
                                                                         monkeypatch):
     """With every direction conditioned on, z2 is fixed by t and the logits are Gaussian
-    (only the layer-2 noise is left): the level's probability at one cubature point equals a
-    direct computation from W2 (a1 + sqrt(s) V t), which does not go through U and S. At
-    s = 0.01 most inputs are settled at the point by its own bounds (checked), at 0.5 none."""
-    from refnet.propagation import moment_curve
+    (only the layer-2 noise is left, whose covariance does not depend on t): the level's
+    probability at one cubature point equals a direct computation from W2 (a1 + sqrt(s) V t),
+    which does not go through U and S. At s = 0.01 most inputs are settled at the point by
+    its own rules (checked), at 0.5 none."""
     from refnet.propagation.moment_curve import _conditional_level, _level_moments
 
     arch, P, X, y = blobs_net
@@ -101,18 +114,12 @@ def test_one_conditional_level_is_the_gaussian_of_its_shifted_network(blobs_net,
     defl = deflate(svd, k, gram_rank=None)
     assert np.abs(defl.W_rest).max() < 1e-12
     t = np.linspace(-1.5, 1.5, k)
-    level = _conditional_level(s, W3, b3, y, 12, None,
+    var_z = np.zeros(z2.shape[1])
+    level = _conditional_level(s, W3, b3, y, z2, var_z, defl, 12, None,
                                functools.partial(_level_moments, "sigmoid", 24))
-    open_fraction = []
-    settle = moment_curve._settle
-
-    def spy(*args, **kw):
-        out = settle(*args, **kw)
-        open_fraction.append(out[1].mean())
-        return out
-    monkeypatch.setattr(moment_curve, "_settle", spy)
-    p, tv, _ = level(z2 + np.sqrt(s) * (defl.US @ t), np.zeros(z2.shape[1]), defl)
-    assert (open_fraction[0] == 1.0) if s == 0.5 else (open_fraction[0] < 0.5)
+    rows = _spy_on_integrals(monkeypatch)
+    p, tv, _ = level(np.sqrt(s) * (defl.US @ t), var_z, defl)
+    assert (sum(rows) == len(y)) if s == 0.5 else (sum(rows) < 0.5 * len(y))
     a2 = 1 / (1 + np.exp(-((a1 + np.sqrt(s) * (svd[2][:k].T @ t)) @ W2.T + b2)))
     mu = a2 @ W3.T + b3
     K = W3.shape[0]
@@ -126,10 +133,66 @@ def test_one_conditional_level_is_the_gaussian_of_its_shifted_network(blobs_net,
     assert np.abs(p - direct).mean() < 2e-4
 
 
-def test_conditioned_probability_weights_the_points(blobs_net):
+@pytest.mark.parametrize("gram_rank, table_nodes", [(None, None), (8, None), (None, 24)])
+def test_conditional_level_shares_the_covariance_at_the_unshifted_mean(blobs_net, gram_rank,
+                                                                        table_nodes, monkeypatch):
+    """One direction conditioned on, the rest of the noise wide: at a shifted point the
+    level's probability is that of the logit means at the point (Gauss-Hermite at the
+    shifted mean) with the covariance at t = 0 (A diag(v2) A^T + s (A D W') (A D W')^T from
+    the moments at the unshifted mean), computed here directly in float64 from the generic
+    moments, on the same 2**12 fixed points and with nothing settled (settle_tol 0). With a
+    PPCA form of W' W'^T the level's covariance is that form's: within its total-variation
+    bound of the direct one, which the level reports. With a table of the neurons' means (the
+    curve's way for the sigmoid) the means are within 1e-9 of the sums: the same result to
+    the integral's own rounding."""
+    from refnet.propagation.moment_curve import _conditional_level, _level_moments
+    from refnet.propagation.neuron_moments import gauss_hermite_activation_moments
+
+    arch, P, X, y = blobs_net
+    W1, W2, W3 = P.W
+    b1, b2, b3 = P.b
+    s = 0.6
+    a1 = 1 / (1 + np.exp(-(X @ W1.T + b1)))
+    z2 = a1 @ W2.T + b2
+    q2 = (W2 * W2).sum(axis=1)
+    defl = deflate(np.linalg.svd(W2, full_matrices=True), 1, gram_rank=gram_rank)
+    var_z = s * np.clip(q2 - defl.q_drop, 0.0, None)
+    assert var_z.max() > 0.5                                # the rest of the noise is wide
+    level = _conditional_level(s, W3, b3, y, z2, var_z, defl, 12, None,
+                               functools.partial(_level_moments, "sigmoid", 24),
+                               table_nodes=table_nodes, settle_tol=0.0)
+    rows = _spy_on_integrals(monkeypatch)
+    shift = np.sqrt(s) * (defl.US @ cubature_rule(1)[0][1])   # a point of the rule
+    p, tv, _ = level(shift, var_z, defl)
+    assert sum(rows) == len(y)                              # nothing settled or dropped
+    m1 = gauss_hermite_activation_moments("sigmoid", z2 + shift, np.broadcast_to(
+        var_z, z2.shape), n_nodes=24)[0]
+    e1, e2, d = gauss_hermite_activation_moments("sigmoid", z2, np.broadcast_to(var_z, z2.shape),
+                                                 n_nodes=24)
+    # each neuron's own variance beyond its linear part (the part W' carries), plus its noise
+    v2 = np.clip(e2 - e1 ** 2 - d * d * var_z, 0.0, None) + s
+    mu = m1 @ W3.T + b3
+    K = W3.shape[0]
+    others = np.array([[j for j in range(K) if j != c] for c in y])
+    md = mu[np.arange(len(y)), y][:, None] - np.take_along_axis(mu, others, axis=1)
+    A = W3[y][:, None, :] - W3[others]                      # (n, K-1, n2)
+    E = (A * d[:, None, :]) @ defl.W_rest
+    cov = (A * v2[:, None, :]) @ A.transpose(0, 2, 1) + s * E @ E.transpose(0, 2, 1)
+    direct = positive_orthant_probability(md, cov, log2_points=12)
+    if gram_rank is None:
+        assert np.all(tv == 0)
+        np.testing.assert_allclose(p, direct, atol=1e-4)
+    else:
+        assert np.all(tv > 0) and np.all(np.abs(p - direct) <= tv + 1e-4)
+    with pytest.raises(ValueError, match="another deflation"):
+        level(shift, var_z, deflate(np.linalg.svd(W2, full_matrices=True), 1, gram_rank=None))
+
+
+def test_conditioned_probability_weights_the_points():
     """conditioned_probability is the cubature mean of the level over the rule's shifts, with the
-    variance pattern of the deflated noise, and the standard deviations added (not their
-    squares) for the bound on the integration variance."""
+    variance pattern of the deflated noise, each point's weight relative to the largest, and
+    the standard deviations added (not their squares) for the bound on the integration
+    variance."""
     rng = np.random.default_rng(5)
     W2 = rng.normal(size=(6, 6))
     defl = deflate(np.linalg.svd(W2), 2, gram_rank=None)
@@ -137,18 +200,18 @@ def test_conditioned_probability_weights_the_points(blobs_net):
     q2 = (W2 * W2).sum(axis=1)
     seen = []
 
-    def level(zt, var_z, d):
-        seen.append((zt, var_z))
-        return zt[:, 0], np.full(3, 0.01), np.full(3, 4e-6)
-    p, tv, var = conditioned_probability(z2, 0.25, q2, defl, level)
-    shifts = np.array([z[:, 0] - z2[:, 0] for z, _ in seen])
+    def level(shift, var_z, d, share):
+        seen.append((shift, var_z, share))
+        return z2[:, 0] + shift[0], np.full(3, 0.01), np.full(3, 4e-6)
+    p, tv, var = conditioned_probability(0.25, q2, defl, level)
+    shifts = np.array([sh for sh, _, _ in seen])
     pts, w = cubature_rule(2)
     assert len(seen) == len(w) == 7
-    np.testing.assert_allclose(shifts, 0.5 * pts @ defl.US[0][:, None] * np.ones((1, 3)),
-                               atol=1e-12)
-    np.testing.assert_allclose(p, z2[:, 0] + w @ shifts, atol=1e-15)
+    np.testing.assert_allclose(shifts, 0.5 * pts @ defl.US.T, atol=1e-12)
+    np.testing.assert_allclose(p, z2[:, 0] + w @ shifts[:, 0], atol=1e-15)
     np.testing.assert_allclose(w @ shifts, 0.0, atol=1e-12)
     np.testing.assert_allclose(seen[0][1], 0.25 * (q2 - defl.q_drop), atol=1e-15)
+    np.testing.assert_allclose([sh for _, _, sh in seen], w / w.max())
     np.testing.assert_allclose(tv, 0.01)
     np.testing.assert_allclose(var, 4e-6)
 

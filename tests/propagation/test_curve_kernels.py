@@ -103,3 +103,25 @@ def test_hermite_sums_are_the_twins_bits(shared, n_nodes):
     np.testing.assert_array_equal(got[0], ref[0])
     np.testing.assert_array_equal(got[1], ref[1])
     assert 0.0 < got[0][1:].mean() < 1.0
+
+
+def test_neuron_table_means_are_the_twins_bits():
+    """The tabulated means kernel against its twin: random tables and means, some at the
+    tables' ends and beyond them (the interval is kept in range, so the last one
+    extrapolates), bit for bit."""
+    rng = np.random.default_rng(4)
+    n, N, B = 13, 57, 31
+    lo = rng.normal(scale=3.0, size=n)
+    step = rng.uniform(0.01, 0.2, size=n)
+    values, slopes = rng.normal(size=(n, N)), rng.normal(size=(n, N))
+    shift = rng.normal(size=n)
+    z2T = (lo - shift)[:, None] + rng.uniform(-0.1, 1.1, size=(n, B)) * (step * (N - 1))[:, None]
+    z2T[:, 0] = lo - shift                                # the first knot
+    z2T[:, 1] = lo + step * (N - 1) - shift                 # the last
+    got = CK.neuron_table_means(lo, step, values, slopes, z2T, shift, np.empty((n, B)))
+    ref = CK.neuron_table_means_numpy(lo, step, values, slopes, z2T, shift, np.empty((n, B)))
+    np.testing.assert_array_equal(got, ref)
+    j = 3                                                 # at a knot: that knot's value
+    u = ((z2T[j, 0] + shift[j]) - lo[j]) / step[j]
+    if u == 0.0:
+        assert got[j, 0] == values[j, 0]

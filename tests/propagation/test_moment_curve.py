@@ -195,3 +195,48 @@ def test_rank_one_with_a_shared_slope_is_the_general_rank_one():
                                       np.tile(y, M)).reshape(M, B)
     np.testing.assert_array_equal(rank_one_shared_slope(c, u, y), ref)
     assert 0 < ref.mean() < 1 and np.any(ref == 0)
+
+
+def test_sigma_fourth_derivative_bound_is_its_maximum():
+    """SIGMOID_D4_MAX (closed form) is the largest |s''''| on a fine grid, to 1e-9."""
+    from refnet.propagation.settle_bounds import SIGMOID_D4_MAX
+
+    s = 1.0 / (1.0 + np.exp(-np.linspace(-12.0, 12.0, 2_000_001)))
+    p = s * (1.0 - s)
+    d4 = p * (1.0 - 2.0 * s) * (1.0 - 12.0 * p)             # s'''' in terms of s
+    assert abs(np.abs(d4).max() - SIGMOID_D4_MAX) < 1e-9
+    h = 1e-2                                               # and that formula is s''''
+    z = np.linspace(-6.0, 6.0, 13)
+    sig = lambda x: 1.0 / (1.0 + np.exp(-x))               # noqa: E731
+    fd = (sig(z + 2 * h) - 4 * sig(z + h) + 6 * sig(z) - 4 * sig(z - h) + sig(z - 2 * h)) / h ** 4
+    sz = sig(z)
+    np.testing.assert_allclose(fd, sz * (1 - sz) * (1 - 2 * sz) * (1 - 12 * sz * (1 - sz)),
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("n_nodes", [8, 24])
+def test_sigmoid_mean_table_is_within_its_tolerance_of_the_sums(n_nodes):
+    """Interpolated means at random points of each neuron's range (ranges and variances as
+    wide as the curve's) are within the table's tolerance of the Gauss-Hermite sums with
+    the same nodes; a coarser tolerance gives fewer knots and a larger, still bounded,
+    error."""
+    from refnet.propagation._curve_kernels import neuron_table_means
+    from refnet.propagation.moment_curve import sigmoid_hermite_moments, sigmoid_mean_table
+
+    rng = np.random.default_rng(8)
+    n, B = 40, 500
+    lo = rng.uniform(-30.0, 0.0, size=n)
+    hi = lo + rng.uniform(0.0, 30.0, size=n)
+    hi[0] = lo[0]                                          # a neuron with one mean only
+    var_z = rng.uniform(0.0, 6.0, size=n)
+    mu = lo + rng.uniform(size=(B, n)) * (hi - lo)
+    want = sigmoid_hermite_moments(mu, np.sqrt(var_z), n_nodes)[0]
+    errors = []
+    for tol in (1e-9, 1e-6):
+        table = sigmoid_mean_table(lo, hi, var_z, n_nodes, tol=tol)
+        got = neuron_table_means(*table, np.ascontiguousarray(mu.T), np.zeros(n),
+                                 np.empty((n, B))).T
+        errors.append(np.abs(got - want).max())
+        assert errors[-1] <= tol + 1e-14, (tol, errors[-1])
+        assert table[2].shape[1] <= np.ceil(30.0 / (384 * tol / 0.1276) ** 0.25) + 1
+    assert errors[1] > errors[0]
