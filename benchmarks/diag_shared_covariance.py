@@ -17,7 +17,10 @@ each point would still need its neurons' means and a Genz integral, which keep t
 far above a small fraction of Monte-Carlo's time).
 
 Usage:  python benchmarks/diag_shared_covariance.py [--datasets mnist fashion-mnist]
-        [--n-inputs 2000] [--reps 40] [--cache DIR]
+        [--n-inputs 2000] [--reps 40] [--cache DIR] [--model FILE ...]
+(``--model``: refnet model files of 784-300-300-10 sigmoid nets instead of the benchmark's
+trained ones, each on the first dataset of ``--datasets``; the MNIST sweep's baselines, for
+example, under ``OUT/baselines/``.)
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import numpy as np
 
 from bench_moments import trained_net
 from refnet.datasets import load_dataset
+from refnet.io import load_model
 from refnet.montecarlo import accuracy_sweep
 from refnet.noise import noise_config
 from refnet.propagation.conditioned import MAX_DIRECTIONS, cubature_rule, deflate
@@ -87,10 +91,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cache", default=os.environ.get("REFNET_BENCH_CACHE",
                                                       str(Path.home() / ".cache/refnet-bench")))
+    ap.add_argument("--model", nargs="+", help="model files instead of the benchmark's nets")
     args = ap.parse_args(argv)
     n = args.n_inputs
-    for ds in args.datasets:
-        arch, params, how = trained_net(ds, args.epochs, Path(args.cache))
+    nets = ([(args.datasets[0], path) for path in args.model] if args.model else
+            [(ds, None) for ds in args.datasets])
+    for ds, path in nets:
+        if path is None:
+            arch, params, how = trained_net(ds, args.epochs, Path(args.cache))
+        else:
+            arch, params, _ = load_model(path)
+            how = f"loaded {path}"
         te = load_dataset(ds, "test")
         X, y = te.X.reshape(len(te.X), -1)[:n].astype(np.float64), te.y[:n]
         noise = noise_config("duque", None, arch.n_layers)

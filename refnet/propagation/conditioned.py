@@ -24,9 +24,10 @@ the same model with a shifted mean and the deflated Gram matrix (per-neuron vari
 with a fifth-degree cubature rule (:func:`cubature_rule`: 3 points for one direction, 7 for
 two). Per point the neurons' means (and so the logit means) are exact; the covariance of the
 logit differences is the one at ``t = 0``, shared by the points (a second approximation,
-measured: it moves the MNIST and Fashion-MNIST curves by at most 0.09 pp against each point's
-own covariance, ``benchmarks/diag_shared_covariance.py``; forming a covariance was about
-half of a point's work). The first directions conditioned on are those whose standard
+measured with ``benchmarks/diag_shared_covariance.py`` against each point's own covariance:
+by at most 0.09 pp on the benchmark's 3-epoch MNIST and Fashion-MNIST nets, by -0.30 to
++0.17 pp on the MNIST sweep's 10-epoch baselines; forming a covariance was about half of a
+point's work). The first directions conditioned on are those whose standard
 deviation in ``z2``, ``sqrt(s) sigma_i``, is at least :data:`MIN_SD` (= 3: a Gaussian of that
 width spans the sigmoid's nonlinear range), at most :data:`MAX_DIRECTIONS` (= 2: seven
 points; the nine-point rule of the general shape, used first, gave curves within 0.003
