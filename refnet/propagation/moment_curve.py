@@ -286,6 +286,15 @@ def _settle(mu, v2, d, s, y, bound, *, rows, settle_tol):
     return p, ~lost & (kept.sum(axis=1) > 1), kept, dropped, Qv, Qd
 
 
+def mean_table_knots(lo: Array, hi: Array, *, tol: float = HERMITE_TOL) -> int:
+    """How many knots per neuron :func:`sigmoid_mean_table` takes for ``[lo, hi]`` (n,):
+    enough that no step exceeds ``(384 tol / sup |s^(4)|)^(1/4)``, at least 2."""
+    steps = float(np.max(hi - lo, initial=0.0)) / (384.0 * tol / SIGMOID_D4_MAX) ** 0.25
+    if not steps < 2.0 ** 52:   # inf or NaN included: more than any table could hold
+        return 2 ** 62
+    return max(2, int(np.ceil(steps)) + 1)
+
+
 def sigmoid_mean_table(lo: Array, hi: Array, var_z: Array, n_nodes: int, *,
                        tol: float = HERMITE_TOL) -> tuple[Array, Array, Array, Array]:
     """Each sigmoid neuron's mean ``h_j(mu) = E s(mu + sqrt(var_z_j) x)`` as a table on
@@ -298,8 +307,7 @@ def sigmoid_mean_table(lo: Array, hi: Array, var_z: Array, n_nodes: int, *,
     ``(384 tol / sup |s^(4)|)^(1/4)`` (0.042 for ``tol = 1e-9``): the interpolated means are
     within ``tol`` of the Gauss-Hermite sums, whose own error is that of ``n_nodes``."""
     width = hi - lo
-    n_knots = max(2, int(np.ceil(width.max(initial=0.0)
-                                 / (384.0 * tol / SIGMOID_D4_MAX) ** 0.25)) + 1)
+    n_knots = mean_table_knots(lo, hi, tol=tol)
     step = np.where(width > 0, width / (n_knots - 1), 1.0)
     knots = lo + step * np.arange(n_knots)[:, None]               # (N, n)
     m1, _, d = sigmoid_hermite_moments(knots, np.sqrt(var_z), n_nodes)
@@ -353,10 +361,13 @@ def _conditional_level(s, W3, b3, y, z2, var_z, deflation, n_pts, shifts, moment
         # the shifts conditioned_probability hands the points, computed as it does, so that
         # every mean a point asks for lies in its neuron's range (rounding is monotone)
         moved = [np.sqrt(s) * (deflation.US @ t) for t in cubature_rule(deflation.US.shape[1])[0]]
-        table = sigmoid_mean_table(np.min([z2.min(axis=0) + sh for sh in moved], axis=0),
-                                   np.max([z2.max(axis=0) + sh for sh in moved], axis=0),
-                                   var_z, table_nodes)
-        z2T = np.ascontiguousarray(z2.T)
+        lo = np.min([z2.min(axis=0) + sh for sh in moved], axis=0)
+        hi = np.max([z2.max(axis=0) + sh for sh in moved], axis=0)
+        # a table longer than the means it serves saves nothing, and pre-activations spread
+        # over 1e5 (diverged weights) would ask for gigabytes of knots: then the sums
+        if mean_table_knots(lo, hi) <= len(z2) * len(moved):
+            table = sigmoid_mean_table(lo, hi, var_z, table_nodes)
+            z2T = np.ascontiguousarray(z2.T)
 
     def level(shift, var_t, deflation_t, share=1.0):
         if deflation_t is not deflation or not np.array_equal(var_t, var_z):

@@ -240,3 +240,37 @@ def test_conditioning_moves_the_curve_toward_monte_carlo(blobs_net, noise_type):
     err_cond = np.abs(cond.accuracy[used] - mc.mean[0, used]).sum()
     err_lin = np.abs(lin.accuracy[used] - mc.mean[0, used]).sum()
     assert err_cond + 2 * se < err_lin, (err_cond, err_lin, se)
+
+
+def test_conditional_level_takes_the_sums_where_a_table_would_be_too_long(monkeypatch):
+    """Pre-activations spread over 1e6 (diverged weights) would need billions of knots: the
+    level then takes the Gauss-Hermite sums at each point (the same numbers as without a
+    table), and allocates no table; a usual spread takes the table."""
+    from refnet.propagation import moment_curve
+    from refnet.propagation.moment_curve import _conditional_level, _level_moments
+
+    rng = np.random.default_rng(11)
+    n1, n2, K, B = 8, 6, 4, 400
+    W2, W3 = rng.normal(size=(n2, n1)), rng.normal(size=(K, n2))
+    b3, y = rng.normal(size=K), rng.integers(0, K, size=B)
+    defl = deflate(np.linalg.svd(W2), 1, gram_rank=None)
+    var_z = 0.5 * np.clip((W2 * W2).sum(axis=1) - defl.q_drop, 0.0, None)
+    moments = functools.partial(_level_moments, "sigmoid", 12)
+    built = []
+    table = moment_curve.sigmoid_mean_table
+    monkeypatch.setattr(moment_curve, "sigmoid_mean_table",
+                        lambda *a, **k: built.append(1) or table(*a, **k))
+    shift = np.sqrt(0.5) * (defl.US @ cubature_rule(1)[0][1])
+    for spread, tabled in ((1e6, False), (1.0, True)):
+        z2 = rng.normal(scale=spread, size=(B, n2))
+        built.clear()
+        with_table = _conditional_level(0.5, W3, b3, y, z2, var_z, defl, 8, None, moments,
+                                        table_nodes=12)(shift, var_z, defl)
+        assert bool(built) == tabled
+        sums = _conditional_level(0.5, W3, b3, y, z2, var_z, defl, 8, None, moments)(
+            shift, var_z, defl)
+        if tabled:
+            np.testing.assert_allclose(with_table[0], sums[0], atol=1e-6)
+        else:
+            np.testing.assert_array_equal(with_table[0], sums[0])
+    assert moment_curve.mean_table_knots(np.zeros(3), np.array([0.0, 1.0, np.inf])) == 2 ** 62
