@@ -27,7 +27,7 @@ from scipy.special import ndtr, ndtri
 
 __all__ = ["rank_one_argmax_probability", "gaussian_argmax_probability",
            "positive_orthant_probability", "rotated_orthant_probability",
-           "orthant_probability_and_variance", "sobol_points"]
+           "orthant_probability_and_variance", "sobol_points", "other_classes", "z_scores"]
 
 Array = np.ndarray
 
@@ -67,10 +67,23 @@ def sobol_points(dim: int, log2_n: int) -> Array:
     return pts
 
 
+def other_classes(labels: Array, K: int) -> Array:
+    """(n, K-1): each row's classes other than its label, ascending."""
+    rest = np.broadcast_to(np.arange(K), (len(labels), K))
+    return rest[rest != np.asarray(labels)[:, None]].reshape(len(labels), K - 1)
+
+
+def z_scores(md: Array, sd: Array) -> Array:
+    """``md / sd`` elementwise, with ``+-inf`` (the sign of ``md``) where ``sd`` is 0: the
+    standardised means of the differences that Boole's bounds and Genz's ordering read."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sd > 0, md / sd, np.where(md > 0, np.inf, -np.inf))
+
+
 def _difference_moments(mean: Array, cov: Array, labels: Array) -> tuple[Array, Array]:
     """Mean (n, K-1) and covariance (n, K-1, K-1) of ``D_k = Y_label - Y_k``, k != label."""
     n, K = mean.shape
-    others = np.array([[k for k in range(K) if k != y] for y in range(K)])[labels]  # (n, K-1)
+    others = other_classes(labels, K)                                              # (n, K-1)
     M = -np.eye(K)[others]                          # (n, K-1, K): row k picks -Y_k ...
     M[np.arange(n), :, labels] += 1.0               # ... plus Y_label
     md = np.einsum("nij,nj->ni", M, mean)
@@ -86,9 +99,7 @@ def _genz_probability(md: Array, Cd: Array, log2_n: int, shifts: Array | None = 
     return is ``(mean, variance of the point values / N)`` per row.
     """
     n, m = md.shape
-    sd = np.sqrt(np.clip(np.einsum("nii->ni", Cd), 0.0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, md / sd, np.where(md > 0, np.inf, -np.inf))
+    z = z_scores(md, np.sqrt(np.clip(np.einsum("nii->ni", Cd), 0.0, None)))
     order = np.argsort(z, axis=1)                   # most constraining first (Genz & Bretz)
     md = np.take_along_axis(md, order, axis=1)
     Cd = np.take_along_axis(np.take_along_axis(Cd, order[:, :, None], axis=1), order[:, None, :],
@@ -137,9 +148,7 @@ def gaussian_argmax_probability(mean: Array, cov: Array, labels: Array, *, tol: 
 def _bonferroni(md: Array, Cd: Array) -> tuple[Array, Array]:
     """Boole's inequality: ``1 - sum_k Phi(-z_k) <= P(D > 0) <= min_k Phi(z_k)``,
     ``z_k = md_k / sd_k``; returns (upper, lower) per row."""
-    sd = np.sqrt(np.clip(np.einsum("nii->ni", Cd), 0.0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, md / sd, np.where(md > 0, np.inf, -np.inf))
+    z = z_scores(md, np.sqrt(np.clip(np.einsum("nii->ni", Cd), 0.0, None)))
     return ndtr(z).min(axis=1), np.clip(1.0 - ndtr(-z).sum(axis=1), 0.0, None)
 
 

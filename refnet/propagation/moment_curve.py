@@ -44,9 +44,10 @@ approximation of the noise model, only numerical ones, each with its bound):
   of the noise to the logits linearly (:mod:`~refnet.propagation.conditioned`, where the
   derivation is); ``directions=0`` turns it off (then the curve is ``method="full"``'s). The
   points share one covariance of the logit differences, formed at the unshifted mean; each
-  point takes its own logit means (its neurons' Gauss-Hermite means at the shifted mean, the
-  ``exp`` of the shift once per point) and its own settling, and integrates the argmax on
-  rotated points in proportion to its weight (:func:`_conditional_level`).
+  point takes its own logit means (its sigmoid neurons' Gauss-Hermite means at the shifted
+  mean, read from one table per neuron, :func:`sigmoid_mean_table`) and its own settling,
+  and integrates the argmax on rotated points in proportion to its weight
+  (:func:`_conditional_level`).
 * **Correlated noise: one grid over the shared draw** (:mod:`~refnet.propagation.correlated_curve`).
 
 Anything else (other placements, depths or mixed sources) runs ``method="full"``.
@@ -66,7 +67,7 @@ from ._curve_kernels import hermite_level, hermite_sums, neuron_table_means, out
 from .conditioned import (MAX_DIRECTIONS, conditioned_directions, conditioned_probability,
                           cubature_rule, deflate, deflated_variance)
 from .correlated_curve import GRID_POINTS, correlated_curve, rank_one_shared_slope  # noqa: F401
-from .gaussian_argmax import orthant_probability_and_variance
+from .gaussian_argmax import orthant_probability_and_variance, other_classes, z_scores
 from .lowrank_cov import (class_forms, class_projector, lowrank_kept_covariance,
                           lowrank_kept_probability, ppca_gram, total_variation_bound)
 from .neuron_moments import gauss_hermite_activation_moments, hermite_rule
@@ -204,20 +205,27 @@ def _level_moments(act: str, n_nodes: int, mean: Array, var_z: Array, s: float, 
 
 
 # --- uncorrelated noise: settled inputs skip the dense propagation ---------------------------
-def _kept_classes(tails: Array, y: Array, tol: float) -> tuple[Array, Array]:
-    """Which classes stay in the argmax integral: the others (ascending bound) are dropped while
-    their bounds ``P(D_k <= 0) <= tails_k`` sum to at most ``tol``. Returns (kept (B, K) bool,
-    the dropped bounds' sum (B,))."""
-    B = len(tails)
-    t = tails.copy()
-    t[np.arange(B), y] = np.inf                               # the label always stays
-    order = np.argsort(t, axis=1)
-    cum = np.cumsum(np.take_along_axis(t, order, axis=1), axis=1)
-    drop_sorted = cum <= tol
-    kept = np.ones_like(t, dtype=bool)
+def _settle_rules(z: Array, tol: float, labels: Array | None = None
+                  ) -> tuple[Array, Array, Array, Array]:
+    """The settle rules on standardised differences ``z`` (B, m), ``z_k`` a lower bound of
+    ``E D_k / sd D_k`` (``labels``: the rows' label columns, always kept and never counted):
+    ``P(all D_k > 0) <= min_k Phi(z_k)``, so a row whose bound is at most ``tol`` is lost and
+    takes half of it; differences whose ``P(D_k <= 0) <= Phi(-z_k)`` sum (ascending) to at
+    most ``tol`` leave the integral, which takes half their sum off. Either way the error is
+    at most ``tol / 2``. Returns ``p`` (B,) for the settled rows, which rows are lost, which
+    columns are kept (B, m) and the dropped bounds' sum (B,)."""
+    right_up = ndtr(z).min(axis=1)                 # P(right) <= this
+    lost = right_up <= tol
+    tails = ndtr(-z)
+    if labels is not None:
+        tails[np.arange(len(z)), labels] = np.inf  # the label always stays
+    order = np.argsort(tails, axis=1)
+    sorted_tails = np.take_along_axis(tails, order, axis=1)
+    drop_sorted = np.cumsum(sorted_tails, axis=1) <= tol
+    kept = np.ones_like(tails, dtype=bool)
     np.put_along_axis(kept, order, ~drop_sorted, axis=1)
-    dropped = np.where(drop_sorted, np.take_along_axis(t, order, axis=1), 0.0).sum(axis=1)
-    return kept, dropped
+    dropped = np.where(drop_sorted, sorted_tails, 0.0).sum(axis=1)
+    return np.where(lost, 0.5 * right_up, 1.0 - 0.5 * dropped), lost, kept, dropped
 
 
 def _dense_kept_covariance(v2, d, g1, s, W2, W3, y, S, *, uniform: bool):
@@ -276,13 +284,9 @@ def _settle(mu, v2, d, s, y, bound, *, rows, settle_tol):
     Qv, Qd = class_forms(v2, W3), class_forms(d * d, W3)   # reused by the low-rank path
     sd_up = np.sqrt(np.clip(pair_diagonal(Qv, y), 0.0, None)
                     + s * bound.squared(d, y, pair_diagonal(Qd, y), rows=rows))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd_up > 0, md / sd_up, np.where(md > 0, np.inf, -np.inf))
+    z = z_scores(md, sd_up)
     z[r, y] = np.inf
-    right_up = ndtr(z).min(axis=1)                 # P(right) <= this
-    lost = right_up <= settle_tol
-    kept, dropped = _kept_classes(ndtr(-z), y, settle_tol)
-    p = np.where(lost, 0.5 * right_up, 1.0 - 0.5 * dropped)
+    p, lost, kept, dropped = _settle_rules(z, settle_tol, labels=y)
     return p, ~lost & (kept.sum(axis=1) > 1), kept, dropped, Qv, Qd
 
 
@@ -314,12 +318,6 @@ def sigmoid_mean_table(lo: Array, hi: Array, var_z: Array, n_nodes: int, *,
     return lo, step, np.ascontiguousarray(m1.T), np.ascontiguousarray(d.T)
 
 
-def _other_classes(y: Array, K: int) -> Array:
-    """(B, K - 1): each input's classes other than its label, ascending."""
-    rest = np.broadcast_to(np.arange(K), (len(y), K))
-    return rest[rest != np.asarray(y)[:, None]].reshape(len(y), K - 1)
-
-
 def _conditional_level(s, W3, b3, y, z2, var_z, deflation, n_pts, shifts, moments, *,
                        table_nodes: int | None = None, settle_tol=SETTLE_TOL,
                        chunk_elems=1 << 22):
@@ -341,7 +339,7 @@ def _conditional_level(s, W3, b3, y, z2, var_z, deflation, n_pts, shifts, moment
     it integrated and how many classes each kept there (the label included), for the curve's
     diagnostics."""
     K = W3.shape[0]
-    others = _other_classes(y, K)                              # (B, K - 1)
+    others = other_classes(y, K)                               # (B, K - 1)
     _, d, v2 = moments(z2, var_z, s, mul=False)
     if deflation.gram is None:
         step = max(1, chunk_elems // ((K - 1) * deflation.W_rest.shape[1]))
@@ -391,23 +389,10 @@ def _conditional_level(s, W3, b3, y, z2, var_z, deflation, n_pts, shifts, moment
 
 def _settled_orthant(md, cov, sd, shifts, log2_points, settle_tol):
     """``P(D > 0)`` for ``D ~ N(md, cov)`` per row (md (B, m), cov (B, m, m), ``sd`` its
-    diagonal's roots), with :func:`_settle`'s rules on the exact marginals: a row with some
-    ``P(D_k > 0) <= settle_tol`` takes half of the smallest (``P(D > 0)`` is below it);
-    differences whose ``P(D_k <= 0)`` sum to at most ``settle_tol`` (ascending) leave the
-    integral, which then takes half their sum off (error ``<= settle_tol / 2`` either way).
-    Returns ``p``, the integration variance, which rows were integrated and how many
-    differences each kept, each (B,)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, md / sd, np.where(md > 0, np.inf, -np.inf))
-    right_up = ndtr(z).min(axis=1)
-    lost = right_up <= settle_tol
-    tails = ndtr(-z)
-    order = np.argsort(tails, axis=1)
-    drop_sorted = np.cumsum(np.take_along_axis(tails, order, axis=1), axis=1) <= settle_tol
-    kept = np.ones_like(tails, dtype=bool)
-    np.put_along_axis(kept, order, ~drop_sorted, axis=1)
-    dropped = np.where(kept, 0.0, tails).sum(axis=1)
-    p = np.where(lost, 0.5 * right_up, 1.0 - 0.5 * dropped)
+    diagonal's roots), with :func:`_settle_rules` on the exact marginals, the rows and
+    differences they leave integrated. Returns ``p``, the integration variance, which rows
+    were integrated and how many differences each kept, each (B,)."""
+    p, lost, kept, dropped = _settle_rules(z_scores(md, sd), settle_tol)
     var = np.zeros(len(md))
     m_of = kept.sum(axis=1)
     open_ = ~lost & (m_of > 0)
@@ -492,41 +477,37 @@ def uncorrelated_curve(arch, params, a1: Array, y: Array, noise_type: str, varia
             if k_dir not in deflations:
                 deflations[k_dir] = deflate(svd, k_dir, gram_rank=gram_rank)
             defl = deflations[k_dir]   # its narrower variances may need fewer nodes
-            n_c = hermite_nodes_for_variance(act, s * float((q2[0] - defl.q_drop).max()),
-                                             max_nodes=hermite_nodes)
-            cond = _conditional_level(s, W3, b3, yi, z2[idx], deflated_variance(s, q2[0], defl),
+            var_c = deflated_variance(s, q2[0], defl)
+            n_c = hermite_nodes_for_variance(act, float(var_c.max()), max_nodes=hermite_nodes)
+            cond = _conditional_level(s, W3, b3, yi, z2[idx], var_c,
                                       defl, n_pts, None if shifts is None else shifts[idx],
                                       functools.partial(_level_moments, act, n_c),
                                       table_nodes=n_c if sigmoid else None,
                                       settle_tol=settle_tol)
             p, tv, var = conditioned_probability(s, q2[0], defl, cond)
-            open_at_origin, kept_at_origin = cond.origin
-            tv_mean.append(float(tv.sum() / len(a1)))
-            se.append(float(np.sqrt(var.sum()) / len(a1)))
-            per[j, idx] = p
-            settled.append(float(1.0 - open_at_origin.sum() / len(a1)))
-            n_kept.append(float(kept_at_origin[open_at_origin].mean())
-                          if open_at_origin.any() else 1.0)
-            continue
-        m1, d, v2 = _level_moments(act, n_gh, z2[idx], var_z, s, mul=mul)
-        mu = m1 @ W3.T + b3
-        p, rest, kept, dropped, Qv, Qd = _settle(mu, v2, d, s, yi, bound, rows=idx,
-                                                 settle_tol=settle_tol)
-        sh = None if shifts is None else shifts[idx[rest]]
-        if rest.any() and gram is not None:
-            pk, tv, var = lowrank_kept_probability(mu[rest], Qv[rest], Qd[rest], d[rest] @ WU,
-                                                   s, gram, yi[rest], kept[rest],
-                                                   log2_points=n_pts, shifts=sh)
-            p[rest] = pk - 0.5 * dropped[rest]
-        elif rest.any():
-            pk, var = _kept_probability(mu[rest], v2[rest], d[rest], g1[idx[rest]], s, W2, W3,
-                                        yi[rest], kept[rest], n_pts, uniform=not mul, shifts=sh)
-            p[rest] = pk - 0.5 * dropped[rest]
+            rest, kept_counts = cond.origin    # the diagnostics: the rule's origin point's
+        else:
+            m1, d, v2 = _level_moments(act, n_gh, z2[idx], var_z, s, mul=mul)
+            mu = m1 @ W3.T + b3
+            p, rest, kept, dropped, Qv, Qd = _settle(mu, v2, d, s, yi, bound, rows=idx,
+                                                     settle_tol=settle_tol)
+            kept_counts = kept.sum(axis=1)
+            sh = None if shifts is None else shifts[idx[rest]]
+            if rest.any() and gram is not None:
+                pk, tv, var = lowrank_kept_probability(mu[rest], Qv[rest], Qd[rest],
+                                                       d[rest] @ WU, s, gram, yi[rest],
+                                                       kept[rest], log2_points=n_pts, shifts=sh)
+                p[rest] = pk - 0.5 * dropped[rest]
+            elif rest.any():
+                pk, var = _kept_probability(mu[rest], v2[rest], d[rest], g1[idx[rest]], s, W2,
+                                            W3, yi[rest], kept[rest], n_pts, uniform=not mul,
+                                            shifts=sh)
+                p[rest] = pk - 0.5 * dropped[rest]
         tv_mean.append(float(tv.sum() / len(a1)))
         se.append(float(np.sqrt(var.sum()) / len(a1)))
         per[j, idx] = p
         settled.append(float(1.0 - rest.sum() / len(a1)))
-        n_kept.append(float(kept[rest].sum(axis=1).mean()) if rest.any() else 1.0)
+        n_kept.append(float(kept_counts[rest].mean()) if rest.any() else 1.0)
     return per, {"hermite_nodes_per_level": nodes, "settled_fraction": settled,
                  "presettled_fraction": presettled,
                  "classes_kept": n_kept, "argmax_se": se, "conditioned_directions": n_dirs,
