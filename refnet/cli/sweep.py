@@ -78,7 +78,7 @@ def _check_workers(args) -> None:
     them than the cores this process may use only adds processes, memory and time-slicing
     (--workers 1024 on 2 cores started 1024 processes)."""
     from ..errors import ConfigError
-    from ..sweep.executors import available_cores
+    from ..cores import available_cores
 
     cores = available_cores()
     if args.workers is not None and args.workers > cores:
