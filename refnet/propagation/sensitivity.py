@@ -28,6 +28,7 @@ The report built on these moments (accuracy under noise, the Monte-Carlo check) 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -37,6 +38,7 @@ from .._gemm import matmul, squares_times_squares, upper_triangular_times_rows
 from ..activations import get_activation
 from ..model import Architecture, Params, check_input, check_params, forward
 from ..noise import NOISE_TYPES, NoiseConfig
+from ._below_top_kernels import below_top_sums_of_squares
 from ._jacobian_kernels import columns_scaled, rows_scaled
 
 __all__ = ["output_variance_contributions", "output_jacobians", "jacobian_times_noise",
@@ -252,8 +254,37 @@ def _gram_factors(arch: Architecture, params: Params, noise: NoiseConfig) -> dic
         if l < L and noise.spec_for(l, L).add_unc and not _needs_full_jacobian(noise, l, L):
             W = params.W[l]  # W_{l+1}: (n_{l+1}, n_l)
             if W.shape[1] >= W.shape[0]:
-                out[l] = np.asfortranarray(np.linalg.qr(W.T, mode="r"))
+                out[l] = _triangular_factor(W)
     return out
+
+
+#: The last few ``(W, R)`` pairs of :func:`_triangular_factor`, newest last. The factor of a
+#: 300 x 300 weight matrix took 3.3 ms, 8 % of the variances of 1,000 inputs, and a network's
+#: variances are asked for again and again (blocks of a test set, sweeps, benchmarks); the
+#: comparison that finds a stored one takes 0.1 ms.
+_FACTORS: list = []
+_FACTORS_KEPT = 4
+_factors_lock = threading.Lock()
+
+
+def _triangular_factor(W: Array) -> Array:
+    """R (n_{l+1}, n_{l+1}), upper triangular in Fortran order, of ``W^T = Q R``, so that
+    ``W W^T = R^T R``; read-only, and the same array for a ``W`` equal to one of the last
+    :data:`_FACTORS_KEPT` (compared element by element, so a stored factor is the one this
+    ``W`` would get)."""
+    with _factors_lock:
+        for i, (Wc, R) in enumerate(_FACTORS):
+            if Wc.shape == W.shape and Wc.dtype == W.dtype and np.array_equal(Wc, W):
+                _FACTORS.append(_FACTORS.pop(i))
+                return R
+    R = np.asfortranarray(np.linalg.qr(W.T, mode="r"))
+    R.flags.writeable = False
+    Wc = W.copy()
+    Wc.flags.writeable = False
+    with _factors_lock:
+        _FACTORS.append((Wc, R))
+        del _FACTORS[:-_FACTORS_KEPT]
+    return R
 
 
 def _row_sums_of_squares_times_factor(M: Array, R: Array) -> Array:
@@ -282,6 +313,29 @@ def _jvp_to_output(arch, params, d1s, l, v, ones=False) -> Array:
     return v
 
 
+def _below_top_sums(params, d1s, factors, l, x, d, add, mul) -> Array:
+    """The uncorrelated sums of layer ``l = L - 2`` without its ``(n_batch, n_out, n_l)``
+    Jacobian (:mod:`._below_top_kernels`): ``sum_j G_kj^2`` (additive; times ``f_l'^2`` before
+    an activation) first where ``add``, then ``sum_j G_kj^2 x_j^2`` (times ``f_l'^2`` before
+    an activation) where ``mul``; returns (n_terms, n_batch, n_out). ``G_l = M W_{l+1}``;
+    the additive sums alone after an activation go through the triangular factor of
+    ``W_{l+1} W_{l+1}^T`` (:func:`_gram_factors`) where there is one."""
+    L = l + 2
+    d_out, d_top = d1s[L], d1s[L - 1]
+    dt = d_out.dtype
+    W_out = np.ascontiguousarray(params.W[L - 1], dt)
+    F = np.ascontiguousarray(params.W[l], dt)
+    if not mul and d is None:   # additive after the activation: unweighted sums
+        if l in factors:
+            F = factors[l]
+        return below_top_sums_of_squares(d_out, W_out, d_top, F, np.ones((1, 1, F.shape[1]), dt),
+                                         triangular=l in factors)
+    w2 = [] if not add else [np.ones_like(x) if d is None else d * d]
+    if mul:
+        w2.append(x * x if d is None else (x * d) ** 2)
+    return below_top_sums_of_squares(d_out, W_out, d_top, F, np.stack(w2))
+
+
 def _variances_block(arch, params, X, noise, factors):
     """:func:`output_variance_contributions` without the covariance, for one block of inputs.
 
@@ -304,6 +358,16 @@ def _variances_block(arch, params, X, noise, factors):
     gram = [l + 1 for l in layers if l < L and noise.spec_for(l, L).add_unc and l not in full]
     # G_{L-1} = f_L' W_L is a broadcast: the additive terms that need it alone take it below
     lowest = min(full + [g for g in gram if g < L - 1], default=L)
+    # layer L - 2's sums come block by block from the kernel, unless the chain of Jacobians
+    # has to go below L - 1 for another layer anyway (then G_{L-2} is on its way)
+    below_top = L - 2 if L >= 2 and L - 2 in layers else None
+    if below_top is not None:
+        others = min([f for f in full if f != below_top] + [g for g in gram if g < L - 1],
+                     default=L)
+        if others < L - 1:
+            below_top = None
+        else:
+            lowest = others
     d1s = {m: get_activation(arch.activations[m - 1]).d1(cache.Z[m - 1])
            for m in range(min(layers) + 1, L + 1)}
     jac = output_jacobians(arch, params, cache, lowest, fixed_blocks=True,
@@ -312,7 +376,13 @@ def _variances_block(arch, params, X, noise, factors):
         spec = noise.spec_for(l, L)
         s_AU, s_AC, s_MU, s_MC = (getattr(spec, t) for t in NOISE_TYPES)
         x, d = _noise_point(arch, cache, noise, l)
-        if l in full:
+        if l == below_top and (s_AU or s_MU):
+            sums = _below_top_sums(params, d1s, factors, l, x, d, s_AU, s_MU)
+            if s_AU:
+                contrib[k, 0] = s_AU * sums[0]
+            if s_MU:
+                contrib[k, 2] = s_MU * sums[-1]
+        elif l in full:
             Gn = jac[l] if d is None else jac[l] * d[:, None, :]
             if s_AU:
                 contrib[k, 0] = s_AU * np.einsum("bij,bij->bi", Gn, Gn)

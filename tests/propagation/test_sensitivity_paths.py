@@ -84,3 +84,48 @@ def test_correlated_terms_equal_the_formed_jacobian_products(position):
             np.testing.assert_allclose(contrib[k, 1], 0.2 * G.sum(-1) ** 2, rtol=1e-9)
             np.testing.assert_allclose(contrib[k, 3], 0.3 * np.einsum("bij,bj->bi", G, x) ** 2,
                                        rtol=1e-9)
+
+
+@pytest.mark.parametrize("sizes", [(5, 7, 4, 3), (6, 3, 8, 2), (9, 6, 5, 4, 3)])
+@pytest.mark.parametrize("position", ["pre", "post"])
+@pytest.mark.parametrize("spec", SPECS, ids=list(NOISE_TYPES) + ["all"])
+def test_below_top_layer_kernel_matches_dense_jacobians(sizes, position, spec, monkeypatch):
+    """Noise at layer L - 2 and above only (Duque's placement on a 3-layer net): layer
+    L - 2's uncorrelated sums come from the block kernel (it is called exactly when they are
+    asked for) and agree with the dense Jacobians to rounding."""
+    from refnet.propagation import sensitivity
+
+    calls = []
+    kernel = sensitivity.below_top_sums_of_squares
+    monkeypatch.setattr(sensitivity, "below_top_sums_of_squares",
+                        lambda *a, **k: calls.append(k) or kernel(*a, **k))
+    arch, P = _net(sizes)
+    L = arch.n_layers
+    X = np.random.default_rng(4).uniform(-1, 1, (21, sizes[0]))
+    for layers in [(L - 2,), (L - 2, L - 1), (L - 2, L - 1, L)]:
+        cfg = NoiseConfig(spec, layers, position)
+        calls.clear()
+        _, dense, _, _ = output_variance_contributions(arch, P, X, cfg, chunk=8)
+        _, fast, _, _ = output_variance_contributions(arch, P, X, cfg, covariance=False, chunk=8)
+        assert len(calls) == (3 if spec.add_unc or spec.mul_unc else 0)   # one per block
+        np.testing.assert_allclose(fast, dense, rtol=1e-12, atol=0)
+
+
+def test_gram_factor_is_kept_for_the_same_weights_only():
+    """A weight matrix equal to a recent one gets the stored factor (read-only); a changed
+    element, another dtype or another shape gets its own."""
+    from refnet.propagation.sensitivity import _triangular_factor
+
+    W = np.random.default_rng(5).standard_normal((4, 6))
+    R = _triangular_factor(W)
+    assert _triangular_factor(W.copy()) is R and not R.flags.writeable
+    with pytest.raises(ValueError):
+        R[0, 0] = 1.0
+    W2 = W.copy()
+    W2[3, 5] = np.nextafter(W2[3, 5], 1)
+    R2 = _triangular_factor(W2)
+    assert R2 is not R
+    np.testing.assert_allclose(R2.T @ R2, W2 @ W2.T, rtol=1e-12, atol=1e-13)
+    assert _triangular_factor(W.astype(np.float32)).dtype == np.float32
+    assert _triangular_factor(W[:3]).shape == (3, 3)
+    assert _triangular_factor(W) is R        # still kept after three others
