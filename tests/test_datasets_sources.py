@@ -196,3 +196,19 @@ def test_apt_as_root_runs_update_once_then_downloads(tmp_path, monkeypatch):
     _sources._apt_download(tmp_path)
     assert cmds == ["apt-get download dataset-fashion-mnist", "apt-get update",
                     "apt-get download dataset-fashion-mnist"]
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf"), 1e300, True, "15"])
+def test_a_host_timeout_out_of_range_is_refused_before_any_source(synthetic, tmp_path, timeout):
+    """1e300 s reached the socket, whose OverflowError the chain reported as a host failure
+    and passed over; now both fetchers refuse it, naming the argument, before any source."""
+    from refnet.datasets._quickdraw_sources import fetch_quickdraw
+    from refnet.errors import ConfigError
+
+    spec, _ = synthetic
+    calls = []
+    with pytest.raises(ConfigError, match=r"timeout: expected seconds > 0 and at most 86400"):
+        fetch_idx(spec, cache_dir=tmp_path, sources=[failing(calls, "first")], timeout=timeout)
+    with pytest.raises(ConfigError, match=r"timeout: expected seconds > 0 and at most 86400"):
+        fetch_quickdraw("apple", per_class=1, cache_dir=tmp_path / "qd", timeout=timeout)
+    assert calls == [] and not (tmp_path / "qd").exists()

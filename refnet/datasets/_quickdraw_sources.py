@@ -26,7 +26,7 @@ from . import _registry as reg
 from ._cache import CHUNK, cache_root, install_file, install_stream, read_provenance, \
     record_entries, sha256_file, write_provenance
 from ..progress import Progress
-from ._sources import HOST_TIMEOUT, mirror_folder
+from ._sources import HOST_TIMEOUT, check_timeout, mirror_folder
 
 #: The 19 classes of the offline mirror (/work/shared/datasets/quickdraw), Google's names.
 MIRROR_19 = ("airplane", "apple", "banana", "bicycle", "bird", "book", "cat", "clock", "cookie",
@@ -187,6 +187,7 @@ def fetch_quickdraw(classes="paper-20", per_class: int = 1000, cache_dir=None, m
     """
     names = resolve_classes(classes)
     check_per_class(per_class)
+    check_timeout(timeout)
     folder = cache_root(cache_dir) / "quickdraw"
     record = {"dataset": "quickdraw", "classes": cached_classes(folder)}
     mirror = mirror_folder(mirror)

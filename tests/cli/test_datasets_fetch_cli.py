@@ -92,7 +92,10 @@ def test_failure_is_a_row_and_exit_status_1(mirror, tmp_path, monkeypatch, capsy
     (["mnits"], "argument DATASET: unknown dataset 'mnits'; fetchable: mnist"),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["quickdraw", "--per-class", "0"], "argument --per-class: must be an integer from 1 to "),
-    (["mnist", "--timeout", "nan"], "argument --timeout: must be a finite number > 0"),
+    (["mnist", "--timeout", "nan"], "argument --timeout: must be a number of seconds > 0"),
+    # a socket refuses 1e300 s (OverflowError), which the host source reported as a failure
+    (["mnist", "--timeout", "1e300"], "argument --timeout: must be a number of seconds > 0 and "
+                                      "at most 86400 (a day), got '1e300'"),
 ])
 def test_script_usage_errors_are_one_line_and_exit_2(argv, text, capsys):
     """data/fetch.py (no numpy, so not refnet's CLI parser) printed argparse's usage block and,
