@@ -24,6 +24,7 @@ is kept (it is written only after a whole epoch passed these checks).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,7 +181,10 @@ _REGULARIZER_FIELDS = {
 def _check_noise(n, where: str) -> None:
     """A noise configuration's JSON object: spec of variances, layer numbers, position."""
     check_fields(n, _NOISE_FIELDS, where, required=tuple(_NOISE_FIELDS))
-    check_fields(n["spec"], {k: want_number(0, 1e6) for k in NOISE_TYPES}, f"{where} 'spec'")
+    # any finite variance NoiseSpec takes, so that every config's as_dict reads back (a cap of
+    # 1e6 here refused the configs of `refnet train --noise-variance 1e7`)
+    check_fields(n["spec"], {k: want_number(0, sys.float_info.max) for k in NOISE_TYPES},
+                 f"{where} 'spec'")
     if not all(type(l) is int and abs(l) <= 1024 for l in n["layers"]):
         raise BadContent(f"{where}: 'layers' must be a list of layer numbers")
 

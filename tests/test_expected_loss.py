@@ -196,3 +196,15 @@ def test_layer_out_of_range_is_named():
     params, X, y = _setup(13, 2)
     with pytest.raises(ValueError, match="layers"):
         expected_loss(ARCH, params, X, y, _spec("add_unc", (5,)))
+
+
+@pytest.mark.parametrize("v", [1e7, 1e300])
+def test_a_train_config_with_any_finite_noise_variance_reads_back(v):
+    """`refnet train --noise-variance 1e7` took the variance; its config's dict was refused
+    on reading (variances of at most 1e6 there)."""
+    cfg = TrainConfig(epochs=1, noise=NoiseConfig(NoiseSpec(add_unc=v), (1, 2)))
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.as_dict()))) == cfg
+    d = json.loads(json.dumps(cfg.as_dict()))
+    d["noise"]["spec"]["add_unc"] = 10 ** 400    # past every float: still refused
+    with pytest.raises(ConfigError, match="add_unc"):
+        TrainConfig.from_dict(d)
