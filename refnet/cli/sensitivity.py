@@ -114,17 +114,23 @@ def _inputs(args, arch):
         return X, y
     x_key = args.x_key or "X"
     named = _key_flags(args)
+    if args.y_key == x_key:  # one array as inputs and labels: refused here, not as bad rows
+        raise ConfigError(f"--y-key: {x_key!r} names the input array too (--x-key"
+                          f"{'' if args.x_key else ', its default'}); give the label array's "
+                          "name, or leave --y-key out")
     if args.y_key:  # asked for: a file without it is an error (listing the arrays it has)
         z = read_npz_arrays(args.inputs, "--inputs", (x_key, args.y_key), named_by=named)
-    else:           # labels are optional: y if the file has it
-        z = read_npz_arrays(args.inputs, "--inputs", (x_key,), ("y",), named_by=named)
+    else:           # labels are optional: y if the file has it (and it is not the inputs)
+        z = read_npz_arrays(args.inputs, "--inputs", (x_key,), ("y",) * (x_key != "y"),
+                            named_by=named)
     y_key = args.y_key or "y"
-    X, y = z[x_key], z.get(y_key)
+    X, y = z[x_key], z.get(y_key) if y_key != x_key else None
     check_rows(X, y, "--inputs", args.inputs, (x_key, y_key), n_features=arch.sizes[0],
                n_classes=arch.sizes[-1], flat=False)
     n = _n_inputs(args, len(X), f"--inputs {args.inputs}")
     if y is None:  # after the checks: a refused file gets its one line of error, no note
-        print(f"note: {args.inputs} has no labels (no array 'y'), so no accuracy is reported; "
+        why = "'y' is the input array here" if x_key == "y" else "no array 'y'"
+        print(f"note: {args.inputs} has no labels ({why}), so no accuracy is reported; "
               "give --y-key NAME if they are stored under another name", file=sys.stderr)
     return X[:n], None if y is None else y[:n]
 

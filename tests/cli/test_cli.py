@@ -125,3 +125,10 @@ def test_sensitivity_labels_from_y_or_y_key_and_a_note_without(tmp_path, capsys)
     assert outs["labels"].out.split("\n", 1)[1] == outs["y"].out.split("\n", 1)[1]
     assert "accuracy clean" not in outs["none"].out
     assert "has no labels (no array 'y')" in outs["none"].err and "--y-key" in outs["none"].err
+    # inputs stored as y: not also the labels (they were, and refused as rows without labels)
+    np.savez(tmp_path / "as_y.npz", y=X, labels=y)
+    assert main([*run, str(tmp_path / "as_y.npz"), "--x-key", "y"]) == 0
+    as_y = capsys.readouterr()
+    assert "accuracy clean" not in as_y.out and "('y' is the input array here)" in as_y.err
+    assert main([*run, str(tmp_path / "as_y.npz"), "--x-key", "y", "--y-key", "labels"]) == 0
+    assert capsys.readouterr().out.split("\n", 1)[1] == outs["y"].out.split("\n", 1)[1]

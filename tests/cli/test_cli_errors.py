@@ -313,6 +313,11 @@ CASES = {
                                                           "(its arrays: X, y); give --x-key one"),
         ("sensitivity {model} --inputs {data} --y-key labels", "--y-key labels: {data} has no "
                                                                "array 'labels' (its arrays: X, y)"),
+        # one array as inputs and labels: "X has 60 rows but X has shape (60, 784)"
+        ("sensitivity {model} --inputs {data} --y-key X", "--y-key: 'X' names the input array "
+                                                          "too (--x-key, its default); give the"),
+        ("sensitivity {model} --inputs {data} --x-key y --y-key y", "--y-key: 'y' names the "
+                                                                    "input array too (--x-key);"),
         ("sensitivity {model} --dataset mnist --y-key y", "--y-key: name arrays of an --inputs"),
         ("sensitivity {model} --dataset mnist --x-key X --y-key y", "--x-key/--y-key: name arrays"),
         ("sensitivity {model} --inputs {data} --spec add_unc=x", "--spec: expected VARIANCES"),
