@@ -68,12 +68,27 @@ class SweepStore:
         self.folder, self.conn, self.spec = Path(folder), conn, spec
 
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
+    def _connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
+        """A connection to the store at ``path``; ``create``: make the file and its tables
+        where missing (a run), else only read what is there (a report writes nothing into a
+        file that is not a sweep store: it had added the tables to any SQLite file)."""
+        conn = None
         try:
             conn = sqlite3.connect(path, isolation_level=None)  # explicit transactions below
-            conn.executescript(_SCHEMA)
+            if create:
+                conn.executescript(_SCHEMA)
+            else:
+                tables = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if not {"meta", "cells", "rungs"} <= tables:
+                    conn.close()
+                    raise ResultFileError(
+                        f"{short_path(path)}: an SQLite file without a sweep's tables (it has: "
+                        f"{', '.join(sorted(tables)) or 'none'}); give the folder of a sweep")
             return conn
         except sqlite3.DatabaseError as e:
+            if conn is not None:
+                conn.close()
             raise ResultFileError(f"{path}: not a readable sweep store ({e}); delete the file "
                                   "(its cells are recomputed) or choose another --out") from None
 
@@ -111,7 +126,7 @@ class SweepStore:
                                   f"SPEC --out {short_path(folder)}` first")
         if problem is not None:  # a folder named like the store, a name too long ...
             raise ResultFileError(f"{short_path(path)} {problem}; give the folder of a sweep")
-        conn = cls._connect(path)
+        conn = cls._connect(path, create=False)
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         if meta.get("format") != FORMAT:
             raise ResultFileError(f"{path}: format {meta.get('format')!r}, expected {FORMAT}; "

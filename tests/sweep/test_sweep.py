@@ -734,6 +734,27 @@ def test_a_report_into_another_folder_only_reads_out(reference, tmp_path, monkey
     assert f"--out: {reference / 'report'}: cannot write in the folder {reference}" in err
 
 
+@pytest.mark.parametrize("content", ["other database", "empty file", "not sqlite"])
+def test_reading_a_folder_whose_store_is_not_a_sweeps_changes_nothing(tmp_path, content):
+    """Opening for a report added the sweep's three tables to whatever SQLite file had the
+    store's name (another program's database, an empty file) before finding no spec."""
+    path = tmp_path / STORE_NAME
+    if content == "other database":
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("CREATE TABLE mine (x INTEGER)")
+            conn.commit()
+    else:
+        path.write_bytes(b"" if content == "empty file" else b"plain text, not a database")
+    before = path.read_bytes()
+    want = {"other database": "without a sweep's tables \\(it has: mine\\)",
+            "empty file": "without a sweep's tables \\(it has: none\\)",
+            "not sqlite": "not a readable sweep store"}[content]
+    with pytest.raises(ResultFileError, match=want):
+        SweepStore.open(tmp_path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [STORE_NAME]
+
+
 # --- successive halving ------------------------------------------------------------------------
 def test_halving_then_full_grid_gives_the_grid_store(tmp_path, counting):
     """Survivors resumed from their rung checkpoints are the very cells of a full run."""
