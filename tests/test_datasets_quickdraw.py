@@ -146,6 +146,34 @@ def test_loader_fetch_false_needs_the_cache(tmp_path):
         load_quickdraw(classes="apple", per_class=5, cache_dir=tmp_path, fetch=False)
 
 
+@pytest.mark.parametrize("how", ["too big", "a fifo"])
+def test_a_record_too_big_or_not_a_file_is_not_read(mirror, offline, tmp_path, monkeypatch, how):
+    """A provenance record or manifest was read whole whatever its size (and a FIFO in its
+    place blocked the read); now its size and kind are checked first: a record that is not
+    one counts as damaged, a manifest that is not one is refused naming it."""
+    from refnet.datasets import _cache
+
+    folder, arrays = mirror
+    kw = dict(classes="apple", per_class=10, cache_dir=tmp_path / "c")
+    load_quickdraw("train", mirror=folder, **kw)
+    record = tmp_path / "c" / "quickdraw" / "provenance.json"
+    manifest = folder / "MANIFEST.json"
+    if how == "too big":  # a limit just under the files' sizes, rather than writing 16 MB
+        monkeypatch.setattr(_cache, "MAX_RECORD_BYTES", min(record.stat().st_size,
+                                                            manifest.stat().st_size) - 1)
+        problem = "ValueError: \\d+ bytes, more than the \\d+ a record holds"
+    else:
+        for path in (record, manifest):
+            path.unlink()
+            os.mkfifo(path)
+        problem = "ValueError: not a regular file"
+    with pytest.raises(qs.QuickDrawError, match="lacks verified files with 10 rows for \\['apple'\\]"):
+        load_quickdraw("train", fetch=False, **kw)
+    with pytest.raises(qs.QuickDrawError, match=f"MANIFEST.json: not a valid mirror manifest "
+                                                f"\\({problem}\\)"):
+        qs._manifest(folder)
+
+
 @pytest.mark.parametrize("record", ["[1]", '{"classes": [1]}', '{"classes": {"apple": 3}}',
                                     '{"classes": {"apple": {"file": "apple.npy"}}}',
                                     '{"classes": {"apple": {"file": "../x.npy", "rows": 30, '

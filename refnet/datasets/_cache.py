@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from ..paths import broken_link_problem
 from ..progress import Progress
 
 CHUNK = 1 << 20
+#: The largest provenance record or mirror manifest read: one of every Google QuickDraw class
+#: (345) is about 100 kB, so a bigger file is not one, and is refused before it is read.
+MAX_RECORD_BYTES = 16 << 20
 
 
 class ChecksumError(DataError):
@@ -146,6 +150,22 @@ def write_json_atomic(path, obj) -> None:
             os.unlink(tmp)
 
 
+def read_record_text(path) -> str:
+    """The UTF-8 text of a small JSON record (provenance, manifest); ValueError if ``path`` is
+    not a regular file or holds more than :data:`MAX_RECORD_BYTES`, checked before reading
+    (a FIFO would block the read, a huge file fill memory)."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("not a regular file")
+    if st.st_size > MAX_RECORD_BYTES:
+        raise ValueError(f"{st.st_size} bytes, more than the {MAX_RECORD_BYTES} a record holds")
+    with open(path, "rb") as f:
+        data = f.read(MAX_RECORD_BYTES + 1)
+    if len(data) > MAX_RECORD_BYTES:  # grew since the stat
+        raise ValueError(f"more than the {MAX_RECORD_BYTES} bytes a record holds")
+    return data.decode("utf-8")
+
+
 def read_provenance(folder) -> dict | None:
     """The dataset's provenance record, or None if absent, unreadable or not a JSON object.
 
@@ -153,7 +173,7 @@ def read_provenance(folder) -> dict | None:
     sha256), so a damaged one is treated as missing and written anew by the next fetch.
     """
     try:
-        record = json.loads((Path(folder) / "provenance.json").read_text(encoding="utf-8"))
+        record = json.loads(read_record_text(Path(folder) / "provenance.json"))
     except (OSError, ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     return record if isinstance(record, dict) else None

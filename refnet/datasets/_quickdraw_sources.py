@@ -24,7 +24,7 @@ import urllib.request
 
 from . import _registry as reg
 from ._cache import CHUNK, cache_root, install_file, install_stream, read_provenance, \
-    record_entries, sha256_file, write_provenance
+    read_record_text, record_entries, sha256_file, write_provenance
 from ..progress import Progress
 from ._sources import HOST_TIMEOUT, check_timeout, mirror_folder
 
@@ -111,7 +111,7 @@ def _manifest(folder) -> dict:
     ``sha256``); :class:`QuickDrawError` naming the file if it is not that."""
     path = folder / "MANIFEST.json"
     try:
-        classes = json.loads(path.read_text(encoding="utf-8"))["classes"]
+        classes = json.loads(read_record_text(path))["classes"]
         if not isinstance(classes, dict) or not all(
                 isinstance(e, dict) and isinstance(e.get("file"), str) and isinstance(e.get("sha256"), str)
                 and type(e.get("rows")) is int for e in classes.values()):
