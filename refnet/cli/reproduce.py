@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..paths import check_output_folder
 from ..reproduction.registry import ENVELOPE_SCRIPTS, PRESET_SCRIPTS, SCRIPTS
+from ..reproduction.stages import collecting
 from ._common import existing_file, repeated, seed
 
 HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
@@ -196,11 +197,12 @@ def run(args) -> int:
         mod = figure_module(name)
         print(f"[{name}] computing (cached results in {out / 'results'} are reused)")
         t = time.perf_counter()
-        mod.compute(preset, out)
+        with collecting() as parts:   # the parts a long script times inside its compute
+            mod.compute(preset, out)
         t_plot = time.perf_counter()
         mod.plot(out)
         t_end = time.perf_counter()
-        stages += [(f"{name} compute", t_plot - t), (f"{name} plot", t_end - t_plot)]
+        stages += [(f"{name} compute", t_plot - t, parts), (f"{name} plot", t_end - t_plot)]
         seconds = t_end - t
         state["scripts"][name] = {"seconds": round(seconds, 1)}
         atomic_write_bytes(state_path, json.dumps(state, indent=1).encode())
@@ -255,13 +257,22 @@ def report_header(preset, state: dict, elapsed: float, envelope, known) -> dict:
 
 
 def format_stage_times(stages) -> str:
-    """The table of ``(stage, seconds)`` printed at the end of a run: each stage in run order
-    with its seconds and share of the total, then the total."""
-    total = sum(s for _, s in stages)
-    width = max([len(n) for n, _ in stages] + [len("total")])
+    """The table of ``(stage, seconds[, parts])`` printed at the end of a run: each stage in
+    run order with its seconds and share of the total, under it the parts the stage timed
+    inside it (``(name, seconds)``, indented; what they leave out of the stage: "other"),
+    then the total."""
+    total = sum(st[1] for st in stages)
+    rows = []   # (indent, name, seconds)
+    for name, s, *parts in stages:
+        rows.append((2, name, s))
+        parts = parts[0] if parts else []
+        rows += [(4, n, p) for n, p in parts]
+        if parts:
+            rows.append((4, "other", max(0.0, s - sum(p for _, p in parts))))
+    width = max([i + len(n) for i, n, _ in rows] + [2 + len("total")])
     lines = ["", "time per stage (this run; cached results take ~0 s):"]
-    for name, s in stages:
+    for indent, name, s in rows:
         share = 100 * s / total if total > 0 else 0.0
-        lines.append(f"  {name:{width}} {s:8.1f} s {share:5.1f} %")
-    lines.append(f"  {'total':{width}} {total:8.1f} s")
+        lines.append(f"{' ' * indent}{name:{width - indent}} {s:8.1f} s {share:5.1f} %")
+    lines.append(f"  {'total':{width - 2}} {total:8.1f} s")
     return "\n".join(lines)

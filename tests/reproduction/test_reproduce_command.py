@@ -1,6 +1,8 @@
 """refnet reproduce: folder bookkeeping, --only, and the report covering every computed script."""
 import json
 
+import pytest
+
 from refnet.cli import main
 from refnet.cli import reproduce
 
@@ -39,3 +41,66 @@ def test_stage_times_table_adds_up():
     assert rows[0] == ["a", "compute", "3.0", "s", "75.0", "%"]
     assert rows[1] == ["a", "plot", "1.0", "s", "25.0", "%"]
     assert rows[2] == ["total", "4.0", "s"]
+
+
+def test_a_stage_with_parts_lists_them_under_it_with_the_rest_as_other():
+    from refnet.reproduction.stages import collecting, part
+
+    with part("not collected"):   # outside a collection: nothing recorded, nothing raised
+        pass
+    with collecting() as parts:
+        for name in ("training", "sweeps"):
+            with part(name):
+                pass
+        with pytest.raises(KeyError), part("failed"):   # a part that raises is still timed
+            raise KeyError
+    assert [n for n, _ in parts] == ["training", "sweeps", "failed"]
+    text = reproduce.format_stage_times([("a compute", 10.0, [("training", 6.0), ("sweeps", 3.0)]),
+                                         ("a plot", 2.0), ("b compute", 4.0, [])])
+    lines = text.strip().splitlines()[1:]
+    assert [ln.split() for ln in lines] == [
+        ["a", "compute", "10.0", "s", "62.5", "%"], ["training", "6.0", "s", "37.5", "%"],
+        ["sweeps", "3.0", "s", "18.8", "%"], ["other", "1.0", "s", "6.2", "%"],
+        ["a", "plot", "2.0", "s", "12.5", "%"], ["b", "compute", "4.0", "s", "25.0", "%"],
+        ["total", "16.0", "s"]]
+    assert lines[1].startswith("    training") and lines[0].startswith("  a compute")
+    assert len({ln.index(" s ") for ln in lines[:-1]}) == 1   # one column for the seconds
+
+
+def test_the_long_scripts_time_their_parts(tmp_path, monkeypatch):
+    """duque_fig4 and semenova_fig5 say which part of their compute took what (the work
+    itself replaced by stand-ins)."""
+    from refnet.reproduction.duque import fig4
+    from refnet.reproduction.stages import collecting
+
+    calls = []
+    monkeypatch.setattr(fig4.dq, "load_data", lambda setup: calls.append("data") or _NoData())
+    monkeypatch.setattr(fig4.dq, "train_models", lambda *a, **k: {})
+    monkeypatch.setattr(fig4, "KINDS", ())
+    monkeypatch.setattr(fig4, "save_results", lambda *a, **k: None)
+    from refnet.reproduction.presets import get_preset
+    preset = get_preset("quick", 0)
+    with collecting() as parts:
+        fig4.compute(preset, tmp_path, log=lambda *a: None)
+    names = [n for n, _ in parts]
+    assert names == [x for s in preset.duque for x in (f"{s.dataset}: data and training",
+                                                       f"{s.dataset}: accuracy sweeps")]
+
+    from refnet.reproduction.semenova import fig5
+    se = fig5.se
+    monkeypatch.setattr(fig5, "load_results", lambda *a: None)
+    monkeypatch.setattr(se, "load_data", lambda setup: _NoData())
+    monkeypatch.setattr(se, "train_network", lambda *a, **k: (None, None, {"errors": {}}))
+    monkeypatch.setattr(se, "figure5_inputs", lambda *a: ((), {}))
+    monkeypatch.setattr(fig5, "analyse", lambda *a: {})
+    monkeypatch.setattr(fig5, "split_agreement", lambda *a: {})
+    monkeypatch.setattr(fig5, "save_results", lambda *a, **k: None)
+    monkeypatch.setattr(fig5, "asdict", lambda setup: {})
+    with collecting() as parts, pytest.raises(AttributeError, match="as_dict"):
+        fig5.compute(preset, tmp_path, log=lambda *a: None)   # stops at arch.as_dict()
+    assert [n for n, _ in parts] == [f"network {next(iter(se.NETWORKS))}: data and training",
+                                     f"network {next(iter(se.NETWORKS))}: Monte-Carlo and analytic"]
+
+
+class _NoData:
+    X_test, y_test, provenance = None, (), {}

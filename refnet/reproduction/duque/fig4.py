@@ -18,6 +18,7 @@ from . import protocol as dq
 from .protocol import EQ7_PRESET as EQ7_DEFAULT
 from ..results import load_results, save_figure, save_results
 from ..report import Check, FigureEntry
+from ..stages import part
 
 NAME = "duque_fig4"
 KINDS = ("cor", "unc")
@@ -46,19 +47,22 @@ def compute(preset, out, log=print) -> None:
         if cached is not None:
             log(f"{name}: cached with other settings; recomputed (models are reused where "
                 "their settings agree)")
-        data = dq.load_data(setup)
-        models = dq.train_models(setup, data, out / "models", log=log)
+        with part(f"{setup.dataset}: data and training"):
+            data = dq.load_data(setup)
+            models = dq.train_models(setup, data, out / "models", log=log)
         arrays, acc_clean = {}, {}
-        for kind in KINDS:
-            for mode in CURVES[kind]:
-                arch, params, _ = models[mode]
-                log(f"  sweep {setup.dataset} {mode} {dq.KIND_NOISE[kind]}: "
-                    f"{preset.n_levels} levels x {preset.repetitions} repetitions")
-                res = accuracy_sweep(arch, params, data.X_test, data.y_test, "duque",
-                                     noise_types=(dq.KIND_NOISE[kind],), variances=preset.variances,
-                                     repetitions=preset.repetitions, rng=setup.seed)
-                arrays[f"{kind}/{mode}"] = res.accuracy[0]  # (n_levels, repetitions)
-                acc_clean[mode] = res.clean_accuracy
+        with part(f"{setup.dataset}: accuracy sweeps"):
+            for kind in KINDS:
+                for mode in CURVES[kind]:
+                    arch, params, _ = models[mode]
+                    log(f"  sweep {setup.dataset} {mode} {dq.KIND_NOISE[kind]}: "
+                        f"{preset.n_levels} levels x {preset.repetitions} repetitions")
+                    res = accuracy_sweep(arch, params, data.X_test, data.y_test, "duque",
+                                         noise_types=(dq.KIND_NOISE[kind],),
+                                         variances=preset.variances,
+                                         repetitions=preset.repetitions, rng=setup.seed)
+                    arrays[f"{kind}/{mode}"] = res.accuracy[0]  # (n_levels, repetitions)
+                    acc_clean[mode] = res.clean_accuracy
         arrays["variances"] = preset.variances
         save_results(out, name, arrays, {
             "preset": preset.name, "seed": setup.seed, "setup": asdict(setup),

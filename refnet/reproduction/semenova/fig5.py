@@ -23,6 +23,7 @@ import numpy as np
 from . import protocol as se
 from ..results import load_results, save_figure, save_results
 from ..report import Check, FigureEntry
+from ..stages import part
 
 NAME = "semenova_fig5"
 #: Semenova intensities D (variance 2D): Fig. 3's values; Fig. 5 does not state its noise.
@@ -121,14 +122,16 @@ def compute(preset, out, log=print) -> None:
                           "density": DENSITY, "networks": {}}
     for net in se.NETWORKS:
         setup = se.setup_for(net, preset)
-        data = se.load_data(setup)
-        arch, params, meta = se.train_network(setup, data, Path(out) / "models", log=log)
+        with part(f"network {net}: data and training"):
+            data = se.load_data(setup)
+            arch, params, meta = se.train_network(setup, data, Path(out) / "models", log=log)
         X, inputs = se.figure5_inputs(setup, data, preset.semenova_T)
         log(f"  {NAME} {net}: Monte-Carlo, T = {len(X)} inputs x K = {preset.semenova_K}")
-        for k, v in analyse(arch, params, X, preset.semenova_K, preset.seed).items():
-            arrays[f"{net}/{k}"] = v
-        n_split, k_split = min(len(X), SPLIT_T), min(preset.semenova_K, SPLIT_K)
-        split = split_agreement(arch, params, X[:n_split], k_split, preset.seed)
+        with part(f"network {net}: Monte-Carlo and analytic"):
+            for k, v in analyse(arch, params, X, preset.semenova_K, preset.seed).items():
+                arrays[f"{net}/{k}"] = v
+            n_split, k_split = min(len(X), SPLIT_T), min(preset.semenova_K, SPLIT_K)
+            split = split_agreement(arch, params, X[:n_split], k_split, preset.seed)
         record["networks"][net] = {"setup": asdict(setup), "errors": meta["errors"],
                                    "inputs": inputs, "data": data.provenance,
                                    "architecture": arch.as_dict(),
