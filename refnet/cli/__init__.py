@@ -10,7 +10,7 @@ compile numba kernels). A subcommand module defines
 
 The contract of every subcommand: bad input (a flag, a value, a file) gives ONE line on stderr
 naming the flag or file and the fix, and exit status 2; ``--debug`` adds the traceback.
-Exit statuses are in :mod:`refnet.cli._common`.
+Exit statuses are in :mod:`refnet.cli._status`.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import select
 import sys
 import traceback
 
-from ._common import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
+from ._status import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 
 #: subcommand -> module; the order is the order of ``refnet --help``.
 COMMANDS = {name: f"refnet.cli.{name}"
@@ -220,6 +220,9 @@ def main(argv=None) -> int:
     try:
         status = _main(argv)
         sys.stdout.flush()  # what is still buffered: a closed pipe fails here, not at shutdown
+    except KeyboardInterrupt:  # before a command ran (_main has its own): while importing
+        print("\ninterrupted before the command started; nothing was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # stdout's reader went away (_main passes on no other), or stderr's, where no message
         # can go either

@@ -16,14 +16,10 @@ from ..errors import ConfigError, DataError
 from ..noise import NOISE_PRESETS, NOISE_TYPES
 from ..paths import file_problem, short_path
 
-#: Exit statuses of every subcommand.
-EXIT_OK = 0            #: done
-EXIT_FAILURE = 1       #: the work ran and failed (a fetch failed, training diverged)
-EXIT_USAGE = 2         #: bad input: a flag, a value or a file (argparse's convention)
-EXIT_INTERRUPTED = 130  #: Ctrl-C (128 + SIGINT)
-#: stdout's reader went away (``refnet ... | head -1``): what a shell shows for a tool that
-#: SIGPIPE killed (128 + SIGPIPE), so that ``set -o pipefail`` sees the output was cut short
-EXIT_BROKEN_PIPE = 141
+# the exit statuses of every subcommand (their own module: the command's entry reads them
+# before it imports anything heavy)
+from ._status import (EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK,  # noqa: F401
+                      EXIT_USAGE)
 
 #: Where noise can act; "none" (no noisy layer) is not a choice where the command measures noise.
 NOISY_PRESETS = tuple(p for p in NOISE_PRESETS if p != "none")

@@ -625,6 +625,30 @@ def test_failure_and_interrupt_statuses(error, status, expected, monkeypatch, ca
     assert expected in _one_clean_line(capsys.readouterr().err)
 
 
+def test_a_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys):
+    """Ctrl-C in the first second of `refnet reproduce` (numpy, numba and the subcommands
+    loading) ended in a traceback of importlib frames: now the package and the command's
+    entry load nothing heavy (tested below), and an interrupt while the parser is built is
+    one line with status 130."""
+    import refnet.cli
+
+    def loading():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(refnet.cli, "build_parser", loading)
+    assert main(["reproduce", "--preset", "quick"]) == 130
+    assert _one_clean_line(capsys.readouterr().err) == ("interrupted before the command "
+                                                        "started; nothing was written.")
+
+
+def test_the_command_entry_imports_no_numpy_before_main():
+    code = ("import sys, refnet, refnet.cli; heavy = sorted({'numpy', 'numba', 'scipy'} & "
+            "set(sys.modules)); print(heavy); from refnet import forward; print(callable(forward))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["[]", "True"]
+
+
 @pytest.mark.parametrize("command, flags, expected", [
     ("sweep", [], "Run the same command again to resume"),
     ("train", ["--checkpoint", "c.npz"], "Run the same command again to resume"),
