@@ -422,16 +422,22 @@ def test_stat_checks_sample_keys_and_labels(bundle, tmp_path, capsys):
                         labels=np.full(12, 50))
 
 
-def test_check_refuses_complex_results(bundle, tmp_path, capsys):
+@pytest.mark.parametrize("cast, dtype", [(lambda a: a + 1j, "complex128"),
+                                         # integers passed, judged at float64 tolerance
+                                         (lambda a: np.round(a).astype(np.int64), "int64"),
+                                         (lambda a: a > 0.5, "bool")])
+def test_check_refuses_results_that_are_not_floating_point(bundle, tmp_path, capsys, cast,
+                                                           dtype):
     _, (arrays, meta) = bundle
     bad = _results_from_expected(arrays)
-    bad["result.layer.1"] = bad["result.layer.1"] + 1j
-    with pytest.raises(ModelFileError, match="result.layer.1 has dtype complex128"):
+    bad["result.layer.1"] = cast(bad["result.layer.1"])
+    with pytest.raises(ModelFileError, match=f"result.layer.1 has dtype {dtype}; results must "
+                                             "be floating point"):
         check_results(bad)
     b = write_bundle(tmp_path / "b.npz", arrays, meta)
-    r = write_bundle(tmp_path / "r.npz", {"layer.1": arrays["expected.layer.1"] + 1j}, {})
+    r = write_bundle(tmp_path / "r.npz", {"layer.1": cast(arrays["expected.layer.1"])}, {})
     assert main(["crosscheck", "check", str(b), "--results", str(r)]) == 2
-    _one_error_line(capsys, str(r), "complex128")
+    _one_error_line(capsys, str(r), dtype)
 
 
 @pytest.mark.parametrize("flags, message", [
