@@ -5,6 +5,7 @@ import pytest
 import refnet as rn
 from refnet.errors import CheckpointError
 from refnet.io import load_npz, save_model, save_npz_atomic
+from refnet.losses import get_loss
 from refnet.regularizers import regularizer_preset
 from refnet.train import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED, TrainConfig, TrainingDiverged,
                           evaluate_accuracy, train)
@@ -31,6 +32,26 @@ def test_training_learns_a_separable_problem(problem):
     assert res.history[-1]["val_accuracy"] > 0.95 > before
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     assert [h["epoch"] for h in res.history] == list(range(1, 9))
+
+
+def test_validation_scores_are_those_of_separate_loss_and_accuracy_passes(rng):
+    # one forward per block gives both numbers; they must be the bits of a loss pass over the
+    # same 4096-row blocks and of evaluate_accuracy (9000 rows: three blocks, the last short)
+    X, y = _blobs(rng, n=9400)
+    arch = rn.mlp((6, 16, 16, 3))
+    p = rn.init_params(arch, rng=2)
+    res = train(arch, p, X[:400], y[:400], TrainConfig(epochs=2, batch_size=50, lr=0.05),
+                X[400:], y[400:])
+    entry, ce = res.history[-1], get_loss("cross_entropy")
+    total = 0.0
+    for i in range(400, 9400, 4096):
+        out, _ = rn.forward(arch, res.params, X[i:i + 4096])
+        total += ce(out, y[i:i + 4096])[0] * len(out)
+    assert entry["val_loss"] == total / 9000
+    assert entry["val_accuracy"] == evaluate_accuracy(arch, res.params, X[400:], y[400:])
+    reg = train(rn.mlp((6, 8, 2)), rn.init_params(rn.mlp((6, 8, 2)), rng=3), X[:400],
+                X[:400, :2], TrainConfig(epochs=1, batch_size=50, loss="mse"), X[400:], X[400:, :2])
+    assert "val_accuracy" not in reg.history[-1] and np.isfinite(reg.history[-1]["val_loss"])
 
 
 def test_same_seed_same_numbers_and_input_not_modified(problem):

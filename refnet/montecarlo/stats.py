@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _st
 
 from .._blas import on_fixed_blas_threads
 from ..model import Architecture, Params, check_input, forward
@@ -79,6 +78,8 @@ def confidence_intervals(mean: Array, variance: Array, K: int, confidence: float
     or heavy-tailed outputs (saturated sigmoids, multiplicative noise) they are
     approximations, the variance interval being the most sensitive.
     """
+    from scipy import stats as _st  # here: importing scipy.stats costs every command 1-2 s
+
     a = 1.0 - confidence
     with np.errstate(divide="ignore", invalid="ignore"):  # var = 0 gives inf/nan SNR, by design
         snr = mean / np.sqrt(variance)
