@@ -238,7 +238,8 @@ def _validation_scores(arch, params, X, y, loss_fn, classify: bool, batch_size: 
     half the products (they were two passes, a fifth of a float64 epoch's product work)."""
     total, correct = 0.0, 0
     for i in range(0, len(X), batch_size):
-        out, _ = forward(arch, params, X[i:i + batch_size])
+        # X_val was checked once before the first epoch, as the training batches are
+        out, _ = forward(arch, params, X[i:i + batch_size], check=False)
         yb = y[i:i + batch_size]
         total += loss_fn(out, yb)[0] * len(out)
         if classify:
