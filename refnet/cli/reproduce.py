@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..paths import check_output_folder
 from ..reproduction.registry import ENVELOPE_SCRIPTS, PRESET_SCRIPTS, SCRIPTS
 from ..reproduction.stages import collecting
-from ._common import existing_file, repeated, seed
+from ._common import MAX_WORKERS, existing_file, int_between, repeated, seed
 
 HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
 
@@ -31,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", nargs="+", metavar="NAME", help=f"run only these: {', '.join(SCRIPTS)}")
     p.add_argument("--out", type=Path, help="output folder (default runs/reproduce-<preset>)")
     p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--workers", type=int_between(1, MAX_WORKERS, "worker processes"),
+                   help="processes to run duque_fig4's training runs and sweeps on side by "
+                        "side (default: all cores; 1 = one after the other in this process; "
+                        "at most the usable cores); the numbers do not depend on it")
     p.add_argument("--list", action="store_true", help="list the validation scripts and exit")
 
 
@@ -180,6 +184,14 @@ def run(args) -> int:
     twice = repeated(todo)
     if twice:  # it ran twice (and was timed and reported as two runs of one name)
         raise ConfigError(f"--only: {', '.join(twice)} given twice; name each script once")
+    if args.workers is not None:
+        from ..cores import available_cores
+
+        cores = available_cores()
+        if args.workers > cores:
+            raise ConfigError(f"--workers {args.workers}: this machine lets refnet use {cores} "
+                              f"core(s); give at most {cores}, or leave --workers out for all "
+                              "of them")
     preset = get_preset(args.preset, args.seed)
     if args.envelope is not None and preset.name != "full":
         raise ConfigError(f"--envelope: only --preset full uses an envelope (preset "
@@ -198,7 +210,10 @@ def run(args) -> int:
         print(f"[{name}] computing (cached results in {out / 'results'} are reused)")
         t = time.perf_counter()
         with collecting() as parts:   # the parts a long script times inside its compute
-            mod.compute(preset, out)
+            if name == "duque_fig4":   # the one script that runs its work on worker processes
+                mod.compute(preset, out, workers=args.workers)
+            else:
+                mod.compute(preset, out)
         t_plot = time.perf_counter()
         mod.plot(out)
         t_end = time.perf_counter()
@@ -260,15 +275,17 @@ def format_stage_times(stages) -> str:
     """The table of ``(stage, seconds[, parts])`` printed at the end of a run: each stage in
     run order with its seconds and share of the total, under it the parts the stage timed
     inside it (``(name, seconds)``, indented; what they leave out of the stage: "other"),
-    then the total."""
+    then the total. Worker time (``(name, seconds, "busy")``, summed over processes that ran
+    side by side) is shown as such and not subtracted: its share can pass the stage's."""
     total = sum(st[1] for st in stages)
     rows = []   # (indent, name, seconds)
     for name, s, *parts in stages:
         rows.append((2, name, s))
         parts = parts[0] if parts else []
-        rows += [(4, n, p) for n, p in parts]
-        if parts:
-            rows.append((4, "other", max(0.0, s - sum(p for _, p in parts))))
+        rows += [(4, f"{p[0]} (worker time)" if len(p) > 2 else p[0], p[1]) for p in parts]
+        wall = [p[1] for p in parts if len(p) == 2]
+        if wall:
+            rows.append((4, "other", max(0.0, s - sum(wall))))
     width = max([i + len(n) for i, n, _ in rows] + [2 + len("total")])
     lines = ["", "time per stage (this run; cached results take ~0 s):"]
     for indent, name, s in rows:

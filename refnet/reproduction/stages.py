@@ -16,7 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-__all__ = ["part", "collecting"]
+__all__ = ["part", "record", "collecting"]
 
 _local = threading.local()   # the list being filled, per thread (None: not collecting)
 
@@ -35,10 +35,20 @@ def part(name: str):
         parts.append((name, time.perf_counter() - t))
 
 
+def record(name: str, seconds: float, *, busy: bool = False) -> None:
+    """Record the part ``name`` timed elsewhere. ``busy``: the seconds worker processes spent
+    on it, summed over them (they overlap each other and the stage's other parts, so the
+    table does not subtract them from the stage's time)."""
+    parts = getattr(_local, "parts", None)
+    if parts is not None:
+        parts.append((name, float(seconds), "busy") if busy else (name, float(seconds)))
+
+
 @contextmanager
 def collecting():
-    """Collect the parts timed inside the block; yields the list of ``(name, seconds)``, in
-    the order they ended (a part named twice, e.g. in a loop, appears twice)."""
+    """Collect the parts timed inside the block; yields the list of ``(name, seconds)`` (and
+    ``(name, seconds, "busy")`` for :func:`record`'s worker time), in the order they ended (a
+    part named twice, e.g. in a loop, appears twice)."""
     saved = getattr(_local, "parts", None)
     _local.parts = parts = []
     try:

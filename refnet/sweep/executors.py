@@ -1,7 +1,8 @@
 """Where cells run: in this process, on a local process pool, or on a Dask distributed cluster.
 
-Each executor has one method, ``map(fn, tasks)``, yielding ``(index, fn(tasks[index]))`` as
-results arrive (any order; the store does not depend on it). Workers only compute; the driver
+Each executor has ``map(fn, tasks)``, yielding ``(index, fn(tasks[index]))`` as results
+arrive (any order; the store does not depend on it); the local ones also have
+``submit(fn, task)``, a future, for callers whose tasks wait on each other. Workers only compute; the driver
 alone writes the store. Results are the same bits on every executor: a cell's randomness comes
 from its seed, never from the worker, and each cell runs single-threaded.
 
@@ -10,7 +11,8 @@ from its seed, never from the worker, and each cell runs single-threaded.
   workers than cells left to run (each costs a process and its memory). The workers
   start with ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and
   ``NUMBA_NUM_THREADS`` set to 1 in their environment, before NumPy loads, so that ``n`` workers
-  use ``n`` cores, not ``n x n``. Each worker ends when the driver process dies, even by
+  use ``n`` cores, not ``n x n`` (``numba_threads`` raises numba's ceiling for callers whose
+  tasks set their own count, ``refnet reproduce``'s training runs). Each worker ends when the driver process dies, even by
   SIGKILL (:func:`_exit_with_parent`), rather than running on orphaned. Ctrl-C stops the
   task a worker is running and nothing else (:func:`_interrupt_task`).
 * :class:`DaskCluster` (``--scheduler ADDRESS``): an existing Dask distributed cluster, through
@@ -30,7 +32,7 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from ..cores import available_cores
 from ..errors import ConfigError
@@ -161,6 +163,15 @@ class InProcess:
         for i, t in enumerate(tasks):
             yield i, fn(t)
 
+    def submit(self, fn, task) -> Future:
+        """``fn(task)``, run now; a future that holds its result (or its exception)."""
+        f = Future()
+        try:
+            f.set_result(fn(task))
+        except Exception as e:  # noqa: BLE001 -- handed to whoever reads the future
+            f.set_exception(e)
+        return f
+
 
 class LocalPool:
     """A process pool of ``workers`` single-threaded processes on this machine.
@@ -172,8 +183,10 @@ class LocalPool:
 
     shares_files = True
 
-    def __init__(self, workers: int | None = None, *, tasks: int | None = None):
+    def __init__(self, workers: int | None = None, *, tasks: int | None = None,
+                 numba_threads: int = 1):
         self.workers = available_cores() if workers is None else int(workers)
+        self.numba_threads = int(numba_threads)
         if self.workers < 1:
             raise ConfigError(f"--workers: must be >= 1, got {workers}")
         if tasks is not None:
@@ -188,6 +201,8 @@ class LocalPool:
         # spawned children copy os.environ at start: set the thread limits for them only
         saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
         os.environ.update({k: "1" for k in THREAD_VARIABLES})
+        if self.numba_threads > 1:  # tasks choose how many they use (numba.set_num_threads)
+            os.environ["NUMBA_NUM_THREADS"] = str(self.numba_threads)
         try:
             self.pool = ProcessPoolExecutor(self.workers,
                                             mp_context=multiprocessing.get_context("spawn"),
@@ -228,6 +243,10 @@ class LocalPool:
         """``obj`` as tasks should carry it (here: itself, copied to a worker with each task
         that names it)."""
         return obj
+
+    def submit(self, fn, task) -> Future:
+        """``fn(task)`` on a worker; its future."""
+        return self.pool.submit(_run_task, fn, task)
 
     def map(self, fn, tasks):
         futures = {self.pool.submit(_run_task, fn, t): i for i, t in enumerate(tasks)}

@@ -67,24 +67,42 @@ def test_a_stage_with_parts_lists_them_under_it_with_the_rest_as_other():
     assert len({ln.index(" s ") for ln in lines[:-1]}) == 1   # one column for the seconds
 
 
+def test_worker_time_is_shown_as_such_and_not_subtracted_from_its_stage():
+    text = reproduce.format_stage_times([("a compute", 10.0, [("training, 2 workers", 14.0, "busy"),
+                                                              ("sweeps, 2 workers", 4.0, "busy")]),
+                                         ("a plot", 2.0)])
+    lines = [ln.split() for ln in text.strip().splitlines()[1:]]
+    assert lines == [["a", "compute", "10.0", "s", "83.3", "%"],
+                     ["training,", "2", "workers", "(worker", "time)", "14.0", "s", "116.7", "%"],
+                     ["sweeps,", "2", "workers", "(worker", "time)", "4.0", "s", "33.3", "%"],
+                     ["a", "plot", "2.0", "s", "16.7", "%"], ["total", "12.0", "s"]]
+
+
 def test_the_long_scripts_time_their_parts(tmp_path, monkeypatch):
     """duque_fig4 and semenova_fig5 say which part of their compute took what (the work
     itself replaced by stand-ins)."""
     from refnet.reproduction.duque import fig4
     from refnet.reproduction.stages import collecting
 
-    calls = []
-    monkeypatch.setattr(fig4.dq, "load_data", lambda setup: calls.append("data") or _NoData())
-    monkeypatch.setattr(fig4.dq, "train_models", lambda *a, **k: {})
-    monkeypatch.setattr(fig4, "KINDS", ())
-    monkeypatch.setattr(fig4, "save_results", lambda *a, **k: None)
+    from refnet.reproduction.duque import tasks
+
+    ran = []
+
+    def fake(task, log=print):   # each task "takes" 1 s (training) or 2 s (sweep)
+        ran.append(task.name)
+        return {"seconds": 1.0 if task.kind == "train" else 2.0, "accuracy": None,
+                "clean_accuracy": None, "provenance": {}, "n_test": 0}
+
+    monkeypatch.setattr(tasks, "run_task", fake)
+    saved = []
+    monkeypatch.setattr(fig4, "save_results", lambda out, name, *a, **k: saved.append(name))
     from refnet.reproduction.presets import get_preset
     preset = get_preset("quick", 0)
     with collecting() as parts:
-        fig4.compute(preset, tmp_path, log=lambda *a: None)
-    names = [n for n, _ in parts]
-    assert names == [x for s in preset.duque for x in (f"{s.dataset}: data and training",
-                                                       f"{s.dataset}: accuracy sweeps")]
+        fig4.compute(preset, tmp_path, log=lambda *a: None, workers=1)
+    assert parts == [x for s in preset.duque for x in ((f"{s.dataset}: data and training", 5.0),
+                                                       (f"{s.dataset}: accuracy sweeps", 12.0))]
+    assert saved == [f"duque_fig4_{s.dataset}" for s in preset.duque] and len(ran) == 11
 
     from refnet.reproduction.semenova import fig5
     se = fig5.se

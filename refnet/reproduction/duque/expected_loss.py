@@ -100,8 +100,7 @@ def _finetuned(setup, data, folder, base, mode, spec, *, tag="", log=print):
     The fine-tuning settings are those of the noise-aware and Eq. 7 models with ``spec`` as the
     only regularizer. ``tag`` goes into the file name (settings the setup's key does not hold).
     """
-    from ...io import load_cached_model, load_model, save_model
-    from ...train import evaluate_accuracy, train
+    from ...io import load_cached_model
 
     arch, params, _ = base
     path = Path(folder) / f"{setup.dataset}-{mode}{tag}-{setup.key()}.npz"
@@ -111,14 +110,7 @@ def _finetuned(setup, data, folder, base, mode, spec, *, tag="", log=print):
         return cached
     config = replace(dq.mode_config(setup, "regularized_unc", arch.n_layers), regularizers=(spec,))
     log(f"  {setup.dataset} {mode}: training {config.epochs} epochs")
-    res = train(arch, params, data.X_train, data.y_train, config, data.X_val, data.y_val,
-                checkpoint=path.with_suffix(".ckpt.npz"))
-    acc = evaluate_accuracy(arch, res.params, data.X_test, data.y_test)
-    save_model(path, arch, res.params, {
-        "mode": mode, "setup": asdict(setup), "train_config": config.as_dict(),
-        "history": list(res.history), "test_accuracy": acc, "data": data.provenance})
-    path.with_suffix(".ckpt.npz").unlink(missing_ok=True)
-    return load_model(path)
+    return dq.train_and_save(path, setup, data, mode, arch, params, config, progress=None)
 
 
 def _extra_models(setup, data, folder, base, eq7_lambda, log):

@@ -18,7 +18,7 @@ from . import protocol as dq
 from .protocol import EQ7_PRESET as EQ7_DEFAULT
 from ..results import load_results, save_figure, save_results
 from ..report import Check, FigureEntry
-from ..stages import part
+from ..stages import record
 
 NAME = "duque_fig4"
 KINDS = ("cor", "unc")
@@ -34,10 +34,20 @@ PAPER = {"mnist": (98.06, 95.62, 41.52, 4.77), "fashion-mnist": (87.78, 85.37, 5
          "quickdraw": (78.11, 75.12, 65.58, 35.29)}
 
 
-def compute(preset, out, log=print) -> None:
-    from refnet.montecarlo import accuracy_sweep
+def compute(preset, out, log=print, *, workers: int | None = None) -> None:
+    """Train (or load) every dataset's models and sweep them; one result file per dataset.
+
+    ``workers``: processes to run the training runs and sweeps on side by side (default: one
+    per core; 1: one after the other in this process). The numbers are the same for any
+    count (:mod:`refnet.reproduction.duque.tasks`).
+    """
+    from refnet.cores import available_cores
+    from refnet.sweep.executors import InProcess, LocalPool
+
+    from .tasks import fig4_tasks, run_tasks
 
     out = Path(out)
+    todo = []
     for setup in preset.duque:
         name = f"{NAME}_{setup.dataset}"
         cached = load_results(out, name)
@@ -47,28 +57,49 @@ def compute(preset, out, log=print) -> None:
         if cached is not None:
             log(f"{name}: cached with other settings; recomputed (models are reused where "
                 "their settings agree)")
-        with part(f"{setup.dataset}: data and training"):
-            data = dq.load_data(setup)
-            models = dq.train_models(setup, data, out / "models", log=log)
-        arrays, acc_clean = {}, {}
-        with part(f"{setup.dataset}: accuracy sweeps"):
-            for kind in KINDS:
-                for mode in CURVES[kind]:
-                    arch, params, _ = models[mode]
-                    log(f"  sweep {setup.dataset} {mode} {dq.KIND_NOISE[kind]}: "
-                        f"{preset.n_levels} levels x {preset.repetitions} repetitions")
-                    res = accuracy_sweep(arch, params, data.X_test, data.y_test, "duque",
-                                         noise_types=(dq.KIND_NOISE[kind],),
-                                         variances=preset.variances,
-                                         repetitions=preset.repetitions, rng=setup.seed)
-                    arrays[f"{kind}/{mode}"] = res.accuracy[0]  # (n_levels, repetitions)
-                    acc_clean[mode] = res.clean_accuracy
-        arrays["variances"] = preset.variances
-        save_results(out, name, arrays, {
-            "preset": preset.name, "seed": setup.seed, "setup": asdict(setup),
-            "clean_accuracy": acc_clean, "data": data.provenance,
-            "sweep": {"placement": "after the sigmoid of both hidden layers",
-                      "n_test": int(len(data.y_test)), "repetitions": preset.repetitions}})
+        todo.append(setup)
+    if not todo:
+        return
+    tasks = [t for setup in todo for t in fig4_tasks(setup, out / "models", CURVES,
+                                                     preset.variances, preset.repetitions)]
+    cores = available_cores()
+    slots = max(1, min(cores if workers is None else int(workers), len(tasks)))
+    if slots > 1:
+        log(f"  {NAME}: {len(tasks)} training runs and sweeps on {slots} worker processes")
+    executor = InProcess() if slots == 1 else LocalPool(slots, numba_threads=cores)
+    swept = {setup.dataset: {} for setup in todo}
+    busy = {}   # part name -> seconds the tasks of that part ran
+    with executor:
+        for task, res in run_tasks(tasks, executor, slots=slots, cores=cores, log=log):
+            ds = task.setup.dataset
+            what = "data and training" if task.kind == "train" else "accuracy sweeps"
+            busy[f"{ds}: {what}"] = busy.get(f"{ds}: {what}", 0.0) + res["seconds"]
+            if task.kind == "sweep":
+                swept[ds][task.noise, task.mode] = res
+                if len(swept[ds]) == sum(len(CURVES[k]) for k in KINDS):
+                    _save(preset, out, task.setup, swept[ds])
+    for setup in todo:
+        for what in ("data and training", "accuracy sweeps"):
+            key = f"{setup.dataset}: {what}"
+            record(key if slots == 1 else f"{key}, {slots} workers", busy.get(key, 0.0),
+                   busy=slots > 1)
+
+
+def _save(preset, out, setup, swept: dict) -> None:
+    """One dataset's result file from its sweeps (``{(noise kind, mode): sweep result}``)."""
+    arrays, acc_clean = {}, {}
+    for kind in KINDS:
+        for mode in CURVES[kind]:
+            res = swept[kind, mode]
+            arrays[f"{kind}/{mode}"] = res["accuracy"]  # (n_levels, repetitions)
+            acc_clean[mode] = res["clean_accuracy"]
+    arrays["variances"] = preset.variances
+    first = next(iter(swept.values()))
+    save_results(out, f"{NAME}_{setup.dataset}", arrays, {
+        "preset": preset.name, "seed": setup.seed, "setup": asdict(setup),
+        "clean_accuracy": acc_clean, "data": first["provenance"],
+        "sweep": {"placement": "after the sigmoid of both hidden layers",
+                  "n_test": first["n_test"], "repetitions": preset.repetitions}})
 
 
 #: Line style per training mode: the three curves stay apart where they overlap.

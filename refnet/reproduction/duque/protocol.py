@@ -32,7 +32,8 @@ from ...noise import NoiseSpec, noise_config
 from ...regularizers import regularizer_preset
 from ...train import TrainConfig, evaluate_accuracy, train
 
-__all__ = ["DuqueSetup", "MODES", "DuqueData", "load_data", "train_models", "mode_config"]
+__all__ = ["DuqueSetup", "MODES", "DuqueData", "load_data", "train_models", "train_model",
+           "train_and_save", "model_path", "architecture", "mode_config"]
 
 MODES = ("standard", "noise_aware_cor", "noise_aware_unc", "regularized_cor", "regularized_unc")
 #: The noise type each noise kind of Fig. 4 means (additive: Duque 2024, Sec. 2).
@@ -185,38 +186,61 @@ def mode_config(setup: DuqueSetup, mode: str, n_layers: int) -> TrainConfig:
     raise ValueError(f"mode: unknown {mode!r}; known: {', '.join(MODES)}")
 
 
+def model_path(setup: DuqueSetup, folder, mode: str) -> Path:
+    """Where the model of ``mode`` is saved: ``<folder>/<dataset>-<mode>-<key>.npz``."""
+    return Path(folder) / f"{setup.dataset}-{mode}-{setup.mode_key(mode)}.npz"
+
+
+def architecture(data: DuqueData, setup: DuqueSetup):
+    """The sigmoid MLP of ``setup`` for ``data``: inputs x hidden x classes."""
+    n_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
+    return mlp((data.X_train.shape[1],) + tuple(setup.hidden) + (n_classes,), "sigmoid")
+
+
+def train_model(setup: DuqueSetup, data: DuqueData, folder, mode: str, progress=sys.stderr,
+                log=print):
+    """Train (or load from ``folder``) the model of ``mode``: ``(arch, params, meta)``.
+
+    The standard model starts from the seeded initialisation; every other mode fine-tunes the
+    standard model saved in ``folder`` (train it first). Training writes a checkpoint beside
+    the model every epoch, so an interrupted run resumes where it stopped.
+    """
+    path = model_path(setup, folder, mode)
+    cached = load_cached_model(path, log)  # a damaged one is set aside and trained again
+    if cached is not None:
+        log(f"  {setup.dataset} {mode}: cached ({path.name})")
+        return cached
+    arch = architecture(data, setup)
+    if mode == "standard":
+        start = init_params(arch, "torch", rng=setup.seed)
+    else:
+        start = load_model(model_path(setup, folder, "standard"))[1]
+    config = mode_config(setup, mode, arch.n_layers)
+    log(f"  {setup.dataset} {mode}: training {config.epochs} epochs")
+    return train_and_save(path, setup, data, mode, arch, start, config, progress=progress)
+
+
+def train_and_save(path: Path, setup: DuqueSetup, data: DuqueData, mode: str, arch, start,
+                   config: TrainConfig, *, progress=sys.stderr):
+    """Train from ``start`` with ``config`` (resuming from the epoch checkpoint beside
+    ``path``), save the model at ``path`` with its settings, history and test accuracy, then
+    drop the checkpoint; returns the saved model ``(arch, params, meta)``."""
+    res = train(arch, start, data.X_train, data.y_train, config, data.X_val, data.y_val,
+                checkpoint=path.with_suffix(".ckpt.npz"), progress=progress)
+    acc = evaluate_accuracy(arch, res.params, data.X_test, data.y_test)
+    save_model(path, arch, res.params, {
+        "mode": mode, "setup": asdict(setup), "train_config": config.as_dict(),
+        "history": list(res.history), "test_accuracy": acc, "data": data.provenance})
+    path.with_suffix(".ckpt.npz").unlink(missing_ok=True)
+    return load_model(path)
+
+
 def train_models(setup: DuqueSetup, data: DuqueData, folder, modes=MODES, progress=sys.stderr,
                  log=print) -> dict:
-    """Train (or load from ``folder``) the models of ``modes``: ``{mode: (arch, params, meta)}``.
-
-    Each model is saved as ``<dataset>-<mode>-<key>.npz``; training writes a checkpoint beside
-    it every epoch, so an interrupted run resumes where it stopped.
-    """
-    folder = Path(folder)
-    n_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
-    arch = mlp((data.X_train.shape[1],) + tuple(setup.hidden) + (n_classes,), "sigmoid")
+    """Train (or load from ``folder``) the models of ``modes``: ``{mode: (arch, params, meta)}``,
+    one after the other with :func:`train_model` (the standard model first: the others
+    fine-tune it)."""
     out = {}
-    need = ["standard"] + [m for m in modes if m != "standard"]
-    for mode in need:
-        key = setup.mode_key(mode)
-        path = folder / f"{setup.dataset}-{mode}-{key}.npz"
-        cached = load_cached_model(path, log)  # a damaged one is set aside and trained again
-        if cached is not None:
-            out[mode] = cached
-            log(f"  {setup.dataset} {mode}: cached ({path.name})")
-            continue
-        if mode == "standard":
-            start = init_params(arch, "torch", rng=setup.seed)
-        else:
-            start = out["standard"][1]
-        config = mode_config(setup, mode, arch.n_layers)
-        log(f"  {setup.dataset} {mode}: training {config.epochs} epochs")
-        res = train(arch, start, data.X_train, data.y_train, config, data.X_val, data.y_val,
-                    checkpoint=path.with_suffix(".ckpt.npz"), progress=progress)
-        acc = evaluate_accuracy(arch, res.params, data.X_test, data.y_test)
-        save_model(path, arch, res.params, {
-            "mode": mode, "setup": asdict(setup), "train_config": config.as_dict(),
-            "history": list(res.history), "test_accuracy": acc, "data": data.provenance})
-        path.with_suffix(".ckpt.npz").unlink(missing_ok=True)
-        out[mode] = load_model(path)
+    for mode in ["standard"] + [m for m in modes if m != "standard"]:
+        out[mode] = train_model(setup, data, folder, mode, progress=progress, log=log)
     return {m: out[m] for m in modes}
