@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -32,9 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="output folder (default runs/reproduce-<preset>)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--workers", type=int_between(1, MAX_WORKERS, "worker processes"),
-                   help="processes to run duque_fig4's training runs and sweeps on side by "
-                        "side (default: all cores; 1 = one after the other in this process; "
-                        "at most the usable cores); the numbers do not depend on it")
+                   help="processes to run the training runs and sweeps of duque_fig4 and "
+                        "the networks of semenova_fig5 on side by side, the figures being "
+                        "drawn in one more (default: all cores; 1 = everything one after the "
+                        "other in this process; at most the usable cores); the numbers do not "
+                        "depend on it")
     p.add_argument("--list", action="store_true", help="list the validation scripts and exit")
 
 
@@ -205,23 +208,34 @@ def run(args) -> int:
     envelope = _envelope(args) if preset.name == "full" else None  # measured for full's settings
     t0 = time.perf_counter()
     stages = []   # (stage, seconds) of this run, printed at the end: where the time went
-    for name in todo:
-        mod = figure_module(name)
-        print(f"[{name}] computing (cached results in {out / 'results'} are reused)")
-        t = time.perf_counter()
-        with collecting() as parts:   # the parts a long script times inside its compute
-            if name == "duque_fig4":   # the one script that runs its work on worker processes
-                mod.compute(preset, out, workers=args.workers)
-            else:
-                mod.compute(preset, out)
-        t_plot = time.perf_counter()
-        mod.plot(out)
-        t_end = time.perf_counter()
-        stages += [(f"{name} compute", t_plot - t, parts), (f"{name} plot", t_end - t_plot)]
-        seconds = t_end - t
-        state["scripts"][name] = {"seconds": round(seconds, 1)}
-        atomic_write_bytes(state_path, json.dumps(state, indent=1).encode())
-        print(f"[{name}] done in {seconds:.1f} s")
+    plotter, background = _plotter(args.workers)
+    with plotter:
+        drawn = []   # (script, future of its plot's seconds)
+        for name in todo:
+            mod = figure_module(name)
+            print(f"[{name}] computing (cached results in {out / 'results'} are reused)")
+            t = time.perf_counter()
+            with collecting() as parts:   # the parts a long script times inside its compute
+                if "workers" in inspect.signature(mod.compute).parameters:  # runs tasks on workers
+                    mod.compute(preset, out, workers=args.workers)
+                else:
+                    mod.compute(preset, out)
+            seconds = time.perf_counter() - t
+            stages.append((f"{name} compute", seconds, parts))
+            drawn.append((name, plotter.submit(_plot, (name, str(out)))))
+            if not background:
+                stages.append((f"{name} plot", drawn[-1][1].result()))
+                seconds = time.perf_counter() - t
+            # the figure is drawn again by every run, so the script counts as done once computed
+            state["scripts"][name] = {"seconds": round(seconds, 1)}
+            atomic_write_bytes(state_path, json.dumps(state, indent=1).encode())
+            print(f"[{name}] done in {seconds:.1f} s"
+                  + (" (its figure is drawn in the background)" if background else ""))
+        if background:
+            t = time.perf_counter()
+            plotted = [(f"{name} plot", f.result(), "busy") for name, f in drawn]
+            stages.append(("figures: waiting for the background process", time.perf_counter() - t,
+                           plotted))
     t_report = time.perf_counter()
     elapsed = t_report - t0
     # the report covers every script computed into this folder, by this run or earlier ones
@@ -247,6 +261,29 @@ def run(args) -> int:
     stages.append(("report", time.perf_counter() - t_report))
     print(format_stage_times(stages))
     return 0
+
+
+def _plotter(workers):
+    """``(executor, background)``: where the figures are drawn. With more than one core (and
+    ``--workers`` not 1) a process of its own draws each figure while the next script
+    computes (matplotlib runs on one core, and the scripts after the training leave the other
+    one mostly idle); else this process draws it right after its script's compute."""
+    from refnet.cores import available_cores
+    from refnet.sweep.executors import InProcess, LocalPool
+
+    if workers == 1 or available_cores() < 2:
+        return InProcess(), False
+    return LocalPool(1), True
+
+
+def _plot(task) -> float:
+    """Draw the figure of ``task = (script, out)``; the seconds it took."""
+    from refnet.reproduction.registry import figure_module
+
+    name, out = task
+    t = time.perf_counter()
+    figure_module(name).plot(Path(out))
+    return time.perf_counter() - t
 
 
 def report_header(preset, state: dict, elapsed: float, envelope, known) -> dict:

@@ -8,6 +8,7 @@ import pytest
 
 from refnet.cli import main
 from refnet.io import load_model
+from refnet.reproduction import tasks as runner
 from refnet.reproduction.duque import DuqueSetup, tasks
 from refnet.reproduction.duque import fig4
 from refnet.reproduction.presets import Preset
@@ -39,8 +40,8 @@ class _Recorder:
 
 def test_each_task_starts_after_the_tasks_it_needs_and_a_lone_one_gets_every_core():
     ex = _Recorder()
-    ended = [t.name for t, _ in tasks.run_tasks(_tasks(), ex, slots=2, cores=2,
-                                                log=lambda *a: None)]
+    ended = [t.name for t, _ in runner.run_tasks(_tasks(), tasks.run_task, ex,
+                                                 slots=2, cores=2)]
     started = [t for t, _ in ex.started]
     assert sorted(ended) == sorted(t.name for t in _tasks()) and len(ended) == 11
     for i, t in enumerate(started):
@@ -52,14 +53,14 @@ def test_each_task_starts_after_the_tasks_it_needs_and_a_lone_one_gets_every_cor
     # a chain (a model, then its one sweep): each task runs alone, on both cores
     chain = [t for t in _tasks() if t.mode == "standard"][:2]
     ex = _Recorder()
-    list(tasks.run_tasks(chain, ex, slots=2, cores=2, log=lambda *a: None))
+    list(runner.run_tasks(chain, tasks.run_task, ex, slots=2, cores=2))
     assert [(t.kind, t.threads) for t, _ in ex.started] == [("train", 2), ("sweep", 2)]
     # sweeps of uncorrelated noise (the longer ones) before those of correlated noise
     sweeps = [t for t in started if t.kind == "sweep"]
     assert all(t.priority[0] == 1 for t in sweeps) and all(t.kind == "train" for t in started[:5])
 
 
-def test_in_one_process_the_thread_count_is_left_alone_and_errors_come_through(monkeypatch):
+def test_in_one_process_the_thread_count_is_left_alone_and_errors_come_through():
     seen = []
 
     def fake(task, log=print):
@@ -68,21 +69,20 @@ def test_in_one_process_the_thread_count_is_left_alone_and_errors_come_through(m
             raise FloatingPointError(f"{task.name}: diverged")
         return {"seconds": 0.0}
 
-    monkeypatch.setattr(tasks, "run_task", fake)
     with pytest.raises(FloatingPointError, match="sweep synthetic standard add_unc: diverged"):
-        list(tasks.run_tasks(_tasks(), InProcess(), slots=1, cores=2, log=lambda *a: None))
+        list(runner.run_tasks(_tasks(), fake, InProcess(), slots=1, cores=2))
     assert seen == [None] * 6   # five trainings, then the first sweep raised
 
 
 def test_a_task_whose_needs_are_not_given_is_named():
     sweeps = [t for t in _tasks() if t.kind == "sweep"]
     with pytest.raises(ValueError, match="sweep synthetic standard add_unc needs"):
-        list(tasks.run_tasks(sweeps, _Recorder(), slots=2, cores=2, log=lambda *a: None))
+        list(runner.run_tasks(sweeps, tasks.run_task, _Recorder(), slots=2, cores=2))
 
 
 def test_a_workers_progress_lines_carry_its_task_and_are_final_lines_only():
     buf = io.StringIO()
-    s = tasks._Labelled(buf, "  mnist standard: ")
+    s = runner.Labelled(buf, "  mnist standard: ")
     s.write("epoch 1/2 loss 0.5")
     s.write(" (3.0s)\nepoch 2/2 loss 0.4 (2.9s)\n")
     assert not s.isatty()

@@ -15,9 +15,14 @@ def test_list_and_unknown_names(capsys):
     assert "--only: unknown ['fig99']" in capsys.readouterr().err
 
 
-def test_only_adds_to_the_report_and_foreign_folders_are_refused(tmp_path, capsys):
+@pytest.mark.parametrize("workers", [["--workers", "1"], []], ids=["in-process", "background"])
+def test_only_adds_to_the_report_and_foreign_folders_are_refused(tmp_path, capsys, workers,
+                                                                 monkeypatch):
+    import refnet.cores
+    monkeypatch.setattr(refnet.cores, "available_cores", lambda: 2)
     out = tmp_path / "r"
-    assert main(["reproduce", "--preset", "quick", "--only", "semenova_fig4", "--out", str(out)]) == 0
+    assert main(["reproduce", "--preset", "quick", "--only", "semenova_fig4", "--out", str(out),
+                 *workers]) == 0
     state = json.loads((out / "results" / "reproduce.json").read_text())
     assert list(state["scripts"]) == ["semenova_fig4"] and state["preset"] == "quick"
     md = (out / "report.md").read_text()
@@ -25,9 +30,14 @@ def test_only_adds_to_the_report_and_foreign_folders_are_refused(tmp_path, capsy
     assert (out / "figures" / "semenova_fig4.png").exists()
     printed = capsys.readouterr().out
     table = printed[printed.index("time per stage"):].splitlines()
-    assert [ln.split()[0] for ln in table[1:]] == ["semenova_fig4", "semenova_fig4", "report",
-                                                   "total"]
-    assert table[1].split()[1] == "compute" and table[2].split()[1] == "plot"
+    if workers:   # the figure drawn right after the compute, in this process
+        assert [ln.split()[0] for ln in table[1:]] == ["semenova_fig4", "semenova_fig4", "report",
+                                                       "total"]
+        assert table[1].split()[1] == "compute" and table[2].split()[1] == "plot"
+    else:         # drawn by a process of its own, waited for before the report
+        assert [ln.split()[:2] for ln in table[1:4]] == [
+            ["semenova_fig4", "compute"], ["figures:", "waiting"], ["semenova_fig4", "plot"]]
+        assert "(worker time)" in table[3] and table[4].split()[0] == "report"
     # the same folder under another seed would mix results: refused
     capsys.readouterr()
     assert main(["reproduce", "--preset", "quick", "--seed", "1", "--only", "semenova_fig4",
@@ -108,16 +118,21 @@ def test_the_long_scripts_time_their_parts(tmp_path, monkeypatch):
     se = fig5.se
     monkeypatch.setattr(fig5, "load_results", lambda *a: None)
     monkeypatch.setattr(se, "load_data", lambda setup: _NoData())
-    monkeypatch.setattr(se, "train_network", lambda *a, **k: (None, None, {"errors": {}}))
+    monkeypatch.setattr(se, "train_network", lambda *a, **k: (_NoArch(), None, {"errors": {}}))
     monkeypatch.setattr(se, "figure5_inputs", lambda *a: ((), {}))
     monkeypatch.setattr(fig5, "analyse", lambda *a: {})
     monkeypatch.setattr(fig5, "split_agreement", lambda *a: {})
     monkeypatch.setattr(fig5, "save_results", lambda *a, **k: None)
     monkeypatch.setattr(fig5, "asdict", lambda setup: {})
-    with collecting() as parts, pytest.raises(AttributeError, match="as_dict"):
-        fig5.compute(preset, tmp_path, log=lambda *a: None)   # stops at arch.as_dict()
-    assert [n for n, _ in parts] == [f"network {next(iter(se.NETWORKS))}: data and training",
-                                     f"network {next(iter(se.NETWORKS))}: Monte-Carlo and analytic"]
+    with collecting() as parts:
+        fig5.compute(preset, tmp_path, log=lambda *a: None, workers=1)
+    assert [n for n, _ in parts] == [f"network {net}: {what}" for net in se.NETWORKS
+                                     for what in ("data and training", "Monte-Carlo and analytic")]
+
+
+class _NoArch:
+    def as_dict(self):
+        return {}
 
 
 class _NoData:

@@ -154,3 +154,23 @@ def test_jacobian_variance_within_se_of_monte_carlo():
     se = np.sqrt(2 / (K - 1))
     assert np.all(np.abs(ratio - 1) < 5 * se), np.abs(ratio - 1).max()
     assert abs(np.mean(ratio) - 1) < 5 * se / np.sqrt(ratio.shape[0])  # inputs independent
+
+
+def test_fig5_on_two_workers_gives_the_bits_of_one_process(tiny, tmp_path):
+    """The three networks trained and analysed on worker processes (one thread each, or both
+    cores for the last one alone) give the result file of one process, array for array."""
+    from refnet.reproduction.stages import collecting
+
+    mod = figure_module("semenova_fig5")
+    mod.compute(tiny, tmp_path / "one", log=lambda *a: None, workers=1)
+    with collecting() as parts:
+        mod.compute(tiny, tmp_path / "two", log=lambda *a: None, workers=2)
+    assert [p[0] for p in parts][:2] == ["network A: data and training, 2 workers",
+                                         "network A: Monte-Carlo and analytic, 2 workers"]
+    assert len(parts) == 6 and all(p[2] == "busy" for p in parts)
+    a, rec_a = load_results(tmp_path / "one", "semenova_fig5")
+    b, rec_b = load_results(tmp_path / "two", "semenova_fig5")
+    assert list(a) == list(b) and len(a) > 30
+    for k in a:
+        assert np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f"), k
+    assert rec_a["networks"] == rec_b["networks"]

@@ -9,6 +9,7 @@ log-spaced in [1e-3, 1], repetitions over the whole test set (refnet.montecarlo)
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -41,10 +42,8 @@ def compute(preset, out, log=print, *, workers: int | None = None) -> None:
     per core; 1: one after the other in this process). The numbers are the same for any
     count (:mod:`refnet.reproduction.duque.tasks`).
     """
-    from refnet.cores import available_cores
-    from refnet.sweep.executors import InProcess, LocalPool
-
-    from .tasks import fig4_tasks, run_tasks
+    from ..tasks import executor_for, run_tasks
+    from .tasks import _data, fig4_tasks, run_task, sweep_started
 
     out = Path(out)
     todo = []
@@ -62,15 +61,16 @@ def compute(preset, out, log=print, *, workers: int | None = None) -> None:
         return
     tasks = [t for setup in todo for t in fig4_tasks(setup, out / "models", CURVES,
                                                      preset.variances, preset.repetitions)]
-    cores = available_cores()
-    slots = max(1, min(cores if workers is None else int(workers), len(tasks)))
+    executor, slots, cores = executor_for(workers, len(tasks))
     if slots > 1:
         log(f"  {NAME}: {len(tasks)} training runs and sweeps on {slots} worker processes")
-    executor = InProcess() if slots == 1 else LocalPool(slots, numba_threads=cores)
+    # in this process a task can use the caller's log; a worker's cannot be sent to it
+    fn = run_task if slots > 1 else functools.partial(run_task, log=log)
     swept = {setup.dataset: {} for setup in todo}
     busy = {}   # part name -> seconds the tasks of that part ran
     with executor:
-        for task, res in run_tasks(tasks, executor, slots=slots, cores=cores, log=log):
+        for task, res in run_tasks(tasks, fn, executor, slots=slots, cores=cores,
+                                   on_start=functools.partial(sweep_started, log=log)):
             ds = task.setup.dataset
             what = "data and training" if task.kind == "train" else "accuracy sweeps"
             busy[f"{ds}: {what}"] = busy.get(f"{ds}: {what}", 0.0) + res["seconds"]
@@ -78,6 +78,7 @@ def compute(preset, out, log=print, *, workers: int | None = None) -> None:
                 swept[ds][task.noise, task.mode] = res
                 if len(swept[ds]) == sum(len(CURVES[k]) for k in KINDS):
                     _save(preset, out, task.setup, swept[ds])
+    _data.cache_clear()   # the datasets this process loaded (with one worker): not kept
     for setup in todo:
         for what in ("data and training", "accuracy sweeps"):
             key = f"{setup.dataset}: {what}"

@@ -3,7 +3,7 @@ started as soon as what it needs exists, on worker processes when there are core
 
 A dataset's standard model comes first; its four fine-tunings start from it; each sweep needs
 its model. With ``workers=1`` the tasks run in this process, in that order. With more, a spawn
-pool of worker processes (:class:`refnet.sweep.executors.LocalPool`) runs them side by side,
+pool of worker processes (:func:`refnet.reproduction.tasks.run_tasks`) runs them side by side,
 one thread each, and a task started while nothing else can run gets every core. Two tasks at
 one thread each keep both cores busy through the parts a single task runs on one (a training
 step's Python, the hand-offs between its kernels' threads): on the 2-core AVX2 machine the
@@ -19,12 +19,12 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from ..tasks import Labelled, set_task_threads, worker_print
 from . import protocol as dq
 
-__all__ = ["Task", "fig4_tasks", "run_task", "run_tasks"]
+__all__ = ["Task", "fig4_tasks", "run_task", "sweep_started"]
 
 
 @dataclass(frozen=True)
@@ -82,49 +82,19 @@ def _data(setup: dq.DuqueSetup) -> dq.DuqueData:
     return dq.load_data(setup)
 
 
-class _Labelled:
-    """A text stream that starts each line with ``label`` and is not a terminal (so a training
-    run's progress writes only its final lines: two workers' bars drawn in place on one
-    terminal line would overwrite each other)."""
-
-    def __init__(self, stream, label: str):
-        self.stream, self.label, self._at_start = stream, label, True
-
-    def isatty(self) -> bool:
-        return False
-
-    def write(self, text: str) -> int:
-        out = []
-        for line in text.splitlines(keepends=True):
-            out.append((self.label if self._at_start else "") + line)
-            self._at_start = line.endswith("\n")
-        self.stream.write("".join(out))
-        return len(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-def _print(*args) -> None:
-    print(*args, flush=True)   # a worker's stdout is a pipe or a file: flush each line
-
-
 def run_task(task: Task, log=print) -> dict:
     """Run one task in this process; its result (sweeps: the accuracies) and its seconds.
     ``log``: where a training run says what it does (in a worker: this process's stdout)."""
     from ...io import load_model
     from ...montecarlo import accuracy_sweep
 
-    in_worker = task.threads is not None
-    if in_worker:
-        from ..._numba import max_threads, set_threads
-        set_threads(min(task.threads, max_threads()))
+    in_worker = set_task_threads(task)
     t0 = time.perf_counter()
     data = _data(task.setup)
     if task.kind == "train":
-        progress = _Labelled(sys.stderr, f"  {task.name}: ") if in_worker else sys.stderr
+        progress = Labelled(sys.stderr, f"  {task.name}: ") if in_worker else sys.stderr
         dq.train_model(task.setup, data, task.folder, task.mode, progress=progress,
-                       log=_print if in_worker else log)
+                       log=worker_print if in_worker else log)
         return {"seconds": time.perf_counter() - t0}
     arch, params, _ = load_model(dq.model_path(task.setup, task.folder, task.mode))
     res = accuracy_sweep(arch, params, data.X_test, data.y_test, "duque",
@@ -135,39 +105,7 @@ def run_task(task: Task, log=print) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
-def run_tasks(tasks, executor, *, slots: int, cores: int, log=print):
-    """Run ``tasks`` on ``executor`` (``submit(fn, task)``), each once the tasks it needs have
-    ended, at most ``slots`` at a time; yields ``(task, result)`` as each ends.
-
-    A task gets ``cores`` divided by the number of tasks that will run beside it (itself
-    included) as its numba threads when ``slots > 1``; in this process (``slots == 1``) the
-    process's own count stays. A task's error is raised here, once it ends.
-    """
-    waiting = sorted(tasks, key=lambda t: t.priority)   # sorted() keeps equal ones in order
-    # in this process a task can use the caller's log; a worker's cannot be sent to it
-    fn = run_task if slots > 1 else functools.partial(run_task, log=log)
-    done, running = set(), {}
-    try:
-        while waiting or running:
-            ready = [t for t in waiting if all(n in done for n in t.needs)]
-            for i, t in enumerate(ready[:max(0, slots - len(running))]):
-                waiting.remove(t)
-                if t.kind == "sweep":
-                    log(f"  {t.name}: {len(t.variances)} levels x {t.repetitions} repetitions")
-                if slots > 1:
-                    beside = min(slots, len(running) + len(ready) - i)
-                    t = replace(t, threads=max(1, cores // beside))
-                running[executor.submit(fn, t)] = t
-            if not running:
-                raise ValueError("tasks: some need tasks that are not given: "
-                                 + ", ".join(f"{t.name} needs {t.needs}" for t in waiting))
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for f in sorted(finished, key=lambda f: running[f].priority):
-                t = running.pop(f)
-                result = f.result()
-                done.add(t.name)
-                yield t, result
-    finally:
-        for f in running:
-            f.cancel()
-        _data.cache_clear()   # the datasets this process loaded: not kept past the run
+def sweep_started(task: Task, log=print) -> None:
+    """What the driver says as a task starts: a sweep's size (a training run says its own)."""
+    if task.kind == "sweep":
+        log(f"  {task.name}: {len(task.variances)} levels x {task.repetitions} repetitions")

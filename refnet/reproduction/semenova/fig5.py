@@ -15,7 +15,10 @@ preset "semenova").
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+import functools
+import sys
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,8 @@ import numpy as np
 from . import protocol as se
 from ..results import load_results, save_figure, save_results
 from ..report import Check, FigureEntry
-from ..stages import part
+from ..stages import record as record_part
+from ..tasks import Labelled, set_task_threads, worker_print
 
 NAME = "semenova_fig5"
 #: Semenova intensities D (variance 2D): Fig. 3's values; Fig. 5 does not state its noise.
@@ -112,7 +116,57 @@ def split_agreement(arch, params, X, K: int, seed: int) -> dict:
     return res
 
 
-def compute(preset, out, log=print) -> None:
+@dataclass(frozen=True)
+class NetworkTask:
+    """Network ``net`` of Fig. 5: its data and training, then its Monte-Carlo, the Eq. 14
+    curve and the split diagnostic on ``T`` inputs x ``K`` repeats."""
+
+    net: str
+    setup: se.SemenovaSetup
+    folder: str
+    T: int
+    K: int
+    seed: int
+    threads: int | None = None   #: numba threads on a worker (refnet.reproduction.tasks)
+    needs = ()
+
+    @property
+    def name(self) -> str:
+        return f"network {self.net}"
+
+    @property
+    def priority(self) -> tuple:
+        return (tuple(se.NETWORKS).index(self.net),)   # A and B (the longest) first
+
+
+def run_network(task: NetworkTask, log=print) -> dict:
+    """One network's arrays (``"<net>/<name>"``) and record; the seconds of its two parts."""
+    in_worker = set_task_threads(task)
+    log = worker_print if in_worker else log
+    net, setup = task.net, task.setup
+    t0 = time.perf_counter()
+    data = se.load_data(setup)
+    arch, params, meta = se.train_network(
+        setup, data, task.folder, log=log,
+        progress=Labelled(sys.stderr, f"  {NAME} {net}: ") if in_worker else sys.stderr)
+    t1 = time.perf_counter()
+    X, inputs = se.figure5_inputs(setup, data, task.T)
+    log(f"  {NAME} {net}: Monte-Carlo, T = {len(X)} inputs x K = {task.K}")
+    arrays = {f"{net}/{k}": v for k, v in analyse(arch, params, X, task.K, task.seed).items()}
+    n_split, k_split = min(len(X), SPLIT_T), min(task.K, SPLIT_K)
+    split = split_agreement(arch, params, X[:n_split], k_split, task.seed)
+    record = {"setup": asdict(setup), "errors": meta["errors"], "inputs": inputs,
+              "data": data.provenance, "architecture": arch.as_dict(),
+              "eq14_split": {**split, "T": n_split, "K": k_split}}
+    return {"arrays": arrays, "record": record,
+            "seconds": (t1 - t0, time.perf_counter() - t1)}
+
+
+def compute(preset, out, log=print, *, workers: int | None = None) -> None:
+    """Train (or load) networks A, B and C and analyse each; ``workers``: processes to run the
+    networks on side by side (default one per core, 1: this process; same numbers)."""
+    from ..tasks import executor_for, run_tasks
+
     if load_results(out, NAME) is not None:
         log(f"{NAME}: cached")
         return
@@ -120,22 +174,21 @@ def compute(preset, out, log=print) -> None:
                           "T": preset.semenova_T, "noise_intensities": NOISE_INTENSITIES,
                           "noise_placement": "semenova: every layer's output, input included",
                           "density": DENSITY, "networks": {}}
-    for net in se.NETWORKS:
-        setup = se.setup_for(net, preset)
-        with part(f"network {net}: data and training"):
-            data = se.load_data(setup)
-            arch, params, meta = se.train_network(setup, data, Path(out) / "models", log=log)
-        X, inputs = se.figure5_inputs(setup, data, preset.semenova_T)
-        log(f"  {NAME} {net}: Monte-Carlo, T = {len(X)} inputs x K = {preset.semenova_K}")
-        with part(f"network {net}: Monte-Carlo and analytic"):
-            for k, v in analyse(arch, params, X, preset.semenova_K, preset.seed).items():
-                arrays[f"{net}/{k}"] = v
-            n_split, k_split = min(len(X), SPLIT_T), min(preset.semenova_K, SPLIT_K)
-            split = split_agreement(arch, params, X[:n_split], k_split, preset.seed)
-        record["networks"][net] = {"setup": asdict(setup), "errors": meta["errors"],
-                                   "inputs": inputs, "data": data.provenance,
-                                   "architecture": arch.as_dict(),
-                                   "eq14_split": {**split, "T": n_split, "K": k_split}}
+    tasks = [NetworkTask(net, se.setup_for(net, preset), str(Path(out) / "models"),
+                         preset.semenova_T, preset.semenova_K, preset.seed) for net in se.NETWORKS]
+    executor, slots, cores = executor_for(workers, len(tasks))
+    fn = run_network if slots > 1 else functools.partial(run_network, log=log)
+    results = {}
+    with executor:
+        for task, res in run_tasks(tasks, fn, executor, slots=slots, cores=cores):
+            results[task.net] = res
+    for net in se.NETWORKS:   # the file's order does not depend on which network ended first
+        res = results[net]
+        arrays.update(res["arrays"])
+        record["networks"][net] = res["record"]
+        for what, seconds in zip(("data and training", "Monte-Carlo and analytic"), res["seconds"]):
+            record_part(f"network {net}: {what}" + ("" if slots == 1 else f", {slots} workers"),
+                        seconds, busy=slots > 1)
     save_results(out, NAME, arrays, record)
 
 
