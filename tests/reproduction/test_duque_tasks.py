@@ -131,3 +131,21 @@ def test_reproduce_more_workers_than_cores_is_refused_before_any_work(tmp_path, 
     err = capsys.readouterr().err
     assert "--workers 3: this machine lets refnet use 2 core(s)" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_workers_refnet_error_reaches_the_caller_as_itself():
+    """What a task raises on a worker (a missing dataset, a damaged file) comes back as the
+    same refnet error with its message, so the command line prints its one line."""
+    from refnet.errors import DataError
+    from refnet.sweep.executors import LocalPool
+
+    with LocalPool(1) as pool:
+        future = pool.submit(_raise_data_error, "mnist")
+        with pytest.raises(DataError, match="mnist: not cached; run `python data/fetch.py mnist`"):
+            future.result()
+
+
+def _raise_data_error(name):
+    from refnet.errors import DataError
+
+    raise DataError(f"{name}: not cached; run `python data/fetch.py {name}`")
