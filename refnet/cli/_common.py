@@ -146,6 +146,21 @@ def positive_int(text: str) -> int:
 MAX_WORKERS = 1024
 
 
+def check_workers(workers: int | None, per_worker: str = "") -> None:
+    """``--workers`` against the cores this process may use: more worker processes than cores
+    only add processes, memory and time-slicing (--workers 1024 on 2 cores started 1024
+    processes). ``per_worker`` says what each one runs, for the message."""
+    if workers is None:
+        return
+    from ..cores import available_cores
+
+    cores = available_cores()
+    if workers > cores:
+        raise ConfigError(f"--workers {workers}: this machine lets refnet use {cores} "
+                          f"core(s){per_worker}; give at most {cores}, or leave --workers out "
+                          "for all of them")
+
+
 def int_between(low: int, high: int, what: str):
     """An argparse type: an integer in ``low..high`` (``what`` says what it counts)."""
     def parse(text: str) -> int:

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..paths import check_output_folder
 from ..reproduction.registry import ENVELOPE_SCRIPTS, PRESET_SCRIPTS, SCRIPTS
 from ..reproduction.stages import collecting
-from ._common import MAX_WORKERS, existing_file, int_between, repeated, seed
+from ._common import MAX_WORKERS, check_workers, existing_file, int_between, repeated, seed
 
 HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
 
@@ -187,14 +187,7 @@ def run(args) -> int:
     twice = repeated(todo)
     if twice:  # it ran twice (and was timed and reported as two runs of one name)
         raise ConfigError(f"--only: {', '.join(twice)} given twice; name each script once")
-    if args.workers is not None:
-        from ..cores import available_cores
-
-        cores = available_cores()
-        if args.workers > cores:
-            raise ConfigError(f"--workers {args.workers}: this machine lets refnet use {cores} "
-                              f"core(s); give at most {cores}, or leave --workers out for all "
-                              "of them")
+    check_workers(args.workers)
     preset = get_preset(args.preset, args.seed)
     if args.envelope is not None and preset.name != "full":
         raise ConfigError(f"--envelope: only --preset full uses an envelope (preset "

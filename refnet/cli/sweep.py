@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import MAX_WORKERS, int_between
+from ._common import MAX_WORKERS, check_workers, int_between
 
 HELP = "grid over training settings (lambdas, noise-aware variance, ...): resumable, Pareto report"
 
@@ -73,20 +73,6 @@ def _check_unused(args, computing: bool) -> None:
                           "cluster's own workers run the cells); give one or the other")
 
 
-def _check_workers(args) -> None:
-    """Each local worker is one single-threaded process running one cell at a time: more of
-    them than the cores this process may use only adds processes, memory and time-slicing
-    (--workers 1024 on 2 cores started 1024 processes)."""
-    from ..errors import ConfigError
-    from ..cores import available_cores
-
-    cores = available_cores()
-    if args.workers is not None and args.workers > cores:
-        raise ConfigError(f"--workers {args.workers}: this machine lets refnet use {cores} "
-                          f"core(s), one cell per worker process; give at most {cores}, or "
-                          "leave --workers out for all of them")
-
-
 def _check_folders(args, computing: bool) -> None:
     """Refuse, before the store or any baseline is made, an --out or --report-dir that cannot
     be written (:func:`refnet.paths.check_output_folder`), or whose baselines folder or
@@ -113,7 +99,7 @@ def run(args) -> int:
     stream = None if args.no_progress else sys.stderr
     computing = args.spec is not None or bool(args.overrides)
     _check_unused(args, computing)
-    _check_workers(args)
+    check_workers(args.workers, ", one cell per worker process")
     _check_folders(args, computing)
     if computing:
         spec = load_spec(args.spec, args.overrides)

@@ -35,13 +35,14 @@ def part(name: str):
         parts.append((name, time.perf_counter() - t))
 
 
-def record(name: str, seconds: float, *, busy: bool = False) -> None:
-    """Record the part ``name`` timed elsewhere. ``busy``: the seconds worker processes spent
-    on it, summed over them (they overlap each other and the stage's other parts, so the
-    table does not subtract them from the stage's time)."""
+def record(name: str, seconds: float, *, workers: int = 1) -> None:
+    """Record the part ``name`` timed elsewhere. With ``workers > 1`` the seconds are what that
+    many worker processes spent on it, summed over them: the part is named ", N workers" and
+    marked busy (it overlaps the stage's other parts, so the table does not subtract it)."""
     parts = getattr(_local, "parts", None)
     if parts is not None:
-        parts.append((name, float(seconds), "busy") if busy else (name, float(seconds)))
+        parts.append((name, float(seconds)) if workers == 1
+                     else (f"{name}, {workers} workers", float(seconds), "busy"))
 
 
 @contextmanager

@@ -14,6 +14,7 @@ it: training's and the Monte-Carlo's products are the same bits on any thread co
 """
 from __future__ import annotations
 
+import functools
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import replace
 
@@ -43,16 +44,19 @@ def set_task_threads(task) -> bool:
     return True
 
 
-def run_tasks(tasks, fn, executor, *, slots: int, cores: int, on_start=None):
+def run_tasks(tasks, fn, executor, *, slots: int, cores: int, on_start=None, log=print):
     """Run ``fn(task)`` for each of ``tasks`` on ``executor`` (``submit(fn, task)``), each once
     the tasks it needs have ended, at most ``slots`` at a time; yields ``(task, result)`` as
-    each ends. ``on_start(task)`` is called as each starts.
+    each ends. ``on_start(task)`` is called as each starts. In this process (``slots == 1``)
+    ``fn`` is called as ``fn(task, log=log)``: a worker's log cannot be sent to it, so there it
+    prints.
 
     With ``slots > 1`` a task gets ``cores`` divided by the number of tasks that will run
     beside it (itself included) as its numba threads: one each when two run, every core when
     it runs alone. A task's error is raised here, once it ends.
     """
     waiting = sorted(tasks, key=lambda t: t.priority)   # sorted() keeps equal ones in order
+    call = fn if slots > 1 else functools.partial(fn, log=log)
     done, running = set(), {}
     try:
         while waiting or running:
@@ -64,7 +68,7 @@ def run_tasks(tasks, fn, executor, *, slots: int, cores: int, on_start=None):
                 if slots > 1:
                     beside = min(slots, len(running) + len(ready) - i)
                     t = replace(t, threads=max(1, cores // beside))
-                running[executor.submit(fn, t)] = t
+                running[executor.submit(call, t)] = t
             if not running:
                 raise ValueError("tasks: some need tasks that are not given: "
                                  + ", ".join(f"{t.name} needs {t.needs}" for t in waiting))

@@ -12,8 +12,9 @@ from its seed, never from the worker, and each cell runs single-threaded.
   start with ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and
   ``NUMBA_NUM_THREADS`` set to 1 in their environment, before NumPy loads, so that ``n`` workers
   use ``n`` cores, not ``n x n`` (``numba_threads`` raises numba's ceiling for callers whose
-  tasks set their own count, ``refnet reproduce``'s training runs). Each worker ends when the driver process dies, even by
-  SIGKILL (:func:`_exit_with_parent`), rather than running on orphaned. Ctrl-C stops the
+  tasks set their own count, ``refnet reproduce``'s training runs). Each worker ends when the
+  driver process dies, even by SIGKILL (:func:`_exit_with_parent`), rather than running on
+  orphaned. Ctrl-C stops the
   task a worker is running and nothing else (:func:`_interrupt_task`).
 * :class:`DaskCluster` (``--scheduler ADDRESS``): an existing Dask distributed cluster, through
   the optional extra ``refnet[dask]``. Dask's nanny already starts workers with those
@@ -249,7 +250,7 @@ class LocalPool:
         return self.pool.submit(_run_task, fn, task)
 
     def map(self, fn, tasks):
-        futures = {self.pool.submit(_run_task, fn, t): i for i, t in enumerate(tasks)}
+        futures = {self.submit(fn, t): i for i, t in enumerate(tasks)}
         pending = set(futures)
         try:
             while pending:

@@ -64,13 +64,11 @@ def compute(preset, out, log=print, *, workers: int | None = None) -> None:
     executor, slots, cores = executor_for(workers, len(tasks))
     if slots > 1:
         log(f"  {NAME}: {len(tasks)} training runs and sweeps on {slots} worker processes")
-    # in this process a task can use the caller's log; a worker's cannot be sent to it
-    fn = run_task if slots > 1 else functools.partial(run_task, log=log)
     swept = {setup.dataset: {} for setup in todo}
     busy = {}   # part name -> seconds the tasks of that part ran
     with executor:
-        for task, res in run_tasks(tasks, fn, executor, slots=slots, cores=cores,
-                                   on_start=functools.partial(sweep_started, log=log)):
+        for task, res in run_tasks(tasks, run_task, executor, slots=slots, cores=cores,
+                                   on_start=functools.partial(sweep_started, log=log), log=log):
             ds = task.setup.dataset
             what = "data and training" if task.kind == "train" else "accuracy sweeps"
             busy[f"{ds}: {what}"] = busy.get(f"{ds}: {what}", 0.0) + res["seconds"]
@@ -82,8 +80,7 @@ def compute(preset, out, log=print, *, workers: int | None = None) -> None:
     for setup in todo:
         for what in ("data and training", "accuracy sweeps"):
             key = f"{setup.dataset}: {what}"
-            record(key if slots == 1 else f"{key}, {slots} workers", busy.get(key, 0.0),
-                   busy=slots > 1)
+            record(key, busy.get(key, 0.0), workers=slots)
 
 
 def _save(preset, out, setup, swept: dict) -> None:

@@ -15,7 +15,6 @@ preset "semenova").
 """
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -177,18 +176,17 @@ def compute(preset, out, log=print, *, workers: int | None = None) -> None:
     tasks = [NetworkTask(net, se.setup_for(net, preset), str(Path(out) / "models"),
                          preset.semenova_T, preset.semenova_K, preset.seed) for net in se.NETWORKS]
     executor, slots, cores = executor_for(workers, len(tasks))
-    fn = run_network if slots > 1 else functools.partial(run_network, log=log)
     results = {}
     with executor:
-        for task, res in run_tasks(tasks, fn, executor, slots=slots, cores=cores):
+        for task, res in run_tasks(tasks, run_network, executor, slots=slots, cores=cores,
+                                   log=log):
             results[task.net] = res
     for net in se.NETWORKS:   # the file's order does not depend on which network ended first
         res = results[net]
         arrays.update(res["arrays"])
         record["networks"][net] = res["record"]
         for what, seconds in zip(("data and training", "Monte-Carlo and analytic"), res["seconds"]):
-            record_part(f"network {net}: {what}" + ("" if slots == 1 else f", {slots} workers"),
-                        seconds, busy=slots > 1)
+            record_part(f"network {net}: {what}", seconds, workers=slots)
     save_results(out, NAME, arrays, record)
 
 
