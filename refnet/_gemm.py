@@ -214,13 +214,14 @@ def _mkl_function(lib, name: str, dtype, n_args: int):
 
 def _blas_function(name: str, dtype, n_args: int):
     """``s<name>`` / ``d<name>`` of the chosen BLAS (:func:`blas_provider`) as a ctypes
-    function (:func:`_fortran_function`)."""
-    if blas_provider() != "mkl":
-        return _scipy_blas_function(name, dtype, n_args)
+    function (:func:`_fortran_function`), looked up once per provider."""
     key = (name, np.dtype(dtype).char)
-    if key not in _blas_functions:           # MKL's, cleared when the provider changes
-        _blas_functions[key] = _mkl_function(_provider[1], name, dtype, n_args)
-    return _blas_functions[key]
+    found = _blas_functions.get(key)     # cleared when the provider changes
+    if found is None:
+        found = (_mkl_function(_provider[1], name, dtype, n_args) if blas_provider() == "mkl"
+                 else _scipy_blas_function(name, dtype, n_args))
+        _blas_functions[key] = found
+    return found
 
 
 def _scipy_blas_function(name: str, dtype, n_args: int):
@@ -260,32 +261,40 @@ def matmul(a, b, *, out=None):
     threads (module docstring). ``a`` (M, K), ``b`` (K, N); each C- or F-contiguous (a
     transposed view is fine); ``out`` (M, N) C-contiguous, or a new array. Anything else
     (other dtypes, strided views, 1-D) is NumPy's ``a @ b`` on one BLAS thread."""
-    a, b = np.asarray(a), np.asarray(b)
-    kernel = _gemm_blocks if in_fixed_blas_threads() else _gemm_blocks_serial
+    if in_fixed_blas_threads():   # the usual caller (training: eight products per step)
+        return _matmul(np.asarray(a), np.asarray(b), out, _gemm_blocks)
     with fixed_blas_threads():
-        if (a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype.char not in "fd"
-                or a.shape[1] != b.shape[0]
-                or not (a.flags.c_contiguous or a.flags.f_contiguous)
-                or not (b.flags.c_contiguous or b.flags.f_contiguous)
-                or (out is not None and (out.dtype != a.dtype or not out.flags.c_contiguous
-                                         or out.shape != (a.shape[0], b.shape[1])))):
-            return np.matmul(a, b, out=out)
-        M, K = a.shape
-        N = b.shape[1]
-        if out is None:
-            out = np.empty((M, N), a.dtype)
-        if M == 0 or N == 0:
-            return out
-        if K == 0:
-            out[...] = 0
-            return out
-        if not _numba.HAVE_NUMBA:
-            _numba.warn_fallback("the fixed-block matrix products")
-            return matmul_numpy(a, b, out)
-        ta, sa, lda = _operand(a)
-        tb, sb, ldb = _operand(b)
-        kernel(_blas_function("gemm", a.dtype, 13), ta, tb, sa.reshape(-1), lda,
-               sb.reshape(-1), ldb, out.reshape(-1), M, N, K, row_blocks(M, N, K))
+        return _matmul(np.asarray(a), np.asarray(b), out, _gemm_blocks_serial)
+
+
+def _matmul(a, b, out, kernel):
+    """:func:`matmul` inside ``fixed_blas_threads``, its blocks run by ``kernel``."""
+    if (a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype.char not in "fd"
+            or a.shape[1] != b.shape[0]
+            or not (a.flags.c_contiguous or a.flags.f_contiguous)
+            or not (b.flags.c_contiguous or b.flags.f_contiguous)
+            or (out is not None and (out.dtype != a.dtype or not out.flags.c_contiguous
+                                     or out.shape != (a.shape[0], b.shape[1])))):
+        return np.matmul(a, b, out=out)
+    M, K = a.shape
+    N = b.shape[1]
+    if out is None:
+        out = np.empty((M, N), a.dtype)
+    if M == 0 or N == 0:
+        return out
+    if K == 0:
+        out[...] = 0
+        return out
+    if not _numba.HAVE_NUMBA:
+        _numba.warn_fallback("the fixed-block matrix products")
+        return matmul_numpy(a, b, out)
+    ta, sa, lda = _operand(a)
+    tb, sb, ldb = _operand(b)
+    nb = row_blocks(M, N, K)
+    if nb == 1:   # one block: the same call without starting numba's threads (about 4 us)
+        kernel = _gemm_blocks_serial
+    kernel(_blas_function("gemm", a.dtype, 13), ta, tb, sa.reshape(-1), lda,
+           sb.reshape(-1), ldb, out.reshape(-1), M, N, K, nb)
     return out
 
 

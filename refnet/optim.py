@@ -30,7 +30,8 @@ import numpy as np
 from ._optim_kernels import (adagrad_update, adagrad_update_inplace, adagrad_update_numpy,
                              adam_update_inplace)
 
-__all__ = ["SGD", "Adagrad", "Adam", "OPTIMIZERS", "get_optimizer", "optimizer_from_dict"]
+__all__ = ["SGD", "Adagrad", "Adam", "OPTIMIZERS", "get_optimizer", "optimizer_from_dict",
+           "pack", "packed_step"]
 
 Array = np.ndarray
 State = dict
@@ -314,6 +315,64 @@ class Adam(_Optimizer):
         upd /= denom
         upd += p
         return upd, new
+
+
+def pack(arrays: Sequence[Array]) -> tuple[Array, list[Array]]:
+    """``(flat, views)``: the ``arrays`` copied one after another into one new 1-D
+    C-contiguous buffer ``flat`` (their total size, their common dtype), and views of ``flat``
+    with each array's shape (each C-contiguous)."""
+    arrays = [np.asarray(a) for a in arrays]
+    flat = np.empty(sum(a.size for a in arrays), np.result_type(*arrays))
+    views, start = [], 0
+    for a in arrays:
+        view = flat[start:start + a.size].reshape(a.shape)
+        view[...] = a
+        views.append(view)
+        start += a.size
+    return flat, views
+
+
+def packed_step(optimizer, arrays: list[Array], state: State, trainable: Sequence[bool]):
+    """:meth:`~_Optimizer.step_inplace` over all trainable arrays in one update call.
+
+    Every update here is element-wise, so updating the concatenation of the arrays gives the
+    numbers of updating them one by one (tested); what it saves is the per-array work around
+    the update (one kernel launch and its checks per array, six per step of a 3-layer
+    network). The trainable entries of ``arrays`` and of each optimizer slot in ``state`` are
+    replaced by views of one flat buffer each (:func:`pack`: new arrays, same values).
+
+    Returns ``(grads, step)``: gradient buffers shaped like ``arrays`` (the trainable ones
+    views of one flat buffer; a gradient computed into them needs no copy) and
+    ``step(grads, limit)``, which does ``step_inplace(arrays, grads, state, trainable,
+    limit=limit)``, every trainable array having a gradient. ``step`` is None when the
+    trainable arrays' step counts differ (a state not made by stepping them together).
+    """
+    index = [k for k, t in enumerate(trainable) if t]
+    steps = state["step"]
+    flat_p, views = pack([arrays[k] for k in index])
+    flat_g, grad_views = pack([np.zeros_like(arrays[k]) for k in index])
+    grads = [np.empty_like(a) for a in arrays]
+    packed = {"step": np.zeros(1, np.int64)}
+    for j, k in enumerate(index):
+        arrays[k], grads[k] = views[j], grad_views[j]
+    for s in optimizer.slots():
+        packed[f"{s}.0"], slot_views = pack([state[f"{s}.{k}"] for k in index])
+        for j, k in enumerate(index):
+            state[f"{s}.{k}"] = slot_views[j]
+    if len(set(steps[index].tolist())) != 1:
+        return grads, None
+    index = np.array(index)
+
+    def step(grads_now: Sequence[Array], limit: float = math.inf) -> int | None:
+        for k, view in zip(index, grad_views):
+            if grads_now[k] is not view:   # computed elsewhere: into the flat buffer
+                view[...] = grads_now[k]
+        packed["step"][0] = steps[index[0]]
+        bad = optimizer.step_inplace([flat_p], [flat_g], packed, limit=limit)
+        steps[index] += 1
+        return bad
+
+    return grads, step
 
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam}

@@ -41,7 +41,7 @@ from .model import Architecture, Params, check_input, check_params, forward
 from .noise import NOISE_TYPES, NoiseConfig
 from .npzfile import (WANT_BOOL, WANT_LIST, WANT_OBJECT, BadContent, Want, check_fields,
                       want_int, want_number, want_str)
-from .optim import get_optimizer
+from .optim import get_optimizer, packed_step
 from .progress import Progress
 from .regularizers import ExpectedLoss, regularizer_from_dict
 from .step import loss_and_grad
@@ -342,8 +342,11 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
     # the loop updates these in place: its own writeable, contiguous copies
     arrays = [np.array(a, dtype=dtype, order="C") for a in arrays]
     opt_state = {k: np.array(v, order="C") for k, v in opt_state.items()}
-    grads_out = Params.from_arrays([np.empty_like(a) for a in arrays])
     trainable = [True, arch.train_biases] * arch.n_layers
+    # the trainable arrays, their gradients and optimizer slots each in one flat buffer: one
+    # optimizer call per step (step_packed; None: step array by array, the same numbers)
+    grads, step_packed = packed_step(opt, arrays, opt_state, trainable)
+    grads_out = Params.from_arrays(grads)
     # With every parameter within +-sum_limit, |the sum of all| <= half the dtype's largest
     # number: the per-step check below needs no pass of its own. Frozen arrays (not counted
     # by the update) are looked at once.
@@ -385,8 +388,9 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
                 total = value + reg_value
                 if not math.isfinite(total):
                     raise _stop(bar, epoch, bi, f"loss is {total}", total, ckpt)
-                large = opt.step_inplace(arrays, res.grads.arrays(), opt_state, trainable,
-                                         limit=sum_limit)
+                large = (step_packed(res.grads.arrays(), sum_limit) if step_packed
+                         else opt.step_inplace(arrays, res.grads.arrays(), opt_state, trainable,
+                                               limit=sum_limit))
                 sum_loss += value * len(idx)
                 sum_reg += reg_value * len(idx)
                 # One reduction per array: a NaN/inf anywhere in the updated parameters (from
@@ -428,4 +432,6 @@ def train(arch: Architecture, params: Params, X, y, config: TrainConfig, X_val=N
     if best is not None:
         return TrainResult(Params.from_arrays(best[1]), tuple(history), len(history),
                            resumed_from, best[0])
-    return TrainResult(Params.from_arrays(arrays), tuple(history), int(config.epochs), resumed_from)
+    # arrays of their own, not views of the flat buffer of all
+    return TrainResult(Params.from_arrays([a.copy() for a in arrays]), tuple(history),
+                       int(config.epochs), resumed_from)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from refnet import _optim_kernels
-from refnet.optim import SGD, Adagrad, Adam, get_optimizer, optimizer_from_dict
+from refnet.optim import (SGD, Adagrad, Adam, get_optimizer, optimizer_from_dict, pack,
+                         packed_step)
 
 ALL = [SGD(lr=0.1), SGD(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01),
        SGD(lr=0.1, momentum=0.9, nesterov=True), Adagrad(), Adagrad(lr=0.1, lr_decay=0.01,
@@ -340,3 +341,68 @@ def test_adam_fused_update_counts_and_matches_on_both_builds(dtype):
     arrays, opt = [p.copy()], Adam(lr=10.0, amsgrad=True)
     with np.errstate(invalid="ignore"):
         assert opt.step_inplace(arrays, [g], opt.init(arrays)) is None
+
+
+def test_pack_copies_into_one_buffer_with_views_of_each_shape():
+    rng = np.random.default_rng(11)
+    arrays = [rng.normal(size=(3, 2)), rng.normal(size=(4,)), rng.normal(size=(2, 5)).T]
+    flat, views = pack(arrays)
+    assert flat.shape == (6 + 4 + 10,) and flat.flags.c_contiguous
+    for a, v in zip(arrays, views):
+        assert v.shape == a.shape and v.flags.c_contiguous and np.shares_memory(v, flat)
+        np.testing.assert_array_equal(v, a)
+    views[2][...] = 7.0                       # a view writes the flat buffer, not the array
+    assert np.all(flat[10:] == 7.0) and not np.any(arrays[2] == 7.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt", ALL, ids=lambda o: repr(o))
+@pytest.mark.parametrize("trainable", [[True, True, True, True], [True, False, True, False]])
+def test_packed_step_gives_the_bits_of_step_inplace(opt, dtype, trainable):
+    """One update of the packed arrays gives, array for array, the numbers and state of
+    updating them one by one; frozen arrays and their state are left alone."""
+    rng = np.random.default_rng(12)
+    arrays = _arrays(rng, dtype) + _arrays(rng, dtype)
+    state = opt.init(arrays)
+    mine, my_state = [a.copy() for a in arrays], {k: v.copy() for k, v in state.items()}
+    frozen_before = [a.copy() for a, t in zip(arrays, trainable) if not t]
+    grads, step = packed_step(opt, mine, my_state, trainable)
+    assert step is not None and [g.shape for g in grads] == [a.shape for a in arrays]
+    for i in range(3):
+        g = [rng.normal(size=a.shape).astype(dtype) for a in arrays]
+        if i == 1:   # a gradient computed elsewhere (not into the buffers) is copied in
+            got = step(g, math.inf)
+        else:
+            for buffer, gk in zip(grads, g):
+                buffer[...] = gk
+            got = step(grads, math.inf)
+        expected = opt.step_inplace(arrays, g, state, trainable)
+        assert got == expected
+    for a, b in zip(mine, arrays):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    for a, before in zip([a for a, t in zip(mine, trainable) if not t], frozen_before):
+        np.testing.assert_array_equal(a, before)
+    assert set(my_state) == set(state)
+    for k in state:
+        np.testing.assert_array_equal(my_state[k], state[k], err_msg=k)
+
+
+def test_packed_step_counts_values_beyond_the_limit_as_step_inplace():
+    opt = Adagrad(lr=1.0)
+    arrays = [np.array([[1.0, 2.0]]), np.array([50.0])]
+    state = opt.init(arrays)
+    grads, step = packed_step(opt, arrays, state, [True, True])
+    for buffer in grads:
+        buffer[...] = 1.0
+    assert step(grads, 5.0) == 1                # 50 - 1 is beyond +-5, 1 - 1 and 2 - 1 are not
+
+
+def test_packed_step_declines_a_state_whose_step_counts_differ():
+    rng = np.random.default_rng(13)
+    arrays = _arrays(rng)
+    opt = Adam()
+    state = opt.init(arrays)
+    state["step"][:] = [3, 2]
+    grads, step = packed_step(opt, arrays, state, [True, True])
+    assert step is None and [g.shape for g in grads] == [a.shape for a in arrays]
