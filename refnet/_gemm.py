@@ -44,7 +44,7 @@ import warnings
 import numpy as np
 
 from . import _numba
-from ._blas import fixed_blas_threads, in_fixed_blas_threads
+from ._blas import fixed_blas_threads, in_fixed_blas_threads, inside_on_this_thread
 from .errors import ConfigError
 
 __all__ = ["matmul", "matmul_numpy", "row_blocks", "SPLIT_MIN_ROWS", "SPLIT_MIN_WORK",
@@ -261,10 +261,11 @@ def matmul(a, b, *, out=None):
     threads (module docstring). ``a`` (M, K), ``b`` (K, N); each C- or F-contiguous (a
     transposed view is fine); ``out`` (M, N) C-contiguous, or a new array. Anything else
     (other dtypes, strided views, 1-D) is NumPy's ``a @ b`` on one BLAS thread."""
-    if in_fixed_blas_threads():   # the usual caller (training: eight products per step)
+    if inside_on_this_thread():   # the usual caller (training: eight products per step)
         return _matmul(np.asarray(a), np.asarray(b), out, _gemm_blocks)
+    kernel = _gemm_blocks if in_fixed_blas_threads() else _gemm_blocks_serial
     with fixed_blas_threads():
-        return _matmul(np.asarray(a), np.asarray(b), out, _gemm_blocks_serial)
+        return _matmul(np.asarray(a), np.asarray(b), out, kernel)
 
 
 def _matmul(a, b, out, kernel):

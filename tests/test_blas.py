@@ -41,3 +41,31 @@ def test_overlapping_blocks_keep_one_thread_until_the_last_leaves():
     finally:
         for n, (_, set_) in zip(before, _controls()):   # the process's own setting again
             set_(n)
+
+
+def test_inside_on_this_thread_is_per_thread():
+    """The hot path skips entering again only when its own thread is inside: a thread that
+    is not must enter itself (another thread leaving would restore the counts under it)."""
+    from refnet._blas import in_fixed_blas_threads, inside_on_this_thread
+
+    seen = {}
+    entered, leave = threading.Event(), threading.Event()
+
+    def other():
+        with fixed_blas_threads():
+            entered.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    entered.wait(10)
+    seen["process"], seen["here"] = in_fixed_blas_threads(), inside_on_this_thread()
+    with fixed_blas_threads():
+        with fixed_blas_threads():
+            seen["nested"] = inside_on_this_thread()
+        seen["outer"] = inside_on_this_thread()
+    seen["after"] = inside_on_this_thread()
+    leave.set()
+    t.join()
+    assert seen == {"process": True, "here": False, "nested": True, "outer": True,
+                    "after": False}
