@@ -1,10 +1,11 @@
 """The ``refnet`` command line.
 
-Each subcommand lives in its own module ``refnet.cli.<name>``, imported only when the parser is
-built; its heavy imports happen inside ``run`` (so ``refnet --help`` stays fast and does not
-compile numba kernels). A subcommand module defines
+Each subcommand lives in its own module ``refnet.cli.<name>``, imported only when that command
+runs (or shows its help): ``refnet --help``, and a command line naming no known command, load
+no command module, and so no numpy or numba (the modules take constants from refnet's
+numerical modules, whose import took ``refnet --help`` 1.4 s). Its one line of help is in
+:data:`COMMANDS`. A subcommand module defines
 
-* ``HELP``: one line for ``refnet --help``;
 * ``add_arguments(parser)``: its options on an ``argparse.ArgumentParser``;
 * ``run(args) -> int``: the exit status.
 
@@ -25,10 +26,26 @@ import traceback
 
 from ._status import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 
-#: subcommand -> module; the order is the order of ``refnet --help``.
-COMMANDS = {name: f"refnet.cli.{name}"
-            for name in ("reproduce", "train", "evaluate", "sensitivity", "sweep", "fetch", "info",
-                         "crosscheck")}
+#: subcommand -> its line in ``refnet --help`` (and the description of its own help); the order
+#: is the order of ``refnet --help``. Its module is ``refnet.cli.<subcommand>``.
+COMMANDS = {
+    "reproduce": "regenerate the figures and tables of both papers and write report.md / "
+                 "report.html",
+    "train": "train an MLP (standard, noise-aware or regularized) and report clean and noisy "
+             "accuracy",
+    "evaluate": "accuracy of a trained model under each noise type alone, over a grid of noise "
+                "variances",
+    "sensitivity": "analytic noise sensitivity report of a saved model, with its Monte-Carlo "
+                   "check",
+    "sweep": "grid over training settings (lambdas, noise-aware variance, ...): resumable, "
+             "Pareto report",
+    "fetch": "download and verify MNIST, Fashion-MNIST and QuickDraw into the cache",
+    "info": "show a saved model (architecture, training settings, accuracy) or export it",
+    "crosscheck": "cross-check a framework against refnet: make a check bundle, check its "
+                  "results, or compare noisy outputs statistically",
+}
+#: build_parser's default: every command's module and options
+ALL = "all"
 
 
 class UsageError(Exception):
@@ -100,18 +117,21 @@ def _empty_value(action) -> str:
     return f"argument {name}: an empty value; give one, or leave {name} out for its default"
 
 
-def _available():
-    out = {}
-    for name, modname in COMMANDS.items():
-        try:
-            out[name] = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name != modname:  # a real import error inside the module: show it
-                raise
-    return out
+def _command_module(name: str):
+    """``refnet.cli.<name>``, or None when its module is not installed (a trimmed install)."""
+    modname = f"refnet.cli.{name}"
+    try:
+        return importlib.import_module(modname)
+    except ModuleNotFoundError as e:
+        if e.name != modname:  # a real import error inside the module: show it
+            raise
+        return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = ALL) -> argparse.ArgumentParser:
+    """The ``refnet`` parser with every command's options (``only=ALL``), or with only command
+    ``only``'s (the others listed by name and help line, their modules not loaded; ``None``:
+    none), which is what :func:`main` builds for the command line it is given."""
     from .. import __version__
 
     parser = _Parser(
@@ -123,14 +143,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="on an error, show the Python traceback too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, mod in _available().items():
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, epilog=_ONCE)
+    for name, line in COMMANDS.items():
+        mod = _command_module(name) if only in (ALL, name) else None
+        if mod is None and only in (ALL, name):
+            continue   # not installed: not offered
+        p = sub.add_parser(name, help=line, description=line, epilog=_ONCE)
+        if mod is None:
+            continue   # listed only: this command line does not run it
         mod.add_arguments(p)
         # SUPPRESS: a missing sub-command --debug must not reset a top-level one to False
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="on an error, show the Python traceback too")
         p.set_defaults(_run=mod.run)
     return parser
+
+
+def _command_named(argv: list[str]) -> str | None:
+    """The command a command line runs: its first word that is not a flag (the top-level
+    flags take no value), when that is a command's name; else None."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
 
 
 #: ``--flag -1,0.1``: argparse takes a value starting with "-" for an option unless it is a
@@ -234,7 +270,7 @@ def _main(argv) -> int:
     from ..errors import RefnetError, TrainingDiverged
 
     argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    parser = build_parser(_command_named(argv))
     try:
         args = parser.parse_args(argv)
     except UsageError as e:

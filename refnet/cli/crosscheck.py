@@ -26,8 +26,6 @@ MAX_BUNDLE_BATCH = 10_000
 DEFAULT_BUNDLE_BATCH = 32
 #: The most repeats ``stat`` draws (the values are also capped by the library).
 MAX_STAT_REPEATS = 100_000
-HELP = "cross-check a framework against refnet: make a check bundle, check its results, or " \
-       "compare noisy outputs statistically"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -28,7 +28,6 @@ from ._common import (MAX_WORKERS, add_noise_preset, check_classes, check_rows, 
                       existing_file, int_between, noise_type_list, positive_float,
                       positive_int, read_npz_arrays, seed, variance_list)
 
-HELP = "accuracy of a trained model under each noise type alone, over a grid of noise variances"
 
 #: The default variance range of ``--variances N`` (the paper's figures span it).
 VMIN, VMAX = 1e-3, 1.0

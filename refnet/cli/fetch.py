@@ -7,7 +7,7 @@ import argparse
 
 from refnet.datasets._quickdraw_sources import MAX_PER_CLASS
 from refnet.datasets._sources import MAX_HOST_TIMEOUT
-from refnet.datasets.fetch import DATASETS, HELP, run  # noqa: F401
+from refnet.datasets.fetch import DATASETS, run  # noqa: F401
 from refnet.datasets.fetch import add_arguments as _add_arguments
 
 from ._common import int_between, positive_float, retype

@@ -8,7 +8,6 @@ from pathlib import Path
 from ..errors import ConfigError
 from ._common import existing_file
 
-HELP = "show a saved model (architecture, training settings, accuracy) or export it"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

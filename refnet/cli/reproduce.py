@@ -15,7 +15,6 @@ from ..reproduction.registry import ENVELOPE_SCRIPTS, PRESET_SCRIPTS, SCRIPTS
 from ..reproduction.stages import collecting
 from ._common import MAX_WORKERS, check_workers, existing_file, int_between, repeated, seed
 
-HELP = "regenerate the figures and tables of both papers and write report.md / report.html"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

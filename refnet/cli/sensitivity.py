@@ -16,7 +16,6 @@ from ._common import (add_noise_preset, add_noise_type, check_rows, count, datas
                       enough_rows, existing_file, positive_int, read_npz_arrays, seed, variance,
                       variances_spec)
 
-HELP = "analytic noise sensitivity report of a saved model, with its Monte-Carlo check"
 
 _DEFAULT_TYPE, _DEFAULT_VARIANCE = "add_unc", 0.01
 _DEFAULT_N_INPUTS = 1000

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ._common import MAX_WORKERS, check_workers, int_between
 
-HELP = "grid over training settings (lambdas, noise-aware variance, ...): resumable, Pareto report"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -18,7 +18,6 @@ from ._common import (activation, add_noise_preset, add_noise_type, check_classe
                       positive_float, positive_int, positive_int_list, read_npz_arrays, repeated,
                       seed, variance)
 
-HELP = "train an MLP (standard, noise-aware or regularized) and report clean and noisy accuracy"
 _NPZ_KEYS = ("X_train", "y_train", "X_test", "y_test")
 _HIDDEN, _ACTIVATION = (300, 300), "sigmoid"
 

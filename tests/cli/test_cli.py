@@ -26,6 +26,38 @@ def test_each_subcommand_has_help(name, capsys):
     assert "usage: refnet " + name in capsys.readouterr().out
 
 
+def test_top_level_help_and_a_missing_command_load_no_command_module():
+    """`refnet --help` took 1.4 s: every command module was imported to build the parser,
+    and they take constants from the numerical modules (numpy, scipy, numba). Now only the
+    command a line names is loaded."""
+    code = ("import sys\nfrom refnet.cli import main\n"
+            "for argv in (['--help'], ['--debug', '--help'], [], ['bogus']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "heavy = {'numpy', 'scipy', 'numba'} & set(sys.modules)\n"
+            "commands = [m for m in sys.modules if m.startswith('refnet.cli.')]\n"
+            "print(sorted(heavy), sorted(commands), file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stderr.strip().splitlines()[-1] == "[] ['refnet.cli._status']"
+
+
+def test_a_command_line_builds_only_its_own_command():
+    from refnet.cli import build_parser
+
+    parser = build_parser("info")
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    assert list(sub) == list(COMMANDS)
+    assert sub["info"].get_default("_run") is not None
+    assert all(sub[name].get_default("_run") is None for name in COMMANDS if name != "info")
+    for name, line in COMMANDS.items():
+        assert sub[name].description == line
+
+
+def test_the_fetch_command_and_the_fetch_script_say_the_same():
+    from refnet.datasets.fetch import HELP
+
+    assert COMMANDS["fetch"] == HELP
+
+
 def test_console_script_runs_as_a_module():
     r = subprocess.run([sys.executable, "-m", "refnet.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("refnet ")

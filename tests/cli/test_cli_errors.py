@@ -632,7 +632,7 @@ def test_a_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys):
     one line with status 130."""
     import refnet.cli
 
-    def loading():
+    def loading(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(refnet.cli, "build_parser", loading)
