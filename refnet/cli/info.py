@@ -9,7 +9,6 @@ from ..errors import ConfigError
 from ._common import existing_file
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=existing_file("a model .npz written by refnet"),
                    help="a model .npz written by refnet")

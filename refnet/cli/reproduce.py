@@ -16,7 +16,6 @@ from ..reproduction.stages import collecting
 from ._common import MAX_WORKERS, check_workers, existing_file, int_between, repeated, seed
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="quick", choices=list(PRESET_SCRIPTS),
                    help="quick: MNIST only, a smoke run of about a minute, not a reproduction; "

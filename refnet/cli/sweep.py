@@ -16,7 +16,6 @@ from pathlib import Path
 from ._common import MAX_WORKERS, check_workers, int_between
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", nargs="?", type=Path,
                    help="spec file (.toml or .json; see refnet.sweep.spec); omit it to report on "
