@@ -14,8 +14,8 @@ from its seed, never from the worker, and each cell runs single-threaded.
   use ``n`` cores, not ``n x n`` (``numba_threads`` raises numba's ceiling for callers whose
   tasks set their own count, ``refnet reproduce``'s training runs). Each worker ends when the
   driver process dies, even by SIGKILL (:func:`_exit_with_parent`), rather than running on
-  orphaned. Ctrl-C stops the
-  task a worker is running and nothing else (:func:`_interrupt_task`).
+  orphaned. Ctrl-C stops the task a worker is running and nothing else
+  (:func:`_interrupt_task`).
 * :class:`DaskCluster` (``--scheduler ADDRESS``): an existing Dask distributed cluster, through
   the optional extra ``refnet[dask]``. Dask's nanny already starts workers with those
   variables at 1; each cell also limits its own numba and BLAS threads
