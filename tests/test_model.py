@@ -157,3 +157,38 @@ def test_fused_additive_noise_equals_its_numpy_twin(dtype, c):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
     assert not np.shares_memory(plus_scaled(x, c, d), x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_agrees_with_the_elementwise_test(dtype, rng):
+    from refnet.model import all_finite
+
+    big = np.finfo(dtype).max
+    X = rng.normal(size=(50, 7)).astype(dtype)
+    assert all_finite(X)
+    huge = np.full((4, 3), big, dtype=dtype)          # finite entries, the sum overflows
+    assert all_finite(huge) and all_finite(-huge)
+    assert all_finite(np.zeros((0, 3), dtype=dtype))
+    for bad in (np.nan, np.inf, -np.inf):
+        for i, j in ((0, 0), (17, 3), (49, 6)):
+            Y = X.copy()
+            Y[i, j] = bad
+            assert not all_finite(Y)
+            with pytest.raises(ValueError, match=f"X: contains NaN or inf .*row {i}, column {j}"):
+                rn.model.check_input(Y, 7)
+            H = np.concatenate([huge[:, :1].repeat(7, axis=1), Y])  # an overflowing sum too
+            assert not all_finite(H)
+    Y = X.copy()
+    Y[3, 2], Y[9, 1] = np.inf, -np.inf                # inf - inf: the sum is NaN
+    assert not all_finite(Y)
+    assert all_finite(X[:, ::2]) and not all_finite(Y[:, 1::1])   # views
+
+
+def test_check_params_finite_uses_the_same_test(rng):
+    arch, p = _net("sigmoid")
+    W = p.W[0].copy()
+    W[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"params: W1 holds a non-finite value \(nan at index \(1, 2\)\)"):
+        rn.model.check_params(arch, rn.Params((W,) + p.W[1:], p.b), finite=True)
+    big = rn.Params(tuple(np.full_like(w, np.finfo(w.dtype).max) for w in p.W), p.b)
+    rn.model.check_params(arch, big, finite=True)      # finite, though their sums overflow
