@@ -22,7 +22,9 @@ import datetime as _dt
 import io
 import json
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,7 @@ from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, WANT_OBJECT, WANT_SHA
                       want_str)
 
 __all__ = ["save_model", "load_model", "load_cached_model", "check_savable", "atomic_write_bytes",
-           "atomic_write_files", "save_npz_atomic", "load_npz", "MODEL_KEYS", "expected_arrays",
+           "atomic_write_files", "npz_bytes", "save_npz_atomic", "load_npz", "MODEL_KEYS", "expected_arrays",
            "verify_sha256", "to_state_dict", "from_state_dict", "STATE_DICT_NAMINGS",
            "ModelFileError"]
 
@@ -93,6 +95,44 @@ def _staged_copy(path: Path, data: bytes) -> str:
     return tmp
 
 
+def npz_bytes(arrays: dict) -> bytes:
+    """The bytes ``np.savez`` writes for ``arrays`` ({name: array}), made on a helper thread.
+
+    Python raises KeyboardInterrupt (Ctrl-C) in the main thread only. Inside ``np.savez`` it
+    could land just after zipfile opened a member for writing and before the member's handle
+    existed: the archive then refused to close, and when it was garbage-collected Python
+    printed that refusal ("Exception ignored in: ZipFile.__del__", a traceback) under the
+    CLI's one line (seen in CI, a sweep interrupted while a training run saved its
+    checkpoint). On a helper thread, which also blocks SIGINT, the archive is always
+    finished; Ctrl-C interrupts the main thread's wait instead, and the half-made bytes, in
+    memory only, are dropped. An object array is refused (``ValueError``): ``np.savez`` would
+    pickle it, and refnet writes no pickle.
+    """
+    arrays = {k: np.asanyarray(v) for k, v in arrays.items()}
+    for k, v in arrays.items():
+        if v.dtype.hasobject:
+            raise ValueError(f"{k}: an object array would be written as a pickle; refnet writes "
+                             "numbers and strings only (convert it, e.g. with .astype(float))")
+    result = {}
+
+    def work():
+        if hasattr(signal, "pthread_sigmask"):   # a Ctrl-C goes to the main thread, not here
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            result["data"] = buf.getvalue()
+        except BaseException as e:   # handed to the caller's thread
+            result["error"] = e
+
+    helper = threading.Thread(target=work, name="refnet-npz-bytes")
+    helper.start()
+    helper.join()
+    if "error" in result:
+        raise result["error"]
+    return result["data"]
+
+
 def save_npz_atomic(path, arrays: dict, metadata: dict, *, sha256: bool = False) -> Path:
     """Save ``arrays`` and a JSON ``metadata`` dict as one ``.npz``, atomically.
 
@@ -101,14 +141,12 @@ def save_npz_atomic(path, arrays: dict, metadata: dict, *, sha256: bool = False)
     """
     if "metadata" in arrays:
         raise ValueError("arrays: the key 'metadata' is reserved")
-    buf = io.BytesIO()
     payload = {k: np.asarray(v) for k, v in arrays.items()}
     if sha256:
         metadata = json.loads(json.dumps(metadata, sort_keys=True))  # as a reader will see it
         metadata["sha256"] = content_sha256(payload, metadata)
     payload["metadata"] = np.array(json.dumps(metadata, sort_keys=True))
-    np.savez(buf, **payload)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, npz_bytes(payload))
 
 
 def load_npz(path, *, error: type = ModelFileError,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import io
 import json
 import re
 from pathlib import Path
@@ -238,7 +237,7 @@ def save_tensors(path, tensors: Mapping[str, np.ndarray], metadata: dict | None 
     own is detected, never read as one file. The key is removed from the metadata returned.
     """
     # io re-exports this module: import here, not at the top
-    from .io import atomic_write_bytes, atomic_write_files
+    from .io import atomic_write_bytes, atomic_write_files, npz_bytes
 
     path = check_destination(path)
     # C order for safetensors; not np.ascontiguousarray, which turns a scalar into shape (1,)
@@ -248,9 +247,7 @@ def save_tensors(path, tensors: Mapping[str, np.ndarray], metadata: dict | None 
         st = _safetensors_numpy(path)
         text = json.dumps(meta, sort_keys=True)
         return atomic_write_bytes(path, st.save(arrays, metadata={"format": "pt", "refnet": text}))
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    data = buf.getvalue()
+    data = npz_bytes(arrays)   # on a helper thread: Ctrl-C cannot leave a half-open archive
     meta[_DIGEST_KEY] = hashlib.sha256(data).hexdigest()
     side = metadata_path(path)
     # both staged complete under temporary names, then renamed, the .npz.json first
