@@ -37,8 +37,8 @@ from .npzfile import (MAX_METADATA_CHARS, MAX_TOTAL_BYTES, WANT_OBJECT, WANT_SHA
                       want_str)
 
 __all__ = ["save_model", "load_model", "load_cached_model", "check_savable", "atomic_write_bytes",
-           "atomic_write_files", "npz_bytes", "save_npz_atomic", "load_npz", "MODEL_KEYS", "expected_arrays",
-           "verify_sha256", "to_state_dict", "from_state_dict", "STATE_DICT_NAMINGS",
+           "atomic_write_files", "npz_bytes", "save_npz_atomic", "load_npz", "MODEL_KEYS",
+           "expected_arrays", "verify_sha256", "to_state_dict", "from_state_dict", "STATE_DICT_NAMINGS",
            "ModelFileError"]
 
 
@@ -102,8 +102,8 @@ def npz_bytes(arrays: dict) -> bytes:
     could land just after zipfile opened a member for writing and before the member's handle
     existed: the archive then refused to close, and when it was garbage-collected Python
     printed that refusal ("Exception ignored in: ZipFile.__del__", a traceback) under the
-    CLI's one line (seen in CI, a sweep interrupted while a training run saved its
-    checkpoint). On a helper thread, which also blocks SIGINT, the archive is always
+    CLI's one line (seen once in CI, an interrupted sweep, whose processes save models and
+    checkpoints through here). On a helper thread, which also blocks SIGINT, the archive is always
     finished; Ctrl-C interrupts the main thread's wait instead, and the half-made bytes, in
     memory only, are dropped. An object array is refused (``ValueError``): ``np.savez`` would
     pickle it, and refnet writes no pickle.

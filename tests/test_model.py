@@ -188,7 +188,8 @@ def test_check_params_finite_uses_the_same_test(rng):
     arch, p = _net("sigmoid")
     W = p.W[0].copy()
     W[1, 2] = np.nan
-    with pytest.raises(ValueError, match=r"params: W1 holds a non-finite value \(nan at index \(1, 2\)\)"):
+    with pytest.raises(ValueError,
+                       match=r"params: W1 holds a non-finite value \(nan at index \(1, 2\)\)"):
         rn.model.check_params(arch, rn.Params((W,) + p.W[1:], p.b), finite=True)
     big = rn.Params(tuple(np.full_like(w, np.finfo(w.dtype).max) for w in p.W), p.b)
     rn.model.check_params(arch, big, finite=True)      # finite, though their sums overflow

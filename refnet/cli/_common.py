@@ -317,8 +317,11 @@ def check_rows(X, y, flag: str, path, names=("X", "y"), *, n_features: int | Non
     if n_features is not None and width != n_features:
         raise DataError(f"{flag}: {path}: array {xname} has {width} features per row (shape "
                         f"{X.shape}), the model takes {n_features}")
-    _first_bad_row(np.isfinite(X.reshape(len(X), -1)).all(axis=1), flag, path, xname,
-                   "holds NaN or inf")
+    from ..model import all_finite
+
+    if not all_finite(X):   # one sum; the rows are looked at only when it is not finite
+        _first_bad_row(np.isfinite(X.reshape(len(X), -1)).all(axis=1), flag, path, xname,
+                       "holds NaN or inf")
     if y is None:
         return
     y = np.asarray(y)
