@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._model_kernels import add_row_values
 from .losses import get_loss
 from .model import Architecture, Cache, Params, backward, forward
 from .noise import LayerNoise, NoiseConfig
@@ -99,8 +100,11 @@ def loss_and_grad(arch: Architecture, params: Params, X, y, *, noise: NoiseConfi
     value, d_out = loss_fn(out, y)
     # each regularizer: direct weight gradient + dR/dz of Eq. 7's derivative term; one pass
     # only needs the penalised layers' weight gradients (regularizer_layers: same sums)
-    value_grad = regularizer_value_and_grad if per_term else regularizer_layers
-    terms = [value_grad(arch, params, cache, r) for r in regs]
+    if per_term:
+        terms = [regularizer_value_and_grad(arch, params, cache, r) for r in regs]
+    else:
+        terms = [regularizer_layers(arch, params, cache, r, views=True, check=check)
+                 for r in regs]
     penalties = tuple(float(t[0]) for t in terms)
     if not math.isfinite(value + sum(penalties)):  # diverged: no backward pass through NaNs
         return LossAndGrad(float(value), penalties, None, None, None, out, cache)
@@ -113,7 +117,10 @@ def loss_and_grad(arch: Architecture, params: Params, X, y, *, noise: NoiseConfi
         for _, direct, _ in terms:  # in place: backward's gradients are fresh or ours
             for l, r in direct.items():
                 g = grads.W[l - 1]
-                g += r
+                if r.strides[1] == 0:   # Eq. 4's gradient: one value per row, added as such
+                    add_row_values(g, r[:, 0])
+                else:
+                    g += r
             for g in grads.b:   # the regularizers' zero bias gradient, added as before (a
                 g += 0.0        # bias gradient is a column sum and may be -0: it becomes +0)
         return LossAndGrad(float(value), penalties, grads, None, None, out, cache)

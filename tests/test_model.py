@@ -160,6 +160,31 @@ def test_fused_additive_noise_equals_its_numpy_twin(dtype, c):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_values_kernel_equals_its_numpy_twin(dtype):
+    from refnet._model_kernels import add_row_values, add_row_values_numpy
+
+    g = np.random.default_rng(10)
+    base = g.normal(size=(23, 29)).astype(dtype)
+    base[0, :4] = (-0.0, np.inf, np.nan, 1e30)
+    c = g.normal(size=23).astype(dtype)
+    c[1:5] = (0.0, -0.0, np.nan, -np.inf)
+    for a, v in ((base, c), (base[:, ::2], c), (base, c.astype(np.float64)),
+                 (np.asfortranarray(base), c), (base, c[::-1])):
+        got, want = a.copy(order="K"), a.copy(order="K")
+        add_row_values(got, v)
+        add_row_values_numpy(want, v)
+        assert got.dtype == want.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        assert not np.array_equal(got, a, equal_nan=True)   # something was added
+    view = base[:, ::2]                   # a strided view is written through, as g += does
+    before = base.copy()
+    add_row_values(view, c)
+    np.testing.assert_array_equal(base[:, 1::2], before[:, 1::2])
+    np.testing.assert_array_equal(base[:, ::2], before[:, ::2] + c[:, None])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_all_finite_agrees_with_the_elementwise_test(dtype, rng):
     from refnet.model import all_finite
 

@@ -1,4 +1,6 @@
 """loss_and_grad, train_step and train() with noise draws supplied from outside."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -55,6 +57,47 @@ def test_every_term_is_its_own_gradient(batch):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(res.cache.A[1], forward(ARCH, p, X, NOISE, draws=draws)[1].A[1])
+
+
+@pytest.mark.parametrize("regs", [
+    (regularizer_preset("eq4", 0.01),),
+    (regularizer_preset("eq4", 0.01), regularizer_preset("custom_sum", 0.03)),
+    (regularizer_preset("custom_sum", 0.02), regularizer_preset("eq7", 0.02)),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_pass_adds_the_row_sum_gradient_with_the_bits_of_the_full_arrays(batch, regs, dtype):
+    # the trainer's pass adds Eq. 4's gradient row by row from a broadcast view; the bits must
+    # be those of backward() plus regularizer_value_and_grad's full arrays, added in turn
+    from refnet.losses import cross_entropy
+    from refnet.model import backward
+    from refnet.regularizers import regularizer_value_and_grad
+
+    p0, X, y, draws = batch
+    p = Params.from_arrays([a.astype(dtype) for a in p0.arrays()])
+    X = X.astype(dtype)
+    draws = [None if d is None else dataclasses.replace(d, **{
+        f.name: getattr(d, f.name).astype(dtype) for f in dataclasses.fields(d)
+        if getattr(d, f.name) is not None}) for d in draws]
+    one = loss_and_grad(ARCH, p, X, y, noise=NOISE, draws=draws, regularizers=regs,
+                        per_term=False, check=False)
+    out, cache = forward(ARCH, p, X, NOISE, draws=draws)
+    _, d_out = cross_entropy(out, y)
+    terms = [regularizer_value_and_grad(ARCH, p, cache, r) for r in regs]
+    dZ = {}
+    for _, _, extra in terms:
+        for l, v in extra.items():
+            dZ[l] = dZ[l] + v if l in dZ else v
+    want = backward(ARCH, p, cache, d_out, dZ or None)
+    W = list(want.W)
+    for _, full, _ in terms:
+        W = [w + g for w, g in zip(W, full.W)]
+    for got, w in zip(one.grads.W, W):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, w)
+    assert one.penalties == tuple(float(t[0]) for t in terms)
+    # the public gradients stay fresh arrays, the trainer's are views
+    full = terms[0][1]
+    assert all(w.flags.writeable and w.flags.c_contiguous for w in full.W)
 
 
 def test_train_step_is_the_optimizer_on_the_total_gradient(batch):

@@ -54,24 +54,30 @@ def regularizer_value_and_grad(arch: Architecture, params: Params, cache: Cache 
 
 
 def regularizer_layers(arch: Architecture, params: Params, cache: Cache | None,
-                       regs) -> tuple[float, dict[int, Array], dict[int, Array]]:
+                       regs, *, views: bool = False,
+                       check: bool = True) -> tuple[float, dict[int, Array], dict[int, Array]]:
     """The sum of ``regs`` as the trainer takes it: ``(value, dW, dZ_extra)`` with
     ``dW = {l: dR/dW^(l)}`` holding only the layers some spec penalises (bias gradients are
     always zero and left out), so no zero arrays are allocated or added each batch;
-    :func:`regularizer_value_and_grad` is this with the zeros filled in.
+    :func:`regularizer_value_and_grad` is this with the zeros filled in. With ``views`` a
+    layer penalised by the row-sum penalty alone gets a read-only broadcast view of its
+    values per row (:func:`~refnet.regularizers.equations.row_sum_layers`); ``check=False``
+    skips the parameter check (the trainer checks once per run).
 
     Adding these to gradients from :func:`refnet.model.backward` gives the bits of adding
     :func:`regularizer_value_and_grad`'s full arrays: a weight gradient is a matrix product,
     whose sums start from +0 and so never end at -0, and ``x + 0 == x`` for every other
     ``x``; the value is summed in the same order.
     """
-    check_params(arch, params)
+    if check:
+        check_params(arch, params)
     R = 0.0
     dW: dict[int, Array] = {}
     dZ_extra: dict[int, Array] = {}
     for reg in _as_list(regs):
         if isinstance(reg, RowSumPenalty):
-            v, g = row_sum_layers(params, layers_of(reg.lambdas, arch.n_layers, "lambdas"))
+            v, g = row_sum_layers(params, layers_of(reg.lambdas, arch.n_layers, "lambdas"),
+                                  views=views)
             extra = {}
         elif isinstance(reg, ExpectedLoss):
             _need_cache(cache)

@@ -13,7 +13,8 @@ from ..activations import get_activation
 from ..model import Architecture, Cache, Params
 from .lambdas import layers_of, resolve_layer_lambdas
 
-__all__ = ["row_sum_penalty", "derivative_penalty", "weight_norm_penalty", "saturation_penalty"]
+__all__ = ["row_sum_penalty", "row_sum_rows", "derivative_penalty", "weight_norm_penalty",
+           "saturation_penalty"]
 
 Array = np.ndarray
 
@@ -25,22 +26,38 @@ def full_grads(params: Params, grads: dict[int, Array]) -> Params:
     return Params(tuple(dW), tuple(np.zeros_like(b) for b in params.b))
 
 
-def row_sum_layer(W: Array, lambda_l: float) -> tuple[float, Array]:
+def row_sum_rows(W: Array, lambda_l: float) -> tuple[float, Array]:
     """One layer of the row-sum penalty (Duque 2024, Eq. 4, p. 3): ``lambda_l sum_i |s_i|``
-    with ``s_i = sum_j w_ij``, and its gradient ``lambda_l sign(s_i)`` on every weight of row
-    ``i`` (a fresh array shaped like ``W``, ``(n_out, n_in)``); see :func:`row_sum_penalty`."""
+    with ``s_i = sum_j w_ij``, and its gradient, which is the same ``lambda_l sign(s_i)`` for
+    every weight of row ``i``: returned once per row, shape ``(n_out,)``, in ``W``'s dtype."""
     s = W.sum(axis=1)  # s_i = sum_j w_ij, shape (n_out,)
     value = lambda_l * float(np.abs(s).sum())
-    return value, np.broadcast_to((lambda_l * np.sign(s))[:, None], W.shape).astype(W.dtype)
+    return value, (lambda_l * np.sign(s)).astype(W.dtype)
 
 
-def row_sum_layers(params: Params, lam: dict[int, float]) -> tuple[float, dict[int, Array]]:
+def row_sum_layer(W: Array, lambda_l: float) -> tuple[float, Array]:
+    """:func:`row_sum_rows` with the gradient as a fresh array shaped like ``W``,
+    ``(n_out, n_in)``; see :func:`row_sum_penalty`."""
+    value, c = row_sum_rows(W, lambda_l)
+    return value, np.broadcast_to(c[:, None], W.shape).copy()
+
+
+def row_sum_layers(params: Params, lam: dict[int, float], *,
+                   views: bool = False) -> tuple[float, dict[int, Array]]:
     """:func:`row_sum_terms` with the gradients of the penalised layers only, ``{l: dR/dW^(l)}``
-    (the trainer adds them to its gradients and skips the zero ones)."""
+    (the trainer adds them to its gradients and skips the zero ones). With ``views`` each
+    gradient is a read-only broadcast view of its row values (:func:`row_sum_rows`, stride 0
+    along the inputs), so no ``(n_out, n_in)`` array is written: the trainer adds it row by
+    row (:func:`refnet._model_kernels.add_row_values`)."""
     R = 0.0
     dW = {}
     for l, lambda_l in lam.items():
-        v, dW[l] = row_sum_layer(params.W[l - 1], lambda_l)
+        W = params.W[l - 1]
+        if views:
+            v, c = row_sum_rows(W, lambda_l)
+            dW[l] = np.broadcast_to(c[:, None], W.shape)
+        else:
+            v, dW[l] = row_sum_layer(W, lambda_l)
         R += v
     return R, dW
 
