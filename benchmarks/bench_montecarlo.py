@@ -18,7 +18,10 @@ both hidden layers (the "duque" placement), one noise type at a time at variance
   no other non-ideality, no noise management or bounds); add_unc only (its input noise is
   additive and per neuron), float32 only.
 * limit: this run's measured GEMM rate and normal-draw rate applied to the minimum work per
-  noisy sample (issue #15): the clean first layer once per input (1/passes of its flops and
+  noisy sample (issue #15), each rate measured with every core busy at once
+  (:func:`machine_rates`; ``%lim x1``: against the limit from one thread's rates times the
+  cores, as the runs before 8 December 2026 took it, which assumes two cores do twice one
+  core's work): the clean first layer once per input (1/passes of its flops and
   sigmoids per sample), and for all but mul_unc the clean layer-2 product once per input;
   add_unc: the layer-1 noise enters layer 2 as ``W2 xi ~ N(0, s^2 W2 W2^T)``, drawn as
   ``s L eps`` with the triangular ``L`` (n2 normals, n2^2 flops; the default path's dense
@@ -35,8 +38,11 @@ both hidden layers (the "duque" placement), one noise type at a time at variance
   Not in any limit: refnet's clean-accuracy pass (part of a sweep's result).
 * same-bits bound (:func:`same_bits_bound`): what refnet could reach if it did nothing but
   the pieces its default results are pinned to (its BLAS products at their shapes, its own
-  sigmoid, its normal draws), each timed alone in the run: how far refnet is from the
-  speed its own numbers allow, where the limit asks for other numbers.
+  sigmoid, its normal draws), each timed alone in the run on one thread, times the cores,
+  and (``all``) a chunk's pieces in a row on every core at once: how far refnet is from the
+  speed its own numbers allow, where the limit asks for other numbers. Where the all-cores
+  bound is below the rate the target asks for (``all %target`` < 100), the pinned pieces
+  alone stop the target on this machine.
 * verdict: on wall time, then (``cpu:``) on samples per CPU-second x cores; a row whose limit is set by flops and draws (their time exceeds that of refnet's
   own sigmoids) must reach 70 % of ``limit``; a sigmoid-bound row (correlated noise) must
   reach 1/1.5 of its own-sigmoid bound (``%own`` >= 66.7). A row that misses prints the bound
@@ -57,8 +63,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.special import expit
@@ -139,6 +147,42 @@ def _best_one_thread_time(fn, repeats: int) -> float:
     return min(_best_times({"f": fn}, repeats)["f"])
 
 
+_pools: dict = {}
+
+
+def _all_cores_time(make, cores: int, repeats: int, calls: int = 10) -> float:
+    """Wall time of one call of ``make(i)()`` while each of ``cores`` threads runs its own
+    (``make(i)``: thread ``i``'s function, on arrays of its own), all started together: the
+    best of ``repeats`` rounds of ``calls`` calls per thread, divided by ``calls``. The threads
+    live as long as the process, as refnet's worker threads do (a thread's first BLAS call
+    sets up buffers of its own: new threads per round measured that, at 2-3x the time). The
+    kernels timed release the GIL (NumPy's products, refnet's numba kernels). Two cores did
+    not do a steady multiple of one core's work: on the 2-core AVX-512 machine (8 December
+    2026) the same pieces ran 1.1-2.3x faster on two threads than on one, from one minute to
+    the next (its two virtual cores share what the host gives them)."""
+    pool = _pools.get(cores)
+    if pool is None:
+        pool = _pools[cores] = ThreadPoolExecutor(cores, thread_name_prefix="bench-core")
+    fns = [make(i) for i in range(cores)]
+    best = float("inf")
+    with single_threaded_blas():
+        for r in range(repeats + 1):                     # round 0 warms up (and compiles)
+            start = threading.Barrier(cores + 1)
+
+            def work(fn):
+                start.wait()                             # one task per thread: all wait here
+                for _ in range(calls):
+                    fn()
+            futures = [pool.submit(work, fn) for fn in fns]
+            start.wait()
+            t0 = time.perf_counter()
+            for f in futures:
+                f.result()
+            if r:
+                best = min(best, time.perf_counter() - t0)
+    return best / calls
+
+
 def _own_sigmoid_time(A, repeats: int) -> float:
     """One-thread time of refnet's own sigmoid kernel (the engine's clean activation) on A."""
     out, e = np.empty_like(A), np.empty((0, 0), dtype=A.dtype)
@@ -148,13 +192,15 @@ def _own_sigmoid_time(A, repeats: int) -> float:
 
 
 def machine_rates(dtype, rows: int, repeats: int, cores: int, torch=None) -> dict:
-    """Machine rates measured now, for all ``cores``: GEMM flops per second (the better of
-    multithreaded BLAS and ``cores`` x one BLAS thread, on a (rows, 300) x (300, 300) product),
-    and ``cores`` x the one-thread rates of normal draws (the faster of NumPy's and numba's
-    Generator, same algorithm and stream), of sigmoids (the faster of ``scipy.special.expit``
-    and one-thread ``torch.sigmoid``) and of refnet's own sigmoid kernel. Draws and sigmoids
-    of different chunks are independent, so they scale with cores. One-thread rates take the
-    smaller of wall and CPU time (robust to other processes' load)."""
+    """Machine rates measured now, for all ``cores``, on a (rows, 300) x (300, 300) product,
+    (rows, 300) sigmoids and rows x 300 normal draws: GEMM flops per second (the better of
+    multithreaded BLAS and one BLAS thread per core), normal draws (the faster of NumPy's and
+    numba's Generator, same algorithm and stream), sigmoids (the faster of
+    ``scipy.special.expit`` and one-thread ``torch.sigmoid``) and refnet's own sigmoid kernel.
+    The per-core pieces run on every core at once (:func:`_all_cores_time`), as refnet's
+    workers run theirs; ``"x_cores"`` holds the same rates as one thread's times ``cores``
+    (the earlier runs' limit, which assumed two cores do twice one core's work; see
+    :func:`_all_cores_time`). One-thread times take the smaller of wall and CPU time."""
     rng = np.random.default_rng(0)
     A = rng.standard_normal((rows, SIZES[1])).astype(dtype)
     B = rng.standard_normal((SIZES[1], SIZES[2])).astype(dtype)
@@ -165,16 +211,36 @@ def machine_rates(dtype, rows: int, repeats: int, cores: int, torch=None) -> dic
     t_draw = min(_best_one_thread_time(lambda: rng.standard_normal(dtype=dtype, out=buf), repeats),
                  _best_one_thread_time(lambda: K.fill_normal(rng, buf), repeats))
     t_sig = _best_one_thread_time(lambda: expit(A), repeats)
+    n_threads = torch.get_num_threads() if torch is not None else 0
     if torch is not None:
-        n_threads, At = torch.get_num_threads(), torch.from_numpy(A)
+        At = torch.from_numpy(A)
         torch.set_num_threads(1)
         t_sig = min(t_sig, _best_one_thread_time(lambda: torch.sigmoid(At), repeats))
-        torch.set_num_threads(n_threads)
     t_own = _own_sigmoid_time(A, repeats)
+    # the same per-core pieces, each thread its own arrays and generator, all cores at once
+    own = (K.ACT_CODES["sigmoid"], 0.0, K.POS_CLEAN)
+    e, zero = np.empty((0, 0), dtype=dtype), np.zeros(4, dtype)
+    mine = [(A.copy(), np.empty_like(A), np.empty_like(buf), np.random.default_rng(20 + i))
+            for i in range(cores)]
+    a_gemm = _all_cores_time(lambda i: lambda: mine[i][0] @ B, cores, repeats)
+    a_draw = min(_all_cores_time(lambda i: lambda: mine[i][3].standard_normal(
+                     dtype=dtype, out=mine[i][2]), cores, repeats),
+                 _all_cores_time(lambda i: lambda: K.fill_normal(mine[i][3], mine[i][2]),
+                                 cores, repeats))
+    a_sig = _all_cores_time(lambda i: lambda: expit(mine[i][0], out=mine[i][1]), cores, repeats)
+    if torch is not None:
+        a_sig = min(a_sig, _all_cores_time(lambda i: (lambda At=torch.from_numpy(mine[i][0]):
+                                                      torch.sigmoid(At)), cores, repeats))
+        torch.set_num_threads(n_threads)
+    a_own = _all_cores_time(lambda i: lambda: K.noisy_activation_serial(
+        mine[i][0], own, zero, e, e, e, e, mine[i][1]), cores, repeats)
     flops = 2 * rows * SIZES[1] * SIZES[2]
-    return {"gemm_flops": max(flops / t_multi, cores * flops / t_one),
-            "draws": cores * buf.size / t_draw, "sigmoids": cores * A.size / t_sig,
-            "own_sigmoids": cores * A.size / t_own}
+    x_cores = {"gemm_flops": max(flops / t_multi, cores * flops / t_one),
+               "draws": cores * buf.size / t_draw, "sigmoids": cores * A.size / t_sig,
+               "own_sigmoids": cores * A.size / t_own}
+    return {"gemm_flops": max(flops / t_multi, cores * flops / a_gemm),
+            "draws": cores * buf.size / a_draw, "sigmoids": cores * A.size / a_sig,
+            "own_sigmoids": cores * A.size / a_own, "x_cores": x_cores}
 
 
 def same_bits_bound(noise_type: str, dtype, rows: int, reps: int, repeats: int,
@@ -218,7 +284,42 @@ def same_bits_bound(noise_type: str, dtype, rows: int, reps: int, repeats: int,
              (t3, "output product"), (t_sig, "sigmoids"), (t_draw, f"{n_draw} normals"),
              (per_input / reps, "per-input work")]
     text = " + ".join(f"{x / rows / cores * 1e6:.3f} us {what}" for x, what in parts if x)
-    return {"rate": 1.0 / t, "t": t, "text": text}
+    # the same pieces, a chunk's in a row, on every core at once (each thread its own arrays,
+    # generator and outputs; the weights shared, as refnet's workers share them)
+    own = (K.ACT_CODES["sigmoid"], 0.0, K.POS_CLEAN)
+    e = np.empty((0, 0), dtype=dtype)
+
+    def thread_pieces(i):
+        g = np.random.default_rng(10 + i)
+        Xi, A1i, A2i = (g.random((rows, n)).astype(dtype) for n in (n0, n1, n2))
+        out1, out2, zero = np.empty_like(A1i), np.empty_like(A2i), np.zeros(4, dtype)
+        bufi, eps = np.empty(rows * n_draw, dtype=dtype), g.random((rows, n2)).astype(dtype)
+        L = np.asfortranarray(np.eye(n2, dtype=dtype))
+
+        def chunk():
+            if tri:
+                lower_triangular_mix(L, 1.0, eps)
+            elif t_noise:
+                A1i @ W2.T
+            A2i @ W3.T
+            K.noisy_activation_serial(A2i, own, zero, e, e, e, e, out2)
+            K.fill_normal(g, bufi)
+
+        def per_input_work():
+            Xi @ W1.T
+            K.noisy_activation_serial(A1i, own, zero, e, e, e, e, out1)
+            if noise_type != "mul_unc":
+                A1i @ W2.T
+        return chunk, per_input_work
+    pieces = [thread_pieces(i) for i in range(cores)]
+    c_chunk = _all_cores_time(lambda i: pieces[i][0], cores, repeats)
+    c_input = _all_cores_time(lambda i: pieces[i][1], cores, repeats)
+    t_all = (c_chunk + c_input / reps) / rows / cores
+    return {"rate": 1.0 / t, "t": t, "text": text, "rate_all": 1.0 / t_all, "t_all": t_all,
+            "text_all": (f"a chunk's pieces {c_chunk * 1e3:.2f} ms and the per-input pieces "
+                         f"{c_input * 1e3:.2f} ms / {reps} passes, each of {cores} threads "
+                         f"on {rows} rows at once"),
+            "scaling": (per_chunk + per_input / reps) / (c_chunk + c_input / reps)}
 
 
 def minimum_work(noise_type: str, path: str = "minimum") -> tuple[int, int, str]:
@@ -292,6 +393,14 @@ def verdict(r: float, lim: dict, lim_path: dict | None) -> tuple[str, str]:
                   if own_pct < 100 * TARGET_FLOP else "")
                + f"; refnet at {100 * r / lim['limit_own']:.0f} % of that bound")
     return tag + " (flop)", "; ".join(why)
+
+
+def target_rate(lim: dict) -> float:
+    """The rate a row must reach (:func:`verdict`): 1/1.5 of the own-sigmoid bound where
+    refnet's own sigmoids outweigh the limit's flops and draws, else 70 % of the limit."""
+    if lim["t_own"] > lim["t_fd"]:
+        return TARGET_SIG * lim["limit_own"]
+    return TARGET_FLOP * lim["limit"]
 
 
 def _noise_fn(noise_type, s, draw):
@@ -441,7 +550,8 @@ def main(argv=None) -> int:
           + (f", torch threads {torch.get_num_threads()}" if torch else ""))
     cols = ("refnet", "numpy", "torch", "smart", "aihwkit")
     header = (f"{'dtype':8}{'noise':9}" + "".join(f"{c + '/s':>11}" for c in cols)
-              + f"{'round/s':>11}{'limit/s':>11}{'%limit':>8}{'%lim+act':>9}{'%own':>7}{'%lim cpu':>9}{'x numpy':>8}"
+              + f"{'round/s':>11}{'limit/s':>11}{'%limit':>8}{'%lim+act':>9}{'%own':>7}"
+              f"{'%lim cpu':>9}{'%lim x1':>8}{'x numpy':>8}"
               f"{'x torch':>8}{'x smart':>8}  verdict")
     lines, cpu_lines, notes, fixed = [], [], [], []
     for dtype in (np.float64, np.float32):
@@ -472,6 +582,7 @@ def main(argv=None) -> int:
             # held to timed back to back, at one machine speed
             r, r_cpu, (rates, pinned) = _median_round(rnd, samples, base, reps)
             lim = limits(base, rates, reps)
+            lim_x = limits(base, rates["x_cores"], reps)   # one thread's rates x cores
             path = limits(base, rates, reps, "default") if base == "add_unc" and not tri else None
             for w, rows in ((0, lines), (1, cpu_lines)):
                 rate = {k: samples / best[k][w] if k in best else float("nan") for k in cols}
@@ -486,18 +597,27 @@ def main(argv=None) -> int:
                     rows.append(f"{dname:8}{t:12}"[:17] + cells + f"{r:11,.0f}{lim['limit']:11,.0f}"
                                 f"{100 * r / lim['limit']:8.1f}{100 * r / lim['limit_act']:9.1f}"
                                 f"{100 * r / lim['limit_own']:7.1f}"
-                                f"{100 * r_cpu * cores / lim['limit']:9.1f}" + ratios + f"  {tag}")
+                                f"{100 * r_cpu * cores / lim['limit']:9.1f}"
+                                f"{100 * r / lim_x['limit']:8.1f}" + ratios + f"  {tag}")
                     notes.append(f"{dname} {t} (median round: refnet {r:,.0f}/s; GEMM "
                                  f"{rates['gemm_flops'] / 1e9:.1f} GFLOP/s, "
                                  f"{rates['draws'] / 1e6:.0f} M normals/s, sigmoids "
                                  f"{rates['sigmoids'] / 1e6:.0f} M/s fastest, "
                                  f"{rates['own_sigmoids'] / 1e6:.0f} M/s refnet's): limit = 1 / "
                                  f"({lim['text']} at that round's rates = "
-                                 f"{lim['t_fd'] * 1e6:.2f} us); " + why
+                                 f"{lim['t_fd'] * 1e6:.2f} us; with one thread's rates x "
+                                 f"{cores} cores {lim_x['t_fd'] * 1e6:.2f} us, limit "
+                                 f"{lim_x['limit']:,.0f}/s); " + why
                                  + f"; same-bits bound 1 / ({pinned['text']} = "
                                  f"{pinned['t'] * 1e6:.2f} us) = {pinned['rate']:,.0f}/s "
                                  f"= {100 * pinned['rate'] / lim['limit']:.0f} % of the limit, "
-                                 f"refnet at {100 * r / pinned['rate']:.0f} % of it")
+                                 f"refnet at {100 * r / pinned['rate']:.0f} % of it; on all "
+                                 f"cores at once ({pinned['text_all']}) "
+                                 f"{pinned['rate_all']:,.0f}/s = "
+                                 f"{100 * pinned['rate_all'] / lim['limit']:.0f} % of the "
+                                 f"limit, {100 * pinned['rate_all'] / target_rate(lim):.0f} % "
+                                 f"of the target rate, refnet at "
+                                 f"{100 * r / pinned['rate_all']:.0f} % of it")
                     fixed.append((f"{dname:8}{t:12}"[:17], r, pinned, lim))
                 else:
                     rows.append(f"{dname:8}{t:12}"[:17] + cells + ratios)
@@ -508,12 +628,20 @@ def main(argv=None) -> int:
     print(f"{'dtype':8}{'noise':9}" + "".join(f"{c:>11}" for c in cols)
           + f"{'x numpy':>8}{'x torch':>8}{'x smart':>8}")
     print("\n".join(cpu_lines))
-    print("the same-bits bound: the pinned pieces alone (products, own sigmoids, draws; "
-          "one thread each, x cores)")
-    print(f"{'dtype':8}{'noise':9}{'refnet/s':>11}{'bound/s':>11}{'%bound':>8}{'bound %limit':>13}")
+    print("the same-bits bound: the pinned pieces alone (products, own sigmoids, draws), "
+          "timed on one thread x cores, and on all cores at once (each thread a chunk's "
+          "pieces in a row); 'x1 / all' is how much faster the first assumes the machine is; "
+          "'all %target': the all-cores bound as a percentage of the rate the row's target "
+          "asks for (below 100: the bits alone stop the target)")
+    print(f"{'dtype':8}{'noise':9}{'refnet/s':>11}{'bound/s':>11}{'%bound':>8}"
+          f"{'bound %limit':>13}{'all/s':>11}{'%all':>7}{'all %limit':>11}{'x1 / all':>9}"
+          f"{'all %target':>12}")
     for name, r, pinned, lim in fixed:
         print(f"{name}{r:11,.0f}{pinned['rate']:11,.0f}{100 * r / pinned['rate']:8.1f}"
-              f"{100 * pinned['rate'] / lim['limit']:13.1f}")
+              f"{100 * pinned['rate'] / lim['limit']:13.1f}{pinned['rate_all']:11,.0f}"
+              f"{100 * r / pinned['rate_all']:7.1f}"
+              f"{100 * pinned['rate_all'] / lim['limit']:11.1f}{pinned['scaling']:9.2f}"
+              f"{100 * pinned['rate_all'] / target_rate(lim):12.1f}")
     print("what bounds each row (targets: >= 70 % of limit, aim 85 %, where flops and draws "
           "bound it; >= 1/1.5 of the own-sigmoid bound where sigmoids do):")
     print("\n".join("  " + n for n in notes))
