@@ -153,13 +153,15 @@ _pools: dict = {}
 def _all_cores_time(make, cores: int, repeats: int, calls: int = 10) -> float:
     """Wall time of one call of ``make(i)()`` while each of ``cores`` threads runs its own
     (``make(i)``: thread ``i``'s function, on arrays of its own), all started together: the
-    best of ``repeats`` rounds of ``calls`` calls per thread, divided by ``calls``. The threads
-    live as long as the process, as refnet's worker threads do (a thread's first BLAS call
-    sets up buffers of its own: new threads per round measured that, at 2-3x the time). The
-    kernels timed release the GIL (NumPy's products, refnet's numba kernels). Two cores did
-    not do a steady multiple of one core's work: on the 2-core AVX-512 machine (8 December
-    2026) the same pieces ran 1.1-2.3x faster on two threads than on one, from one minute to
-    the next (its two virtual cores share what the host gives them)."""
+    best of ``repeats`` rounds of ``calls`` calls per thread, divided by ``calls``; each
+    thread clocks its own calls and the span runs from the first start to the last end (the
+    calling thread, woken with them, may run only after they have ended: timed there, spans
+    came out too short). The threads live as long as the process, as refnet's worker threads
+    do (threads made anew for each timing measured longer spans). The kernels timed release
+    the GIL (NumPy's products, refnet's numba kernels). Two cores do not do twice one core's
+    work: on the 2-core AVX-512 machine (8 December 2026) a chunk's pinned pieces took
+    1.02-1.15x as long per thread with both cores busy as on one thread alone, and single
+    pieces timed apart ran 1.1-1.97x faster on two threads than on one."""
     pool = _pools.get(cores)
     if pool is None:
         pool = _pools[cores] = ThreadPoolExecutor(cores, thread_name_prefix="bench-core")
@@ -167,19 +169,18 @@ def _all_cores_time(make, cores: int, repeats: int, calls: int = 10) -> float:
     best = float("inf")
     with single_threaded_blas():
         for r in range(repeats + 1):                     # round 0 warms up (and compiles)
-            start = threading.Barrier(cores + 1)
+            start = threading.Barrier(cores)
 
-            def work(fn):
+            def work(fn, start=start):
                 start.wait()                             # one task per thread: all wait here
+                t0 = time.perf_counter()
                 for _ in range(calls):
                     fn()
-            futures = [pool.submit(work, fn) for fn in fns]
-            start.wait()
-            t0 = time.perf_counter()
-            for f in futures:
-                f.result()
+                return t0, time.perf_counter()
+            # each thread clocks itself: the caller, woken with them, may run after they end
+            spans = [f.result() for f in [pool.submit(work, fn) for fn in fns]]
             if r:
-                best = min(best, time.perf_counter() - t0)
+                best = min(best, max(e for _, e in spans) - min(b for b, _ in spans))
     return best / calls
 
 
