@@ -15,6 +15,10 @@ shortcuts are off) and adds exact shortcuts:
                     computed once per input: correlated noise becomes ``(1 + xi_MC) U +
                     xi_AC r + b`` with ``r`` the row sums of ``W`` (same draws, equal up to
                     rounding) and uncorrelated additive noise ``xi @ W.T`` is added.
+                    With correlated noise alone, one kernel forms each row of the next
+                    pre-activation and activates it in place
+                    (:func:`~refnet.montecarlo.kernels.row_sum_activation`; the bits of the
+                    two kernels in turn, without writing the pre-activation out).
 ``"narrow_draws"``  uncorrelated additive noise on a post-activation layer ``l`` feeding a
                     narrower layer (``n_{l+1} < n_l``): ``W xi`` with ``xi ~ N(0, s^2 I)`` is
                     ``N(0, s^2 W W^T)``, drawn as ``F eps`` with ``F F^T = W W^T`` (Cholesky)
@@ -211,9 +215,10 @@ def _product(ws: Workspace | None, name, A: Array, B: Array) -> Array:
     return np.matmul(A, B, out=ws.empty(name, (A.shape[0], B.shape[1]), A.dtype))
 
 
-def _noisy_activation(engine: Engine, Z, layer, sd, d: LayerNoise | None, skip_au=False,
-                      out=None) -> Array:
-    out = np.empty(Z.shape, dtype=engine.dtype) if out is None else out
+def _activation_args(engine: Engine, layer, sd, d: LayerNoise | None, skip_au=False) -> list:
+    """The noise arguments of the activation kernels for one layer: ``[sd, au, ac, mu, mc]``
+    (zeros and empty arrays where the layer is clean; ``skip_au``: its additive uncorrelated
+    noise is carried by the next layer's draws)."""
     e = np.empty((0, 0), dtype=engine.dtype)
     if d is None or layer[2] == K.POS_CLEAN:
         sd, d = np.zeros(4, dtype=engine.dtype), LayerNoise()
@@ -223,7 +228,14 @@ def _noisy_activation(engine: Engine, Z, layer, sd, d: LayerNoise | None, skip_a
     args = [e if x is None else x for x in (d.add_unc, d.add_cor, d.mul_unc, d.mul_cor)]
     if skip_au:
         args[0] = e
-    K.KERNELS[engine.backend][0](np.ascontiguousarray(Z), layer, sd, *args, out)
+    return [sd, *args]
+
+
+def _noisy_activation(engine: Engine, Z, layer, sd, d: LayerNoise | None, skip_au=False,
+                      out=None) -> Array:
+    out = np.empty(Z.shape, dtype=engine.dtype) if out is None else out
+    K.KERNELS[engine.backend][0](np.ascontiguousarray(Z), layer,
+                                 *_activation_args(engine, layer, sd, d, skip_au), out)
     return out
 
 
@@ -367,21 +379,36 @@ def _propagate(engine: Engine, state: CleanState, idx, draws, keep, pre_output: 
         idx = slice(0, n)
     if l0 > L:
         return state.P[idx], {}
-    z = extra = None
+    z = extra = a_next = None
     if engine.uses_row_sums(state, keep):
         d = draws[l0]
-        z = _empty(ws, ("z", l0 + 1), (n, arch.sizes[l0 + 1]), dt)
         e = np.empty((0, 0), dtype=dt)
         rows = np.arange(idx.start, idx.stop) if isinstance(idx, slice) else idx
-        K.KERNELS[engine.backend][1](state.U, rows, engine.row_sums[l0], b[l0], sd[l0],
-             e if d.add_cor is None else d.add_cor, e if d.mul_cor is None else d.mul_cor, z)
-        if engine.uses_triangular(state, keep):
-            mix = triangular_mix_numpy if engine.backend == "numpy" else triangular_mix
-            z += mix(engine.tri, sd[l0][0], d.add_unc)
-        elif sd[l0][0] > 0:
-            mix = _product(ws, "mix", d.add_unc, engine.factors[l0] if l0 in narrow else W[l0].T)
-            mix *= sd[l0][0]       # in place: the bits of sd * (...)
-            z += mix
+        corr = (e if d.add_cor is None else d.add_cor, e if d.mul_cor is None else d.mul_cor)
+        l1 = l0 + 1
+        if not sd[l0][0] > 0 and not (pre_output and l1 == L and l1 not in engine.noisy):
+            # nothing else enters z_(l0+1) and its activation follows here: one kernel forms
+            # each row and activates it in place (the bits of the two kernels in turn)
+            where = ((K.POS_PRE if pos == "pre" else K.POS_POST) if l1 in engine.noisy
+                     else K.POS_CLEAN)
+            layer = _layer_desc(arch, l1, where)
+            a_next = _empty(ws, ("a", l1), (n, arch.sizes[l1]), dt)
+            K.KERNELS[engine.backend][4](
+                state.U, rows, engine.row_sums[l0], b[l0], sd[l0], *corr, layer,
+                *_activation_args(engine, layer, sd[l1], draws[l1], skip_au=l1 in narrow),
+                a_next)
+        else:
+            z = _empty(ws, ("z", l1), (n, arch.sizes[l1]), dt)
+            K.KERNELS[engine.backend][1](state.U, rows, engine.row_sums[l0], b[l0], sd[l0],
+                                         *corr, z)
+            if engine.uses_triangular(state, keep):
+                mix = triangular_mix_numpy if engine.backend == "numpy" else triangular_mix
+                z += mix(engine.tri, sd[l0][0], d.add_unc)
+            elif sd[l0][0] > 0:
+                mix = _product(ws, "mix", d.add_unc,
+                               engine.factors[l0] if l0 in narrow else W[l0].T)
+                mix *= sd[l0][0]       # in place: the bits of sd * (...)
+                z += mix
     else:
         P = state.P[idx]
         if state.kind == "z":
@@ -397,18 +424,21 @@ def _propagate(engine: Engine, state: CleanState, idx, draws, keep, pre_output: 
         if l0 in keep:
             kept[l0] = a
     for l in range(l0 + 1, L + 1):
-        if z is None:
-            z = _product(ws, ("z", l), a, W[l - 1].T)
-            z += b[l - 1]          # in place: the bits of a @ W.T + b
-            if extra is not None:
-                z += extra
-        noisy = l in engine.noisy
-        if pre_output and l == L and not noisy:
-            return z, kept
-        where = (K.POS_PRE if pos == "pre" else K.POS_POST) if noisy else K.POS_CLEAN
-        a = _noisy_activation(engine, z, _layer_desc(arch, l, where), sd[l], draws[l],
-                              skip_au=l in narrow,
-                              out=None if ws is None else ws.empty(("a", l), z.shape, dt))
+        if a_next is not None:     # layer l0 + 1, formed and activated by one kernel above
+            a, a_next = a_next, None
+        else:
+            if z is None:
+                z = _product(ws, ("z", l), a, W[l - 1].T)
+                z += b[l - 1]          # in place: the bits of a @ W.T + b
+                if extra is not None:
+                    z += extra
+            noisy = l in engine.noisy
+            if pre_output and l == L and not noisy:
+                return z, kept
+            where = (K.POS_PRE if pos == "pre" else K.POS_POST) if noisy else K.POS_CLEAN
+            a = _noisy_activation(engine, z, _layer_desc(arch, l, where), sd[l], draws[l],
+                                  skip_au=l in narrow,
+                                  out=None if ws is None else ws.empty(("a", l), z.shape, dt))
         extra = None
         if l in narrow:
             extra = _product(ws, ("extra", l), draws[l].add_unc, engine.factors[l])

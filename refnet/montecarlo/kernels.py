@@ -42,8 +42,9 @@ from ..noise import LayerNoise, NoiseSpec, apply_noise
 
 __all__ = ["ACT_CODES", "POS_CLEAN", "POS_PRE", "POS_POST", "sigmoid", "activate",
            "noisy_activation", "noisy_activation_serial", "noisy_activation_numpy",
-           "row_sum_affine", "row_sum_affine_serial", "row_sum_affine_numpy", "fill_normal",
-           "fill_normal_numpy", "tail_count", "tail_count_numpy", "KERNELS"]
+           "row_sum_affine", "row_sum_affine_serial", "row_sum_affine_numpy",
+           "row_sum_activation", "row_sum_activation_serial", "row_sum_activation_numpy",
+           "fill_normal", "fill_normal_numpy", "tail_count", "tail_count_numpy", "KERNELS"]
 
 #: Activation name -> integer code used inside the kernels.
 ACT_CODES = {"identity": 0, "sigmoid": 1, "shifted_sigmoid": 2, "cubic": 3}
@@ -169,14 +170,21 @@ def _row_sum_affine_body(U, idx, r, b, sd, ac, mc, out):
     (Derived: from (Semenova 2022, Eqs. 1 and 3) by linearity of Eq. 1).
     U: (n_inputs, m); idx: (n_batch,) input of each row; r, b: (m,); out: (n_batch, m).
     """
+    for i in prange(out.shape[0]):
+        _row_sum_row(U, idx, r, b, sd, ac, mc, out, i)
+
+
+def _row_sum_row_body(U, idx, r, b, sd, ac, mc, out, i):
+    """Row ``i`` of :func:`row_sum_affine`'s output: ``(1 + xi_MC) U[idx[i]] + xi_AC r + b``."""
     s_ac, s_mc = sd[1], sd[3]
-    n, m = out.shape
-    for i in prange(n):
-        f_c = 1.0 + s_mc * mc[i, 0] if s_mc > 0 else 1.0
-        c_a = s_ac * ac[i, 0] if s_ac > 0 else 0.0
-        k = idx[i]
-        for j in range(m):
-            out[i, j] = f_c * U[k, j] + c_a * r[j] + b[j]
+    f_c = 1.0 + s_mc * mc[i, 0] if s_mc > 0 else 1.0
+    c_a = s_ac * ac[i, 0] if s_ac > 0 else 0.0
+    k = idx[i]
+    for j in range(out.shape[1]):
+        out[i, j] = f_c * U[k, j] + c_a * r[j] + b[j]
+
+
+_row_sum_row = _inline(_row_sum_row_body)
 
 
 row_sum_affine_serial = _jit(_row_sum_affine_body)
@@ -188,6 +196,41 @@ def row_sum_affine_numpy(U, idx, r, b, sd, ac, mc, out):
     f_c = 1.0 + sd[3] * mc if sd[3] > 0 else 1.0
     c_a = sd[1] * ac if sd[1] > 0 else 0.0
     out[...] = f_c * U[idx] + c_a * r + b
+
+
+def _row_sum_activation_body(U, idx, r, b, sd_in, ac_in, mc_in, layer, sd, au, ac, mu, mc,
+                             out):
+    """:func:`row_sum_affine` then :func:`noisy_activation`, row by row, in ``out``.
+
+    Each row's pre-activation ``(1 + xi_MC) U + xi_AC r + b`` (the correlated noise of the
+    layer below, ``sd_in``, ``ac_in``, ``mc_in``) is formed in ``out`` and taken through the
+    noise operator and the activation of ``layer`` in place, while it is in cache: the same
+    operations on the same stored values as the two kernels one after the other, without
+    writing the (n_batch, m) pre-activation and reading it back. Arguments as the two kernels'.
+    """
+    code, alpha, pos = layer
+    n, m = out.shape
+    for i in prange(n):
+        _row_sum_row(U, idx, r, b, sd_in, ac_in, mc_in, out, i)
+        if pos == 1:
+            _noise_row(out, i, sd, au, ac, mu, mc)
+        for j in range(m):
+            out[i, j] = activate(out[i, j], code, alpha)
+        if pos == 2:
+            _noise_row(out, i, sd, au, ac, mu, mc)
+
+
+row_sum_activation_serial = _jit(_row_sum_activation_body)
+row_sum_activation = _pjit(_variant(_row_sum_activation_body, "_parallel",
+                                    {"activate": _activate_p, "_noise_row": _noise_row_p}))
+
+
+def row_sum_activation_numpy(U, idx, r, b, sd_in, ac_in, mc_in, layer, sd, au, ac, mu, mc,
+                             out):
+    """NumPy twin of :func:`row_sum_activation`: the two twins one after the other."""
+    z = np.empty(out.shape, dtype=out.dtype)
+    row_sum_affine_numpy(U, idx, r, b, sd_in, ac_in, mc_in, z)
+    noisy_activation_numpy(z, layer, sd, au, ac, mu, mc, out)
 
 
 def _tail_count_body(Z, layer, labels):
@@ -231,8 +274,11 @@ def tail_count_numpy(Z, layer, labels):
     return int(np.count_nonzero(np.argmax(out, axis=1) == labels))
 
 
-#: backend -> (noisy_activation, row_sum_affine, fill_normal, tail_count) implementations.
-KERNELS = {"numba-parallel": (noisy_activation, row_sum_affine, fill_normal, tail_count),
-           "numba": (noisy_activation_serial, row_sum_affine_serial, fill_normal, tail_count),
+#: backend -> (noisy_activation, row_sum_affine, fill_normal, tail_count,
+#: row_sum_activation) implementations.
+KERNELS = {"numba-parallel": (noisy_activation, row_sum_affine, fill_normal, tail_count,
+                              row_sum_activation),
+           "numba": (noisy_activation_serial, row_sum_affine_serial, fill_normal, tail_count,
+                     row_sum_activation_serial),
            "numpy": (noisy_activation_numpy, row_sum_affine_numpy, fill_normal_numpy,
-                     tail_count_numpy)}
+                     tail_count_numpy, row_sum_activation_numpy)}

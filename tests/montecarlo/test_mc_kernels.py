@@ -135,6 +135,39 @@ def test_row_sum_affine_equals_twin_and_direct_product(spec):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("pos", [K.POS_CLEAN, K.POS_PRE, K.POS_POST])
+@pytest.mark.parametrize("spec_in", [NoiseSpec(0, 0.2, 0, 0), NoiseSpec(0, 0, 0, 0.03),
+                                     NoiseSpec(0, 0.2, 0, 0.03)], ids=_spec_id)
+def test_row_sum_activation_is_the_two_kernels_in_turn(spec_in, pos, dtype):
+    """The fused kernel (the next pre-activation from the row sums, then its noisy
+    activation, row by row in place) gives the bits of row_sum_affine followed by
+    noisy_activation, in each build, for every noise of the next layer; its NumPy twin those
+    of the two twins."""
+    rng = np.random.default_rng(11)
+    A = rng.uniform(size=(4, 6)).astype(dtype)
+    W, b = rng.normal(size=(5, 6)).astype(dtype), rng.normal(size=5).astype(dtype)
+    idx = np.array([0, 0, 1, 3, 2, 3, 3])
+    _, sd_in, args_in = _args(spec_in, len(idx), 6, rng, dtype)
+    U, r = A @ W.T, W.sum(axis=1)
+    builds = {"parallel": (K.row_sum_activation, K.row_sum_affine, K.noisy_activation),
+              "serial": (K.row_sum_activation_serial, K.row_sum_affine_serial,
+                         K.noisy_activation_serial),
+              "numpy": (K.row_sum_activation_numpy, K.row_sum_affine_numpy,
+                        K.noisy_activation_numpy)}
+    for spec in (COMBOS[-1], COMBOS[5], COMBOS[0]):
+        _, sd, args = _args(spec, len(idx), 5, rng, dtype)
+        for name in ("sigmoid", "cubic"):
+            layer = _desc(name, pos)
+            for which, (fused, affine, activation) in builds.items():
+                z, want, got = (np.empty((len(idx), 5), dtype) for _ in range(3))
+                affine(U, idx, r, b, sd_in, args_in[1], args_in[3], z)
+                activation(z, layer, sd, *args, want)
+                fused(U, idx, r, b, sd_in, args_in[1], args_in[3], layer, sd, *args, got)
+                np.testing.assert_array_equal(got, want, err_msg=f"{which} {name}")
+                assert not np.array_equal(got, z)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fill_normal_kernel_reproduces_numpy_stream_and_state(dtype):
     a, b = np.empty(257, dtype=dtype), np.empty(257, dtype=dtype)
     g1, g2 = np.random.default_rng(21), np.random.default_rng(21)
