@@ -35,29 +35,21 @@ def row_sum_rows(W: Array, lambda_l: float) -> tuple[float, Array]:
     return value, (lambda_l * np.sign(s)).astype(W.dtype)
 
 
-def row_sum_layer(W: Array, lambda_l: float) -> tuple[float, Array]:
-    """:func:`row_sum_rows` with the gradient as a fresh array shaped like ``W``,
-    ``(n_out, n_in)``; see :func:`row_sum_penalty`."""
-    value, c = row_sum_rows(W, lambda_l)
-    return value, np.broadcast_to(c[:, None], W.shape).copy()
-
-
 def row_sum_layers(params: Params, lam: dict[int, float], *,
                    views: bool = False) -> tuple[float, dict[int, Array]]:
     """:func:`row_sum_terms` with the gradients of the penalised layers only, ``{l: dR/dW^(l)}``
-    (the trainer adds them to its gradients and skips the zero ones). With ``views`` each
-    gradient is a read-only broadcast view of its row values (:func:`row_sum_rows`, stride 0
-    along the inputs), so no ``(n_out, n_in)`` array is written: the trainer adds it row by
-    row (:func:`refnet._model_kernels.add_row_values`)."""
+    (the trainer adds them to its gradients and skips the zero ones): each a fresh array
+    shaped like ``W``, ``(n_out, n_in)``, or with ``views`` a read-only broadcast view of its
+    row values (:func:`row_sum_rows`, stride 0 along the inputs), so no ``(n_out, n_in)``
+    array is written: the trainer adds it row by row
+    (:func:`refnet._model_kernels.add_row_values`)."""
     R = 0.0
     dW = {}
     for l, lambda_l in lam.items():
         W = params.W[l - 1]
-        if views:
-            v, c = row_sum_rows(W, lambda_l)
-            dW[l] = np.broadcast_to(c[:, None], W.shape)
-        else:
-            v, dW[l] = row_sum_layer(W, lambda_l)
+        v, c = row_sum_rows(W, lambda_l)
+        g = np.broadcast_to(c[:, None], W.shape)
+        dW[l] = g if views else g.copy()
         R += v
     return R, dW
 
