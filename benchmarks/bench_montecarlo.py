@@ -184,12 +184,19 @@ def _all_cores_time(make, cores: int, repeats: int, calls: int = 10) -> float:
     return best / calls
 
 
+_OWN_SIGMOID = (K.ACT_CODES["sigmoid"], 0.0, K.POS_CLEAN)
+
+
+def _own_sigmoid(A, out):
+    """refnet's own sigmoid kernel (the engine's clean activation, one thread) on A into out."""
+    e = np.empty((0, 0), dtype=A.dtype)
+    K.noisy_activation_serial(A, _OWN_SIGMOID, np.zeros(4, A.dtype), e, e, e, e, out)
+
+
 def _own_sigmoid_time(A, repeats: int) -> float:
-    """One-thread time of refnet's own sigmoid kernel (the engine's clean activation) on A."""
-    out, e = np.empty_like(A), np.empty((0, 0), dtype=A.dtype)
-    own = (K.ACT_CODES["sigmoid"], 0.0, K.POS_CLEAN)
-    return _best_one_thread_time(lambda: K.noisy_activation_serial(
-        A, own, np.zeros(4, A.dtype), e, e, e, e, out), repeats)
+    """One-thread time of :func:`_own_sigmoid` on A."""
+    out = np.empty_like(A)
+    return _best_one_thread_time(lambda: _own_sigmoid(A, out), repeats)
 
 
 def machine_rates(dtype, rows: int, repeats: int, cores: int, torch=None) -> dict:
@@ -219,8 +226,6 @@ def machine_rates(dtype, rows: int, repeats: int, cores: int, torch=None) -> dic
         t_sig = min(t_sig, _best_one_thread_time(lambda: torch.sigmoid(At), repeats))
     t_own = _own_sigmoid_time(A, repeats)
     # the same per-core pieces, each thread its own arrays and generator, all cores at once
-    own = (K.ACT_CODES["sigmoid"], 0.0, K.POS_CLEAN)
-    e, zero = np.empty((0, 0), dtype=dtype), np.zeros(4, dtype)
     mine = [(A.copy(), np.empty_like(A), np.empty_like(buf), np.random.default_rng(20 + i))
             for i in range(cores)]
     a_gemm = _all_cores_time(lambda i: lambda: mine[i][0] @ B, cores, repeats)
@@ -233,8 +238,8 @@ def machine_rates(dtype, rows: int, repeats: int, cores: int, torch=None) -> dic
         a_sig = min(a_sig, _all_cores_time(lambda i: (lambda At=torch.from_numpy(mine[i][0]):
                                                       torch.sigmoid(At)), cores, repeats))
         torch.set_num_threads(n_threads)
-    a_own = _all_cores_time(lambda i: lambda: K.noisy_activation_serial(
-        mine[i][0], own, zero, e, e, e, e, mine[i][1]), cores, repeats)
+    a_own = _all_cores_time(lambda i: lambda: _own_sigmoid(mine[i][0], mine[i][1]), cores,
+                            repeats)
     flops = 2 * rows * SIZES[1] * SIZES[2]
     x_cores = {"gemm_flops": max(flops / t_multi, cores * flops / t_one),
                "draws": cores * buf.size / t_draw, "sigmoids": cores * A.size / t_sig,
@@ -287,13 +292,11 @@ def same_bits_bound(noise_type: str, dtype, rows: int, reps: int, repeats: int,
     text = " + ".join(f"{x / rows / cores * 1e6:.3f} us {what}" for x, what in parts if x)
     # the same pieces, a chunk's in a row, on every core at once (each thread its own arrays,
     # generator and outputs; the weights shared, as refnet's workers share them)
-    own = (K.ACT_CODES["sigmoid"], 0.0, K.POS_CLEAN)
-    e = np.empty((0, 0), dtype=dtype)
 
     def thread_pieces(i):
         g = np.random.default_rng(10 + i)
         Xi, A1i, A2i = (g.random((rows, n)).astype(dtype) for n in (n0, n1, n2))
-        out1, out2, zero = np.empty_like(A1i), np.empty_like(A2i), np.zeros(4, dtype)
+        out1, out2 = np.empty_like(A1i), np.empty_like(A2i)
         bufi, eps = np.empty(rows * n_draw, dtype=dtype), g.random((rows, n2)).astype(dtype)
         L = np.asfortranarray(np.eye(n2, dtype=dtype))
 
@@ -303,12 +306,12 @@ def same_bits_bound(noise_type: str, dtype, rows: int, reps: int, repeats: int,
             elif t_noise:
                 A1i @ W2.T
             A2i @ W3.T
-            K.noisy_activation_serial(A2i, own, zero, e, e, e, e, out2)
+            _own_sigmoid(A2i, out2)
             K.fill_normal(g, bufi)
 
         def per_input_work():
             Xi @ W1.T
-            K.noisy_activation_serial(A1i, own, zero, e, e, e, e, out1)
+            _own_sigmoid(A1i, out1)
             if noise_type != "mul_unc":
                 A1i @ W2.T
         return chunk, per_input_work
